@@ -1,0 +1,241 @@
+"""CLI commands that start or follow work: generate, sample, simulate, train, runs, export, stats."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import typer
+
+from rlhf.cli.common import follow, print_json, print_table, session
+from rlhf.errors import InvalidInput, TrainingFailed
+from rlhf.settings import get_settings
+
+runs_app = typer.Typer(help="Training runs.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(generate)
+    app.command()(sample)
+    app.command()(simulate)
+    app.command()(train)
+    app.command()(export)
+    app.command()(stats)
+    app.add_typer(runs_app, name="runs")
+
+
+def _run_in_process_or_poll(execute, job_id: int, poll, label: str) -> None:
+    """With no broker, ``--wait`` runs the job right here; with one, it follows the worker."""
+    if get_settings().embedded:
+        worker = threading.Thread(target=execute, args=(job_id,), daemon=True)
+        worker.start()
+        follow(lambda: (not worker.is_alive() and poll()[0], *poll()[1:]), label)
+        worker.join()
+    else:
+        follow(poll, label)
+
+
+def generate(per_checkpoint: int = typer.Option(None, help="samples per checkpoint and prompt "
+                                                "(default 2 with one serving checkpoint, else 1)"),
+             limit: int = typer.Option(None, help="at most this many prompts (fewest comparisons first)"),
+             tag: str = typer.Option(None, help="only prompts with this tag"),
+             target_votes: int = typer.Option(1, help="votes wanted per comparison"),
+             max_new_tokens: int = typer.Option(64, help="longest response, in tokens"),
+             temperature: float = typer.Option(1.0, help="sampling temperature"),
+             wait: bool = typer.Option(False, help="wait until the comparisons are open")) -> None:
+    """Sample responses from serving checkpoints and open comparisons."""
+    from rlhf.generation import execute_generation_job
+    from rlhf.services.generation_jobs import get_generation_job
+    from workers.dispatch import submit_generation
+
+    with session() as s:
+        job = submit_generation(session=s, per_checkpoint=per_checkpoint, limit=limit, tag=tag,
+                                target_votes=target_votes,
+                                sampling={"max_new_tokens": max_new_tokens, "temperature": temperature})
+        job_id = job.id
+    typer.echo(f"generation job {job_id} queued")
+    if not wait:
+        return
+
+    def poll():
+        with session() as s:
+            j = get_generation_job(session=s, job_id=job_id)
+            return j.status.finished, None, None, j.status.value
+
+    _run_in_process_or_poll(execute_generation_job, job_id, poll, f"generation job {job_id}")
+    with session() as s:
+        j = get_generation_job(session=s, job_id=job_id)
+        if j.status.value != "succeeded":
+            raise TrainingFailed(f"generation job {job_id} {j.status.value}: {j.error}")
+        r = j.result
+        typer.echo(f"sampled {r['responses']} responses for {r['prompts']} prompts; "
+                   f"opened {r['comparisons']} comparisons")
+
+
+def sample(checkpoint: str, prompts: Path = typer.Option(None, help="JSONL/CSV/Parquet prompts "
+                                                          "(default: the bundled held-out prompts)"),
+           n: int = typer.Option(1, help="samples per prompt"), limit: int = typer.Option(8, help="prompts to use"),
+           seed: int = typer.Option(0), max_new_tokens: int = typer.Option(64),
+           json_: bool = typer.Option(False, "--json")) -> None:
+    """Print generations from a checkpoint, for a quick look at a model."""
+    from rlhf.modeling.tiny import HELDOUT_PROMPTS_PATH
+    from rlhf.sampling import SamplingParams, sample_checkpoint
+    from rlhf.services.checkpoints import get_checkpoint
+    from rlhf.services.prompts import parse_file
+
+    with session() as s:
+        path = get_checkpoint(session=s, checkpoint_id=checkpoint).path
+    records = parse_file(prompts or HELDOUT_PROMPTS_PATH)[:limit]
+    out = sample_checkpoint(path, [r.messages for r in records], n=n,
+                            params=SamplingParams(seed=seed, max_new_tokens=max_new_tokens))
+    rows = [{"prompt": r.messages[-1]["content"], "samples": [x.text for x in samples]}
+            for r, samples in zip(records, out)]
+    if json_:
+        print_json(rows)
+        return
+    for row in rows:
+        typer.echo(f"> {row['prompt']}")
+        for text in row["samples"]:
+            typer.echo(f"  - {text}")
+
+
+def simulate(rule: str = typer.Option(..., help="contains:WORD, avoids:WORD, shorter or longer"),
+             raters: int = typer.Option(1, help="simulated raters (users sim-1 … sim-K)"),
+             noise: float = typer.Option(0.0, help="probability of flipping a decided vote"),
+             limit: int = typer.Option(None, help="at most this many comparisons"),
+             seed: int = typer.Option(0)) -> None:
+    """Simulated raters vote on open comparisons."""
+    from rlhf.simulate import simulate as run_simulation
+
+    with session() as s:
+        counts = run_simulation(session=s, rule=rule, raters=raters, noise=noise, limit=limit, seed=seed)
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k != "votes")
+    typer.echo(f"recorded {counts.get('votes', 0)} votes" + (f" ({detail})" if detail else ""))
+
+
+def train(algorithm: str = typer.Argument(..., help="sft, reward, dpo, ppo, rloo or grpo"),
+          base: str = typer.Option(None, help="base checkpoint (default: the newest serving policy)"),
+          reward_model: str = typer.Option(None, help="reward checkpoint (ppo, rloo, grpo)"),
+          steps: int = typer.Option(None, help="optimizer steps"),
+          set_: list[str] = typer.Option([], "--set", help="KEY=VALUE training parameter (repeatable)"),
+          ties: str = typer.Option("drop", help="drop or keep tied votes"),
+          wait: bool = typer.Option(False, help="follow the run to its end; exit non-zero if it fails"),
+          serve: bool = typer.Option(False, help="serve the new checkpoint when the run succeeds")) -> None:
+    """Start a training run; prints the run id."""
+    from rlhf.training.config import parse_set_options
+    from workers.dispatch import submit_run
+
+    params = parse_set_options(set_)
+    if steps is not None:
+        params["steps"] = steps
+    with session() as s:
+        run = submit_run(session=s, algorithm=algorithm, base_checkpoint_id=base,
+                         reward_checkpoint_id=reward_model, params=params, serve_on_success=serve, ties=ties)
+        run_id = run.id
+    typer.echo(run_id)
+    if wait:
+        wait_for_run(run_id)
+
+
+def wait_for_run(run_id: int) -> None:
+    from rlhf.execution import execute_run
+    from rlhf.services.runs import get_run
+
+    def poll():
+        with session() as s:
+            r = get_run(session=s, run_id=run_id)
+            p = r.progress or {}
+            note = r.status.value + (f" loss {p['loss']:.4f}" if isinstance(p.get("loss"), float) else "")
+            return r.status.finished, p.get("step"), p.get("max_steps") or r.params.get("steps"), note
+
+    _run_in_process_or_poll(execute_run, run_id, poll, f"run {run_id}")
+    with session() as s:
+        r = get_run(session=s, run_id=run_id)
+        if r.status.value != "succeeded":
+            raise TrainingFailed(f"run {run_id} {r.status.value}: {(r.error or '').splitlines()[0] if r.error else ''}")
+        typer.echo(f"run {run_id} succeeded: checkpoint {r.output_checkpoint_id}", err=True)
+
+
+def _run_row(r) -> dict:
+    return {"id": r.id, "algorithm": r.algorithm, "status": r.status, "base_checkpoint_id": r.base_checkpoint_id,
+            "reward_checkpoint_id": r.reward_checkpoint_id, "output_checkpoint_id": r.output_checkpoint_id,
+            "step": (r.progress or {}).get("step"), "params": r.params, "metrics": r.metrics, "error": r.error,
+            "snapshot": {k: v for k, v in (r.snapshot or {}).items() if k != "vote_ids"},
+            "votes": len((r.snapshot or {}).get("vote_ids", [])), "created_at": r.created_at,
+            "started_at": r.started_at, "finished_at": r.finished_at}
+
+
+@runs_app.command("list")
+def runs_list(json_: bool = typer.Option(False, "--json"), limit: int = typer.Option(50)) -> None:
+    """Training runs, newest first."""
+    from rlhf.services.runs import list_runs
+
+    with session() as s:
+        rows = [_run_row(r) for r in list_runs(session=s, limit=limit)]
+    if json_:
+        print_json(rows)
+    else:
+        print_table(rows, ["id", "algorithm", "status", "step", "base_checkpoint_id", "output_checkpoint_id",
+                           "created_at"])
+
+
+@runs_app.command("show")
+def runs_show(run_id: int, json_: bool = typer.Option(False, "--json")) -> None:
+    """A run's status, parameters, metrics, data snapshot and output checkpoint."""
+    from rlhf.services.runs import get_run, run_log
+
+    with session() as s:
+        row = _run_row(get_run(session=s, run_id=run_id))
+        row["log"] = [{"step": e.step, **e.values} for e in run_log(session=s, run_id=run_id)]
+    if json_:
+        print_json(row)
+        return
+    for key in ("id", "algorithm", "status", "base_checkpoint_id", "reward_checkpoint_id", "output_checkpoint_id",
+                "votes", "created_at", "started_at", "finished_at"):
+        typer.echo(f"{key:22} {row[key] if row[key] is not None else '-'}")
+    typer.echo(f"{'params':22} {row['params']}")
+    if row["snapshot"]:
+        typer.echo(f"{'snapshot':22} {row['snapshot']}")
+    for k, v in sorted((row["metrics"] or {}).items()):
+        typer.echo(f"  {k:20} {v:.4g}" if isinstance(v, float) else f"  {k:20} {v}")
+    if row["log"]:
+        last = row["log"][-1]
+        typer.echo(f"{'last log':22} " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                   for k, v in last.items()))
+    if row["error"]:
+        typer.echo(f"error: {row['error']}")
+
+
+@runs_app.command("cancel")
+def runs_cancel(run_id: int) -> None:
+    """Cancel a queued run, or stop a running one."""
+    from rlhf.services.runs import cancel_run
+
+    with session() as s:
+        r = cancel_run(session=s, run_id=run_id)
+        typer.echo(f"run {run_id}: {'cancelled' if r.status.finished else 'stop requested'}")
+
+
+def export(path: Path, format: str = typer.Option(None, "--format", help="jsonl or parquet (default: by extension)"),
+           ties: str = typer.Option("drop", help="drop or keep tied votes")) -> None:
+    """Export the preference dataset in TRL's conversational format."""
+    from rlhf.services.dataset import export as export_rows
+
+    if format and format not in ("jsonl", "parquet"):
+        raise InvalidInput(f"unknown format {format!r}; use jsonl or parquet")
+    with session() as s:
+        n = export_rows(session=s, path=path, fmt=format, ties=ties)
+    typer.echo(f"wrote {n} preference pairs to {path}")
+
+
+def stats(json_: bool = typer.Option(False, "--json")) -> None:
+    """Counts: prompts, responses, comparisons, votes, runs, checkpoints."""
+    from rlhf.services.stats import overall_stats
+
+    with session() as s:
+        data = overall_stats(session=s)
+    if json_:
+        print_json(data)
+        return
+    for k, v in data.items():
+        typer.echo(f"{k:18} {v}")

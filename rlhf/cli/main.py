@@ -1,0 +1,188 @@
+"""``rlhf``: run the feedback loop from a terminal.
+
+Every command has ``--help``; list/show commands take ``--json``. A user mistake is one
+line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+import typer
+
+from rlhf.cli import jobs as jobs_cli
+from rlhf.cli import serve as serve_cli
+from rlhf.cli.common import print_json, print_table, session
+from rlhf.errors import RLHFError
+from rlhf.settings import get_settings
+
+app = typer.Typer(help="RLHF feedback loop: collect preferences, train on them, serve the result.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+users_app = typer.Typer(help="Raters, engineers and admins.", no_args_is_help=True)
+models_app = typer.Typer(help="Build models offline.", no_args_is_help=True)
+checkpoints_app = typer.Typer(help="The checkpoint registry.", no_args_is_help=True)
+prompts_app = typer.Typer(help="Prompts to sample responses for.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(models_app, name="models")
+app.add_typer(checkpoints_app, name="checkpoints")
+app.add_typer(prompts_app, name="prompts")
+jobs_cli.register(app)
+serve_cli.register(app)
+
+
+@app.command()
+def init() -> None:
+    """Create or migrate the database (idempotent), create the admin, register the base model."""
+    from rlhf import db
+    from rlhf.services.checkpoints import list_checkpoints, register_checkpoint
+    from rlhf.services.users import ensure_user
+
+    settings = get_settings()
+    db.wait_for_database(settings.database_url)
+    db.migrate(settings.database_url)
+    typer.echo(f"database ready: {sa.engine.make_url(settings.database_url).render_as_string(hide_password=True)}")
+    with session() as s:
+        if settings.admin_user:
+            if not settings.admin_password:
+                raise RLHFError("RLHF_ADMIN_USER is set but RLHF_ADMIN_PASSWORD is not")
+            ensure_user(session=s, name=settings.admin_user, role="admin", password=settings.admin_password)
+            typer.echo(f"admin user: {settings.admin_user}")
+        if not list_checkpoints(session=s):
+            path = resolve_base_model(settings.base_model)
+            ckpt = register_checkpoint(session=s, path=path, name="base", serve=True)
+            typer.echo(f"registered base model as checkpoint {ckpt.id} (serving): {path}")
+
+
+def resolve_base_model(name: str) -> str:
+    """``tiny`` is built once into the data dir; anything else is a hub id or a local path."""
+    if name != "tiny":
+        return name
+    from rlhf.modeling.tiny import build_tiny_model
+
+    target = get_settings().checkpoints_dir / "tiny-base"
+    if not (target / "config.json").exists():
+        typer.echo("building the offline tiny model (first use)…", err=True)
+        build_tiny_model(target)
+    return str(target.resolve())
+
+
+@users_app.command("add")
+def users_add(name: str, role: str = typer.Option("rater", help="rater, engineer or admin"),
+              password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from stdin")) -> None:
+    """Add a user."""
+    from rlhf.services.users import create_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    with session() as s:
+        user = create_user(session=s, name=name, role=role, password=password)
+        typer.echo(f"user {user.name} ({user.role.value}) created with id {user.id}")
+
+
+@users_app.command("list")
+def users_list(json_: bool = typer.Option(False, "--json")) -> None:
+    """List users."""
+    from rlhf.services.users import list_users
+
+    with session() as s:
+        rows = [{"id": u.id, "name": u.name, "role": u.role, "active": u.active, "created_at": u.created_at}
+                for u in list_users(session=s)]
+    print_json(rows) if json_ else print_table(rows, ["id", "name", "role", "active", "created_at"])
+
+
+@models_app.command("tiny")
+def models_tiny(directory: Path, seed: int = typer.Option(0, help="seed for tokenizer, weights and warm-up")) -> None:
+    """Build the offline tiny chat model (tokenizer + weights + short SFT warm-up)."""
+    from rlhf.modeling.tiny import build_tiny_model
+
+    path = build_tiny_model(directory, seed=seed)
+    typer.echo(str(path))
+
+
+@checkpoints_app.command("add")
+def checkpoints_add(path: str, name: str = typer.Option(..., help="a unique name"),
+                    serve: bool = typer.Option(False, help="serve it to raters right away"),
+                    kind: str = typer.Option(None, help="policy or reward (read from the model when omitted)")) -> None:
+    """Register a model directory or hub id; prints its id."""
+    from rlhf.services.checkpoints import register_checkpoint
+
+    with session() as s:
+        ckpt = register_checkpoint(session=s, path=path, name=name, serve=serve, kind=kind)
+        s.flush()
+        typer.echo(ckpt.id)
+
+
+def _checkpoint_row(c) -> dict:
+    return {"id": c.id, "name": c.name, "kind": c.kind, "status": c.status, "parent_id": c.parent_id,
+            "run_id": c.run_id, "path": c.path, "created_at": c.created_at, "metrics": c.metrics}
+
+
+@checkpoints_app.command("list")
+def checkpoints_list(json_: bool = typer.Option(False, "--json")) -> None:
+    """List checkpoints with their kind, status and lineage."""
+    from rlhf.services.checkpoints import list_checkpoints
+
+    with session() as s:
+        rows = [_checkpoint_row(c) for c in list_checkpoints(session=s)]
+    print_json(rows) if json_ else print_table(rows, ["id", "name", "kind", "status", "parent_id", "run_id",
+                                                      "created_at"])
+
+
+@checkpoints_app.command("serve")
+def checkpoints_serve(checkpoint: str) -> None:
+    """Serve a checkpoint: its responses enter new comparisons."""
+    from rlhf.services.checkpoints import serve_checkpoint
+
+    with session() as s:
+        c = serve_checkpoint(session=s, checkpoint_id=checkpoint)
+        typer.echo(f"checkpoint {c.id} ({c.name}) is serving")
+
+
+@checkpoints_app.command("retire")
+def checkpoints_retire(checkpoint: str) -> None:
+    """Stop serving a checkpoint (it stays in the registry)."""
+    from rlhf.services.checkpoints import retire_checkpoint
+
+    with session() as s:
+        c = retire_checkpoint(session=s, checkpoint_id=checkpoint)
+        typer.echo(f"checkpoint {c.id} ({c.name}) is retired")
+
+
+@prompts_app.command("import")
+def prompts_import(file: Path, tag: list[str] = typer.Option([], "--tag", help="add this tag to every prompt")) -> None:
+    """Import prompts: JSONL (prompt or messages, optional id, tags), CSV (prompt column) or Parquet."""
+    from rlhf.errors import InvalidInput
+    from rlhf.services.prompts import import_file
+
+    if not file.is_file():
+        raise InvalidInput(f"{file}: no such file")
+    with session() as s:
+        result = import_file(session=s, path=file, tags=tag)
+    typer.echo(f"imported {result.created} prompts" + (f" ({result.skipped} already present)" if result.skipped else ""))
+
+
+def main() -> None:
+    """Entry point: domain errors become one line on stderr and exit code 1."""
+    logging.basicConfig(level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "urllib3", "datasets", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        app()
+    except RLHFError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except sa.exc.OperationalError as exc:
+        typer.echo(f"error: database unavailable: {exc.orig}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

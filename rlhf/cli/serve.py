@@ -1,0 +1,55 @@
+"""Long-running commands: the worker, the web app, and the demo."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+
+import typer
+
+from rlhf.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(worker)
+    app.command()(demo)
+
+
+def worker(queues: str = typer.Option("train,generate", help="comma-separated queues to take jobs from"),
+           concurrency: int = typer.Option(1, help="jobs at once (keep 1 per GPU for training)"),
+           once: bool = typer.Option(False, help="embedded mode only: run what is queued now, then exit")) -> None:
+    """A worker: Celery on the broker, or (no broker configured) a database-polling embedded worker."""
+    from rlhf import db
+    from rlhf.services.runs import reap_stale_runs
+
+    settings = get_settings()
+    db.wait_for_database(settings.database_url)
+    with db.session_scope(db.get_engine(settings.database_url)) as s:
+        reaped = reap_stale_runs(session=s, timeout=timedelta(seconds=settings.heartbeat_timeout_s))
+        if reaped:
+            typer.echo(f"marked stale runs {reaped} as failed", err=True)
+    if settings.embedded:
+        from rlhf.embedded import work_once
+
+        typer.echo("no RLHF_BROKER_URL: running the embedded worker on the database", err=True)
+        while True:
+            work_once(settings)
+            if once:
+                return
+            time.sleep(2.0)
+    from workers.celery_app import app as celery_app
+
+    celery_app.worker_main(["worker", "--queues", queues, "--concurrency", str(concurrency), "--loglevel",
+                            settings.log_level.upper(), "--without-gossip", "--without-mingle"])
+
+
+def demo(data_dir: str = typer.Option("./rlhf-demo", help="a fresh folder for the demo's database and models"),
+         rounds: int = typer.Option(1, help="headless rounds to run before serving"),
+         word: str = typer.Option("please", help="the word the simulated raters prefer")) -> None:
+    """Everything at once, offline, on a fresh data dir."""
+    from rlhf.demo import run_demo
+
+    run_demo(data_dir=data_dir, rounds=rounds, word=word)

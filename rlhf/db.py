@@ -1,0 +1,95 @@
+"""Engine, sessions and migrations.
+
+SQLite is the embedded default (WAL, so raters' reads never wait on a writer);
+PostgreSQL is the deployment database. Schema changes only through Alembic.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from rlhf.errors import ConfigError
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+@lru_cache(maxsize=8)
+def get_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    # pre_ping: a PostgreSQL restart leaves dead pooled connections; check before use.
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def engine_from_settings() -> Engine:
+    from rlhf.settings import get_settings
+
+    return get_engine(get_settings().database_url)
+
+
+@contextmanager
+def session_scope(engine: Engine | None = None) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    session = Session(engine or engine_from_settings(), expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def _alembic_config(url: str):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def wait_for_database(url: str, timeout_s: float = 60.0) -> None:
+    """Start-up waits for the database (compose starts everything at once)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with get_engine(url).connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            return
+        except sa.exc.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise ConfigError(f"database at {sa.engine.make_url(url).render_as_string(hide_password=True)} "
+                                  f"does not answer: {exc.orig}") from exc
+            time.sleep(1.0)
+
+
+def migrate(url: str) -> None:
+    """Bring the schema to the newest revision; safe to run again and again."""
+    from alembic import command
+
+    command.upgrade(_alembic_config(url), "head")

@@ -1,0 +1,229 @@
+"""Executing a queued training run: the part a worker (Celery or embedded) calls with an id.
+
+The worker claims the run, writes the frozen data and a spec into the run's folder,
+starts the trainer process, tails its progress into the database, and only when the
+trainer has finished and written its result renames the model directory into place and
+registers the checkpoint. Any other ending leaves a failed (or cancelled) run, its
+reason stored, and nothing under the final directory name.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from rlhf import db
+from rlhf.errors import RLHFError
+from rlhf.models import Algorithm, Checkpoint, CheckpointKind, JobStatus, TrainingRun
+from rlhf.services import runs as runs_svc
+from rlhf.services.checkpoints import register_checkpoint
+from rlhf.services.dataset import snapshot_rows
+from rlhf.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+POLL_S = 1.0
+STOP_GRACE_S = 30.0
+
+
+def run_dir(settings: Settings, run_id: int) -> Path:
+    return settings.runs_dir / f"run-{run_id}"
+
+
+def final_dir(settings: Settings, run: TrainingRun) -> Path:
+    return settings.checkpoints_dir / f"{run.algorithm.value}-run{run.id}"
+
+
+def _prepare(session, settings: Settings, run: TrainingRun) -> dict[str, Any]:
+    """Write everything the trainer reads; nothing in it refers back to the database."""
+    from rlhf.services.prompts import list_prompts
+
+    rdir = run_dir(settings, run.id)
+    if rdir.exists():
+        shutil.rmtree(rdir)  # leftovers of an earlier attempt at this run
+    rdir.mkdir(parents=True)
+    base = session.get(Checkpoint, run.base_checkpoint_id)
+    reward = session.get(Checkpoint, run.reward_checkpoint_id) if run.reward_checkpoint_id else None
+    algorithm = run.algorithm
+    if algorithm in (Algorithm.dpo, Algorithm.reward):
+        data = snapshot_rows(session=session, snapshot=run.snapshot)
+    elif algorithm is Algorithm.sft:
+        from rlhf.training.common import read_jsonl
+        from rlhf.training.sft import demonstrations_to_examples
+
+        if run.params.get("data"):
+            data = demonstrations_to_examples(read_jsonl(run.params["data"]))
+        else:
+            data = [{"prompt": r["prompt"], "completion": r["chosen"]}
+                    for r in snapshot_rows(session=session, snapshot=run.snapshot)]
+    else:
+        tag = run.params.get("prompt_tag") or None
+        data = [{"prompt": p.messages, "prompt_id": p.id} for p in list_prompts(session=session, tag=tag)]
+    data_path = rdir / "data.jsonl"
+    data_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data), encoding="utf-8")
+    settings.checkpoints_dir.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "run_id": run.id,
+        "algorithm": algorithm.value,
+        "base": base.path,
+        "reward_model": reward.path if reward else None,
+        "params": run.params,
+        "data": str(data_path),
+        # Same filesystem as the final directory, so the rename into place is atomic.
+        "output_dir": str(settings.checkpoints_dir / f".tmp-run{run.id}-{uuid.uuid4().hex[:8]}"),
+        "work_dir": str(rdir / "trainer"),
+        "progress": str(rdir / "progress.jsonl"),
+        "result": str(rdir / "result.json"),
+        "stop": str(rdir / "STOP"),
+    }
+    (rdir / "spec.json").write_text(json.dumps(spec, indent=2))
+    return spec
+
+
+def trainer_command(spec_path: Path, params: dict[str, Any]) -> list[str]:
+    """The trainer's command line: plain Python, or ``accelerate launch`` over several processes."""
+    n = int(params.get("num_processes", 1) or 1)
+    if n <= 1:
+        return [sys.executable, "-m", "rlhf.training.child", str(spec_path)]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n)]
+    if params.get("accelerate_config"):
+        cmd += ["--config_file", str(params["accelerate_config"])]
+    return cmd + ["-m", "rlhf.training.child", str(spec_path)]
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """If the worker is killed, its trainer must not live on as an orphan holding a GPU."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setsid()
+
+
+class _Tail:
+    """Reads the lines appended to the trainer's progress file since the last call."""
+
+    def __init__(self, path: Path):
+        self.path, self.offset = path, 0
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as fh:
+            fh.seek(self.offset)
+            chunk = fh.read()
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        return [json.loads(line) for line in complete.splitlines() if line.strip()]
+
+
+def _failure_reason(log_path: Path, returncode: int) -> str:
+    tail = log_path.read_text(errors="replace").strip().splitlines()[-40:] if log_path.exists() else []
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        hint = " (killed: out of memory, or stopped by an operator)" if name == "SIGKILL" else ""
+        head = f"trainer process died with {name}{hint}"
+    else:
+        head = f"trainer process exited with code {returncode}"
+    # The last exception line says what went wrong; the tail helps whoever digs further.
+    last_error = next((line for line in reversed(tail) if "Error" in line or "Exception" in line), "")
+    return head + (f": {last_error.strip()}" if last_error else "") + ("\n\n" + "\n".join(tail) if tail else "")
+
+
+def execute_run(run_id: int, settings: Settings | None = None) -> JobStatus | None:
+    """Claim and train one run; returns its final status, or None if it was not ours to run."""
+    settings = settings or get_settings()
+    engine = db.get_engine(settings.database_url)
+    with db.session_scope(engine) as session:
+        run = runs_svc.get_run(session=session, run_id=run_id)
+        if run.status is not JobStatus.queued:
+            log.info("run %s is %s; nothing to do", run_id, run.status.value)
+            return None
+        if not runs_svc.claim_run(session=session, run_id=run_id):
+            return None
+        try:
+            spec = _prepare(session, settings, run)
+        except RLHFError as exc:
+            runs_svc.finish_run(session=session, run_id=run_id, status=JobStatus.failed, error=str(exc))
+            return JobStatus.failed
+    return _train(run_id, spec, settings, engine)
+
+
+def _train(run_id: int, spec: dict[str, Any], settings: Settings, engine) -> JobStatus:
+    rdir = run_dir(settings, run_id)
+    log_path = rdir / "train.log"
+    output_dir = Path(spec["output_dir"])
+    tail = _Tail(Path(spec["progress"]))
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    cmd = trainer_command(rdir / "spec.json", spec["params"])
+    log.info("run %s: starting trainer: %s", run_id, " ".join(cmd))
+    with log_path.open("wb") as log_fh:
+        proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+        stop_sent_at = None
+        while True:
+            try:
+                returncode = proc.wait(timeout=POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            cancel = _report(engine, run_id, tail)
+            if cancel and stop_sent_at is None:
+                Path(spec["stop"]).touch()  # ask nicely: the trainer stops between steps
+                stop_sent_at = time.monotonic()
+            elif stop_sent_at is not None and time.monotonic() - stop_sent_at > STOP_GRACE_S:
+                os.killpg(proc.pid, signal.SIGKILL)
+    _report(engine, run_id, tail)
+    result_path = Path(spec["result"])
+    with db.session_scope(engine) as session:
+        run = runs_svc.get_run(session=session, run_id=run_id)
+        if returncode == 0 and result_path.exists() and not run.cancel_requested:
+            metrics = json.loads(result_path.read_text())
+            return _register(session, settings, run, output_dir, metrics)
+        shutil.rmtree(output_dir, ignore_errors=True)
+        if run.cancel_requested:
+            runs_svc.finish_run(session=session, run_id=run_id, status=JobStatus.cancelled,
+                                error="cancelled while training")
+            return JobStatus.cancelled
+        runs_svc.finish_run(session=session, run_id=run_id, status=JobStatus.failed,
+                            error=_failure_reason(log_path, returncode))
+        return JobStatus.failed
+
+
+def _report(engine, run_id: int, tail: _Tail) -> bool:
+    """Copy new progress lines into the run; returns True when a cancel was requested."""
+    with db.session_scope(engine) as session:
+        lines = tail.read()
+        for line in lines:
+            runs_svc.log_step(session=session, run_id=run_id, step=int(line.get("step", 0)), values=line)
+        progress = None
+        if lines:
+            last = lines[-1]
+            progress = {"step": int(last.get("step", 0)), "max_steps": last.get("max_steps"),
+                        **{k: v for k, v in last.items() if k not in ("step", "max_steps")}}
+        return runs_svc.heartbeat(session=session, run_id=run_id, progress=progress)
+
+
+def _register(session, settings: Settings, run: TrainingRun, output_dir: Path, metrics: dict) -> JobStatus:
+    final = final_dir(settings, run)
+    if final.exists():
+        shutil.rmtree(final)  # an earlier attempt renamed but never registered
+    os.replace(output_dir, final)
+    kind = CheckpointKind.reward if run.algorithm is Algorithm.reward else CheckpointKind.policy
+    ckpt = register_checkpoint(session=session, path=str(final), name=final.name, kind=kind,
+                               serve=run.serve_on_success and kind is CheckpointKind.policy,
+                               parent_id=run.base_checkpoint_id, run_id=run.id,
+                               metrics={**metrics, "snapshot_hash": run.snapshot_hash})
+    session.flush()
+    runs_svc.finish_run(session=session, run_id=run.id, status=JobStatus.succeeded, metrics=metrics,
+                        output_checkpoint_id=ckpt.id)
+    return JobStatus.succeeded

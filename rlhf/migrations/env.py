@@ -1,0 +1,29 @@
+"""Alembic environment: the tables are the SQLModel metadata of ``rlhf.models``."""
+
+from alembic import context
+from sqlmodel import SQLModel
+
+import rlhf.models  # noqa: F401  (registers the tables)
+from rlhf.db import get_engine
+
+config = context.config
+target_metadata = SQLModel.metadata
+
+
+def run_migrations_online() -> None:
+    url = config.get_main_option("sqlalchemy.url")
+    engine = get_engine(url)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=target_metadata,
+            # SQLite cannot ALTER most things; batch mode copies the table instead.
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+        connection.commit()
+
+
+run_migrations_online()

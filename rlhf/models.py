@@ -1,0 +1,256 @@
+"""Database tables: the one source of truth for the loop.
+
+Queues carry only ids; everything a job needs is read from here and everything it
+produces is written back here. Timestamps are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import JSON, Column, Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; every value we store is UTC."""
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=timezone.utc)
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True), **kw)
+
+
+def _opt_ts(**kw: Any) -> Any:
+    return Field(default=None, sa_type=sa.DateTime(timezone=True), **kw)
+
+
+def _json(default_factory: Any = dict) -> Any:
+    return Field(default_factory=default_factory, sa_column=Column(JSON, nullable=False))
+
+
+class Role(str, enum.Enum):
+    rater = "rater"
+    engineer = "engineer"
+    admin = "admin"
+
+    @property
+    def rank(self) -> int:
+        return {"rater": 0, "engineer": 1, "admin": 2}[self.value]
+
+    def allows(self, needed: "Role") -> bool:
+        return self.rank >= needed.rank
+
+
+class CheckpointKind(str, enum.Enum):
+    policy = "policy"
+    reward = "reward"
+
+
+class CheckpointStatus(str, enum.Enum):
+    available = "available"  # registered, not shown to raters
+    serving = "serving"  # its responses enter new comparisons
+    retired = "retired"
+
+
+class ComparisonStatus(str, enum.Enum):
+    open = "open"
+    closed = "closed"
+
+
+class Choice(str, enum.Enum):
+    a = "a"
+    b = "b"
+    tie = "tie"
+    both_bad = "both_bad"
+
+
+class JobStatus(str, enum.Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+
+
+class Algorithm(str, enum.Enum):
+    sft = "sft"
+    reward = "reward"
+    dpo = "dpo"
+    ppo = "ppo"
+    rloo = "rloo"
+    grpo = "grpo"
+
+    @property
+    def needs_votes(self) -> bool:
+        return self in (Algorithm.reward, Algorithm.dpo)
+
+    @property
+    def needs_reward_model(self) -> bool:
+        return self in (Algorithm.ppo, Algorithm.rloo, Algorithm.grpo)
+
+
+def _enum(enum_cls: type[enum.Enum], default: Any) -> Any:
+    # Stored as plain strings (no native ENUM type, no CHECK) so new members need no DDL change.
+    return Field(default=default, sa_type=_enum_type(enum_cls), index=True)
+
+
+def _enum_type(enum_cls: type[enum.Enum]) -> sa.Enum:
+    return sa.Enum(
+        enum_cls,
+        native_enum=False,
+        create_constraint=False,
+        length=32,
+        values_callable=lambda e: [m.value for m in e],
+    )
+
+
+class User(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(sa.String(128), unique=True, nullable=False))
+    role: Role = _enum(Role, Role.rater)
+    password_hash: str
+    active: bool = True
+    created_at: datetime = _ts()
+
+
+class Prompt(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    # The id the importer gave; re-importing the same file does not duplicate prompts.
+    external_id: str | None = Field(default=None, sa_column=Column(sa.String(256), unique=True))
+    messages: list[dict[str, Any]] = _json(list)
+    tags: list[str] = _json(list)
+    created_at: datetime = _ts()
+
+
+class Checkpoint(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(sa.String(256), unique=True, nullable=False))
+    kind: CheckpointKind = _enum(CheckpointKind, CheckpointKind.policy)
+    status: CheckpointStatus = _enum(CheckpointStatus, CheckpointStatus.available)
+    # A local directory or a Hugging Face hub id.
+    path: str
+    parent_id: int | None = Field(default=None, foreign_key="checkpoint.id")
+    # The run that produced it. No foreign key: runs also point at checkpoints, and a
+    # cycle of constraints would make table creation order-dependent.
+    run_id: int | None = Field(default=None, index=True)
+    metrics: dict[str, Any] = _json(dict)
+    created_at: datetime = _ts()
+
+
+class GenerationJob(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    status: JobStatus = _enum(JobStatus, JobStatus.queued)
+    params: dict[str, Any] = _json(dict)
+    result: dict[str, Any] = _json(dict)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    created_at: datetime = _ts()
+    started_at: datetime | None = _opt_ts()
+    finished_at: datetime | None = _opt_ts()
+    heartbeat_at: datetime | None = _opt_ts()
+
+
+class Response(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    prompt_id: int = Field(foreign_key="prompt.id", index=True)
+    checkpoint_id: int = Field(foreign_key="checkpoint.id", index=True)
+    job_id: int | None = Field(default=None, foreign_key="generationjob.id")
+    text: str = Field(sa_type=sa.Text)
+    # Sampling parameters (temperature, top_p, max_new_tokens, seed) so a sample can be redone.
+    params: dict[str, Any] = _json(dict)
+    finished: bool = True  # ended with EOS rather than hitting max_new_tokens
+    created_at: datetime = _ts()
+
+
+class Comparison(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    prompt_id: int = Field(foreign_key="prompt.id", index=True)
+    response_a_id: int = Field(foreign_key="response.id")
+    response_b_id: int = Field(foreign_key="response.id")
+    status: ComparisonStatus = _enum(ComparisonStatus, ComparisonStatus.open)
+    target_votes: int = 1
+    strategy: str = "random"
+    job_id: int | None = Field(default=None, foreign_key="generationjob.id")
+    created_at: datetime = _ts()
+
+
+class Vote(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("comparison_id", "rater_id", name="uq_vote_rater_comparison"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    comparison_id: int = Field(foreign_key="comparison.id", index=True)
+    rater_id: int = Field(foreign_key="user.id", index=True)
+    # Always in terms of the stored response_a / response_b, whatever order the rater saw.
+    choice: Choice = Field(sa_type=_enum_type(Choice))
+    rationale: str | None = Field(default=None, sa_type=sa.Text)
+    shown_swapped: bool = False
+    idempotency_key: str | None = Field(default=None, sa_column=Column(sa.String(128), unique=True))
+    source: str = "human"  # "human" or "simulated:<rule>"
+    created_at: datetime = _ts()
+
+
+class Assignment(SQLModel, table=True):
+    """A comparison leased to one rater, with the left/right order they are shown."""
+
+    __table_args__ = (sa.UniqueConstraint("comparison_id", "rater_id", name="uq_assignment_rater_comparison"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    comparison_id: int = Field(foreign_key="comparison.id", index=True)
+    rater_id: int = Field(foreign_key="user.id", index=True)
+    swapped: bool = False
+    expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True), index=True)
+    created_at: datetime = _ts()
+
+
+class TrainingRun(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    algorithm: Algorithm = Field(sa_type=_enum_type(Algorithm), index=True)
+    status: JobStatus = _enum(JobStatus, JobStatus.queued)
+    base_checkpoint_id: int | None = Field(default=None, foreign_key="checkpoint.id")
+    reward_checkpoint_id: int | None = Field(default=None, foreign_key="checkpoint.id")
+    output_checkpoint_id: int | None = Field(default=None, foreign_key="checkpoint.id")
+    params: dict[str, Any] = _json(dict)
+    # Frozen at creation: which votes (and their content hash) this run trains on.
+    snapshot: dict[str, Any] = _json(dict)
+    snapshot_hash: str | None = Field(default=None, sa_type=sa.String(64))
+    progress: dict[str, Any] = _json(dict)
+    metrics: dict[str, Any] = _json(dict)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    serve_on_success: bool = False
+    cancel_requested: bool = False
+    worker: str | None = None
+    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = _ts()
+    started_at: datetime | None = _opt_ts()
+    finished_at: datetime | None = _opt_ts()
+    heartbeat_at: datetime | None = _opt_ts()
+
+
+class RunLog(SQLModel, table=True):
+    """One logged training step (losses, reward, KL): the curves the console draws."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="trainingrun.id", index=True)
+    step: int
+    values: dict[str, Any] = _json(dict)
+    created_at: datetime = _ts()
+
+
+class AppSetting(SQLModel, table=True):
+    """Small editable texts (rater guidelines) kept with the data, not in env vars."""
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(default="", sa_type=sa.Text)
+    updated_at: datetime = _ts()

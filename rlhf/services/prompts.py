@@ -1,0 +1,182 @@
+"""Prompt import (JSONL, CSV, Parquet) and lookup.
+
+An import is all or nothing: every record is parsed and validated first, and one bad
+line stops the import with an error that names it, before anything is written.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlmodel import Session, select
+
+from rlhf.errors import InvalidInput
+from rlhf.models import Prompt
+
+MAX_PROMPT_CHARS = 20_000
+ROLES = {"system", "user", "assistant"}
+
+
+@dataclass
+class PromptRecord:
+    messages: list[dict[str, str]]
+    external_id: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ImportResult:
+    created: int
+    skipped: int  # already present (same id)
+    ids: list[int]
+
+
+def parse_record(raw: Any, where: str) -> PromptRecord:
+    """Validate one record (a dict with ``prompt`` or ``messages``); ``where`` names it in errors."""
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{where}: expected an object with a 'prompt' or 'messages' field")
+    if "messages" in raw and raw["messages"] is not None:
+        messages = raw["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise InvalidInput(f"{where}: 'messages' must be a non-empty list")
+        for i, m in enumerate(messages):
+            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+                raise InvalidInput(f"{where}: messages[{i}] needs a role (system/user/assistant) and string content")
+        if messages[-1]["role"] != "user":
+            raise InvalidInput(f"{where}: the last message must be from the user")
+        messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+    elif "prompt" in raw:
+        prompt = raw["prompt"]
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise InvalidInput(f"{where}: 'prompt' must be a non-empty string")
+        messages = [{"role": "user", "content": prompt}]
+    else:
+        raise InvalidInput(f"{where}: missing 'prompt' (a string) or 'messages' (a list)")
+    if sum(len(m["content"]) for m in messages) > MAX_PROMPT_CHARS:
+        raise InvalidInput(f"{where}: prompt longer than {MAX_PROMPT_CHARS} characters")
+    ext = raw.get("id")
+    if ext is not None and not isinstance(ext, (str, int)):
+        raise InvalidInput(f"{where}: 'id' must be a string or an integer")
+    tags = raw.get("tags") or []
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(",") if t.strip()]
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise InvalidInput(f"{where}: 'tags' must be a list of strings")
+    return PromptRecord(messages=messages, external_id=None if ext is None else str(ext), tags=tags)
+
+
+def parse_file(path: str | Path, data: bytes | None = None) -> list[PromptRecord]:
+    """Parse a JSONL, CSV or Parquet file (by extension) into validated records."""
+    path = Path(path)
+    data = path.read_bytes() if data is None else data
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return _parse_jsonl(data, path.name)
+    if suffix == ".csv":
+        return _parse_csv(data, path.name)
+    if suffix in (".parquet", ".pq"):
+        return _parse_parquet(data, path.name)
+    raise InvalidInput(f"{path.name}: unsupported file type {suffix or '(none)'}; use .jsonl, .csv or .parquet")
+
+
+def _decode(data: bytes, name: str) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InvalidInput(f"{name} line {line}: not valid UTF-8") from None
+
+
+def _parse_jsonl(data: bytes, name: str) -> list[PromptRecord]:
+    records = []
+    for lineno, line in enumerate(_decode(data, name).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{name} line {lineno}: invalid JSON ({exc.msg})") from None
+        records.append(parse_record(raw, f"{name} line {lineno}"))
+    return _nonempty(records, name)
+
+
+def _parse_csv(data: bytes, name: str) -> list[PromptRecord]:
+    reader = csv.DictReader(io.StringIO(_decode(data, name)))
+    if not reader.fieldnames or "prompt" not in reader.fieldnames:
+        raise InvalidInput(f"{name} line 1: a CSV needs a 'prompt' column")
+    records = []
+    try:
+        for row in reader:
+            raw = {k: v for k, v in row.items() if k in ("prompt", "id", "tags") and v not in (None, "")}
+            records.append(parse_record(raw, f"{name} line {reader.line_num}"))
+    except csv.Error as exc:
+        raise InvalidInput(f"{name} line {reader.line_num}: {exc}") from None
+    return _nonempty(records, name)
+
+
+def _parse_parquet(data: bytes, name: str) -> list[PromptRecord]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except Exception as exc:  # pyarrow raises several types for a corrupt file
+        raise InvalidInput(f"{name}: not a readable Parquet file ({exc})") from None
+    records = [parse_record(row, f"{name} row {i + 1}") for i, row in enumerate(table.to_pylist())]
+    return _nonempty(records, name)
+
+
+def _nonempty(records: list[PromptRecord], name: str) -> list[PromptRecord]:
+    if not records:
+        raise InvalidInput(f"{name}: no prompts found")
+    return records
+
+
+def import_records(*, session: Session, records: Iterable[PromptRecord], tags: list[str] | None = None) -> ImportResult:
+    """Insert validated records; records whose id already exists are skipped, not duplicated."""
+    records = list(records)
+    ext_ids = [r.external_id for r in records if r.external_id]
+    if len(ext_ids) != len(set(ext_ids)):
+        dup = next(e for e in ext_ids if ext_ids.count(e) > 1)
+        raise InvalidInput(f"id {dup!r} appears more than once in the import")
+    existing = set()
+    for chunk in _chunks(ext_ids, 500):
+        existing |= set(session.exec(select(Prompt.external_id).where(Prompt.external_id.in_(chunk))))
+    created: list[Prompt] = []
+    for r in records:
+        if r.external_id and r.external_id in existing:
+            continue
+        p = Prompt(external_id=r.external_id, messages=r.messages, tags=sorted(set(r.tags) | set(tags or [])))
+        session.add(p)
+        created.append(p)
+    session.flush()
+    return ImportResult(created=len(created), skipped=len(records) - len(created), ids=[p.id for p in created])
+
+
+def import_file(*, session: Session, path: str | Path, data: bytes | None = None,
+                tags: list[str] | None = None) -> ImportResult:
+    return import_records(session=session, records=parse_file(path, data), tags=tags)
+
+
+def _chunks(items: list, n: int) -> Iterable[list]:
+    for i in range(0, len(items), n):
+        yield items[i:i + n]
+
+
+def list_prompts(*, session: Session, tag: str | None = None, limit: int | None = None) -> list[Prompt]:
+    query = select(Prompt).order_by(Prompt.id)
+    prompts = list(session.exec(query))
+    if tag:
+        prompts = [p for p in prompts if tag in (p.tags or [])]
+    return prompts[:limit] if limit else prompts
+
+
+def prompt_text(prompt: Prompt) -> str:
+    """The last user turn, for display and for rules that look at text."""
+    return prompt.messages[-1]["content"]

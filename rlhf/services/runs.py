@@ -1,0 +1,159 @@
+"""Training runs: created with a frozen dataset snapshot, claimed once, finished once.
+
+Status moves queued → running → succeeded | failed | cancelled. Claiming is one
+conditional UPDATE, so two workers handed the same run (a redelivery, a retry) can never
+both train it; a run already finished is skipped.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from rlhf.errors import Conflict, InvalidInput, NotFound
+from rlhf.models import (Algorithm, CheckpointKind, JobStatus, RunLog, TrainingRun, as_utc,
+                         utcnow)
+from rlhf.services.checkpoints import default_base, get_checkpoint
+from rlhf.services.dataset import take_snapshot
+
+ALGORITHMS = [a.value for a in Algorithm]
+
+
+def parse_algorithm(algorithm: str | Algorithm) -> Algorithm:
+    try:
+        return Algorithm(algorithm)
+    except ValueError:
+        raise InvalidInput(f"unknown algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}") from None
+
+
+def create_run(*, session: Session, algorithm: str | Algorithm, base_checkpoint_id: int | str | None = None,
+               reward_checkpoint_id: int | str | None = None, params: dict[str, Any] | None = None,
+               serve_on_success: bool = False, created_by: int | None = None, ties: str = "drop") -> TrainingRun:
+    """Validate everything a worker would trip over later, freeze the data, and store the run.
+
+    Nothing is queued here: the caller enqueues the id after the commit.
+    """
+    algorithm = parse_algorithm(algorithm)
+    base = (get_checkpoint(session=session, checkpoint_id=base_checkpoint_id) if base_checkpoint_id is not None
+            else default_base(session=session))
+    if base.kind is not CheckpointKind.policy:
+        raise InvalidInput(f"base checkpoint {base.id} is a reward model; training starts from a policy")
+    reward = None
+    if algorithm.needs_reward_model:
+        if reward_checkpoint_id is None:
+            raise InvalidInput(f"{algorithm.value} needs a reward model: pass --reward-model ID "
+                               "(train one with `rlhf train reward`)")
+        reward = get_checkpoint(session=session, checkpoint_id=reward_checkpoint_id)
+        if reward.kind is not CheckpointKind.reward:
+            raise InvalidInput(f"checkpoint {reward.id} ({reward.name}) is not a reward model")
+    params = dict(params or {})
+    from rlhf.training.config import validate_params
+
+    validate_params(algorithm, params)
+    if params.get("data") and not Path(params["data"]).is_file():
+        raise InvalidInput(f"data file {params['data']} not found (the worker must be able to read it)")
+    snapshot: dict[str, Any] = {}
+    if algorithm.needs_votes or (algorithm is Algorithm.sft and not params.get("data")):
+        snapshot = take_snapshot(session=session, ties=ties)
+        if algorithm is Algorithm.reward and snapshot["rows"] < 2:
+            raise InvalidInput("a reward model needs at least 2 usable votes (some are held out for accuracy)")
+    run = TrainingRun(algorithm=algorithm, base_checkpoint_id=base.id,
+                      reward_checkpoint_id=reward.id if reward else None, params=params, snapshot=snapshot,
+                      snapshot_hash=snapshot.get("hash"), serve_on_success=serve_on_success, created_by=created_by)
+    session.add(run)
+    session.flush()
+    return run
+
+
+def get_run(*, session: Session, run_id: int) -> TrainingRun:
+    run = session.get(TrainingRun, run_id)
+    if run is None:
+        raise NotFound(f"no run {run_id}")
+    return run
+
+
+def list_runs(*, session: Session, limit: int | None = None) -> list[TrainingRun]:
+    query = select(TrainingRun).order_by(TrainingRun.id.desc())
+    if limit:
+        query = query.limit(limit)
+    return list(session.exec(query))
+
+
+def claim_run(*, session: Session, run_id: int, worker: str | None = None) -> bool:
+    """Atomically move a queued run to running; False if someone else has it or it is done."""
+    now = utcnow()
+    result = session.execute(
+        sa.update(TrainingRun)
+        .where(TrainingRun.id == run_id, TrainingRun.status == JobStatus.queued)
+        .values(status=JobStatus.running, started_at=now, heartbeat_at=now, worker=worker or socket.gethostname()))
+    session.commit()
+    return result.rowcount == 1
+
+
+def heartbeat(*, session: Session, run_id: int, progress: dict[str, Any] | None = None) -> bool:
+    """Mark the run alive; returns True if a cancel was requested."""
+    values: dict[str, Any] = {"heartbeat_at": utcnow()}
+    if progress is not None:
+        values["progress"] = progress
+    session.execute(sa.update(TrainingRun).where(TrainingRun.id == run_id).values(**values))
+    session.commit()
+    return bool(session.exec(select(TrainingRun.cancel_requested).where(TrainingRun.id == run_id)).first())
+
+
+def log_step(*, session: Session, run_id: int, step: int, values: dict[str, Any]) -> None:
+    session.add(RunLog(run_id=run_id, step=step, values=values))
+    session.commit()
+
+
+def run_log(*, session: Session, run_id: int) -> list[RunLog]:
+    return list(session.exec(select(RunLog).where(RunLog.run_id == run_id).order_by(RunLog.step, RunLog.id)))
+
+
+def finish_run(*, session: Session, run_id: int, status: JobStatus, metrics: dict[str, Any] | None = None,
+               error: str | None = None, output_checkpoint_id: int | None = None) -> TrainingRun:
+    run = get_run(session=session, run_id=run_id)
+    run.status = status
+    run.finished_at = utcnow()
+    if metrics is not None:
+        run.metrics = {**(run.metrics or {}), **metrics}
+    if error is not None:
+        run.error = error
+    if output_checkpoint_id is not None:
+        run.output_checkpoint_id = output_checkpoint_id
+    session.add(run)
+    session.commit()
+    return run
+
+
+def cancel_run(*, session: Session, run_id: int) -> TrainingRun:
+    """A queued run is cancelled at once; a running one is asked to stop (its worker kills the trainer)."""
+    run = get_run(session=session, run_id=run_id)
+    if run.status.finished:
+        raise Conflict(f"run {run_id} already {run.status.value}")
+    if run.status is JobStatus.queued:
+        run.status = JobStatus.cancelled
+        run.finished_at = utcnow()
+        run.error = "cancelled before it started"
+    run.cancel_requested = True
+    session.add(run)
+    session.commit()
+    return run
+
+
+def reap_stale_runs(*, session: Session, timeout: timedelta) -> list[int]:
+    """Fail runs whose worker stopped reporting (killed, machine lost): never stuck 'running'."""
+    cutoff = utcnow() - timeout
+    stale = [r for r in session.exec(select(TrainingRun).where(TrainingRun.status == JobStatus.running))
+             if (as_utc(r.heartbeat_at) or as_utc(r.started_at) or cutoff) < cutoff]
+    for run in stale:
+        run.status = JobStatus.failed
+        run.finished_at = utcnow()
+        run.error = f"worker {run.worker or '?'} stopped reporting (no heartbeat for {int(timeout.total_seconds())} s)"
+        session.add(run)
+    session.commit()
+    return [r.id for r in stale]

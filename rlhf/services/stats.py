@@ -1,0 +1,46 @@
+"""Counts for the console, the CLI and the API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import Session, func, select
+
+from rlhf.models import (Checkpoint, Comparison, ComparisonStatus, GenerationJob, Prompt, Response, TrainingRun,
+                         User, Vote)
+
+
+def _count(session: Session, model, *where) -> int:
+    return session.exec(select(func.count()).select_from(model).where(*where)).one()
+
+
+def _grouped(session: Session, column) -> dict[str, int]:
+    return {getattr(k, "value", k): n for k, n in session.exec(select(column, func.count()).group_by(column)).all()}
+
+
+def rater_stats(*, session: Session, rater_id: int) -> dict[str, Any]:
+    mine = _grouped_where(session, Vote.choice, Vote.rater_id == rater_id)
+    return {"votes": sum(mine.values()), "by_choice": mine,
+            "open_comparisons": _count(session, Comparison, Comparison.status == ComparisonStatus.open)}
+
+
+def _grouped_where(session: Session, column, *where) -> dict[str, int]:
+    rows = session.exec(select(column, func.count()).where(*where).group_by(column)).all()
+    return {getattr(k, "value", k): n for k, n in rows}
+
+
+def overall_stats(*, session: Session) -> dict[str, Any]:
+    per_rater = session.exec(select(User.name, func.count(Vote.id)).join(Vote, Vote.rater_id == User.id)
+                             .group_by(User.name).order_by(User.name)).all()
+    return {
+        "prompts": _count(session, Prompt),
+        "responses": _count(session, Response),
+        "comparisons": _grouped(session, Comparison.status),
+        "votes": _count(session, Vote),
+        "votes_by_choice": _grouped(session, Vote.choice),
+        "votes_by_rater": dict(per_rater),
+        "users": _grouped(session, User.role),
+        "checkpoints": _grouped(session, Checkpoint.status),
+        "runs": _grouped(session, TrainingRun.status),
+        "generation_jobs": _grouped(session, GenerationJob.status),
+    }

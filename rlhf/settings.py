@@ -1,0 +1,77 @@
+"""One settings object, read from the environment (prefix ``RLHF_``) and ``.env``.
+
+Everything that differs between a laptop demo and a deployment lives here, so the
+CLI, the web app and the workers agree on where the data is.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Values that appear in docs and example files. A deployment that keeps one of them
+# would sign sessions with a key anyone can read, so they are refused outside demo mode.
+EXAMPLE_SECRET_KEYS = frozenset({"", "changeme", "change-me", "example", "secret", "dev-secret-change-me"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RLHF_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("./rlhf-data")
+    database_url: str = ""
+    broker_url: str = ""
+    base_model: str = "tiny"
+    admin_user: str = ""
+    admin_password: str = ""
+    secret_key: str = ""
+    host: str = "127.0.0.1"
+    port: int = 7860
+    demo: bool = False
+    # A run that has not reported for this long is considered dead (its worker was killed).
+    heartbeat_timeout_s: int = 300
+    # Redis redelivers an unacknowledged task after this; it must outlast the longest run.
+    visibility_timeout_s: int = 12 * 3600
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _derive(self) -> "Settings":
+        self.data_dir = self.data_dir.expanduser()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'rlhf.db').resolve()}"
+        return self
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.data_dir / "checkpoints"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.data_dir / "runs"
+
+    @property
+    def embedded(self) -> bool:
+        """No broker: jobs run inside the serving process (or the CLI with ``--wait``)."""
+        return not self.broker_url
+
+    def check_secrets(self) -> None:
+        """Refuse to serve with an example secret, unless this is the demo."""
+        from rlhf.errors import ConfigError
+
+        if not self.demo and self.secret_key.strip().lower() in EXAMPLE_SECRET_KEYS:
+            raise ConfigError(
+                "RLHF_SECRET_KEY is missing or an example value; set it to a long random string "
+                "(for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings_cache() -> None:
+    """Tests and the CLI change the environment; this makes the next read see it."""
+    get_settings.cache_clear()

@@ -1,0 +1,94 @@
+"""Simulated raters: rule-based votes, for demos, tests and benchmarks of the loop.
+
+Rules: ``contains:WORD`` / ``avoids:WORD`` prefer the response that does (or does not)
+contain WORD (case-insensitive, whole word); ``shorter`` / ``longer`` compare length in
+characters. When the rule cannot tell the two apart the vote is ``tie``. ``noise`` flips
+a decided vote with that probability.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import secrets
+from collections import Counter
+from collections.abc import Callable
+
+from sqlmodel import Session, select
+
+from rlhf.errors import InvalidInput
+from rlhf.models import Choice, Comparison, Response, Role, User, Vote
+from rlhf.services.comparisons import open_comparisons
+from rlhf.services.users import create_user
+from rlhf.services.votes import record_vote
+
+Rule = Callable[[str, str], Choice]
+
+
+def parse_rule(rule: str) -> Rule:
+    name, _, arg = rule.partition(":")
+    if name in ("contains", "avoids"):
+        if not arg:
+            raise InvalidInput(f"rule {name} needs a word: {name}:WORD")
+        pattern = re.compile(rf"\b{re.escape(arg)}\b", re.IGNORECASE)
+        want = name == "contains"
+
+        def by_word(a: str, b: str) -> Choice:
+            ha, hb = bool(pattern.search(a)), bool(pattern.search(b))
+            if ha == hb:
+                return Choice.tie
+            return Choice.a if ha == want else Choice.b
+
+        return by_word
+    if name in ("shorter", "longer") and not arg:
+        sign = 1 if name == "longer" else -1
+
+        def by_length(a: str, b: str) -> Choice:
+            d = (len(a) - len(b)) * sign
+            return Choice.tie if d == 0 else (Choice.a if d > 0 else Choice.b)
+
+        return by_length
+    raise InvalidInput(f"unknown rule {rule!r}; use contains:WORD, avoids:WORD, shorter or longer")
+
+
+def simulated_raters(*, session: Session, k: int) -> list[User]:
+    raters = []
+    for i in range(1, k + 1):
+        name = f"sim-{i}"
+        user = session.exec(select(User).where(User.name == name)).first()
+        # A random password nobody knows: simulated raters cannot log in.
+        raters.append(user or create_user(session=session, name=name, role=Role.rater,
+                                          password=secrets.token_urlsafe(24)))
+    session.commit()
+    return raters
+
+
+def simulate(*, session: Session, rule: str, raters: int = 1, noise: float = 0.0, limit: int | None = None,
+             seed: int = 0) -> dict[str, int]:
+    """Vote on open comparisons until each reaches its target or the raters run out."""
+    decide = parse_rule(rule)
+    if not 0.0 <= noise <= 1.0:
+        raise InvalidInput("--noise must be between 0 and 1")
+    if raters < 1:
+        raise InvalidInput("--raters must be at least 1")
+    rng = random.Random(seed)
+    team = simulated_raters(session=session, k=raters)
+    flip = {Choice.a: Choice.b, Choice.b: Choice.a, Choice.tie: Choice.tie}
+    counts: Counter[str] = Counter()
+    for comp in open_comparisons(session=session, limit=limit):
+        a = session.get(Response, comp.response_a_id).text
+        b = session.get(Response, comp.response_b_id).text
+        voted = set(session.exec(select(Vote.rater_id).where(Vote.comparison_id == comp.id)))
+        for user in team:
+            if session.get(Comparison, comp.id).status.value != "open":
+                break
+            if user.id in voted:
+                continue
+            choice = decide(a, b)
+            if choice is not Choice.tie and rng.random() < noise:
+                choice = flip[choice]
+            record_vote(session=session, rater=user, comparison_id=comp.id, choice=choice, as_shown=False,
+                        source=f"simulated:{rule}")
+            counts[choice.value] += 1
+    counts["votes"] = sum(v for k, v in counts.items() if k != "votes")
+    return dict(counts)

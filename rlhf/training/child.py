@@ -1,0 +1,84 @@
+"""The trainer process: ``python -m rlhf.training.child SPEC.json``.
+
+A run trains in its own process so that an exception, an out-of-memory kill or a CUDA
+fault fails the run and never the worker, memory is returned when it ends, and
+``accelerate launch`` can start the very same entry point on several GPUs. It knows
+nothing of the database: it reads a spec, appends progress lines to a file the worker
+tails, and writes ``result.json`` last; no result file means the run failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    from transformers import set_seed
+
+    from rlhf.training.common import ProgressCallback, read_jsonl
+    from rlhf.training.config import build_params
+
+    algorithm = spec["algorithm"]
+    params, trl_overrides = build_params(algorithm, spec["params"])
+    set_seed(params.seed)
+    progress_path = Path(spec["progress"])
+    stop_path = Path(spec["stop"])
+
+    def on_log(step: int, values: dict[str, Any]) -> None:
+        if _is_main_process():
+            with progress_path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"step": step, **values}) + "\n")
+
+    def should_stop() -> bool:
+        return stop_path.exists()
+
+    callback = ProgressCallback(on_log, should_stop)
+    common = {"base": spec["base"], "output_dir": Path(spec["output_dir"]), "params": params,
+              "trl_overrides": trl_overrides, "work_dir": Path(spec["work_dir"])}
+    data = read_jsonl(spec["data"])
+    if algorithm == "dpo":
+        from rlhf.training.dpo import train_dpo
+
+        return train_dpo(rows=data, callbacks=[callback], **common)
+    if algorithm == "reward":
+        from rlhf.training.reward import train_reward
+
+        return train_reward(rows=data, callbacks=[callback], **common)
+    if algorithm == "sft":
+        from rlhf.training.sft import train_sft
+
+        return train_sft(examples=data, callbacks=[callback], **common)
+    from rlhf.training.online import train_online
+
+    return train_online(algorithm=algorithm, prompts=data, reward_model=spec["reward_model"],
+                        on_log=on_log, should_stop=should_stop, **common)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m rlhf.training.child SPEC.json", file=sys.stderr)
+        return 2
+    spec = json.loads(Path(argv[0]).read_text())
+    metrics = run(spec)
+    if _is_main_process():
+        if Path(spec["stop"]).exists():
+            print("training stopped: cancel requested", file=sys.stderr)
+            return 3
+        result = Path(spec["result"])
+        tmp = result.with_suffix(".tmp")
+        tmp.write_text(json.dumps(metrics, default=float))
+        tmp.replace(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

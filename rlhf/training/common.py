@@ -1,0 +1,112 @@
+"""What every trainer shares: capability-based defaults, progress reporting, model loading."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from rlhf.training.config import CommonParams
+
+LogFn = Callable[[int, dict[str, Any]], None]
+StopFn = Callable[[], bool]
+
+
+def device_defaults() -> dict[str, Any]:
+    """bf16 only where the hardware has it; TRL otherwise defaults to bf16 and gradient
+    checkpointing, which on a CPU are slow or unsupported and gain nothing for small models."""
+    import torch
+
+    if torch.cuda.is_available():
+        return {"use_cpu": False, "bf16": torch.cuda.is_bf16_supported(), "gradient_checkpointing": True}
+    return {"use_cpu": True, "bf16": False, "gradient_checkpointing": False}
+
+
+def trainer_kwargs(params: CommonParams, work_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:
+    """Arguments common to every TRL config; ``extra`` are the user's ``trl.`` overrides."""
+    kwargs = {
+        "output_dir": str(work_dir),
+        "max_steps": params.steps,
+        "learning_rate": params.learning_rate,
+        "per_device_train_batch_size": params.batch_size,
+        "gradient_accumulation_steps": params.gradient_accumulation_steps,
+        "seed": params.seed,
+        "data_seed": params.seed,
+        "logging_steps": params.logging_steps,
+        "lr_scheduler_type": "linear",
+        "save_strategy": "no",  # the run saves once, atomically, when it has finished
+        "report_to": "none",
+        # Worker processes for data loading fail inside Celery's prefork children.
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+        **device_defaults(),
+    }
+    kwargs.update(extra)
+    return kwargs
+
+
+def peft_config(params: CommonParams, task_type: str = "CAUSAL_LM"):
+    if not params.use_lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
+                      task_type=task_type, target_modules="all-linear")
+
+
+def save_model(trainer, output_dir: Path, tokenizer) -> None:
+    """Save full weights (LoRA merged) and the tokenizer: every checkpoint loads the same way."""
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    gen = getattr(trainer.model, "generation_config", None)
+    if gen is not None and hasattr(model, "generation_config"):
+        model.generation_config.save_pretrained(output_dir)
+
+
+def load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+class ProgressCallback(TrainerCallback):
+    """Turns TRL's logs into the run's curves and lets a cancel stop training between steps."""
+
+    def __init__(self, on_log: LogFn | None = None, should_stop: StopFn | None = None):
+        self.log_fn = on_log
+        self.stop_fn = should_stop
+        self.started = time.monotonic()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D102 - TrainerCallback hook
+        if self.log_fn and logs and state.is_world_process_zero:
+            clean = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+            clean["max_steps"] = state.max_steps
+            clean["elapsed_s"] = round(time.monotonic() - self.started, 3)
+            self.log_fn(state.global_step, clean)
+
+    def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
+        if self.stop_fn and self.stop_fn():
+            control.should_training_stop = True
+
+
+def final_loss(trainer) -> float | None:
+    for entry in reversed(trainer.state.log_history):
+        if "loss" in entry:
+            return float(entry["loss"])
+    return None
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    with open(path, encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]

@@ -1,0 +1,30 @@
+"""Small builders for database state, so tests say what they need in one line."""
+
+from __future__ import annotations
+
+from rlhf.models import Response, Role
+from rlhf.services.checkpoints import register_checkpoint
+from rlhf.services.comparisons import open_comparison
+from rlhf.services.prompts import PromptRecord, import_records
+from rlhf.services.users import create_user
+
+
+def user(session, name="alice", role=Role.rater, password="correct-horse"):
+    return create_user(session=session, name=name, role=role, password=password)
+
+
+def comparisons(session, pairs, target_votes=1, checkpoint_path="org/some-model"):
+    """Open one comparison per (text_a, text_b) pair, each on its own prompt; returns them."""
+    ckpt = register_checkpoint(session=session, path=checkpoint_path, name=f"ck-{checkpoint_path}", serve=True)
+    prompt_ids = import_records(session=session, records=[
+        PromptRecord(messages=[{"role": "user", "content": f"question {i}"}]) for i in range(len(pairs))]).ids
+    out = []
+    for pid, (a, b) in zip(prompt_ids, pairs):
+        ra = Response(prompt_id=pid, checkpoint_id=ckpt.id, text=a)
+        rb = Response(prompt_id=pid, checkpoint_id=ckpt.id, text=b)
+        session.add_all([ra, rb])
+        session.flush()
+        out.append(open_comparison(session=session, prompt_id=pid, response_a_id=ra.id, response_b_id=rb.id,
+                                   target_votes=target_votes))
+    session.commit()
+    return out

@@ -1,0 +1,1 @@
+"""Celery workers: thin tasks that take an id and call ``rlhf``."""

@@ -1,0 +1,25 @@
+"""Tasks take an id, call ``rlhf``, and leave the outcome on the row (never in Celery)."""
+
+from __future__ import annotations
+
+import logging
+
+from rlhf.execution import execute_run
+from rlhf.generation import execute_generation_job
+from workers.celery_app import app
+
+log = logging.getLogger(__name__)
+
+
+@app.task(name="rlhf.train")
+def train(run_id: int) -> str | None:
+    status = execute_run(run_id)
+    log.info("run %s: %s", run_id, status.value if status else "skipped (not queued)")
+    return status.value if status else None
+
+
+@app.task(name="rlhf.generate")
+def generate(job_id: int) -> str | None:
+    status = execute_generation_job(job_id)
+    log.info("generation job %s: %s", job_id, status.value if status else "skipped (not queued)")
+    return status.value if status else None
