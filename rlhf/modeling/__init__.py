@@ -1,0 +1,1 @@
+"""Model construction that needs no download: the tiny offline chat model."""
