@@ -13,7 +13,6 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
-import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from rlhf.errors import NotFound
@@ -86,23 +85,48 @@ def next_for_rater(*, session: Session, rater: User, lease: timedelta = LEASE,
     if current is not None:
         return _handout(session, session.get(Comparison, current.comparison_id), current.swapped)
 
-    dialect = session.bind.dialect.name
-    lock = _sqlite_lock if dialect == "sqlite" else _NullLock()
-    with lock:
-        candidates = _candidates(session, rater.id, now, limit=1)
-        if not candidates:
-            return None
-        comp = candidates[0]
-        swapped = (rng or random).random() < 0.5
-        existing = session.exec(select(Assignment).where(Assignment.comparison_id == comp.id,
-                                                         Assignment.rater_id == rater.id)).first()
-        if existing is None:
-            existing = Assignment(comparison_id=comp.id, rater_id=rater.id, swapped=swapped, expires_at=now + lease)
-        else:  # an expired lease of this rater's own: renew it, keep its order
-            existing.expires_at = now + lease
-        session.add(existing)
-        session.commit()
-    return _handout(session, comp, existing.swapped)
+    with comparison_lock(session):
+        for comp in _candidates(session, rater.id, now, limit=8):
+            # The candidate query ran before this row was locked: a lease committed in the
+            # meantime is only visible to a new statement, so count again now.
+            if _taken(session, comp.id, rater.id, now) >= comp.target_votes:
+                continue
+            existing = assignment_for(session=session, rater_id=rater.id, comparison_id=comp.id)
+            if existing is None:
+                existing = Assignment(comparison_id=comp.id, rater_id=rater.id,
+                                      swapped=(rng or random).random() < 0.5, expires_at=now + lease)
+            else:  # an expired lease of this rater's own: renew it, keep its order
+                existing.expires_at = now + lease
+            session.add(existing)
+            session.commit()
+            return _handout(session, comp, existing.swapped)
+        session.commit()  # releases the row locks of the candidates passed over
+    return None
+
+
+def _taken(session: Session, comparison_id: int, rater_id: int, now) -> int:
+    """Votes plus other raters' live leases on one comparison."""
+    votes = session.exec(select(func.count()).select_from(Vote).where(Vote.comparison_id == comparison_id)).one()
+    leases = session.exec(select(func.count()).select_from(Assignment).where(
+        Assignment.comparison_id == comparison_id, Assignment.rater_id != rater_id,
+        Assignment.expires_at > now)).one()
+    return votes + leases
+
+
+def comparison_lock(session: Session):
+    """Serialise hand-outs and votes where the database cannot lock rows (SQLite: one process)."""
+    return _sqlite_lock if session.bind.dialect.name == "sqlite" else _NullLock()
+
+
+def lock_comparison(*, session: Session, comparison_id: int) -> Comparison:
+    """The comparison row, locked until commit on PostgreSQL, so a vote's count-then-insert is atomic."""
+    query = select(Comparison).where(Comparison.id == comparison_id).execution_options(populate_existing=True)
+    if session.bind.dialect.name == "postgresql":
+        query = query.with_for_update()
+    comp = session.exec(query).first()
+    if comp is None:
+        raise NotFound(f"no comparison {comparison_id}")
+    return comp
 
 
 class _NullLock:
@@ -143,11 +167,3 @@ def vote_counts(*, session: Session, comparison_ids: list[int]) -> dict[int, int
     rows = session.exec(select(Vote.comparison_id, func.count()).where(Vote.comparison_id.in_(comparison_ids))
                         .group_by(Vote.comparison_id))
     return dict(rows.all())
-
-
-def close_if_complete(*, session: Session, comparison: Comparison) -> None:
-    n = session.exec(select(func.count()).select_from(Vote).where(Vote.comparison_id == comparison.id)).one()
-    if n >= comparison.target_votes and comparison.status is ComparisonStatus.open:
-        session.execute(sa.update(Comparison).where(Comparison.id == comparison.id)
-                        .values(status=ComparisonStatus.closed))
-        comparison.status = ComparisonStatus.closed
