@@ -137,6 +137,9 @@ def _failure_reason(log_path: Path, returncode: int) -> str:
         head = f"trainer process exited with code {returncode}"
     # The last exception line says what went wrong; the tail helps whoever digs further.
     last_error = next((line for line in reversed(tail) if "Error" in line or "Exception" in line), "")
+    if any("couldn't connect to" in line or "offline mode" in line for line in tail):
+        head += (" (a model id could not be fetched from the hub: register a local model directory with "
+                 "`rlhf checkpoints add PATH`, or point RLHF_BASE_MODEL at one)")
     return head + (f": {last_error.strip()}" if last_error else "") + ("\n\n" + "\n".join(tail) if tail else "")
 
 

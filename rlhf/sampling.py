@@ -87,8 +87,16 @@ def generate(model, tokenizer, prompts: list[list[dict]], n: int = 1,
                 if tok in eos_ids:
                     tokens, finished = tokens[:pos], True
                     break
-            results[i].append(Sample(tokenizer.decode(tokens, skip_special_tokens=True).strip(), finished))
+            results[i].append(Sample(clean_text(tokenizer.decode(tokens, skip_special_tokens=True)), finished))
     return results
+
+
+_CONTROL = {c: None for c in range(32) if chr(c) not in "\n\t"} | {0x7F: None}
+
+
+def clean_text(text: str) -> str:
+    """Drop control characters a byte-level model can emit (NUL cannot be stored in PostgreSQL text)."""
+    return text.translate(_CONTROL).replace("\ufffd", "").strip()
 
 
 def _eos_ids(model, tokenizer) -> list[int]:

@@ -58,6 +58,8 @@ def parse_record(raw: Any, where: str) -> PromptRecord:
         messages = [{"role": "user", "content": prompt}]
     else:
         raise InvalidInput(f"{where}: missing 'prompt' (a string) or 'messages' (a list)")
+    if any("\x00" in m["content"] for m in messages):
+        raise InvalidInput(f"{where}: text contains a NUL character")
     if sum(len(m["content"]) for m in messages) > MAX_PROMPT_CHARS:
         raise InvalidInput(f"{where}: prompt longer than {MAX_PROMPT_CHARS} characters")
     ext = raw.get("id")

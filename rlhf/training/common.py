@@ -23,8 +23,8 @@ def device_defaults() -> dict[str, Any]:
     import torch
 
     if torch.cuda.is_available():
-        return {"use_cpu": False, "bf16": torch.cuda.is_bf16_supported(), "gradient_checkpointing": True}
-    return {"use_cpu": True, "bf16": False, "gradient_checkpointing": False}
+        return {"use_cpu": False, "bf16": torch.cuda.is_bf16_supported(), "activation_checkpointing": True}
+    return {"use_cpu": True, "bf16": False, "activation_checkpointing": False}
 
 
 def trainer_kwargs(params: CommonParams, work_dir: Path, extra: dict[str, Any]) -> dict[str, Any]:

@@ -122,6 +122,8 @@ def validate_params(algorithm: Any, params: dict[str, Any]) -> dict[str, Any]:
     cls = params_class(algorithm)
     defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory())
                 for f in dataclasses.fields(cls)}
+    if "steps" in params and "steps" not in defaults and "total_updates" in defaults:
+        params["total_updates"] = params.pop("steps")  # PPO counts updates, not optimizer steps
     for key in list(params):
         if key.startswith("trl."):
             continue
