@@ -7,6 +7,7 @@ line on stderr and a non-zero exit, never a traceback.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import typer
 
 from rlhf.cli import jobs as jobs_cli
 from rlhf.cli import serve as serve_cli
+from rlhf.cli import web as web_cli
 from rlhf.cli.common import print_json, print_table, session
 from rlhf.errors import RLHFError
 from rlhf.settings import get_settings
@@ -31,6 +33,7 @@ app.add_typer(checkpoints_app, name="checkpoints")
 app.add_typer(prompts_app, name="prompts")
 jobs_cli.register(app)
 serve_cli.register(app)
+web_cli.register(app)
 
 
 @app.command()
@@ -171,6 +174,9 @@ def main() -> None:
     logging.basicConfig(level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "datasets", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Model loading prints progress bars of its own; the CLI shows its own progress instead.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         app()
     except RLHFError as exc:

@@ -1,0 +1,323 @@
+"""Vote throughput over real HTTP: N simulated raters doing next + vote against `rlhf serve`.
+
+For each database (a fresh SQLite file, a fresh PostgreSQL database created and dropped
+here) it seeds raters and open comparisons, starts the web app exactly as ``rlhf serve``
+does (uvicorn, in a subprocess, on a free port of 127.0.0.1), lets N asyncio raters with
+bearer tokens loop GET /api/comparisons/next → POST /api/votes for a fixed time, then
+checks the database: every acknowledged vote must be stored (lost) and no comparison may
+hold more votes than it asked for (duplicated).
+
+As the ceiling it runs, in the same way, a bare FastAPI endpoint that does one INSERT into
+a one-table database, and prints the ratio. Prints figures; asserts nothing about time.
+
+    python bench/vote_load.py [--raters 50] [--seconds 20] [--databases sqlite,postgresql]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import numpy as np
+import sqlalchemy as sa
+from pydantic import BaseModel
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PG_ADMIN_URL = os.environ.get("RLHF_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+PASSWORD = "bench-password"
+SECRET = "bench-secret-key-only-for-this-benchmark"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def fresh_database(kind: str, workdir: Path, label: str):
+    """A new empty database URL; a PostgreSQL one is dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite:///{workdir / f'{label}.db'}"
+        return
+    name = f"rlhf_bench_{label}_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield sa.engine.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    finally:
+        from rlhf import db
+
+        db.get_engine.cache_clear()
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def seed(url: str, raters: int, comparisons: int) -> None:
+    """Raters (cheap password hashes: the bench logs in once per rater) and open comparisons."""
+    from argon2 import PasswordHasher
+
+    from rlhf import db
+    from rlhf.models import Checkpoint, CheckpointStatus, Comparison, Prompt, Response, Role, User
+
+    db.migrate(url)
+    engine = db.get_engine(url)
+    pw = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(User), [{"name": f"rater{i}", "role": Role.rater, "password_hash": pw, "active": True}
+                                       for i in range(raters)])
+        ckpt = conn.execute(sa.insert(Checkpoint).returning(Checkpoint.id),
+                            [{"name": "bench", "path": "org/bench", "status": CheckpointStatus.serving,
+                              "metrics": {}}]).scalar_one()
+        conn.execute(sa.insert(Prompt), [{"messages": [{"role": "user", "content": f"question {i}"}], "tags": []}
+                                         for i in range(comparisons)])
+        conn.execute(sa.insert(Response), [{"prompt_id": p, "checkpoint_id": ckpt, "text": f"answer {p}{side}",
+                                            "params": {}, "finished": True}
+                                           for p in range(1, comparisons + 1) for side in "ab"])
+        conn.execute(sa.insert(Comparison), [{"prompt_id": p, "response_a_id": 2 * p - 1, "response_b_id": 2 * p,
+                                              "target_votes": 1} for p in range(1, comparisons + 1)])
+    with engine.connect() as conn:
+        # Planner statistics, as autovacuum would have them a minute after an import; without them
+        # PostgreSQL picks a plan for the hand-out query that is several times slower.
+        conn.exec_driver_sql("ANALYZE")
+        conn.commit()
+    engine.dispose()
+
+
+@contextmanager
+def server(argv: list[str], env: dict[str, str], port: int, log: Path):
+    """A subprocess listening on 127.0.0.1:port, its output in ``log``; stopped (SIGINT, then kill) on exit."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, env={**os.environ, **env}, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=1)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("server did not start within 60 s") from None
+                time.sleep(0.2)
+        yield
+        if proc.poll() is not None:
+            raise RuntimeError(f"server died during the run: {log.read_text()[-2000:]}")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def _send(client: httpx.AsyncClient, stats: dict, method: str, url: str, **kwargs) -> httpx.Response | None:
+    """One request, retried on a dropped connection (a keep-alive closed under us) as a real client would:
+    a vote keeps its Idempotency-Key, so a retry can never store it twice."""
+    for _ in range(3):
+        try:
+            return await client.request(method, url, **kwargs)
+        except httpx.TransportError as exc:
+            stats["errors"][f"{method} {type(exc).__name__}, retried"] += 1
+    return None
+
+
+async def _rater(client: httpx.AsyncClient, token: str, deadline: float, stats: dict) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    while time.monotonic() < deadline:
+        t0 = time.perf_counter()
+        r = await _send(client, stats, "GET", "/api/comparisons/next", headers=headers)
+        t1 = time.perf_counter()
+        stats["next_ms"].append((t1 - t0) * 1000)
+        if r is not None and r.status_code == 204:
+            stats["ran_out"] += 1
+            return
+        if r is None or r.status_code != 200:
+            stats["errors"][f"next {r.status_code if r is not None else 'gave up'}"] += 1
+            continue
+        cid = r.json()["comparison_id"]
+        v = await _send(client, stats, "POST", "/api/votes", json={"comparison_id": cid, "choice": "a"},
+                        headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
+        t2 = time.perf_counter()
+        stats["vote_ms"].append((t2 - t1) * 1000)
+        if v is not None and v.status_code in (200, 201):
+            stats["acked"].append(v.json()["id"])
+        else:
+            stats["errors"][f"vote {v.status_code if v is not None else 'gave up'}"] += 1
+
+
+async def load_rlhf(port: int, raters: int, seconds: float) -> dict:
+    stats = {"next_ms": [], "vote_ms": [], "acked": [], "errors": Counter(), "ran_out": 0}
+    limits = httpx.Limits(max_connections=raters + 5, max_keepalive_connections=raters + 5)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60) as client:
+        async def token(i: int) -> str:
+            basic = base64.b64encode(f"rater{i}:{PASSWORD}".encode()).decode()
+            r = await client.post("/api/token", headers={"Authorization": f"Basic {basic}"})
+            r.raise_for_status()
+            return r.json()["access_token"]
+
+        tokens = await asyncio.gather(*(token(i) for i in range(raters)))
+        start = time.monotonic()
+        await asyncio.gather(*(_rater(client, t, start + seconds, stats) for t in tokens))
+        stats["elapsed"] = time.monotonic() - start
+    return stats
+
+
+async def load_bare(port: int, raters: int, seconds: float) -> dict:
+    stats = {"insert_ms": [], "acked": 0, "errors": Counter()}
+    limits = httpx.Limits(max_connections=raters + 5, max_keepalive_connections=raters + 5)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60) as client:
+        async def one(i: int, deadline: float) -> None:
+            n = 0
+            while time.monotonic() < deadline:
+                t0 = time.perf_counter()
+                r = await _send(client, stats, "POST", "/vote", json={"rater": i, "comparison": n, "choice": "a"})
+                stats["insert_ms"].append((time.perf_counter() - t0) * 1000)
+                n += 1
+                if r is not None and r.status_code == 201:
+                    stats["acked"] += 1
+                else:
+                    stats["errors"][str(r.status_code if r is not None else "gave up")] += 1
+
+        start = time.monotonic()
+        await asyncio.gather(*(one(i, start + seconds) for i in range(raters)))
+        stats["elapsed"] = time.monotonic() - start
+    return stats
+
+
+class BareVote(BaseModel):
+    rater: int
+    comparison: int
+    choice: str
+
+
+def bare_app(url: str):
+    """The ceiling: one sync endpoint, one INSERT, one commit, same engine setup as the app."""
+    from fastapi import FastAPI
+
+    from rlhf import db
+
+    engine = db.get_engine(url)
+    meta = sa.MetaData()
+    table = sa.Table("bare_vote", meta, sa.Column("id", sa.Integer, primary_key=True),
+                     sa.Column("rater", sa.Integer), sa.Column("comparison", sa.Integer),
+                     sa.Column("choice", sa.String(16)))
+    meta.create_all(engine)
+    app = FastAPI()
+
+    @app.get("/api/health")
+    def health():
+        return {"status": "ok"}
+
+    @app.post("/vote", status_code=201)
+    def vote(body: BareVote):
+        with engine.begin() as conn:
+            new_id = conn.execute(sa.insert(table).returning(table.c.id), body.model_dump()).scalar_one()
+        return {"id": new_id}
+
+    return app
+
+
+def verify(url: str, acked: list[int]) -> tuple[int, int]:
+    """(lost, duplicated): acknowledged votes missing from the table; votes beyond a comparison's target."""
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        stored = {row[0] for row in conn.execute(sa.text("SELECT id FROM vote"))}
+        over = conn.execute(sa.text(
+            "SELECT COALESCE(SUM(n - t), 0) FROM (SELECT COUNT(*) AS n, MAX(c.target_votes) AS t FROM vote v "
+            "JOIN comparison c ON c.id = v.comparison_id GROUP BY v.comparison_id) per WHERE n > t")).scalar_one()
+        repeats = conn.execute(sa.text(
+            "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM vote "
+            "GROUP BY rater_id, comparison_id) per WHERE n > 1")).scalar_one()
+    engine.dispose()
+    return len(set(acked) - stored), int(over) + int(repeats)
+
+
+def pct(values: list[float]) -> str:
+    if not values:
+        return "-"
+    p50, p95, p99 = np.percentile(values, [50, 95, 99])
+    return f"{p50:.0f}/{p95:.0f}/{p99:.0f}"
+
+
+def run_one(kind: str, args, workdir: Path) -> dict:
+    with fresh_database(kind, workdir, "app") as url:
+        seed(url, args.raters, args.comparisons)
+        port = free_port()
+        env = {"RLHF_DATABASE_URL": url, "RLHF_DATA_DIR": str(workdir / kind), "RLHF_BROKER_URL": "",
+               "RLHF_SECRET_KEY": SECRET, "RLHF_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+        serve = [sys.executable, "-c", f"from rlhf.cli.web import serve; serve(host='127.0.0.1', port={port})"]
+        with server(serve, env, port, workdir / f"{kind}-app.log"):
+            full = asyncio.run(load_rlhf(port, args.raters, args.seconds))
+        lost, duplicated = verify(url, full["acked"])
+    with fresh_database(kind, workdir, "bare") as url:
+        port = free_port()
+        bare_cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-bare", url, "--port", str(port)]
+        with server(bare_cmd, {"PYTHONPATH": str(ROOT)}, port, workdir / f"{kind}-bare.log"):
+            bare = asyncio.run(load_bare(port, args.raters, args.seconds))
+    votes_per_s = len(full["acked"]) / full["elapsed"]
+    bare_per_s = bare["acked"] / bare["elapsed"]
+    return {"kind": kind, "votes_per_s": votes_per_s, "next": pct(full["next_ms"]), "vote": pct(full["vote_ms"]),
+            "acked": len(full["acked"]), "lost": lost, "duplicated": duplicated, "errors": dict(full["errors"]),
+            "ran_out": full["ran_out"], "bare_per_s": bare_per_s, "bare": pct(bare["insert_ms"]),
+            "bare_errors": dict(bare["errors"]), "log": (workdir / f"{kind}-app.log").read_text()[-1500:],
+            "ratio": votes_per_s / bare_per_s if bare_per_s else float("nan")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--raters", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--comparisons", type=int, default=20_000, help="open comparisons seeded (target 1 vote)")
+    parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--serve-bare", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_bare:
+        import uvicorn
+
+        uvicorn.run(bare_app(args.serve_bare), host="127.0.0.1", port=args.port, log_level="warning")
+        return
+
+    print(f"{args.raters} raters, {args.seconds:.0f} s per run, {os.cpu_count()} CPUs "
+          f"(load generator and server share them)", flush=True)
+    results = []
+    with tempfile.TemporaryDirectory(prefix="rlhf-bench-") as tmp:
+        for kind in args.databases.split(","):
+            result = run_one(kind, args, Path(tmp))
+            results.append(result)
+            print(f"{kind}: done", flush=True)
+    print()
+    print(f"{'database':11} {'votes/s':>8} {'next ms p50/95/99':>18} {'vote ms p50/95/99':>18} {'acked':>7} "
+          f"{'lost':>5} {'dup':>4} {'bare ins/s':>10} {'bare ms p50/95/99':>18} {'ratio':>6}")
+    for r in results:
+        print(f"{r['kind']:11} {r['votes_per_s']:8.1f} {r['next']:>18} {r['vote']:>18} {r['acked']:7d} "
+              f"{r['lost']:5d} {r['duplicated']:4d} {r['bare_per_s']:10.1f} {r['bare']:>18} {r['ratio']:6.2f}")
+        if r["errors"] or r["bare_errors"] or r["ran_out"]:
+            print(f"  {r['kind']}: errors {r['errors'] or '-'}, bare errors {r['bare_errors'] or '-'}, "
+                  f"raters who ran out of comparisons: {r['ran_out']}")
+            if r["log"].strip():
+                print(f"  end of the {r['kind']} server log:\n{r['log']}")
+
+
+if __name__ == "__main__":
+    main()

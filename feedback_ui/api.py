@@ -1,0 +1,313 @@
+"""The REST API under ``/api``: thin handlers over :mod:`rlhf.services`.
+
+Each handler authenticates through a role dependency, calls service functions, commits
+what it changed before answering (so a 2xx means it is stored), and turns rows into
+``…Public`` schemas. Domain errors propagate to the one handler in :mod:`feedback_ui.app`.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import sqlalchemy as sa
+from fastapi import APIRouter, Body, Depends, File, Header, Query, Response, UploadFile
+from sqlmodel import Session
+
+from feedback_ui.auth import get_session, require_role
+from feedback_ui.schemas import (CheckpointPublic, ComparisonHandout, GenerationJobCreate, GenerationJobPublic,
+                                 GuidelinesBase, GuidelinesPublic, HealthPublic, LeaderboardPublic,
+                                 PromptImportPublic, RunCreate, RunDetail, RunPublic, UserCreate, UserPublic,
+                                 UserUpdate, VoteCreate, VotePublic)
+from rlhf.errors import Conflict, InvalidInput
+from rlhf.models import Choice, ComparisonStatus, Role, TrainingRun, User, Vote
+from rlhf.services import app_settings, checkpoints, comparisons, dataset, generation_jobs, prompts, runs, stats
+from rlhf.services import users as users_svc
+from rlhf.services.leaderboard import leaderboard as fit_leaderboard
+from rlhf.services.votes import record_vote
+
+BODY_LIMIT = 2 * 1024 * 1024  # JSON bodies: a prompt list of a few thousand prompts fits
+UPLOAD_LIMIT = 20 * 1024 * 1024  # prompt files
+
+router = APIRouter(prefix="/api")
+DB = Annotated[Session, Depends(get_session)]
+Rater = Annotated[User, Depends(require_role(Role.rater))]
+Engineer = Annotated[User, Depends(require_role(Role.engineer))]
+Admin = Annotated[User, Depends(require_role(Role.admin))]
+_AS_SHOWN = {Choice.a: Choice.b, Choice.b: Choice.a, Choice.tie: Choice.tie, Choice.both_bad: Choice.both_bad}
+
+
+@router.get("/health", response_model=HealthPublic, tags=["status"],
+            responses={503: {"model": HealthPublic, "description": "the database does not answer"}})
+def health(session: DB, response: Response) -> HealthPublic:
+    """Anyone may ask. 503 when the database is down; "degraded" (still 200) when only the broker is,
+    since rating goes on without it."""
+    from workers.dispatch import broker_status
+
+    try:
+        session.execute(sa.text("SELECT 1"))
+        database = "ok"
+    except sa.exc.SQLAlchemyError as exc:
+        database = f"unavailable: {str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}"
+        response.status_code = 503
+    broker = broker_status()
+    healthy = database == "ok" and not broker.startswith("unavailable")
+    return HealthPublic(status="ok" if healthy else "degraded", database=database, broker=broker)
+
+
+# --- rating ---------------------------------------------------------------------------------------
+
+
+@router.get("/comparisons/next", response_model=ComparisonHandout, tags=["rating"],
+            responses={204: {"description": "nothing left for this rater"}})
+def next_comparison(user: Rater, session: DB):
+    """The pair this rater should judge now, in the order they see it (a = left).
+
+    The pair is leased to them for five minutes; asking again returns the same pair.
+    """
+    handout = comparisons.next_for_rater(session=session, rater=user)
+    if handout is None:
+        return Response(status_code=204)
+    return ComparisonHandout(comparison_id=handout.comparison_id, prompt=handout.prompt, a=handout.a, b=handout.b)
+
+
+@router.post("/votes", response_model=VotePublic, status_code=201, tags=["rating"], responses={
+    200: {"model": VotePublic, "description": "a repeat: this rater's vote on this comparison was already stored, "
+                                              "and is returned unchanged"},
+    404: {"description": "no such comparison"},
+    409: {"description": "the comparison is closed, was not handed to this rater, or the key was used for "
+                          "another vote"}})
+def post_vote(body: VoteCreate, user: Rater, session: DB, response: Response,
+              idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None):
+    """Record a vote; 201 when stored. ``choice`` is in the order this rater was shown.
+
+    Sending it again (a double click, a retry after a timeout) never makes a second vote:
+    the answer is 200 with the vote already stored, even if the repeat says something else.
+    """
+    if body.idempotency_key and idempotency_key and body.idempotency_key != idempotency_key:
+        raise InvalidInput("idempotency_key in the body and the Idempotency-Key header differ")
+    key = body.idempotency_key or idempotency_key
+    if comparisons.assignment_for(session=session, rater_id=user.id, comparison_id=body.comparison_id) is None:
+        # Without a handout there is no left/right order to interpret the choice in.
+        comp = comparisons.get_comparison(session=session, comparison_id=body.comparison_id)
+        if comp.status is ComparisonStatus.open:
+            raise Conflict(f"comparison {comp.id} was not handed to you: GET /api/comparisons/next first")
+    vote = {"session": session, "rater": user, "comparison_id": body.comparison_id, "choice": body.choice,
+            "rationale": body.rationale, "idempotency_key": f"{user.id}:{key}" if key else None}
+    try:
+        result = record_vote(**vote)
+    except Conflict:
+        # A concurrent copy of this very vote can close the comparison between record_vote's
+        # repeat check and its status check; asked again, it finds the stored vote (or refuses again).
+        session.rollback()
+        result = record_vote(**vote)
+    if not result.created:
+        response.status_code = 200
+    return _vote_public(result.vote, result.created)
+
+
+def _vote_public(vote: Vote, created: bool) -> VotePublic:
+    choice = _AS_SHOWN[vote.choice] if vote.shown_swapped else vote.choice
+    return VotePublic(id=vote.id, comparison_id=vote.comparison_id, choice=choice, rationale=vote.rationale,
+                      created_at=vote.created_at, created=created)
+
+
+@router.get("/stats", tags=["rating"])
+def get_stats(user: Rater, session: DB) -> dict[str, Any]:
+    """Counts. A rater sees their own; engineers and admins see everything, plus their own under ``mine``."""
+    mine = stats.rater_stats(session=session, rater_id=user.id)
+    if user.role.allows(Role.engineer):
+        return {"scope": "all", **stats.overall_stats(session=session), "mine": mine}
+    return {"scope": "mine", **mine}
+
+
+@router.get("/leaderboard", response_model=LeaderboardPublic, tags=["rating"])
+def get_leaderboard(user: Rater, session: DB, bootstrap: Annotated[int, Query(ge=0, le=1000)] = 200,
+                    include_simulated: bool = False) -> LeaderboardPublic:
+    """Checkpoints ranked by a Bradley–Terry fit of human votes between them, with 95% bootstrap intervals."""
+    board = fit_leaderboard(session=session, bootstrap=bootstrap, include_simulated=include_simulated)
+    return LeaderboardPublic.model_validate(board)
+
+
+@router.get("/guidelines", response_model=GuidelinesPublic, tags=["rating"])
+def get_guidelines(user: Rater, session: DB) -> GuidelinesPublic:
+    """The rater guidelines (Markdown); empty until someone writes them."""
+    row = app_settings.get_guidelines(session=session)
+    return GuidelinesPublic(markdown=row.value if row else "", updated_at=row.updated_at if row else None)
+
+
+@router.put("/guidelines", response_model=GuidelinesPublic, tags=["rating"])
+def put_guidelines(body: GuidelinesBase, user: Engineer, session: DB) -> GuidelinesPublic:
+    row = app_settings.set_guidelines(session=session, text=body.markdown)
+    session.commit()
+    return GuidelinesPublic(markdown=row.value, updated_at=row.updated_at)
+
+
+# --- data -----------------------------------------------------------------------------------------
+
+_PROMPTS_DOC = ('a JSON list; each item {"prompt": "…"} or {"messages": [{"role", "content"}, …]}, optional '
+                '"id" (re-sending the same id does not duplicate) and "tags"')
+
+
+@router.post("/prompts", response_model=PromptImportPublic, status_code=201, tags=["data"])
+def add_prompts(user: Engineer, session: DB,
+                items: Annotated[list[Any], Body(description=_PROMPTS_DOC,
+                                                 examples=[[{"prompt": "Name a colour."},
+                                                            {"id": "q2", "messages": [{"role": "user",
+                                                                                       "content": "Hi!"}]}]])],
+                tag: Annotated[list[str], Query(description="add this tag to every prompt")] = []):
+    """Import prompts, all or nothing: one bad item refuses the whole list and the error names its index."""
+    if not items:
+        raise InvalidInput("the list of prompts is empty")
+    records = [prompts.parse_record(raw, f"item {i}") for i, raw in enumerate(items)]
+    result = prompts.import_records(session=session, records=records, tags=tag)
+    session.commit()
+    return PromptImportPublic(created=result.created, skipped=result.skipped, ids=result.ids)
+
+
+@router.post("/prompts/upload", response_model=PromptImportPublic, status_code=201, tags=["data"],
+             max_body_size=UPLOAD_LIMIT)
+def upload_prompts(user: Engineer, session: DB, file: Annotated[UploadFile, File(description=
+                   "JSONL (prompt or messages per line), CSV (a prompt column) or Parquet; up to 20 MiB")],
+                   tag: Annotated[list[str], Query(description="add this tag to every prompt")] = []):
+    """Import a prompt file, all or nothing; the error names the line. The type is read from the file name."""
+    name = Path(file.filename or "upload").name
+    result = prompts.import_file(session=session, path=name, data=file.file.read(), tags=tag)
+    session.commit()
+    return PromptImportPublic(created=result.created, skipped=result.skipped, ids=result.ids)
+
+
+@router.get("/export", tags=["data"], response_class=Response,
+            responses={200: {"content": {"application/x-ndjson": {}, "application/vnd.apache.parquet": {}},
+                             "description": "prompt / chosen / rejected rows in TRL's conversational format"}})
+def export(user: Engineer, session: DB, format: Literal["jsonl", "parquet"] = "jsonl",
+           ties: Literal["drop", "keep"] = "drop") -> Response:
+    """The preference dataset as a download."""
+    rows = dataset.preference_rows(session=session, ties=ties)
+    if format == "jsonl":
+        content, media = dataset.to_jsonl_bytes(rows), "application/x-ndjson"
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        buffer = io.BytesIO()
+        pq.write_table(pa.Table.from_pylist(rows), buffer)
+        content, media = buffer.getvalue(), "application/vnd.apache.parquet"
+    return Response(content, media_type=media,
+                    headers={"Content-Disposition": f'attachment; filename="preferences.{format}"'})
+
+
+# --- models and training ----------------------------------------------------------------------------
+
+
+@router.get("/checkpoints", response_model=list[CheckpointPublic], tags=["models"])
+def list_checkpoints(user: Engineer, session: DB):
+    return checkpoints.list_checkpoints(session=session)
+
+
+@router.post("/checkpoints/{checkpoint_id}/serve", response_model=CheckpointPublic, tags=["models"])
+def serve_checkpoint(checkpoint_id: int, user: Engineer, session: DB):
+    """Serve a policy: its responses enter the next generation job's comparisons."""
+    ckpt = checkpoints.serve_checkpoint(session=session, checkpoint_id=checkpoint_id)
+    session.commit()
+    return ckpt
+
+
+@router.post("/checkpoints/{checkpoint_id}/retire", response_model=CheckpointPublic, tags=["models"])
+def retire_checkpoint(checkpoint_id: int, user: Engineer, session: DB):
+    """Stop serving a checkpoint; it stays in the registry and on the leaderboard."""
+    ckpt = checkpoints.retire_checkpoint(session=session, checkpoint_id=checkpoint_id)
+    session.commit()
+    return ckpt
+
+
+@router.post("/generate", response_model=GenerationJobPublic, status_code=202, tags=["models"],
+             responses={503: {"description": "the job broker does not answer"}})
+def generate(body: GenerationJobCreate, user: Engineer, session: DB):
+    """Queue a generation job: sample responses from serving checkpoints and open comparisons."""
+    from workers.dispatch import submit_generation
+
+    return submit_generation(session=session, per_checkpoint=body.per_checkpoint, limit=body.limit, tag=body.tag,
+                             target_votes=body.target_votes,
+                             sampling={"max_new_tokens": body.max_new_tokens, "temperature": body.temperature})
+
+
+@router.get("/generate/{job_id}", response_model=GenerationJobPublic, tags=["models"])
+def get_generation_job(job_id: int, user: Engineer, session: DB):
+    return generation_jobs.get_generation_job(session=session, job_id=job_id)
+
+
+@router.post("/runs", response_model=RunPublic, status_code=202, tags=["models"],
+             responses={503: {"description": "the job broker does not answer"}})
+def start_run(body: RunCreate, user: Engineer, session: DB) -> RunPublic:
+    """Start a training run; 202 with the queued run (its ``id``). The votes it trains on are frozen now."""
+    from workers.dispatch import submit_run
+
+    run = submit_run(session=session, algorithm=body.algorithm, base_checkpoint_id=body.base_checkpoint_id,
+                     reward_checkpoint_id=body.reward_checkpoint_id, params=body.params,
+                     serve_on_success=body.serve, ties=body.ties, created_by=user.id)
+    return _run_public(run)
+
+
+@router.get("/runs", response_model=list[RunPublic], tags=["models"])
+def list_runs(user: Engineer, session: DB, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[RunPublic]:
+    """Training runs, newest first."""
+    return [_run_public(r) for r in runs.list_runs(session=session, limit=limit)]
+
+
+@router.get("/runs/{run_id}", response_model=RunDetail, tags=["models"])
+def get_run(run_id: int, user: Engineer, session: DB) -> RunDetail:
+    """A run with its log: the curves (loss, reward, KL per step)."""
+    run = runs.get_run(session=session, run_id=run_id)
+    log = [{"step": e.step, **e.values} for e in runs.run_log(session=session, run_id=run_id)]
+    return RunDetail(**_run_public(run).model_dump(), log=log)
+
+
+@router.post("/runs/{run_id}/cancel", response_model=RunPublic, tags=["models"],
+             responses={409: {"description": "the run has already finished"}})
+def cancel_run(run_id: int, user: Engineer, session: DB) -> RunPublic:
+    """Cancel a queued run at once, or ask a running one to stop (``cancel_requested``)."""
+    return _run_public(runs.cancel_run(session=session, run_id=run_id))
+
+
+def _run_public(run: TrainingRun) -> RunPublic:
+    snapshot = dict(run.snapshot or {})
+    vote_ids = snapshot.pop("vote_ids", [])
+    return RunPublic(id=run.id, algorithm=run.algorithm, status=run.status, base_checkpoint_id=run.base_checkpoint_id,
+                     reward_checkpoint_id=run.reward_checkpoint_id, output_checkpoint_id=run.output_checkpoint_id,
+                     params=run.params, progress=run.progress, metrics=run.metrics, error=run.error,
+                     snapshot=snapshot, votes=len(vote_ids), serve_on_success=run.serve_on_success,
+                     cancel_requested=run.cancel_requested, created_at=run.created_at, started_at=run.started_at,
+                     finished_at=run.finished_at)
+
+
+# --- users ----------------------------------------------------------------------------------------------
+
+
+@router.get("/me", response_model=UserPublic, tags=["users"])
+def me(user: Rater):
+    return user
+
+
+@router.get("/users", response_model=list[UserPublic], tags=["users"])
+def list_users(user: Admin, session: DB):
+    return users_svc.list_users(session=session)
+
+
+@router.post("/users", response_model=UserPublic, status_code=201, tags=["users"],
+             responses={409: {"description": "the name is taken"}})
+def create_user(body: UserCreate, user: Admin, session: DB):
+    created = users_svc.create_user(session=session, name=body.name, role=body.role, password=body.password)
+    session.commit()
+    return created
+
+
+@router.patch("/users/{user_id}", response_model=UserPublic, tags=["users"])
+def update_user(user_id: int, body: UserUpdate, user: Admin, session: DB):
+    """Deactivate (or reactivate) a user: a deactivated user's tokens and sessions stop working at once."""
+    if user_id == user.id and not body.active:
+        raise Conflict("you cannot deactivate yourself")
+    updated = users_svc.set_active(session=session, user_id=user_id, active=body.active)
+    session.commit()
+    return updated

@@ -1,0 +1,140 @@
+"""The web process: the REST API under ``/api``, the login page, and the Gradio UI at ``/``.
+
+It only reads and writes the database and enqueues jobs; no model is ever loaded here
+(the embedded worker, started only when no broker is configured, is the laptop mode's
+stand-in for a separate worker process).
+
+Domain errors (:mod:`rlhf.errors`) become HTTP statuses in one handler,
+:func:`domain_error_response`; every response for one is ``{"detail", "error"}``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, RedirectResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from feedback_ui import api, auth
+from rlhf import db
+from rlhf.errors import (BrokerUnavailable, ConfigError, Conflict, InvalidInput, NotFound, PermissionDenied,
+                         RLHFError, TrainingFailed)
+from rlhf.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+# Most specific first: the first class an error is an instance of decides its status.
+ERROR_STATUS: list[tuple[type[RLHFError], int]] = [
+    (NotFound, 404),
+    (InvalidInput, 422),
+    (Conflict, 409),
+    (PermissionDenied, 403),
+    (BrokerUnavailable, 503),
+    (TrainingFailed, 409),
+    (ConfigError, 500),
+]
+
+
+def domain_error_response(request: Request, exc: RLHFError) -> JSONResponse:
+    status = next((code for cls, code in ERROR_STATUS if isinstance(exc, cls)), 400)
+    if status >= 500:
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+    headers = {"Retry-After": "30"} if isinstance(exc, BrokerUnavailable) else None
+    return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status, headers=headers)
+
+
+def database_down_response(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
+    # A lost database is an outage to wait out, not a bug in the request.
+    log.error("%s %s: database unavailable: %s", request.method, request.url.path, exc.orig)
+    return JSONResponse({"detail": "the database is unavailable; try again shortly", "error": "DatabaseUnavailable"},
+                        status_code=503, headers={"Retry-After": "5"})
+
+
+class _WebContextMiddleware:
+    """Puts the app's :class:`~feedback_ui.auth.WebContext` in the ASGI scope.
+
+    The mounted Gradio app is a separate ASGI app with its own ``request.app``; the scope
+    is the one thing both see, so the cookie check works on either side.
+    """
+
+    def __init__(self, app: ASGIApp, ctx: auth.WebContext, login_redirect: bool):
+        self.app, self.ctx, self.login_redirect = app, ctx, login_redirect
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope[auth.SCOPE_KEY] = self.ctx
+        if self.login_redirect and scope["type"] == "http" and scope["path"] == "/" and scope["method"] == "GET":
+            # The UI answers a bare 401 to a visitor without a session; send people to the form instead.
+            request = Request(scope)
+            cookie = request.cookies.get(auth.SESSION_COOKIE)
+            if not cookie or self.ctx.sessions.loads(cookie, self.ctx.session_ttl_s) is None:
+                await RedirectResponse("/login?next=/", status_code=303)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None, *, start_worker: bool = True, token_ttl_s: int = auth.TOKEN_TTL_S,
+               session_ttl_s: int = auth.SESSION_TTL_S) -> FastAPI:
+    """The web app. Refuses to start with an example secret key outside demo mode.
+
+    ``start_worker``: with no broker configured, run the embedded worker thread while the
+    app is up (tests turn it off to keep jobs queued).
+    """
+    settings = settings or get_settings()
+    settings.check_secrets()
+    ctx = auth.WebContext(settings=settings, engine=db.get_engine(settings.database_url),
+                          token_ttl_s=token_ttl_s, session_ttl_s=session_ttl_s)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        worker = None
+        if start_worker and settings.embedded:
+            from rlhf.embedded import EmbeddedWorker
+
+            worker = EmbeddedWorker(settings).start()
+            log.info("no broker configured: running queued jobs in this process")
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await run_in_threadpool(worker.stop, 10.0)
+
+    app = FastAPI(title="RLHF feedback loop", version="1", lifespan=lifespan, openapi_url="/api/openapi.json",
+                  docs_url="/api/docs", redoc_url=None, max_body_size=api.BODY_LIMIT,
+                  description="Raters compare two responses; votes train reward models, DPO and PPO; new "
+                              "checkpoints go back to the raters. Authenticate with HTTP Basic or a bearer token "
+                              "from POST /api/token.")
+    app.state.web = ctx
+    app.add_exception_handler(RLHFError, domain_error_response)
+    app.add_exception_handler(sa.exc.OperationalError, database_down_response)
+    app.include_router(auth.router)
+    app.include_router(api.router)
+    ui_mounted = _mount_ui(app, settings)
+    app.add_middleware(_WebContextMiddleware, ctx=ctx, login_redirect=ui_mounted)
+    return app
+
+
+def _mount_ui(app: FastAPI, settings: Settings) -> bool:
+    """Mount the Gradio pages at ``/`` when :mod:`feedback_ui.ui` exists; the API works without them."""
+    if importlib.util.find_spec("feedback_ui.ui") is None:
+        return False
+    import gradio as gr
+
+    from feedback_ui.ui import build_ui
+
+    async def cookie_user(request: Request) -> str | None:
+        return await run_in_threadpool(auth.user_from_cookie, request)
+
+    gr.mount_gradio_app(app, build_ui(settings), path="/", auth_dependency=cookie_user,
+                        max_file_size=api.UPLOAD_LIMIT, footer_links=[])
+    # The app-wide body limit is for JSON; the UI's file uploads get the upload limit instead.
+    mount = next(r for r in reversed(app.router.routes) if isinstance(r, Mount) and r.path == "")
+    mount.app = RequestBodyLimitMiddleware(mount.app, max_body_size=api.UPLOAD_LIMIT)
+    return True

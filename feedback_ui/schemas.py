@@ -1,0 +1,186 @@
+"""Request and response bodies of the REST API, split per entity: ``…Base`` (shared
+fields), ``…Create`` (what a client sends), ``…Public`` (what it gets back).
+
+Responses never carry what a client must not see: password hashes, which model wrote
+which side of a comparison, the stored order of a vote.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from rlhf.models import Algorithm, CheckpointKind, CheckpointStatus, Choice, JobStatus, Role, as_utc
+from rlhf.services.app_settings import MAX_VALUE_CHARS
+from rlhf.services.votes import MAX_RATIONALE_CHARS
+
+# SQLite hands back naive datetimes; every stored one is UTC, and the API says so.
+UTCDatetime = Annotated[datetime, AfterValidator(as_utc)]
+
+
+class _Public(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: str = Field(description='"ok" or "unavailable: <reason>"')
+    broker: str = Field(description='"embedded", "ok" or "unavailable: <reason>"')
+
+
+class Message(BaseModel):
+    role: str
+    content: str
+
+
+class ComparisonHandout(BaseModel):
+    """One comparison as this rater sees it: ``a`` is the left response, ``b`` the right."""
+
+    comparison_id: int
+    prompt: list[Message] = Field(description="the conversation so far; the last message is the user's")
+    a: str
+    b: str
+
+
+class VoteBase(BaseModel):
+    comparison_id: int
+    choice: Choice = Field(description="in the order this rater was shown: a = left, b = right")
+    rationale: str | None = Field(default=None, max_length=MAX_RATIONALE_CHARS)
+
+
+class VoteCreate(VoteBase):
+    idempotency_key: str | None = Field(
+        default=None, min_length=1, max_length=100,
+        description="any string unique to this vote (or the Idempotency-Key header); a retry with the same key "
+                    "returns the stored vote")
+
+
+class VotePublic(VoteBase):
+    id: int
+    created_at: UTCDatetime
+    created: bool = Field(description="false when this request repeated a vote already stored")
+
+
+class PromptImportPublic(BaseModel):
+    created: int
+    skipped: int = Field(description="already present: same id as an earlier import")
+    ids: list[int]
+
+
+class CheckpointBase(_Public):
+    name: str
+    kind: CheckpointKind
+    status: CheckpointStatus
+    path: str
+
+
+class CheckpointPublic(CheckpointBase):
+    id: int
+    parent_id: int | None
+    run_id: int | None
+    metrics: dict[str, Any]
+    created_at: UTCDatetime
+
+
+class GenerationJobCreate(BaseModel):
+    per_checkpoint: int | None = Field(default=None, ge=1, le=64,
+                                       description="samples per checkpoint and prompt (default 2 with one serving "
+                                                   "checkpoint, else 1)")
+    limit: int | None = Field(default=None, ge=1, description="at most this many prompts (fewest comparisons first)")
+    tag: str | None = Field(default=None, description="only prompts with this tag")
+    target_votes: int = Field(default=1, ge=1, le=100, description="votes wanted per comparison")
+    max_new_tokens: int = Field(default=64, ge=1, le=4096)
+    temperature: float = Field(default=1.0, gt=0, le=5)
+
+
+class GenerationJobPublic(_Public):
+    id: int
+    status: JobStatus
+    params: dict[str, Any]
+    result: dict[str, Any]
+    error: str | None
+    created_at: UTCDatetime
+    started_at: UTCDatetime | None
+    finished_at: UTCDatetime | None
+
+
+class RunBase(BaseModel):
+    algorithm: Algorithm
+    base_checkpoint_id: int | str | None = Field(default=None, description="id or name; default: the newest "
+                                                                           "serving policy")
+    reward_checkpoint_id: int | str | None = Field(default=None, description="a reward model (ppo, rloo, grpo)")
+    params: dict[str, Any] = Field(default_factory=dict, description='training parameters, e.g. {"steps": 50}')
+
+
+class RunCreate(RunBase):
+    serve: bool = Field(default=False, description="serve the new checkpoint when the run succeeds")
+    ties: Literal["drop", "keep"] = "drop"
+
+
+class RunPublic(RunBase):
+    id: int
+    status: JobStatus
+    output_checkpoint_id: int | None
+    progress: dict[str, Any]
+    metrics: dict[str, Any]
+    error: str | None
+    snapshot: dict[str, Any] = Field(description="the frozen dataset: rows, ties, content hash")
+    votes: int = Field(description="votes in the snapshot")
+    serve_on_success: bool
+    cancel_requested: bool
+    created_at: UTCDatetime
+    started_at: UTCDatetime | None
+    finished_at: UTCDatetime | None
+
+
+class RunDetail(RunPublic):
+    log: list[dict[str, Any]] = Field(description="one entry per logged step: step, loss, reward, KL …")
+
+
+class StandingPublic(_Public):
+    rank: int | None
+    checkpoint_id: int
+    name: str
+    status: str
+    rating: float | None = Field(description="Elo-like: 400 points = 10:1 odds; mean of rated checkpoints is 1000")
+    ci_low: float | None = Field(description="95% bootstrap interval")
+    ci_high: float | None
+    votes: int
+    wins: int
+    losses: int
+    ties: int
+
+
+class LeaderboardPublic(_Public):
+    standings: list[StandingPublic]
+    votes: int = Field(description="human votes between responses of different checkpoints")
+    bootstrap: int
+
+
+class GuidelinesBase(BaseModel):
+    markdown: str = Field(max_length=MAX_VALUE_CHARS)
+
+
+class GuidelinesPublic(GuidelinesBase):
+    updated_at: UTCDatetime | None
+
+
+class UserBase(_Public):
+    name: str = Field(min_length=1, max_length=128)
+    role: Role = Role.rater
+
+
+class UserCreate(UserBase):
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class UserUpdate(BaseModel):
+    active: bool
+
+
+class UserPublic(UserBase):
+    id: int
+    active: bool
+    created_at: UTCDatetime

@@ -1,0 +1,234 @@
+"""What every tab shares: who is asking, safe Markdown, status messages, page-wide CSS and keys.
+
+Role checks live in the handlers, not in the layout: a hidden tab is only a hint, and a
+rater who sends a console event by hand must be refused by the server. Every handler
+therefore starts with :func:`require`, which looks the user up afresh (a user demoted
+or deactivated a second ago is refused now, not at their next login).
+
+Text written by models, raters or importers is rendered by :func:`render_markdown`
+with raw HTML turned off: ``<script>`` shows as text and never runs. The Gradio HTML
+component puts its value into ``innerHTML`` unchanged, so nothing unescaped may reach it.
+"""
+
+import html
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+
+import gradio as gr
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from rlhf import db
+from rlhf.errors import RLHFError
+from rlhf.models import Role, User, as_utc
+from rlhf.settings import Settings
+
+
+@dataclass(frozen=True)
+class UIContext:
+    """What the handlers need, handed to each ``build_…_tab`` (the UI keeps no module state)."""
+
+    settings: Settings
+    engine: Engine
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "UIContext":
+        return cls(settings=settings, engine=db.get_engine(settings.database_url))
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session per handler call; the handler commits what it changed, the rest is rolled back."""
+        session = Session(self.engine, expire_on_commit=False)
+        try:
+            yield session
+        finally:
+            session.rollback()
+            session.close()
+
+
+class Refused(gr.Error):
+    """Shown to the user as an error toast; no output of the event is changed.
+
+    Gradio renders an error's message as HTML, so the text is escaped here.
+    """
+
+    def __init__(self, text: str, title: str = "Error"):
+        super().__init__(html.escape(text), duration=None, title=title, print_exception=False)
+
+
+def lookup_user(ctx: UIContext, request: gr.Request | None) -> User | None:
+    """The active user behind this request (Gradio fills ``username`` from the session cookie)."""
+    name = getattr(request, "username", None) if request is not None else None
+    if not name:
+        return None
+    with ctx.session() as session:
+        user = session.exec(select(User).where(User.name == name)).first()
+    return user if user is not None and user.active else None
+
+
+def require(ctx: UIContext, request: gr.Request | None, role: Role = Role.rater) -> User:
+    """The user, if their role ranks at least ``role``; otherwise a visible refusal."""
+    user = lookup_user(ctx, request)
+    if user is None:
+        raise Refused("Your session has ended or your account is inactive: log in again.", title="Not logged in")
+    if not user.role.allows(role):
+        raise Refused(f"This needs the {role.value} role or higher; you are a {user.role.value}.",
+                      title="Not allowed")
+    return user
+
+
+# --- messages -----------------------------------------------------------------------------------
+
+
+def message(text: str, kind: str = "info") -> str:
+    """A status line for a gr.HTML output: ``kind`` is info, ok, warn or error (errors are alerts)."""
+    role = ' role="alert"' if kind == "error" else ' role="status"'
+    return f'<div class="rl-msg rl-msg-{kind}"{role}>{html.escape(text)}</div>'
+
+
+def error_message(exc: Exception) -> str:
+    """A domain error as the user should read it; anything else is a bug, said plainly."""
+    if isinstance(exc, RLHFError):
+        return message(str(exc), "error")
+    return message(f"Unexpected error ({type(exc).__name__}); the server log has the details.", "error")
+
+
+# --- rendering ------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _markdown():
+    from markdown_it import MarkdownIt
+
+    # html=False: raw HTML becomes text. No images: a response must not make the rater's
+    # browser fetch arbitrary URLs.
+    md = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable(["table", "strikethrough"])
+    md.disable("image")
+
+    def link_open(tokens, idx, options, env):
+        # Links leave the page in a new tab instead of replacing the rating session.
+        tokens[idx].attrSet("target", "_blank")
+        tokens[idx].attrSet("rel", "noopener noreferrer nofollow")
+        return md.renderer.renderToken(tokens, idx, options, env)
+
+    md.add_render_rule("link_open", link_open)
+    return md
+
+
+def render_markdown(text: str | None) -> str:
+    """Markdown to HTML with every raw HTML tag escaped (safe for gr.HTML)."""
+    return _markdown().render(text or "")
+
+
+def fmt_time(value: datetime | None) -> str:
+    value = as_utc(value)
+    return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
+
+
+def role_allows(user: User | None, role: Role) -> bool:
+    return user is not None and user.role.allows(role)
+
+
+# --- page-wide CSS and keyboard shortcuts ----------------------------------------------------------
+
+# Vote buttons and their keys. The label is the button's text; the key is drawn beside
+# it as a badge (CSS), so the accessible name still begins with the exact label.
+VOTE_KEYS = {"vote-a": "1", "vote-b": "2", "vote-tie": "3", "vote-bad": "4"}
+
+_CSS = """
+.rl-msg { padding: .45rem .7rem; border-radius: 6px; margin: .25rem 0; overflow-wrap: anywhere; }
+.rl-msg-info { background: var(--background-fill-secondary); }
+.rl-msg-ok { background: #e7f6ec; color: #14532d; }
+.rl-msg-warn { background: #fff7e0; color: #713f12; }
+.rl-msg-error { background: #fdecec; color: #8a1c1c; border: 1px solid #f3b4b4; }
+.dark .rl-msg-ok { background: #14361f; color: #bbf7d0; }
+.dark .rl-msg-warn { background: #3b2f0b; color: #fde68a; }
+.dark .rl-msg-error { background: #3d1414; color: #fecaca; border-color: #7f1d1d; }
+.rl-header { display: flex; justify-content: space-between; align-items: center; gap: .75rem; flex-wrap: wrap; }
+.rl-header h1 { font-size: 1.25rem; margin: 0; }
+.rl-header form { display: inline; margin: 0; }
+.rl-header button { font: inherit; padding: .25rem .7rem; border-radius: 6px; cursor: pointer;
+  border: 1px solid var(--border-color-primary); background: var(--background-fill-secondary);
+  color: var(--body-text-color); }
+.rl-md { overflow-wrap: anywhere; line-height: 1.5; color: var(--body-text-color); }
+.rl-md p { margin: 0 0 .6em 0; }
+.rl-md p:last-child { margin-bottom: 0; }
+.rl-md pre { background: var(--code-background-fill, #f3f4f6); padding: .6rem .75rem; border-radius: 6px;
+  overflow-x: auto; white-space: pre; font-size: .9em; line-height: 1.4; }
+.rl-md code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .92em; }
+.rl-md :not(pre) > code { background: var(--code-background-fill, #f3f4f6); padding: .05em .3em; border-radius: 4px; }
+.rl-md table { border-collapse: collapse; margin: .4em 0; display: block; overflow-x: auto; }
+.rl-md th, .rl-md td { border: 1px solid var(--border-color-primary); padding: .2em .5em; }
+.rl-md ul, .rl-md ol { padding-left: 1.4em; margin: 0 0 .6em 0; }
+.rl-md blockquote { border-left: 3px solid var(--border-color-primary); margin: 0 0 .6em 0; padding-left: .7em; }
+.rl-prompt { border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .7rem .9rem;
+  background: var(--background-fill-secondary); max-height: 30vh; overflow: auto; }
+.rl-turn + .rl-turn { margin-top: .6rem; }
+.rl-role { font-size: .75rem; font-weight: 600; text-transform: uppercase; letter-spacing: .04em;
+  color: var(--body-text-color-subdued); margin-bottom: .2rem; }
+.rl-card { border: 1px solid var(--border-color-primary); border-radius: 8px; overflow: hidden;
+  background: var(--background-fill-primary); height: 100%; }
+.rl-card-title { font-weight: 600; padding: .45rem .9rem; border-bottom: 1px solid var(--border-color-primary);
+  background: var(--background-fill-secondary); }
+.rl-card-body { padding: .7rem .9rem; max-height: 55vh; overflow: auto; }
+.rl-empty { text-align: center; padding: 2.5rem 1rem; font-size: 1.1rem; }
+.rl-progress { color: var(--body-text-color-subdued); }
+.rl-vote-row button { white-space: nowrap; }
+#vote-a::after, #vote-b::after, #vote-tie::after, #vote-bad::after {
+  display: inline-block; margin-left: .55em; padding: 0 .4em; min-width: 1.1em; border-radius: 4px;
+  border: 1px solid currentColor; opacity: .7; font-family: ui-monospace, monospace; font-size: .8em;
+  line-height: 1.45; font-weight: 500; }
+#vote-a::after { content: "1"; }
+#vote-b::after { content: "2"; }
+#vote-tie::after { content: "3"; }
+#vote-bad::after { content: "4"; }
+.rl-keys-hint { font-size: .85rem; color: var(--body-text-color-subdued); }
+.rl-keys-hint kbd { border: 1px solid var(--border-color-primary); border-radius: 4px; padding: 0 .35em;
+  font-family: ui-monospace, monospace; }
+"""
+
+# Number keys press the vote buttons, except while typing (the rationale box) or with a
+# modifier held; a held-down key does not repeat a vote.
+_KEYS_JS = """
+(() => {
+  if (window.__rlhfKeys) return;
+  window.__rlhfKeys = true;
+  const keys = %s;
+  const byKey = Object.fromEntries(Object.entries(keys).map(([id, k]) => [k, id]));
+  const label = () => {
+    for (const [id, k] of Object.entries(keys)) {
+      const b = document.getElementById(id);
+      if (b && !b.hasAttribute("aria-keyshortcuts")) {
+        b.setAttribute("aria-keyshortcuts", k);
+        b.setAttribute("title", "Shortcut: " + k);
+      }
+    }
+  };
+  new MutationObserver(label).observe(document.documentElement, {childList: true, subtree: true});
+  document.addEventListener("keydown", (e) => {
+    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
+    const t = e.target;
+    if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+    const id = byKey[e.key];
+    if (!id) return;
+    const button = document.getElementById(id);
+    if (!button || button.disabled || button.offsetParent === null) return;
+    e.preventDefault();
+    button.click();
+  });
+})();
+"""
+
+
+def page_head() -> str:
+    """Style and script for the document head.
+
+    The app mounts the Blocks with Gradio's ``mount_gradio_app``, which owns the page's
+    ``css``/``head`` settings; a component's ``head`` is the one place a UI module can add to it.
+    """
+    import json
+
+    return f"<style>{_CSS}</style><script>{_KEYS_JS % json.dumps(VOTE_KEYS)}</script>"

@@ -1,0 +1,227 @@
+"""The Console tab (engineers and admins): counts, data in and out, training, checkpoints, users.
+
+Shown only to engineers and admins, and every handler checks the role again. While the
+tab is open a timer refreshes the counts, the runs and the registry every
+:data:`REFRESH_S` seconds; it stops when the engineer switches to another tab.
+
+Sections that grew big live beside this module: training and checkpoints in
+:mod:`feedback_ui.ui.console_runs`, users in :mod:`feedback_ui.ui.console_users`.
+"""
+
+import html
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import gradio as gr
+
+from feedback_ui.ui.common import UIContext, error_message, message, render_markdown, require
+from feedback_ui.ui.console_runs import build_training_section
+from feedback_ui.ui.console_users import build_users_section
+from rlhf.errors import InvalidInput, RLHFError
+from rlhf.models import Role
+from rlhf.services import app_settings, dataset, generation_jobs, prompts, stats
+from rlhf.services.app_settings import MAX_VALUE_CHARS
+
+REFRESH_S = 2.0
+UPLOAD_LIMIT = 20 * 1024 * 1024  # the same limit as the REST upload and the mounted app's body limit
+PROMPT_TYPES = [".jsonl", ".json", ".ndjson", ".csv", ".parquet", ".pq"]
+
+
+@dataclass
+class ConsoleTab:
+    tab: gr.Tab
+    timer: gr.Timer
+    admin_only: gr.Accordion
+
+
+def stats_html(counts: dict) -> str:
+    def group(title: str, values) -> str:
+        if isinstance(values, dict):
+            total = sum(values.values())
+            detail = ", ".join(f"{html.escape(str(k))} {v}" for k, v in sorted(values.items()))
+            body = f"<strong>{total}</strong>" + (f"<small>{detail}</small>" if detail else "")
+        else:
+            body = f"<strong>{values}</strong>"
+        return f'<div class="rl-stat"><span>{title}</span>{body}</div>'
+
+    cells = [group("Prompts", counts["prompts"]), group("Responses", counts["responses"]),
+             group("Comparisons", counts["comparisons"]), group("Votes", counts["votes_by_choice"]),
+             group("Checkpoints", counts["checkpoints"]), group("Runs", counts["runs"]),
+             group("Generation jobs", counts["generation_jobs"]), group("Users", counts["users"])]
+    style = ("<style>.rl-stats{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:.5rem}"
+             ".rl-stat{border:1px solid var(--border-color-primary);border-radius:8px;padding:.45rem .7rem;"
+             "display:flex;flex-direction:column}.rl-stat span{font-size:.8rem;color:var(--body-text-color-subdued)}"
+             ".rl-stat strong{font-size:1.2rem}.rl-stat small{color:var(--body-text-color-subdued)}</style>")
+    return f'{style}<div class="rl-stats" id="console-stats">{"".join(cells)}</div>'
+
+
+def _optional_int(value, name: str) -> int | None:
+    if value in (None, ""):
+        return None
+    if float(value) < 1 or not float(value).is_integer():
+        raise InvalidInput(f"{name} must be a whole number of at least 1")
+    return int(value)
+
+
+def _job_html(ctx: UIContext, job_id: int | None) -> str:
+    if not job_id:
+        return ""
+    with ctx.session() as session:
+        job = generation_jobs.get_generation_job(session=session, job_id=job_id)
+    kind = {"succeeded": "ok", "failed": "error", "cancelled": "warn"}.get(job.status.value, "info")
+    text = f"Generation job #{job.id}: {job.status.value}"
+    if job.result:
+        text += " · " + ", ".join(f"{k} {v}" for k, v in job.result.items() if isinstance(v, (int, float, str)))
+    if job.error:
+        text += f" · {job.error}"
+    return message(text, kind)
+
+
+def _export_file(ctx: UIContext, user_id: int, ties: str) -> tuple[Path, int]:
+    """Write the preference dataset where Gradio may serve it from (the temp dir), one file per user."""
+    folder = Path(tempfile.gettempdir()) / f"rlhf-export-{os.getuid()}-{user_id}"
+    shutil.rmtree(folder, ignore_errors=True)  # the previous export of this user: no pile-up
+    folder.mkdir(parents=True)
+    with ctx.session() as session:
+        rows = dataset.preference_rows(session=session, ties=ties)
+    path = dataset.write_rows(rows, folder / f"preferences-{time.strftime('%Y%m%d-%H%M%S')}.jsonl", "jsonl")
+    return path, len(rows)
+
+
+def build_console_tab(ctx: UIContext) -> ConsoleTab:
+    with gr.Tab("Console", id="console", visible=False) as tab:
+        timer = gr.Timer(REFRESH_S, active=False)
+        counts = gr.HTML()
+        with gr.Accordion("Prompts and generation", open=True):
+            with gr.Row():
+                with gr.Column(min_width=300):
+                    upload = gr.File(label="Prompt file (JSONL, CSV or Parquet; up to 20 MiB)",
+                                     file_types=PROMPT_TYPES, type="filepath", height=120)
+                    tags = gr.Textbox(label="Tags for every imported prompt (comma-separated)")
+                    import_btn = gr.Button("Import prompts", variant="primary")
+                    import_status = gr.HTML()
+                with gr.Column(min_width=300):
+                    with gr.Row():
+                        limit = gr.Number(label="Prompts (blank: all)", precision=0, minimum=1, min_width=120)
+                        per_ckpt = gr.Number(label="Samples per checkpoint (blank: auto)", precision=0, minimum=1,
+                                             min_width=120)
+                        target = gr.Number(label="Votes per comparison", value=1, precision=0, minimum=1,
+                                           maximum=100, min_width=120)
+                    with gr.Row():
+                        gen_tag = gr.Textbox(label="Only prompts tagged", min_width=120)
+                        max_tokens = gr.Number(label="Max new tokens", value=64, precision=0, minimum=1,
+                                               maximum=4096, min_width=120)
+                        temperature = gr.Number(label="Temperature", value=1.0, minimum=0.01, maximum=5,
+                                                min_width=120)
+                    gen_btn = gr.Button("Start generation", variant="primary")
+                    gen_status = gr.HTML()
+                    job_id = gr.State(None)
+        training = build_training_section(ctx)
+        with gr.Accordion("Export and guidelines", open=False):
+            with gr.Row():
+                ties = gr.Dropdown([("drop ties", "drop"), ("keep ties", "keep")], value="drop",
+                                   label="Ties", min_width=140, scale=1)
+                export_btn = gr.Button("Export preferences (JSONL)", size="md", scale=2, min_width=200)
+            export_file = gr.File(label="Download", visible=False, interactive=False)
+            export_status = gr.HTML()
+            guidelines = gr.Textbox(label="Rater guidelines (Markdown)", lines=8, max_length=MAX_VALUE_CHARS)
+            with gr.Row():
+                save_guidelines = gr.Button("Save guidelines", variant="primary", size="md")
+            guidelines_status = gr.HTML()
+            preview = gr.HTML()
+        admin_only = build_users_section(ctx)
+
+    def refresh_counts(job: int | None, request: gr.Request):
+        require(ctx, request, Role.engineer)
+        with ctx.session() as session:
+            overall = stats.overall_stats(session=session)
+        return stats_html(overall), _job_html(ctx, job)
+
+    def opened(request: gr.Request):
+        """Start the live refresh and load what the timer does not refresh."""
+        require(ctx, request, Role.engineer)
+        with ctx.session() as session:
+            text = app_settings.get_text(session=session, key=app_settings.GUIDELINES)
+        return gr.Timer(active=True), text, _preview(text)
+
+    def import_prompts(path: str | None, tag_text: str, request: gr.Request):
+        require(ctx, request, Role.engineer)
+        if not path:
+            return message("Choose a file first.", "warn"), gr.skip()
+        try:
+            if os.path.getsize(path) > UPLOAD_LIMIT:
+                raise InvalidInput(f"{Path(path).name}: larger than {UPLOAD_LIMIT // (1024 * 1024)} MiB")
+            tag_list = [t.strip() for t in (tag_text or "").split(",") if t.strip()]
+            with ctx.session() as session:
+                # All or nothing: a bad line raises before the commit, and the session is rolled back.
+                result = prompts.import_file(session=session, path=Path(path).name, data=Path(path).read_bytes(),
+                                             tags=tag_list)
+                session.commit()
+        except RLHFError as exc:
+            return error_message(exc), gr.skip()
+        note = f"Imported {result.created} prompts" + (f" ({result.skipped} already present)." if result.skipped
+                                                       else ".")
+        return message(note, "ok"), None
+
+    def start_generation(n_prompts, per_checkpoint, votes, tag, tokens, temp, request: gr.Request):
+        require(ctx, request, Role.engineer)
+        from workers.dispatch import submit_generation
+
+        try:
+            tokens = _optional_int(tokens, "max new tokens") or 64
+            if tokens > 4096:
+                raise InvalidInput("max new tokens must be at most 4096")
+            if temp in (None, "") or not 0 < float(temp) <= 5:
+                raise InvalidInput("temperature must be above 0 and at most 5")
+            with ctx.session() as session:
+                job = submit_generation(session=session, per_checkpoint=_optional_int(per_checkpoint, "samples per "
+                                                                                        "checkpoint"),
+                                        limit=_optional_int(n_prompts, "prompts"), tag=(tag or "").strip() or None,
+                                        target_votes=_optional_int(votes, "votes per comparison") or 1,
+                                        sampling={"max_new_tokens": tokens, "temperature": float(temp)})
+        except RLHFError as exc:
+            return error_message(exc), gr.skip()
+        return message(f"Generation job #{job.id} queued.", "ok"), job.id
+
+    def export(ties_mode: str, request: gr.Request):
+        user = require(ctx, request, Role.engineer)
+        try:
+            path, n = _export_file(ctx, user.id, ties_mode)
+        except RLHFError as exc:
+            return gr.File(visible=False), error_message(exc)
+        return gr.File(value=str(path), visible=True), message(f"{n} preference rows exported.", "ok")
+
+    def save(text: str, request: gr.Request):
+        require(ctx, request, Role.engineer)
+        try:
+            with ctx.session() as session:
+                app_settings.set_guidelines(session=session, text=text or "")
+                session.commit()
+        except RLHFError as exc:
+            return error_message(exc), gr.skip()
+        return message("Guidelines saved; raters see them on their next page load.", "ok"), _preview(text)
+
+    private = {"api_visibility": "private"}
+    tab.select(opened, None, [timer, guidelines, preview], **private).then(
+        refresh_counts, [job_id], [counts, gen_status], **private).then(
+        training.refresh, training.refresh_inputs, training.refresh_outputs, **private)
+    timer.tick(refresh_counts, [job_id], [counts, gen_status], show_progress="hidden", **private)
+    timer.tick(training.refresh, training.refresh_inputs, training.refresh_outputs, show_progress="hidden",
+               **private)
+    import_btn.click(import_prompts, [upload, tags], [import_status, upload], **private).then(
+        refresh_counts, [job_id], [counts, gen_status], show_progress="hidden", **private)
+    gen_btn.click(start_generation, [limit, per_ckpt, target, gen_tag, max_tokens, temperature],
+                  [gen_status, job_id], **private)
+    export_btn.click(export, [ties], [export_file, export_status], **private)
+    save_guidelines.click(save, [guidelines], [guidelines_status, preview], **private)
+    return ConsoleTab(tab=tab, timer=timer, admin_only=admin_only)
+
+
+def _preview(text: str | None) -> str:
+    if not (text or "").strip():
+        return message("No guidelines yet; raters see a short default.")
+    return f'<div class="rl-md rl-prompt">{render_markdown(text)}</div>'

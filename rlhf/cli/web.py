@@ -1,0 +1,57 @@
+"""``rlhf serve`` (the web app) and ``rlhf leaderboard``.
+
+The web app lives in ``feedback_ui``; it is imported only inside ``serve`` so that the
+other commands never load the web stack (or Gradio).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated
+
+import typer
+
+from rlhf.cli.common import print_json, print_table, session
+from rlhf.settings import get_settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(leaderboard)
+
+
+def serve(host: Annotated[str | None, typer.Option(help="address to listen on (default RLHF_HOST)")] = None,
+          port: Annotated[int | None, typer.Option(help="port (default RLHF_PORT)")] = None) -> None:
+    """The web app: REST API under /api, rater and console pages at /."""
+    import uvicorn
+
+    from feedback_ui.app import create_app
+    from rlhf import db
+
+    settings = get_settings()
+    settings.check_secrets()  # before waiting on the database: a bad secret is the quicker error to see
+    db.wait_for_database(settings.database_url)
+    db.migrate(settings.database_url)
+    app = create_app(settings)
+    host, port = host or settings.host, port or settings.port
+    typer.echo(f"serving on http://{host}:{port} (API docs at /api/docs)", err=True)
+    # proxy_headers: behind a reverse proxy on this host, client addresses (login limits) and https are right.
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True)
+
+
+def leaderboard(json_: Annotated[bool, typer.Option("--json", help="print only JSON")] = False,
+                bootstrap: Annotated[int, typer.Option(help="resamples for the 95% intervals (0: none)")] = 200,
+                include_simulated: Annotated[bool, typer.Option(help="also count simulated raters' votes")] = False,
+                ) -> None:
+    """Checkpoints ranked from human votes between them (Bradley–Terry, Elo-like scale, 95% intervals)."""
+    from rlhf.services.leaderboard import leaderboard as fit
+
+    with session() as s:
+        board = fit(session=s, bootstrap=bootstrap, include_simulated=include_simulated)
+    rows = [asdict(st) for st in board.standings]
+    if json_:
+        print_json({"votes": board.votes, "bootstrap": board.bootstrap, "standings": rows})
+        return
+    print_table(rows, ["rank", "checkpoint_id", "name", "status", "rating", "ci_low", "ci_high", "votes", "wins",
+                       "losses", "ties"])
+    typer.echo(f"{board.votes} votes between different checkpoints")

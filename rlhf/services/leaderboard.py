@@ -1,0 +1,158 @@
+"""Checkpoints ranked from human votes: a Bradley–Terry fit with bootstrap intervals.
+
+Only votes between responses of *different* checkpoints say anything about which
+checkpoint is better; a vote between two samples of one checkpoint is skipped. ``a`` or
+``b`` is a win, ``tie`` counts half a win to each side, ``both_bad`` is skipped.
+
+The fit is Hunter's MM algorithm for Bradley–Terry (P(i beats j) = p_i / (p_i + p_j)),
+with one virtual tie of every checkpoint against a fixed anchor of strength 1. That
+prior keeps a checkpoint that won (or lost) every vote at a finite rating, and keeps
+checkpoints that never met on a common scale, at the cost of a little shrinkage toward
+the middle. Ratings are on an Elo-like scale, 400·log10(strength), centred so the mean of
+the rated checkpoints is 1000: a 400-point gap means 10:1 odds.
+
+Confidence intervals resample the votes with replacement (``bootstrap`` times) and
+refit; the interval is the 2.5–97.5 percentile of each checkpoint's rating.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, select
+
+from rlhf.models import Checkpoint, CheckpointKind, Choice, Comparison, Response, Vote
+
+CENTRE = 1000.0
+SCALE = 400.0
+PRIOR_GAMES = 1.0  # one virtual tie against the anchor: half a win, half a loss
+_MAX_ITER = 10_000
+_TOL = 1e-10
+
+
+@dataclass
+class Standing:
+    checkpoint_id: int
+    name: str
+    status: str
+    rating: float | None  # None: no vote between this checkpoint and another one yet
+    ci_low: float | None
+    ci_high: float | None
+    votes: int
+    wins: int
+    losses: int
+    ties: int
+    rank: int | None = None
+
+
+@dataclass
+class Leaderboard:
+    standings: list[Standing] = field(default_factory=list)
+    votes: int = 0  # cross-checkpoint votes the fit used
+    bootstrap: int = 0
+
+
+def _cross_checkpoint_votes(session: Session, include_simulated: bool) -> list[tuple[str, int, int]]:
+    ra, rb = aliased(Response), aliased(Response)
+    query = (select(Vote.choice, ra.checkpoint_id, rb.checkpoint_id)
+             .join(Comparison, Comparison.id == Vote.comparison_id)
+             .join(ra, ra.id == Comparison.response_a_id)
+             .join(rb, rb.id == Comparison.response_b_id)
+             .where(ra.checkpoint_id != rb.checkpoint_id, Vote.choice.in_([Choice.a, Choice.b, Choice.tie])))
+    if not include_simulated:
+        query = query.where(Vote.source == "human")
+    return [(getattr(c, "value", c), a, b) for c, a, b in session.exec(query).all()]
+
+
+def fit_strengths(wins: np.ndarray) -> np.ndarray:
+    """Bradley–Terry strengths from win matrices ``wins[..., i, j]`` (i over j; ties as 0.5 each).
+
+    Works on a stack of matrices at once (the bootstrap replicates); returns ``[..., k]``.
+    """
+    games = wins + np.swapaxes(wins, -1, -2)
+    won = wins.sum(axis=-1) + PRIOR_GAMES / 2
+    p = np.ones(wins.shape[:-1])
+    for _ in range(_MAX_ITER):
+        denom = (games / (p[..., :, None] + p[..., None, :])).sum(axis=-1) + PRIOR_GAMES / (p + 1.0)
+        new = won / denom
+        done = np.max(np.abs(np.log(new) - np.log(p))) < _TOL
+        p = new
+        if done:
+            break
+    return p
+
+
+def _ratings(p: np.ndarray) -> np.ndarray:
+    r = SCALE * np.log10(p)
+    return r - r.mean(axis=-1, keepdims=True) + CENTRE
+
+
+def leaderboard(*, session: Session, bootstrap: int = 200, seed: int = 0,
+                include_simulated: bool = False) -> Leaderboard:
+    """Every policy checkpoint, rated ones first (best first), unrated ones after by id.
+
+    ``include_simulated`` also counts votes of simulated raters (``rlhf simulate``), which
+    the demo has instead of people.
+    """
+    votes = _cross_checkpoint_votes(session, include_simulated)
+    checkpoints = {c.id: c for c in session.exec(select(Checkpoint).order_by(Checkpoint.id))}
+    rated_ids = sorted({cid for _, a, b in votes for cid in (a, b)})
+    index = {cid: i for i, cid in enumerate(rated_ids)}
+    k = len(rated_ids)
+
+    tally = {cid: {"wins": 0, "losses": 0, "ties": 0} for cid in rated_ids}
+    # One category per (pair, outcome); resampling votes = resampling category counts.
+    categories: dict[tuple[int, int, str], int] = {}
+    for choice, a, b in votes:
+        if choice == "tie":
+            tally[a]["ties"] += 1
+            tally[b]["ties"] += 1
+            lo, hi = sorted((a, b))
+            key = (lo, hi, "tie")
+        else:
+            winner, loser = (a, b) if choice == "a" else (b, a)
+            tally[winner]["wins"] += 1
+            tally[loser]["losses"] += 1
+            key = (winner, loser, "win")
+        categories[key] = categories.get(key, 0) + 1
+
+    rating: dict[int, float] = {}
+    low: dict[int, float] = {}
+    high: dict[int, float] = {}
+    if k:
+        keys = list(categories)
+        counts = np.array([categories[key] for key in keys], dtype=float)
+        contrib = np.zeros((len(keys), k * k))  # what one vote of a category adds to the win matrix
+        for n, (x, y, kind) in enumerate(keys):
+            i, j = index[x], index[y]
+            if kind == "win":
+                contrib[n, i * k + j] = 1.0
+            else:
+                contrib[n, i * k + j] = contrib[n, j * k + i] = 0.5
+        point = _ratings(fit_strengths((counts @ contrib).reshape(k, k)))
+        rating = dict(zip(rated_ids, point))
+        if bootstrap > 0:
+            rng = np.random.default_rng(seed)
+            samples = rng.multinomial(int(counts.sum()), counts / counts.sum(), size=bootstrap).astype(float)
+            boot = _ratings(fit_strengths((samples @ contrib).reshape(bootstrap, k, k)))
+            low = dict(zip(rated_ids, np.percentile(boot, 2.5, axis=0)))
+            high = dict(zip(rated_ids, np.percentile(boot, 97.5, axis=0)))
+
+    listed = [c for c in checkpoints.values() if c.kind is CheckpointKind.policy or c.id in index]
+    standings = []
+    for c in listed:
+        t = tally.get(c.id, {"wins": 0, "losses": 0, "ties": 0})
+        standings.append(Standing(
+            checkpoint_id=c.id, name=c.name, status=c.status.value,
+            rating=_round(rating.get(c.id)), ci_low=_round(low.get(c.id)), ci_high=_round(high.get(c.id)),
+            votes=t["wins"] + t["losses"] + t["ties"], **t))
+    standings.sort(key=lambda s: (s.rating is None, -(s.rating or 0.0), s.checkpoint_id))
+    for n, s in enumerate(x for x in standings if x.rating is not None):
+        s.rank = n + 1
+    return Leaderboard(standings=standings, votes=len(votes), bootstrap=bootstrap if k else 0)
+
+
+def _round(value) -> float | None:
+    return None if value is None else round(float(value), 1)

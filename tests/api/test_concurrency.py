@@ -1,0 +1,66 @@
+"""Many raters at once: no comparison gets more votes than it asked for, no vote is stored twice."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from sqlmodel import select
+
+from rlhf.models import Vote
+from tests import factories
+from tests.api.conftest import bearer
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_twenty_raters_ten_comparisons_one_vote_each(client, app, session):
+    comps = factories.comparisons(session, [(f"a{i}", f"b{i}") for i in range(10)], target_votes=1)
+    raters = [factories.user(session, f"r{i}") for i in range(20)]
+    session.commit()
+    headers = [bearer(app, r) for r in raters]
+    start = threading.Barrier(len(raters))
+
+    def rate(h: dict) -> list[tuple[int, int]]:
+        start.wait()
+        done = []
+        while True:
+            handout = client.get("/api/comparisons/next", headers=h)
+            if handout.status_code == 204:
+                return done
+            assert handout.status_code == 200, handout.text
+            cid = handout.json()["comparison_id"]
+            vote = client.post("/api/votes", headers=h, json={"comparison_id": cid, "choice": "a"})
+            done.append((cid, vote.status_code))
+
+    with ThreadPoolExecutor(len(raters)) as pool:
+        results = [r for rs in pool.map(rate, headers) for r in rs]
+
+    session.expire_all()
+    per_comparison = Counter(v.comparison_id for v in session.exec(select(Vote)))
+    assert per_comparison == Counter({c.id: 1 for c in comps}), "a comparison got more votes than its target"
+    # Leases hand each pair to one rater at a time, so nobody judges a pair only to be told it closed.
+    assert sorted(status for _, status in results) == [201] * 10, results
+
+
+def test_one_vote_sent_fifty_times_at_once_is_stored_once(client, app, session):
+    factories.comparisons(session, [("x", "y")])
+    rater = factories.user(session)
+    session.commit()
+    headers = bearer(app, rater)
+    cid = client.get("/api/comparisons/next", headers=headers).json()["comparison_id"]
+    start = threading.Barrier(50)
+
+    def send(_: int):
+        start.wait()
+        return client.post("/api/votes", headers={**headers, "Idempotency-Key": "double-click"},
+                           json={"comparison_id": cid, "choice": "b"})
+
+    with ThreadPoolExecutor(50) as pool:
+        responses = list(pool.map(send, range(50)))
+    statuses = Counter(r.status_code for r in responses)
+    assert statuses == Counter({201: 1, 200: 49}), [r.text for r in responses if r.status_code >= 300][:3]
+    assert len({r.json()["id"] for r in responses}) == 1
+    session.expire_all()
+    assert len(session.exec(select(Vote)).all()) == 1
