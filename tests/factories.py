@@ -13,9 +13,9 @@ def user(session, name="alice", role=Role.rater, password="correct-horse"):
     return create_user(session=session, name=name, role=role, password=password)
 
 
-def comparisons(session, pairs, target_votes=1, checkpoint_path="org/some-model"):
+def comparisons(session, pairs, target_votes=1, checkpoint_path="org/some-model", serve=False):
     """Open one comparison per (text_a, text_b) pair, each on its own prompt; returns them."""
-    ckpt = register_checkpoint(session=session, path=checkpoint_path, name=f"ck-{checkpoint_path}", serve=True)
+    ckpt = register_checkpoint(session=session, path=checkpoint_path, name=f"ck-{checkpoint_path}", serve=serve)
     prompt_ids = import_records(session=session, records=[
         PromptRecord(messages=[{"role": "user", "content": f"question {i}"}]) for i in range(len(pairs))]).ids
     out = []

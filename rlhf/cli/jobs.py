@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from rlhf.cli.common import follow, print_json, print_table, session
+from rlhf.cli.common import follow, print_json, print_table, session, to_jsonable
 from rlhf.errors import InvalidInput, TrainingFailed
 from rlhf.settings import get_settings
 
@@ -185,7 +185,7 @@ def runs_show(run_id: int, json_: bool = typer.Option(False, "--json")) -> None:
     from rlhf.services.runs import get_run, run_log
 
     with session() as s:
-        row = _run_row(get_run(session=s, run_id=run_id))
+        row = to_jsonable(_run_row(get_run(session=s, run_id=run_id)))
         row["log"] = [{"step": e.step, **e.values} for e in run_log(session=s, run_id=run_id)]
     if json_:
         print_json(row)

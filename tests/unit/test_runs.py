@@ -12,20 +12,24 @@ from tests import factories
 
 
 def _with_votes(session, n=3):
+    base = register_checkpoint(session=session, path="org/base", name="base", serve=True)
     rater = factories.user(session)
     for c in factories.comparisons(session, [(f"a{i}", f"b{i}") for i in range(n)]):
         record_vote(session=session, rater=rater, comparison_id=c.id, choice="a", as_shown=False)
+    return base
 
 
 def test_run_freezes_snapshot_and_defaults_to_newest_serving_policy(session):
-    _with_votes(session)
+    base = _with_votes(session)
+    register_checkpoint(session=session, path="org/older", name="older")
     run = create_run(session=session, algorithm="dpo", params={"steps": "7", "beta": "0.2"})
     assert run.status is JobStatus.queued and run.snapshot["rows"] == 3 and run.snapshot_hash
     assert run.params == {"steps": 7, "beta": 0.2}
-    assert run.base_checkpoint_id is not None
+    assert run.base_checkpoint_id == base.id
 
 
 def test_training_without_votes_fails_before_anything_is_queued(session):
+    register_checkpoint(session=session, path="org/base", name="base", serve=True)
     factories.comparisons(session, [("a", "b")])
     with pytest.raises(InvalidInput, match="no usable votes"):
         create_run(session=session, algorithm="dpo")

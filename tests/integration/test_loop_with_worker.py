@@ -1,0 +1,111 @@
+"""Two whole rounds of the loop through the CLI, trained by a real Celery worker on Redis and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import psutil
+import pytest
+import sqlalchemy as sa
+
+from rlhf.evaluation import evaluate_policy, heldout_prompts
+from rlhf.modeling.tiny import PROMPTS_PATH
+from tests.conftest import _truncate_all
+from tests.integration.conftest import Env, start_worker, stop_worker
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+WORD = "please"
+
+
+@pytest.fixture(scope="module")
+def loop_env(postgres_db, broker_url, tmp_path_factory, tiny_model_dir):
+    _truncate_all(postgres_db)
+    data_dir = tmp_path_factory.mktemp("loop") / "data"
+    data_dir.mkdir()
+    env = Env(data_dir, postgres_db, broker_url)
+    env.rlhf("init")  # migrations already applied: must be a no-op apart from the base model
+    worker = start_worker(env, data_dir.parent / "worker.log")
+    try:
+        yield env
+    finally:
+        stop_worker(worker)
+        print((data_dir.parent / "worker.log").read_text()[-3000:])
+
+
+def _json(env, *args):
+    return json.loads(env.rlhf(*args, "--json").stdout)
+
+
+def test_two_rounds_raise_the_marker_rate(loop_env, tiny_model_dir):
+    env = loop_env
+    env.rlhf("checkpoints", "retire", "base")
+    base_id = env.rlhf("checkpoints", "add", str(tiny_model_dir), "--name", "tiny", "--serve").stdout.strip()
+    assert "imported 120 prompts" in env.rlhf("prompts", "import", str(PROMPTS_PATH)).stdout
+
+    for round_no in (1, 2):
+        out = env.rlhf("generate", "--limit", "48", "--wait").stdout
+        assert "opened" in out
+        votes = env.rlhf("simulate", "--rule", f"contains:{WORD}").stdout
+        assert "recorded" in votes
+        run_id = env.rlhf("train", "dpo", "--wait", "--serve").stdout.strip().splitlines()[0]
+        run = _json(env, "runs", "show", run_id)
+        assert run["status"] == "succeeded", run["error"]
+        assert run["snapshot"]["hash"] and run["votes"] > 0
+        assert run["log"], "the worker copies training steps into the run"
+
+    checkpoints = _json(env, "checkpoints", "list")
+    newest = checkpoints[-1]
+    assert newest["status"] == "serving" and newest["kind"] == "policy"
+    assert newest["parent_id"] == checkpoints[-2]["id"] and checkpoints[-2]["parent_id"] == int(base_id)
+
+    prompts = heldout_prompts(16)
+    before = evaluate_policy(str(tiny_model_dir), prompts, word=WORD, n=8)
+    after = evaluate_policy(newest["path"], prompts, word=WORD, n=8)
+    print(f"marker rate: base {before.marker_rate:.2f} -> round 2 {after.marker_rate:.2f}")
+    assert after.marker_rate >= before.marker_rate + 0.3
+    assert after.finished_rate > 0.8  # still ends its answers
+
+
+def _trainer_process(run_id: int, timeout: float = 120) -> psutil.Process:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for p in psutil.process_iter(["cmdline"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if "rlhf.training.child" in cmd and f"run-{run_id}/" in cmd:
+                return p
+        time.sleep(0.5)
+    raise AssertionError(f"no trainer process for run {run_id}")
+
+
+def test_killed_trainer_fails_the_run_and_the_worker_goes_on(loop_env):
+    env = loop_env
+    run_id = int(env.rlhf("train", "dpo", "--steps", "5000").stdout.strip())
+    trainer = _trainer_process(run_id)
+    deadline = time.monotonic() + 120
+    while not (env.data_dir / "runs" / f"run-{run_id}" / "progress.jsonl").exists():
+        assert time.monotonic() < deadline, "trainer never logged a step"
+        time.sleep(0.5)
+    trainer.send_signal(signal.SIGKILL)
+
+    proc = env.rlhf("runs", "show", str(run_id), "--json")
+    deadline = time.monotonic() + 60
+    while json.loads(proc.stdout)["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(1)
+        proc = env.rlhf("runs", "show", str(run_id), "--json")
+    run = json.loads(proc.stdout)
+    assert run["status"] == "failed" and "SIGKILL" in run["error"]
+    assert run["output_checkpoint_id"] is None
+    engine = sa.create_engine(env.vars["RLHF_DATABASE_URL"])
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM checkpoint WHERE run_id = :r"), {"r": run_id}).scalar() == 0
+    engine.dispose()
+    ckpt_dir = env.data_dir / "checkpoints"
+    assert not (ckpt_dir / f"dpo-run{run_id}").exists()
+    assert not [p for p in os.listdir(ckpt_dir) if p.startswith(f".tmp-run{run_id}-")], "half checkpoint left behind"
+
+    # The same worker takes the next job.
+    next_run = env.rlhf("train", "dpo", "--steps", "2", "--wait").stdout.strip().splitlines()[0]
+    assert _json(env, "runs", "show", next_run)["status"] == "succeeded"
