@@ -1,16 +1,20 @@
-"""``rlhf demo``: one whole round on a fresh data dir, offline, then the web app.
+"""``rlhf demo``: the whole product on a fresh data dir, offline, on one machine.
 
-Builds the tiny model, imports the bundled prompts, samples comparisons, lets simulated
-raters prefer answers containing a word, trains DPO on their votes, serves the new
-checkpoint and measures how often the word now appears, before and after.
+Builds the tiny model, imports the bundled prompts, opens comparisons, creates a demo
+rater and engineer (passwords printed), and serves the web app with the embedded
+worker. ``--rounds N`` first runs N headless rounds with simulated raters (preferring
+answers that contain a word) and prints what each did to the model.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 import typer
+
+DEMO_USERS = (("rater", "rater"), ("engineer", "engineer"), ("admin", "admin"))
 
 
 def _use_data_dir(data_dir: str) -> None:
@@ -20,51 +24,83 @@ def _use_data_dir(data_dir: str) -> None:
     os.environ.pop("RLHF_DATABASE_URL", None)
     os.environ.pop("RLHF_BROKER_URL", None)
     os.environ["RLHF_DEMO"] = "true"
+    os.environ.setdefault("RLHF_SECRET_KEY", secrets.token_urlsafe(32))
     reset_settings_cache()
 
 
-def run_demo(*, data_dir: str, rounds: int = 1, word: str = "please") -> None:
+def run_demo(*, data_dir: str, rounds: int = 0, word: str = "please", serve: bool = True, host: str | None = None,
+             port: int | None = None) -> None:
     from rlhf import db
     from rlhf.cli.main import resolve_base_model
-    from rlhf.evaluation import evaluate_policy, heldout_prompts
-    from rlhf.execution import execute_run
     from rlhf.generation import execute_generation_job
     from rlhf.modeling.tiny import PROMPTS_PATH
     from rlhf.services.checkpoints import register_checkpoint, serving_checkpoints
     from rlhf.services.generation_jobs import create_generation_job
     from rlhf.services.prompts import import_file
-    from rlhf.services.runs import create_run, get_run
+    from rlhf.services.users import ensure_user
     from rlhf.settings import get_settings
-    from rlhf.simulate import simulate
 
     _use_data_dir(data_dir)
     settings = get_settings()
     db.migrate(settings.database_url)
     engine = db.get_engine(settings.database_url)
+    typer.echo(f"demo data in {settings.data_dir}")
     with db.session_scope(engine) as s:
-        if not serving_checkpoints(session=s):
+        fresh = not serving_checkpoints(session=s)
+        if fresh:
             register_checkpoint(session=s, path=resolve_base_model("tiny"), name="base", serve=True)
-            import_file(session=s, path=PROMPTS_PATH)
-        base_path = serving_checkpoints(session=s)[-1].path
-    prompts = heldout_prompts()
-    before = evaluate_policy(base_path, prompts, word=word)
-    typer.echo(f"base model: '{word}' in {before.marker_rate:.0%} of {before.samples} held-out samples")
+            import_file(session=s, path=PROMPTS_PATH, tags=["demo"])
     for round_no in range(1, rounds + 1):
+        _headless_round(engine, settings, round_no, word)
+    if fresh or rounds:
         with db.session_scope(engine) as s:
-            job = create_generation_job(session=s, limit=64)
+            job = create_generation_job(session=s, limit=40)
+        typer.echo("sampling responses for the raters…")
         execute_generation_job(job.id, settings)
-        with db.session_scope(engine) as s:
-            counts = simulate(session=s, rule=f"contains:{word}")
-            typer.echo(f"round {round_no}: simulated raters cast {counts.get('votes', 0)} votes "
-                       f"preferring answers with '{word}'")
-            run = create_run(session=s, algorithm="dpo", serve_on_success=True)
-        typer.echo(f"round {round_no}: training DPO (run {run.id})…")
-        execute_run(run.id, settings)
-        with db.session_scope(engine) as s:
-            run = get_run(session=s, run_id=run.id)
-            if run.status.value != "succeeded":
-                raise typer.Exit(f"run {run.id} failed: {run.error}")
-            path = serving_checkpoints(session=s)[-1].path
-        after = evaluate_policy(path, prompts, word=word)
-        typer.echo(f"round {round_no}: new checkpoint {run.output_checkpoint_id}: '{word}' in "
-                   f"{after.marker_rate:.0%} of samples (base {before.marker_rate:.0%})")
+    passwords = {}
+    with db.session_scope(engine) as s:
+        for name, role in DEMO_USERS:
+            passwords[name] = secrets.token_urlsafe(9)
+            ensure_user(session=s, name=name, role=role, password=passwords[name])
+    if not serve:
+        return
+    host, port = host or settings.host, port or settings.port
+    typer.echo("\nlog in as:")
+    for name, role in DEMO_USERS:
+        typer.echo(f"  {role:9} {name} / {passwords[name]}")
+    typer.echo(f"\nopen http://{host}:{port}/  (API docs: http://{host}:{port}/api/docs)\n")
+    from rlhf.cli.web import serve as serve_web
+
+    serve_web(host=host, port=port)
+
+
+def _headless_round(engine, settings, round_no: int, word: str) -> None:
+    from rlhf import db
+    from rlhf.evaluation import evaluate_policy, heldout_prompts
+    from rlhf.execution import execute_run
+    from rlhf.generation import execute_generation_job
+    from rlhf.services.checkpoints import serving_checkpoints
+    from rlhf.services.generation_jobs import create_generation_job
+    from rlhf.services.runs import create_run, get_run
+    from rlhf.simulate import simulate
+
+    with db.session_scope(engine) as s:
+        before_path = serving_checkpoints(session=s)[-1].path
+        job = create_generation_job(session=s, limit=64)
+    execute_generation_job(job.id, settings)
+    with db.session_scope(engine) as s:
+        counts = simulate(session=s, rule=f"contains:{word}")
+        run = create_run(session=s, algorithm="dpo", serve_on_success=True)
+    typer.echo(f"round {round_no}: simulated raters cast {counts.get('votes', 0)} votes preferring '{word}'; "
+               f"training DPO (run {run.id})…")
+    execute_run(run.id, settings)
+    with db.session_scope(engine) as s:
+        run = get_run(session=s, run_id=run.id)
+        if run.status.value != "succeeded":
+            raise typer.Exit(f"run {run.id} failed: {run.error}")
+        after_path = serving_checkpoints(session=s)[-1].path
+    prompts = heldout_prompts()
+    before = evaluate_policy(before_path, prompts, word=word)
+    after = evaluate_policy(after_path, prompts, word=word)
+    typer.echo(f"round {round_no}: '{word}' in {before.marker_rate:.0%} of {before.samples} held-out samples "
+               f"before, {after.marker_rate:.0%} after (checkpoint {run.output_checkpoint_id} now serves)")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhf import db
-from rlhf.errors import RLHFError
+from rlhf.errors import InvalidInput, RLHFError
 from rlhf.models import Algorithm, Checkpoint, CheckpointKind, JobStatus, TrainingRun
 from rlhf.services import runs as runs_svc
 from rlhf.services.checkpoints import register_checkpoint
@@ -44,7 +44,7 @@ def final_dir(settings: Settings, run: TrainingRun) -> Path:
 
 def _prepare(session, settings: Settings, run: TrainingRun) -> dict[str, Any]:
     """Write everything the trainer reads; nothing in it refers back to the database."""
-    from rlhf.services.prompts import list_prompts
+    from rlhf.services.prompts import list_prompts, split_heldout
 
     rdir = run_dir(settings, run.id)
     if rdir.exists():
@@ -64,9 +64,12 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> dict[str, Any]:
         else:
             data = [{"prompt": r["prompt"], "completion": r["chosen"]}
                     for r in snapshot_rows(session=session, snapshot=run.snapshot)]
-    else:
-        tag = run.params.get("prompt_tag") or None
-        data = [{"prompt": p.messages, "prompt_id": p.id} for p in list_prompts(session=session, tag=tag)]
+    tag = run.params.get("prompt_tag") or None
+    train_prompts, heldout = split_heldout(list_prompts(session=session, tag=tag))
+    if algorithm.needs_reward_model:
+        data = [{"prompt": p.messages, "prompt_id": p.id} for p in train_prompts]
+        if not data:
+            raise InvalidInput("no prompts to train on: import some with `rlhf prompts import`")
     data_path = rdir / "data.jsonl"
     data_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data), encoding="utf-8")
     settings.checkpoints_dir.mkdir(parents=True, exist_ok=True)
@@ -83,6 +86,7 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> dict[str, Any]:
         "progress": str(rdir / "progress.jsonl"),
         "result": str(rdir / "result.json"),
         "stop": str(rdir / "STOP"),
+        "eval_prompts": [p.messages for p in heldout] if algorithm is not Algorithm.reward else [],
     }
     (rdir / "spec.json").write_text(json.dumps(spec, indent=2))
     return spec

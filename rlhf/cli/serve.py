@@ -46,10 +46,13 @@ def worker(queues: str = typer.Option("train,generate", help="comma-separated qu
                             settings.log_level.upper(), "--without-gossip", "--without-mingle"])
 
 
-def demo(data_dir: str = typer.Option("./rlhf-demo", help="a fresh folder for the demo's database and models"),
-         rounds: int = typer.Option(1, help="headless rounds to run before serving"),
-         word: str = typer.Option("please", help="the word the simulated raters prefer")) -> None:
-    """Everything at once, offline, on a fresh data dir."""
+def demo(data_dir: str = typer.Option("./rlhf-demo", help="folder for the demo's database and models"),
+         rounds: int = typer.Option(0, help="headless rounds with simulated raters to run first"),
+         word: str = typer.Option("please", help="the word the simulated raters prefer"),
+         serve: bool = typer.Option(True, help="serve the web app afterwards"),
+         host: str = typer.Option(None, help="address to listen on (default RLHF_HOST)"),
+         port: int = typer.Option(None, help="port (default RLHF_PORT)")) -> None:
+    """Everything at once, offline: tiny model, prompts, comparisons, demo users, the web app."""
     from rlhf.demo import run_demo
 
-    run_demo(data_dir=data_dir, rounds=rounds, word=word)
+    run_demo(data_dir=data_dir, rounds=rounds, word=word, serve=serve, host=host, port=port)

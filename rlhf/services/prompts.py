@@ -182,3 +182,18 @@ def list_prompts(*, session: Session, tag: str | None = None, limit: int | None 
 def prompt_text(prompt: Prompt) -> str:
     """The last user turn, for display and for rules that look at text."""
     return prompt.messages[-1]["content"]
+
+
+HELDOUT_TAGS = {"heldout", "eval"}
+
+
+def split_heldout(prompts: list[Prompt], max_heldout: int = 16) -> tuple[list[Prompt], list[Prompt]]:
+    """(train, held-out): prompts tagged ``heldout``/``eval`` if any, else every tenth prompt.
+
+    Online RL never trains on the held-out ones, so the evaluation after a run measures
+    the policy on prompts it has not been optimised for.
+    """
+    tagged = [p for p in prompts if HELDOUT_TAGS & set(p.tags or [])]
+    held = tagged or [p for p in prompts if p.id % 10 == 0]
+    held_ids = {p.id for p in held}
+    return [p for p in prompts if p.id not in held_ids], held[:max_heldout]

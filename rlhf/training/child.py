@@ -62,6 +62,20 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                         on_log=on_log, should_stop=should_stop, **common)
 
 
+def evaluate(spec: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+    """Measure the new policy against its parent on held-out prompts (skipped for reward models)."""
+    from rlhf.training.config import build_params
+    from rlhf.training.evaluate import evaluate_policy_run
+
+    params, _ = build_params(spec["algorithm"], spec["params"])
+    n = getattr(params, "eval_samples", 4)
+    if not spec.get("eval_prompts") or not n or metrics.get("stopped"):
+        return metrics
+    return {**metrics, **evaluate_policy_run(policy_path=spec["output_dir"], parent_path=spec["base"],
+                                             prompts=spec["eval_prompts"], reward_model_path=spec.get("reward_model"),
+                                             samples_per_prompt=n)}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
@@ -70,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     metrics = run(spec)
     if _is_main_process():
+        metrics = evaluate(spec, metrics)
         if Path(spec["stop"]).exists():
             print("training stopped: cancel requested", file=sys.stderr)
             return 3

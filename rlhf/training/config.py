@@ -37,6 +37,7 @@ class CommonParams:
     lora_dropout: float = _f(0.05, "LoRA dropout")
     num_processes: int = _f(1, "processes for `accelerate launch` (one per GPU); 1 runs the trainer directly")
     accelerate_config: str = _f("", "accelerate config file for multi-GPU runs (see deploy/accelerate/)")
+    eval_samples: int = _f(4, "samples per held-out prompt for the evaluation after the run (0 = skip)")
 
 
 @dataclass

@@ -9,8 +9,9 @@ from rlhf.training.config import CommonParams, _f, register_params
 
 @dataclass
 class OnlineParams(CommonParams):
-    learning_rate: float = _f(5e-5, "peak learning rate")
-    steps: int = _f(40, "optimizer steps")
+    # Moves the tiny model within ~20 steps; scale down (1e-6..1e-5) for billion-parameter models.
+    learning_rate: float = _f(5e-4, "peak learning rate")
+    steps: int = _f(30, "optimizer steps")
     batch_size: int = _f(8, "completions per device per step; must divide by num_generations")
     num_generations: int = _f(4, "completions sampled per prompt (the group RLOO/GRPO compare within)")
     max_prompt_length: int = _f(256, "prompt tokens kept (from the end); TRL does not truncate prompts")

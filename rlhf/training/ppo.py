@@ -574,7 +574,9 @@ def _optimise(m: _Models, exp: dict, optimizer, params: PPOParams) -> dict[str, 
     mask, context = exp["mask"], exp["context"]
     keys = ("policy_loss", "value_loss", "entropy", "clipfrac", "value_clipfrac")
     stats: dict[str, list[float]] = {key: [] for key in keys}
+    epoch_value_loss: list[float] = []  # per epoch: the value model fitting this batch's returns
     for _ in range(params.num_ppo_epochs):
+        epoch_start = len(stats["value_loss"])
         for idx in torch.randperm(len(mask), device=m.device).split(max(1, params.mini_batch_size)):
             ids, attn, mb_mask = exp["input_ids"][idx], exp["attention_mask"][idx], mask[idx]
             logits = _response_logits(m.policy, ids, attn, context, params.temperature)
@@ -597,7 +599,10 @@ def _optimise(m: _Models, exp: dict, optimizer, params: PPOParams) -> dict[str, 
                 entropy = masked_mean(entropy_from_logits(logits), mb_mask)
             for key, value in zip(stats, (pg_loss, vf_loss, entropy, clipfrac, vf_clipfrac), strict=True):
                 stats[key].append(float(value.detach()))
-    return {key: sum(values) / len(values) for key, values in stats.items()}
+        epoch = stats["value_loss"][epoch_start:]
+        epoch_value_loss.append(sum(epoch) / len(epoch))
+    return {**{key: sum(values) / len(values) for key, values in stats.items()},
+            "value_loss_first_epoch": epoch_value_loss[0], "value_loss_last_epoch": epoch_value_loss[-1]}
 
 
 def _evaluate(m: _Models, prompts: list[list[dict]], params: PPOParams) -> tuple[float, float]:
