@@ -21,33 +21,44 @@ def _send(task_name: str, job_id: int, queue: str) -> None:
         raise BrokerUnavailable(f"the job broker does not answer ({exc}); try again when it is back") from exc
 
 
+def _submit(session, create, fail, task_name: str, queue: str):
+    """Create the row, commit it, then queue its id.
+
+    A broker known to be down refuses the request before anything is written; one that
+    fails between the commit and the send leaves the row failed with the reason, never
+    queued with nobody to run it.
+    """
+    status = broker_status()
+    if status.startswith("unavailable"):
+        raise BrokerUnavailable(f"the job broker is {status}; nothing was started, try again when it is back")
+    row = create()
+    session.commit()
+    try:
+        _send(task_name, row.id, queue)
+    except BrokerUnavailable as exc:
+        fail(row.id, str(exc))
+        raise
+    return row
+
+
 def submit_run(*, session, **run_fields):
-    """Create a run, commit it, then queue its id; a run that cannot be queued is failed, not left dangling."""
     from rlhf.models import JobStatus
     from rlhf.services.runs import create_run, finish_run
 
-    run = create_run(session=session, **run_fields)
-    session.commit()
-    try:
-        _send("rlhf.train", run.id, "train")
-    except BrokerUnavailable as exc:
-        finish_run(session=session, run_id=run.id, status=JobStatus.failed, error=str(exc))
-        raise
-    return run
+    return _submit(session, lambda: create_run(session=session, **run_fields),
+                   lambda run_id, error: finish_run(session=session, run_id=run_id, status=JobStatus.failed,
+                                                    error=error),
+                   "rlhf.train", "train")
 
 
 def submit_generation(*, session, **job_fields):
     from rlhf.models import JobStatus
     from rlhf.services.generation_jobs import create_generation_job, finish_generation_job
 
-    job = create_generation_job(session=session, **job_fields)
-    session.commit()
-    try:
-        _send("rlhf.generate", job.id, "generate")
-    except BrokerUnavailable as exc:
-        finish_generation_job(session=session, job_id=job.id, status=JobStatus.failed, error=str(exc))
-        raise
-    return job
+    return _submit(session, lambda: create_generation_job(session=session, **job_fields),
+                   lambda job_id, error: finish_generation_job(session=session, job_id=job_id,
+                                                               status=JobStatus.failed, error=error),
+                   "rlhf.generate", "generate")
 
 
 def broker_status() -> str:
