@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from rlhf import db
-from rlhf.errors import RLHFError
+from rlhf.errors import InvalidInput, RLHFError
 from rlhf.models import Role, User, as_utc
 from rlhf.settings import Settings
 
@@ -40,12 +40,14 @@ class UIContext:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session per handler call; the handler commits what it changed, the rest is rolled back."""
+        """A session per handler call; the handler commits what it changed, close() drops the rest.
+
+        Objects read here stay readable after the block (no expiry on commit or close).
+        """
         session = Session(self.engine, expire_on_commit=False)
         try:
             yield session
         finally:
-            session.rollback()
             session.close()
 
 
@@ -128,6 +130,20 @@ def fmt_time(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
 
 
+def optional_int(value, name: str) -> int | None:
+    """A blank field is None; anything else must be a whole number of at least 1."""
+    text = str(value).strip() if value is not None else ""
+    if not text:
+        return None
+    try:
+        number = float(text)
+    except ValueError:
+        number = 0.0
+    if number < 1 or not number.is_integer():
+        raise InvalidInput(f"{name} must be a whole number of at least 1, not {text!r}")
+    return int(number)
+
+
 def role_allows(user: User | None, role: Role) -> bool:
     return user is not None and user.role.allows(role)
 
@@ -139,6 +155,12 @@ def role_allows(user: User | None, role: Role) -> bool:
 VOTE_KEYS = {"vote-a": "1", "vote-b": "2", "vote-tie": "3", "vote-bad": "4"}
 
 _CSS = """
+/* Gradio's bundled Source Sans Pro SemiBold is a small subset: bold text fell back to
+   another font glyph by glyph. The complete Bold face stands in for it. */
+@font-face { font-family: "Source Sans Pro"; font-weight: 600; font-style: normal; font-display: swap;
+  src: url("static/fonts/SourceSansPro/SourceSansPro-Bold.woff2") format("woff2"); }
+#rl-assets { display: none; }
+.gradio-container .html-container { padding: 0 !important; }
 .rl-msg { padding: .45rem .7rem; border-radius: 6px; margin: .25rem 0; overflow-wrap: anywhere; }
 .rl-msg-info { background: var(--background-fill-secondary); }
 .rl-msg-ok { background: #e7f6ec; color: #14532d; }
@@ -150,7 +172,7 @@ _CSS = """
 .rl-header { display: flex; justify-content: space-between; align-items: center; gap: .75rem; flex-wrap: wrap; }
 .rl-header h1 { font-size: 1.25rem; margin: 0; }
 .rl-header form { display: inline; margin: 0; }
-.rl-header button { font: inherit; padding: .25rem .7rem; border-radius: 6px; cursor: pointer;
+.rl-header button { font: inherit; font-size: .9rem; padding: .2rem .7rem; border-radius: 6px; cursor: pointer;
   border: 1px solid var(--border-color-primary); background: var(--background-fill-secondary);
   color: var(--body-text-color); }
 .rl-md { overflow-wrap: anywhere; line-height: 1.5; color: var(--body-text-color); }
@@ -186,6 +208,7 @@ _CSS = """
 #vote-tie::after { content: "3"; }
 #vote-bad::after { content: "4"; }
 .rl-keys-hint { font-size: .85rem; color: var(--body-text-color-subdued); }
+@media (max-width: 640px) { .rl-keys-hint { display: none; } }
 .rl-keys-hint kbd { border: 1px solid var(--border-color-primary); border-radius: 4px; padding: 0 .35em;
   font-family: ui-monospace, monospace; }
 """

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from feedback_ui.ui.common import UIContext, error_message, message, render_markdown, require
+from feedback_ui.api import UPLOAD_LIMIT
+from feedback_ui.ui.common import UIContext, error_message, message, optional_int, render_markdown, require
 from feedback_ui.ui.console_runs import build_training_section
 from feedback_ui.ui.console_users import build_users_section
 from rlhf.errors import InvalidInput, RLHFError
@@ -27,7 +28,6 @@ from rlhf.services import app_settings, dataset, generation_jobs, prompts, stats
 from rlhf.services.app_settings import MAX_VALUE_CHARS
 
 REFRESH_S = 2.0
-UPLOAD_LIMIT = 20 * 1024 * 1024  # the same limit as the REST upload and the mounted app's body limit
 PROMPT_TYPES = [".jsonl", ".json", ".ndjson", ".csv", ".parquet", ".pq"]
 
 
@@ -59,14 +59,6 @@ def stats_html(counts: dict) -> str:
     return f'{style}<div class="rl-stats" id="console-stats">{"".join(cells)}</div>'
 
 
-def _optional_int(value, name: str) -> int | None:
-    if value in (None, ""):
-        return None
-    if float(value) < 1 or not float(value).is_integer():
-        raise InvalidInput(f"{name} must be a whole number of at least 1")
-    return int(value)
-
-
 def _job_html(ctx: UIContext, job_id: int | None) -> str:
     if not job_id:
         return ""
@@ -81,11 +73,9 @@ def _job_html(ctx: UIContext, job_id: int | None) -> str:
     return message(text, kind)
 
 
-def _export_file(ctx: UIContext, user_id: int, ties: str) -> tuple[Path, int]:
-    """Write the preference dataset where Gradio may serve it from (the temp dir), one file per user."""
-    folder = Path(tempfile.gettempdir()) / f"rlhf-export-{os.getuid()}-{user_id}"
-    shutil.rmtree(folder, ignore_errors=True)  # the previous export of this user: no pile-up
-    folder.mkdir(parents=True)
+def _export_file(ctx: UIContext, ties: str) -> tuple[Path, int]:
+    """Write the preference dataset into a fresh private temp folder (Gradio serves files from the temp dir)."""
+    folder = Path(tempfile.mkdtemp(prefix="rlhf-export-"))
     with ctx.session() as session:
         rows = dataset.preference_rows(session=session, ties=ties)
     path = dataset.write_rows(rows, folder / f"preferences-{time.strftime('%Y%m%d-%H%M%S')}.jsonl", "jsonl")
@@ -100,15 +90,16 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
             with gr.Row():
                 with gr.Column(min_width=300):
                     upload = gr.File(label="Prompt file (JSONL, CSV or Parquet; up to 20 MiB)",
-                                     file_types=PROMPT_TYPES, type="filepath", height=120)
+                                     file_types=PROMPT_TYPES, type="filepath", height=120,
+                                     elem_id="prompt-upload")
                     tags = gr.Textbox(label="Tags for every imported prompt (comma-separated)")
                     import_btn = gr.Button("Import prompts", variant="primary")
                     import_status = gr.HTML()
                 with gr.Column(min_width=300):
                     with gr.Row():
-                        limit = gr.Number(label="Prompts (blank: all)", precision=0, minimum=1, min_width=120)
-                        per_ckpt = gr.Number(label="Samples per checkpoint (blank: auto)", precision=0, minimum=1,
-                                             min_width=120)
+                        # Textboxes, not Numbers: blank (the default) must stay blank, not become 0.
+                        limit = gr.Textbox(label="Prompts", placeholder="all", min_width=120)
+                        per_ckpt = gr.Textbox(label="Samples per checkpoint", placeholder="auto", min_width=120)
                         target = gr.Number(label="Votes per comparison", value=1, precision=0, minimum=1,
                                            maximum=100, min_width=120)
                     with gr.Row():
@@ -126,7 +117,8 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
                 ties = gr.Dropdown([("drop ties", "drop"), ("keep ties", "keep")], value="drop",
                                    label="Ties", min_width=140, scale=1)
                 export_btn = gr.Button("Export preferences (JSONL)", size="md", scale=2, min_width=200)
-            export_file = gr.File(label="Download", visible=False, interactive=False)
+            export_file = gr.File(label="Download", visible=False, interactive=False, elem_id="export-file")
+            export_dir = gr.State(None)
             export_status = gr.HTML()
             guidelines = gr.Textbox(label="Rater guidelines (Markdown)", lines=8, max_length=MAX_VALUE_CHARS)
             with gr.Row():
@@ -141,9 +133,11 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
             overall = stats.overall_stats(session=session)
         return stats_html(overall), _job_html(ctx, job)
 
-    def opened(request: gr.Request):
-        """Start the live refresh and load what the timer does not refresh."""
+    def opened(draft: str, request: gr.Request):
+        """Start the live refresh and load the guidelines, unless the editor holds a draft."""
         require(ctx, request, Role.engineer)
+        if draft:
+            return gr.Timer(active=True), gr.skip(), gr.skip()
         with ctx.session() as session:
             text = app_settings.get_text(session=session, key=app_settings.GUIDELINES)
         return gr.Timer(active=True), text, _preview(text)
@@ -162,7 +156,8 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
                                              tags=tag_list)
                 session.commit()
         except RLHFError as exc:
-            return error_message(exc), gr.skip()
+            # The message names the file and line; the picker is emptied for the corrected file.
+            return error_message(exc), None
         note = f"Imported {result.created} prompts" + (f" ({result.skipped} already present)." if result.skipped
                                                        else ".")
         return message(note, "ok"), None
@@ -172,28 +167,32 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
         from workers.dispatch import submit_generation
 
         try:
-            tokens = _optional_int(tokens, "max new tokens") or 64
+            tokens = optional_int(tokens, "max new tokens") or 64
             if tokens > 4096:
                 raise InvalidInput("max new tokens must be at most 4096")
             if temp in (None, "") or not 0 < float(temp) <= 5:
                 raise InvalidInput("temperature must be above 0 and at most 5")
             with ctx.session() as session:
-                job = submit_generation(session=session, per_checkpoint=_optional_int(per_checkpoint, "samples per "
+                job = submit_generation(session=session, per_checkpoint=optional_int(per_checkpoint, "samples per "
                                                                                         "checkpoint"),
-                                        limit=_optional_int(n_prompts, "prompts"), tag=(tag or "").strip() or None,
-                                        target_votes=_optional_int(votes, "votes per comparison") or 1,
+                                        limit=optional_int(n_prompts, "prompts"), tag=(tag or "").strip() or None,
+                                        target_votes=optional_int(votes, "votes per comparison") or 1,
                                         sampling={"max_new_tokens": tokens, "temperature": float(temp)})
         except RLHFError as exc:
             return error_message(exc), gr.skip()
         return message(f"Generation job #{job.id} queued.", "ok"), job.id
 
-    def export(ties_mode: str, request: gr.Request):
-        user = require(ctx, request, Role.engineer)
+    def export(ties_mode: str, previous: str | None, request: gr.Request):
+        require(ctx, request, Role.engineer)
+        if previous and Path(previous).name.startswith("rlhf-export-"):
+            # Gradio copied that file into its cache when it was handed out; the original can go.
+            shutil.rmtree(previous, ignore_errors=True)
         try:
-            path, n = _export_file(ctx, user.id, ties_mode)
+            path, n = _export_file(ctx, ties_mode)
         except RLHFError as exc:
-            return gr.File(visible=False), error_message(exc)
-        return gr.File(value=str(path), visible=True), message(f"{n} preference rows exported.", "ok")
+            return gr.File(visible=False), error_message(exc), None
+        return (gr.File(value=str(path), visible=True), message(f"{n} preference rows exported.", "ok"),
+                str(path.parent))
 
     def save(text: str, request: gr.Request):
         require(ctx, request, Role.engineer)
@@ -206,7 +205,7 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
         return message("Guidelines saved; raters see them on their next page load.", "ok"), _preview(text)
 
     private = {"api_visibility": "private"}
-    tab.select(opened, None, [timer, guidelines, preview], **private).then(
+    tab.select(opened, [guidelines], [timer, guidelines, preview], **private).then(
         refresh_counts, [job_id], [counts, gen_status], **private).then(
         training.refresh, training.refresh_inputs, training.refresh_outputs, **private)
     timer.tick(refresh_counts, [job_id], [counts, gen_status], show_progress="hidden", **private)
@@ -216,7 +215,7 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
         refresh_counts, [job_id], [counts, gen_status], show_progress="hidden", **private)
     gen_btn.click(start_generation, [limit, per_ckpt, target, gen_tag, max_tokens, temperature],
                   [gen_status, job_id], **private)
-    export_btn.click(export, [ties], [export_file, export_status], **private)
+    export_btn.click(export, [ties, export_dir], [export_file, export_status, export_dir], **private)
     save_guidelines.click(save, [guidelines], [guidelines_status, preview], **private)
     return ConsoleTab(tab=tab, timer=timer, admin_only=admin_only)
 

@@ -7,20 +7,23 @@ timer; nothing here waits on training.
 """
 
 import html
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
-from feedback_ui.ui.common import UIContext, error_message, fmt_time, message, require
-from rlhf.errors import InvalidInput, RLHFError
-from rlhf.models import Checkpoint, CheckpointKind, Role, TrainingRun
+from feedback_ui.ui.common import UIContext, error_message, fmt_time, message, optional_int, require
+from rlhf.errors import RLHFError
+from rlhf.models import Checkpoint, CheckpointKind, JobStatus, Role, TrainingRun
 from rlhf.services import checkpoints as ckpt_svc
 from rlhf.services import runs as runs_svc
 
 RUN_HEADERS = ["ID", "Algorithm", "Status", "Step", "Base", "Output", "Votes", "Created", "Finished", "Error"]
 CKPT_HEADERS = ["ID", "Name", "Kind", "Status", "Parent", "Run", "Created", "Path"]
+RUN_WIDTHS = ["50px", "110px", "100px", "70px", "220px", "160px", "60px", "180px", "180px", "320px"]
+CKPT_WIDTHS = ["50px", "200px", "80px", "100px", "220px", "50px", "180px", "320px"]
 _NOT_CURVES = {"step", "max_steps", "epoch", "learning_rate", "grad_norm", "elapsed_s"}
 _STATUS_KIND = {"succeeded": "ok", "failed": "error", "cancelled": "warn", "running": "info", "queued": "info"}
 
@@ -31,7 +34,7 @@ class TrainingSection:
 
     refresh_inputs: list
     refresh_outputs: list
-    refresh: Any
+    refresh: Callable[..., tuple]
 
 
 def _label(ckpt: Checkpoint | None) -> str:
@@ -69,7 +72,7 @@ def checkpoint_rows(ckpts: list[Checkpoint]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CKPT_HEADERS)
 
 
-def curves(entries: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+def curves(entries: list) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     """Long-format frames (step, value, series) for the loss plot and the reward/KL plot."""
     loss, reward = [], []
     for entry in entries:
@@ -78,10 +81,19 @@ def curves(entries: list) -> tuple[pd.DataFrame, pd.DataFrame]:
                 continue
             if "loss" in key:
                 loss.append((entry.step, float(value), key))
-            elif "reward" in key or "kl" in key or "margin" in key or "accurac" in key:
+            elif "reward" in key or "kl" in key or "margin" in key:
                 reward.append((entry.step, float(value), key))
-    columns = ["step", "value", "series"]
-    return pd.DataFrame(loss, columns=columns), pd.DataFrame(reward, columns=columns)
+    return _frame(loss), _frame(reward)
+
+
+def _frame(points: list[tuple[int, float, str]]) -> pd.DataFrame | None:
+    # No points is no frame: a plot whose first value is an empty frame keeps that frame's
+    # (empty) colour scale and axis types, and later lines are drawn without a stroke.
+    if not points:
+        return None
+    return pd.DataFrame({"step": pd.Series([p[0] for p in points], dtype="int64"),
+                         "value": pd.Series([p[1] for p in points], dtype="float64"),
+                         "series": pd.Series([p[2] for p in points], dtype="object")})
 
 
 def run_detail(run: TrainingRun | None, by_id: dict[int, Checkpoint]) -> str:
@@ -90,13 +102,11 @@ def run_detail(run: TrainingRun | None, by_id: dict[int, Checkpoint]) -> str:
     parts = [f"Run #{run.id} · {run.algorithm.value} · {run.status.value}"]
     if _step(run):
         parts.append(f"step {_step(run)}")
-    metrics = run.metrics or {}
+    # While it runs, the latest logged values; once finished, the metrics the trainer reported.
+    values = (run.progress if run.status is JobStatus.running else run.metrics) or {}
     for key in ("loss", "final_loss", "eval_accuracy", "accuracy", "reward_last"):
-        if isinstance((run.progress or {}).get(key), (int, float)) and run.status.value == "running":
-            parts.append(f"{key} {run.progress[key]:.4g}")
-            break
-        if isinstance(metrics.get(key), (int, float)):
-            parts.append(f"{key} {metrics[key]:.4g}")
+        if isinstance(values.get(key), (int, float)):
+            parts.append(f"{key} {values[key]:.4g}")
             break
     if run.output_checkpoint_id:
         parts.append(f"output {_label(by_id.get(run.output_checkpoint_id))}")
@@ -106,15 +116,15 @@ def run_detail(run: TrainingRun | None, by_id: dict[int, Checkpoint]) -> str:
     return f'<div id="run-detail">{out}</div>'
 
 
-def _parse_params(steps: float | None, extra: str) -> dict[str, Any]:
+def parse_params(steps: str | None, extra: str | None) -> dict[str, Any]:
+    """The steps field plus KEY=VALUE lines (blank lines and # comments skipped), as for ``--set``."""
     from rlhf.training.config import parse_set_options
 
     lines = [ln.strip() for ln in (extra or "").splitlines() if ln.strip() and not ln.strip().startswith("#")]
     params = parse_set_options(lines)
-    if steps not in (None, ""):
-        if float(steps) < 1 or not float(steps).is_integer():
-            raise InvalidInput("steps must be a whole number of at least 1")
-        params["steps"] = int(steps)
+    n_steps = optional_int(steps, "steps")
+    if n_steps is not None:
+        params["steps"] = n_steps
     return params
 
 
@@ -152,7 +162,7 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
             algorithm = gr.Dropdown(runs_svc.ALGORITHMS, value="dpo", label="Algorithm", min_width=140)
             base = gr.Dropdown([("newest serving policy", 0)], value=0, label="Base checkpoint", min_width=200)
             reward = gr.Dropdown([("none", 0)], value=0, label="Reward model (ppo, rloo, grpo)", min_width=200)
-            steps = gr.Number(label="Steps (blank: default)", precision=0, minimum=1, min_width=120)
+            steps = gr.Textbox(label="Steps", placeholder="algorithm default", min_width=120)
         extra = gr.Textbox(label="Extra parameters (KEY=VALUE, one per line)", lines=3,
                            placeholder="learning_rate=1e-4\nbeta=0.2")
         serve = gr.Checkbox(label="Serve the new checkpoint when the run succeeds", value=False)
@@ -166,11 +176,12 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
             cancel = gr.Button("Cancel run", variant="stop", size="md", scale=1, min_width=120)
         detail = gr.HTML(elem_id="run-detail-box")
         with gr.Row():
-            loss_plot = gr.LinePlot(x="step", y="value", color="series", title="Loss", height=260, min_width=300)
-            reward_plot = gr.LinePlot(x="step", y="value", color="series", title="Reward, margins, KL",
-                                      height=260, min_width=300)
+            loss_plot = gr.LinePlot(None, x="step", y="value", color="series", title="Loss", height=260,
+                                    min_width=300, elem_id="loss-plot")
+            reward_plot = gr.LinePlot(None, x="step", y="value", color="series", title="Reward, margins, KL",
+                                      height=260, min_width=300, elem_id="reward-plot")
         runs_table = gr.Dataframe(headers=RUN_HEADERS, interactive=False, wrap=True, label="Runs (newest first)",
-                                  max_height=360, elem_id="runs-table")
+                                  max_height=360, elem_id="runs-table", column_widths=RUN_WIDTHS)
     with gr.Accordion("Checkpoints", open=True):
         with gr.Row():
             picked = gr.Dropdown([], value=None, label="Checkpoint", min_width=220, scale=3)
@@ -179,6 +190,7 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
         ckpt_status = gr.HTML()
         lineage = gr.HTML()
         ckpt_table = gr.Dataframe(headers=CKPT_HEADERS, interactive=False, wrap=True, max_height=360,
+                                  column_widths=CKPT_WIDTHS,
                                   label="Registry (newest first); parent = the checkpoint it was trained from",
                                   elem_id="checkpoints-table")
 
@@ -232,7 +244,7 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
         from workers.dispatch import submit_run
 
         try:
-            params = _parse_params(n_steps, extra_text)
+            params = parse_params(n_steps, extra_text)
             with ctx.session() as session:
                 run = submit_run(session=session, algorithm=algo, base_checkpoint_id=base_id or None,
                                  reward_checkpoint_id=reward_id or None, params=params,

@@ -7,9 +7,9 @@ happen in one event, so the page never shows a pair whose predecessor is not sto
 
 A double click must store one vote. Three things see to it: Gradio drops clicks while
 the event is pending (``trigger_mode="once"``), each hand-out carries its own
-idempotency key, and a vote arriving within :data:`DOUBLE_CLICK_S` of its pair being
-shown is taken for the tail of a double click on the previous pair and ignored (nobody
-reads two responses that fast).
+idempotency key, and a vote arriving within :data:`DOUBLE_CLICK_S` of a pair that
+replaced a voted one is taken for the tail of a double click on the previous pair and
+ignored (nobody reads two responses that fast).
 """
 
 import time
@@ -18,7 +18,7 @@ import uuid
 import gradio as gr
 
 from feedback_ui.ui.common import UIContext, error_message, message, render_markdown, require
-from rlhf.errors import Conflict, InvalidInput, NotFound, RLHFError
+from rlhf.errors import Conflict, NotFound, RLHFError
 from rlhf.models import Choice, User
 from rlhf.services import app_settings, comparisons, stats
 from rlhf.services.comparisons import Handout
@@ -66,32 +66,41 @@ def _next(ctx: UIContext, user: User) -> Handout | None:
         return comparisons.next_for_rater(session=session, rater=user)
 
 
-def _screen(ctx: UIContext, user: User, status: str = "") -> tuple:
-    """Every output of the tab for the pair this rater should see now (or the empty state)."""
+def _screen(ctx: UIContext, user: User, status: str = "", after_vote: bool = False) -> tuple:
+    """Every output of the tab for the pair this rater should see now (or the empty state).
+
+    ``after_vote``: the pair replaces one just voted on, so a click arriving in the next
+    moment is the tail of that vote's double click.
+    """
     handout = _next(ctx, user)
     progress = _progress_html(ctx, user)
     if handout is None:
         return (None, gr.skip(), gr.skip(), gr.skip(), progress, status, gr.Column(visible=False),
                 gr.Column(visible=True), gr.skip())
     state = {"comparison_id": handout.comparison_id, "key": f"{user.id}:ui:{uuid.uuid4().hex}",
-             "shown_at": time.monotonic()}
+             "guard_until": time.monotonic() + DOUBLE_CLICK_S if after_vote else 0.0}
     return (state, _prompt_html(handout.prompt), _card("Response A", handout.a), _card("Response B", handout.b),
             progress, status, gr.Column(visible=True), gr.Column(visible=False), "")
+
+
+def _status_only(status: str) -> tuple:
+    """Outputs that change the status line only: the pair (and the rationale typed) stay."""
+    return (*[gr.skip()] * 5, status, *[gr.skip()] * 3)
 
 
 def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
     with gr.Tab("Rate", id="rate") as tab:
         state = gr.State(None)
-        progress = gr.HTML()
+        progress = gr.HTML(elem_id="rate-progress")
         with gr.Accordion("Guidelines", open=False):
-            guidelines = gr.HTML()
-        with gr.Column(visible=False) as pair:
-            prompt = gr.HTML()
+            guidelines = gr.HTML(elem_id="rate-guidelines")
+        with gr.Column(visible=False, elem_id="rate-pair") as pair:
+            prompt = gr.HTML(elem_id="rate-prompt")
             with gr.Row(equal_height=True):
                 with gr.Column(min_width=300):
-                    left = gr.HTML()
+                    left = gr.HTML(elem_id="response-a")
                 with gr.Column(min_width=300):
-                    right = gr.HTML()
+                    right = gr.HTML(elem_id="response-b")
             rationale = gr.Textbox(label="Rationale (optional)", lines=2, max_lines=8,
                                    max_length=MAX_RATIONALE_CHARS,
                                    placeholder="Why is one better? (optional)")
@@ -101,11 +110,11 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
                            for text, elem_id, choice in VOTES]
             gr.HTML('<div class="rl-keys-hint">Keyboard: <kbd>1</kbd> A is better · <kbd>2</kbd> B is better · '
                     '<kbd>3</kbd> Tie · <kbd>4</kbd> Both bad</div>')
-        with gr.Column(visible=False) as empty:
+        with gr.Column(visible=False, elem_id="rate-empty") as empty:
             gr.HTML('<div class="rl-empty" role="status"><strong>Nothing left to rate.</strong><br>'
                     'New pairs appear when an engineer starts a generation job.</div>')
             check_again = gr.Button("Check again", size="md")
-        status = gr.HTML()
+        status = gr.HTML(elem_id="rate-status")
 
     outputs = [state, prompt, left, right, progress, status, pair, empty, rationale]
 
@@ -121,21 +130,18 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
             user = require(ctx, request)
             if not current:
                 return _screen(ctx, user)
-            if time.monotonic() - current["shown_at"] < DOUBLE_CLICK_S:
+            if time.monotonic() < current.get("guard_until", 0.0):
                 # The second click of a double click on the previous pair: not a judgement of this one.
-                return (*[gr.skip()] * 5, message("Ignored a click that came right after this pair appeared.",
-                                                  "warn"), *[gr.skip()] * 3)
+                return _status_only(message("Ignored a click that came right after this pair appeared.", "warn"))
             try:
                 created = _record(ctx, user, current, choice, why)
-            except InvalidInput as exc:
-                return (*[gr.skip()] * 5, error_message(exc), *[gr.skip()] * 3)
             except (Conflict, NotFound):
                 return _screen(ctx, user, message("That pair was closed before your vote arrived (another rater "
-                                                  "finished it); here is the next one.", "warn"))
-            except RLHFError as exc:
-                return (*[gr.skip()] * 5, error_message(exc), *[gr.skip()] * 3)
+                                                  "finished it); here is the next one.", "warn"), after_vote=True)
+            except RLHFError as exc:  # e.g. a rationale that is too long: the pair stays for another try
+                return _status_only(error_message(exc))
             note = "Vote recorded." if created else "That vote was already recorded."
-            return _screen(ctx, user, message(note, "ok"))
+            return _screen(ctx, user, message(note, "ok"), after_vote=True)
 
         return vote
 

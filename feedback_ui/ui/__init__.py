@@ -1,0 +1,58 @@
+"""The browser pages: tabs Rate (everyone), Console (engineers and admins), Leaderboard.
+
+:func:`build_ui` assembles one Blocks from the per-tab modules; :mod:`feedback_ui.app`
+mounts it at ``/`` behind the login cookie, so every event arrives with the user's name
+in ``gr.Request.username``. What a visitor may see is decided when the page loads; what
+they may do is decided again by each handler.
+"""
+
+import html
+
+import gradio as gr
+
+from feedback_ui.ui.common import UIContext, lookup_user, page_head, role_allows
+from feedback_ui.ui.console import build_console_tab
+from feedback_ui.ui.leaderboard import build_leaderboard_tab
+from feedback_ui.ui.rate import build_rate_tab
+from rlhf.models import Role
+from rlhf.settings import Settings
+
+__all__ = ["build_ui"]
+
+
+def _header(name: str | None = None, role: str | None = None) -> str:
+    who = ""
+    if name:
+        who = (f'<span>Logged in as <strong>{html.escape(name)}</strong> ({html.escape(role or "")})</span> '
+               '<form method="post" action="/logout"><button type="submit">Log out</button></form>')
+    return f'<div class="rl-header"><h1>RLHF feedback</h1><div class="rl-who">{who}</div></div>'
+
+
+def build_ui(settings: Settings) -> gr.Blocks:
+    ctx = UIContext.from_settings(settings)
+    with gr.Blocks(title="RLHF feedback", analytics_enabled=False) as demo:
+        # Carries the page's CSS and keyboard shortcuts into <head> (see common.page_head).
+        gr.HTML("", head=page_head(), js_on_load=None, container=False, padding=False, elem_id="rl-assets")
+        header = gr.HTML(_header())
+        with gr.Tabs(elem_id="rl-tabs"):
+            rate = build_rate_tab(ctx, demo)
+            console = build_console_tab(ctx)
+            leaderboard = build_leaderboard_tab(ctx)
+
+        def who_am_i(request: gr.Request):
+            user = lookup_user(ctx, request)
+            if user is None:
+                return _header(), gr.Tab(visible=False), gr.Accordion(visible=False)
+            return (_header(user.name, user.role.value), gr.Tab(visible=role_allows(user, Role.engineer)),
+                    gr.Accordion(visible=role_allows(user, Role.admin)))
+
+        def leave_console():
+            return gr.Timer(active=False)
+
+        demo.load(who_am_i, None, [header, console.tab, console.admin_only], api_visibility="private")
+        for other in (rate, leaderboard):
+            other.select(leave_console, None, [console.timer], api_visibility="private", show_progress="hidden")
+
+    # Many raters vote at once; each event is a short database transaction.
+    demo.queue(default_concurrency_limit=16)
+    return demo
