@@ -22,7 +22,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from feedback_ui import api, auth
+from feedback_ui import api, auth, metrics
 from rlhf import db
 from rlhf.errors import (BrokerUnavailable, ConfigError, Conflict, InvalidInput, NotFound, PermissionDenied,
                          RLHFError, TrainingFailed)
@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True, t
     app.add_exception_handler(sa.exc.OperationalError, database_down_response)
     app.include_router(auth.router)
     app.include_router(api.router)
+    metrics.install(app, settings)
     ui_mounted = _mount_ui(app, settings)
     app.add_middleware(_WebContextMiddleware, ctx=ctx, login_redirect=ui_mounted)
     return app

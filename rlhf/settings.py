@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     # Redis redelivers an unacknowledged task after this; it must outlast the longest run.
     visibility_timeout_s: int = 12 * 3600
     log_level: str = "INFO"
+    log_format: str = "text"  # "json": one JSON object per log line
 
     @model_validator(mode="after")
     def _derive(self) -> "Settings":

@@ -6,7 +6,6 @@ line on stderr and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -171,9 +170,10 @@ def prompts_import(file: Path, tag: list[str] = typer.Option([], "--tag", help="
 
 def main() -> None:
     """Entry point: domain errors become one line on stderr and exit code 1."""
-    logging.basicConfig(level=get_settings().log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "urllib3", "datasets", "filelock"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from rlhf.logging_setup import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, json=settings.log_format == "json")
     # Model loading prints progress bars of its own; the CLI shows its own progress instead.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")

@@ -36,7 +36,8 @@ def serve(host: Annotated[str | None, typer.Option(help="address to listen on (d
     host, port = host or settings.host, port or settings.port
     typer.echo(f"serving on http://{host}:{port} (API docs at /api/docs)", err=True)
     # proxy_headers: behind a reverse proxy on this host, client addresses (login limits) and https are right.
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True)
+    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True,
+                log_config=None)  # keep our log format (JSON lines when RLHF_LOG_FORMAT=json)
 
 
 def leaderboard(json_: Annotated[bool, typer.Option("--json", help="print only JSON")] = False,

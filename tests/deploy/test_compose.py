@@ -1,0 +1,246 @@
+"""docker-compose.yml and the images it builds, checked without a container engine.
+
+What can go wrong between the compose file and the code is checked against the code
+itself: commands against the CLI's command tree, environment variables against the
+settings object, the torch pin against pyproject.toml.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.main import get_command
+
+from rlhf.cli.main import app as cli_app
+from rlhf.settings import EXAMPLE_SECRET_KEYS, Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
+COMPOSE = yaml.safe_load(COMPOSE_TEXT)
+SERVICES = COMPOSE["services"]
+APP_SERVICES = ("migrate", "web", "worker", "worker-gpu")
+REQUIRED_SECRETS = ("RLHF_SECRET_KEY", "POSTGRES_PASSWORD", "RLHF_ADMIN_PASSWORD")
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def _torch_pin() -> str:
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    return next(d for d in deps if re.match(r"torch\b", d)).replace(" ", "")
+
+
+def _resolve(argv: list[str]):
+    """Walk the CLI's command tree along argv; fails on a command or option it does not have.
+
+    Groups are told apart by their ``commands`` (Typer ships its own click classes).
+    """
+    command = get_command(cli_app)
+    args = list(argv)
+    while hasattr(command, "commands") and args and not args[0].startswith("-"):
+        name = args.pop(0)
+        assert name in command.commands, f"`rlhf {' '.join(argv)}`: no command {name!r}"
+        command = command.commands[name]
+    assert not hasattr(command, "commands"), f"`rlhf {' '.join(argv)}` names a group, not a command"
+    known = {opt for p in command.params for opt in (*p.opts, *p.secondary_opts)}
+    for arg in args:
+        if arg.startswith("--"):
+            assert arg.split("=")[0] in known, f"`rlhf {' '.join(argv)}`: {arg} is not an option of {command.name}"
+    return command
+
+
+def _dockerfile_stages(path: Path) -> list[list[str]]:
+    """Instructions (continuation lines joined) grouped by FROM stage."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    stages: list[list[str]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.upper().startswith("FROM "):
+            stages.append([])
+        if stages:
+            stages[-1].append(line)
+    return stages
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_service_commands_are_real_cli_commands(name):
+    command = SERVICES[name]["command"]
+    assert command[0] == "rlhf"
+    _resolve(command[1:])
+
+
+def test_expected_commands():
+    assert SERVICES["migrate"]["command"] == ["rlhf", "init"]
+    web = SERVICES["web"]["command"]
+    assert web[:2] == ["rlhf", "serve"] and web[web.index("--host") + 1] == "0.0.0.0"
+    for worker in ("worker", "worker-gpu"):
+        cmd = SERVICES[worker]["command"]
+        assert cmd[:2] == ["rlhf", "worker"]
+        assert "train,generate" in cmd[cmd.index("--queues") + 1]
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_rlhf_variables_are_settings_fields(name):
+    fields = {f.upper() for f in Settings.model_fields}
+    env = SERVICES[name]["environment"]
+    unknown = [k for k in env if k.startswith("RLHF_") and k.removeprefix("RLHF_") not in fields]
+    assert not unknown, f"{name} sets variables no setting reads: {unknown}"
+
+
+def test_web_and_workers_share_the_data_volume_at_the_data_dir():
+    mounts = set()
+    for name in APP_SERVICES:
+        svc = SERVICES[name]
+        data_dir = svc["environment"]["RLHF_DATA_DIR"]
+        volume = next(v.split(":")[0] for v in svc["volumes"] if v.split(":")[1] == data_dir)
+        mounts.add((volume, data_dir))
+    assert len(mounts) == 1, f"web and workers must see the same checkpoints: {mounts}"
+    assert next(iter(mounts))[0] in COMPOSE["volumes"]
+
+
+def test_named_volumes_declared_and_used():
+    declared = set(COMPOSE["volumes"])
+    used = set()
+    for name, svc in SERVICES.items():
+        for v in svc.get("volumes", []):
+            source = v.split(":")[0]
+            if not source.startswith((".", "/", "~")):
+                assert source in declared, f"{name} mounts undeclared volume {source}"
+                used.add(source)
+    assert declared == used, f"declared but unused: {declared - used}"
+    assert any(v.endswith(":/var/lib/postgresql/data") for v in SERVICES["postgres"]["volumes"])
+    assert any(v.endswith(":/data") for v in SERVICES["redis"]["volumes"])
+
+
+def test_health_checks():
+    assert "pg_isready" in " ".join(SERVICES["postgres"]["healthcheck"]["test"])
+    assert "redis-cli ping" in " ".join(SERVICES["redis"]["healthcheck"]["test"])
+    assert "/api/health" in " ".join(SERVICES["web"]["healthcheck"]["test"])
+    assert SERVICES["web"]["ports"][0].endswith(":7860")
+
+
+def test_start_order():
+    assert SERVICES["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert SERVICES["migrate"]["restart"] == "no"
+    for name in ("web", "worker", "worker-gpu"):
+        deps = SERVICES[name]["depends_on"]
+        assert deps["postgres"]["condition"] == "service_healthy"
+        assert deps["redis"]["condition"] == "service_healthy"
+        assert deps["migrate"]["condition"] == "service_completed_successfully"
+
+
+def test_secrets_are_required_not_defaulted():
+    for var in REQUIRED_SECRETS:
+        assert "${" + var + ":?" in COMPOSE_TEXT, f"{var} must be required with ${{{var}:?message}}"
+        assert not re.search(r"\$\{" + var + r":?-", COMPOSE_TEXT), f"{var} must have no default"
+    assert SERVICES["web"]["environment"]["RLHF_SECRET_KEY"].startswith("${RLHF_SECRET_KEY:?")
+    assert SERVICES["migrate"]["environment"]["RLHF_ADMIN_PASSWORD"].startswith("${RLHF_ADMIN_PASSWORD:?")
+    assert "${POSTGRES_PASSWORD:?" in SERVICES["web"]["environment"]["RLHF_DATABASE_URL"]
+
+
+def test_env_example_documents_every_variable_with_refused_placeholders():
+    example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
+                   if line and not line.startswith("#"))
+    referenced = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", COMPOSE_TEXT))
+    assert referenced <= set(example), f"missing from .env.example: {referenced - set(example)}"
+    assert example["RLHF_SECRET_KEY"].strip().lower() in EXAMPLE_SECRET_KEYS
+    assert example["POSTGRES_PASSWORD"] == "" and example["RLHF_ADMIN_PASSWORD"] == ""
+
+
+def test_redis_keeps_queued_jobs_across_restarts():
+    command = " ".join(SERVICES["redis"]["command"])
+    assert "--appendonly yes" in command
+
+
+def test_images_are_pinned():
+    for name in ("postgres", "redis", "flower"):
+        image = SERVICES[name]["image"]
+        assert re.search(r":\d+\.\d+", image), f"{name}: pin a version, not {image}"
+    for path in ("deploy/Dockerfile", "deploy/Dockerfile.cuda"):
+        bases = re.findall(r"^ARG \w+_IMAGE=(\S+)", (ROOT / path).read_text(), re.M)
+        assert bases and all(re.search(r":\d+\.\d+\.\d+", b) for b in bases), f"{path}: unpinned base {bases}"
+    assert re.search(r"python:3\.11\.\d+-slim-bookworm", (ROOT / "deploy/Dockerfile").read_text())
+    assert re.search(r"nvidia/cuda:[\d.]+-[\w-]*runtime-ubuntu", (ROOT / "deploy/Dockerfile.cuda").read_text())
+
+
+def test_dockerfiles_named_by_compose_exist():
+    for name, svc in SERVICES.items():
+        if "build" in svc:
+            assert (ROOT / svc["build"]["context"] / svc["build"]["dockerfile"]).is_file(), name
+
+
+def test_cpu_image_installs_cpu_torch_before_the_project():
+    pin = _torch_pin()
+    assert f'"{pin}"' in (ROOT / "scripts/setup").read_text(), "scripts/setup and pyproject disagree on torch"
+    builder = _dockerfile_stages(ROOT / "deploy/Dockerfile")[0]
+    torch_at = next(i for i, line in enumerate(builder) if pin in line and "pip install" in line)
+    assert f"--index-url {CPU_INDEX}" in builder[torch_at]
+    project_at = next(i for i, line in enumerate(builder) if re.search(r"pip install \.(\s|$)", line))
+    assert torch_at < project_at
+    copy_pyproject = next(i for i, line in enumerate(builder) if line.startswith("COPY") and "pyproject.toml" in line)
+    assert copy_pyproject < project_at
+    assert not any("requirements" in line for line in builder), "dependencies come from pyproject.toml"
+
+
+def test_cuda_image_installs_cuda_torch_and_deepspeed():
+    pin = _torch_pin()
+    builder = _dockerfile_stages(ROOT / "deploy/Dockerfile.cuda")[0]
+    torch_line = next(line for line in builder if pin in line and "pip install" in line)
+    assert CPU_INDEX not in torch_line
+    assert any(re.search(r"pip install \.(\s|$)", line) for line in builder)
+    assert any(re.search(r'"deepspeed==[\d.]+"', line) for line in builder), "zero3.yaml needs a pinned DeepSpeed"
+
+
+@pytest.mark.parametrize("path", ["deploy/Dockerfile", "deploy/Dockerfile.cuda"])
+def test_images_run_as_non_root(path):
+    final = _dockerfile_stages(ROOT / path)[-1]
+    users = [line.split()[1] for line in final if line.upper().startswith("USER ")]
+    assert users and users[-1] not in ("root", "0"), f"{path}: the final stage must switch to a plain user"
+    assert any("/app/deploy/entrypoint.sh" in line for line in final if line.startswith("ENTRYPOINT"))
+
+
+def test_entrypoint_execs_the_command():
+    script = ROOT / "deploy/entrypoint.sh"
+    assert os.access(script, os.X_OK)
+    assert 'exec "$@"' in script.read_text()
+
+
+def test_gpu_worker_reserves_nvidia_devices():
+    gpu = SERVICES["worker-gpu"]
+    assert "gpu" in gpu["profiles"]
+    assert gpu["build"]["dockerfile"] == "deploy/Dockerfile.cuda"
+    devices = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d["driver"] == "nvidia" and "gpu" in d["capabilities"] for d in devices)
+    assert "profiles" not in SERVICES["worker"], "the CPU worker runs by default"
+
+
+def test_flower_watches_the_same_broker():
+    flower = SERVICES["flower"]
+    assert "monitoring" in flower["profiles"]
+    assert "flower" in flower["command"]
+    broker = SERVICES["web"]["environment"]["RLHF_BROKER_URL"]
+    assert f"--broker={broker}" in flower["command"]
+
+
+@pytest.mark.parametrize("name,kind", [("ddp", "MULTI_GPU"), ("zero3", "DEEPSPEED")])
+def test_accelerate_configs_load(name, kind):
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    config = ClusterConfig.from_yaml_file(str(ROOT / "deploy/accelerate" / f"{name}.yaml"))
+    assert config.distributed_type.name == kind
+    if kind == "DEEPSPEED":
+        assert config.deepspeed_config["zero_stage"] == 3
+
+
+def test_accelerate_config_is_passed_to_accelerate_launch(tmp_path):
+    from rlhf.execution import trainer_command
+
+    config = "/app/deploy/accelerate/zero3.yaml"
+    cmd = trainer_command(tmp_path / "spec.json", {"num_processes": 4, "accelerate_config": config})
+    assert cmd[cmd.index("--num_processes") + 1] == "4"
+    assert cmd[cmd.index("--config_file") + 1] == config
