@@ -23,6 +23,19 @@ REDIS_URL = os.environ.get("RLHF_TEST_REDIS_URL", "redis://127.0.0.1:6379")
 DB_KINDS = ["sqlite", "postgresql"]
 
 
+def redis_database(index: int):
+    """(url, client) for a Redis database of its own; fails, never skips, when Redis does not answer."""
+    import redis
+
+    url = f"{REDIS_URL.rstrip('/')}/{index}"
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"Redis is required for this test and does not answer at {REDIS_URL}: {exc}")
+    return url, client
+
+
 def _pg_url(name: str) -> str:
     return sa.engine.make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -16,7 +15,7 @@ from rlhf.services.generation_jobs import create_generation_job
 from rlhf.services.runs import create_run, finish_run
 from rlhf.services.votes import record_vote
 from tests import factories
-from tests.conftest import REDIS_URL
+from tests.conftest import redis_database
 
 
 def _scrape(settings) -> dict[tuple[str, frozenset], float]:
@@ -87,12 +86,7 @@ def test_every_web_process_reports_the_same_figures(settings, session, loop_stat
 
 @pytest.mark.integration
 def test_queue_depth_comes_from_the_broker(settings, loop_state):
-    url = f"{REDIS_URL.rstrip('/')}/9"
-    client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"Redis is required for this test and does not answer at {REDIS_URL}: {exc}")
+    url, client = redis_database(9)
     client.delete("train", "generate", "generate\x06\x163")
     try:
         client.rpush("train", "m1", "m2")

@@ -11,13 +11,12 @@ import re
 import time
 
 import pytest
-import redis
 import sqlalchemy as sa
 
 from rlhf import db
 from rlhf.models import GenerationJob, JobStatus
 from rlhf.settings import reset_settings_cache
-from tests.conftest import REDIS_URL, _truncate_all
+from tests.conftest import _truncate_all, redis_database
 from tests.integration.conftest import Env, start_worker, stop_worker
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -29,12 +28,7 @@ PER = 2  # samples per prompt: one checkpoint serving, so two samples make one p
 
 @pytest.fixture
 def broker8():
-    url = f"{REDIS_URL.rstrip('/')}/8"
-    client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"Redis is required for this test and does not answer at {REDIS_URL}: {exc}")
+    url, client = redis_database(8)
     client.flushdb()
     yield url
     client.flushdb()

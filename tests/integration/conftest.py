@@ -9,9 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests.conftest import REDIS_URL
+from tests.conftest import redis_database
 
 ROOT = Path(__file__).resolve().parents[2]
 RLHF = [sys.executable, "-m", "rlhf.cli.main"]
@@ -20,12 +19,7 @@ RLHF = [sys.executable, "-m", "rlhf.cli.main"]
 @pytest.fixture(scope="module")
 def broker_url():
     """A Redis database of its own (index 7), emptied, so queued jobs of other runs cannot leak in."""
-    url = f"{REDIS_URL.rstrip('/')}/7"
-    client = redis.Redis.from_url(url)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        pytest.fail(f"Redis is required for this test and does not answer at {REDIS_URL}: {exc}")
+    url, client = redis_database(7)
     client.flushdb()
     yield url
     client.flushdb()
