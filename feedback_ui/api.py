@@ -12,16 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, Depends, File, Header, Query, Response, UploadFile
+from fastapi import APIRouter, Body, Depends, File, Header, Query, Request, Response, UploadFile
 from sqlmodel import Session
 
-from feedback_ui.auth import get_session, require_role
+from feedback_ui.auth import get_session, require_role, web_context
 from feedback_ui.schemas import (CheckpointPublic, ComparisonHandout, GenerationJobCreate, GenerationJobPublic,
                                  GuidelinesBase, GuidelinesPublic, HealthPublic, LeaderboardPublic,
                                  PromptImportPublic, RunCreate, RunDetail, RunPublic, UserCreate, UserPublic,
                                  UserUpdate, VoteCreate, VotePublic)
 from rlhf.errors import Conflict, InvalidInput
-from rlhf.models import Choice, ComparisonStatus, Role, TrainingRun, User, Vote
+from rlhf.models import Choice, Role, TrainingRun, User, Vote
 from rlhf.services import app_settings, checkpoints, comparisons, dataset, generation_jobs, prompts, runs, stats
 from rlhf.services import users as users_svc
 from rlhf.services.leaderboard import leaderboard as fit_leaderboard
@@ -61,12 +61,13 @@ def health(session: DB, response: Response) -> HealthPublic:
 
 @router.get("/comparisons/next", response_model=ComparisonHandout, tags=["rating"],
             responses={204: {"description": "nothing left for this rater"}})
-def next_comparison(user: Rater, session: DB):
+def next_comparison(request: Request, user: Rater, session: DB):
     """The pair this rater should judge now, in the order they see it (a = left).
 
     The pair is leased to them for five minutes; asking again returns the same pair.
     """
-    handout = comparisons.next_for_rater(session=session, rater=user)
+    settings = web_context(request).settings
+    handout = comparisons.next_for_rater(session=session, rater=user, gold_rate=settings.gold_rate)
     if handout is None:
         return Response(status_code=204)
     return ComparisonHandout(comparison_id=handout.comparison_id, prompt=handout.prompt, a=handout.a, b=handout.b)
@@ -88,20 +89,9 @@ def post_vote(body: VoteCreate, user: Rater, session: DB, response: Response,
     if body.idempotency_key and idempotency_key and body.idempotency_key != idempotency_key:
         raise InvalidInput("idempotency_key in the body and the Idempotency-Key header differ")
     key = body.idempotency_key or idempotency_key
-    if comparisons.assignment_for(session=session, rater_id=user.id, comparison_id=body.comparison_id) is None:
-        # Without a handout there is no left/right order to interpret the choice in.
-        comp = comparisons.get_comparison(session=session, comparison_id=body.comparison_id)
-        if comp.status is ComparisonStatus.open:
-            raise Conflict(f"comparison {comp.id} was not handed to you: GET /api/comparisons/next first")
-    vote = {"session": session, "rater": user, "comparison_id": body.comparison_id, "choice": body.choice,
-            "rationale": body.rationale, "idempotency_key": f"{user.id}:{key}" if key else None}
-    try:
-        result = record_vote(**vote)
-    except Conflict:
-        # A concurrent copy of this very vote can close the comparison between record_vote's
-        # repeat check and its status check; asked again, it finds the stored vote (or refuses again).
-        session.rollback()
-        result = record_vote(**vote)
+    result = record_vote(session=session, rater=user, comparison_id=body.comparison_id, choice=body.choice,
+                         rationale=body.rationale, idempotency_key=f"{user.id}:{key}" if key else None,
+                         require_handout=True)
     if not result.created:
         response.status_code = 200
     return _vote_public(result.vote, result.created)

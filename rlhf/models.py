@@ -123,6 +123,8 @@ class User(SQLModel, table=True):
     role: Role = _enum(Role, Role.rater)
     password_hash: str
     active: bool = True
+    # Set by an engineer: this rater's votes are left out of exports and training.
+    excluded: bool = False
     created_at: datetime = _ts()
 
 
@@ -165,7 +167,8 @@ class GenerationJob(SQLModel, table=True):
 class Response(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     prompt_id: int = Field(foreign_key="prompt.id", index=True)
-    checkpoint_id: int = Field(foreign_key="checkpoint.id", index=True)
+    # None for responses imported with gold comparisons (no model of ours wrote them).
+    checkpoint_id: int | None = Field(default=None, foreign_key="checkpoint.id", index=True)
     job_id: int | None = Field(default=None, foreign_key="generationjob.id")
     text: str = Field(sa_type=sa.Text)
     # Sampling parameters (temperature, top_p, max_new_tokens, seed) so a sample can be redone.
@@ -175,13 +178,25 @@ class Response(SQLModel, table=True):
 
 
 class Comparison(SQLModel, table=True):
+    # The hand-out scans open comparisons in id order, gold and regular apart.
+    __table_args__ = (sa.Index("ix_comparison_open_queue", "status", "is_gold", "id"),)
+
     id: int | None = Field(default=None, primary_key=True)
     prompt_id: int = Field(foreign_key="prompt.id", index=True)
     response_a_id: int = Field(foreign_key="response.id")
     response_b_id: int = Field(foreign_key="response.id")
     status: ComparisonStatus = _enum(ComparisonStatus, ComparisonStatus.open)
     target_votes: int = 1
-    strategy: str = "random"
+    # Votes stored so far, kept with the row (updated under its lock) so handing out the
+    # next pair reads one row instead of counting the vote table.
+    vote_count: int = 0
+    strategy: str = "random"  # how it was opened: "random", "uncertain", "gold"
+    # |reward(a) - reward(b)| from the reward model that picked it (strategy "uncertain").
+    reward_margin: float | None = None
+    # Gold: a known answer (in terms of response_a/response_b); every rater may be handed
+    # it, it never closes, and its votes measure the rater instead of training the model.
+    is_gold: bool = False
+    gold_choice: Choice | None = Field(default=None, sa_type=_enum_type(Choice))
     job_id: int | None = Field(default=None, foreign_key="generationjob.id")
     created_at: datetime = _ts()
 
@@ -202,9 +217,15 @@ class Vote(SQLModel, table=True):
 
 
 class Assignment(SQLModel, table=True):
-    """A comparison leased to one rater, with the left/right order they are shown."""
+    """A comparison leased to one rater, with the left/right order they are shown.
 
-    __table_args__ = (sa.UniqueConstraint("comparison_id", "rater_id", name="uq_assignment_rater_comparison"),)
+    The row outlives the lease (it keeps the order the vote was cast in); a vote ends the
+    lease at once, so it no longer holds a place that another rater could take.
+    """
+
+    __table_args__ = (sa.UniqueConstraint("comparison_id", "rater_id", name="uq_assignment_rater_comparison"),
+                      # "this rater's live lease": a range scan however many pairs they have rated.
+                      sa.Index("ix_assignment_rater_live", "rater_id", "expires_at"))
 
     id: int | None = Field(default=None, primary_key=True)
     comparison_id: int = Field(foreign_key="comparison.id", index=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import model_validator
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values that appear in docs and example files. A deployment that keeps one of them
@@ -36,6 +36,16 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = 12 * 3600
     log_level: str = "INFO"
     log_format: str = "text"  # "json": one JSON object per log line
+    # Feedback quality. Votes each new comparison asks for (k raters per pair; a generation
+    # job may ask for another k); the share of hand-outs that are gold checks; and the gold
+    # accuracy under which a rater is flagged, once they have answered enough gold pairs.
+    votes_per_comparison: int = Field(default=1, ge=1, le=100)
+    gold_rate: float = Field(default=0.1, ge=0.0, le=1.0)
+    gold_min_accuracy: float = Field(default=0.7, ge=0.0, le=1.0)
+    gold_min_answered: int = Field(default=5, ge=1)
+    # How long a browser login (the session cookie) and a bearer token from POST /api/token stay valid.
+    session_ttl_s: int = Field(default=12 * 3600, ge=1)
+    token_ttl_s: int = Field(default=12 * 3600, ge=1)
 
     @model_validator(mode="after")
     def _derive(self) -> "Settings":

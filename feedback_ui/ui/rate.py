@@ -63,7 +63,7 @@ def _guidelines_html(ctx: UIContext) -> str:
 
 def _next(ctx: UIContext, user: User) -> Handout | None:
     with ctx.session() as session:
-        return comparisons.next_for_rater(session=session, rater=user)
+        return comparisons.next_for_rater(session=session, rater=user, gold_rate=ctx.settings.gold_rate)
 
 
 def _screen(ctx: UIContext, user: User, status: str = "", after_vote: bool = False) -> tuple:
@@ -158,10 +158,4 @@ def _record(ctx: UIContext, user: User, current: dict, choice: Choice, rationale
     fields = {"rater": user, "comparison_id": current["comparison_id"], "choice": choice,
               "rationale": (rationale or "").strip() or None, "idempotency_key": current["key"]}
     with ctx.session() as session:
-        try:
-            return record_vote(session=session, **fields).created
-        except Conflict:
-            # A concurrent copy of this vote may have closed the comparison between the repeat
-            # check and the status check; asked again, it finds the stored vote or refuses again.
-            session.rollback()
-            return record_vote(session=session, **fields).created
+        return record_vote(session=session, **fields).created

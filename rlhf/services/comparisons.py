@@ -3,7 +3,8 @@
 A rater is handed a comparison they have not voted on, whose votes plus live leases of
 other raters are below its target; the lease (default five minutes) keeps two raters
 from being handed the same pair when it needs one more vote, and an expired lease
-simply lets the pair be handed out again.
+simply lets the pair be handed out again. Gold pairs (a known answer, to measure raters)
+are mixed in at a set rate and look like any other.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import threading
 from dataclasses import dataclass
 from datetime import timedelta
 
+import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, func, select
 
 from rlhf.errors import NotFound
@@ -51,66 +54,95 @@ def get_comparison(*, session: Session, comparison_id: int) -> Comparison:
     return comp
 
 
-def _candidates(session: Session, rater_id: int, now, limit: int):
-    votes = (select(Vote.comparison_id, func.count().label("n")).group_by(Vote.comparison_id).subquery())
-    leases = (select(Assignment.comparison_id, func.count().label("n"))
-              .where(Assignment.expires_at > now, Assignment.rater_id != rater_id)
-              .group_by(Assignment.comparison_id).subquery())
-    mine = select(Vote.comparison_id).where(Vote.rater_id == rater_id)
-    query = (select(Comparison)
-             .outerjoin(votes, votes.c.comparison_id == Comparison.id)
-             .outerjoin(leases, leases.c.comparison_id == Comparison.id)
-             .where(Comparison.status == ComparisonStatus.open, Comparison.id.not_in(mine),
-                    func.coalesce(votes.c.n, 0) + func.coalesce(leases.c.n, 0) < Comparison.target_votes)
-             .order_by(Comparison.id)
-             .limit(limit))
-    if session.bind.dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True, of=Comparison)
-    return list(session.exec(query))
+def _not_voted_by(rater_id: int):
+    return ~sa.exists().where(Vote.comparison_id == Comparison.id, Vote.rater_id == rater_id)
+
+
+def _others_leases(rater_id: int, now):
+    return (select(func.count()).select_from(Assignment)
+            .where(Assignment.comparison_id == Comparison.id, Assignment.expires_at > now,
+                   Assignment.rater_id != rater_id)
+            .correlate(Comparison).scalar_subquery())
+
+
+def _candidates(session: Session, rater_id: int, now, limit: int, gold: bool):
+    """(comparison id, this rater's own assignment id or None, its order) for open pairs they may take.
+
+    Regular pairs need room under their target (votes stored plus other raters' live
+    leases); gold pairs are open to every rater once, in random order so that no two raters
+    meet them in the same sequence.
+    """
+    mine = aliased(Assignment)
+    query = (select(Comparison.id, mine.id, mine.swapped)
+             .outerjoin(mine, sa.and_(mine.comparison_id == Comparison.id, mine.rater_id == rater_id))
+             .where(Comparison.status == ComparisonStatus.open, Comparison.is_gold == gold, _not_voted_by(rater_id)))
+    if gold:
+        query = query.order_by(func.random())
+    else:
+        query = query.where(Comparison.vote_count + _others_leases(rater_id, now) < Comparison.target_votes)
+        query = query.order_by(Comparison.id)
+        if session.bind.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True, of=Comparison)
+    return session.exec(query.limit(limit)).all()
 
 
 def next_for_rater(*, session: Session, rater: User, lease: timedelta = LEASE,
-                   rng: random.Random | None = None) -> Handout | None:
+                   rng: random.Random | None = None, gold_rate: float = 0.0) -> Handout | None:
     """The comparison this rater should see now, or None when nothing is left for them.
 
     A rater who reloads gets the same pair back (their live lease), in the same order.
+    With ``gold_rate`` > 0, that share of hand-outs is a gold pair the rater has not seen,
+    as long as regular work remains (gold alone never keeps a rater busy).
     """
+    rng = rng or random
     now = utcnow()
     current = session.exec(
-        select(Assignment).join(Comparison, Comparison.id == Assignment.comparison_id)
+        select(Assignment.comparison_id, Assignment.swapped)
+        .join(Comparison, Comparison.id == Assignment.comparison_id)
         .where(Assignment.rater_id == rater.id, Assignment.expires_at > now,
-               Comparison.status == ComparisonStatus.open,
-               Assignment.comparison_id.not_in(select(Vote.comparison_id).where(Vote.rater_id == rater.id)))
-        .order_by(Assignment.id.desc())).first()
+               Comparison.status == ComparisonStatus.open, _not_voted_by(rater.id))
+        .order_by(Assignment.id.desc()).limit(1)).first()
     if current is not None:
-        return _handout(session, session.get(Comparison, current.comparison_id), current.swapped)
+        return _handout(session, *current)
 
     with comparison_lock(session):
-        for comp in _candidates(session, rater.id, now, limit=8):
-            # The candidate query ran before this row was locked: a lease committed in the
-            # meantime is only visible to a new statement, so count again now.
-            if _taken(session, comp.id, rater.id, now) >= comp.target_votes:
-                continue
-            existing = assignment_for(session=session, rater_id=rater.id, comparison_id=comp.id)
-            if existing is None:
-                existing = Assignment(comparison_id=comp.id, rater_id=rater.id,
-                                      swapped=(rng or random).random() < 0.5, expires_at=now + lease)
-            else:  # an expired lease of this rater's own: renew it, keep its order
-                existing.expires_at = now + lease
-            session.add(existing)
+        for comp_id, own_id, own_swapped in _candidates(session, rater.id, now, limit=4, gold=False):
+            if session.bind.dialect.name == "postgresql":
+                # The candidate query's view of the lease table predates this row's lock: a lease
+                # committed in the meantime is only visible to a new statement, so count again now.
+                taken, target = _taken(session, comp_id, rater.id, now)
+                if taken >= target:
+                    continue
+            if gold_rate > 0 and rng.random() < gold_rate:
+                gold = _candidates(session, rater.id, now, limit=1, gold=True)
+                if gold:
+                    comp_id, own_id, own_swapped = gold[0]
+            handout = _lease(session, rater.id, comp_id, own_id, own_swapped, now + lease, rng)
             session.commit()
-            return _handout(session, comp, existing.swapped)
+            return handout
         session.commit()  # releases the row locks of the candidates passed over
     return None
 
 
-def _taken(session: Session, comparison_id: int, rater_id: int, now) -> int:
-    """Votes plus other raters' live leases on one comparison."""
-    votes = session.exec(select(func.count()).select_from(Vote).where(Vote.comparison_id == comparison_id)).one()
-    leases = session.exec(select(func.count()).select_from(Assignment).where(
-        Assignment.comparison_id == comparison_id, Assignment.rater_id != rater_id,
-        Assignment.expires_at > now)).one()
-    return votes + leases
+def _lease(session: Session, rater_id: int, comparison_id: int, own_id: int | None, own_swapped: bool | None,
+           expires_at, rng) -> Handout:
+    if session.bind.dialect.name == "postgresql":
+        # A lease is cheap to lose (a crash only lets the pair be handed out again), so its
+        # commit need not wait for the WAL flush; votes keep the default, durable commit.
+        session.exec(sa.text("SET LOCAL synchronous_commit TO OFF"))
+    if own_id is None:
+        swapped = rng.random() < 0.5
+        session.add(Assignment(comparison_id=comparison_id, rater_id=rater_id, swapped=swapped, expires_at=expires_at))
+    else:  # an expired lease of this rater's own: renew it, keep its order
+        swapped = bool(own_swapped)
+        session.exec(sa.update(Assignment).where(Assignment.id == own_id).values(expires_at=expires_at))
+    return _handout(session, comparison_id, swapped)
+
+
+def _taken(session: Session, comparison_id: int, rater_id: int, now) -> tuple[int, int]:
+    """(votes plus other raters' live leases, target) of one comparison."""
+    return session.exec(select(Comparison.vote_count + _others_leases(rater_id, now), Comparison.target_votes)
+                        .where(Comparison.id == comparison_id)).one()
 
 
 def comparison_lock(session: Session):
@@ -137,11 +169,15 @@ class _NullLock:
         return False
 
 
-def _handout(session: Session, comp: Comparison, swapped: bool) -> Handout:
-    prompt = session.get(Prompt, comp.prompt_id)
-    ra, rb = session.get(Response, comp.response_a_id), session.get(Response, comp.response_b_id)
-    left, right = (rb, ra) if swapped else (ra, rb)
-    return Handout(comparison_id=comp.id, prompt=prompt.messages, a=left.text, b=right.text, swapped=swapped)
+def _handout(session: Session, comparison_id: int, swapped: bool) -> Handout:
+    ra, rb = aliased(Response), aliased(Response)
+    messages, text_a, text_b = session.exec(
+        select(Prompt.messages, ra.text, rb.text)
+        .join(Comparison, Comparison.prompt_id == Prompt.id)
+        .join(ra, ra.id == Comparison.response_a_id).join(rb, rb.id == Comparison.response_b_id)
+        .where(Comparison.id == comparison_id)).one()
+    left, right = (text_b, text_a) if swapped else (text_a, text_b)
+    return Handout(comparison_id=comparison_id, prompt=messages, a=left, b=right, swapped=swapped)
 
 
 def assignment_for(*, session: Session, rater_id: int, comparison_id: int) -> Assignment | None:

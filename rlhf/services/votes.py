@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlmodel import Session, func, select
+from sqlmodel import Session, select
 
 from rlhf.errors import Conflict, InvalidInput
-from rlhf.models import Choice, ComparisonStatus, User, Vote
+from rlhf.models import Choice, Comparison, ComparisonStatus, User, Vote, as_utc, utcnow
 from rlhf.services.comparisons import assignment_for, comparison_lock, lock_comparison
 
 MAX_RATIONALE_CHARS = 5_000
@@ -30,59 +30,70 @@ def parse_choice(choice: str | Choice) -> Choice:
 
 def record_vote(*, session: Session, rater: User, comparison_id: int, choice: str | Choice,
                 rationale: str | None = None, idempotency_key: str | None = None,
-                as_shown: bool = True, source: str = "human") -> VoteResult:
+                as_shown: bool = True, source: str = "human", require_handout: bool = False) -> VoteResult:
     """Store one vote and commit it.
 
     ``choice`` is in the order the rater was shown (``as_shown``); it is stored in terms
     of the comparison's own response_a/response_b. A repeat (same rater and comparison,
     or same idempotency key) returns the stored vote instead of making a second one.
+    ``require_handout``: refuse a vote on an open pair this rater was never handed (there
+    is no left/right order to read the choice in).
     """
     choice = parse_choice(choice)
     if rationale is not None and len(rationale) > MAX_RATIONALE_CHARS:
         raise InvalidInput(f"rationale longer than {MAX_RATIONALE_CHARS} characters")
     if rationale and "\x00" in rationale:
         raise InvalidInput("rationale contains a NUL character")
-    existing = _existing(session, rater.id, comparison_id, idempotency_key)
-    if existing is not None:
-        return VoteResult(existing, created=False)
     with comparison_lock(session):
+        # Everything below runs under the comparison's row lock (PostgreSQL) or the process
+        # lock (SQLite): a concurrent duplicate, or the vote that filled the target, is visible.
         comp = lock_comparison(session=session, comparison_id=comparison_id)
-        # Under the lock: a concurrent duplicate or the vote that filled the target is visible now.
         existing = _existing(session, rater.id, comparison_id, idempotency_key)
         if existing is not None:
             session.commit()
             return VoteResult(existing, created=False)
-        n_votes = session.exec(select(func.count()).select_from(Vote).where(Vote.comparison_id == comp.id)).one()
-        if comp.status is not ComparisonStatus.open or n_votes >= comp.target_votes:
+        assignment = assignment_for(session=session, rater_id=rater.id, comparison_id=comparison_id)
+        is_open = comp.status is ComparisonStatus.open and (comp.is_gold or comp.vote_count < comp.target_votes)
+        if not is_open:
             session.rollback()
             raise Conflict(f"comparison {comparison_id} is closed")
-        assignment = assignment_for(session=session, rater_id=rater.id, comparison_id=comparison_id)
+        if require_handout and assignment is None:
+            session.rollback()
+            raise Conflict(f"comparison {comparison_id} was not handed to you: GET /api/comparisons/next first")
         swapped = bool(assignment and assignment.swapped) if as_shown else False
         vote = Vote(comparison_id=comparison_id, rater_id=rater.id, choice=_SWAP[choice] if swapped else choice,
                     rationale=(rationale or "").strip() or None, shown_swapped=swapped,
                     idempotency_key=idempotency_key, source=source)
+        session.add(vote)
+        if assignment is not None:  # the vote ends the lease: its place is filled by the vote itself
+            assignment.expires_at = min(as_utc(assignment.expires_at), utcnow())
+            session.add(assignment)
+        # Gold pairs stay open for every rater; a regular one closes when its target is met.
+        closes = not comp.is_gold and comp.vote_count + 1 >= comp.target_votes
+        comp.vote_count = Comparison.vote_count + 1  # in SQL: exact even if another process counted too
+        if closes:
+            comp.status = ComparisonStatus.closed
+        session.add(comp)
         try:
-            with session.begin_nested():
-                session.add(vote)
-                session.flush()
+            session.commit()
         except sa.exc.IntegrityError:
-            # A duplicate that slipped past (another process on SQLite): the stored one is the vote.
+            # A duplicate that got past the lock (another process on SQLite, or the key reused
+            # at the same moment on another comparison): the stored one is the vote.
             session.rollback()
             existing = _existing(session, rater.id, comparison_id, idempotency_key)
             if existing is None:
                 raise
             return VoteResult(existing, created=False)
-        if n_votes + 1 >= comp.target_votes:
-            comp.status = ComparisonStatus.closed
-            session.add(comp)
-        session.commit()
     return VoteResult(vote, created=True)
 
 
 def _existing(session: Session, rater_id: int, comparison_id: int, key: str | None) -> Vote | None:
-    vote = session.exec(select(Vote).where(Vote.rater_id == rater_id, Vote.comparison_id == comparison_id)).first()
-    if vote is None and key:
-        vote = session.exec(select(Vote).where(Vote.idempotency_key == key)).first()
-        if vote is not None and (vote.rater_id != rater_id or vote.comparison_id != comparison_id):
-            raise Conflict("idempotency key already used for a different vote")
-    return vote
+    """This rater's vote on this comparison, else the vote stored under this key (one query)."""
+    mine = sa.and_(Vote.rater_id == rater_id, Vote.comparison_id == comparison_id)
+    votes = list(session.exec(select(Vote).where(sa.or_(mine, Vote.idempotency_key == key) if key else mine)))
+    for vote in votes:
+        if vote.rater_id == rater_id and vote.comparison_id == comparison_id:
+            return vote
+    if votes:
+        raise Conflict("idempotency key already used for a different vote")
+    return None

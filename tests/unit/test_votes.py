@@ -96,3 +96,15 @@ def test_rationale_is_trimmed_and_limited(session):
     assert session.exec(select(Vote)).one().rationale == "clearer"
     with pytest.raises(InvalidInput, match="rationale longer"):
         record_vote(session=session, rater=rater, comparison_id=c2.id, choice="a", rationale="x" * 5001)
+
+
+def test_a_vote_ends_its_lease_so_the_next_rater_of_an_overlap_pair_gets_it_at_once(session):
+    first, second, third = (factories.user(session, n) for n in ("first", "second", "third"))
+    (comp,) = factories.comparisons(session, [("x", "y")], target_votes=2)
+    got = next_for_rater(session=session, rater=first)
+    record_vote(session=session, rater=first, comparison_id=got.comparison_id, choice="a")
+    # One vote of two stored, and the first rater's lease no longer holds the second place.
+    assert next_for_rater(session=session, rater=second).comparison_id == comp.id
+    assert next_for_rater(session=session, rater=third) is None  # the second place is leased now
+    session.refresh(comp)
+    assert comp.vote_count == 1 and comp.status is ComparisonStatus.open
