@@ -11,11 +11,15 @@ Domain errors (:mod:`rlhf.errors`) become HTTP statuses in one handler,
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
+import math
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
@@ -42,12 +46,20 @@ ERROR_STATUS: list[tuple[type[RLHFError], int]] = [
 ]
 
 
+class ErrorResponse(JSONResponse):
+    """JSON for error answers, which may quote the request: escaped to ASCII, so text that
+    cannot be UTF-8 (a lone surrogate sent as ``"\\ud800"``) is quoted, not a failure to encode."""
+
+    def render(self, content) -> bytes:
+        return json.dumps(_json_safe(content), ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode()
+
+
 def domain_error_response(request: Request, exc: RLHFError) -> JSONResponse:
     status = next((code for cls, code in ERROR_STATUS if isinstance(exc, cls)), 400)
     if status >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc)
     headers = {"Retry-After": "30"} if isinstance(exc, BrokerUnavailable) else None
-    return JSONResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status, headers=headers)
+    return ErrorResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status, headers=headers)
 
 
 def database_down_response(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
@@ -55,6 +67,34 @@ def database_down_response(request: Request, exc: sa.exc.OperationalError) -> JS
     log.error("%s %s: database unavailable: %s", request.method, request.url.path, exc.orig)
     return JSONResponse({"detail": "the database is unavailable; try again shortly", "error": "DatabaseUnavailable"},
                         status_code=503, headers={"Retry-After": "5"})
+
+
+def _json_safe(value):
+    """NaN and infinities as text: JSON has no spelling for them, and the encoder would raise."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def request_invalid_response(request: Request, exc: RequestValidationError) -> JSONResponse:
+    # FastAPI's own answer echoes the offending input; a number like 1e999 (valid JSON, read as
+    # infinity) would then fail to encode and turn a 422 into a 500.
+    return ErrorResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+
+
+def out_of_range_response(request: Request, exc: Exception) -> JSONResponse:
+    # A number larger than the database can hold (an id past 2**63): the request is wrong, not the server.
+    return ErrorResponse({"detail": "a number in the request is out of range", "error": "InvalidInput"},
+                        status_code=422)
+
+
+def not_unicode_response(request: Request, exc: Exception) -> JSONResponse:
+    return ErrorResponse({"detail": "text in the request is not valid Unicode (a lone surrogate)",
+                          "error": "InvalidInput"}, status_code=422)
 
 
 class _WebContextMiddleware:
@@ -70,6 +110,16 @@ class _WebContextMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
             scope[auth.SCOPE_KEY] = self.ctx
+        if (scope["type"] == "http" and scope["method"] not in auth.SAFE_METHODS
+                and not scope["path"].startswith(("/api/", "/login", "/logout"))):
+            # The UI's events (Gradio's queue) are authenticated by the cookie alone, which the
+            # browser also sends from another site's page (SameSite ignores ports and sibling
+            # hosts). Browsers name the page a POST comes from; refuse a foreign one.
+            request = Request(scope)
+            if (request.headers.get("origin") or request.headers.get("referer")) and not auth.same_origin(request):
+                await JSONResponse({"detail": "cross-site request refused: this page may only be used from this "
+                                              "site"}, status_code=403)(scope, receive, send)
+                return
         if self.login_redirect and scope["type"] == "http" and scope["path"] == "/" and scope["method"] == "GET":
             # The UI answers a bare 401 to a visitor without a session; send people to the form instead.
             request = Request(scope)
@@ -80,17 +130,19 @@ class _WebContextMiddleware:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, *, start_worker: bool = True, token_ttl_s: int = auth.TOKEN_TTL_S,
-               session_ttl_s: int = auth.SESSION_TTL_S) -> FastAPI:
+def create_app(settings: Settings | None = None, *, start_worker: bool = True, token_ttl_s: int | None = None,
+               session_ttl_s: int | None = None) -> FastAPI:
     """The web app. Refuses to start with an example secret key outside demo mode.
 
     ``start_worker``: with no broker configured, run the embedded worker thread while the
-    app is up (tests turn it off to keep jobs queued).
+    app is up (tests turn it off to keep jobs queued). The token and session lifetimes
+    default to ``RLHF_TOKEN_TTL_S`` and ``RLHF_SESSION_TTL_S``.
     """
     settings = settings or get_settings()
     settings.check_secrets()
     ctx = auth.WebContext(settings=settings, engine=db.get_engine(settings.database_url),
-                          token_ttl_s=token_ttl_s, session_ttl_s=session_ttl_s)
+                          token_ttl_s=token_ttl_s or settings.token_ttl_s,
+                          session_ttl_s=session_ttl_s or settings.session_ttl_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -114,12 +166,59 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True, t
     app.state.web = ctx
     app.add_exception_handler(RLHFError, domain_error_response)
     app.add_exception_handler(sa.exc.OperationalError, database_down_response)
+    app.add_exception_handler(RequestValidationError, request_invalid_response)
+    app.add_exception_handler(sa.exc.DataError, out_of_range_response)  # PostgreSQL: numeric value out of range
+    app.add_exception_handler(OverflowError, out_of_range_response)  # SQLite: int too large for INTEGER
+    app.add_exception_handler(UnicodeEncodeError, not_unicode_response)  # a lone surrogate that got past validation
     app.include_router(auth.router)
     app.include_router(api.router)
     metrics.install(app, settings)
+    _document_errors(app)
     ui_mounted = _mount_ui(app, settings)
     app.add_middleware(_WebContextMiddleware, ctx=ctx, login_redirect=ui_mounted)
     return app
+
+
+_ERROR_SCHEMA = {"title": "Error", "type": "object", "required": ["detail"], "properties": {
+    "detail": {"type": "string", "description": "what went wrong, for a person to read"},
+    "error": {"type": "string", "description": "the kind of error (domain errors only), e.g. InvalidInput"}}}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Declare the error answers every API operation can give, so generated clients can read them.
+
+    FastAPI documents only its own request validation (422 with a list of problems); a
+    domain error answers ``{"detail", "error"}``, also with 422 for invalid input, and the
+    role check answers 401/403. Without this the document would promise a shape that
+    those answers do not have.
+    """
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema:
+            return app.openapi_schema
+        doc = build()
+        doc.setdefault("components", {}).setdefault("schemas", {})["Error"] = _ERROR_SCHEMA
+        error = {"$ref": "#/components/schemas/Error"}
+        for path, operations in doc.get("paths", {}).items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for code, meaning in (("4XX", "refused: the reason is in detail"),
+                                      ("503", "the database or the job broker does not answer; retry later")):
+                    responses.setdefault(code, {"description": meaning,
+                                                "content": {"application/json": {"schema": error}}})
+                if operation.get("security"):
+                    responses.setdefault("401", {"description": "no or wrong credentials",
+                                                 "content": {"application/json": {"schema": error}}})
+                    responses.setdefault("403", {"description": "the role may not do this",
+                                                 "content": {"application/json": {"schema": error}}})
+                declared = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema")
+                if declared is not None and declared != error:
+                    responses["422"]["content"]["application/json"]["schema"] = {"anyOf": [declared, error]}
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi
 
 
 def _mount_ui(app: FastAPI, settings: Settings) -> bool:

@@ -3,7 +3,7 @@
 - **Basic** checks the password (argon2, deliberately slow) on every request: fine for a
   script that sends a few requests, wrong for a busy client.
 - **Bearer tokens** from ``POST /api/token`` are signed (HMAC-SHA256 with the secret key)
-  and expire (12 h); checking one costs a hash and one primary-key lookup, no argon2.
+  and expire (``RLHF_TOKEN_TTL_S``, 12 h by default); checking one costs a hash and one primary-key lookup, no argon2.
 - **The session cookie** ``rlhf_session`` (HttpOnly, SameSite=Lax, expiring) is set by the
   ``/login`` form for the browser pages; the Gradio UI reads it through
   :func:`user_from_cookie`.
@@ -49,7 +49,7 @@ from rlhf.services.users import authenticate
 from rlhf.settings import Settings
 
 SESSION_COOKIE = "rlhf_session"
-TOKEN_TTL_S = 12 * 3600
+TOKEN_TTL_S = 12 * 3600  # defaults; the app takes RLHF_TOKEN_TTL_S / RLHF_SESSION_TTL_S
 SESSION_TTL_S = 12 * 3600
 MAX_LOGIN_FAILURES = 5
 LOGIN_WINDOW_S = 300
@@ -270,6 +270,10 @@ def require_role(role: Role | str) -> Callable[..., User]:
     def dependency(request: Request, session: Session = Depends(get_session),
                    _b: Any = Security(_basic), _t: Any = Security(_bearer), _c: Any = Security(_cookie)) -> User:
         user = current_user(request, session)
+        # Hand the connection back now: the endpoint waits for a worker thread of its own, and a
+        # burst of requests each holding a connection while waiting for a thread, while every
+        # thread waits for a connection, stalls the whole app until the pool times out.
+        session.commit()
         if user is None:
             raise HTTPException(401, "authentication required: HTTP Basic, a bearer token from POST /api/token, "
                                      "or the session cookie from /login",
@@ -312,7 +316,7 @@ _CREDENTIALS = {"type": "object", "required": ["username", "password"],
                  "application/json": {"schema": _CREDENTIALS},
                  "application/x-www-form-urlencoded": {"schema": _CREDENTIALS}}}})
 async def issue_token(request: Request) -> TokenPublic:
-    """A bearer token for ``Authorization: Bearer …`` (valid 12 h).
+    """A bearer token for ``Authorization: Bearer …`` (valid ``expires_in`` seconds: 12 h unless configured).
 
     Send the user name and password as HTTP Basic, as JSON ``{"username", "password"}``,
     or as an OAuth2 password form (``username``, ``password``: what the docs page's

@@ -7,6 +7,7 @@ which side of a comparison, the stored order of a vote.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -18,6 +19,31 @@ from rlhf.services.votes import MAX_RATIONALE_CHARS
 
 # SQLite hands back naive datetimes; every stored one is UTC, and the API says so.
 UTCDatetime = Annotated[datetime, AfterValidator(as_utc)]
+# A row id: what both databases can hold (a larger number would fail in the driver, not here).
+RowId = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+
+
+def _storable(value: Any) -> Any:
+    """Refuse what JSON can carry in but nothing can store or send back: lone surrogates
+    (``"\\ud800"``) and non-finite numbers (``1e999``, ``NaN``), at any depth."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("text must be valid Unicode (it contains a lone surrogate)") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key)
+            _storable(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _storable(item)
+    return value
+
+
+Storable = AfterValidator(_storable)
 
 
 class _Public(BaseModel):
@@ -45,9 +71,9 @@ class ComparisonHandout(BaseModel):
 
 
 class VoteBase(BaseModel):
-    comparison_id: int
+    comparison_id: RowId
     choice: Choice = Field(description="in the order this rater was shown: a = left, b = right")
-    rationale: str | None = Field(default=None, max_length=MAX_RATIONALE_CHARS)
+    rationale: Annotated[str | None, Storable] = Field(default=None, max_length=MAX_RATIONALE_CHARS)
 
 
 class VoteCreate(VoteBase):
@@ -160,7 +186,7 @@ class LeaderboardPublic(_Public):
 
 
 class GuidelinesBase(BaseModel):
-    markdown: str = Field(max_length=MAX_VALUE_CHARS)
+    markdown: Annotated[str, Storable] = Field(max_length=MAX_VALUE_CHARS)
 
 
 class GuidelinesPublic(GuidelinesBase):

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
 
 from rlhf import db
-from rlhf.execution import execute_run
+from rlhf.execution import execute_run, reap_stale
 from rlhf.generation import execute_generation_job
 from rlhf.services.generation_jobs import queued_ids
-from rlhf.services.runs import reap_stale_runs
 from rlhf.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -25,10 +23,8 @@ def work_once(settings: Settings | None = None) -> int:
     """Run every job queued now; returns how many ran."""
     settings = settings or get_settings()
     engine = db.get_engine(settings.database_url)
+    reap_stale(settings, engine)
     with db.session_scope(engine) as session:
-        reaped = reap_stale_runs(session=session, timeout=timedelta(seconds=settings.heartbeat_timeout_s))
-        if reaped:
-            log.warning("marked runs %s failed: their worker stopped reporting", reaped)
         gens, runs = queued_ids(session=session)
     done = 0
     for job_id in gens:

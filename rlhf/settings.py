@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Values that appear in docs and example files. A deployment that keeps one of them
 # would sign sessions with a key anyone can read, so they are refused outside demo mode.
+# Anyone who knows the key can sign a session for any user: a short one can be guessed.
+MIN_SECRET_KEY_CHARS = 16
 EXAMPLE_SECRET_KEYS = frozenset({"", "changeme", "change-me", "example", "secret", "dev-secret-change-me"})
 
 
@@ -71,9 +73,13 @@ class Settings(BaseSettings):
         """Refuse to serve with an example secret, unless this is the demo."""
         from rlhf.errors import ConfigError
 
-        if not self.demo and self.secret_key.strip().lower() in EXAMPLE_SECRET_KEYS:
+        if self.demo:
+            return
+        key = self.secret_key.strip()
+        if key.lower() in EXAMPLE_SECRET_KEYS or len(key) < MIN_SECRET_KEY_CHARS:
             raise ConfigError(
-                "RLHF_SECRET_KEY is missing or an example value; set it to a long random string "
+                f"RLHF_SECRET_KEY is missing, an example value or shorter than {MIN_SECRET_KEY_CHARS} characters; "
+                "set it to a long random string "
                 "(for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
 

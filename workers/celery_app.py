@@ -9,11 +9,13 @@ Reliability choices, on purpose:
   claim in the database makes that safe: a run already started is not started twice
   (the stale one is failed by the reaper), a run never started is.
 - No result backend: outcomes live on the run row, never in Celery.
+- Every worker fails runs whose heartbeat went silent (:mod:`workers.reaper`): a run
+  whose worker was killed ends ``failed`` instead of staying ``running``.
 """
 
 from __future__ import annotations
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue
 
 from rlhf.settings import get_settings
@@ -41,3 +43,13 @@ def make_app() -> Celery:
 
 
 app = make_app()
+
+
+def _connect_reaper() -> None:
+    from workers import reaper
+
+    signals.worker_ready.connect(reaper.start_on_worker_ready, weak=False)
+    signals.worker_shutdown.connect(reaper.stop_on_worker_shutdown, weak=False)
+
+
+_connect_reaper()

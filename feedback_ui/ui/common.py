@@ -110,11 +110,11 @@ def _markdown():
     md = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable(["table", "strikethrough"])
     md.disable("image")
 
-    def link_open(tokens, idx, options, env):
+    def link_open(self, tokens, idx, options, env):  # bound to the renderer, hence ``self``
         # Links leave the page in a new tab instead of replacing the rating session.
         tokens[idx].attrSet("target", "_blank")
         tokens[idx].attrSet("rel", "noopener noreferrer nofollow")
-        return md.renderer.renderToken(tokens, idx, options, env)
+        return self.renderToken(tokens, idx, options, env)
 
     md.add_render_rule("link_open", link_open)
     return md

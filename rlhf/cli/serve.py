@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
 
 import typer
 
@@ -23,14 +22,14 @@ def worker(queues: str = typer.Option("train,generate", help="comma-separated qu
            once: bool = typer.Option(False, help="embedded mode only: run what is queued now, then exit")) -> None:
     """A worker: Celery on the broker, or (no broker configured) a database-polling embedded worker."""
     from rlhf import db
-    from rlhf.services.runs import reap_stale_runs
+    from rlhf.execution import reap_stale
 
     settings = get_settings()
     db.wait_for_database(settings.database_url)
-    with db.session_scope(db.get_engine(settings.database_url)) as s:
-        reaped = reap_stale_runs(session=s, timeout=timedelta(seconds=settings.heartbeat_timeout_s))
-        if reaped:
-            typer.echo(f"marked stale runs {reaped} as failed", err=True)
+    reaped = reap_stale(settings)  # runs of a worker that died; later ones are found by the periodic reaper
+    if reaped:
+        typer.echo(f"marked stale runs {reaped} as failed", err=True)
+    db.get_engine(settings.database_url).dispose()  # the pool's children must not share these connections
     if settings.embedded:
         from rlhf.embedded import work_once
 

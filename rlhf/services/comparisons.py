@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -65,7 +66,7 @@ def _others_leases(rater_id: int, now):
             .correlate(Comparison).scalar_subquery())
 
 
-def _candidates(session: Session, rater_id: int, now, limit: int, gold: bool):
+def _candidates(session: Session, rater_id: int, now, limit: int, gold: bool, wait: bool = False):
     """(comparison id, this rater's own assignment id or None, its order) for open pairs they may take.
 
     Regular pairs need room under their target (votes stored plus other raters' live
@@ -82,7 +83,7 @@ def _candidates(session: Session, rater_id: int, now, limit: int, gold: bool):
         query = query.where(Comparison.vote_count + _others_leases(rater_id, now) < Comparison.target_votes)
         query = query.order_by(Comparison.id)
         if session.bind.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=Comparison)
+            query = query.with_for_update(skip_locked=not wait, of=Comparison)
     return session.exec(query.limit(limit)).all()
 
 
@@ -106,7 +107,12 @@ def next_for_rater(*, session: Session, rater: User, lease: timedelta = LEASE,
         return _handout(session, *current)
 
     with comparison_lock(session):
-        for comp_id, own_id, own_swapped in _candidates(session, rater.id, now, limit=4, gold=False):
+        candidates = _candidates(session, rater.id, now, limit=2, gold=False)
+        if not candidates and session.bind.dialect.name == "postgresql":
+            # Every candidate may be locked for a moment by other raters' hand-outs: wait for
+            # the first one rather than tell this rater that nothing is left.
+            candidates = _candidates(session, rater.id, now, limit=1, gold=False, wait=True)
+        for comp_id, own_id, own_swapped in candidates:
             if session.bind.dialect.name == "postgresql":
                 # The candidate query's view of the lease table predates this row's lock: a lease
                 # committed in the meantime is only visible to a new statement, so count again now.
@@ -126,10 +132,6 @@ def next_for_rater(*, session: Session, rater: User, lease: timedelta = LEASE,
 
 def _lease(session: Session, rater_id: int, comparison_id: int, own_id: int | None, own_swapped: bool | None,
            expires_at, rng) -> Handout:
-    if session.bind.dialect.name == "postgresql":
-        # A lease is cheap to lose (a crash only lets the pair be handed out again), so its
-        # commit need not wait for the WAL flush; votes keep the default, durable commit.
-        session.exec(sa.text("SET LOCAL synchronous_commit TO OFF"))
     if own_id is None:
         swapped = rng.random() < 0.5
         session.add(Assignment(comparison_id=comparison_id, rater_id=rater_id, swapped=swapped, expires_at=expires_at))
@@ -145,9 +147,20 @@ def _taken(session: Session, comparison_id: int, rater_id: int, now) -> tuple[in
                         .where(Comparison.id == comparison_id)).one()
 
 
+@contextmanager
 def comparison_lock(session: Session):
-    """Serialise hand-outs and votes where the database cannot lock rows (SQLite: one process)."""
-    return _sqlite_lock if session.bind.dialect.name == "sqlite" else _NullLock()
+    """Serialise hand-outs and votes where the database cannot lock rows (SQLite: one process).
+
+    The session takes its pooled connection before the lock, never while holding it: a
+    thread holding the lock while it waits for a connection, when every connection belongs
+    to a thread waiting for the lock, would stall everyone until the pool times out.
+    """
+    if session.bind.dialect.name != "sqlite":
+        yield
+        return
+    session.connection()
+    with _sqlite_lock:
+        yield
 
 
 def lock_comparison(*, session: Session, comparison_id: int) -> Comparison:
@@ -159,14 +172,6 @@ def lock_comparison(*, session: Session, comparison_id: int) -> Comparison:
     if comp is None:
         raise NotFound(f"no comparison {comparison_id}")
     return comp
-
-
-class _NullLock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _handout(session: Session, comparison_id: int, swapped: bool) -> Handout:

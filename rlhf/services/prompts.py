@@ -6,6 +6,7 @@ line stops the import with an error that names it, before anything is written.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -63,14 +64,26 @@ def parse_record(raw: Any, where: str) -> PromptRecord:
     if sum(len(m["content"]) for m in messages) > MAX_PROMPT_CHARS:
         raise InvalidInput(f"{where}: prompt longer than {MAX_PROMPT_CHARS} characters")
     ext = raw.get("id")
-    if ext is not None and not isinstance(ext, (str, int)):
+    if ext is not None and (not isinstance(ext, (str, int)) or isinstance(ext, bool)):
         raise InvalidInput(f"{where}: 'id' must be a string or an integer")
     tags = raw.get("tags") or []
     if isinstance(tags, str):
         tags = [t.strip() for t in tags.split(",") if t.strip()]
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise InvalidInput(f"{where}: 'tags' must be a list of strings")
+    # JSON may spell a lone surrogate ("\ud800"); such text cannot be stored or shown again.
+    texts = [m["content"] for m in messages] + tags + ([ext] if isinstance(ext, str) else [])
+    if not all(_is_unicode(t) for t in texts):
+        raise InvalidInput(f"{where}: text is not valid Unicode (a lone surrogate)")
     return PromptRecord(messages=messages, external_id=None if ext is None else str(ext), tags=tags)
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_file(path: str | Path, data: bytes | None = None) -> list[PromptRecord]:
@@ -96,8 +109,17 @@ def _decode(data: bytes, name: str) -> str:
 
 
 def _parse_jsonl(data: bytes, name: str) -> list[PromptRecord]:
+    """Lines end at ``\n`` only: JSON text may hold a raw U+2028, U+0085 or form feed inside a
+    string (``json.dumps(..., ensure_ascii=False)`` writes them so), and ``str.splitlines``
+    would cut a valid record there. Each line is decoded on its own, so the first bad line,
+    whatever is wrong with it, is the one named."""
     records = []
-    for lineno, line in enumerate(_decode(data, name).splitlines(), start=1):
+    data = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
+    for lineno, raw_line in enumerate(data.split(b"\n"), start=1):
+        try:
+            line = raw_line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{name} line {lineno}: not valid UTF-8") from None
         if not line.strip():
             continue
         try:

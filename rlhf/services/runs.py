@@ -96,13 +96,20 @@ def claim_run(*, session: Session, run_id: int, worker: str | None = None) -> bo
 
 
 def heartbeat(*, session: Session, run_id: int, progress: dict[str, Any] | None = None) -> bool:
-    """Mark the run alive; returns True if a cancel was requested."""
+    """Mark the run alive; returns True if its trainer should stop.
+
+    That is when a cancel was requested, or when the run is no longer ``running``: the
+    reaper failed it while this worker could not report (a database outage longer than
+    the heartbeat timeout), and a failed run must not turn into a checkpoint later.
+    """
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
     if progress is not None:
         values["progress"] = progress
-    session.execute(sa.update(TrainingRun).where(TrainingRun.id == run_id).values(**values))
+    session.execute(sa.update(TrainingRun).where(TrainingRun.id == run_id, TrainingRun.status == JobStatus.running)
+                    .values(**values))
     session.commit()
-    return bool(session.exec(select(TrainingRun.cancel_requested).where(TrainingRun.id == run_id)).first())
+    row = session.exec(select(TrainingRun.cancel_requested, TrainingRun.status).where(TrainingRun.id == run_id)).first()
+    return row is None or bool(row[0]) or row[1] is not JobStatus.running
 
 
 def log_step(*, session: Session, run_id: int, step: int, values: dict[str, Any]) -> None:
@@ -146,14 +153,26 @@ def cancel_run(*, session: Session, run_id: int) -> TrainingRun:
 
 
 def reap_stale_runs(*, session: Session, timeout: timedelta) -> list[int]:
-    """Fail runs whose worker stopped reporting (killed, machine lost): never stuck 'running'."""
+    """Fail runs whose worker stopped reporting (killed, machine lost): never stuck 'running'.
+
+    Each run is failed by a conditional UPDATE on its heartbeat, so a heartbeat that lands
+    between the read and the write keeps the run alive, and two reapers fail it once.
+    """
     cutoff = utcnow() - timeout
-    stale = [r for r in session.exec(select(TrainingRun).where(TrainingRun.status == JobStatus.running))
-             if (as_utc(r.heartbeat_at) or as_utc(r.started_at) or cutoff) < cutoff]
-    for run in stale:
-        run.status = JobStatus.failed
-        run.finished_at = utcnow()
-        run.error = f"worker {run.worker or '?'} stopped reporting (no heartbeat for {int(timeout.total_seconds())} s)"
-        session.add(run)
+    candidates = [r for r in session.exec(select(TrainingRun).where(TrainingRun.status == JobStatus.running))
+                  if (as_utc(r.heartbeat_at) or as_utc(r.started_at) or cutoff) < cutoff]
+    reaped = []
+    for run in candidates:
+        error = f"worker {run.worker or '?'} stopped reporting (no heartbeat for {int(timeout.total_seconds())} s)"
+        result = session.execute(
+            sa.update(TrainingRun)
+            .where(TrainingRun.id == run.id, TrainingRun.status == JobStatus.running,
+                   TrainingRun.heartbeat_at == run.heartbeat_at)
+            .values(status=JobStatus.failed, finished_at=utcnow(), error=error)
+            .execution_options(synchronize_session=False))
+        if result.rowcount == 1:
+            reaped.append(run.id)
     session.commit()
-    return [r.id for r in stale]
+    for run in candidates:
+        session.refresh(run)
+    return reaped

@@ -1,0 +1,67 @@
+"""A thread in every Celery worker that fails runs whose worker died.
+
+A worker killed outright (SIGKILL, a lost machine) cannot mark its own run failed; the
+run's heartbeat just stops. Every live worker therefore checks, every half heartbeat
+timeout (at most once a minute), for runs silent longer than ``RLHF_HEARTBEAT_TIMEOUT_S``
+and fails them (:func:`rlhf.execution.reap_stale`). With no live worker, the next one to
+start does it first thing.
+
+The thread runs in the worker's main process, which forks the pool's children; it opens
+its own short-lived connections (no pool), so a child never inherits one in use.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
+
+from rlhf.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def reap_interval(settings: Settings) -> float:
+    return max(1.0, min(60.0, settings.heartbeat_timeout_s / 2))
+
+
+class Reaper:
+    def __init__(self, settings: Settings | None = None):
+        self.settings = settings or get_settings()
+        self.interval = reap_interval(self.settings)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="rlhf-reaper", daemon=True)
+
+    def start(self) -> "Reaper":
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        from rlhf.execution import reap_stale
+
+        while not self._stop.wait(self.interval):
+            engine = sa.create_engine(self.settings.database_url, poolclass=NullPool)
+            try:
+                reap_stale(self.settings, engine)
+            except Exception as exc:  # the database may be down for a while; try again next time
+                log.warning("could not check for stale runs: %s", exc)
+            finally:
+                engine.dispose()
+
+
+_running: list[Reaper] = []
+
+
+def start_on_worker_ready(**_kwargs) -> None:
+    _running.append(Reaper().start())
+
+
+def stop_on_worker_shutdown(**_kwargs) -> None:
+    while _running:
+        _running.pop().stop()
