@@ -16,13 +16,14 @@ from fastapi import APIRouter, Body, Depends, File, Header, Query, Request, Resp
 from sqlmodel import Session
 
 from feedback_ui.auth import get_session, require_role, web_context
-from feedback_ui.schemas import (CheckpointPublic, ComparisonHandout, GenerationJobCreate, GenerationJobPublic,
-                                 GuidelinesBase, GuidelinesPublic, HealthPublic, LeaderboardPublic,
-                                 PromptImportPublic, RunCreate, RunDetail, RunPublic, UserCreate, UserPublic,
-                                 UserUpdate, VoteCreate, VotePublic)
+from feedback_ui.schemas import (CheckpointPublic, ComparisonHandout, ComparisonPublic, GenerationJobCreate,
+                                 GenerationJobPublic, GoldImportPublic, GoldMark, GuidelinesBase, GuidelinesPublic,
+                                 HealthPublic, LeaderboardPublic, PromptImportPublic, RaterExclusion, RunCreate,
+                                 RunDetail, RunPublic, UserCreate, UserPublic, UserUpdate, VoteCreate, VotePublic)
 from rlhf.errors import Conflict, InvalidInput
 from rlhf.models import Choice, Role, TrainingRun, User, Vote
-from rlhf.services import app_settings, checkpoints, comparisons, dataset, generation_jobs, prompts, runs, stats
+from rlhf.services import (app_settings, checkpoints, comparisons, dataset, generation_jobs, gold, prompts, quality,
+                           runs, stats)
 from rlhf.services import users as users_svc
 from rlhf.services.leaderboard import leaderboard as fit_leaderboard
 from rlhf.services.votes import record_vote
@@ -108,7 +109,8 @@ def get_stats(user: Rater, session: DB) -> dict[str, Any]:
     """Counts. A rater sees their own; engineers and admins see everything, plus their own under ``mine``."""
     mine = stats.rater_stats(session=session, rater_id=user.id)
     if user.role.allows(Role.engineer):
-        return {"scope": "all", **stats.overall_stats(session=session), "mine": mine}
+        return {"scope": "all", **stats.overall_stats(session=session),
+                "quality": quality.measure(session=session).as_dict(), "mine": mine}
     return {"scope": "mine", **mine}
 
 
@@ -156,6 +158,28 @@ def add_prompts(user: Engineer, session: DB,
     return PromptImportPublic(created=result.created, skipped=result.skipped, ids=result.ids)
 
 
+@router.post("/comparisons/{comparison_id}/gold", response_model=ComparisonPublic, tags=["data"],
+             responses={404: {"description": "no such comparison"}})
+def mark_gold(comparison_id: int, body: GoldMark, user: Engineer, session: DB):
+    """Make a comparison gold with its known answer (stored order), or regular again with ``null``.
+
+    Gold pairs are mixed into every rater's queue at RLHF_GOLD_RATE and score the raters."""
+    comp = gold.mark_gold(session=session, comparison_id=comparison_id, answer=body.answer)
+    session.commit()
+    return comp
+
+
+@router.post("/gold/upload", response_model=GoldImportPublic, status_code=201, tags=["data"],
+             max_body_size=UPLOAD_LIMIT)
+def upload_gold(user: Engineer, session: DB, file: Annotated[UploadFile, File(description=
+                "JSONL: prompt (or messages), a, b and answer (a, b, tie or both_bad), or prompt, chosen and "
+                "rejected; up to 20 MiB")]):
+    """Import gold comparisons, all or nothing; the error names the line."""
+    ids = gold.import_gold(session=session, path=Path(file.filename or "gold.jsonl").name, data=file.file.read())
+    session.commit()
+    return GoldImportPublic(created=len(ids), comparison_ids=ids)
+
+
 @router.post("/prompts/upload", response_model=PromptImportPublic, status_code=201, tags=["data"],
              max_body_size=UPLOAD_LIMIT)
 def upload_prompts(user: Engineer, session: DB, file: Annotated[UploadFile, File(description=
@@ -172,9 +196,11 @@ def upload_prompts(user: Engineer, session: DB, file: Annotated[UploadFile, File
             responses={200: {"content": {"application/x-ndjson": {}, "application/vnd.apache.parquet": {}},
                              "description": "prompt / chosen / rejected rows in TRL's conversational format"}})
 def export(user: Engineer, session: DB, format: Literal["jsonl", "parquet"] = "jsonl",
-           ties: Literal["drop", "keep"] = "drop") -> Response:
-    """The preference dataset as a download."""
-    rows = dataset.preference_rows(session=session, ties=ties)
+           ties: Literal["drop", "keep"] = "drop", aggregate: Literal["majority", "none"] = "majority",
+           exclude_flagged: bool = True) -> Response:
+    """The preference dataset as a download: one row per comparison labelled by the majority of its
+    votes (``aggregate=none``: one per vote); gold pairs, excluded and flagged raters left out."""
+    rows = dataset.preference_rows(session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged)
     if format == "jsonl":
         content, media = dataset.to_jsonl_bytes(rows), "application/x-ndjson"
     else:
@@ -214,12 +240,16 @@ def retire_checkpoint(checkpoint_id: int, user: Engineer, session: DB):
 
 @router.post("/generate", response_model=GenerationJobPublic, status_code=202, tags=["models"],
              responses={503: {"description": "the job broker does not answer"}})
-def generate(body: GenerationJobCreate, user: Engineer, session: DB):
-    """Queue a generation job: sample responses from serving checkpoints and open comparisons."""
+def generate(body: GenerationJobCreate, request: Request, user: Engineer, session: DB):
+    """Queue a generation job: sample responses from serving checkpoints and open comparisons.
+
+    ``select=uncertain`` opens first the pairs the reward model is least sure about."""
     from workers.dispatch import submit_generation
 
+    votes = body.target_votes or web_context(request).settings.votes_per_comparison
     return submit_generation(session=session, per_checkpoint=body.per_checkpoint, limit=body.limit, tag=body.tag,
-                             target_votes=body.target_votes,
+                             target_votes=votes, strategy=body.select,
+                             reward_checkpoint_id=body.reward_checkpoint_id, pool=body.pool,
                              sampling={"max_new_tokens": body.max_new_tokens, "temperature": body.temperature})
 
 
@@ -236,7 +266,8 @@ def start_run(body: RunCreate, user: Engineer, session: DB) -> RunPublic:
 
     run = submit_run(session=session, algorithm=body.algorithm, base_checkpoint_id=body.base_checkpoint_id,
                      reward_checkpoint_id=body.reward_checkpoint_id, params=body.params,
-                     serve_on_success=body.serve, ties=body.ties, created_by=user.id)
+                     serve_on_success=body.serve, ties=body.ties, aggregate=body.aggregate,
+                     exclude_flagged=body.exclude_flagged, created_by=user.id)
     return _run_public(run)
 
 
@@ -293,11 +324,26 @@ def create_user(body: UserCreate, user: Admin, session: DB):
     return created
 
 
+@router.put("/users/{user_id}/excluded", response_model=UserPublic, tags=["users"])
+def set_excluded(user_id: int, body: RaterExclusion, user: Engineer, session: DB):
+    """Leave a rater's votes out of exports and new training runs, or use them again (they stay stored)."""
+    updated = users_svc.set_excluded(session=session, user_id=user_id, excluded=body.excluded)
+    session.commit()
+    return updated
+
+
 @router.patch("/users/{user_id}", response_model=UserPublic, tags=["users"])
 def update_user(user_id: int, body: UserUpdate, user: Admin, session: DB):
-    """Deactivate (or reactivate) a user: a deactivated user's tokens and sessions stop working at once."""
-    if user_id == user.id and not body.active:
+    """Deactivate (or reactivate) a user: a deactivated user's tokens and sessions stop working at once.
+    Exclude (or include) a rater: their votes are left out of exports and new runs, and kept."""
+    if body.active is None and body.excluded is None:
+        raise InvalidInput("nothing to change: give active and/or excluded")
+    if user_id == user.id and body.active is False:
         raise Conflict("you cannot deactivate yourself")
-    updated = users_svc.set_active(session=session, user_id=user_id, active=body.active)
+    updated = users_svc.get_user(session=session, user_id=user_id)
+    if body.active is not None:
+        updated = users_svc.set_active(session=session, user_id=user_id, active=body.active)
+    if body.excluded is not None:
+        updated = users_svc.set_excluded(session=session, user_id=user_id, excluded=body.excluded)
     session.commit()
     return updated

@@ -89,6 +89,30 @@ class VotePublic(VoteBase):
     created: bool = Field(description="false when this request repeated a vote already stored")
 
 
+class ComparisonPublic(_Public):
+    id: int
+    prompt_id: int
+    response_a_id: int
+    response_b_id: int
+    status: str
+    target_votes: int
+    vote_count: int
+    strategy: str
+    reward_margin: float | None
+    is_gold: bool
+    gold_choice: Choice | None
+
+
+class GoldMark(BaseModel):
+    answer: Choice | None = Field(description="the known answer in the comparison's stored order (a = response_a); "
+                                              "null makes it a regular comparison again")
+
+
+class GoldImportPublic(BaseModel):
+    created: int
+    comparison_ids: list[int]
+
+
 class PromptImportPublic(BaseModel):
     created: int
     skipped: int = Field(description="already present: same id as an earlier import")
@@ -115,8 +139,17 @@ class GenerationJobCreate(BaseModel):
                                        description="samples per checkpoint and prompt (default 2 with one serving "
                                                    "checkpoint, else 1)")
     limit: int | None = Field(default=None, ge=1, description="at most this many prompts (fewest comparisons first)")
-    tag: str | None = Field(default=None, description="only prompts with this tag")
-    target_votes: int = Field(default=1, ge=1, le=100, description="votes wanted per comparison")
+    tag: Annotated[str | None, Storable] = Field(default=None, description="only prompts with this tag")
+    target_votes: int | None = Field(default=None, ge=1, le=100, description="votes wanted per comparison "
+                                                                           "(default: RLHF_VOTES_PER_COMPARISON)")
+    select: Literal["random", "uncertain"] = Field(
+        default="random", description="pair selection: random, or uncertain (the pairs the reward model is least "
+                                      "sure about, smallest reward margin, are opened and rated first)")
+    reward_checkpoint_id: Annotated[RowId | str | None, Storable] = Field(
+        default=None, description="id or name of the reward model for select=uncertain; default: the newest one "
+                                  "not retired")
+    pool: int | None = Field(default=None, ge=1, description="select=uncertain: prompts sampled to choose from "
+                                                             "(default 4 x limit; all when no limit)")
     max_new_tokens: int = Field(default=64, ge=1, le=4096)
     temperature: float = Field(default=1.0, gt=0, le=5)
 
@@ -134,15 +167,20 @@ class GenerationJobPublic(_Public):
 
 class RunBase(BaseModel):
     algorithm: Algorithm
-    base_checkpoint_id: int | str | None = Field(default=None, description="id or name; default: the newest "
+    base_checkpoint_id: Annotated[RowId | str | None, Storable] = Field(default=None, description="id or name; default: the newest "
                                                                            "serving policy")
-    reward_checkpoint_id: int | str | None = Field(default=None, description="a reward model (ppo, rloo, grpo)")
-    params: dict[str, Any] = Field(default_factory=dict, description='training parameters, e.g. {"steps": 50}')
+    reward_checkpoint_id: Annotated[RowId | str | None, Storable] = Field(default=None, description="a reward model (ppo, rloo, grpo)")
+    params: Annotated[dict[str, Any], Storable] = Field(default_factory=dict,
+                                                       description='training parameters, e.g. {"steps": 50}')
 
 
 class RunCreate(RunBase):
     serve: bool = Field(default=False, description="serve the new checkpoint when the run succeeds")
     ties: Literal["drop", "keep"] = "drop"
+    aggregate: Literal["majority", "none"] = Field(
+        default="majority", description="majority: one row per comparison, labelled by most of its votes; "
+                                        "none: one row per vote")
+    exclude_flagged: bool = Field(default=True, description="leave out raters flagged by their gold accuracy")
 
 
 class RunPublic(RunBase):
@@ -199,14 +237,21 @@ class UserBase(_Public):
 
 
 class UserCreate(UserBase):
-    password: str = Field(min_length=1, max_length=1024)
+    password: Annotated[str, Storable] = Field(min_length=1, max_length=1024)
 
 
 class UserUpdate(BaseModel):
-    active: bool
+    active: bool | None = Field(default=None, description="false: the user can no longer log in")
+    excluded: bool | None = Field(default=None, description="true: this rater's votes are left out of exports "
+                                                            "and new training runs")
+
+
+class RaterExclusion(BaseModel):
+    excluded: bool = Field(description="true: leave this rater's votes out of exports and new training runs")
 
 
 class UserPublic(UserBase):
     id: int
     active: bool
+    excluded: bool = False
     created_at: UTCDatetime

@@ -3,11 +3,19 @@
 Pairing: with two or more serving checkpoints the newest is compared against each of
 the others (that is where a new round's change shows); with one, two of its samples are
 compared. Identical responses are not paired (there is nothing to choose).
+
+Pair selection: ``random`` opens every pair of the prompts it sampled. ``uncertain``
+samples a larger pool of prompts, scores both responses of every candidate pair with a
+reward model, and opens the pairs of the ``limit`` prompts whose closest pair has the
+smallest margin |reward(a) − reward(b)|, in ascending margin order. Raters are handed
+open comparisons in id order, so the pairs the reward model is least sure about are
+rated first; each comparison records its margin.
 """
 
 from __future__ import annotations
 
 import logging
+import statistics
 import traceback
 
 from sqlmodel import func, select
@@ -17,7 +25,7 @@ from rlhf.errors import RLHFError
 from rlhf.models import Comparison, JobStatus, Prompt, Response
 from rlhf.sampling import SamplingParams, sample_checkpoint
 from rlhf.services import generation_jobs as jobs
-from rlhf.services.checkpoints import serving_checkpoints
+from rlhf.services.checkpoints import get_checkpoint, serving_checkpoints
 from rlhf.services.comparisons import open_comparison
 from rlhf.services.prompts import list_prompts
 from rlhf.settings import Settings, get_settings
@@ -40,21 +48,31 @@ def execute_generation_job(job_id: int, settings: Settings | None = None) -> Job
             return None
         job = jobs.get_generation_job(session=session, job_id=job_id)
         p = job.params
+        uncertain = p.get("strategy") == "uncertain"
         checkpoints = serving_checkpoints(session=session)
-        prompts = pick_prompts(session, p.get("limit"), p.get("tag"))
+        prompts = pick_prompts(session, p.get("pool") if uncertain else p.get("limit"), p.get("tag"))
         plan = [(c.id, c.path) for c in checkpoints]
         prompt_rows = [(pr.id, pr.messages) for pr in prompts]
     try:
         if not plan or not prompt_rows:
             raise RLHFError("nothing to do: no serving checkpoint" if not plan else "nothing to do: no prompts")
+        reward_path = None
+        if uncertain:
+            with db.session_scope(engine) as session:
+                reward_path = get_checkpoint(session=session, checkpoint_id=p["reward_checkpoint_id"]).path
         per = p.get("per_checkpoint") or (2 if len(plan) == 1 else 1)
         sampling = SamplingParams(seed=int(p.get("seed") or job_id), **(p.get("sampling") or {}))
         samples = {}
         for ckpt_id, path in plan:
             log.info("generation job %s: sampling %d x %d from checkpoint %s", job_id, len(prompt_rows), per, ckpt_id)
             samples[ckpt_id] = sample_checkpoint(path, [m for _, m in prompt_rows], n=per, params=sampling)
+        # Scored before the session opens: no transaction waits on the reward model.
+        scored = score_candidates(reward_path, prompt_rows, samples, plan, per) if uncertain else None
         with db.session_scope(engine) as session:
-            result = _store(session, job_id, plan, prompt_rows, samples, per, sampling, p)
+            if uncertain:
+                result = _store_uncertain(session, job_id, plan, prompt_rows, samples, sampling, p, scored)
+            else:
+                result = _store(session, job_id, plan, prompt_rows, samples, per, sampling, p)
             jobs.finish_generation_job(session=session, job_id=job_id, status=JobStatus.succeeded, result=result)
         return JobStatus.succeeded
     except Exception as exc:  # a failed job records why; the worker lives on
@@ -65,25 +83,33 @@ def execute_generation_job(job_id: int, settings: Settings | None = None) -> Job
         return JobStatus.failed
 
 
+def _pair_indices(plan, per) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """Which samples of one prompt face each other: ((checkpoint, sample), (checkpoint, sample)) pairs."""
+    newest = plan[-1][0]
+    if len(plan) == 1:
+        return [((newest, k), (newest, k + 1)) for k in range(0, per - 1, 2)]
+    return [((newest, k), (other, k)) for other, _ in plan[:-1] for k in range(per)]
+
+
+def _response(prompt_id, ckpt_id, job_id, sample, k, sampling) -> Response:
+    return Response(prompt_id=prompt_id, checkpoint_id=ckpt_id, job_id=job_id, text=sample.text,
+                    finished=sample.finished, params={**sampling.as_dict(), "sample": k})
+
+
 def _store(session, job_id, plan, prompt_rows, samples, per, sampling, p) -> dict:
     n_responses = n_comparisons = 0
-    newest = plan[-1][0]
     for idx, (prompt_id, _) in enumerate(prompt_rows):
         stored: dict[int, list[Response]] = {}
         for ckpt_id, _ in plan:
             stored[ckpt_id] = []
             for k, s in enumerate(samples[ckpt_id][idx]):
-                r = Response(prompt_id=prompt_id, checkpoint_id=ckpt_id, job_id=job_id, text=s.text,
-                             finished=s.finished, params={**sampling.as_dict(), "sample": k})
+                r = _response(prompt_id, ckpt_id, job_id, s, k, sampling)
                 session.add(r)
                 stored[ckpt_id].append(r)
                 n_responses += 1
         session.flush()
-        if len(plan) == 1:
-            pairs = [(stored[newest][k], stored[newest][k + 1]) for k in range(0, per - 1, 2)]
-        else:
-            pairs = [(stored[newest][k], stored[other][k]) for other, _ in plan[:-1] for k in range(per)]
-        for a, b in pairs:
+        for (ca, ka), (cb, kb) in _pair_indices(plan, per):
+            a, b = stored[ca][ka], stored[cb][kb]
             if a.text.strip() == b.text.strip():
                 continue
             open_comparison(session=session, prompt_id=prompt_id, response_a_id=a.id, response_b_id=b.id,
@@ -91,4 +117,65 @@ def _store(session, job_id, plan, prompt_rows, samples, per, sampling, p) -> dic
                             job_id=job_id)
             n_comparisons += 1
     return {"prompts": len(prompt_rows), "responses": n_responses, "comparisons": n_comparisons,
-            "checkpoints": [c for c, _ in plan]}
+            "checkpoints": [c for c, _ in plan], "strategy": "random"}
+
+
+def score_candidates(reward_path: str, prompt_rows, samples, plan, per) -> list[tuple[float, int, tuple, tuple]]:
+    """(|margin|, prompt index, side a, side b) for every candidate pair with two different answers."""
+    from rlhf.training.scoring import load_reward_model, score_conversations
+
+    candidates = []
+    for idx, (_, messages) in enumerate(prompt_rows):
+        for (ca, ka), (cb, kb) in _pair_indices(plan, per):
+            if samples[ca][idx][ka].text.strip() != samples[cb][idx][kb].text.strip():
+                candidates.append((idx, (ca, ka), (cb, kb)))
+    if not candidates:
+        return []
+    conversations = []
+    for idx, (ca, ka), (cb, kb) in candidates:
+        messages = prompt_rows[idx][1]
+        conversations += [messages + [{"role": "assistant", "content": samples[ca][idx][ka].text}],
+                          messages + [{"role": "assistant", "content": samples[cb][idx][kb].text}]]
+    model, tokenizer = load_reward_model(reward_path)
+    scores = score_conversations(model, tokenizer, conversations)
+    return [(abs(scores[2 * i] - scores[2 * i + 1]), *c) for i, c in enumerate(candidates)]
+
+
+def _store_uncertain(session, job_id, plan, prompt_rows, samples, sampling, p, scored) -> dict:
+    # A prompt counts by its closest pair; the ``limit`` closest prompts are opened, all their pairs in
+    # ascending margin order, so "--limit N" means N prompts' worth of comparisons, as with random.
+    closest: dict[int, float] = {}
+    for margin, idx, _, _ in scored:
+        closest[idx] = min(margin, closest.get(idx, margin))
+    chosen = set(sorted(closest, key=lambda i: (closest[i], i))[:p.get("limit") or len(closest)])
+    opened = sorted((c for c in scored if c[1] in chosen), key=lambda c: (c[0], c[1]))
+    # Only the responses of opened pairs are stored: an unopened response is never shown to a
+    # rater nor trained on, and its prompt, still without a comparison, comes first in the next
+    # job, where it is sampled again from the then-current policy.
+    stored: dict[tuple[int, int, int], Response] = {}
+    for margin, idx, side_a, side_b in opened:
+        prompt_id = prompt_rows[idx][0]
+        for ckpt_id, k in (side_a, side_b):
+            if (idx, ckpt_id, k) not in stored:
+                r = _response(prompt_id, ckpt_id, job_id, samples[ckpt_id][idx][k], k, sampling)
+                session.add(r)
+                stored[(idx, ckpt_id, k)] = r
+        session.flush()
+        comp = open_comparison(session=session, prompt_id=prompt_id, response_a_id=stored[(idx, *side_a)].id,
+                               response_b_id=stored[(idx, *side_b)].id, target_votes=p.get("target_votes", 1),
+                               strategy="uncertain", job_id=job_id)
+        comp.reward_margin = margin
+        session.add(comp)
+        session.flush()
+    return {"prompts": len(chosen), "responses": len(stored), "comparisons": len(opened),
+            "checkpoints": [c for c, _ in plan], "strategy": "uncertain",
+            "reward_checkpoint_id": p.get("reward_checkpoint_id"), "candidate_prompts": len(prompt_rows),
+            "candidates": len(scored), **_margin_stats("margin", [c[0] for c in opened]),
+            **_margin_stats("candidate_margin", [c[0] for c in scored])}
+
+
+def _margin_stats(prefix: str, margins: list[float]) -> dict[str, float]:
+    if not margins:
+        return {}
+    return {f"{prefix}_min": round(min(margins), 6), f"{prefix}_median": round(statistics.median(margins), 6),
+            f"{prefix}_max": round(max(margins), 6)}

@@ -20,6 +20,7 @@ import gradio as gr
 
 from feedback_ui.api import UPLOAD_LIMIT
 from feedback_ui.ui.common import UIContext, error_message, message, optional_int, render_markdown, require
+from feedback_ui.ui.console_quality import build_quality_section
 from feedback_ui.ui.console_runs import build_training_section
 from feedback_ui.ui.console_users import build_users_section
 from rlhf.errors import InvalidInput, RLHFError
@@ -100,8 +101,15 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
                         # Textboxes, not Numbers: blank (the default) must stay blank, not become 0.
                         limit = gr.Textbox(label="Prompts", placeholder="all", min_width=120)
                         per_ckpt = gr.Textbox(label="Samples per checkpoint", placeholder="auto", min_width=120)
-                        target = gr.Number(label="Votes per comparison", value=1, precision=0, minimum=1,
-                                           maximum=100, min_width=120)
+                        target = gr.Number(label="Votes per comparison", value=ctx.settings.votes_per_comparison,
+                                           precision=0, minimum=1, maximum=100, min_width=120)
+                    with gr.Row():
+                        select = gr.Dropdown([("random", "random"),
+                                              ("uncertain: smallest reward margin first", "uncertain")],
+                                             value="random", label="Pair selection", min_width=200,
+                                             elem_id="pair-selection")
+                        reward_model = gr.Textbox(label="Reward model (uncertain)", placeholder="newest",
+                                                  min_width=120)
                     with gr.Row():
                         gen_tag = gr.Textbox(label="Only prompts tagged", min_width=120)
                         max_tokens = gr.Number(label="Max new tokens", value=64, precision=0, minimum=1,
@@ -112,6 +120,7 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
                     gen_status = gr.HTML()
                     job_id = gr.State(None)
         training = build_training_section(ctx)
+        build_quality_section(ctx)
         with gr.Accordion("Export and guidelines", open=False):
             with gr.Row():
                 ties = gr.Dropdown([("drop ties", "drop"), ("keep ties", "keep")], value="drop",
@@ -162,7 +171,7 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
                                                        else ".")
         return message(note, "ok"), None
 
-    def start_generation(n_prompts, per_checkpoint, votes, tag, tokens, temp, request: gr.Request):
+    def start_generation(n_prompts, per_checkpoint, votes, tag, tokens, temp, strategy, reward, request: gr.Request):
         require(ctx, request, Role.engineer)
         from workers.dispatch import submit_generation
 
@@ -176,7 +185,12 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
                 job = submit_generation(session=session, per_checkpoint=optional_int(per_checkpoint, "samples per "
                                                                                         "checkpoint"),
                                         limit=optional_int(n_prompts, "prompts"), tag=(tag or "").strip() or None,
-                                        target_votes=optional_int(votes, "votes per comparison") or 1,
+                                        target_votes=(optional_int(votes, "votes per comparison")
+                                                      or ctx.settings.votes_per_comparison),
+                                        strategy=strategy or "random",
+                                        # The field is ignored for random pairs, so a leftover name is harmless.
+                                        reward_checkpoint_id=((reward or "").strip() or None
+                                                              if strategy == "uncertain" else None),
                                         sampling={"max_new_tokens": tokens, "temperature": float(temp)})
         except RLHFError as exc:
             return error_message(exc), gr.skip()
@@ -213,7 +227,8 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
                **private)
     import_btn.click(import_prompts, [upload, tags], [import_status, upload], **private).then(
         refresh_counts, [job_id], [counts, gen_status], show_progress="hidden", **private)
-    gen_btn.click(start_generation, [limit, per_ckpt, target, gen_tag, max_tokens, temperature],
+    gen_btn.click(start_generation, [limit, per_ckpt, target, gen_tag, max_tokens, temperature, select,
+                                     reward_model],
                   [gen_status, job_id], **private)
     export_btn.click(export, [ties, export_dir], [export_file, export_status, export_dir], **private)
     save_guidelines.click(save, [guidelines], [guidelines_status, preview], **private)

@@ -39,7 +39,14 @@ def generate(per_checkpoint: int = typer.Option(None, help="samples per checkpoi
                                                 "(default 2 with one serving checkpoint, else 1)"),
              limit: int = typer.Option(None, help="at most this many prompts (fewest comparisons first)"),
              tag: str = typer.Option(None, help="only prompts with this tag"),
-             target_votes: int = typer.Option(1, help="votes wanted per comparison"),
+             target_votes: int = typer.Option(None, help="votes wanted per comparison "
+                                              "(default: RLHF_VOTES_PER_COMPARISON, 1 unless set)"),
+             select: str = typer.Option("random", help="pair selection: random, or uncertain (the pairs the "
+                                        "reward model is least sure about first)"),
+             reward_model: str = typer.Option(None, help="reward checkpoint for --select uncertain "
+                                              "(default: the newest one not retired)"),
+             pool: int = typer.Option(None, help="--select uncertain: prompts sampled to choose from "
+                                      "(default 4 x --limit)"),
              max_new_tokens: int = typer.Option(64, help="longest response, in tokens"),
              temperature: float = typer.Option(1.0, help="sampling temperature"),
              wait: bool = typer.Option(False, help="wait until the comparisons are open")) -> None:
@@ -50,8 +57,8 @@ def generate(per_checkpoint: int = typer.Option(None, help="samples per checkpoi
 
     with session() as s:
         job = submit_generation(session=s, per_checkpoint=per_checkpoint, limit=limit, tag=tag,
-                                target_votes=target_votes,
-                                sampling={"max_new_tokens": max_new_tokens, "temperature": temperature})
+                                target_votes=target_votes, strategy=select, reward_checkpoint_id=reward_model,
+                                pool=pool, sampling={"max_new_tokens": max_new_tokens, "temperature": temperature})
         job_id = job.id
     typer.echo(f"generation job {job_id} queued")
     if not wait:
@@ -70,6 +77,11 @@ def generate(per_checkpoint: int = typer.Option(None, help="samples per checkpoi
         r = j.result
         typer.echo(f"sampled {r['responses']} responses for {r['prompts']} prompts; "
                    f"opened {r['comparisons']} comparisons")
+        if r.get("strategy") == "uncertain" and r.get("comparisons"):
+            typer.echo(f"uncertain: {r['comparisons']} of {r['candidates']} candidate pairs "
+                       f"({r['candidate_prompts']} prompts) by reward model {r['reward_checkpoint_id']}; "
+                       f"margin {r['margin_min']:.3g} to {r['margin_max']:.3g} "
+                       f"(median {r['margin_median']:.3g}; all candidates' median {r['candidate_margin_median']:.3g})")
 
 
 def sample(checkpoint: str, prompts: Path = typer.Option(None, help="JSONL/CSV/Parquet prompts "
@@ -119,6 +131,9 @@ def train(algorithm: str = typer.Argument(..., help="sft, reward, dpo, ppo, rloo
           steps: int = typer.Option(None, help="optimizer steps"),
           set_: list[str] = typer.Option([], "--set", help="KEY=VALUE training parameter (repeatable)"),
           ties: str = typer.Option("drop", help="drop or keep tied votes"),
+          aggregate: str = typer.Option("majority", help="majority: one row per comparison, labelled by most of "
+                                                         "its votes; none: one row per vote"),
+          keep_flagged: bool = typer.Option(False, help="also train on raters flagged by their gold accuracy"),
           wait: bool = typer.Option(False, help="follow the run to its end; exit non-zero if it fails"),
           serve: bool = typer.Option(False, help="serve the new checkpoint when the run succeeds")) -> None:
     """Start a training run; prints the run id."""
@@ -130,7 +145,8 @@ def train(algorithm: str = typer.Argument(..., help="sft, reward, dpo, ppo, rloo
         params["steps"] = steps
     with session() as s:
         run = submit_run(session=s, algorithm=algorithm, base_checkpoint_id=base,
-                         reward_checkpoint_id=reward_model, params=params, serve_on_success=serve, ties=ties)
+                         reward_checkpoint_id=reward_model, params=params, serve_on_success=serve, ties=ties,
+                         aggregate=aggregate, exclude_flagged=not keep_flagged)
         run_id = run.id
     typer.echo(run_id)
     if wait:
@@ -217,25 +233,39 @@ def runs_cancel(run_id: int) -> None:
 
 
 def export(path: Path, format: str = typer.Option(None, "--format", help="jsonl or parquet (default: by extension)"),
-           ties: str = typer.Option("drop", help="drop or keep tied votes")) -> None:
-    """Export the preference dataset in TRL's conversational format."""
+           ties: str = typer.Option("drop", help="drop or keep tied votes"),
+           aggregate: str = typer.Option("majority", help="majority: one row per comparison, labelled by most of "
+                                                          "its votes, with its agreement; none: one row per vote"),
+           keep_flagged: bool = typer.Option(False, help="also export raters flagged by their gold accuracy")) -> None:
+    """Export the preference dataset in TRL's conversational format (gold pairs and excluded raters left out)."""
     from rlhf.services.dataset import export as export_rows
 
     if format and format not in ("jsonl", "parquet"):
         raise InvalidInput(f"unknown format {format!r}; use jsonl or parquet")
     with session() as s:
-        n = export_rows(session=s, path=path, fmt=format, ties=ties)
+        n = export_rows(session=s, path=path, fmt=format, ties=ties, aggregate=aggregate,
+                        exclude_flagged=not keep_flagged)
     typer.echo(f"wrote {n} preference pairs to {path}")
 
 
 def stats(json_: bool = typer.Option(False, "--json")) -> None:
-    """Counts: prompts, responses, comparisons, votes, runs, checkpoints."""
+    """Counts (prompts, responses, comparisons, votes, runs, checkpoints) and the quality of the votes:
+    agreement between raters on shared comparisons, Krippendorff's alpha, gold accuracy, flagged raters."""
+    from rlhf.services.quality import measure
     from rlhf.services.stats import overall_stats
 
     with session() as s:
-        data = overall_stats(session=s)
+        data = {**overall_stats(session=s), "quality": measure(session=s).as_dict()}
     if json_:
         print_json(data)
         return
+    quality = data.pop("quality")
     for k, v in data.items():
         typer.echo(f"{k:18} {v}")
+    raters = quality.pop("raters")
+    for k, v in quality.items():
+        typer.echo(f"{k:18} {v}")
+    if raters:
+        typer.echo("")
+        print_table(raters, ["name", "votes", "agreement", "pairs", "gold_accuracy", "gold_answered", "flagged",
+                             "excluded"])

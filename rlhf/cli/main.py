@@ -13,6 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 import typer
 
+from rlhf.cli import gold as gold_cli
 from rlhf.cli import jobs as jobs_cli
 from rlhf.cli import serve as serve_cli
 from rlhf.cli import web as web_cli
@@ -30,6 +31,7 @@ app.add_typer(users_app, name="users")
 app.add_typer(models_app, name="models")
 app.add_typer(checkpoints_app, name="checkpoints")
 app.add_typer(prompts_app, name="prompts")
+gold_cli.register(app, users_app)
 jobs_cli.register(app)
 serve_cli.register(app)
 web_cli.register(app)
@@ -92,9 +94,9 @@ def users_list(json_: bool = typer.Option(False, "--json")) -> None:
     from rlhf.services.users import list_users
 
     with session() as s:
-        rows = [{"id": u.id, "name": u.name, "role": u.role, "active": u.active, "created_at": u.created_at}
-                for u in list_users(session=s)]
-    print_json(rows) if json_ else print_table(rows, ["id", "name", "role", "active", "created_at"])
+        rows = [{"id": u.id, "name": u.name, "role": u.role, "active": u.active, "excluded": u.excluded,
+                 "created_at": u.created_at} for u in list_users(session=s)]
+    print_json(rows) if json_ else print_table(rows, ["id", "name", "role", "active", "excluded", "created_at"])
 
 
 @models_app.command("tiny")

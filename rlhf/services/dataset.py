@@ -1,15 +1,22 @@
 """Preference data: votes turned into TRL's conversational format, snapshots and export.
 
 A row is ``{"prompt": [messages], "chosen": [assistant message], "rejected": [...]}``
-plus provenance (comparison, vote, rater). A *snapshot* freezes which votes a run
-trains on (their ids) and a hash of the rows' content, so a checkpoint can always say
-exactly which votes made it.
+plus provenance. By default there is one row per comparison, labelled by the majority
+of its votes, with that label's share (``agreement``); ``aggregate="none"`` gives one
+row per vote instead. Gold pairs' votes, raters excluded by an engineer and raters
+flagged by their gold accuracy are left out.
+
+A *snapshot* freezes which votes a run trains on (their ids), the choices above, and a
+hash of the rows' content, so a checkpoint can always say exactly which votes made it.
+With overlap, the snapshot also estimates how often a label is flipped (``label_noise``):
+a DPO run uses it as its ``label_smoothing`` (conservative DPO) unless told otherwise.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -17,34 +24,67 @@ from sqlmodel import Session, select
 
 from rlhf.errors import Conflict, InvalidInput
 from rlhf.models import Choice, Comparison, Prompt, Response, Vote
+from rlhf.services.quality import left_out_raters, majority
 
 TIES = ("drop", "keep")
+AGGREGATES = ("majority", "none")
 
 
-def _rows(session: Session, votes: list[Vote], ties: str) -> list[dict[str, Any]]:
+def _check(ties: str, aggregate: str) -> None:
     if ties not in TIES:
         raise InvalidInput(f"ties must be one of {', '.join(TIES)}")
+    if aggregate not in AGGREGATES:
+        raise InvalidInput(f"aggregate must be one of {', '.join(AGGREGATES)}")
+
+
+def _row(prompts, responses, comp: Comparison, choice: Choice) -> dict[str, Any]:
+    a, b = responses[comp.response_a_id], responses[comp.response_b_id]
+    chosen, rejected = (b, a) if choice is Choice.b else (a, b)
+    return {"prompt": prompts[comp.prompt_id].messages,
+            "chosen": [{"role": "assistant", "content": chosen.text}],
+            "rejected": [{"role": "assistant", "content": rejected.text}],
+            "comparison_id": comp.id}
+
+
+def _rows(session: Session, votes: list[Vote], ties: str, aggregate: str) -> list[dict[str, Any]]:
+    """Votes as training rows: one per vote (``none``) or one per comparison (``majority``).
+
+    A majority row carries its label's share of the votes (``agreement``); a comparison
+    whose top answers are level has no label and gives no row. 'Both bad' never gives a
+    row (there is nothing to prefer), and ties only with ``ties="keep"``.
+    """
+    _check(ties, aggregate)
     comps = {c.id: c for c in _by_ids(session, Comparison, {v.comparison_id for v in votes})}
     responses = {r.id: r for r in _by_ids(session, Response, {rid for c in comps.values()
                                                                for rid in (c.response_a_id, c.response_b_id)})}
     prompts = {p.id: p for p in _by_ids(session, Prompt, {c.prompt_id for c in comps.values()})}
+
+    def usable(choice: Choice) -> bool:
+        return choice is not Choice.both_bad and (choice is not Choice.tie or ties == "keep")
+
     rows = []
+    if aggregate == "none":
+        for v in votes:
+            if usable(v.choice):
+                row = {**_row(prompts, responses, comps[v.comparison_id], v.choice), "vote_id": v.id,
+                       "rater_id": v.rater_id}
+                if ties == "keep":
+                    row["tie"] = v.choice is Choice.tie
+                rows.append(row)
+        return rows
+    grouped: dict[int, list[Vote]] = defaultdict(list)
     for v in votes:
-        if v.choice is Choice.both_bad or (v.choice is Choice.tie and ties == "drop"):
+        grouped[v.comparison_id].append(v)
+    for comp_id in sorted(grouped):
+        group = grouped[comp_id]
+        label, share = majority([v.choice.value for v in group])
+        if label is None or not usable(Choice(label)):
             continue
-        c = comps[v.comparison_id]
-        a, b = responses[c.response_a_id], responses[c.response_b_id]
-        chosen, rejected = (b, a) if v.choice is Choice.b else (a, b)
-        row = {
-            "prompt": prompts[c.prompt_id].messages,
-            "chosen": [{"role": "assistant", "content": chosen.text}],
-            "rejected": [{"role": "assistant", "content": rejected.text}],
-            "comparison_id": c.id,
-            "vote_id": v.id,
-            "rater_id": v.rater_id,
-        }
+        row = {**_row(prompts, responses, comps[comp_id], Choice(label)), "votes": len(group),
+               "agreement": round(share, 4), "vote_ids": [v.id for v in group],
+               "rater_ids": [v.rater_id for v in group]}
         if ties == "keep":
-            row["tie"] = v.choice is Choice.tie
+            row["tie"] = label == Choice.tie.value
         rows.append(row)
     return rows
 
@@ -57,32 +97,64 @@ def _by_ids(session: Session, model, ids: set[int]) -> list:
     return out
 
 
-def preference_rows(*, session: Session, vote_ids: list[int] | None = None, ties: str = "drop") -> list[dict]:
-    query = select(Vote).order_by(Vote.id)
-    votes = list(session.exec(query)) if vote_ids is None else sorted(_by_ids(session, Vote, set(vote_ids)),
-                                                                       key=lambda v: v.id)
-    return _rows(session, votes, ties)
+def eligible_votes(*, session: Session, exclude_flagged: bool = True) -> tuple[list[Vote], dict[str, Any]]:
+    """The votes data may be built from now, and what was left out: gold pairs' votes (they
+    measure raters), raters excluded by an engineer, and (``exclude_flagged``) raters whose
+    gold accuracy flagged them."""
+    left_out = left_out_raters(session=session, exclude_flagged=exclude_flagged)
+    skip = set(left_out["excluded"]) | set(left_out["flagged"])
+    query = (select(Vote).join(Comparison, Comparison.id == Vote.comparison_id)
+             .where(~Comparison.is_gold).order_by(Vote.id))
+    votes = [v for v in session.exec(query) if v.rater_id not in skip]
+    return votes, {"left_out_raters": left_out, "exclude_flagged": exclude_flagged, "gold_left_out": True}
+
+
+def preference_rows(*, session: Session, vote_ids: list[int] | None = None, ties: str = "drop",
+                    aggregate: str = "majority", exclude_flagged: bool = True) -> list[dict]:
+    """Rows from the given votes, or else from every eligible vote (see :func:`eligible_votes`)."""
+    _check(ties, aggregate)
+    if vote_ids is None:
+        votes, _ = eligible_votes(session=session, exclude_flagged=exclude_flagged)
+    else:
+        votes = sorted(_by_ids(session, Vote, set(vote_ids)), key=lambda v: v.id)
+    return _rows(session, votes, ties, aggregate)
 
 
 def content_hash(rows: list[dict]) -> str:
-    canonical = json.dumps([{k: r[k] for k in ("prompt", "chosen", "rejected", "vote_id")} for r in rows],
+    # Per-vote rows hash exactly as they always have, so older runs' snapshots still verify.
+    canonical = json.dumps([{k: r[k] for k in ("prompt", "chosen", "rejected",
+                                               "vote_id" if "vote_id" in r else "vote_ids")} for r in rows],
                            sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def take_snapshot(*, session: Session, ties: str = "drop") -> dict[str, Any]:
-    """Freeze the usable votes now; raises if there are none (nothing to train on)."""
-    rows = preference_rows(session=session, ties=ties)
+def label_noise(rows: list[dict]) -> float:
+    """The share of votes that disagree with their comparison's label, on comparisons with more
+    than one vote: an estimate of how often a label is flipped (0 without overlap)."""
+    shared = [r for r in rows if r.get("votes", 1) > 1]
+    if not shared:
+        return 0.0
+    return round(min(0.49, sum(1 - r["agreement"] for r in shared) / len(shared)), 4)
+
+
+def take_snapshot(*, session: Session, ties: str = "drop", aggregate: str = "majority",
+                  exclude_flagged: bool = True) -> dict[str, Any]:
+    """Freeze the usable votes now, and the choices that made them; raises if there are none."""
+    _check(ties, aggregate)
+    votes, info = eligible_votes(session=session, exclude_flagged=exclude_flagged)
+    rows = _rows(session, votes, ties, aggregate)
     if not rows:
         raise InvalidInput("no usable votes yet (ties and 'both bad' do not count): "
                            "rate some comparisons first, or run `rlhf simulate`")
-    return {"vote_ids": [r["vote_id"] for r in rows], "ties": ties, "rows": len(rows),
-            "hash": content_hash(rows)}
+    ids = [r["vote_id"] for r in rows] if aggregate == "none" else [i for r in rows for i in r["vote_ids"]]
+    return {"vote_ids": ids, "ties": ties, "aggregate": aggregate, "rows": len(rows), "hash": content_hash(rows),
+            "label_noise": label_noise(rows), **info}
 
 
 def snapshot_rows(*, session: Session, snapshot: dict[str, Any]) -> list[dict]:
     """The rows a snapshot froze; refuses if the stored data no longer matches its hash."""
-    rows = preference_rows(session=session, vote_ids=snapshot["vote_ids"], ties=snapshot.get("ties", "drop"))
+    rows = preference_rows(session=session, vote_ids=snapshot["vote_ids"], ties=snapshot.get("ties", "drop"),
+                           aggregate=snapshot.get("aggregate", "none"))
     if content_hash(rows) != snapshot["hash"]:
         raise Conflict("the votes of this run's snapshot changed since it was taken (hash mismatch)")
     return rows
@@ -109,8 +181,9 @@ def write_rows(rows: list[dict], path: str | Path, fmt: str | None = None) -> Pa
     return path
 
 
-def export(*, session: Session, path: str | Path, fmt: str | None = None, ties: str = "drop") -> int:
-    rows = preference_rows(session=session, ties=ties)
+def export(*, session: Session, path: str | Path, fmt: str | None = None, ties: str = "drop",
+           aggregate: str = "majority", exclude_flagged: bool = True) -> int:
+    rows = preference_rows(session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged)
     write_rows(rows, path, fmt)
     return len(rows)
 

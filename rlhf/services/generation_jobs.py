@@ -8,31 +8,76 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from rlhf.errors import InvalidInput, NotFound
-from rlhf.models import GenerationJob, JobStatus, utcnow
-from rlhf.services.checkpoints import serving_checkpoints
+from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus, GenerationJob, JobStatus, utcnow
+from rlhf.services.checkpoints import get_checkpoint, list_checkpoints, serving_checkpoints
+
+STRATEGIES = ("random", "uncertain")
+POOL_FACTOR = 4  # "uncertain" samples this many times the prompts it opens, to have low-margin pairs to pick
 
 
 def create_generation_job(*, session: Session, per_checkpoint: int | None = None, limit: int | None = None,
-                          target_votes: int = 1, strategy: str = "random", tag: str | None = None,
-                          seed: int | None = None, sampling: dict[str, Any] | None = None) -> GenerationJob:
+                          target_votes: int | None = None, strategy: str = "random",
+                          reward_checkpoint_id: int | str | None = None, pool: int | None = None,
+                          tag: str | None = None, seed: int | None = None,
+                          sampling: dict[str, Any] | None = None) -> GenerationJob:
+    """Validate and store a generation job's parameters (the job itself runs in a worker).
+
+    ``strategy`` is how pairs are picked: ``random`` opens the sampled pairs as they come;
+    ``uncertain`` samples a larger pool of prompts (``pool``, default ``POOL_FACTOR`` ×
+    ``limit``) and opens first the pairs the reward model is least sure about. Its reward
+    model is the one named, else the newest one not retired. ``target_votes`` left out
+    follows the deployment's ``votes_per_comparison``.
+    """
     if not serving_checkpoints(session=session):
         raise InvalidInput("no serving checkpoint to sample from: `rlhf checkpoints serve ID` first")
     if per_checkpoint is not None and per_checkpoint < 1:
         raise InvalidInput("--per-checkpoint must be at least 1")
     if limit is not None and limit < 1:
         raise InvalidInput("--limit must be at least 1")
+    if target_votes is None:
+        from rlhf.settings import get_settings
+
+        target_votes = get_settings().votes_per_comparison
     if target_votes < 1:
         raise InvalidInput("target votes per comparison must be at least 1")
-    if strategy not in ("random",):
-        raise InvalidInput(f"unknown pair selection {strategy!r}; use random")
-    job = GenerationJob(params={"per_checkpoint": per_checkpoint, "limit": limit, "target_votes": target_votes,
-                                "strategy": strategy, "tag": tag, "seed": seed, "sampling": sampling or {}})
+    if strategy not in STRATEGIES:
+        raise InvalidInput(f"unknown pair selection {strategy!r}; use random or uncertain")
+    if strategy == "random":
+        if reward_checkpoint_id is not None or pool is not None:
+            raise InvalidInput("a reward model and a candidate pool only apply to --select uncertain")
+    else:
+        if pool is not None and pool < 1:
+            raise InvalidInput("--pool must be at least 1")
+        if pool is not None and limit is not None and pool < limit:
+            raise InvalidInput("--pool must be at least --limit (it is where the opened prompts are picked from)")
+        reward_checkpoint_id = uncertainty_reward_model(session=session, checkpoint_id=reward_checkpoint_id).id
+    params = {"per_checkpoint": per_checkpoint, "limit": limit, "target_votes": target_votes,
+              "strategy": strategy, "tag": tag, "seed": seed, "sampling": sampling or {}}
+    if strategy == "uncertain":
+        params |= {"reward_checkpoint_id": reward_checkpoint_id,
+                   "pool": pool if pool is not None else (POOL_FACTOR * limit if limit else None)}
+    job = GenerationJob(params=params)
     session.add(job)
     session.flush()
     if seed is None:
         job.params = {**job.params, "seed": job.id}
         session.add(job)
     return job
+
+
+def uncertainty_reward_model(*, session: Session, checkpoint_id: int | str | None) -> Checkpoint:
+    """The reward model that ranks pairs: the one named, else the newest registered one not retired."""
+    if checkpoint_id is not None:
+        ckpt = get_checkpoint(session=session, checkpoint_id=checkpoint_id)
+        if ckpt.kind is not CheckpointKind.reward:
+            raise InvalidInput(f"checkpoint {ckpt.id} ({ckpt.name}) is a policy, not a reward model")
+        return ckpt
+    candidates = [c for c in list_checkpoints(session=session, kind=CheckpointKind.reward)
+                  if c.status is not CheckpointStatus.retired]
+    if not candidates:
+        raise InvalidInput("--select uncertain needs a reward model and none is registered: "
+                           "train a reward model first (`rlhf train reward --wait`), or use --select random")
+    return candidates[-1]
 
 
 def get_generation_job(*, session: Session, job_id: int) -> GenerationJob:

@@ -33,10 +33,14 @@ def parse_algorithm(algorithm: str | Algorithm) -> Algorithm:
 
 def create_run(*, session: Session, algorithm: str | Algorithm, base_checkpoint_id: int | str | None = None,
                reward_checkpoint_id: int | str | None = None, params: dict[str, Any] | None = None,
-               serve_on_success: bool = False, created_by: int | None = None, ties: str = "drop") -> TrainingRun:
+               serve_on_success: bool = False, created_by: int | None = None, ties: str = "drop",
+               aggregate: str = "majority", exclude_flagged: bool = True) -> TrainingRun:
     """Validate everything a worker would trip over later, freeze the data, and store the run.
 
-    Nothing is queued here: the caller enqueues the id after the commit.
+    Nothing is queued here: the caller enqueues the id after the commit. ``aggregate`` and
+    ``exclude_flagged`` choose how votes become rows (see :mod:`rlhf.services.dataset`);
+    a DPO run on overlapping votes takes the snapshot's label noise as its
+    ``label_smoothing`` unless the params set one.
     """
     algorithm = parse_algorithm(algorithm)
     base = (get_checkpoint(session=session, checkpoint_id=base_checkpoint_id) if base_checkpoint_id is not None
@@ -59,7 +63,9 @@ def create_run(*, session: Session, algorithm: str | Algorithm, base_checkpoint_
         raise InvalidInput(f"data file {params['data']} not found (the worker must be able to read it)")
     snapshot: dict[str, Any] = {}
     if algorithm.needs_votes or (algorithm is Algorithm.sft and not params.get("data")):
-        snapshot = take_snapshot(session=session, ties=ties)
+        snapshot = take_snapshot(session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged)
+        if algorithm is Algorithm.dpo and "label_smoothing" not in params and snapshot.get("label_noise"):
+            params["label_smoothing"] = snapshot["label_noise"]
         if algorithm is Algorithm.reward and snapshot["rows"] < 2:
             raise InvalidInput("a reward model needs at least 2 usable votes (some are held out for accuracy)")
     run = TrainingRun(algorithm=algorithm, base_checkpoint_id=base.id,

@@ -86,3 +86,11 @@ def set_active(*, session: Session, user_id: int, active: bool) -> User:
     user.active = active
     session.add(user)
     return user
+
+
+def set_excluded(*, session: Session, user_id: int, excluded: bool) -> User:
+    """Leave this rater's votes out of exports and new runs (their votes stay stored)."""
+    user = get_user(session=session, user_id=user_id)
+    user.excluded = excluded
+    session.add(user)
+    return user

@@ -34,6 +34,10 @@ ENDPOINTS = [
      {"files": {"file": ("p.jsonl", b'{"prompt": "Name a colour."}\n', "application/jsonl")}}),
     ("GET", "/api/export", "engineer", 200, None),
     ("GET", "/api/export?format=parquet&ties=keep", "engineer", 200, None),
+    ("GET", "/api/export?aggregate=none&exclude_flagged=false", "engineer", 200, None),
+    ("POST", "/api/comparisons/{comparison_id}/gold", "engineer", 200, {"json": {"answer": "b"}}),
+    ("POST", "/api/gold/upload", "engineer", 201,
+     {"files": {"file": ("g.jsonl", b'{"prompt": "2+2?", "chosen": "4", "rejected": "5"}\n', "application/jsonl")}}),
     ("GET", "/api/checkpoints", "engineer", 200, None),
     ("POST", "/api/checkpoints/{checkpoint_id}/serve", "engineer", 200, None),
     ("POST", "/api/checkpoints/{checkpoint_id}/retire", "engineer", 200, None),
@@ -45,6 +49,7 @@ ENDPOINTS = [
     ("POST", "/api/runs/{run_id}/cancel", "engineer", 200, None),
     ("GET", "/api/users", "admin", 200, None),
     ("POST", "/api/users", "admin", 201, {"json": {"name": "newbie", "role": "rater", "password": "long-password"}}),
+    ("PUT", "/api/users/{seed_id}/excluded", "engineer", 200, {"json": {"excluded": True}}),
     ("PATCH", "/api/users/{seed_id}", "admin", 200, {"json": {"active": False}}),
 ]
 CASES = [pytest.param(method, path, minimum, success, args, who, id=f"{method} {path} as {who}")
@@ -55,7 +60,7 @@ CASES = [pytest.param(method, path, minimum, success, args, who, id=f"{method} {
 def test_role_matrix(client, world, method, path, minimum, success, args, who):
     headers = {} if who == "anonymous" else basic(who)
     url = path.format(checkpoint_id=world.checkpoint_id, job_id=world.job_id, run_id=world.run_id,
-                      seed_id=world.seed_rater.id)
+                      seed_id=world.seed_rater.id, comparison_id=world.comparison_ids[-1])
     kwargs = args(client, headers, world) if callable(args) and RANK[who] >= RANK[minimum] else (
         args if isinstance(args, dict) else {})
     response = client.request(method, url, headers=headers, **kwargs)
