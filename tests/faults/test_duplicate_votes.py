@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -24,6 +25,13 @@ from tests.faults.conftest import count
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 COPIES = 1000
 PASSWORD = "correct-horse-battery"
+
+
+def _run(coroutine):
+    """asyncio.run in a thread of its own: the browser tests' Playwright keeps an event loop
+    running in the main thread for the whole session."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 async def _send_all(base_url: str, token: str, body: dict) -> list[httpx.Response]:
@@ -46,8 +54,8 @@ def test_a_thousand_concurrent_copies_of_one_vote_store_one(db_url, serve):
     handout = httpx.get(f"{server.base_url}/api/comparisons/next", headers={"Authorization": f"Bearer {token}"})
     cid = handout.json()["comparison_id"]
 
-    responses = asyncio.run(_send_all(server.base_url, token, {"comparison_id": cid, "choice": "b",
-                                                               "idempotency_key": "click-1"}))
+    responses = _run(_send_all(server.base_url, token, {"comparison_id": cid, "choice": "b",
+                                                        "idempotency_key": "click-1"}))
     statuses = Counter(r.status_code for r in responses)
     stored = count(db_url, "SELECT count(*) FROM vote")
     print(f"{db_url.split(':')[0]}: {COPIES} copies sent, answers {dict(statuses)}, {stored} vote stored")
@@ -95,7 +103,7 @@ def test_fifty_raters_at_once_over_http_empty_the_queue_without_an_error(db_url,
     server = serve(db_url)
     tokens = [httpx.post(f"{server.base_url}/api/token", auth=(f"r{i}", PASSWORD), timeout=30).json()["access_token"]
               for i in range(50)]
-    answers = asyncio.run(_rate_until_done(server.base_url, tokens))
+    answers = _run(_rate_until_done(server.base_url, tokens))
     print(f"{db_url.split(':')[0]}: {dict(answers)}")
     assert answers["vote 201"] == 150 and answers["next 204"] == 50, answers
     assert set(answers) == {"next 200", "next 204", "vote 201"}, answers
