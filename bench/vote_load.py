@@ -10,7 +10,10 @@ hold more votes than it asked for (duplicated).
 As the ceiling it runs, in the same way, a bare FastAPI endpoint that does one INSERT into
 a one-table database, and prints the ratio. Prints figures; asserts nothing about time.
 
-    python bench/vote_load.py [--raters 50] [--seconds 20] [--databases sqlite,postgresql]
+    python bench/vote_load.py [--raters 50] [--seconds 20] [--databases sqlite,postgresql] [--think-s 0]
+
+With ``--think-s``, each rater pauses (exponentially, around that mean) before each pair,
+as a person reading two answers does: the latency a rater sees at a realistic load.
 """
 
 from __future__ import annotations
@@ -141,9 +144,12 @@ async def _send(client: httpx.AsyncClient, stats: dict, method: str, url: str, *
     return None
 
 
-async def _rater(client: httpx.AsyncClient, token: str, deadline: float, stats: dict) -> None:
+async def _rater(client: httpx.AsyncClient, token: str, deadline: float, stats: dict, think_s: float) -> None:
     headers = {"Authorization": f"Bearer {token}"}
+    rng = np.random.default_rng(abs(hash(token)) % 2**32)
     while time.monotonic() < deadline:
+        if think_s:  # a person reads both answers before voting: exponential around the mean
+            await asyncio.sleep(rng.exponential(think_s))
         t0 = time.perf_counter()
         r = await _send(client, stats, "GET", "/api/comparisons/next", headers=headers)
         t1 = time.perf_counter()
@@ -165,7 +171,7 @@ async def _rater(client: httpx.AsyncClient, token: str, deadline: float, stats: 
             stats["errors"][f"vote {v.status_code if v is not None else 'gave up'}"] += 1
 
 
-async def load_rlhf(port: int, raters: int, seconds: float) -> dict:
+async def load_rlhf(port: int, raters: int, seconds: float, think_s: float = 0.0) -> dict:
     stats = {"next_ms": [], "vote_ms": [], "acked": [], "errors": Counter(), "ran_out": 0}
     limits = httpx.Limits(max_connections=raters + 5, max_keepalive_connections=raters + 5)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60) as client:
@@ -177,7 +183,7 @@ async def load_rlhf(port: int, raters: int, seconds: float) -> dict:
 
         tokens = await asyncio.gather(*(token(i) for i in range(raters)))
         start = time.monotonic()
-        await asyncio.gather(*(_rater(client, t, start + seconds, stats) for t in tokens))
+        await asyncio.gather(*(_rater(client, t, start + seconds, stats, think_s) for t in tokens))
         stats["elapsed"] = time.monotonic() - start
     return stats
 
@@ -267,7 +273,7 @@ def run_one(kind: str, args, workdir: Path) -> dict:
                "RLHF_SECRET_KEY": SECRET, "RLHF_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
         serve = [sys.executable, "-c", f"from rlhf.cli.web import serve; serve(host='127.0.0.1', port={port})"]
         with server(serve, env, port, workdir / f"{kind}-app.log"):
-            full = asyncio.run(load_rlhf(port, args.raters, args.seconds))
+            full = asyncio.run(load_rlhf(port, args.raters, args.seconds, args.think_s))
         lost, duplicated = verify(url, full["acked"])
     with fresh_database(kind, workdir, "bare") as url:
         port = free_port()
@@ -289,6 +295,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--comparisons", type=int, default=20_000, help="open comparisons seeded (target 1 vote)")
     parser.add_argument("--databases", default="sqlite,postgresql")
+    parser.add_argument("--think-s", type=float, default=0.0,
+                        help="mean time a rater takes per pair (0: raters vote as fast as answers come back)")
     parser.add_argument("--serve-bare", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -298,8 +306,8 @@ def main() -> None:
         uvicorn.run(bare_app(args.serve_bare), host="127.0.0.1", port=args.port, log_level="warning")
         return
 
-    print(f"{args.raters} raters, {args.seconds:.0f} s per run, {os.cpu_count()} CPUs "
-          f"(load generator and server share them)", flush=True)
+    print(f"{args.raters} raters, {args.seconds:.0f} s per run, think time {args.think_s:g} s, "
+          f"{os.cpu_count()} CPUs (load generator and server share them)", flush=True)
     results = []
     with tempfile.TemporaryDirectory(prefix="rlhf-bench-") as tmp:
         for kind in args.databases.split(","):
