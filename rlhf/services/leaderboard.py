@@ -60,7 +60,9 @@ def _cross_checkpoint_votes(session: Session, include_simulated: bool) -> list[t
              .join(Comparison, Comparison.id == Vote.comparison_id)
              .join(ra, ra.id == Comparison.response_a_id)
              .join(rb, rb.id == Comparison.response_b_id)
-             .where(ra.checkpoint_id != rb.checkpoint_id, Vote.choice.in_([Choice.a, Choice.b, Choice.tie])))
+             # Gold pairs are answered by every rater: counted here, one pair would outweigh the rest.
+             .where(ra.checkpoint_id != rb.checkpoint_id, ~Comparison.is_gold,
+                    Vote.choice.in_([Choice.a, Choice.b, Choice.tie])))
     if not include_simulated:
         query = query.where(Vote.source == "human")
     return [(getattr(c, "value", c), a, b) for c, a, b in session.exec(query).all()]

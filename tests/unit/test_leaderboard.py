@@ -78,3 +78,16 @@ def test_leaderboard_command_prints_json(session):
     assert board["votes"] == 4 and board["standings"][0]["checkpoint_id"] == a.id
     table = CliRunner().invoke(app, ["leaderboard"])
     assert "4 votes between different checkpoints" in table.output
+
+
+def test_gold_pairs_do_not_count_towards_the_ranking(session):
+    from sqlmodel import select
+
+    from rlhf.models import Comparison
+    from rlhf.services.gold import mark_gold
+
+    _duel(session, ["a", "b"])
+    first = session.exec(select(Comparison).order_by(Comparison.id)).first()
+    mark_gold(session=session, comparison_id=first.id, answer="a")
+    session.commit()
+    assert leaderboard(session=session, bootstrap=0).votes == 1
