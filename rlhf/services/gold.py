@@ -13,7 +13,6 @@ message each. The whole file is checked first; one bad line imports nothing.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from sqlmodel import Session
 from rlhf.errors import InvalidInput
 from rlhf.models import Choice, Comparison, ComparisonStatus, Response
 from rlhf.services.comparisons import get_comparison, open_comparison
-from rlhf.services.prompts import MAX_PROMPT_CHARS, PromptRecord, import_records, parse_record
+from rlhf.services.prompts import MAX_PROMPT_CHARS, PromptRecord, import_records, jsonl_values, parse_record
 
 GOLD_TAG = "gold"
 
@@ -83,18 +82,7 @@ def _text(value: Any, field: str, where: str) -> str:
 
 def parse_gold(data: bytes, name: str) -> list[GoldRecord]:
     records = []
-    for lineno, raw_line in enumerate(data.split(b"\n"), start=1):
-        where = f"{name} line {lineno}"
-        try:
-            line = raw_line.decode("utf-8-sig" if lineno == 1 else "utf-8")
-        except UnicodeDecodeError:
-            raise InvalidInput(f"{where}: not valid UTF-8") from None
-        if not line.strip():
-            continue
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{where}: invalid JSON ({exc.msg})") from None
+    for where, raw in jsonl_values(data, name):
         if not isinstance(raw, dict):
             raise InvalidInput(f"{where}: expected an object")
         prompt = parse_record({k: raw[k] for k in ("prompt", "messages") if k in raw}, where)

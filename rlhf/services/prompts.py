@@ -10,7 +10,7 @@ import codecs
 import csv
 import io
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,26 +108,30 @@ def _decode(data: bytes, name: str) -> str:
         raise InvalidInput(f"{name} line {line}: not valid UTF-8") from None
 
 
-def _parse_jsonl(data: bytes, name: str) -> list[PromptRecord]:
-    """Lines end at ``\n`` only: JSON text may hold a raw U+2028, U+0085 or form feed inside a
+def jsonl_values(data: bytes, name: str) -> Iterator[tuple[str, Any]]:
+    """(where, value) for each non-blank line of a JSONL file; ``where`` names the line in errors.
+
+    Lines end at ``\n`` only: JSON text may hold a raw U+2028, U+0085 or form feed inside a
     string (``json.dumps(..., ensure_ascii=False)`` writes them so), and ``str.splitlines``
     would cut a valid record there. Each line is decoded on its own, so the first bad line,
     whatever is wrong with it, is the one named."""
-    records = []
     data = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
     for lineno, raw_line in enumerate(data.split(b"\n"), start=1):
+        where = f"{name} line {lineno}"
         try:
             line = raw_line.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidInput(f"{name} line {lineno}: not valid UTF-8") from None
+            raise InvalidInput(f"{where}: not valid UTF-8") from None
         if not line.strip():
             continue
         try:
-            raw = json.loads(line)
+            yield where, json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{name} line {lineno}: invalid JSON ({exc.msg})") from None
-        records.append(parse_record(raw, f"{name} line {lineno}"))
-    return _nonempty(records, name)
+            raise InvalidInput(f"{where}: invalid JSON ({exc.msg})") from None
+
+
+def _parse_jsonl(data: bytes, name: str) -> list[PromptRecord]:
+    return _nonempty([parse_record(raw, where) for where, raw in jsonl_values(data, name)], name)
 
 
 def _parse_csv(data: bytes, name: str) -> list[PromptRecord]:
