@@ -1,6 +1,6 @@
 """Active learning: votes needed to reach a held-out reward-model accuracy, random vs uncertain pairs.
 
-On the tiny model, simulated raters prefer answers containing "please" (``rlhf.simulate``,
+On the tiny model, simulated raters prefer answers containing "please" (``rlhf.services.simulate``,
 with ``--noise`` flipping a decided vote). Both strategies start from the same seed round
 of random votes (one database, copied); then each round opens ``--batch`` comparisons
 through the product's generation job (``random``, or ``uncertain`` ranked by the reward
@@ -37,10 +37,10 @@ def heldout_rows(tiny: Path, per_prompt: int, seed: int) -> list[dict]:
     the answer without it closest in length: a reward model that only learned "longer is
     better" scores near chance here, one that learned the word does not.
     """
-    from rlhf.evaluation import heldout_prompts
+    from rlhf.modeling.evaluation import heldout_prompts
     from rlhf.models import Choice
-    from rlhf.sampling import SamplingParams, sample_checkpoint
-    from rlhf.simulate import parse_rule
+    from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
+    from rlhf.services.simulate import parse_rule
 
     decide = parse_rule(f"contains:{WORD}")
     prompts = heldout_prompts(32)
@@ -89,10 +89,10 @@ def open_and_vote(settings, strategy: str, batch: int, reward_id: int | None, no
     ``seed`` seeds both the sampling and the raters' noise: the two strategies draw alike in
     the same round of the same repeat, and repeats differ in both."""
     from rlhf import db
-    from rlhf.generation import execute_generation_job
+    from rlhf.jobs.generation import execute_generation_job
     from rlhf.models import JobStatus
     from rlhf.services.generation_jobs import create_generation_job, get_generation_job
-    from rlhf.simulate import simulate
+    from rlhf.services.simulate import simulate
 
     engine = db.get_engine(settings.database_url)
     with db.session_scope(engine) as s:

@@ -41,7 +41,7 @@ def reward_model_for(base: str, work: Path, name: str) -> str:
 
 
 def mean_reward(policy: str, reward: str, prompts: list[list[dict]]) -> float:
-    from rlhf.sampling import SamplingParams, sample_checkpoint
+    from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
     from rlhf.training.scoring import load_reward_model, score_conversations
 
     samples = sample_checkpoint(policy, prompts, n=4, params=SamplingParams(seed=7, max_new_tokens=48))
@@ -87,7 +87,7 @@ def main() -> None:
     ap.add_argument("--skip-large", action="store_true")
     args = ap.parse_args()
 
-    from rlhf.evaluation import heldout_prompts
+    from rlhf.modeling.evaluation import heldout_prompts
     from rlhf.modeling.tiny import PROMPTS_PATH, build_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="rlhf-online-"))

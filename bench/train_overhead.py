@@ -60,7 +60,7 @@ with db.session_scope(db.engine_from_settings()) as s:
         open_comparison(session=s, prompt_id=pid, response_a_id=a.id, response_b_id=b.id)
 """
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
-    subprocess.run([sys.executable, "-m", "rlhf.cli.main", "simulate", "--rule", "contains:please"], env=env,
+    subprocess.run([sys.executable, "-m", "rlhf_cli.main", "simulate", "--rule", "contains:please"], env=env,
                    check=True, capture_output=True)
 
 
@@ -91,7 +91,7 @@ def main() -> None:
     env = {**os.environ, "RLHF_DATA_DIR": str(work / "data"), "RLHF_BASE_MODEL": str(work / "model"),
            "RLHF_BROKER_URL": "", "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
     env.pop("RLHF_DATABASE_URL", None)
-    rlhf = [sys.executable, "-m", "rlhf.cli.main"]
+    rlhf = [sys.executable, "-m", "rlhf_cli.main"]
     subprocess.run(rlhf + ["init"], env=env, check=True, capture_output=True)
     make_votes(env, args.pairs)
     subprocess.run(rlhf + ["export", str(work / "prefs.jsonl")], env=env, check=True, capture_output=True)

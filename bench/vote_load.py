@@ -271,7 +271,7 @@ def run_one(kind: str, args, workdir: Path) -> dict:
         port = free_port()
         env = {"RLHF_DATABASE_URL": url, "RLHF_DATA_DIR": str(workdir / kind), "RLHF_BROKER_URL": "",
                "RLHF_SECRET_KEY": SECRET, "RLHF_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
-        serve = [sys.executable, "-c", f"from rlhf.cli.web import serve; serve(host='127.0.0.1', port={port})"]
+        serve = [sys.executable, "-c", f"from rlhf_cli.web import serve; serve(host='127.0.0.1', port={port})"]
         with server(serve, env, port, workdir / f"{kind}-app.log"):
             full = asyncio.run(load_rlhf(port, args.raters, args.seconds, args.think_s))
         lost, duplicated = verify(url, full["acked"])

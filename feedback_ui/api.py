@@ -21,6 +21,7 @@ from feedback_ui.schemas import (CheckpointPublic, ComparisonHandout, Comparison
                                  HealthPublic, LeaderboardPublic, PromptImportPublic, RaterExclusion, RunCreate,
                                  RunDetail, RunPublic, UserCreate, UserPublic, UserUpdate, VoteCreate, VotePublic)
 from rlhf.errors import Conflict, InvalidInput
+from rlhf.jobs.submit import submit_generation, submit_run
 from rlhf.models import Choice, Role, TrainingRun, User, Vote
 from rlhf.services import (app_settings, checkpoints, comparisons, dataset, generation_jobs, gold, prompts, quality,
                            runs, stats)
@@ -41,18 +42,16 @@ _AS_SHOWN = {Choice.a: Choice.b, Choice.b: Choice.a, Choice.tie: Choice.tie, Cho
 
 @router.get("/health", response_model=HealthPublic, tags=["status"],
             responses={503: {"model": HealthPublic, "description": "the database does not answer"}})
-def health(session: DB, response: Response) -> HealthPublic:
+def health(request: Request, session: DB, response: Response) -> HealthPublic:
     """Anyone may ask. 503 when the database is down; "degraded" (still 200) when only the broker is,
     since rating goes on without it."""
-    from workers.dispatch import broker_status
-
     try:
         session.execute(sa.text("SELECT 1"))
         database = "ok"
     except sa.exc.SQLAlchemyError as exc:
         database = f"unavailable: {str(getattr(exc, 'orig', exc)).strip().splitlines()[0]}"
         response.status_code = 503
-    broker = broker_status()
+    broker = web_context(request).jobs.status()
     healthy = database == "ok" and not broker.startswith("unavailable")
     return HealthPublic(status="ok" if healthy else "degraded", database=database, broker=broker)
 
@@ -244,10 +243,8 @@ def generate(body: GenerationJobCreate, request: Request, user: Engineer, sessio
     """Queue a generation job: sample responses from serving checkpoints and open comparisons.
 
     ``select=uncertain`` opens first the pairs the reward model is least sure about."""
-    from workers.dispatch import submit_generation
-
     votes = body.target_votes or web_context(request).settings.votes_per_comparison
-    return submit_generation(session=session, per_checkpoint=body.per_checkpoint, limit=body.limit, tag=body.tag,
+    return submit_generation(session=session, queue=web_context(request).jobs, per_checkpoint=body.per_checkpoint, limit=body.limit, tag=body.tag,
                              target_votes=votes, strategy=body.select,
                              reward_checkpoint_id=body.reward_checkpoint_id, pool=body.pool,
                              sampling={"max_new_tokens": body.max_new_tokens, "temperature": body.temperature})
@@ -260,11 +257,9 @@ def get_generation_job(job_id: int, user: Engineer, session: DB):
 
 @router.post("/runs", response_model=RunPublic, status_code=202, tags=["models"],
              responses={503: {"description": "the job broker does not answer"}})
-def start_run(body: RunCreate, user: Engineer, session: DB) -> RunPublic:
+def start_run(body: RunCreate, request: Request, user: Engineer, session: DB) -> RunPublic:
     """Start a training run; 202 with the queued run (its ``id``). The votes it trains on are frozen now."""
-    from workers.dispatch import submit_run
-
-    run = submit_run(session=session, algorithm=body.algorithm, base_checkpoint_id=body.base_checkpoint_id,
+    run = submit_run(session=session, queue=web_context(request).jobs, algorithm=body.algorithm, base_checkpoint_id=body.base_checkpoint_id,
                      reward_checkpoint_id=body.reward_checkpoint_id, params=body.params,
                      serve_on_success=body.serve, ties=body.ties, aggregate=body.aggregate,
                      exclude_flagged=body.exclude_flagged, created_by=user.id)

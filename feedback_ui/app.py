@@ -30,6 +30,8 @@ from feedback_ui import api, auth, metrics
 from rlhf import db
 from rlhf.errors import (BrokerUnavailable, ConfigError, Conflict, InvalidInput, NotFound, PermissionDenied,
                          RLHFError, TrainingFailed)
+from rlhf.jobs.embedded import InProcessQueue
+from rlhf.jobs.submit import JobQueue
 from rlhf.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -130,17 +132,25 @@ class _WebContextMiddleware:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, *, start_worker: bool = True, token_ttl_s: int | None = None,
-               session_ttl_s: int | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None, start_worker: bool = True,
+               token_ttl_s: int | None = None, session_ttl_s: int | None = None) -> FastAPI:
     """The web app. Refuses to start with an example secret key outside demo mode.
 
+    ``jobs``: where started runs and generation jobs go. With no broker configured it
+    defaults to the embedded worker; with one, the caller passes the broker's queue
+    (``rlhf serve`` passes Celery's), since the web app does not import the workers.
     ``start_worker``: with no broker configured, run the embedded worker thread while the
     app is up (tests turn it off to keep jobs queued). The token and session lifetimes
     default to ``RLHF_TOKEN_TTL_S`` and ``RLHF_SESSION_TTL_S``.
     """
     settings = settings or get_settings()
     settings.check_secrets()
-    ctx = auth.WebContext(settings=settings, engine=db.get_engine(settings.database_url),
+    if jobs is None:
+        if not settings.embedded:
+            raise ConfigError("RLHF_BROKER_URL is set: give the web app the broker's job queue "
+                              "(create_app(jobs=workers.dispatch.CeleryQueue()); `rlhf serve` does)")
+        jobs = InProcessQueue()
+    ctx = auth.WebContext(settings=settings, engine=db.get_engine(settings.database_url), jobs=jobs,
                           token_ttl_s=token_ttl_s or settings.token_ttl_s,
                           session_ttl_s=session_ttl_s or settings.session_ttl_s)
 
@@ -148,7 +158,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True, t
     async def lifespan(app: FastAPI):
         worker = None
         if start_worker and settings.embedded:
-            from rlhf.embedded import EmbeddedWorker
+            from rlhf.jobs.embedded import EmbeddedWorker
 
             worker = EmbeddedWorker(settings).start()
             log.info("no broker configured: running queued jobs in this process")
@@ -174,7 +184,7 @@ def create_app(settings: Settings | None = None, *, start_worker: bool = True, t
     app.include_router(api.router)
     metrics.install(app, settings)
     _document_errors(app)
-    ui_mounted = _mount_ui(app, settings)
+    ui_mounted = _mount_ui(app, settings, jobs)
     app.add_middleware(_WebContextMiddleware, ctx=ctx, login_redirect=ui_mounted)
     return app
 
@@ -221,7 +231,7 @@ def _document_errors(app: FastAPI) -> None:
     app.openapi = openapi
 
 
-def _mount_ui(app: FastAPI, settings: Settings) -> bool:
+def _mount_ui(app: FastAPI, settings: Settings, jobs: JobQueue) -> bool:
     """Mount the Gradio pages at ``/`` when :mod:`feedback_ui.ui` exists; the API works without them."""
     if importlib.util.find_spec("feedback_ui.ui") is None:
         return False
@@ -232,7 +242,7 @@ def _mount_ui(app: FastAPI, settings: Settings) -> bool:
     async def cookie_user(request: Request) -> str | None:
         return await run_in_threadpool(auth.user_from_cookie, request)
 
-    gr.mount_gradio_app(app, build_ui(settings), path="/", auth_dependency=cookie_user,
+    gr.mount_gradio_app(app, build_ui(settings, jobs), path="/", auth_dependency=cookie_user,
                         max_file_size=api.UPLOAD_LIMIT, footer_links=[])
     # The app-wide body limit is for JSON; the UI's file uploads get the upload limit instead.
     mount = next(r for r in reversed(app.router.routes) if isinstance(r, Mount) and r.path == "")

@@ -46,6 +46,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rlhf.models import Role, User
 from rlhf.services.users import authenticate
+from rlhf.jobs.submit import JobQueue
 from rlhf.settings import Settings
 
 SESSION_COOKIE = "rlhf_session"
@@ -134,10 +135,11 @@ class LoginLimiter:
 
 @dataclass
 class WebContext:
-    """What every request of one app needs: settings, the engine, signers, the login limiter."""
+    """What every request of one app needs: settings, the engine, the job queue, signers, the login limiter."""
 
     settings: Settings
     engine: Engine
+    jobs: JobQueue
     token_ttl_s: int = TOKEN_TTL_S
     session_ttl_s: int = SESSION_TTL_S
     clock: Callable[[], float] = time.time

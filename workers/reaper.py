@@ -3,7 +3,7 @@
 A worker killed outright (SIGKILL, a lost machine) cannot mark its own run failed; the
 run's heartbeat just stops. Every live worker therefore checks, every half heartbeat
 timeout (at most once a minute), for runs silent longer than ``RLHF_HEARTBEAT_TIMEOUT_S``
-and fails them (:func:`rlhf.execution.reap_stale`). With no live worker, the next one to
+and fails them (:func:`rlhf.jobs.training.reap_stale`). With no live worker, the next one to
 start does it first thing.
 
 The thread runs in the worker's main process, which forks the pool's children; it opens
@@ -13,11 +13,12 @@ its own short-lived connections (no pool), so a child never inherits one in use.
 from __future__ import annotations
 
 import logging
-import threading
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from rlhf.jobs.polling import PollingThread
+from rlhf.jobs.training import reap_stale
 from rlhf.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -27,32 +28,20 @@ def reap_interval(settings: Settings) -> float:
     return max(1.0, min(60.0, settings.heartbeat_timeout_s / 2))
 
 
-class Reaper:
+class Reaper(PollingThread):
     def __init__(self, settings: Settings | None = None):
         self.settings = settings or get_settings()
-        self.interval = reap_interval(self.settings)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="rlhf-reaper", daemon=True)
+        super().__init__("rlhf-reaper", reap_interval(self.settings), self.reap_once, first_wait=True)
 
-    def start(self) -> "Reaper":
-        self._thread.start()
-        return self
+    def reap_once(self) -> None:
+        engine = sa.create_engine(self.settings.database_url, poolclass=NullPool)
+        try:
+            reap_stale(self.settings, engine)
+        finally:
+            engine.dispose()
 
     def stop(self, timeout: float | None = 5.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        from rlhf.execution import reap_stale
-
-        while not self._stop.wait(self.interval):
-            engine = sa.create_engine(self.settings.database_url, poolclass=NullPool)
-            try:
-                reap_stale(self.settings, engine)
-            except Exception as exc:  # the database may be down for a while; try again next time
-                log.warning("could not check for stale runs: %s", exc)
-            finally:
-                engine.dispose()
+        super().stop(timeout)
 
 
 _running: list[Reaper] = []

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from rlhf.execution import execute_run
-from rlhf.generation import execute_generation_job
+from rlhf.jobs.training import execute_run
+from rlhf.jobs.generation import execute_generation_job
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)

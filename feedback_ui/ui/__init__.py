@@ -14,6 +14,7 @@ from feedback_ui.ui.common import UIContext, lookup_user, page_head, role_allows
 from feedback_ui.ui.console import build_console_tab
 from feedback_ui.ui.leaderboard import build_leaderboard_tab
 from feedback_ui.ui.rate import build_rate_tab
+from rlhf.jobs.submit import JobQueue
 from rlhf.models import Role
 from rlhf.settings import Settings
 
@@ -28,8 +29,8 @@ def _header(name: str | None = None, role: str | None = None) -> str:
     return f'<div class="rl-header"><h1>RLHF feedback</h1><div class="rl-who">{who}</div></div>'
 
 
-def build_ui(settings: Settings) -> gr.Blocks:
-    ctx = UIContext.from_settings(settings)
+def build_ui(settings: Settings, jobs: JobQueue) -> gr.Blocks:
+    ctx = UIContext.from_settings(settings, jobs)
     with gr.Blocks(title="RLHF feedback", analytics_enabled=False) as demo:
         # Carries the page's CSS and keyboard shortcuts into <head> (see common.page_head).
         gr.HTML("", head=page_head(), js_on_load=None, container=False, padding=False, elem_id="rl-assets")

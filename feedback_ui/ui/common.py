@@ -24,6 +24,7 @@ from sqlmodel import Session, select
 from rlhf import db
 from rlhf.errors import InvalidInput, RLHFError
 from rlhf.models import Role, User, as_utc
+from rlhf.jobs.submit import JobQueue
 from rlhf.settings import Settings
 
 
@@ -33,10 +34,11 @@ class UIContext:
 
     settings: Settings
     engine: Engine
+    jobs: JobQueue
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "UIContext":
-        return cls(settings=settings, engine=db.get_engine(settings.database_url))
+    def from_settings(cls, settings: Settings, jobs: JobQueue) -> "UIContext":
+        return cls(settings=settings, engine=db.get_engine(settings.database_url), jobs=jobs)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

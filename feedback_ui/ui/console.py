@@ -24,6 +24,7 @@ from feedback_ui.ui.console_quality import build_quality_section
 from feedback_ui.ui.console_runs import build_training_section
 from feedback_ui.ui.console_users import build_users_section
 from rlhf.errors import InvalidInput, RLHFError
+from rlhf.jobs.submit import submit_generation
 from rlhf.models import Role
 from rlhf.services import app_settings, dataset, generation_jobs, prompts, stats
 from rlhf.services.app_settings import MAX_VALUE_CHARS
@@ -173,8 +174,6 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
 
     def start_generation(n_prompts, per_checkpoint, votes, tag, tokens, temp, strategy, reward, request: gr.Request):
         require(ctx, request, Role.engineer)
-        from workers.dispatch import submit_generation
-
         try:
             tokens = optional_int(tokens, "max new tokens") or 64
             if tokens > 4096:
@@ -182,7 +181,7 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
             if temp in (None, "") or not 0 < float(temp) <= 5:
                 raise InvalidInput("temperature must be above 0 and at most 5")
             with ctx.session() as session:
-                job = submit_generation(session=session, per_checkpoint=optional_int(per_checkpoint, "samples per "
+                job = submit_generation(session=session, queue=ctx.jobs, per_checkpoint=optional_int(per_checkpoint, "samples per "
                                                                                         "checkpoint"),
                                         limit=optional_int(n_prompts, "prompts"), tag=(tag or "").strip() or None,
                                         target_votes=(optional_int(votes, "votes per comparison")

@@ -1,6 +1,6 @@
 """Console sections for training: start a run, watch it live, and the checkpoint registry.
 
-A run is queued through :func:`workers.dispatch.submit_run` (the same call as the REST
+A run is queued through :func:`rlhf.jobs.submit.submit_run` (the same call as the REST
 API and the CLI), so its data snapshot is frozen when the engineer clicks. The live view
 reads the run row and :func:`rlhf.services.runs.run_log` on every tick of the console's
 timer; nothing here waits on training.
@@ -16,6 +16,7 @@ import pandas as pd
 
 from feedback_ui.ui.common import UIContext, error_message, fmt_time, message, optional_int, require
 from rlhf.errors import RLHFError
+from rlhf.jobs.submit import submit_run
 from rlhf.models import Checkpoint, CheckpointKind, JobStatus, Role, TrainingRun
 from rlhf.services import checkpoints as ckpt_svc
 from rlhf.services import runs as runs_svc
@@ -241,12 +242,10 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
 
     def start_run(algo, base_id, reward_id, n_steps, extra_text, serve_new, request: gr.Request):
         user = require(ctx, request, Role.engineer)
-        from workers.dispatch import submit_run
-
         try:
             params = parse_params(n_steps, extra_text)
             with ctx.session() as session:
-                run = submit_run(session=session, algorithm=algo, base_checkpoint_id=base_id or None,
+                run = submit_run(session=session, queue=ctx.jobs, algorithm=algo, base_checkpoint_id=base_id or None,
                                  reward_checkpoint_id=reward_id or None, params=params,
                                  serve_on_success=bool(serve_new), created_by=user.id)
         except RLHFError as exc:

@@ -231,3 +231,16 @@ def build_tiny_model(output_dir: str | Path, *, seed: int = 0, warmup_steps: int
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return output_dir
+
+
+def resolve_base_model(name: str, checkpoints_dir: Path) -> str:
+    """``tiny`` is built once under ``checkpoints_dir``; anything else is a hub id or a local path."""
+    if name != "tiny":
+        return name
+    import logging
+
+    target = Path(checkpoints_dir) / "tiny-base"
+    if not (target / "config.json").exists():
+        logging.getLogger(__name__).warning("building the offline tiny model (first use)…")
+        build_tiny_model(target)
+    return str(target.resolve())

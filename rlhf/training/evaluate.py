@@ -27,7 +27,7 @@ def evaluate_policy_run(*, policy_path: str, parent_path: str, prompts: list[lis
     import torch
     from transformers import AutoModelForCausalLM
 
-    from rlhf.sampling import SamplingParams, generate, load_policy, render_prompts
+    from rlhf.modeling.sampling import SamplingParams, generate, load_policy, render_prompts
 
     if not prompts or samples_per_prompt < 1:
         return {}

@@ -67,7 +67,12 @@ def test_embedded_worker_runs_while_the_app_is_up(settings):
     with TestClient(create_app(settings)):
         assert len(_worker_threads()) == 1
     assert not _worker_threads()
-    with TestClient(create_app(settings.model_copy(update={"broker_url": "redis://127.0.0.1:6379/7"}))):
+    from workers.dispatch import job_queue
+
+    brokered = settings.model_copy(update={"broker_url": "redis://127.0.0.1:6379/7"})
+    with pytest.raises(ConfigError, match="job queue"):
+        create_app(brokered)  # the web app does not import the workers: it is given their queue
+    with TestClient(create_app(brokered, jobs=job_queue(brokered))):
         assert not _worker_threads()  # with a broker, Celery workers do the jobs
 
 
@@ -83,7 +88,7 @@ def test_the_web_process_loads_no_model_libraries(settings):
 def test_gradio_ui_is_mounted_behind_the_login_cookie(settings, session, monkeypatch):
     import gradio as gr
 
-    def build_ui(_settings):
+    def build_ui(_settings, _jobs):
         with gr.Blocks() as blocks:
             gr.Markdown("rate here")
         return blocks

@@ -225,11 +225,15 @@ def test_runs_start_list_show_cancel(client, app, session, world):
     assert client.get("/api/runs/999", headers=headers).status_code == 404
 
 
-def test_queueing_without_a_broker_is_503_and_starts_nothing(client, app, session, world, monkeypatch):
-    from rlhf.settings import reset_settings_cache
+def test_queueing_without_a_broker_is_503_and_starts_nothing(settings, session, world):
+    from fastapi.testclient import TestClient
 
-    monkeypatch.setenv("RLHF_BROKER_URL", "redis://127.0.0.1:1/0")  # nothing listens there
-    reset_settings_cache()
+    from feedback_ui.app import create_app
+    from workers.dispatch import CeleryQueue
+
+    dead = settings.model_copy(update={"broker_url": "redis://127.0.0.1:1/0"})  # nothing listens there
+    app = create_app(dead, jobs=CeleryQueue(dead), start_worker=False)
+    client = TestClient(app)
     headers = bearer(app, world.users["engineer"])
     before = len(session.exec(select(TrainingRun)).all())
     response = client.post("/api/runs", headers=headers, json={"algorithm": "dpo"})

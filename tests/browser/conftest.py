@@ -86,7 +86,7 @@ def server(tmp_path, sqlite_template) -> Iterator[Server]:
            "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "rlhf.cli.main", "serve", "--host", "127.0.0.1", "--port",
+        proc = subprocess.Popen([sys.executable, "-m", "rlhf_cli.main", "serve", "--host", "127.0.0.1", "--port",
                                  str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
                                 start_new_session=True)
     srv = Server(base_url=f"http://127.0.0.1:{port}", database_url=url, data_dir=data_dir, log_path=log_path)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from typer.main import get_command
 
-from rlhf.cli.main import app as cli_app
+from rlhf_cli.main import app as cli_app
 from rlhf.settings import EXAMPLE_SECRET_KEYS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -238,7 +238,7 @@ def test_accelerate_configs_load(name, kind):
 
 
 def test_accelerate_config_is_passed_to_accelerate_launch(tmp_path):
-    from rlhf.execution import trainer_command
+    from rlhf.jobs.training import trainer_command
 
     config = "/app/deploy/accelerate/zero3.yaml"
     cmd = trainer_command(tmp_path / "spec.json", {"num_processes": 4, "accelerate_config": config})

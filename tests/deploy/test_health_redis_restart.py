@@ -58,7 +58,9 @@ def app_with_broker(postgres_db, tmp_path, monkeypatch):
     import workers.celery_app as celery_app
 
     monkeypatch.setattr(celery_app, "app", celery_app.make_app())  # bound to this test's broker
-    yield create_app(get_settings(), start_worker=False), url
+    from workers.dispatch import job_queue
+
+    yield create_app(get_settings(), jobs=job_queue(), start_worker=False), url
     reset_settings_cache()
 
 

@@ -19,7 +19,9 @@ from tests.conftest import redis_database
 
 
 def _scrape(settings) -> dict[tuple[str, frozenset], float]:
-    app = create_app(settings, start_worker=False)
+    from workers.dispatch import job_queue
+
+    app = create_app(settings, jobs=job_queue(settings), start_worker=False)
     metrics.install(app, settings)
     with TestClient(app) as client:
         response = client.get("/metrics")

@@ -205,7 +205,7 @@ class Server:
         import httpx
 
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "rlhf.cli.main", "serve", "--host", "127.0.0.1",
+            self.proc = subprocess.Popen([sys.executable, "-m", "rlhf_cli.main", "serve", "--host", "127.0.0.1",
                                           "--port", str(self.port)], env=self.env, stdout=log,
                                          stderr=subprocess.STDOUT, cwd=self.cwd, start_new_session=True)
 

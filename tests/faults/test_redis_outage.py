@@ -24,7 +24,7 @@ from rlhf import db
 from rlhf.models import JobStatus, Role, TrainingRun, Vote
 from rlhf.services.checkpoints import register_checkpoint
 from rlhf.settings import get_settings, reset_settings_cache
-from rlhf.simulate import simulate
+from rlhf.services.simulate import simulate
 from tests import factories
 from tests.conftest import _truncate_all
 from tests.faults.conftest import wait_until
@@ -56,7 +56,9 @@ def stack(postgres_db, private_redis, tmp_path, tiny_model_dir, monkeypatch):
         factories.comparisons(s, [(f"left {i}", f"right {i}") for i in range(PAIRS)], checkpoint_path="org/rate")
         users = [factories.user(s, f"rater{i}") for i in range(RATERS)] + [
             factories.user(s, "engineer", role=Role.engineer)]
-    app = create_app(get_settings(), start_worker=False)
+    from workers.dispatch import job_queue
+
+    app = create_app(get_settings(), jobs=job_queue(), start_worker=False)
     ctx = app.state.web
     tokens = [{"Authorization": f"Bearer {ctx.issue(ctx.tokens, u)}"} for u in users]
     worker = start_worker(env, tmp_path / "worker.log", queues="train")

@@ -23,7 +23,7 @@ from rlhf.models import Checkpoint, JobStatus, TrainingRun
 from rlhf.services.checkpoints import register_checkpoint
 from rlhf.services.prompts import PromptRecord, import_records
 from rlhf.settings import get_settings, reset_settings_cache
-from rlhf.simulate import simulate
+from rlhf.services.simulate import simulate
 from tests import factories
 from tests.conftest import _truncate_all
 from tests.faults.conftest import wait_until
@@ -70,10 +70,11 @@ def two_workers(postgres_db, private_redis, tmp_path, tiny_model_dir, monkeypatc
 
 
 def _submit(**fields) -> int:
-    from workers.dispatch import submit_run
+    from rlhf.jobs.submit import submit_run
+    from workers.dispatch import job_queue
 
     with db.session_scope(db.get_engine(get_settings().database_url)) as s:
-        return submit_run(session=s, algorithm="dpo", **fields).id
+        return submit_run(session=s, queue=job_queue(), algorithm="dpo", **fields).id
 
 
 def _run(run_id: int) -> TrainingRun:

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import redis_database
 
 ROOT = Path(__file__).resolve().parents[2]
-RLHF = [sys.executable, "-m", "rlhf.cli.main"]
+RLHF = [sys.executable, "-m", "rlhf_cli.main"]
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ def test_demo_serves_comparisons_to_the_printed_rater(tmp_path, tiny_model_dir):
     shutil.copytree(tiny_model_dir, data_dir / "checkpoints" / "tiny-base")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RLHF_")}
-    proc = subprocess.Popen([sys.executable, "-m", "rlhf.cli.main", "demo", "--data-dir", str(data_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "rlhf_cli.main", "demo", "--data-dir", str(data_dir),
                              "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     output = []

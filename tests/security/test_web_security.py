@@ -145,7 +145,7 @@ def test_the_production_hasher_is_memory_hard(tmp_path, sqlite_template):
     shutil.copy(sqlite_template, tmp_path / "rlhf.db")
     env = {**os.environ, "RLHF_DATA_DIR": str(tmp_path), "RLHF_SECRET_KEY": "a-real-secret-for-this-test",
            "PYTHONPATH": ROOT}
-    subprocess.run([sys.executable, "-m", "rlhf.cli.main", "users", "add", "ann", "--role", "rater",
+    subprocess.run([sys.executable, "-m", "rlhf_cli.main", "users", "add", "ann", "--role", "rater",
                     "--password-stdin"], env=env, input="ann-password-1\n", text=True, check=True,
                    capture_output=True, cwd=tmp_path)
     import sqlite3
@@ -159,7 +159,7 @@ def test_the_production_hasher_is_memory_hard(tmp_path, sqlite_template):
 def test_serve_refuses_an_example_or_short_secret_key_outside_demo_mode(tmp_path, secret):
     env = {**os.environ, "RLHF_DATA_DIR": str(tmp_path), "RLHF_SECRET_KEY": secret, "RLHF_DEMO": "false",
            "PYTHONPATH": ROOT}
-    proc = subprocess.run([sys.executable, "-m", "rlhf.cli.main", "serve", "--port", "1"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "rlhf_cli.main", "serve", "--port", "1"], env=env,
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode != 0
     assert "RLHF_SECRET_KEY" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from rlhf.execution import execute_run
+from rlhf.jobs.training import execute_run
 from rlhf.models import CheckpointKind, CheckpointStatus, JobStatus
 from rlhf.services.checkpoints import get_checkpoint, register_checkpoint
 from rlhf.services.runs import cancel_run, create_run, get_run, run_log
-from rlhf.simulate import simulate
+from rlhf.services.simulate import simulate
 from tests import factories
 
 pytestmark = pytest.mark.slow

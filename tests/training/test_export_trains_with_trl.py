@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rlhf.services.dataset import export
-from rlhf.simulate import simulate
+from rlhf.services.simulate import simulate
 from tests import factories
 
 pytestmark = pytest.mark.slow

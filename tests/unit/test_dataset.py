@@ -8,7 +8,7 @@ from rlhf.errors import Conflict, InvalidInput
 from rlhf.models import Response
 from rlhf.services.dataset import export, preference_rows, snapshot_rows, take_snapshot
 from rlhf.services.votes import record_vote
-from rlhf.simulate import parse_rule, simulate
+from rlhf.services.simulate import parse_rule, simulate
 from tests import factories
 
 

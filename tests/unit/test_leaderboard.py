@@ -66,7 +66,7 @@ def test_leaderboard_command_prints_json(session):
     import typer
     from typer.testing import CliRunner
 
-    from rlhf.cli import web
+    from rlhf_cli import web
 
     a, _ = _duel(session, ["a"] * 3 + ["b"])
     session.commit()

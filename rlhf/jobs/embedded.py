@@ -7,16 +7,23 @@ nothing but the package. Claims are atomic, so it can share a database with othe
 
 from __future__ import annotations
 
-import logging
-import threading
-
 from rlhf import db
-from rlhf.execution import execute_run, reap_stale
-from rlhf.generation import execute_generation_job
+from rlhf.jobs.generation import execute_generation_job
+from rlhf.jobs.polling import PollingThread
+from rlhf.jobs.submit import JobKind
+from rlhf.jobs.training import execute_run, reap_stale
 from rlhf.services.generation_jobs import queued_ids
 from rlhf.settings import Settings, get_settings
 
-log = logging.getLogger(__name__)
+
+class InProcessQueue:
+    """The :class:`~rlhf.jobs.submit.JobQueue` without a broker: the committed row is the queue."""
+
+    def status(self) -> str:
+        return "embedded"
+
+    def send(self, kind: JobKind, job_id: int) -> None:
+        """Nothing to send: the embedded worker finds queued rows in the database."""
 
 
 def work_once(settings: Settings | None = None) -> int:
@@ -34,27 +41,9 @@ def work_once(settings: Settings | None = None) -> int:
     return done
 
 
-class EmbeddedWorker:
+class EmbeddedWorker(PollingThread):
     """A daemon thread running :func:`work_once` every ``interval`` seconds."""
 
     def __init__(self, settings: Settings | None = None, interval: float = 2.0):
         self.settings = settings or get_settings()
-        self.interval = interval
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="rlhf-embedded-worker", daemon=True)
-
-    def start(self) -> "EmbeddedWorker":
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float | None = None) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                work_once(self.settings)
-            except Exception:  # keep serving; the failed job carries its own error
-                log.exception("embedded worker iteration failed")
-            self._stop.wait(self.interval)
+        super().__init__("rlhf-embedded-worker", interval, lambda: work_once(self.settings))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from rlhf.cli.common import follow, print_json, print_table, session, to_jsonable
+from rlhf_cli.output import follow, print_json, print_table, session, to_jsonable
 from rlhf.errors import InvalidInput, TrainingFailed
 from rlhf.settings import get_settings
 
@@ -51,12 +51,13 @@ def generate(per_checkpoint: int = typer.Option(None, help="samples per checkpoi
              temperature: float = typer.Option(1.0, help="sampling temperature"),
              wait: bool = typer.Option(False, help="wait until the comparisons are open")) -> None:
     """Sample responses from serving checkpoints and open comparisons."""
-    from rlhf.generation import execute_generation_job
+    from rlhf.jobs.generation import execute_generation_job
     from rlhf.services.generation_jobs import get_generation_job
-    from workers.dispatch import submit_generation
+    from rlhf.jobs.submit import submit_generation
+    from workers.dispatch import job_queue
 
     with session() as s:
-        job = submit_generation(session=s, per_checkpoint=per_checkpoint, limit=limit, tag=tag,
+        job = submit_generation(session=s, queue=job_queue(), per_checkpoint=per_checkpoint, limit=limit, tag=tag,
                                 target_votes=target_votes, strategy=select, reward_checkpoint_id=reward_model,
                                 pool=pool, sampling={"max_new_tokens": max_new_tokens, "temperature": temperature})
         job_id = job.id
@@ -91,7 +92,7 @@ def sample(checkpoint: str, prompts: Path = typer.Option(None, help="JSONL/CSV/P
            json_: bool = typer.Option(False, "--json")) -> None:
     """Print generations from a checkpoint, for a quick look at a model."""
     from rlhf.modeling.tiny import HELDOUT_PROMPTS_PATH
-    from rlhf.sampling import SamplingParams, sample_checkpoint
+    from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
     from rlhf.services.checkpoints import get_checkpoint
     from rlhf.services.prompts import parse_file
 
@@ -117,7 +118,7 @@ def simulate(rule: str = typer.Option(..., help="contains:WORD, avoids:WORD, sho
              limit: int = typer.Option(None, help="at most this many comparisons"),
              seed: int = typer.Option(0)) -> None:
     """Simulated raters vote on open comparisons."""
-    from rlhf.simulate import simulate as run_simulation
+    from rlhf.services.simulate import simulate as run_simulation
 
     with session() as s:
         counts = run_simulation(session=s, rule=rule, raters=raters, noise=noise, limit=limit, seed=seed)
@@ -138,13 +139,14 @@ def train(algorithm: str = typer.Argument(..., help="sft, reward, dpo, ppo, rloo
           serve: bool = typer.Option(False, help="serve the new checkpoint when the run succeeds")) -> None:
     """Start a training run; prints the run id."""
     from rlhf.training.config import parse_set_options
-    from workers.dispatch import submit_run
+    from rlhf.jobs.submit import submit_run
+    from workers.dispatch import job_queue
 
     params = parse_set_options(set_)
     if steps is not None:
         params["steps"] = steps
     with session() as s:
-        run = submit_run(session=s, algorithm=algorithm, base_checkpoint_id=base,
+        run = submit_run(session=s, queue=job_queue(), algorithm=algorithm, base_checkpoint_id=base,
                          reward_checkpoint_id=reward_model, params=params, serve_on_success=serve, ties=ties,
                          aggregate=aggregate, exclude_flagged=not keep_flagged)
         run_id = run.id
@@ -154,7 +156,7 @@ def train(algorithm: str = typer.Argument(..., help="sft, reward, dpo, ppo, rloo
 
 
 def wait_for_run(run_id: int) -> None:
-    from rlhf.execution import execute_run
+    from rlhf.jobs.training import execute_run
     from rlhf.services.runs import get_run
 
     def poll():

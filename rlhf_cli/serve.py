@@ -22,7 +22,7 @@ def worker(queues: str = typer.Option("train,generate", help="comma-separated qu
            once: bool = typer.Option(False, help="embedded mode only: run what is queued now, then exit")) -> None:
     """A worker: Celery on the broker, or (no broker configured) a database-polling embedded worker."""
     from rlhf import db
-    from rlhf.execution import reap_stale
+    from rlhf.jobs.training import reap_stale
 
     settings = get_settings()
     db.wait_for_database(settings.database_url)
@@ -31,7 +31,7 @@ def worker(queues: str = typer.Option("train,generate", help="comma-separated qu
         typer.echo(f"marked stale runs {reaped} as failed", err=True)
     db.get_engine(settings.database_url).dispose()  # the pool's children must not share these connections
     if settings.embedded:
-        from rlhf.embedded import work_once
+        from rlhf.jobs.embedded import work_once
 
         typer.echo("no RLHF_BROKER_URL: running the embedded worker on the database", err=True)
         while True:
@@ -52,6 +52,6 @@ def demo(data_dir: str = typer.Option("./rlhf-demo", help="folder for the demo's
          host: str = typer.Option(None, help="address to listen on (default RLHF_HOST)"),
          port: int = typer.Option(None, help="port (default RLHF_PORT)")) -> None:
     """Everything at once, offline: tiny model, prompts, comparisons, demo users, the web app."""
-    from rlhf.demo import run_demo
+    from rlhf_cli.demo import run_demo
 
     run_demo(data_dir=data_dir, rounds=rounds, word=word, serve=serve, host=host, port=port)

@@ -31,9 +31,8 @@ def _use_data_dir(data_dir: str) -> None:
 def run_demo(*, data_dir: str, rounds: int = 0, word: str = "please", serve: bool = True, host: str | None = None,
              port: int | None = None) -> None:
     from rlhf import db
-    from rlhf.cli.main import resolve_base_model
-    from rlhf.generation import execute_generation_job
-    from rlhf.modeling.tiny import PROMPTS_PATH
+    from rlhf.jobs.generation import execute_generation_job
+    from rlhf.modeling.tiny import PROMPTS_PATH, resolve_base_model
     from rlhf.services.checkpoints import register_checkpoint, serving_checkpoints
     from rlhf.services.generation_jobs import create_generation_job
     from rlhf.services.prompts import import_file
@@ -48,7 +47,7 @@ def run_demo(*, data_dir: str, rounds: int = 0, word: str = "please", serve: boo
     with db.session_scope(engine) as s:
         fresh = not serving_checkpoints(session=s)
         if fresh:
-            register_checkpoint(session=s, path=resolve_base_model("tiny"), name="base", serve=True)
+            register_checkpoint(session=s, path=resolve_base_model("tiny", settings.checkpoints_dir), name="base", serve=True)
             import_file(session=s, path=PROMPTS_PATH, tags=["demo"])
     for round_no in range(1, rounds + 1):
         _headless_round(engine, settings, round_no, word)
@@ -69,20 +68,20 @@ def run_demo(*, data_dir: str, rounds: int = 0, word: str = "please", serve: boo
     for name, role in DEMO_USERS:
         typer.echo(f"  {role:9} {name} / {passwords[name]}")
     typer.echo(f"\nopen http://{host}:{port}/  (API docs: http://{host}:{port}/api/docs)\n")
-    from rlhf.cli.web import serve as serve_web
+    from rlhf_cli.web import serve as serve_web
 
     serve_web(host=host, port=port)
 
 
 def _headless_round(engine, settings, round_no: int, word: str) -> None:
     from rlhf import db
-    from rlhf.evaluation import evaluate_policy, heldout_prompts
-    from rlhf.execution import execute_run
-    from rlhf.generation import execute_generation_job
+    from rlhf.modeling.evaluation import evaluate_policy, heldout_prompts
+    from rlhf.jobs.training import execute_run
+    from rlhf.jobs.generation import execute_generation_job
     from rlhf.services.checkpoints import serving_checkpoints
     from rlhf.services.generation_jobs import create_generation_job
     from rlhf.services.runs import create_run, get_run
-    from rlhf.simulate import simulate
+    from rlhf.services.simulate import simulate
 
     with db.session_scope(engine) as s:
         before_path = serving_checkpoints(session=s)[-1].path

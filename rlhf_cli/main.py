@@ -13,13 +13,13 @@ from pathlib import Path
 import sqlalchemy as sa
 import typer
 
-from rlhf.cli import gold as gold_cli
-from rlhf.cli import jobs as jobs_cli
-from rlhf.cli import serve as serve_cli
-from rlhf.cli import web as web_cli
-from rlhf.cli.common import print_json, print_table, session
 from rlhf.errors import RLHFError
 from rlhf.settings import get_settings
+from rlhf_cli import gold as gold_cli
+from rlhf_cli import jobs as jobs_cli
+from rlhf_cli import serve as serve_cli
+from rlhf_cli import web as web_cli
+from rlhf_cli.output import print_json, print_table, session
 
 app = typer.Typer(help="RLHF feedback loop: collect preferences, train on them, serve the result.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -55,22 +55,11 @@ def init() -> None:
             ensure_user(session=s, name=settings.admin_user, role="admin", password=settings.admin_password)
             typer.echo(f"admin user: {settings.admin_user}")
         if not list_checkpoints(session=s):
-            path = resolve_base_model(settings.base_model)
+            from rlhf.modeling.tiny import resolve_base_model
+
+            path = resolve_base_model(settings.base_model, settings.checkpoints_dir)
             ckpt = register_checkpoint(session=s, path=path, name="base", serve=True)
             typer.echo(f"registered base model as checkpoint {ckpt.id} (serving): {path}")
-
-
-def resolve_base_model(name: str) -> str:
-    """``tiny`` is built once into the data dir; anything else is a hub id or a local path."""
-    if name != "tiny":
-        return name
-    from rlhf.modeling.tiny import build_tiny_model
-
-    target = get_settings().checkpoints_dir / "tiny-base"
-    if not (target / "config.json").exists():
-        typer.echo("building the offline tiny model (first use)…", err=True)
-        build_tiny_model(target)
-    return str(target.resolve())
 
 
 @users_app.command("add")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from rlhf.cli.common import print_json, print_table, session
+from rlhf_cli.output import print_json, print_table, session
 from rlhf.errors import InvalidInput
 
 gold_app = typer.Typer(help="Gold comparisons: a known answer, mixed into raters' queues to measure them.",

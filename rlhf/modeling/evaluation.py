@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rlhf.sampling import SamplingParams, sample_checkpoint
+from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
 
 
 @dataclass

@@ -23,7 +23,7 @@ from sqlmodel import func, select
 from rlhf import db
 from rlhf.errors import RLHFError
 from rlhf.models import Comparison, JobStatus, Prompt, Response
-from rlhf.sampling import SamplingParams, sample_checkpoint
+from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
 from rlhf.services import generation_jobs as jobs
 from rlhf.services.checkpoints import get_checkpoint, serving_checkpoints
 from rlhf.services.comparisons import open_comparison
