@@ -1,8 +1,9 @@
 """The REST API under ``/api``: thin handlers over :mod:`rlhf.services`.
 
-Each handler authenticates through a role dependency, calls service functions, commits
-what it changed before answering (so a 2xx means it is stored), and turns rows into
-``…Public`` schemas. Domain errors propagate to the one handler in :mod:`feedback_ui.app`.
+Each handler authenticates through a role dependency, calls service functions and turns
+rows into ``…Public`` schemas. The request's session (:data:`~feedback_ui.auth.DB`) is its
+unit of work, committed before the answer goes out, so a 2xx means it is stored. Domain
+errors propagate to the one handler in :mod:`feedback_ui.app`.
 """
 
 from __future__ import annotations
@@ -13,16 +14,15 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, File, Header, Query, Request, Response, UploadFile
-from sqlmodel import Session
 
-from feedback_ui.auth import get_session, require_role, web_context
+from feedback_ui.auth import DB, require_role, web_context
 from feedback_ui.schemas import (CheckpointPublic, ComparisonHandout, ComparisonPublic, GenerationJobCreate,
                                  GenerationJobPublic, GoldImportPublic, GoldMark, GuidelinesBase, GuidelinesPublic,
                                  HealthPublic, LeaderboardPublic, PromptImportPublic, RaterExclusion, RunCreate,
                                  RunDetail, RunPublic, UserCreate, UserPublic, UserUpdate, VoteCreate, VotePublic)
 from rlhf.errors import Conflict, InvalidInput
 from rlhf.jobs.submit import submit_generation, submit_run
-from rlhf.models import Choice, Role, TrainingRun, User, Vote
+from rlhf.models import Role, TrainingRun, User, Vote
 from rlhf.services import (app_settings, checkpoints, comparisons, dataset, generation_jobs, gold, prompts, quality,
                            runs, stats)
 from rlhf.services import users as users_svc
@@ -33,11 +33,9 @@ BODY_LIMIT = 2 * 1024 * 1024  # JSON bodies: a prompt list of a few thousand pro
 UPLOAD_LIMIT = 20 * 1024 * 1024  # prompt files
 
 router = APIRouter(prefix="/api")
-DB = Annotated[Session, Depends(get_session)]
 Rater = Annotated[User, Depends(require_role(Role.rater))]
 Engineer = Annotated[User, Depends(require_role(Role.engineer))]
 Admin = Annotated[User, Depends(require_role(Role.admin))]
-_AS_SHOWN = {Choice.a: Choice.b, Choice.b: Choice.a, Choice.tie: Choice.tie, Choice.both_bad: Choice.both_bad}
 
 
 @router.get("/health", response_model=HealthPublic, tags=["status"],
@@ -98,7 +96,7 @@ def post_vote(body: VoteCreate, user: Rater, session: DB, response: Response,
 
 
 def _vote_public(vote: Vote, created: bool) -> VotePublic:
-    choice = _AS_SHOWN[vote.choice] if vote.shown_swapped else vote.choice
+    choice = vote.choice.swapped() if vote.shown_swapped else vote.choice
     return VotePublic(id=vote.id, comparison_id=vote.comparison_id, choice=choice, rationale=vote.rationale,
                       created_at=vote.created_at, created=created)
 
@@ -131,7 +129,6 @@ def get_guidelines(user: Rater, session: DB) -> GuidelinesPublic:
 @router.put("/guidelines", response_model=GuidelinesPublic, tags=["rating"])
 def put_guidelines(body: GuidelinesBase, user: Engineer, session: DB) -> GuidelinesPublic:
     row = app_settings.set_guidelines(session=session, text=body.markdown)
-    session.commit()
     return GuidelinesPublic(markdown=row.value, updated_at=row.updated_at)
 
 
@@ -153,7 +150,6 @@ def add_prompts(user: Engineer, session: DB,
         raise InvalidInput("the list of prompts is empty")
     records = [prompts.parse_record(raw, f"item {i}") for i, raw in enumerate(items)]
     result = prompts.import_records(session=session, records=records, tags=tag)
-    session.commit()
     return PromptImportPublic(created=result.created, skipped=result.skipped, ids=result.ids)
 
 
@@ -164,7 +160,6 @@ def mark_gold(comparison_id: int, body: GoldMark, user: Engineer, session: DB):
 
     Gold pairs are mixed into every rater's queue at RLHF_GOLD_RATE and score the raters."""
     comp = gold.mark_gold(session=session, comparison_id=comparison_id, answer=body.answer)
-    session.commit()
     return comp
 
 
@@ -175,7 +170,6 @@ def upload_gold(user: Engineer, session: DB, file: Annotated[UploadFile, File(de
                 "rejected; up to 20 MiB")]):
     """Import gold comparisons, all or nothing; the error names the line."""
     ids = gold.import_gold(session=session, path=Path(file.filename or "gold.jsonl").name, data=file.file.read())
-    session.commit()
     return GoldImportPublic(created=len(ids), comparison_ids=ids)
 
 
@@ -187,7 +181,6 @@ def upload_prompts(user: Engineer, session: DB, file: Annotated[UploadFile, File
     """Import a prompt file, all or nothing; the error names the line. The type is read from the file name."""
     name = Path(file.filename or "upload").name
     result = prompts.import_file(session=session, path=name, data=file.file.read(), tags=tag)
-    session.commit()
     return PromptImportPublic(created=result.created, skipped=result.skipped, ids=result.ids)
 
 
@@ -225,7 +218,6 @@ def list_checkpoints(user: Engineer, session: DB):
 def serve_checkpoint(checkpoint_id: int, user: Engineer, session: DB):
     """Serve a policy: its responses enter the next generation job's comparisons."""
     ckpt = checkpoints.serve_checkpoint(session=session, checkpoint_id=checkpoint_id)
-    session.commit()
     return ckpt
 
 
@@ -233,7 +225,6 @@ def serve_checkpoint(checkpoint_id: int, user: Engineer, session: DB):
 def retire_checkpoint(checkpoint_id: int, user: Engineer, session: DB):
     """Stop serving a checkpoint; it stays in the registry and on the leaderboard."""
     ckpt = checkpoints.retire_checkpoint(session=session, checkpoint_id=checkpoint_id)
-    session.commit()
     return ckpt
 
 
@@ -288,14 +279,7 @@ def cancel_run(run_id: int, user: Engineer, session: DB) -> RunPublic:
 
 
 def _run_public(run: TrainingRun) -> RunPublic:
-    snapshot = dict(run.snapshot or {})
-    vote_ids = snapshot.pop("vote_ids", [])
-    return RunPublic(id=run.id, algorithm=run.algorithm, status=run.status, base_checkpoint_id=run.base_checkpoint_id,
-                     reward_checkpoint_id=run.reward_checkpoint_id, output_checkpoint_id=run.output_checkpoint_id,
-                     params=run.params, progress=run.progress, metrics=run.metrics, error=run.error,
-                     snapshot=snapshot, votes=len(vote_ids), serve_on_success=run.serve_on_success,
-                     cancel_requested=run.cancel_requested, created_at=run.created_at, started_at=run.started_at,
-                     finished_at=run.finished_at)
+    return RunPublic(**runs.run_summary(run))
 
 
 # --- users ----------------------------------------------------------------------------------------------
@@ -315,7 +299,6 @@ def list_users(user: Admin, session: DB):
              responses={409: {"description": "the name is taken"}})
 def create_user(body: UserCreate, user: Admin, session: DB):
     created = users_svc.create_user(session=session, name=body.name, role=body.role, password=body.password)
-    session.commit()
     return created
 
 
@@ -323,7 +306,6 @@ def create_user(body: UserCreate, user: Admin, session: DB):
 def set_excluded(user_id: int, body: RaterExclusion, user: Engineer, session: DB):
     """Leave a rater's votes out of exports and new training runs, or use them again (they stay stored)."""
     updated = users_svc.set_excluded(session=session, user_id=user_id, excluded=body.excluded)
-    session.commit()
     return updated
 
 
@@ -340,5 +322,4 @@ def update_user(user_id: int, body: UserUpdate, user: Admin, session: DB):
         updated = users_svc.set_active(session=session, user_id=user_id, active=body.active)
     if body.excluded is not None:
         updated = users_svc.set_excluded(session=session, user_id=user_id, excluded=body.excluded)
-    session.commit()
     return updated

@@ -33,7 +33,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, Security
@@ -46,6 +46,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rlhf.models import Role, User
 from rlhf.services.users import authenticate
+from rlhf import db
 from rlhf.jobs.submit import JobQueue
 from rlhf.settings import Settings
 
@@ -166,15 +167,16 @@ def web_context(request: Request) -> WebContext:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    """A database session per request; handlers commit what they change before returning."""
-    session = Session(web_context(request).engine, expire_on_commit=False)
-    try:
+    """The request's unit of work: commits when the handler returns, rolls back when it raises.
+
+    Used through :data:`DB` (``scope="function"``), so the commit happens before the answer
+    is sent: a 2xx means stored. Services only flush.
+    """
+    with db.session_scope(web_context(request).engine) as session:
         yield session
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+
+
+DB = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def client_ip(request: Request) -> str:
@@ -269,7 +271,7 @@ def require_role(role: Role | str) -> Callable[..., User]:
     """A dependency: the authenticated user, if their role ranks at least ``role`` (rater < engineer < admin)."""
     needed = Role(role)
 
-    def dependency(request: Request, session: Session = Depends(get_session),
+    def dependency(request: Request, session: DB,
                    _b: Any = Security(_basic), _t: Any = Security(_bearer), _c: Any = Security(_cookie)) -> User:
         user = current_user(request, session)
         # Hand the connection back now: the endpoint waits for a worker thread of its own, and a
@@ -392,8 +394,8 @@ def login_form(next: str = "/") -> HTMLResponse:
 
 
 @router.post("/login", include_in_schema=False)
-def login(request: Request, username: str = Form(""), password: str = Form(""), next: str = Form("/"),
-          session: Session = Depends(get_session)):
+def login(request: Request, session: DB, username: str = Form(""), password: str = Form(""),
+          next: str = Form("/")):
     # A cross-site form could log a victim into the attacker's account; refuse foreign origins.
     if request.headers.get("origin") and not same_origin(request):
         return login_page(next, "This login form was sent from another site.", username, 403)

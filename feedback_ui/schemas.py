@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from rlhf.jobs.generation_params import (Limit, MaxNewTokens, PerCheckpoint, Pool, Strategy, TargetVotes,
+                                        Temperature)
 from rlhf.models import Algorithm, CheckpointKind, CheckpointStatus, Choice, JobStatus, Role, as_utc
 from rlhf.services.app_settings import MAX_VALUE_CHARS
 from rlhf.services.votes import MAX_RATIONALE_CHARS
@@ -135,23 +137,23 @@ class CheckpointPublic(CheckpointBase):
 
 
 class GenerationJobCreate(BaseModel):
-    per_checkpoint: int | None = Field(default=None, ge=1, le=64,
-                                       description="samples per checkpoint and prompt (default 2 with one serving "
-                                                   "checkpoint, else 1)")
-    limit: int | None = Field(default=None, ge=1, description="at most this many prompts (fewest comparisons first)")
+    """The limits are the service's own (:mod:`rlhf.jobs.generation_params`), written once."""
+
+    per_checkpoint: PerCheckpoint | None = None
+    limit: Limit | None = None
     tag: Annotated[str | None, Storable] = Field(default=None, description="only prompts with this tag")
-    target_votes: int | None = Field(default=None, ge=1, le=100, description="votes wanted per comparison "
-                                                                           "(default: RLHF_VOTES_PER_COMPARISON)")
-    select: Literal["random", "uncertain"] = Field(
+    target_votes: TargetVotes | None = Field(default=None, description="votes wanted per comparison "
+                                                                       "(default: RLHF_VOTES_PER_COMPARISON)")
+    select: Strategy = Field(
         default="random", description="pair selection: random, or uncertain (the pairs the reward model is least "
                                       "sure about, smallest reward margin, are opened and rated first)")
     reward_checkpoint_id: Annotated[RowId | str | None, Storable] = Field(
         default=None, description="id or name of the reward model for select=uncertain; default: the newest one "
                                   "not retired")
-    pool: int | None = Field(default=None, ge=1, description="select=uncertain: prompts sampled to choose from "
-                                                             "(default 4 x limit; all when no limit)")
-    max_new_tokens: int = Field(default=64, ge=1, le=4096)
-    temperature: float = Field(default=1.0, gt=0, le=5)
+    pool: Pool | None = Field(default=None, description="select=uncertain: prompts sampled to choose from "
+                                                        "(default 4 x limit; all when no limit)")
+    max_new_tokens: MaxNewTokens = 64
+    temperature: Temperature = 1.0
 
 
 class GenerationJobPublic(_Public):

@@ -6,7 +6,6 @@ PostgreSQL is the deployment database. Schema changes only through Alembic.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -75,17 +74,16 @@ def _alembic_config(url: str):
 
 def wait_for_database(url: str, timeout_s: float = 60.0) -> None:
     """Start-up waits for the database (compose starts everything at once)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            with get_engine(url).connect() as conn:
+    from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+    try:
+        for attempt in Retrying(retry=retry_if_exception_type(sa.exc.OperationalError), wait=wait_fixed(1.0),
+                                stop=stop_after_delay(timeout_s), reraise=True):
+            with attempt, get_engine(url).connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
-            return
-        except sa.exc.OperationalError as exc:
-            if time.monotonic() > deadline:
-                raise ConfigError(f"database at {sa.engine.make_url(url).render_as_string(hide_password=True)} "
-                                  f"does not answer: {exc.orig}") from exc
-            time.sleep(1.0)
+    except sa.exc.OperationalError as exc:
+        raise ConfigError(f"database at {sa.engine.make_url(url).render_as_string(hide_password=True)} "
+                          f"does not answer: {exc.orig}") from exc
 
 
 def migrate(url: str) -> None:

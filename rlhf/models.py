@@ -72,6 +72,10 @@ class Choice(str, enum.Enum):
     tie = "tie"
     both_bad = "both_bad"
 
+    def swapped(self) -> "Choice":
+        """The same judgement with the two sides exchanged (what a rater shown B on the left meant)."""
+        return {Choice.a: Choice.b, Choice.b: Choice.a}.get(self, self)
+
 
 class JobStatus(str, enum.Enum):
     queued = "queued"

@@ -175,12 +175,9 @@ def wait_for_run(run_id: int) -> None:
 
 
 def _run_row(r) -> dict:
-    return {"id": r.id, "algorithm": r.algorithm, "status": r.status, "base_checkpoint_id": r.base_checkpoint_id,
-            "reward_checkpoint_id": r.reward_checkpoint_id, "output_checkpoint_id": r.output_checkpoint_id,
-            "step": (r.progress or {}).get("step"), "params": r.params, "metrics": r.metrics, "error": r.error,
-            "snapshot": {k: v for k, v in (r.snapshot or {}).items() if k != "vote_ids"},
-            "votes": len((r.snapshot or {}).get("vote_ids", [])), "created_at": r.created_at,
-            "started_at": r.started_at, "finished_at": r.finished_at}
+    from rlhf.services.runs import run_summary
+
+    return {**run_summary(r), "step": (r.progress or {}).get("step")}
 
 
 @runs_app.command("list")

@@ -52,14 +52,21 @@ def print_json(value: Any) -> None:
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    """Rows as an aligned table (rich); a plain one, never wrapped, when not on a terminal."""
     if not rows:
         typer.echo("(none)")
         return
-    cells = [[_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)))
-    for row in cells:
-        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    terminal = sys.stdout.isatty()
+    table = Table(*(c.upper() for c in columns), box=box.SIMPLE_HEAD if terminal else None, show_edge=False,
+                  pad_edge=False, header_style="bold" if terminal else None)
+    for row in rows:
+        table.add_row(*(_cell(row.get(c)) for c in columns))
+    # Piped output is read by scripts: no colour, and as wide as the rows need.
+    Console(no_color=not terminal, highlight=False, width=None if terminal else 10_000).print(table)
 
 
 def _cell(v: Any) -> str:

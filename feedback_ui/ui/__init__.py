@@ -10,7 +10,8 @@ import html
 
 import gradio as gr
 
-from feedback_ui.ui.common import UIContext, lookup_user, page_head, role_allows
+from feedback_ui.ui.access import UIContext, lookup_user, role_allows
+from feedback_ui.ui.render import page_head
 from feedback_ui.ui.console import build_console_tab
 from feedback_ui.ui.leaderboard import build_leaderboard_tab
 from feedback_ui.ui.rate import build_rate_tab
@@ -32,7 +33,7 @@ def _header(name: str | None = None, role: str | None = None) -> str:
 def build_ui(settings: Settings, jobs: JobQueue) -> gr.Blocks:
     ctx = UIContext.from_settings(settings, jobs)
     with gr.Blocks(title="RLHF feedback", analytics_enabled=False) as demo:
-        # Carries the page's CSS and keyboard shortcuts into <head> (see common.page_head).
+        # Carries the page's CSS and keyboard shortcuts into <head> (see render.page_head).
         gr.HTML("", head=page_head(), js_on_load=None, container=False, padding=False, elem_id="rl-assets")
         header = gr.HTML(_header())
         with gr.Tabs(elem_id="rl-tabs"):

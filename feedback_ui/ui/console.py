@@ -19,7 +19,8 @@ from pathlib import Path
 import gradio as gr
 
 from feedback_ui.api import UPLOAD_LIMIT
-from feedback_ui.ui.common import UIContext, error_message, message, optional_int, render_markdown, require
+from feedback_ui.ui.access import UIContext, require
+from feedback_ui.ui.render import error_message, message, optional_int, render_markdown
 from feedback_ui.ui.console_quality import build_quality_section
 from feedback_ui.ui.console_runs import build_training_section
 from feedback_ui.ui.console_users import build_users_section
@@ -161,10 +162,9 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
                 raise InvalidInput(f"{Path(path).name}: larger than {UPLOAD_LIMIT // (1024 * 1024)} MiB")
             tag_list = [t.strip() for t in (tag_text or "").split(",") if t.strip()]
             with ctx.session() as session:
-                # All or nothing: a bad line raises before the commit, and the session is rolled back.
+                # All or nothing: a bad line raises inside the unit of work, which is then rolled back.
                 result = prompts.import_file(session=session, path=Path(path).name, data=Path(path).read_bytes(),
                                              tags=tag_list)
-                session.commit()
         except RLHFError as exc:
             # The message names the file and line; the picker is emptied for the corrected file.
             return error_message(exc), None
@@ -176,10 +176,8 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
         require(ctx, request, Role.engineer)
         try:
             tokens = optional_int(tokens, "max new tokens") or 64
-            if tokens > 4096:
-                raise InvalidInput("max new tokens must be at most 4096")
-            if temp in (None, "") or not 0 < float(temp) <= 5:
-                raise InvalidInput("temperature must be above 0 and at most 5")
+            if temp in (None, ""):
+                raise InvalidInput("give a temperature (above 0, at most 5)")
             with ctx.session() as session:
                 job = submit_generation(session=session, queue=ctx.jobs, per_checkpoint=optional_int(per_checkpoint, "samples per "
                                                                                         "checkpoint"),
@@ -212,7 +210,6 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
         try:
             with ctx.session() as session:
                 app_settings.set_guidelines(session=session, text=text or "")
-                session.commit()
         except RLHFError as exc:
             return error_message(exc), gr.skip()
         return message("Guidelines saved; raters see them on their next page load.", "ok"), _preview(text)

@@ -13,7 +13,8 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from feedback_ui.ui.common import UIContext, error_message, message, require
+from feedback_ui.ui.access import UIContext, require
+from feedback_ui.ui.render import error_message, message
 from rlhf.errors import InvalidInput, RLHFError
 from rlhf.models import Choice, Role
 from rlhf.services import gold, quality
@@ -83,7 +84,6 @@ def build_quality_section(ctx: UIContext) -> gr.Accordion:
                 return message("Pick a rater first.", "warn")
             with ctx.session() as session:
                 user = users_svc.set_excluded(session=session, user_id=int(user_id), excluded=excluded)
-                session.commit()
             state = "left out of exports and new runs" if excluded else "used again"
             return message(f"{user.name}'s votes are {state}.", "ok")
 
@@ -99,7 +99,6 @@ def build_quality_section(ctx: UIContext) -> gr.Accordion:
                 raise InvalidInput(f"{file.name}: larger than {UPLOAD_LIMIT // 2**20} MiB")
             with ctx.session() as session:
                 ids = gold.import_gold(session=session, path=file)
-                session.commit()
         except RLHFError as exc:
             return error_message(exc), gr.skip()
         return message(f"Imported {len(ids)} gold comparisons.", "ok"), None
@@ -115,7 +114,6 @@ def build_quality_section(ctx: UIContext) -> gr.Accordion:
             try:
                 with ctx.session() as session:
                     gold.mark_gold(session=session, comparison_id=cid, answer=None if value == "" else value)
-                    session.commit()
             except RLHFError as exc:
                 return error_message(exc)
             if value == "":

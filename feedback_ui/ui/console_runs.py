@@ -14,12 +14,14 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from feedback_ui.ui.common import UIContext, error_message, fmt_time, message, optional_int, require
+from feedback_ui.ui.access import UIContext, require
+from feedback_ui.ui.render import error_message, fmt_time, message, optional_int
 from rlhf.errors import RLHFError
 from rlhf.jobs.submit import submit_run
 from rlhf.models import Checkpoint, CheckpointKind, JobStatus, Role, TrainingRun
 from rlhf.services import checkpoints as ckpt_svc
 from rlhf.services import runs as runs_svc
+from rlhf.services.dataset import Snapshot
 
 RUN_HEADERS = ["ID", "Algorithm", "Status", "Step", "Base", "Output", "Votes", "Created", "Finished", "Error"]
 CKPT_HEADERS = ["ID", "Name", "Kind", "Status", "Parent", "Run", "Created", "Path"]
@@ -59,9 +61,14 @@ def _step(run: TrainingRun) -> str:
     return f"{progress['step']}/{progress['max_steps']}" if progress.get("max_steps") else str(progress["step"])
 
 
+def _rows_trained(run: TrainingRun) -> int | str:
+    snapshot = Snapshot.of(run)
+    return snapshot.rows if snapshot else ""
+
+
 def run_rows(runs: list[TrainingRun], by_id: dict[int, Checkpoint]) -> pd.DataFrame:
     rows = [[r.id, r.algorithm.value, r.status.value, _step(r), _label(by_id.get(r.base_checkpoint_id)),
-             _label(by_id.get(r.output_checkpoint_id)), (r.snapshot or {}).get("rows", ""), fmt_time(r.created_at),
+             _label(by_id.get(r.output_checkpoint_id)), _rows_trained(r), fmt_time(r.created_at),
              fmt_time(r.finished_at), r.error or ""] for r in runs]
     return pd.DataFrame(rows, columns=RUN_HEADERS)
 
@@ -250,7 +257,7 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
                                  serve_on_success=bool(serve_new), created_by=user.id)
         except RLHFError as exc:
             return gr.skip(), error_message(exc)
-        votes = (run.snapshot or {}).get("rows")
+        votes = _rows_trained(run)
         note = f"Run #{run.id} ({run.algorithm.value}) queued" + (f" on {votes} votes." if votes else ".")
         return gr.Dropdown(choices=[(f"#{run.id} {run.algorithm.value} · queued", run.id)], value=run.id), \
             message(note, "ok")
@@ -276,7 +283,6 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
                 with ctx.session() as session:
                     fn = ckpt_svc.serve_checkpoint if action == "serve" else ckpt_svc.retire_checkpoint
                     ckpt = fn(session=session, checkpoint_id=int(checkpoint_id))
-                    session.commit()
             except RLHFError as exc:
                 return error_message(exc)
             return message(f"{_label(ckpt)} is now {ckpt.status.value}.", "ok")

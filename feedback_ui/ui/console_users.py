@@ -7,7 +7,8 @@ an engineer who sends these events by hand is refused.
 import gradio as gr
 import pandas as pd
 
-from feedback_ui.ui.common import UIContext, error_message, fmt_time, message, require
+from feedback_ui.ui.access import UIContext, require
+from feedback_ui.ui.render import error_message, fmt_time, message
 from rlhf.errors import Conflict, RLHFError
 from rlhf.models import Role
 from rlhf.services import users as users_svc
@@ -48,7 +49,6 @@ def build_users_section(ctx: UIContext) -> gr.Accordion:
             with ctx.session() as session:
                 user = users_svc.create_user(session=session, name=(new_name or "").strip(), role=new_role,
                                              password=new_password or "")
-                session.commit()
         except RLHFError as exc:
             return error_message(exc), gr.skip(), gr.skip()
         return message(f"Added {user.name} as {user.role.value}.", "ok"), "", ""
@@ -63,7 +63,6 @@ def build_users_section(ctx: UIContext) -> gr.Accordion:
                     raise Conflict("you cannot deactivate yourself")
                 with ctx.session() as session:
                     user = users_svc.set_active(session=session, user_id=int(user_id), active=active)
-                    session.commit()
             except RLHFError as exc:
                 return error_message(exc)
             return message(f"{user.name} is now {'active' if user.active else 'inactive'}.", "ok")

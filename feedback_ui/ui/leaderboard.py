@@ -7,7 +7,8 @@ refreshed, not on a timer: the bootstrap refits the model a few hundred times.
 
 import gradio as gr
 
-from feedback_ui.ui.common import UIContext, message, require
+from feedback_ui.ui.access import UIContext, require
+from feedback_ui.ui.render import message
 from rlhf.services.leaderboard import leaderboard
 
 HEADERS = ["Rank", "Checkpoint", "Status", "Rating", "95% interval", "Votes", "Wins", "Losses", "Ties"]

@@ -17,7 +17,8 @@ import uuid
 
 import gradio as gr
 
-from feedback_ui.ui.common import UIContext, error_message, message, render_markdown, require
+from feedback_ui.ui.access import UIContext, require
+from feedback_ui.ui.render import error_message, message, render_markdown
 from rlhf.errors import Conflict, NotFound, RLHFError
 from rlhf.models import Choice, User
 from rlhf.services import app_settings, comparisons, stats

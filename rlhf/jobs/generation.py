@@ -46,11 +46,10 @@ def execute_generation_job(job_id: int, settings: Settings | None = None) -> Job
     with db.session_scope(engine) as session:
         if not jobs.claim_generation_job(session=session, job_id=job_id):
             return None
-        job = jobs.get_generation_job(session=session, job_id=job_id)
-        p = job.params
-        uncertain = p.get("strategy") == "uncertain"
+        p = jobs.job_params(jobs.get_generation_job(session=session, job_id=job_id))
+        uncertain = p.strategy == "uncertain"
         checkpoints = serving_checkpoints(session=session)
-        prompts = pick_prompts(session, p.get("pool") if uncertain else p.get("limit"), p.get("tag"))
+        prompts = pick_prompts(session, p.pool if uncertain else p.limit, p.tag)
         plan = [(c.id, c.path) for c in checkpoints]
         prompt_rows = [(pr.id, pr.messages) for pr in prompts]
     try:
@@ -59,9 +58,9 @@ def execute_generation_job(job_id: int, settings: Settings | None = None) -> Job
         reward_path = None
         if uncertain:
             with db.session_scope(engine) as session:
-                reward_path = get_checkpoint(session=session, checkpoint_id=p["reward_checkpoint_id"]).path
-        per = p.get("per_checkpoint") or (2 if len(plan) == 1 else 1)
-        sampling = SamplingParams(seed=int(p.get("seed") or job_id), **(p.get("sampling") or {}))
+                reward_path = get_checkpoint(session=session, checkpoint_id=p.reward_checkpoint_id).path
+        per = p.per_checkpoint or (2 if len(plan) == 1 else 1)
+        sampling = SamplingParams(seed=p.seed if p.seed is not None else job_id, **p.sampling.model_dump())
         samples = {}
         for ckpt_id, path in plan:
             log.info("generation job %s: sampling %d x %d from checkpoint %s", job_id, len(prompt_rows), per, ckpt_id)
@@ -113,8 +112,7 @@ def _store(session, job_id, plan, prompt_rows, samples, per, sampling, p) -> dic
             if a.text.strip() == b.text.strip():
                 continue
             open_comparison(session=session, prompt_id=prompt_id, response_a_id=a.id, response_b_id=b.id,
-                            target_votes=p.get("target_votes", 1), strategy=p.get("strategy", "random"),
-                            job_id=job_id)
+                            target_votes=p.target_votes, strategy=p.strategy, job_id=job_id)
             n_comparisons += 1
     return {"prompts": len(prompt_rows), "responses": n_responses, "comparisons": n_comparisons,
             "checkpoints": [c for c, _ in plan], "strategy": "random"}
@@ -147,7 +145,7 @@ def _store_uncertain(session, job_id, plan, prompt_rows, samples, sampling, p, s
     closest: dict[int, float] = {}
     for margin, idx, _, _ in scored:
         closest[idx] = min(margin, closest.get(idx, margin))
-    chosen = set(sorted(closest, key=lambda i: (closest[i], i))[:p.get("limit") or len(closest)])
+    chosen = set(sorted(closest, key=lambda i: (closest[i], i))[:p.limit or len(closest)])
     opened = sorted((c for c in scored if c[1] in chosen), key=lambda c: (c[0], c[1]))
     # Only the responses of opened pairs are stored: an unopened response is never shown to a
     # rater nor trained on, and its prompt, still without a comparison, comes first in the next
@@ -162,14 +160,14 @@ def _store_uncertain(session, job_id, plan, prompt_rows, samples, sampling, p, s
                 stored[(idx, ckpt_id, k)] = r
         session.flush()
         comp = open_comparison(session=session, prompt_id=prompt_id, response_a_id=stored[(idx, *side_a)].id,
-                               response_b_id=stored[(idx, *side_b)].id, target_votes=p.get("target_votes", 1),
+                               response_b_id=stored[(idx, *side_b)].id, target_votes=p.target_votes,
                                strategy="uncertain", job_id=job_id)
         comp.reward_margin = margin
         session.add(comp)
         session.flush()
     return {"prompts": len(chosen), "responses": len(stored), "comparisons": len(opened),
             "checkpoints": [c for c, _ in plan], "strategy": "uncertain",
-            "reward_checkpoint_id": p.get("reward_checkpoint_id"), "candidate_prompts": len(prompt_rows),
+            "reward_checkpoint_id": p.reward_checkpoint_id, "candidate_prompts": len(prompt_rows),
             "candidates": len(scored), **_margin_stats("margin", [c[0] for c in opened]),
             **_margin_stats("candidate_margin", [c[0] for c in scored])}
 

@@ -26,7 +26,7 @@ from rlhf.errors import InvalidInput, RLHFError
 from rlhf.models import Algorithm, Checkpoint, CheckpointKind, JobStatus, TrainingRun
 from rlhf.services import runs as runs_svc
 from rlhf.services.checkpoints import register_checkpoint
-from rlhf.services.dataset import snapshot_rows
+from rlhf.services.dataset import Snapshot, snapshot_rows
 from rlhf.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> dict[str, Any]:
     reward = session.get(Checkpoint, run.reward_checkpoint_id) if run.reward_checkpoint_id else None
     algorithm = run.algorithm
     if algorithm in (Algorithm.dpo, Algorithm.reward):
-        data = snapshot_rows(session=session, snapshot=run.snapshot)
+        data = snapshot_rows(session=session, snapshot=Snapshot.of(run))
     elif algorithm is Algorithm.sft:
         from rlhf.training.common import read_jsonl
         from rlhf.training.sft import demonstrations_to_examples
@@ -63,7 +63,7 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> dict[str, Any]:
             data = demonstrations_to_examples(read_jsonl(run.params["data"]))
         else:
             data = [{"prompt": r["prompt"], "completion": r["chosen"]}
-                    for r in snapshot_rows(session=session, snapshot=run.snapshot)]
+                    for r in snapshot_rows(session=session, snapshot=Snapshot.of(run))]
     tag = run.params.get("prompt_tag") or None
     train_prompts, heldout = split_heldout(list_prompts(session=session, tag=tag))
     if algorithm.needs_reward_model:

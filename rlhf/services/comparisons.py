@@ -89,9 +89,10 @@ def _candidates(session: Session, rater_id: int, now, limit: int, gold: bool, wa
 
 def next_for_rater(*, session: Session, rater: User, lease: timedelta = LEASE,
                    rng: random.Random | None = None, gold_rate: float = 0.0) -> Handout | None:
-    """The comparison this rater should see now, or None when nothing is left for them.
+    """Commits: the comparison this rater should see now (its lease committed), or None when nothing is left.
 
-    A rater who reloads gets the same pair back (their live lease), in the same order.
+    The lease is committed under the hand-out lock, so no other rater is handed the same
+    place, and the row locks of the candidates passed over are released. A rater who reloads gets the same pair back (their live lease), in the same order.
     With ``gold_rate`` > 0, that share of hand-outs is a gold pair the rater has not seen,
     as long as regular work remains (gold alone never keeps a rater busy).
     """
@@ -195,11 +196,6 @@ def open_comparisons(*, session: Session, limit: int | None = None) -> list[Comp
     if limit:
         query = query.limit(limit)
     return list(session.exec(query))
-
-
-def count_open(*, session: Session) -> int:
-    return session.exec(select(func.count()).select_from(Comparison)
-                        .where(Comparison.status == ComparisonStatus.open)).one()
 
 
 def vote_counts(*, session: Session, comparison_ids: list[int]) -> dict[int, int]:

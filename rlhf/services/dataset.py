@@ -20,10 +20,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
 from sqlmodel import Session, select
 
 from rlhf.errors import Conflict, InvalidInput
-from rlhf.models import Choice, Comparison, Prompt, Response, Vote
+from rlhf.models import Choice, Comparison, Prompt, Response, TrainingRun, Vote
 from rlhf.services.quality import left_out_raters, majority
 
 TIES = ("drop", "keep")
@@ -137,8 +138,36 @@ def label_noise(rows: list[dict]) -> float:
     return round(min(0.49, sum(1 - r["agreement"] for r in shared) / len(shared)), 4)
 
 
+class Snapshot(BaseModel):
+    """The data a run trains on, frozen when the run is created; stored as JSON on the run.
+
+    Snapshots stored before a field existed read with its old behaviour (per-vote rows,
+    gold not left out), so their hash still verifies.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    vote_ids: list[int]
+    rows: int
+    hash: str
+    ties: str = "drop"
+    aggregate: str = "none"
+    label_noise: float = 0.0
+    exclude_flagged: bool = True
+    gold_left_out: bool = False
+    left_out_raters: dict[str, Any] = {}
+
+    @classmethod
+    def of(cls, run: TrainingRun) -> "Snapshot | None":
+        """The run's snapshot; None for runs that train on no votes (online RL, SFT from a file)."""
+        return cls.model_validate(run.snapshot) if run.snapshot else None
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the vote ids (which can be many), plus how many there are."""
+        return {**self.model_dump(exclude={"vote_ids"}), "votes": len(self.vote_ids)}
+
+
 def take_snapshot(*, session: Session, ties: str = "drop", aggregate: str = "majority",
-                  exclude_flagged: bool = True) -> dict[str, Any]:
+                  exclude_flagged: bool = True) -> Snapshot:
     """Freeze the usable votes now, and the choices that made them; raises if there are none."""
     _check(ties, aggregate)
     votes, info = eligible_votes(session=session, exclude_flagged=exclude_flagged)
@@ -147,15 +176,15 @@ def take_snapshot(*, session: Session, ties: str = "drop", aggregate: str = "maj
         raise InvalidInput("no usable votes yet (ties and 'both bad' do not count): "
                            "rate some comparisons first, or run `rlhf simulate`")
     ids = [r["vote_id"] for r in rows] if aggregate == "none" else [i for r in rows for i in r["vote_ids"]]
-    return {"vote_ids": ids, "ties": ties, "aggregate": aggregate, "rows": len(rows), "hash": content_hash(rows),
-            "label_noise": label_noise(rows), **info}
+    return Snapshot(vote_ids=ids, ties=ties, aggregate=aggregate, rows=len(rows), hash=content_hash(rows),
+                    label_noise=label_noise(rows), **info)
 
 
-def snapshot_rows(*, session: Session, snapshot: dict[str, Any]) -> list[dict]:
+def snapshot_rows(*, session: Session, snapshot: Snapshot) -> list[dict]:
     """The rows a snapshot froze; refuses if the stored data no longer matches its hash."""
-    rows = preference_rows(session=session, vote_ids=snapshot["vote_ids"], ties=snapshot.get("ties", "drop"),
-                           aggregate=snapshot.get("aggregate", "none"))
-    if content_hash(rows) != snapshot["hash"]:
+    rows = preference_rows(session=session, vote_ids=snapshot.vote_ids, ties=snapshot.ties,
+                           aggregate=snapshot.aggregate)
+    if content_hash(rows) != snapshot.hash:
         raise Conflict("the votes of this run's snapshot changed since it was taken (hash mismatch)")
     return rows
 

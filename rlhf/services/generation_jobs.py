@@ -8,10 +8,10 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from rlhf.errors import InvalidInput, NotFound
+from rlhf.jobs.generation_params import GenerationParams, Sampling
 from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus, GenerationJob, JobStatus, utcnow
 from rlhf.services.checkpoints import get_checkpoint, list_checkpoints, serving_checkpoints
 
-STRATEGIES = ("random", "uncertain")
 POOL_FACTOR = 4  # "uncertain" samples this many times the prompts it opens, to have low-margin pairs to pick
 
 
@@ -19,50 +19,47 @@ def create_generation_job(*, session: Session, per_checkpoint: int | None = None
                           target_votes: int | None = None, strategy: str = "random",
                           reward_checkpoint_id: int | str | None = None, pool: int | None = None,
                           tag: str | None = None, seed: int | None = None,
-                          sampling: dict[str, Any] | None = None) -> GenerationJob:
+                          sampling: dict[str, Any] | Sampling | None = None) -> GenerationJob:
     """Validate and store a generation job's parameters (the job itself runs in a worker).
 
-    ``strategy`` is how pairs are picked: ``random`` opens the sampled pairs as they come;
-    ``uncertain`` samples a larger pool of prompts (``pool``, default ``POOL_FACTOR`` ×
-    ``limit``) and opens first the pairs the reward model is least sure about. Its reward
-    model is the one named, else the newest one not retired. ``target_votes`` left out
-    follows the deployment's ``votes_per_comparison``.
+    Every limit is checked here (see :mod:`rlhf.jobs.generation_params`), so a bad value is
+    refused before anything is queued. ``strategy`` is how pairs are picked: ``random``
+    opens the sampled pairs as they come; ``uncertain`` samples a larger pool of prompts
+    (``pool``, default ``POOL_FACTOR`` × ``limit``) and opens first the pairs the reward
+    model is least sure about. Its reward model is the one named, else the newest one not
+    retired. ``target_votes`` left out follows the deployment's ``votes_per_comparison``.
     """
-    if not serving_checkpoints(session=session):
-        raise InvalidInput("no serving checkpoint to sample from: `rlhf checkpoints serve ID` first")
-    if per_checkpoint is not None and per_checkpoint < 1:
-        raise InvalidInput("--per-checkpoint must be at least 1")
-    if limit is not None and limit < 1:
-        raise InvalidInput("--limit must be at least 1")
     if target_votes is None:
         from rlhf.settings import get_settings
 
         target_votes = get_settings().votes_per_comparison
-    if target_votes < 1:
-        raise InvalidInput("target votes per comparison must be at least 1")
-    if strategy not in STRATEGIES:
-        raise InvalidInput(f"unknown pair selection {strategy!r}; use random or uncertain")
-    if strategy == "random":
+    params = GenerationParams.parse({"per_checkpoint": per_checkpoint, "limit": limit, "target_votes": target_votes,
+                                     "strategy": strategy, "tag": tag, "seed": seed, "pool": pool,
+                                     "sampling": sampling if sampling is not None else {}})
+    if not serving_checkpoints(session=session):
+        raise InvalidInput("no serving checkpoint to sample from: `rlhf checkpoints serve ID` first")
+    if params.strategy == "random":
         if reward_checkpoint_id is not None or pool is not None:
             raise InvalidInput("a reward model and a candidate pool only apply to --select uncertain")
     else:
-        if pool is not None and pool < 1:
-            raise InvalidInput("--pool must be at least 1")
         if pool is not None and limit is not None and pool < limit:
             raise InvalidInput("--pool must be at least --limit (it is where the opened prompts are picked from)")
-        reward_checkpoint_id = uncertainty_reward_model(session=session, checkpoint_id=reward_checkpoint_id).id
-    params = {"per_checkpoint": per_checkpoint, "limit": limit, "target_votes": target_votes,
-              "strategy": strategy, "tag": tag, "seed": seed, "sampling": sampling or {}}
-    if strategy == "uncertain":
-        params |= {"reward_checkpoint_id": reward_checkpoint_id,
-                   "pool": pool if pool is not None else (POOL_FACTOR * limit if limit else None)}
-    job = GenerationJob(params=params)
+        reward = uncertainty_reward_model(session=session, checkpoint_id=reward_checkpoint_id)
+        params = params.model_copy(update={"reward_checkpoint_id": reward.id,
+                                           "pool": pool if pool is not None else (POOL_FACTOR * limit if limit
+                                                                                  else None)})
+    job = GenerationJob(params=params.model_dump(mode="json"))
     session.add(job)
     session.flush()
     if seed is None:
         job.params = {**job.params, "seed": job.id}
         session.add(job)
     return job
+
+
+def job_params(job: GenerationJob) -> GenerationParams:
+    """The stored parameters, typed (jobs stored before every field existed get the defaults)."""
+    return GenerationParams.model_validate(job.params)
 
 
 def uncertainty_reward_model(*, session: Session, checkpoint_id: int | str | None) -> Checkpoint:
@@ -88,6 +85,7 @@ def get_generation_job(*, session: Session, job_id: int) -> GenerationJob:
 
 
 def claim_generation_job(*, session: Session, job_id: int) -> bool:
+    """Commits: atomically moves a queued job to running; False if another worker has it or it is done."""
     now = utcnow()
     result = session.execute(sa.update(GenerationJob)
                              .where(GenerationJob.id == job_id, GenerationJob.status == JobStatus.queued)
@@ -103,7 +101,7 @@ def finish_generation_job(*, session: Session, job_id: int, status: JobStatus, r
     job.result = result or job.result
     job.error = error
     session.add(job)
-    session.commit()
+    session.flush()
 
 
 def queued_ids(*, session: Session) -> tuple[list[int], list[int]]:

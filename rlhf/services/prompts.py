@@ -13,15 +13,15 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, StrictInt, StrictStr, ValidationError
 from sqlmodel import Session, select
 
 from rlhf.errors import InvalidInput
 from rlhf.models import Prompt
 
 MAX_PROMPT_CHARS = 20_000
-ROLES = {"system", "user", "assistant"}
 
 
 @dataclass
@@ -38,39 +38,57 @@ class ImportResult:
     ids: list[int]
 
 
+class _Message(BaseModel):
+    role: Literal["system", "user", "assistant"]
+    content: StrictStr
+
+
+class _RecordIn(BaseModel):
+    """One imported record as it may arrive; the checks pydantic cannot express follow in :func:`parse_record`."""
+
+    prompt: StrictStr | None = None
+    messages: list[_Message] | None = None
+    id: StrictStr | StrictInt | None = None  # StrictInt: a JSON true is not an id
+    tags: list[StrictStr] | StrictStr | None = None
+
+
+# What each field's type error means to the person who wrote the file.
+_FIELD_ERRORS = {"prompt": "'prompt' must be a non-empty string", "messages": "'messages' must be a non-empty list",
+                 "id": "'id' must be a string or an integer", "tags": "'tags' must be a list of strings"}
+
+
 def parse_record(raw: Any, where: str) -> PromptRecord:
     """Validate one record (a dict with ``prompt`` or ``messages``); ``where`` names it in errors."""
     if not isinstance(raw, dict):
         raise InvalidInput(f"{where}: expected an object with a 'prompt' or 'messages' field")
-    if "messages" in raw and raw["messages"] is not None:
-        messages = raw["messages"]
-        if not isinstance(messages, list) or not messages:
-            raise InvalidInput(f"{where}: 'messages' must be a non-empty list")
-        for i, m in enumerate(messages):
-            if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
-                raise InvalidInput(f"{where}: messages[{i}] needs a role (system/user/assistant) and string content")
-        if messages[-1]["role"] != "user":
+    try:
+        record = _RecordIn.model_validate(raw)
+    except ValidationError as exc:
+        loc = exc.errors()[0]["loc"]
+        if loc[0] == "messages" and len(loc) > 1 and isinstance(loc[1], int):
+            raise InvalidInput(f"{where}: messages[{loc[1]}] needs a role (system/user/assistant) and string "
+                               "content") from None
+        raise InvalidInput(f"{where}: {_FIELD_ERRORS[str(loc[0])]}") from None
+    if record.messages is not None:
+        if not record.messages:
+            raise InvalidInput(f"{where}: {_FIELD_ERRORS['messages']}")
+        if record.messages[-1].role != "user":
             raise InvalidInput(f"{where}: the last message must be from the user")
-        messages = [{"role": m["role"], "content": m["content"]} for m in messages]
+        messages = [m.model_dump() for m in record.messages]
     elif "prompt" in raw:
-        prompt = raw["prompt"]
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise InvalidInput(f"{where}: 'prompt' must be a non-empty string")
-        messages = [{"role": "user", "content": prompt}]
+        if not (record.prompt or "").strip():
+            raise InvalidInput(f"{where}: {_FIELD_ERRORS['prompt']}")
+        messages = [{"role": "user", "content": record.prompt}]
     else:
         raise InvalidInput(f"{where}: missing 'prompt' (a string) or 'messages' (a list)")
     if any("\x00" in m["content"] for m in messages):
         raise InvalidInput(f"{where}: text contains a NUL character")
     if sum(len(m["content"]) for m in messages) > MAX_PROMPT_CHARS:
         raise InvalidInput(f"{where}: prompt longer than {MAX_PROMPT_CHARS} characters")
-    ext = raw.get("id")
-    if ext is not None and (not isinstance(ext, (str, int)) or isinstance(ext, bool)):
-        raise InvalidInput(f"{where}: 'id' must be a string or an integer")
-    tags = raw.get("tags") or []
+    tags = record.tags or []
     if isinstance(tags, str):
         tags = [t.strip() for t in tags.split(",") if t.strip()]
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise InvalidInput(f"{where}: 'tags' must be a list of strings")
+    ext = record.id
     # JSON may spell a lone surrogate ("\ud800"); such text cannot be stored or shown again.
     texts = [m["content"] for m in messages] + tags + ([ext] if isinstance(ext, str) else [])
     if not all(_is_unicode(t) for t in texts):

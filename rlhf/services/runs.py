@@ -19,7 +19,7 @@ from rlhf.errors import Conflict, InvalidInput, NotFound
 from rlhf.models import (Algorithm, CheckpointKind, JobStatus, RunLog, TrainingRun, as_utc,
                          utcnow)
 from rlhf.services.checkpoints import default_base, get_checkpoint
-from rlhf.services.dataset import take_snapshot
+from rlhf.services.dataset import Snapshot, take_snapshot
 
 ALGORITHMS = [a.value for a in Algorithm]
 
@@ -61,19 +61,33 @@ def create_run(*, session: Session, algorithm: str | Algorithm, base_checkpoint_
     validate_params(algorithm, params)
     if params.get("data") and not Path(params["data"]).is_file():
         raise InvalidInput(f"data file {params['data']} not found (the worker must be able to read it)")
-    snapshot: dict[str, Any] = {}
+    snapshot = None
     if algorithm.needs_votes or (algorithm is Algorithm.sft and not params.get("data")):
         snapshot = take_snapshot(session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged)
-        if algorithm is Algorithm.dpo and "label_smoothing" not in params and snapshot.get("label_noise"):
-            params["label_smoothing"] = snapshot["label_noise"]
-        if algorithm is Algorithm.reward and snapshot["rows"] < 2:
+        if algorithm is Algorithm.dpo and "label_smoothing" not in params and snapshot.label_noise:
+            params["label_smoothing"] = snapshot.label_noise
+        if algorithm is Algorithm.reward and snapshot.rows < 2:
             raise InvalidInput("a reward model needs at least 2 usable votes (some are held out for accuracy)")
     run = TrainingRun(algorithm=algorithm, base_checkpoint_id=base.id,
-                      reward_checkpoint_id=reward.id if reward else None, params=params, snapshot=snapshot,
-                      snapshot_hash=snapshot.get("hash"), serve_on_success=serve_on_success, created_by=created_by)
+                      reward_checkpoint_id=reward.id if reward else None, params=params,
+                      snapshot=snapshot.model_dump(mode="json") if snapshot else {},
+                      snapshot_hash=snapshot.hash if snapshot else None, serve_on_success=serve_on_success,
+                      created_by=created_by)
     session.add(run)
     session.flush()
     return run
+
+
+def run_summary(run: TrainingRun) -> dict[str, Any]:
+    """A run as plain values, for every edge that shows one: its snapshot without the vote ids."""
+    snapshot = dict(s.summary()) if (s := Snapshot.of(run)) else {}
+    votes = snapshot.pop("votes", 0)
+    return {"id": run.id, "algorithm": run.algorithm, "status": run.status, "base_checkpoint_id": run.base_checkpoint_id,
+            "reward_checkpoint_id": run.reward_checkpoint_id, "output_checkpoint_id": run.output_checkpoint_id,
+            "params": run.params, "progress": run.progress, "metrics": run.metrics, "error": run.error,
+            "snapshot": snapshot, "votes": votes, "serve_on_success": run.serve_on_success,
+            "cancel_requested": run.cancel_requested, "created_at": run.created_at, "started_at": run.started_at,
+            "finished_at": run.finished_at}
 
 
 def get_run(*, session: Session, run_id: int) -> TrainingRun:
@@ -91,7 +105,10 @@ def list_runs(*, session: Session, limit: int | None = None) -> list[TrainingRun
 
 
 def claim_run(*, session: Session, run_id: int, worker: str | None = None) -> bool:
-    """Atomically move a queued run to running; False if someone else has it or it is done."""
+    """Commits: atomically moves a queued run to running; False if someone else has it or it is done.
+
+    The claim must be visible to every other worker before this one starts training.
+    """
     now = utcnow()
     result = session.execute(
         sa.update(TrainingRun)
@@ -102,7 +119,7 @@ def claim_run(*, session: Session, run_id: int, worker: str | None = None) -> bo
 
 
 def heartbeat(*, session: Session, run_id: int, progress: dict[str, Any] | None = None) -> bool:
-    """Mark the run alive; returns True if its trainer should stop.
+    """Commits: marks the run alive (others must see the heartbeat now); True if its trainer should stop.
 
     That is when a cancel was requested, or when the run is no longer ``running``: the
     reaper failed it while this worker could not report (a database outage longer than
@@ -120,7 +137,7 @@ def heartbeat(*, session: Session, run_id: int, progress: dict[str, Any] | None 
 
 def log_step(*, session: Session, run_id: int, step: int, values: dict[str, Any]) -> None:
     session.add(RunLog(run_id=run_id, step=step, values=values))
-    session.commit()
+    session.flush()
 
 
 def run_log(*, session: Session, run_id: int) -> list[RunLog]:
@@ -139,7 +156,7 @@ def finish_run(*, session: Session, run_id: int, status: JobStatus, metrics: dic
     if output_checkpoint_id is not None:
         run.output_checkpoint_id = output_checkpoint_id
     session.add(run)
-    session.commit()
+    session.flush()
     return run
 
 
@@ -154,7 +171,7 @@ def cancel_run(*, session: Session, run_id: int) -> TrainingRun:
         run.error = "cancelled before it started"
     run.cancel_requested = True
     session.add(run)
-    session.commit()
+    session.flush()
     return run
 
 
@@ -178,7 +195,7 @@ def reap_stale_runs(*, session: Session, timeout: timedelta) -> list[int]:
             .execution_options(synchronize_session=False))
         if result.rowcount == 1:
             reaped.append(run.id)
-    session.commit()
+    session.flush()
     for run in candidates:
         session.refresh(run)
     return reaped

@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 from rlhf.errors import InvalidInput
 from rlhf.models import Choice, Comparison, Response, Role, User, Vote
 from rlhf.services.comparisons import open_comparisons
-from rlhf.services.users import create_user
+from rlhf.services.users import create_user, find_user
 from rlhf.services.votes import record_vote
 
 Rule = Callable[[str, str], Choice]
@@ -55,11 +55,11 @@ def simulated_raters(*, session: Session, k: int) -> list[User]:
     raters = []
     for i in range(1, k + 1):
         name = f"sim-{i}"
-        user = session.exec(select(User).where(User.name == name)).first()
+        user = find_user(session=session, name=name)
         # A random password nobody knows: simulated raters cannot log in.
         raters.append(user or create_user(session=session, name=name, role=Role.rater,
                                           password=secrets.token_urlsafe(24)))
-    session.commit()
+    session.flush()
     return raters
 
 
@@ -73,7 +73,6 @@ def simulate(*, session: Session, rule: str, raters: int = 1, noise: float = 0.0
         raise InvalidInput("--raters must be at least 1")
     rng = random.Random(seed)
     team = simulated_raters(session=session, k=raters)
-    flip = {Choice.a: Choice.b, Choice.b: Choice.a, Choice.tie: Choice.tie}
     counts: Counter[str] = Counter()
     for comp in open_comparisons(session=session, limit=limit):
         a = session.get(Response, comp.response_a_id).text
@@ -86,7 +85,7 @@ def simulate(*, session: Session, rule: str, raters: int = 1, noise: float = 0.0
                 continue
             choice = decide(a, b)
             if choice is not Choice.tie and rng.random() < noise:
-                choice = flip[choice]
+                choice = choice.swapped()
             record_vote(session=session, rater=user, comparison_id=comp.id, choice=choice, as_shown=False,
                         source=f"simulated:{rule}")
             counts[choice.value] += 1

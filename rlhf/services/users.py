@@ -22,6 +22,11 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+def find_user(*, session: Session, name: str) -> User | None:
+    """The user with this name, or None: the one query every lookup by name goes through."""
+    return session.exec(select(User).where(User.name == name)).first()
+
+
 def create_user(*, session: Session, name: str, role: Role | str, password: str) -> User:
     if not _NAME.match(name):
         raise InvalidInput(f"user name {name!r} may only use letters, digits and _ . @ - (1-128 characters)")
@@ -31,7 +36,7 @@ def create_user(*, session: Session, name: str, role: Role | str, password: str)
         role = Role(role)
     except ValueError:
         raise InvalidInput(f"unknown role {role!r}; use rater, engineer or admin") from None
-    if session.exec(select(User).where(User.name == name)).first():
+    if find_user(session=session, name=name):
         raise Conflict(f"user {name!r} already exists")
     user = User(name=name, role=role, password_hash=hash_password(password))
     session.add(user)
@@ -41,7 +46,7 @@ def create_user(*, session: Session, name: str, role: Role | str, password: str)
 
 def ensure_user(*, session: Session, name: str, role: Role | str, password: str) -> User:
     """Create the user, or update role and password of an existing one (for ``init``)."""
-    user = session.exec(select(User).where(User.name == name)).first()
+    user = find_user(session=session, name=name)
     if user is None:
         return create_user(session=session, name=name, role=role, password=password)
     user.role = Role(role)
@@ -59,7 +64,7 @@ def verify_password(user: User, password: str) -> bool:
 
 
 def authenticate(*, session: Session, name: str, password: str) -> User | None:
-    user = session.exec(select(User).where(User.name == name)).first()
+    user = find_user(session=session, name=name)
     if user is None or not user.active:
         try:
             _hasher.verify(_DUMMY_HASH, password)
@@ -70,8 +75,7 @@ def authenticate(*, session: Session, name: str, password: str) -> User | None:
 
 
 def get_user(*, session: Session, user_id: int | None = None, name: str | None = None) -> User:
-    user = session.get(User, user_id) if user_id is not None else session.exec(
-        select(User).where(User.name == name)).first()
+    user = session.get(User, user_id) if user_id is not None else find_user(session=session, name=name)
     if user is None:
         raise NotFound(f"no user {user_id if user_id is not None else name!r}")
     return user

@@ -12,7 +12,6 @@ from rlhf.models import Choice, Comparison, ComparisonStatus, User, Vote, as_utc
 from rlhf.services.comparisons import assignment_for, comparison_lock, lock_comparison
 
 MAX_RATIONALE_CHARS = 5_000
-_SWAP = {Choice.a: Choice.b, Choice.b: Choice.a, Choice.tie: Choice.tie, Choice.both_bad: Choice.both_bad}
 
 
 @dataclass
@@ -31,7 +30,10 @@ def parse_choice(choice: str | Choice) -> Choice:
 def record_vote(*, session: Session, rater: User, comparison_id: int, choice: str | Choice,
                 rationale: str | None = None, idempotency_key: str | None = None,
                 as_shown: bool = True, source: str = "human", require_handout: bool = False) -> VoteResult:
-    """Store one vote and commit it.
+    """Commits: stores one vote, committed under the comparison's lock.
+
+    The commit is the point: a concurrent duplicate or the vote that fills the target must
+    be visible before the lock is released, and a vote is stored before the next pair shows.
 
     ``choice`` is in the order the rater was shown (``as_shown``); it is stored in terms
     of the comparison's own response_a/response_b. A repeat (same rater and comparison,
@@ -61,7 +63,7 @@ def record_vote(*, session: Session, rater: User, comparison_id: int, choice: st
             session.rollback()
             raise Conflict(f"comparison {comparison_id} was not handed to you: GET /api/comparisons/next first")
         swapped = bool(assignment and assignment.swapped) if as_shown else False
-        vote = Vote(comparison_id=comparison_id, rater_id=rater.id, choice=_SWAP[choice] if swapped else choice,
+        vote = Vote(comparison_id=comparison_id, rater_id=rater.id, choice=choice.swapped() if swapped else choice,
                     rationale=(rationale or "").strip() or None, shown_swapped=swapped,
                     idempotency_key=idempotency_key, source=source)
         session.add(vote)

@@ -21,7 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from feedback_ui.app import create_app
-from feedback_ui.ui.common import render_markdown
+from feedback_ui.ui.render import render_markdown
 from rlhf.settings import get_settings, reset_settings_cache
 from tests.api.conftest import PASSWORD, basic
 from tests.api.test_roles import ENDPOINTS

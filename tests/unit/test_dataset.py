@@ -44,7 +44,7 @@ def test_export_jsonl_and_parquet(session, tmp_path):
 def test_snapshot_freezes_votes_and_detects_tampering(session):
     _vote_all(session, ["a", "b"])
     snap = take_snapshot(session=session)
-    assert snap["rows"] == 2 and len(snap["hash"]) == 64
+    assert snap.rows == 2 and len(snap.hash) == 64
     _vote_all_more = factories.comparisons(session, [("late", "vote")], checkpoint_path="org/other")
     rater = factories.user(session, "bob")
     record_vote(session=session, rater=rater, comparison_id=_vote_all_more[0].id, choice="a")

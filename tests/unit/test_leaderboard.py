@@ -60,26 +60,6 @@ def test_many_votes_recover_the_true_odds():
     assert 400 * math.log10(p[0] / p[1]) == pytest.approx(400 * math.log10(4), abs=1.0)
 
 
-def test_leaderboard_command_prints_json(session):
-    import json
-
-    import typer
-    from typer.testing import CliRunner
-
-    from rlhf_cli import web
-
-    a, _ = _duel(session, ["a"] * 3 + ["b"])
-    session.commit()
-    app = typer.Typer()
-    web.register(app)
-    result = CliRunner().invoke(app, ["leaderboard", "--json", "--bootstrap", "20"])
-    assert result.exit_code == 0, result.output
-    board = json.loads(result.output)
-    assert board["votes"] == 4 and board["standings"][0]["checkpoint_id"] == a.id
-    table = CliRunner().invoke(app, ["leaderboard"])
-    assert "4 votes between different checkpoints" in table.output
-
-
 def test_gold_pairs_do_not_count_towards_the_ranking(session):
     from sqlmodel import select
 

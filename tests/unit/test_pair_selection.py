@@ -163,3 +163,14 @@ def test_api_generate_with_select(session, settings, tiny_model_dir, reward_dir,
         assert job["params"]["strategy"] == "uncertain" and job["params"]["target_votes"] == 2
         assert job["params"]["pool"] == 8
         assert client.post("/api/generate", auth=auth, json={"select": "best"}).status_code == 422
+
+
+@pytest.fixture
+def db_url(fresh_db_url):
+    """Generation jobs read the prompts and checkpoints through their own sessions: commit for real."""
+    return fresh_db_url
+
+
+@pytest.fixture
+def session(committed_session):
+    return committed_session

@@ -114,7 +114,7 @@ def test_dpo_takes_the_label_noise_of_overlapping_votes_as_label_smoothing(sessi
     _votes(session, comps, raters, ["aab", "aaa", "bba", "b.."])
     snap = take_snapshot(session=session)
     # Shared comparisons: 1/3, 0 and 1/3 of their votes disagree with the label; mean 2/9.
-    assert snap["label_noise"] == pytest.approx(2 / 9, abs=1e-4)
+    assert snap.label_noise == pytest.approx(2 / 9, abs=1e-4)
     run = create_run(session=session, algorithm=Algorithm.dpo)
     assert run.params["label_smoothing"] == pytest.approx(2 / 9, abs=1e-4)
     chosen = create_run(session=session, algorithm=Algorithm.dpo, params={"label_smoothing": 0.0})

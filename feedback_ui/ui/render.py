@@ -1,9 +1,4 @@
-"""What every tab shares: who is asking, safe Markdown, status messages, page-wide CSS and keys.
-
-Role checks live in the handlers, not in the layout: a hidden tab is only a hint, and a
-rater who sends a console event by hand must be refused by the server. Every handler
-therefore starts with :func:`require`, which looks the user up afresh (a user demoted
-or deactivated a second ago is refused now, not at their next login).
+"""What the pages show: status messages, safe Markdown, times, page-wide CSS and keys.
 
 Text written by models, raters or importers is rendered by :func:`render_markdown`
 with raw HTML turned off: ``<script>`` shows as text and never runs. The Gradio HTML
@@ -11,77 +6,11 @@ component puts its value into ``innerHTML`` unchanged, so nothing unescaped may 
 """
 
 import html
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 
-import gradio as gr
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
-
-from rlhf import db
 from rlhf.errors import InvalidInput, RLHFError
-from rlhf.models import Role, User, as_utc
-from rlhf.jobs.submit import JobQueue
-from rlhf.settings import Settings
-
-
-@dataclass(frozen=True)
-class UIContext:
-    """What the handlers need, handed to each ``build_…_tab`` (the UI keeps no module state)."""
-
-    settings: Settings
-    engine: Engine
-    jobs: JobQueue
-
-    @classmethod
-    def from_settings(cls, settings: Settings, jobs: JobQueue) -> "UIContext":
-        return cls(settings=settings, engine=db.get_engine(settings.database_url), jobs=jobs)
-
-    @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A session per handler call; the handler commits what it changed, close() drops the rest.
-
-        Objects read here stay readable after the block (no expiry on commit or close).
-        """
-        session = Session(self.engine, expire_on_commit=False)
-        try:
-            yield session
-        finally:
-            session.close()
-
-
-class Refused(gr.Error):
-    """Shown to the user as an error toast; no output of the event is changed.
-
-    Gradio renders an error's message as HTML, so the text is escaped here.
-    """
-
-    def __init__(self, text: str, title: str = "Error"):
-        super().__init__(html.escape(text), duration=None, title=title, print_exception=False)
-
-
-def lookup_user(ctx: UIContext, request: gr.Request | None) -> User | None:
-    """The active user behind this request (Gradio fills ``username`` from the session cookie)."""
-    name = getattr(request, "username", None) if request is not None else None
-    if not name:
-        return None
-    with ctx.session() as session:
-        user = session.exec(select(User).where(User.name == name)).first()
-    return user if user is not None and user.active else None
-
-
-def require(ctx: UIContext, request: gr.Request | None, role: Role = Role.rater) -> User:
-    """The user, if their role ranks at least ``role``; otherwise a visible refusal."""
-    user = lookup_user(ctx, request)
-    if user is None:
-        raise Refused("Your session has ended or your account is inactive: log in again.", title="Not logged in")
-    if not user.role.allows(role):
-        raise Refused(f"This needs the {role.value} role or higher; you are a {user.role.value}.",
-                      title="Not allowed")
-    return user
+from rlhf.models import as_utc
 
 
 # --- messages -----------------------------------------------------------------------------------
@@ -144,10 +73,6 @@ def optional_int(value, name: str) -> int | None:
     if number < 1 or not number.is_integer():
         raise InvalidInput(f"{name} must be a whole number of at least 1, not {text!r}")
     return int(number)
-
-
-def role_allows(user: User | None, role: Role) -> bool:
-    return user is not None and user.role.allows(role)
 
 
 # --- page-wide CSS and keyboard shortcuts ----------------------------------------------------------
