@@ -210,6 +210,7 @@ def test_runs_start_list_show_cancel(client, app, session, world):
     from rlhf.services.runs import log_step
 
     log_step(session=session, run_id=run["id"], step=1, values={"loss": 0.7})
+    session.commit()  # services flush; here the test is the unit of work
     detail = client.get(f"/api/runs/{run['id']}", headers=headers).json()
     assert detail["log"] == [{"step": 1, "loss": 0.7}]
     cancelled = client.post(f"/api/runs/{run['id']}/cancel", headers=headers).json()
