@@ -37,7 +37,7 @@ def heldout_rows(tiny: Path, per_prompt: int, seed: int) -> list[dict]:
     the answer without it closest in length: a reward model that only learned "longer is
     better" scores near chance here, one that learned the word does not.
     """
-    from rlhf.modeling.evaluation import heldout_prompts
+    from rlhf.modeling.sample_stats import heldout_prompts
     from rlhf.models import Choice
     from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
     from rlhf.services.simulate import parse_rule
@@ -115,7 +115,7 @@ def train_round(settings, tiny: Path, name: str, steps: int, seed: int, heldout:
     from rlhf.models import Vote
     from rlhf.services.checkpoints import register_checkpoint
     from rlhf.services.dataset import preference_rows
-    from rlhf.training.config import build_params
+    from rlhf.training.params import build_params
     from rlhf.training.reward import train_reward
     from rlhf.training.scoring import load_reward_model, pairwise_accuracy
 

@@ -22,7 +22,7 @@ from pathlib import Path
 def reward_model_for(base: str, work: Path, name: str) -> str:
     """A reward model on ``base``: preferences for answers with 'please' over the same answers without."""
     from rlhf.modeling.tiny import DEMONSTRATIONS_PATH
-    from rlhf.training.config import build_params
+    from rlhf.training.params import build_params
     from rlhf.training.reward import train_reward
 
     rows = []
@@ -52,7 +52,7 @@ def mean_reward(policy: str, reward: str, prompts: list[list[dict]]) -> float:
 
 
 def run(algorithm: str, base: str, reward: str, prompts: list[dict], updates: int, work: Path) -> tuple[float, str]:
-    from rlhf.training.config import build_params
+    from rlhf.training.params import build_params
     from rlhf.training.online import train_online
 
     params, trl = build_params(algorithm, {"steps": updates, **({"learning_rate": 2e-4} if algorithm == "ppo" else {}),
@@ -87,7 +87,7 @@ def main() -> None:
     ap.add_argument("--skip-large", action="store_true")
     args = ap.parse_args()
 
-    from rlhf.modeling.evaluation import heldout_prompts
+    from rlhf.modeling.sample_stats import heldout_prompts
     from rlhf.modeling.tiny import PROMPTS_PATH, build_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="rlhf-online-"))

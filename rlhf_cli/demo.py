@@ -75,7 +75,7 @@ def run_demo(*, data_dir: str, rounds: int = 0, word: str = "please", serve: boo
 
 def _headless_round(engine, settings, round_no: int, word: str) -> None:
     from rlhf import db
-    from rlhf.modeling.evaluation import evaluate_policy, heldout_prompts
+    from rlhf.modeling.sample_stats import evaluate_policy, heldout_prompts
     from rlhf.jobs.training import execute_run
     from rlhf.jobs.generation import execute_generation_job
     from rlhf.services.checkpoints import serving_checkpoints

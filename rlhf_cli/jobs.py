@@ -138,7 +138,7 @@ def train(algorithm: str = typer.Argument(..., help="sft, reward, dpo, ppo, rloo
           wait: bool = typer.Option(False, help="follow the run to its end; exit non-zero if it fails"),
           serve: bool = typer.Option(False, help="serve the new checkpoint when the run succeeds")) -> None:
     """Start a training run; prints the run id."""
-    from rlhf.training.config import parse_set_options
+    from rlhf.training.params import parse_set_options
     from rlhf.jobs.submit import submit_run
     from workers.dispatch import job_queue
 

@@ -126,7 +126,7 @@ def run_detail(run: TrainingRun | None, by_id: dict[int, Checkpoint]) -> str:
 
 def parse_params(steps: str | None, extra: str | None) -> dict[str, Any]:
     """The steps field plus KEY=VALUE lines (blank lines and # comments skipped), as for ``--set``."""
-    from rlhf.training.config import parse_set_options
+    from rlhf.training.params import parse_set_options
 
     lines = [ln.strip() for ln in (extra or "").splitlines() if ln.strip() and not ln.strip().startswith("#")]
     params = parse_set_options(lines)
@@ -137,7 +137,7 @@ def parse_params(steps: str | None, extra: str | None) -> dict[str, Any]:
 
 
 def params_help(algorithm: str) -> str:
-    from rlhf.training.config import describe
+    from rlhf.training.params import describe
 
     try:
         rows = describe(algorithm)

@@ -19,7 +19,6 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 from rlhf import db
 from rlhf.errors import InvalidInput, RLHFError
@@ -28,6 +27,7 @@ from rlhf.services import runs as runs_svc
 from rlhf.services.checkpoints import register_checkpoint
 from rlhf.services.dataset import Snapshot, snapshot_rows
 from rlhf.settings import Settings, get_settings
+from rlhf.training.spec import TrainerSpec, read_jsonl
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0
@@ -42,7 +42,7 @@ def final_dir(settings: Settings, run: TrainingRun) -> Path:
     return settings.checkpoints_dir / f"{run.algorithm.value}-run{run.id}"
 
 
-def _prepare(session, settings: Settings, run: TrainingRun) -> dict[str, Any]:
+def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
     """Write everything the trainer reads; nothing in it refers back to the database."""
     from rlhf.services.prompts import list_prompts, split_heldout
 
@@ -56,7 +56,6 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> dict[str, Any]:
     if algorithm in (Algorithm.dpo, Algorithm.reward):
         data = snapshot_rows(session=session, snapshot=Snapshot.of(run))
     elif algorithm is Algorithm.sft:
-        from rlhf.training.common import read_jsonl
         from rlhf.training.sft import demonstrations_to_examples
 
         if run.params.get("data"):
@@ -73,33 +72,33 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> dict[str, Any]:
     data_path = rdir / "data.jsonl"
     data_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data), encoding="utf-8")
     settings.checkpoints_dir.mkdir(parents=True, exist_ok=True)
-    spec = {
-        "run_id": run.id,
-        "algorithm": algorithm.value,
-        "base": base.path,
-        "reward_model": reward.path if reward else None,
-        "params": run.params,
-        "data": str(data_path),
+    spec = TrainerSpec(
+        run_id=run.id,
+        algorithm=algorithm.value,
+        base=base.path,
+        reward_model=reward.path if reward else None,
+        params=run.params,
+        data=str(data_path),
         # Same filesystem as the final directory, so the rename into place is atomic.
-        "output_dir": str(settings.checkpoints_dir / f".tmp-run{run.id}-{uuid.uuid4().hex[:8]}"),
-        "work_dir": str(rdir / "trainer"),
-        "progress": str(rdir / "progress.jsonl"),
-        "result": str(rdir / "result.json"),
-        "stop": str(rdir / "STOP"),
-        "eval_prompts": [p.messages for p in heldout] if algorithm is not Algorithm.reward else [],
-    }
-    (rdir / "spec.json").write_text(json.dumps(spec, indent=2))
+        output_dir=str(settings.checkpoints_dir / f".tmp-run{run.id}-{uuid.uuid4().hex[:8]}"),
+        work_dir=str(rdir / "trainer"),
+        progress=str(rdir / "progress.jsonl"),
+        result=str(rdir / "result.json"),
+        stop=str(rdir / "STOP"),
+        eval_prompts=[p.messages for p in heldout] if algorithm is not Algorithm.reward else [],
+    )
+    spec.write(rdir / "spec.json")
     return spec
 
 
-def trainer_command(spec_path: Path, params: dict[str, Any]) -> list[str]:
+def trainer_command(spec_path: Path, spec: TrainerSpec) -> list[str]:
     """The trainer's command line: plain Python, or ``accelerate launch`` over several processes."""
-    n = int(params.get("num_processes", 1) or 1)
-    if n <= 1:
+    params, _ = spec.typed_params()
+    if params.num_processes <= 1:
         return [sys.executable, "-m", "rlhf.training.child", str(spec_path)]
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(n)]
-    if params.get("accelerate_config"):
-        cmd += ["--config_file", str(params["accelerate_config"])]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(params.num_processes)]
+    if params.accelerate_config:
+        cmd += ["--config_file", params.accelerate_config]
     return cmd + ["-m", "rlhf.training.child", str(spec_path)]
 
 
@@ -166,13 +165,13 @@ def execute_run(run_id: int, settings: Settings | None = None) -> JobStatus | No
     return _train(run_id, spec, settings, engine)
 
 
-def _train(run_id: int, spec: dict[str, Any], settings: Settings, engine) -> JobStatus:
+def _train(run_id: int, spec: TrainerSpec, settings: Settings, engine) -> JobStatus:
     rdir = run_dir(settings, run_id)
     log_path = rdir / "train.log"
-    output_dir = Path(spec["output_dir"])
-    tail = _Tail(Path(spec["progress"]))
+    output_dir = Path(spec.output_dir)
+    tail = _Tail(Path(spec.progress))
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
-    cmd = trainer_command(rdir / "spec.json", spec["params"])
+    cmd = trainer_command(rdir / "spec.json", spec)
     log.info("run %s: starting trainer: %s", run_id, " ".join(cmd))
     with log_path.open("wb") as log_fh:
         proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
@@ -185,12 +184,12 @@ def _train(run_id: int, spec: dict[str, Any], settings: Settings, engine) -> Job
                 pass
             cancel = _report(engine, run_id, tail)
             if cancel and stop_sent_at is None:
-                Path(spec["stop"]).touch()  # ask nicely: the trainer stops between steps
+                Path(spec.stop).touch()  # ask nicely: the trainer stops between steps
                 stop_sent_at = time.monotonic()
             elif stop_sent_at is not None and time.monotonic() - stop_sent_at > STOP_GRACE_S:
                 os.killpg(proc.pid, signal.SIGKILL)
     _report(engine, run_id, tail)
-    result_path = Path(spec["result"])
+    result_path = Path(spec.result)
     with db.session_scope(engine) as session:
         run = runs_svc.get_run(session=session, run_id=run_id)
         if run.status is not JobStatus.running:

@@ -30,7 +30,7 @@ def load_policy(path: str):
     from transformers import AutoModelForCausalLM
 
     from rlhf.errors import ConfigError
-    from rlhf.training.common import load_tokenizer
+    from rlhf.modeling.tokens import load_tokenizer
 
     try:
         tokenizer = load_tokenizer(path)
@@ -57,10 +57,13 @@ def generate(model, tokenizer, prompts: list[list[dict]], n: int = 1,
              params: SamplingParams | None = None) -> list[list[Sample]]:
     """``n`` samples for each prompt, from an already loaded model."""
     import torch
+    from trl.trainer.utils import pad
+
+    from rlhf.modeling.tokens import eos_token_ids
 
     params = params or SamplingParams()
     torch.manual_seed(params.seed)
-    eos_ids = _eos_ids(model, tokenizer)
+    eos_ids = eos_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
     encoded = render_prompts(tokenizer, prompts, params.max_prompt_tokens)
     jobs = [(i, ids) for i, ids in enumerate(encoded) for _ in range(n)]
@@ -68,13 +71,11 @@ def generate(model, tokenizer, prompts: list[list[dict]], n: int = 1,
     device = next(model.parameters()).device
     for start in range(0, len(jobs), params.batch_size):
         batch = jobs[start:start + params.batch_size]
-        width = max(len(ids) for _, ids in batch)
         # Left padding: every prompt ends at the same position, where generation starts.
-        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, (_, ids) in enumerate(batch):
-            input_ids[row, width - len(ids):] = torch.tensor(ids)
-            attention[row, width - len(ids):] = 1
+        input_ids = pad([torch.tensor(ids) for _, ids in batch], padding_value=pad_id, padding_side="left")
+        attention = pad([torch.ones(len(ids), dtype=torch.long) for _, ids in batch], padding_value=0,
+                        padding_side="left")
+        width = input_ids.shape[1]
         with torch.no_grad():
             out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                                  do_sample=params.temperature > 0, temperature=params.temperature or None,
@@ -97,14 +98,6 @@ _CONTROL = {c: None for c in range(32) if chr(c) not in "\n\t"} | {0x7F: None}
 def clean_text(text: str) -> str:
     """Drop control characters a byte-level model can emit (NUL cannot be stored in PostgreSQL text)."""
     return text.translate(_CONTROL).replace("\ufffd", "").strip()
-
-
-def _eos_ids(model, tokenizer) -> list[int]:
-    ids = getattr(model.generation_config, "eos_token_id", None)
-    ids = [ids] if isinstance(ids, int) else list(ids or [])
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    return ids
 
 
 def sample_checkpoint(path: str, prompts: list[list[dict]], n: int = 1,

@@ -56,7 +56,7 @@ def create_run(*, session: Session, algorithm: str | Algorithm, base_checkpoint_
         if reward.kind is not CheckpointKind.reward:
             raise InvalidInput(f"checkpoint {reward.id} ({reward.name}) is not a reward model")
     params = dict(params or {})
-    from rlhf.training.config import validate_params
+    from rlhf.training.params import validate_params
 
     validate_params(algorithm, params)
     if params.get("data") and not Path(params["data"]).is_file():

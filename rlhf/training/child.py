@@ -3,8 +3,9 @@
 A run trains in its own process so that an exception, an out-of-memory kill or a CUDA
 fault fails the run and never the worker, memory is returned when it ends, and
 ``accelerate launch`` can start the very same entry point on several GPUs. It knows
-nothing of the database: it reads a spec, appends progress lines to a file the worker
-tails, and writes ``result.json`` last; no result file means the run failed.
+nothing of the database: it reads a :class:`~rlhf.training.spec.TrainerSpec`, appends
+progress lines to a file the worker tails, and writes ``result.json`` last; no result
+file means the run failed.
 """
 
 from __future__ import annotations
@@ -15,22 +16,22 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlhf.training.spec import TrainerSpec, read_jsonl
+
 
 def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def run(spec: dict[str, Any]) -> dict[str, Any]:
+def run(spec: TrainerSpec) -> dict[str, Any]:
     from transformers import set_seed
 
-    from rlhf.training.common import ProgressCallback, read_jsonl
-    from rlhf.training.config import build_params
+    from rlhf.training.trl_setup import ProgressCallback
 
-    algorithm = spec["algorithm"]
-    params, trl_overrides = build_params(algorithm, spec["params"])
+    params, trl_overrides = spec.typed_params()
     set_seed(params.seed)
-    progress_path = Path(spec["progress"])
-    stop_path = Path(spec["stop"])
+    progress_path = Path(spec.progress)
+    stop_path = Path(spec.stop)
 
     def on_log(step: int, values: dict[str, Any]) -> None:
         if _is_main_process():
@@ -41,39 +42,37 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         return stop_path.exists()
 
     callback = ProgressCallback(on_log, should_stop)
-    common = {"base": spec["base"], "output_dir": Path(spec["output_dir"]), "params": params,
-              "trl_overrides": trl_overrides, "work_dir": Path(spec["work_dir"])}
-    data = read_jsonl(spec["data"])
-    if algorithm == "dpo":
+    common = {"base": spec.base, "output_dir": Path(spec.output_dir), "params": params,
+              "trl_overrides": trl_overrides, "work_dir": Path(spec.work_dir)}
+    data = read_jsonl(spec.data)
+    if spec.algorithm == "dpo":
         from rlhf.training.dpo import train_dpo
 
         return train_dpo(rows=data, callbacks=[callback], **common)
-    if algorithm == "reward":
+    if spec.algorithm == "reward":
         from rlhf.training.reward import train_reward
 
         return train_reward(rows=data, callbacks=[callback], **common)
-    if algorithm == "sft":
+    if spec.algorithm == "sft":
         from rlhf.training.sft import train_sft
 
         return train_sft(examples=data, callbacks=[callback], **common)
     from rlhf.training.online import train_online
 
-    return train_online(algorithm=algorithm, prompts=data, reward_model=spec["reward_model"],
+    return train_online(algorithm=spec.algorithm, prompts=data, reward_model=spec.reward_model,
                         on_log=on_log, should_stop=should_stop, **common)
 
 
-def evaluate(spec: dict[str, Any], metrics: dict[str, Any]) -> dict[str, Any]:
+def evaluate(spec: TrainerSpec, metrics: dict[str, Any]) -> dict[str, Any]:
     """Measure the new policy against its parent on held-out prompts (skipped for reward models)."""
-    from rlhf.training.config import build_params
-    from rlhf.training.evaluate import evaluate_policy_run
+    from rlhf.training.parent_comparison import compare_with_parent
 
-    params, _ = build_params(spec["algorithm"], spec["params"])
-    n = getattr(params, "eval_samples", 4)
-    if not spec.get("eval_prompts") or not n or metrics.get("stopped"):
+    params, _ = spec.typed_params()
+    if not spec.eval_prompts or not params.eval_samples or metrics.get("stopped"):
         return metrics
-    return {**metrics, **evaluate_policy_run(policy_path=spec["output_dir"], parent_path=spec["base"],
-                                             prompts=spec["eval_prompts"], reward_model_path=spec.get("reward_model"),
-                                             samples_per_prompt=n)}
+    return {**metrics, **compare_with_parent(policy_path=spec.output_dir, parent_path=spec.base,
+                                             prompts=spec.eval_prompts, reward_model_path=spec.reward_model,
+                                             samples_per_prompt=params.eval_samples)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,14 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m rlhf.training.child SPEC.json", file=sys.stderr)
         return 2
-    spec = json.loads(Path(argv[0]).read_text())
+    spec = TrainerSpec.read(argv[0])
     metrics = run(spec)
     if _is_main_process():
         metrics = evaluate(spec, metrics)
-        if Path(spec["stop"]).exists():
+        if Path(spec.stop).exists():
             print("training stopped: cancel requested", file=sys.stderr)
             return 3
-        result = Path(spec["result"])
+        result = Path(spec.result)
         tmp = result.with_suffix(".tmp")
         tmp.write_text(json.dumps(metrics, default=float))
         tmp.replace(result)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rlhf.training.common import ProgressCallback, final_loss, load_tokenizer, peft_config, save_model, trainer_kwargs
-from rlhf.training.config import DPOParams
+from rlhf.modeling.tokens import load_tokenizer
+from rlhf.training.trl_setup import ProgressCallback, final_loss, peft_config, save_model, trainer_kwargs
+from rlhf.training.params import DPOParams
 
 
 def train_dpo(*, base: str, rows: list[dict], output_dir: Path, params: DPOParams, trl_overrides: dict | None = None,

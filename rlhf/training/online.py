@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rlhf.training.common import ProgressCallback, final_loss, load_tokenizer, peft_config, save_model, trainer_kwargs
+from rlhf.modeling.tokens import load_tokenizer
+from rlhf.training.trl_setup import ProgressCallback, final_loss, peft_config, save_model, trainer_kwargs
 
 
 def truncate_prompt(tokenizer, messages: list[dict], max_tokens: int) -> list[dict]:
@@ -65,11 +66,11 @@ def train_online(*, algorithm: str, base: str, reward_model: str, prompts: list[
 
 
 def _ppo(base, reward_model, prompts, output_dir, params, on_log, should_stop) -> dict[str, Any]:
-    from rlhf.training.ppo import TrainingStopped, train_ppo
+    from rlhf.training.ppo.trainer import TrainingStopped, train_ppo
 
     def log(values: dict) -> None:
         if on_log:
-            on_log(int(values.get("step", 0)), {**values, "max_steps": params.total_updates})
+            on_log(int(values.get("step", 0)), {**values, "max_steps": params.steps})
 
     try:
         return train_ppo(policy_path=base, reward_model_path=reward_model, prompts=[p["prompt"] for p in prompts],

@@ -6,8 +6,9 @@ import random
 from pathlib import Path
 from typing import Any
 
-from rlhf.training.common import ProgressCallback, final_loss, load_tokenizer, peft_config, save_model, trainer_kwargs
-from rlhf.training.config import RewardParams
+from rlhf.modeling.tokens import load_tokenizer
+from rlhf.training.trl_setup import ProgressCallback, final_loss, peft_config, save_model, trainer_kwargs
+from rlhf.training.params import RewardParams
 from rlhf.training.scoring import pairwise_accuracy
 
 

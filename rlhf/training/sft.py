@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from rlhf.errors import InvalidInput
-from rlhf.training.common import ProgressCallback, final_loss, load_tokenizer, peft_config, save_model, trainer_kwargs
-from rlhf.training.config import SFTParams
+from rlhf.modeling.tokens import load_tokenizer
+from rlhf.training.trl_setup import ProgressCallback, final_loss, peft_config, save_model, trainer_kwargs
+from rlhf.training.params import SFTParams
 
 
 def demonstrations_to_examples(demos: list[dict]) -> list[dict]:

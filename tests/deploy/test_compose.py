@@ -239,8 +239,12 @@ def test_accelerate_configs_load(name, kind):
 
 def test_accelerate_config_is_passed_to_accelerate_launch(tmp_path):
     from rlhf.jobs.training import trainer_command
+    from rlhf.training.spec import TrainerSpec
 
     config = "/app/deploy/accelerate/zero3.yaml"
-    cmd = trainer_command(tmp_path / "spec.json", {"num_processes": 4, "accelerate_config": config})
+    spec = TrainerSpec(run_id=1, algorithm="dpo", base="b", reward_model=None, data="d", output_dir="o",
+                       work_dir="w", progress="p", result="r", stop="s",
+                       params={"num_processes": 4, "accelerate_config": config})
+    cmd = trainer_command(tmp_path / "spec.json", spec)
     assert cmd[cmd.index("--num_processes") + 1] == "4"
     assert cmd[cmd.index("--config_file") + 1] == config

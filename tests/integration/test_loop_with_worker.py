@@ -11,7 +11,7 @@ import psutil
 import pytest
 import sqlalchemy as sa
 
-from rlhf.modeling.evaluation import evaluate_policy, heldout_prompts
+from rlhf.modeling.sample_stats import evaluate_policy, heldout_prompts
 from rlhf.modeling.tiny import PROMPTS_PATH
 from tests.conftest import _truncate_all
 from tests.integration.conftest import Env, start_worker, stop_worker

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from rlhf import db
-from rlhf.modeling.evaluation import evaluate_policy, heldout_prompts
+from rlhf.modeling.sample_stats import evaluate_policy, heldout_prompts
 from rlhf.jobs.training import execute_run
 from rlhf.jobs.generation import execute_generation_job
 from rlhf.models import JobStatus

@@ -7,18 +7,17 @@ import math
 import pytest
 import torch
 
-from rlhf.training.ppo import (
-    PPOParams,
-    TrainingStopped,
+from rlhf.training.ppo.config import PPOParams
+from rlhf.training.ppo.losses import (
     compute_gae,
     kl_estimate,
     masked_mean,
     masked_whiten,
     policy_loss,
     response_mask_after_eos,
-    train_ppo,
     value_loss,
 )
+from rlhf.training.ppo.trainer import TrainingStopped, train_ppo
 
 # --- GAE -------------------------------------------------------------------
 
@@ -245,8 +244,8 @@ PROMPTS = [
 
 
 def _params(**overrides) -> PPOParams:
-    base = dict(total_updates=2, rollout_batch_size=4, mini_batch_size=2, num_ppo_epochs=2,
-                max_new_tokens=6, max_prompt_length=8, eval_num_prompts=2, eval_samples_per_prompt=2, seed=3)
+    base = dict(steps=2, batch_size=4, mini_batch_size=2, num_ppo_epochs=2,
+                max_completion_length=6, max_prompt_length=8, eval_num_prompts=2, eval_samples_per_prompt=2, seed=3)
     return PPOParams(**(base | overrides))
 
 
@@ -299,11 +298,11 @@ def test_train_ppo_with_lora_a_foreign_reward_tokenizer_and_stop(tmp_path, monke
             loaded.append(str(path))
             return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
 
-    monkeypatch.setattr("rlhf.training.ppo.AutoModelForSequenceClassification", Recording)
+    monkeypatch.setattr("rlhf.training.ppo.trainer.AutoModelForSequenceClassification", Recording)
     out = tmp_path / "lora"
     metrics = train_ppo(
         policy_path=str(policy_dir), reward_model_path=str(reward_dir), prompts=PROMPTS, output_dir=str(out),
-        params=_params(total_updates=1, use_lora=True, lora_r=4, eval_num_prompts=0),
+        params=_params(steps=1, use_lora=True, lora_r=4, eval_num_prompts=0),
     )
     assert metrics["updates"] == 1 and math.isfinite(metrics["value_loss_final"])
     assert (out / "config.json").exists() and not (out / "adapter_config.json").exists()  # merged
@@ -317,3 +316,25 @@ def test_train_ppo_with_lora_a_foreign_reward_tokenizer_and_stop(tmp_path, monke
             should_stop=lambda: next(calls),
         )
     assert not (tmp_path / "stopped").exists()
+
+
+def test_shared_fields_logging_steps_and_gradient_accumulation_act_on_ppo(tmp_path, monkeypatch):
+    import rlhf.training.ppo.trainer as trainer
+
+    policy_dir, reward_dir = _tiny_models(tmp_path)
+    rows: list[int] = []
+    original = trainer._response_logits
+
+    def recording(policy, input_ids, *args, **kwargs):
+        if torch.is_grad_enabled():
+            rows.append(input_ids.shape[0])  # a forward pass that trains
+        return original(policy, input_ids, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_response_logits", recording)
+    logs: list[dict] = []
+    train_ppo(policy_path=str(policy_dir), reward_model_path=str(reward_dir), prompts=PROMPTS,
+              output_dir=str(tmp_path / "out"), on_log=logs.append,
+              params=_params(steps=3, logging_steps=2, gradient_accumulation_steps=2, eval_num_prompts=0))
+    assert [r["step"] for r in logs] == [2, 3]  # every 2nd update, and the last
+    # Minibatches of 2 split into 2 micro-batches: the training passes see one response each.
+    assert rows and set(rows) == {1}

@@ -7,7 +7,7 @@ from rlhf.models import JobStatus, utcnow
 from rlhf.services.checkpoints import register_checkpoint
 from rlhf.services.runs import cancel_run, claim_run, create_run, get_run, reap_stale_runs
 from rlhf.services.votes import record_vote
-from rlhf.training.config import build_params, parse_set_options, validate_params
+from rlhf.training.params import build_params, parse_set_options, validate_params
 from tests import factories
 
 
@@ -92,3 +92,53 @@ def test_param_parsing():
     assert params.loss_type == ["sigmoid"] and params.use_lora is True and trl == {"warmup_ratio": "0.1"}
     with pytest.raises(InvalidInput, match="true or false"):
         validate_params("sft", {"use_lora": "3"})
+
+
+def test_every_algorithm_shares_the_common_parameter_names():
+    from rlhf.models import Algorithm
+    from rlhf.training.base_params import CommonParams
+    from rlhf.training.params import PARAMS_BY_ALGORITHM, params_class
+
+    assert set(PARAMS_BY_ALGORITHM) == {a.value for a in Algorithm}
+    for algorithm in Algorithm:
+        assert issubclass(params_class(algorithm), CommonParams)
+    # One name per knob across the online algorithms: the same --set works for each.
+    for algorithm in ("ppo", "rloo", "grpo"):
+        params, _ = build_params(algorithm, {"steps": "3", "beta": "0.2", "max_completion_length": "9"})
+        assert (params.steps, params.beta, params.max_completion_length) == (3, 0.2, 9)
+
+
+def test_old_ppo_spellings_are_read_as_the_shared_names():
+    params = validate_params("ppo", {"total_updates": "4", "kl_coef": "0.3", "rollout_batch_size": 6,
+                                     "max_new_tokens": 12})
+    assert params == {"steps": 4, "beta": 0.3, "batch_size": 6, "max_completion_length": 12}
+    with pytest.raises(InvalidInput, match="give only 'steps'"):
+        validate_params("ppo", {"total_updates": 4, "steps": 5})
+
+
+@pytest.mark.parametrize("algorithm, params, message", [
+    ("grpo", {"max_length": 64}, "max_prompt_length, max_completion_length"),
+    ("ppo", {"num_processes": 2}, "trains in one process"),
+    ("ppo", {"value_model_init": "value"}, "must be one of auto, reward, policy"),
+    ("ppo", {"mini_batch_size": 0}, "mini_batch_size must be at least 1"),
+])
+def test_parameters_that_would_do_nothing_or_fail_later_are_refused(algorithm, params, message):
+    with pytest.raises(InvalidInput, match=message):
+        validate_params(algorithm, params)
+
+
+def test_ppo_optional_numbers_can_be_switched_off_and_on():
+    assert validate_params("ppo", {"missing_eos_penalty": "null", "value_learning_rate": "1e-4"}) == {
+        "missing_eos_penalty": None, "value_learning_rate": 1e-4}
+
+
+def test_validating_parameters_loads_no_model_library():
+    import subprocess
+    import sys
+
+    code = ("import sys; from rlhf.training.params import validate_params, describe; "
+            "[validate_params(a, {'steps': '2', 'beta': '0.1'}) for a in ('ppo', 'grpo', 'rloo', 'dpo')]; "
+            "[describe(a) for a in ('ppo', 'sft', 'reward')]; "
+            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,4 +1,6 @@
-"""Measuring what a round did to a policy, on held-out prompts with enough samples to trust.
+"""What a policy's samples look like on held-out prompts: marker-word rate, length, share finished.
+
+Used to measure what a round did to a policy, so with enough samples to trust.
 
 Few samples mislead: 64 samples moved a mean length by ±20 % between two runs of the
 same model, so the defaults are 16 prompts × 16 samples, seeded.

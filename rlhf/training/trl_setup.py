@@ -1,8 +1,7 @@
-"""What every trainer shares: capability-based defaults, progress reporting, model loading."""
+"""What the TRL-based trainers share: config arguments from our params, LoRA, progress, saving."""
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
@@ -11,7 +10,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from rlhf.training.config import CommonParams
+from rlhf.training.base_params import CommonParams
 
 LogFn = Callable[[int, dict[str, Any]], None]
 StopFn = Callable[[], bool]
@@ -71,15 +70,6 @@ def save_model(trainer, output_dir: Path, tokenizer) -> None:
         model.generation_config.save_pretrained(output_dir)
 
 
-def load_tokenizer(path: str):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
-
 class ProgressCallback(TrainerCallback):
     """Turns TRL's logs into the run's curves and lets a cancel stop training between steps."""
 
@@ -106,7 +96,3 @@ def final_loss(trainer) -> float | None:
             return float(entry["loss"])
     return None
 
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]

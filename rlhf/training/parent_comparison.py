@@ -1,4 +1,4 @@
-"""What a run did to the policy, measured right after training on held-out prompts.
+"""A new policy compared with its parent right after training, on held-out prompts.
 
 For a new policy against its parent: mean response length (tokens), a KL estimate to the
 parent (mean over the new policy's samples of log p_new(y) − log p_parent(y), summed
@@ -21,7 +21,7 @@ def _sequence_logprobs(model, input_ids, attention_mask, start: int):
     return (logp * attention_mask[:, start:]).sum(-1)
 
 
-def evaluate_policy_run(*, policy_path: str, parent_path: str, prompts: list[list[dict]],
+def compare_with_parent(*, policy_path: str, parent_path: str, prompts: list[list[dict]],
                         reward_model_path: str | None = None, samples_per_prompt: int = 4, seed: int = 1234,
                         max_new_tokens: int = 48) -> dict[str, Any]:
     import torch

@@ -1,16 +1,15 @@
-"""PPO against a reward model: the project's own implementation.
+"""PPO's loop: load the four models, sample, score, advantage, optimise, save (:func:`train_ppo`).
 
-TRL dropped ``PPOTrainer`` in 1.13; this module keeps the classic RLHF recipe (Ziegler
-et al. 2019, Ouyang et al. 2022, TRL's former PPOv2) as one plain function,
-:func:`train_ppo`, written against transformers models and TRL's stable tensor utilities.
+TRL dropped ``PPOTrainer`` in 1.13; this keeps the classic RLHF recipe (Ziegler et al.
+2019, Ouyang et al. 2022, TRL's former PPOv2) as one plain function, written against
+transformers models and TRL's stable tensor utilities. Its parameters are
+:class:`~rlhf.training.ppo.config.PPOParams`; its arithmetic is in
+:mod:`rlhf.training.ppo.losses`.
 
 One *update* is: sample responses to a batch of prompts from the policy, score them with
 the frozen reward model, turn the scores into per-token rewards with a KL penalty to a
 frozen reference copy of the starting policy, estimate advantages with GAE on a learned
 value model, then run a few epochs of clipped PPO over shuffled minibatches.
-
-The loss arithmetic lives in small pure functions (:func:`compute_gae`,
-:func:`policy_loss`, :func:`value_loss`, ...) so tests can check it by hand.
 """
 
 from __future__ import annotations
@@ -18,307 +17,30 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
-    AutoTokenizer,
-    GenerationConfig,
-)
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, GenerationConfig
 from trl.trainer.utils import disable_dropout_in_model, entropy_from_logits, pad, selective_log_softmax
 
 from rlhf.errors import ConfigError, InvalidInput, RLHFError, TrainingFailed
+from rlhf.modeling.tokens import eos_token_ids
+from rlhf.training.ppo.config import PPOParams
+from rlhf.training.ppo.losses import (
+    compute_gae,
+    kl_estimate,
+    masked_mean,
+    masked_whiten,
+    policy_loss,
+    response_mask_after_eos,
+    value_loss,
+)
+from rlhf.training.scoring import reward_scores, token_scores
 
 
 class TrainingStopped(RLHFError):
     """``should_stop()`` asked for a stop; nothing was saved to ``output_dir``."""
-
-
-@dataclass
-class PPOParams:
-    """Hyper-parameters of :func:`train_ppo`, grouped by concern.
-
-    The defaults suit a small model on a CPU. On the project's tiny SFT-warmed model with a
-    reward model that prefers one marker word, learning rate 5e-5 took the evaluation
-    score from -2.4 to +4.3 (of a +4.8 ceiling) in 20 updates at a summed KL of ~4 nats;
-    2e-4 got there in 10 updates but drifted to a KL of ~20 and halved the response
-    length; 1e-5 had barely moved after 10. For a model of billions of parameters, lower
-    the learning rate 10-50x (or use LoRA) and raise the batch sizes.
-    """
-
-    # --- optimisation ---
-    learning_rate: float = field(
-        default=5e-5,
-        metadata={"help": "AdamW learning rate of the policy (or of its LoRA adapters)."},
-    )
-    value_learning_rate: float | None = field(
-        default=None,
-        metadata={"help": "AdamW learning rate of the value model; None uses `learning_rate`."},
-    )
-    anneal_lr: bool = field(
-        default=True,
-        metadata={"help": "Decay both learning rates linearly to 0 over `total_updates` (the classic PPO recipe)."},
-    )
-    total_updates: int = field(
-        default=50,
-        metadata={"help": "Number of PPO updates; each samples `rollout_batch_size` fresh responses."},
-    )
-    rollout_batch_size: int = field(
-        default=16,
-        metadata={"help": "Prompts sampled (one response each) per update."},
-    )
-    num_ppo_epochs: int = field(
-        default=4,
-        metadata={"help": "Optimisation passes over each rollout batch."},
-    )
-    mini_batch_size: int = field(
-        default=8,
-        metadata={"help": "Responses per gradient step (also the chunk size of the no-grad forward passes)."},
-    )
-    max_grad_norm: float = field(
-        default=1.0,
-        metadata={"help": "Gradient-norm clip, applied to the policy and the value model separately."},
-    )
-    seed: int = field(default=42, metadata={"help": "Seed for prompt order, sampling and initialisation."})
-
-    # --- generation ---
-    max_prompt_length: int = field(
-        default=256,
-        metadata={"help": "Prompt tokens kept after the chat template; longer prompts lose their beginning."},
-    )
-    max_new_tokens: int = field(default=48, metadata={"help": "Longest sampled response, in tokens."})
-    temperature: float = field(
-        default=1.0,
-        metadata={"help": "Sampling temperature; log-probabilities are computed at the same temperature."},
-    )
-
-    # --- PPO / RL ---
-    kl_coef: float = field(
-        default=0.05,
-        metadata={"help": "Weight of the per-token KL penalty to the frozen reference policy."},
-    )
-    gamma: float = field(default=1.0, metadata={"help": "Discount factor of the per-token rewards."})
-    lam: float = field(default=0.95, metadata={"help": "GAE lambda: bias/variance trade-off of the advantages."})
-    cliprange: float = field(
-        default=0.2,
-        metadata={"help": "Policy ratio clip epsilon: the ratio is kept within [1-eps, 1+eps]."},
-    )
-    cliprange_value: float = field(
-        default=0.2,
-        metadata={"help": "Value clip: new values may move at most this far from the rollout's values."},
-    )
-    vf_coef: float = field(default=0.1, metadata={"help": "Weight of the value loss in the total loss."})
-    whiten_advantages: bool = field(
-        default=True,
-        metadata={"help": "Normalise advantages to mean 0 / std 1 over the valid tokens of each batch."},
-    )
-    missing_eos_penalty: float | None = field(
-        default=1.0,
-        metadata={"help": "Subtracted from the score of a response cut off at `max_new_tokens`; None: off."},
-    )
-    value_model_init: str = field(
-        default="auto",
-        metadata={
-            "help": "Where the value model starts: 'reward' (the reward checkpoint), 'policy' (the policy "
-            "checkpoint with a fresh score head) or 'auto' (reward when its vocabulary equals the policy's)."
-        },
-    )
-
-    # --- LoRA ---
-    use_lora: bool = field(
-        default=False,
-        metadata={
-            "help": "Train LoRA adapters on the policy instead of all its weights; merged before saving. Adapters "
-            "want a ~10x higher `learning_rate`; keep `value_learning_rate` at the full-model rate."
-        },
-    )
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha."})
-    lora_dropout: float = field(
-        default=0.0, metadata={"help": "LoRA dropout; 0 keeps the rollout's and the update's log-probs equal."}
-    )
-    lora_target_modules: str | list[str] = field(
-        default="all-linear",
-        metadata={"help": "Modules that get adapters (peft's `target_modules`)."},
-    )
-
-    # --- evaluation ---
-    eval_num_prompts: int = field(
-        default=16,
-        metadata={"help": "Fixed prompts scored before training, every `eval_every` updates and at the end; 0: off."},
-    )
-    eval_samples_per_prompt: int = field(
-        default=16,
-        metadata={"help": "Seeded samples per evaluation prompt; a mean over fewer than ~256 samples is noisy."},
-    )
-    eval_every: int = field(
-        default=0,
-        metadata={"help": "Evaluate every this many updates as well as before and after; 0: only before and after."},
-    )
-
-
-# ---------------------------------------------------------------------------
-# Pure tensor arithmetic
-# ---------------------------------------------------------------------------
-
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    """Mean of ``values`` over positions where ``mask`` is true (0 where nothing is)."""
-    mask = mask.to(values.dtype)
-    if dim is None:
-        return (values * mask).sum() / mask.sum().clamp(min=1.0)
-    return (values * mask).sum(dim) / mask.sum(dim).clamp(min=1.0)
-
-
-def masked_var(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Unbiased variance over the masked positions (Bessel-corrected, as TRL and OpenAI did)."""
-    mean = masked_mean(values, mask)
-    n = mask.to(values.dtype).sum()
-    var = masked_mean((values - mean) ** 2, mask)
-    return var * n / (n - 1).clamp(min=1.0)
-
-
-def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
-    """Normalise to unit variance (and zero mean) using only the masked positions.
-
-    Padding must not count: it would drag the mean towards 0 and shrink the std, so a
-    batch with short responses would get larger advantages. Masked positions come out 0.
-    """
-    mean, var = masked_mean(values, mask), masked_var(values, mask)
-    whitened = (values - mean) * torch.rsqrt(var + 1e-8)
-    if not shift_mean:
-        whitened = whitened + mean
-    return whitened * mask.to(values.dtype)
-
-
-def response_mask_after_eos(
-    response_ids: torch.Tensor, eos_id: int | Collection[int], pad_id: int | None
-) -> torch.Tensor:
-    """Bool mask of the real response tokens: up to and including the first EOS.
-
-    ``generate`` keeps emitting padding for rows that finished early; everything after
-    the first EOS (and, for a row without EOS, from the first pad token on) is not part
-    of the response. The EOS itself stays: choosing to stop is an action the policy must
-    be credited for, and the reward lands on it.
-    """
-    eos_ids = torch.tensor([eos_id] if isinstance(eos_id, int) else sorted(eos_id), device=response_ids.device)
-    length = response_ids.shape[1]
-    positions = torch.arange(length, device=response_ids.device).expand_as(response_ids)
-    no_hit = torch.full_like(response_ids, length)
-
-    is_eos = torch.isin(response_ids, eos_ids)
-    first_eos = torch.where(is_eos, positions, no_hit).min(dim=1).values
-    end = (first_eos + 1).clamp(max=length)
-    if pad_id is not None and pad_id not in eos_ids.tolist():
-        first_pad = torch.where(response_ids == pad_id, positions, no_hit).min(dim=1).values
-        end = torch.minimum(end, first_pad)
-    return positions < end.unsqueeze(1)
-
-
-def compute_gae(
-    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generalised advantage estimation over each response (Schulman et al. 2016).
-
-    ``rewards``, ``values`` and ``mask`` are ``(batch, tokens)``; a response ends at its
-    last masked-in token, so the value after it is taken as 0 (the episode is over).
-    Returns ``(advantages, returns)``, both 0 outside the mask; ``returns = advantages
-    + values`` is the value model's regression target.
-    """
-    mask = mask.to(rewards.dtype)
-    advantages = torch.zeros_like(rewards)
-    last_gae = torch.zeros_like(rewards[:, 0])
-    length = rewards.shape[1]
-    for t in reversed(range(length)):
-        next_mask = mask[:, t + 1] if t + 1 < length else torch.zeros_like(last_gae)
-        next_value = values[:, t + 1] if t + 1 < length else torch.zeros_like(last_gae)
-        delta = rewards[:, t] + gamma * next_value * next_mask - values[:, t]
-        last_gae = delta + gamma * lam * next_mask * last_gae
-        advantages[:, t] = last_gae
-    advantages = advantages * mask
-    returns = (advantages + values) * mask
-    return advantages, returns
-
-
-def policy_loss(
-    logprobs: torch.Tensor,
-    old_logprobs: torch.Tensor,
-    advantages: torch.Tensor,
-    mask: torch.Tensor,
-    cliprange: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clipped surrogate loss of PPO; returns ``(loss, clipfrac)``.
-
-    Taking the worse of the clipped and unclipped objective removes the incentive to push
-    the probability ratio beyond ``1 ± cliprange``: there the gradient is exactly zero.
-    ``clipfrac`` is the share of tokens where the clipped term was the one used.
-    """
-    ratio = torch.exp(logprobs - old_logprobs)
-    unclipped = -advantages * ratio
-    clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
-    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
-    clipfrac = masked_mean((clipped > unclipped).to(logprobs.dtype), mask)
-    return loss, clipfrac.detach()
-
-
-def value_loss(
-    values: torch.Tensor,
-    old_values: torch.Tensor,
-    returns: torch.Tensor,
-    mask: torch.Tensor,
-    cliprange_value: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clipped squared-error value loss; returns ``(loss, clipfrac)``.
-
-    As with the policy, the pessimistic maximum of the clipped and unclipped error keeps a
-    single batch from moving a value estimate far from its rollout value.
-    """
-    clipped_values = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
-    unclipped_error = (values - returns) ** 2
-    clipped_error = (clipped_values - returns) ** 2
-    loss = 0.5 * masked_mean(torch.maximum(unclipped_error, clipped_error), mask)
-    clipfrac = masked_mean((clipped_error > unclipped_error).to(values.dtype), mask)
-    return loss, clipfrac.detach()
-
-
-def kl_estimate(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
-    """Per-token KL(policy || reference) estimate that is never negative.
-
-    ``logprobs - ref_logprobs`` is unbiased but negative on some tokens, which makes a
-    logged mean hard to read; Schulman's k3 estimator ``(r - 1) - log r`` with
-    ``r = p_ref / p`` is unbiased too and always >= 0.
-    """
-    log_ratio = ref_logprobs - logprobs
-    return torch.expm1(log_ratio) - log_ratio
-
-
-# ---------------------------------------------------------------------------
-# Model plumbing
-# ---------------------------------------------------------------------------
-
-
-def _token_scores(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Score-head output at every position, ``(batch, tokens)``.
-
-    A sequence-classification model's own ``forward`` pools at the last token that is not
-    ``pad_token_id``, which goes wrong when pad and EOS are the same token; running the
-    backbone and the ``score`` head ourselves gives per-token values (for the value model)
-    and lets the caller pick the position (for the reward).
-    """
-    head = getattr(model, "score", None)
-    if head is None:
-        raise ConfigError(
-            f"{type(model).__name__} has no `score` head; PPO needs a decoder-style sequence-classification model."
-        )
-    position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
-    backbone = getattr(model, model.base_model_prefix)
-    hidden = backbone(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-    ).last_hidden_state
-    return head(hidden).squeeze(-1)
 
 
 def _response_logits(policy, input_ids, attention_mask, context_length: int, temperature: float):
@@ -349,33 +71,15 @@ def _encode_prompts(tokenizer, prompts: Sequence[list[dict]], max_length: int, p
     )
 
 
-def _score_responses(
-    reward_model, reward_tokenizer, prompts: Sequence[list[dict]], responses: Sequence[str], chunk: int, device
-) -> torch.Tensor:
+def _score_responses(m: _Models, prompts: Sequence[list[dict]], responses: Sequence[str], chunk: int):
     """Reward-model score of each conversation (prompt + response), shape ``(batch,)``.
 
-    The conversation is rendered with the reward model's own tokenizer and chat template,
-    exactly as ``RewardTrainer`` rendered its training pairs, so a reward model whose
-    tokenizer differs from the policy's scores the text it was trained on. The score is
-    the head's output at the last real token (right padding).
+    Rendered with the reward model's own tokenizer and chat template, as ``RewardTrainer``
+    rendered its training pairs (see :func:`rlhf.training.scoring.reward_scores`).
     """
-    pad_id = reward_tokenizer.pad_token_id
-    pad_id = reward_tokenizer.eos_token_id if pad_id is None else pad_id
-    max_len = getattr(reward_model.config, "max_position_embeddings", None)
-    rows = []
-    for messages, response in zip(prompts, responses, strict=True):
-        conversation = [*messages, {"role": "assistant", "content": response}]
-        ids = reward_tokenizer.apply_chat_template(conversation, tokenize=True, return_dict=True)["input_ids"]
-        rows.append(torch.tensor(ids[-max_len:] if max_len else ids, dtype=torch.long))
-    scores = []
-    for start in range(0, len(rows), chunk):
-        part = rows[start : start + chunk]
-        ids = pad(part, padding_value=pad_id, padding_side="right").to(device)
-        mask = pad([torch.ones_like(r) for r in part], padding_value=0, padding_side="right").to(device)
-        per_token = _token_scores(reward_model, ids, mask)
-        last = mask.sum(1) - 1
-        scores.append(per_token[torch.arange(len(part), device=device), last])
-    return torch.cat(scores)
+    conversations = [[*messages, {"role": "assistant", "content": response}]
+                     for messages, response in zip(prompts, responses, strict=True)]
+    return reward_scores(m.reward, m.reward_tokenizer, conversations, batch_size=chunk, max_length=None)
 
 
 def _generation_config(params: PPOParams, eos_ids: list[int], pad_id: int) -> GenerationConfig:
@@ -392,7 +96,7 @@ def _generation_config(params: PPOParams, eos_ids: list[int], pad_id: int) -> Ge
         typical_p=1.0,
         repetition_penalty=1.0,
         no_repeat_ngram_size=0,
-        max_new_tokens=params.max_new_tokens,
+        max_new_tokens=params.max_completion_length,
         min_new_tokens=0,
         eos_token_id=eos_ids,
         pad_token_id=pad_id,
@@ -441,10 +145,7 @@ def _load_models(policy_path: str, reward_model_path: str, params: PPOParams) ->
     reward_tokenizer = AutoTokenizer.from_pretrained(reward_model_path)
     policy = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32)
     saved = policy.generation_config
-    eos_ids = sorted(
-        ({tokenizer.eos_token_id} | set(_as_list(saved.eos_token_id)) | set(_as_list(policy.config.eos_token_id)))
-        - {None}
-    )
+    eos_ids = eos_token_ids(policy, tokenizer)
     if not eos_ids:
         raise ConfigError("the policy tokenizer defines no EOS token, so a response could never end")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
@@ -536,18 +237,18 @@ def _experience(m: _Models, prompts: Sequence[list[dict]], params: PPOParams) ->
         else:
             ref_logits = _response_logits(m.reference, ids, attn, context, params.temperature)
         ref_logprobs.append(selective_log_softmax(ref_logits, response[rows]))
-        values.append(_token_scores(m.value, ids, attn)[:, context - 1 : -1])
+        values.append(token_scores(m.value, ids, attn)[:, context - 1 : -1])
     fmask = mask.to(torch.float32)
     logprobs, ref_logprobs = torch.cat(logprobs) * fmask, torch.cat(ref_logprobs) * fmask
     values = torch.cat(values) * fmask
 
-    raw_scores = _score_responses(m.reward, m.reward_tokenizer, prompts, batch["texts"], chunk, m.device)
+    raw_scores = _score_responses(m, prompts, batch["texts"], chunk)
     scores = raw_scores.clone()
     if params.missing_eos_penalty is not None:
         scores[~batch["has_eos"]] -= params.missing_eos_penalty
     # The KL penalty is paid on every token, the score only on the last one; GAE and the
     # value model spread the score back over the tokens that earned it.
-    rewards = -params.kl_coef * (logprobs - ref_logprobs)
+    rewards = -params.beta * (logprobs - ref_logprobs)
     last = mask.sum(1) - 1
     rewards[torch.arange(len(last), device=m.device), last] += scores
     advantages, returns = compute_gae(rewards * fmask, values, mask, params.gamma, params.lam)
@@ -578,27 +279,30 @@ def _optimise(m: _Models, exp: dict, optimizer, params: PPOParams) -> dict[str, 
     for _ in range(params.num_ppo_epochs):
         epoch_start = len(stats["value_loss"])
         for idx in torch.randperm(len(mask), device=m.device).split(max(1, params.mini_batch_size)):
-            ids, attn, mb_mask = exp["input_ids"][idx], exp["attention_mask"][idx], mask[idx]
-            logits = _response_logits(m.policy, ids, attn, context, params.temperature)
-            logprobs = selective_log_softmax(logits, exp["response"][idx])
-            values = _token_scores(m.value, ids, attn)[:, context - 1 : -1]
-            pg_loss, clipfrac = policy_loss(
-                logprobs, exp["logprobs"][idx], exp["advantages"][idx], mb_mask, params.cliprange
-            )
-            vf_loss, vf_clipfrac = value_loss(
-                values, exp["values"][idx], exp["returns"][idx], mb_mask, params.cliprange_value
-            )
             optimizer.zero_grad(set_to_none=True)
-            (pg_loss + params.vf_coef * vf_loss).backward()
+            # Micro-batches of one minibatch: the same step with a smaller forward pass.
+            micro = idx.tensor_split(min(len(idx), params.gradient_accumulation_steps))
+            for part in micro:
+                ids, attn, mb_mask = exp["input_ids"][part], exp["attention_mask"][part], mask[part]
+                logits = _response_logits(m.policy, ids, attn, context, params.temperature)
+                logprobs = selective_log_softmax(logits, exp["response"][part])
+                values = token_scores(m.value, ids, attn)[:, context - 1 : -1]
+                pg_loss, clipfrac = policy_loss(
+                    logprobs, exp["logprobs"][part], exp["advantages"][part], mb_mask, params.cliprange
+                )
+                vf_loss, vf_clipfrac = value_loss(
+                    values, exp["values"][part], exp["returns"][part], mb_mask, params.cliprange_value
+                )
+                ((pg_loss + params.vf_coef * vf_loss) / len(micro)).backward()
+                with torch.no_grad():
+                    entropy = masked_mean(entropy_from_logits(logits), mb_mask)
+                for key, value in zip(stats, (pg_loss, vf_loss, entropy, clipfrac, vf_clipfrac), strict=True):
+                    stats[key].append(float(value.detach()))
             # Clipped apart: the value gradient is on another scale and must not use up
             # the policy's share of a joint norm budget.
             torch.nn.utils.clip_grad_norm_(policy_params, params.max_grad_norm)
             torch.nn.utils.clip_grad_norm_(value_params, params.max_grad_norm)
             optimizer.step()
-            with torch.no_grad():
-                entropy = masked_mean(entropy_from_logits(logits), mb_mask)
-            for key, value in zip(stats, (pg_loss, vf_loss, entropy, clipfrac, vf_clipfrac), strict=True):
-                stats[key].append(float(value.detach()))
         epoch = stats["value_loss"][epoch_start:]
         epoch_value_loss.append(sum(epoch) / len(epoch))
     return {**{key: sum(values) / len(values) for key, values in stats.items()},
@@ -615,11 +319,11 @@ def _evaluate(m: _Models, prompts: list[list[dict]], params: PPOParams) -> tuple
     devices = [m.device] if m.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.no_grad():
         torch.manual_seed(params.seed + 1)
-        for start in range(0, len(prompts), params.rollout_batch_size):
-            part = prompts[start : start + params.rollout_batch_size]
+        for start in range(0, len(prompts), params.batch_size):
+            part = prompts[start : start + params.batch_size]
             batch = _rollout(m, part, params)
             chunk = max(1, params.mini_batch_size)
-            scores.append(_score_responses(m.reward, m.reward_tokenizer, part, batch["texts"], chunk, m.device))
+            scores.append(_score_responses(m, part, batch["texts"], chunk))
             lengths.append(batch["mask"].sum(1).to(torch.float32))
     return float(torch.cat(scores).mean()), float(torch.cat(lengths).mean())
 
@@ -641,7 +345,7 @@ def train_ppo(
     adapters off), a value model (see :func:`_load_value_model`) and the frozen reward
     model. All run in float32, on CUDA when available, otherwise on the CPU.
 
-    ``on_log`` receives one dict per update: ``step, policy_loss, value_loss, score``
+    ``on_log`` receives one dict every ``logging_steps`` updates (and on evaluation steps and the last): ``step, policy_loss, value_loss, score``
     (mean raw reward-model score of the rollout), ``kl`` (mean over responses of the
     summed per-token KL to the reference, k3 estimator), ``entropy, clipfrac,
     value_clipfrac, response_length, eos_fraction, seconds``; on evaluation steps also
@@ -676,7 +380,7 @@ def train_ppo(
         eps=1e-5,  # as in the OpenAI and TRL PPO code
         weight_decay=0.0,  # the KL penalty already anchors the policy
     )
-    total = max(1, params.total_updates)
+    total = max(1, params.steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda done: 1.0 - done / total if params.anneal_lr else 1.0
     )
@@ -696,12 +400,12 @@ def train_ppo(
 
     order: list[int] = []
     history: list[dict] = []
-    for step in range(1, params.total_updates + 1):
+    for step in range(1, params.steps + 1):
         if should_stop and should_stop():
-            raise TrainingStopped(f"PPO stopped on request after {step - 1} of {params.total_updates} updates")
+            raise TrainingStopped(f"PPO stopped on request after {step - 1} of {params.steps} updates")
         update_started = time.monotonic()
         batch_prompts = []
-        while len(batch_prompts) < params.rollout_batch_size:
+        while len(batch_prompts) < params.batch_size:
             if not order:  # one shuffled pass over the prompts after another
                 order = rng.sample(range(len(prompts)), len(prompts))
             batch_prompts.append(prompts[order.pop()])
@@ -720,15 +424,15 @@ def train_ppo(
         }
         if not all(math.isfinite(v) for v in record.values()):
             raise TrainingFailed(f"PPO diverged at update {step}: {record}")
-        if eval_prompts and (step == params.total_updates or (params.eval_every and step % params.eval_every == 0)):
+        if eval_prompts and (step == params.steps or (params.eval_every and step % params.eval_every == 0)):
             eval_after, record["eval_response_length"] = _evaluate(m, eval_prompts, params)
             record["eval_score"] = eval_after
         history.append(record)
-        if on_log:
+        if on_log and (step % params.logging_steps == 0 or step == params.steps or "eval_score" in record):
             on_log(record)
 
     if should_stop and should_stop():
-        raise TrainingStopped(f"PPO stopped on request after {params.total_updates} updates, before saving")
+        raise TrainingStopped(f"PPO stopped on request after {params.steps} updates, before saving")
     policy = m.policy.merge_and_unload() if params.use_lora else m.policy
     # The sampling config used for training stays out of the checkpoint: serving keeps
     # the defaults the model came with.
@@ -752,8 +456,3 @@ def train_ppo(
         metrics["eval_score_after"] = eval_before if eval_after is None else eval_after
     return metrics
 
-
-def _as_list(value) -> list:
-    if value is None:
-        return []
-    return list(value) if isinstance(value, (list, tuple)) else [value]

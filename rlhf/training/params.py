@@ -1,0 +1,197 @@
+"""Every algorithm's run parameters, in one registry, validated before a run is queued.
+
+One dataclass per algorithm, each extending :class:`~rlhf.training.base_params.CommonParams`
+so the shared fields have one name everywhere (``steps``, ``learning_rate``,
+``batch_size``, ``beta``...). Nothing here, nor in the modules it imports, loads torch or
+TRL: the web process validates parameters without loading a model library.
+
+Keys that are not ours may be passed straight to TRL's config with a ``trl.`` prefix
+(``--set trl.warmup_ratio=0.1``); TRL validates those when the run starts.
+A class may accept old spellings (``ALIASES``, e.g. PPO's ``total_updates`` for
+``steps``): they are rewritten to the current name on validation, and giving both is refused.
+Defaults are for the small models this tool is tried on first: TRL's own default
+learning rates barely move a small model in a few dozen steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from rlhf.errors import InvalidInput
+from rlhf.training.base_params import CommonParams, OnlineParams, param
+from rlhf.training.ppo.config import PPOParams
+
+
+@dataclass
+class OfflineParams(CommonParams):
+    """Training on stored examples: each one is cut at ``max_length`` tokens."""
+
+    max_length: int = param(512, "tokens per example (prompt + response); longer ones are truncated")
+
+
+@dataclass
+class SFTParams(OfflineParams):
+    learning_rate: float = param(1e-3, "peak learning rate")
+    data: str = param("", "JSONL file of {'messages': [...]} demonstrations; empty = the chosen responses of the votes")
+
+
+@dataclass
+class RewardParams(OfflineParams):
+    learning_rate: float = param(1e-3, "peak learning rate")
+    steps: int = param(100, "optimizer steps to train for")
+    eval_fraction: float = param(0.2, "share of votes held out to measure accuracy")
+
+
+@dataclass
+class DPOParams(OfflineParams):
+    beta: float = param(0.1, "strength of the pull towards the reference model")
+    # DPO alone on a model's own samples is unstable round over round (both log-probs
+    # fall and mass moves to junk tokens); an SFT term on the chosen response keeps it
+    # anchored. Set loss_type=["sigmoid"] for plain DPO.
+    loss_type: list = param(["sigmoid", "sft"], "TRL DPO loss terms, combined with loss_weights")
+    loss_weights: list = param([1.0, 1.0], "weights of the loss terms")
+    label_smoothing: float = param(0.0, "conservative DPO: assumed probability that a label is flipped")
+
+
+@dataclass
+class GroupParams(OnlineParams):
+    """RLOO and GRPO (TRL): advantages from a group of completions per prompt, no value model."""
+
+    # Moves the tiny model within ~20 steps; scale down (1e-6..1e-5) for billion-parameter models.
+    learning_rate: float = param(5e-4, "peak learning rate")
+    steps: int = param(30, "optimizer steps")
+    batch_size: int = param(8, "completions per device per step; must divide by num_generations")
+    num_generations: int = param(4, "completions sampled per prompt (the group RLOO/GRPO compare within)")
+
+
+@dataclass
+class RLOOParams(GroupParams):
+    pass
+
+
+@dataclass
+class GRPOParams(GroupParams):
+    pass
+
+
+PARAMS_BY_ALGORITHM: dict[str, type[CommonParams]] = {
+    "sft": SFTParams, "reward": RewardParams, "dpo": DPOParams,
+    "rloo": RLOOParams, "grpo": GRPOParams, "ppo": PPOParams,
+}
+# Fields that must be at least 1 wherever a class has them.
+_POSITIVE = ("steps", "batch_size", "gradient_accumulation_steps", "max_length", "num_processes", "mini_batch_size",
+             "num_ppo_epochs", "max_prompt_length", "max_completion_length", "num_generations", "logging_steps")
+_CHOICES = {"value_model_init": ("auto", "reward", "policy")}
+
+
+def params_class(algorithm: Any) -> type[CommonParams]:
+    key = getattr(algorithm, "value", algorithm)
+    try:
+        return PARAMS_BY_ALGORITHM[key]
+    except KeyError:
+        raise InvalidInput(f"no parameters known for algorithm {key!r}") from None
+
+
+def _defaults(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls)}
+
+
+def _default(f: dataclasses.Field) -> Any:
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
+def _coerce(name: str, value: Any, f: dataclasses.Field) -> Any:
+    default = _default(f)
+    if isinstance(value, str) and not isinstance(default, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            if isinstance(default, list):
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            else:
+                raise InvalidInput(f"parameter {name}: cannot read {value!r}") from None
+    if value is None and "None" in str(f.type):
+        return None
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise InvalidInput(f"parameter {name} must be true or false, not {value!r}")
+    elif isinstance(default, int):
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise InvalidInput(f"parameter {name} must be an integer, not {value!r}")
+        value = int(value)
+    elif isinstance(default, float) or (default is None and "float" in str(f.type)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidInput(f"parameter {name} must be a number, not {value!r}")
+        value = float(value)
+    elif isinstance(default, list):
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise InvalidInput(f"parameter {name} must be a list, not {value!r}")
+    elif isinstance(default, str) and not isinstance(value, (str, list)):
+        value = str(value)
+    return value
+
+
+def validate_params(algorithm: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """Check and coerce user-given params in place; unknown keys are refused with the list of known ones."""
+    cls = params_class(algorithm)
+    name = getattr(algorithm, "value", algorithm)
+    fields = _defaults(cls)
+    for old, new in getattr(cls, "ALIASES", {}).items():
+        if old in params:
+            if new in params:
+                raise InvalidInput(f"parameters {old!r} and {new!r} are the same for {name}; give only {new!r}")
+            params[new] = params.pop(old)
+    for key in list(params):
+        if key.startswith("trl."):
+            continue
+        if key not in fields:
+            hint = ("; online RL bounds prompt and answer apart: max_prompt_length, max_completion_length"
+                    if key == "max_length" and issubclass(cls, OnlineParams) else "")
+            known = ", ".join(sorted(fields))
+            raise InvalidInput(f"unknown parameter {key!r} for {name}{hint}; "
+                               f"known: {known} (or trl.<name> for any TRL config field)")
+        params[key] = _coerce(key, params[key], fields[key])
+    for key in _POSITIVE:
+        if key in params and params[key] < 1:
+            raise InvalidInput(f"parameter {key} must be at least 1")
+    if "learning_rate" in params and not 0 < params["learning_rate"] < 1:
+        raise InvalidInput("parameter learning_rate must be between 0 and 1")
+    for key, allowed in _CHOICES.items():
+        if key in params and params[key] not in allowed:
+            raise InvalidInput(f"parameter {key} must be one of {', '.join(allowed)}, not {params[key]!r}")
+    if getattr(cls, "SINGLE_PROCESS", False) and params.get("num_processes", 1) > 1:
+        raise InvalidInput(f"{name} trains in one process: num_processes must be 1")
+    return params
+
+
+def build_params(algorithm: Any, params: dict[str, Any]) -> tuple[CommonParams, dict[str, Any]]:
+    """The dataclass for a run, plus the ``trl.`` pass-through keys."""
+    params = validate_params(algorithm, dict(params))
+    ours = {k: v for k, v in params.items() if not k.startswith("trl.")}
+    trl = {k[4:]: v for k, v in params.items() if k.startswith("trl.")}
+    return params_class(algorithm)(**ours), trl
+
+
+def describe(algorithm: Any) -> list[tuple[str, Any, str]]:
+    """(name, default, help) for every parameter: used by --help texts and the console."""
+    cls = params_class(algorithm)
+    formerly = {new: old for old, new in getattr(cls, "ALIASES", {}).items()}
+    return [(f.name, _default(f), f.metadata["help"] + (f" (also accepted as {formerly[f.name]})"
+                                                          if f.name in formerly else ""))
+            for f in dataclasses.fields(cls)]
+
+
+def parse_set_options(pairs: list[str]) -> dict[str, Any]:
+    """``["steps=20", "beta=0.2"]`` → dict; values are kept as strings and coerced on validation."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise InvalidInput(f"--set expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = value.strip()
+    return out
