@@ -161,6 +161,10 @@ def test_images_are_pinned():
     for name in ("postgres", "redis", "flower"):
         image = SERVICES[name]["image"]
         assert re.search(r":\d+\.\d+", image), f"{name}: pin a version, not {image}"
+    # A registry mirror is named in the env file; the defaults are the official images.
+    assert SERVICES["postgres"]["image"] == "${POSTGRES_IMAGE:-postgres:16.6-bookworm}"
+    assert SERVICES["redis"]["image"] == "${REDIS_IMAGE:-redis:7.4.2-bookworm}"
+    assert SERVICES["web"]["image"] == "${RLHF_IMAGE:-rlhf-loop:local}"
     for path in ("deploy/Dockerfile", "deploy/Dockerfile.cuda"):
         bases = re.findall(r"^ARG \w+_IMAGE=(\S+)", (ROOT / path).read_text(), re.M)
         assert bases and all(re.search(r":\d+\.\d+\.\d+", b) for b in bases), f"{path}: unpinned base {bases}"
@@ -174,26 +178,65 @@ def test_dockerfiles_named_by_compose_exist():
             assert (ROOT / svc["build"]["context"] / svc["build"]["dockerfile"]).is_file(), name
 
 
+def _arg_default(path: str, name: str) -> str | None:
+    m = re.search(rf"^ARG {name}=(\S*)", (ROOT / path).read_text(), re.M)
+    return m.group(1).strip('"') if m else None
+
+
 def test_cpu_image_installs_cpu_torch_before_the_project():
     pin = _torch_pin()
     assert f'"{pin}"' in (ROOT / "scripts/setup").read_text(), "scripts/setup and pyproject disagree on torch"
-    builder = _dockerfile_stages(ROOT / "deploy/Dockerfile")[0]
-    torch_at = next(i for i, line in enumerate(builder) if pin in line and "pip install" in line)
-    assert f"--index-url {CPU_INDEX}" in builder[torch_at]
-    project_at = next(i for i, line in enumerate(builder) if re.search(r"pip install \.(\s|$)", line))
-    assert torch_at < project_at
-    copy_pyproject = next(i for i, line in enumerate(builder) if line.startswith("COPY") and "pyproject.toml" in line)
-    assert copy_pyproject < project_at
-    assert not any("requirements" in line for line in builder), "dependencies come from pyproject.toml"
+    assert _arg_default("deploy/Dockerfile", "TORCH_INDEX_URL") == CPU_INDEX
+    deps, builder, runtime = _dockerfile_stages(ROOT / "deploy/Dockerfile")
+    torch_at = next(i for i, line in enumerate(deps) if pin in line and "pip install" in line)
+    assert "--index-url $TORCH_INDEX_URL" in deps[torch_at] and "--find-links $TORCH_FIND_LINKS" in deps[torch_at]
+    pins_at = next(i for i, line in enumerate(deps) if "pyproject.toml" in line and "pip install" in line)
+    assert torch_at < pins_at, "torch must be in place before the dependencies that would pull a CUDA build"
+    assert not any(line.startswith("COPY . ") for line in deps), "no project code in the dependency layers"
+    assert not any("requirements" in line for line in deps + builder), "dependencies come from pyproject.toml"
+    assert builder[0].split()[1] == "deps" and any(line.startswith("COPY . ") for line in builder)
+    assert any(re.search(r"pip install .*--no-deps .*\s\.(\s|$)", line) for line in builder)
+    assert "COPY --from=deps /opt/venv /opt/venv" in runtime and "COPY --from=builder /opt/app /opt/app" in runtime
 
 
 def test_cuda_image_installs_cuda_torch_and_deepspeed():
     pin = _torch_pin()
+    assert "/cu" in _arg_default("deploy/Dockerfile.cuda", "TORCH_INDEX_URL")
     builder = _dockerfile_stages(ROOT / "deploy/Dockerfile.cuda")[0]
     torch_line = next(line for line in builder if pin in line and "pip install" in line)
     assert CPU_INDEX not in torch_line
-    assert any(re.search(r"pip install \.(\s|$)", line) for line in builder)
+    assert any(re.search(r"pip install .*--no-deps \.(\s|$)", line) for line in builder)
     assert any(re.search(r'"deepspeed==[\d.]+"', line) for line in builder), "zero3.yaml needs a pinned DeepSpeed"
+
+
+BUILD_ARGS = ("PIP_INDEX", "PIP_EXTRA_INDEX", "TORCH_INDEX_URL", "TORCH_FIND_LINKS", "EXTRA_CA_CERTS", "EXTRA_CA_URL")
+
+
+@pytest.mark.parametrize("path", ["deploy/Dockerfile", "deploy/Dockerfile.cuda"])
+def test_dockerfiles_build_behind_a_mirror_and_a_proxy(path):
+    text = (ROOT / path).read_text()
+    assert not re.search(r"^#\s*syntax=", text, re.M), "a syntax line makes BuildKit pull a frontend image"
+    missing = [a for a in BUILD_ARGS if not re.search(rf"^ARG {a}=", text, re.M)]
+    assert not missing, f"{path}: no build argument {missing}"
+    # Every step that downloads trusts the extra CAs first.
+    for stage in _dockerfile_stages(ROOT / path):
+        for line in stage:
+            if line.startswith("RUN") and "pip install" in line:
+                assert line.index("trust-extra-ca") < line.index("pip install"), line
+
+
+def test_one_dockerignore_for_both_builders_keeps_the_context_small():
+    """The legacy builder reads only the root .dockerignore; BuildKit would prefer a
+    <Dockerfile>.dockerignore next to the Dockerfile, so there must be none to drift."""
+    assert not list((ROOT / "deploy").glob("*.dockerignore"))
+    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    assert {".git", ".venv", "tests", "bench"} <= ignored
+    # Whatever pyproject.toml packages reaches the image, including top-level packages added later.
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [p for p in ROOT.iterdir() if p.is_dir() and any(re.fullmatch(i.replace("*", ".*"), p.name) for i in include)]
+    assert packages and not [p.name for p in packages if p.name in ignored]
+    assert "pyproject.toml" not in ignored and "README.md" not in ignored and "deploy" not in ignored
 
 
 @pytest.mark.parametrize("path", ["deploy/Dockerfile", "deploy/Dockerfile.cuda"])
