@@ -65,4 +65,6 @@ def _describe(error: dict) -> str:
     field = ".".join(str(p) for p in error["loc"] if p != "sampling") or "parameters"
     if error["type"] == "extra_forbidden":
         return f"unknown generation parameter {field!r}"
+    if field == "strategy":
+        return f"unknown pair selection {error.get('input')!r}; use random or uncertain"
     return f"{field.replace('_', ' ')}: {error['msg'].lower()} (got {error.get('input')!r})"

@@ -98,6 +98,7 @@ def test_cancel_stops_a_running_trainer(session, settings, tiny_model_dir):
         assert time.monotonic() < deadline, "the trainer never reported a step"
         time.sleep(0.5)
     cancel_run(session=session, run_id=run.id)
+    session.commit()  # services flush; here the test is the unit of work
     worker.join(90)
     assert outcome["status"] is JobStatus.cancelled
     session.expire_all()
