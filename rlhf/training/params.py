@@ -22,7 +22,7 @@ import dataclasses
 import difflib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from rlhf.errors import InvalidInput
 from rlhf.training.base_params import CommonParams, OnlineParams, param
@@ -55,6 +55,9 @@ class PreferenceParams(OfflineParams):
 
 @dataclass
 class RewardParams(PreferenceParams):
+    # Shared fields that cannot act on this algorithm: refused, with the reason, rather than ignored.
+    INAPPLICABLE: ClassVar[dict[str, str]] = {
+        "eval_samples": "a reward model is measured on its held-out votes (eval_fraction), not by sampling"}
     learning_rate: float = param(1e-3, "peak learning rate")
     steps: int = param(100, "optimizer steps to train for")
     eval_fraction: float = param(0.2, "share of votes held out to measure accuracy")
@@ -160,6 +163,9 @@ def validate_params(algorithm: Any, params: dict[str, Any]) -> dict[str, Any]:
             if new in params:
                 raise InvalidInput(f"parameters {old!r} and {new!r} are the same for {name}; give only {new!r}")
             params[new] = params.pop(old)
+    for key, why in getattr(cls, "INAPPLICABLE", {}).items():
+        if key in params:
+            raise InvalidInput(f"parameter {key} does nothing for {name}: {why}")
     for key in list(params):
         if key.startswith("trl."):
             _check_trl_name(name, key[4:])
@@ -171,6 +177,12 @@ def validate_params(algorithm: Any, params: dict[str, Any]) -> dict[str, Any]:
             raise InvalidInput(f"unknown parameter {key!r} for {name}{hint}; "
                                f"known: {known} (or trl.<name> for any TRL config field)")
         params[key] = _coerce(key, params[key], fields[key])
+    if "loss_type" in params and issubclass(cls, DPOParams):
+        # One weight per term: loss_type=sigmoid alone weighs it 1 rather than failing in TRL later.
+        params.setdefault("loss_weights", [1.0] * len(params["loss_type"]))
+        if len(params["loss_weights"]) != len(params["loss_type"]):
+            raise InvalidInput(f"loss_weights has {len(params['loss_weights'])} weights for "
+                               f"{len(params['loss_type'])} loss_type terms; give one weight per term")
     for key in _POSITIVE:
         if key in params and params[key] < 1:
             raise InvalidInput(f"parameter {key} must be at least 1")
@@ -181,8 +193,18 @@ def validate_params(algorithm: Any, params: dict[str, Any]) -> dict[str, Any]:
     for key, allowed in _CHOICES.items():
         if key in params and params[key] not in allowed:
             raise InvalidInput(f"parameter {key} must be one of {', '.join(allowed)}, not {params[key]!r}")
+    if issubclass(cls, GroupParams):
+        merged = {f: params.get(f, _default(fields[f])) for f in ("batch_size", "gradient_accumulation_steps",
+                                                                   "num_processes", "num_generations")}
+        per_step = merged["batch_size"] * merged["gradient_accumulation_steps"] * merged["num_processes"]
+        if per_step % merged["num_generations"]:
+            raise InvalidInput(f"{name} samples batch_size x gradient_accumulation_steps x num_processes = {per_step} "
+                               f"completions per step, which must divide by num_generations "
+                               f"({merged['num_generations']})")
     if getattr(cls, "SINGLE_PROCESS", False) and params.get("num_processes", 1) > 1:
         raise InvalidInput(f"{name} trains in one process: num_processes must be 1")
+    if getattr(cls, "SINGLE_PROCESS", False) and params.get("accelerate_config"):
+        raise InvalidInput(f"{name} trains in one process: accelerate_config has nothing to configure")
     return params
 
 

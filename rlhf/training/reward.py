@@ -24,12 +24,18 @@ def split_rows(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[
     return train, heldout
 
 
+def reward_config(params: RewardParams, work_dir: Path, trl_overrides: dict | None = None):
+    from trl import RewardConfig
+
+    return RewardConfig(**trainer_kwargs(params, work_dir, {"max_length": params.max_length, **(trl_overrides or {})}))
+
+
 def build_reward_trainer(*, base: str, rows: list[dict], params: RewardParams, work_dir: Path,
                          trl_overrides: dict | None = None, callbacks: list[ProgressCallback] = ()):
     """The trainer for the training rows (not yet trained): the soft one when some pair's target is below 1."""
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification
-    from trl import RewardConfig, RewardTrainer
+    from trl import RewardTrainer
 
     from rlhf.training.soft_reward import SoftRewardTrainer
 
@@ -37,8 +43,7 @@ def build_reward_trainer(*, base: str, rows: list[dict], params: RewardParams, w
     tokenizer = load_tokenizer(base)
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
-    args = RewardConfig(**trainer_kwargs(params, work_dir, {"max_length": params.max_length,
-                                                            **(trl_overrides or {})}))
+    args = reward_config(params, work_dir, trl_overrides)
     data = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
     soft = needs_soft_term(targets)
     if soft:  # with every target at 1 TRL's own trainer runs, as it always has
