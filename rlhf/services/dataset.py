@@ -6,10 +6,15 @@ of its votes, with that label's share (``agreement``); ``aggregate="none"`` give
 row per vote instead. Gold pairs' votes, raters excluded by an engineer and raters
 flagged by their gold accuracy are left out.
 
-A *snapshot* freezes which votes a run trains on (their ids), the choices above, and a
-hash of the rows' content, so a checkpoint can always say exactly which votes made it.
-With overlap, the snapshot also estimates how often a label is flipped (``label_noise``):
-a DPO run uses it as its ``label_smoothing`` (conservative DPO) unless told otherwise.
+Every row carries ``label_p``, the probability that its label is right (from the vote
+split, or the rater's measured reliability: see :mod:`rlhf.services.soft_labels`); DPO
+and the reward model train each pair towards it.
+
+A *snapshot* freezes which votes a run trains on (their ids), the choices above, the
+raters' reliability at that moment (so ``label_p`` is the same whenever the run starts),
+and a hash of the rows' content, so a checkpoint can always say exactly which votes made
+it. With overlap, it also records how often a label is flipped (``label_noise``), as a
+figure: per-pair ``label_p`` already carries that doubt into training.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from sqlmodel import Session, select
 from rlhf.errors import Conflict, InvalidInput
 from rlhf.models import Choice, Comparison, Prompt, Response, TrainingRun, Vote
 from rlhf.services.quality import left_out_raters, majority
+from rlhf.services.soft_labels import rater_reliability, single_vote_p, vote_split_p
 
 TIES = ("drop", "keep")
 AGGREGATES = ("majority", "none")
@@ -47,7 +53,8 @@ def _row(prompts, responses, comp: Comparison, choice: Choice) -> dict[str, Any]
             "comparison_id": comp.id}
 
 
-def _rows(session: Session, votes: list[Vote], ties: str, aggregate: str) -> list[dict[str, Any]]:
+def _rows(session: Session, votes: list[Vote], ties: str, aggregate: str,
+          reliability: dict[int, float] | None = None) -> list[dict[str, Any]]:
     """Votes as training rows: one per vote (``none``) or one per comparison (``majority``).
 
     A majority row carries its label's share of the votes (``agreement``); a comparison
@@ -68,7 +75,7 @@ def _rows(session: Session, votes: list[Vote], ties: str, aggregate: str) -> lis
         for v in votes:
             if usable(v.choice):
                 row = {**_row(prompts, responses, comps[v.comparison_id], v.choice), "vote_id": v.id,
-                       "rater_id": v.rater_id}
+                       "rater_id": v.rater_id, "label_p": single_vote_p(v.rater_id, reliability)}
                 if ties == "keep":
                     row["tie"] = v.choice is Choice.tie
                 rows.append(row)
@@ -83,7 +90,9 @@ def _rows(session: Session, votes: list[Vote], ties: str, aggregate: str) -> lis
             continue
         row = {**_row(prompts, responses, comps[comp_id], Choice(label)), "votes": len(group),
                "agreement": round(share, 4), "vote_ids": [v.id for v in group],
-               "rater_ids": [v.rater_id for v in group]}
+               "rater_ids": [v.rater_id for v in group],
+               "label_p": (vote_split_p(label, [v.choice.value for v in group]) if len(group) > 1
+                           else single_vote_p(group[0].rater_id, reliability))}
         if ties == "keep":
             row["tie"] = label == Choice.tie.value
         rows.append(row)
@@ -111,14 +120,20 @@ def eligible_votes(*, session: Session, exclude_flagged: bool = True) -> tuple[l
 
 
 def preference_rows(*, session: Session, vote_ids: list[int] | None = None, ties: str = "drop",
-                    aggregate: str = "majority", exclude_flagged: bool = True) -> list[dict]:
-    """Rows from the given votes, or else from every eligible vote (see :func:`eligible_votes`)."""
+                    aggregate: str = "majority", exclude_flagged: bool = True,
+                    reliability: dict[int, float] | None = None) -> list[dict]:
+    """Rows from the given votes, or else from every eligible vote (see :func:`eligible_votes`).
+
+    ``label_p`` of single votes uses ``reliability``, else the raters' reliability now.
+    """
     _check(ties, aggregate)
+    if reliability is None:
+        reliability = rater_reliability(session=session)
     if vote_ids is None:
         votes, _ = eligible_votes(session=session, exclude_flagged=exclude_flagged)
     else:
         votes = sorted(_by_ids(session, Vote, set(vote_ids)), key=lambda v: v.id)
-    return _rows(session, votes, ties, aggregate)
+    return _rows(session, votes, ties, aggregate, reliability)
 
 
 def content_hash(rows: list[dict]) -> str:
@@ -155,6 +170,8 @@ class Snapshot(BaseModel):
     exclude_flagged: bool = True
     gold_left_out: bool = False
     left_out_raters: dict[str, Any] = {}
+    # Rater id -> probability of being right, frozen when the snapshot was taken.
+    rater_reliability: dict[int, float] = {}
 
     @classmethod
     def of(cls, run: TrainingRun) -> "Snapshot | None":
@@ -171,19 +188,20 @@ def take_snapshot(*, session: Session, ties: str = "drop", aggregate: str = "maj
     """Freeze the usable votes now, and the choices that made them; raises if there are none."""
     _check(ties, aggregate)
     votes, info = eligible_votes(session=session, exclude_flagged=exclude_flagged)
-    rows = _rows(session, votes, ties, aggregate)
+    reliability = rater_reliability(session=session)
+    rows = _rows(session, votes, ties, aggregate, reliability)
     if not rows:
         raise InvalidInput("no usable votes yet (ties and 'both bad' do not count): "
                            "rate some comparisons first, or run `rlhf simulate`")
     ids = [r["vote_id"] for r in rows] if aggregate == "none" else [i for r in rows for i in r["vote_ids"]]
     return Snapshot(vote_ids=ids, ties=ties, aggregate=aggregate, rows=len(rows), hash=content_hash(rows),
-                    label_noise=label_noise(rows), **info)
+                    label_noise=label_noise(rows), rater_reliability=reliability, **info)
 
 
 def snapshot_rows(*, session: Session, snapshot: Snapshot) -> list[dict]:
     """The rows a snapshot froze; refuses if the stored data no longer matches its hash."""
     rows = preference_rows(session=session, vote_ids=snapshot.vote_ids, ties=snapshot.ties,
-                           aggregate=snapshot.aggregate)
+                           aggregate=snapshot.aggregate, reliability=snapshot.rater_reliability)
     if content_hash(rows) != snapshot.hash:
         raise Conflict("the votes of this run's snapshot changed since it was taken (hash mismatch)")
     return rows

@@ -38,9 +38,9 @@ def create_run(*, session: Session, algorithm: str | Algorithm, base_checkpoint_
     """Validate everything a worker would trip over later, freeze the data, and store the run.
 
     Nothing is queued here: the caller enqueues the id after the commit. ``aggregate`` and
-    ``exclude_flagged`` choose how votes become rows (see :mod:`rlhf.services.dataset`);
-    a DPO run on overlapping votes takes the snapshot's label noise as its
-    ``label_smoothing`` unless the params set one.
+    ``exclude_flagged`` choose how votes become rows (see :mod:`rlhf.services.dataset`).
+    The doubt in the votes reaches DPO and the reward model per pair (``label_p``), so no
+    global ``label_smoothing`` is derived from them: that would count the noise twice.
     """
     algorithm = parse_algorithm(algorithm)
     base = (get_checkpoint(session=session, checkpoint_id=base_checkpoint_id) if base_checkpoint_id is not None
@@ -64,8 +64,6 @@ def create_run(*, session: Session, algorithm: str | Algorithm, base_checkpoint_
     snapshot = None
     if algorithm.needs_votes or (algorithm is Algorithm.sft and not params.get("data")):
         snapshot = take_snapshot(session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged)
-        if algorithm is Algorithm.dpo and "label_smoothing" not in params and snapshot.label_noise:
-            params["label_smoothing"] = snapshot.label_noise
         if algorithm is Algorithm.reward and snapshot.rows < 2:
             raise InvalidInput("a reward model needs at least 2 usable votes (some are held out for accuracy)")
     run = TrainingRun(algorithm=algorithm, base_checkpoint_id=base.id,

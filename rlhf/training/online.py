@@ -30,29 +30,51 @@ def truncate_prompt(tokenizer, messages: list[dict], max_tokens: int) -> list[di
     return msgs
 
 
-def train_online(*, algorithm: str, base: str, reward_model: str, prompts: list[dict], output_dir: Path, params,
-                 trl_overrides: dict | None, work_dir: Path, on_log=None, should_stop=None) -> dict[str, Any]:
-    if algorithm == "ppo":
-        return _ppo(base, reward_model, prompts, output_dir, params, on_log, should_stop)
-    from datasets import Dataset
-
+def _trainer_class(algorithm: str):
     if algorithm == "rloo":
-        from trl import RLOOConfig as Config, RLOOTrainer as Trainer
+        from trl import RLOOTrainer
+
+        return RLOOTrainer
+    if algorithm == "grpo":
+        from trl import GRPOTrainer
+
+        return GRPOTrainer
+    raise ValueError(f"unknown online algorithm {algorithm!r}")
+
+
+def online_config(algorithm: str, params, work_dir: Path, trl_overrides: dict | None = None):
+    """TRL's RLOO or GRPO config for a run."""
+    if algorithm == "rloo":
+        from trl import RLOOConfig as Config
     elif algorithm == "grpo":
-        from trl import GRPOConfig as Config, GRPOTrainer as Trainer
+        from trl import GRPOConfig as Config
     else:
         raise ValueError(f"unknown online algorithm {algorithm!r}")
-    tokenizer = load_tokenizer(base)
-    tokenizer.padding_side = "left"
-    data = Dataset.from_list([{"prompt": truncate_prompt(tokenizer, p["prompt"], params.max_prompt_length)}
-                              for p in prompts])
-    args = Config(**trainer_kwargs(params, work_dir, {
+    return Config(**trainer_kwargs(params, work_dir, {
         "num_generations": params.num_generations,
         "max_completion_length": params.max_completion_length,
         "temperature": params.temperature,
         "beta": params.beta,
         **(trl_overrides or {}),
     }))
+
+
+def online_prompts(tokenizer, prompts: list[dict], params) -> list[dict]:
+    """The training rows: each prompt cut to ``max_prompt_length`` tokens (TRL does not truncate prompts)."""
+    return [{"prompt": truncate_prompt(tokenizer, p["prompt"], params.max_prompt_length)} for p in prompts]
+
+
+def train_online(*, algorithm: str, base: str, reward_model: str, prompts: list[dict], output_dir: Path, params,
+                 trl_overrides: dict | None, work_dir: Path, on_log=None, should_stop=None) -> dict[str, Any]:
+    if algorithm == "ppo":
+        return _ppo(base, reward_model, prompts, output_dir, params, on_log, should_stop)
+    from datasets import Dataset
+
+    tokenizer = load_tokenizer(base)
+    tokenizer.padding_side = "left"
+    data = Dataset.from_list(online_prompts(tokenizer, prompts, params))
+    args = online_config(algorithm, params, work_dir, trl_overrides)
+    Trainer = _trainer_class(algorithm)
     reward_tok = load_tokenizer(reward_model)
     trainer = Trainer(model=base, reward_funcs=reward_model, args=args, train_dataset=data,
                       processing_class=tokenizer, reward_processing_classes=reward_tok,

@@ -6,7 +6,10 @@ so the shared fields have one name everywhere (``steps``, ``learning_rate``,
 TRL: the web process validates parameters without loading a model library.
 
 Keys that are not ours may be passed straight to TRL's config with a ``trl.`` prefix
-(``--set trl.warmup_ratio=0.1``); TRL validates those when the run starts.
+(``--set trl.warmup_steps=10``). Their names are checked here against the fields of
+that algorithm's TRL config (shipped as a list, :mod:`rlhf.training.trl_fields`), so a
+misspelt name is refused with its close matches instead of doing nothing; TRL checks
+their values when the run starts.
 A class may accept old spellings (``ALIASES``, e.g. PPO's ``total_updates`` for
 ``steps``): they are rewritten to the current name on validation, and giving both is refused.
 Defaults are for the small models this tool is tried on first: TRL's own default
@@ -16,9 +19,10 @@ learning rates barely move a small model in a few dozen steps.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from rlhf.errors import InvalidInput
 from rlhf.training.base_params import CommonParams, OnlineParams, param
@@ -39,21 +43,34 @@ class SFTParams(OfflineParams):
 
 
 @dataclass
-class RewardParams(OfflineParams):
+class PreferenceParams(OfflineParams):
+    """Training on votes: each row's label is trusted as far as its votes say (see ``soft_targets``)."""
+
+    soft_labels: bool = param(True, "train each pair towards the probability its votes give it (vote split, or the "
+                                    "rater's measured reliability); false: every label is taken as certain")
+    label_smoothing: float = param(0.0, "conservative DPO's flip probability, applied on top of each pair's own: "
+                                        "p(1-e) + (1-p)e (not TRL's robust/EXO label_smoothing: that is "
+                                        "trl.label_smoothing)")
+
+
+@dataclass
+class RewardParams(PreferenceParams):
+    # Shared fields that cannot act on this algorithm: refused, with the reason, rather than ignored.
+    INAPPLICABLE: ClassVar[dict[str, str]] = {
+        "eval_samples": "a reward model is measured on its held-out votes (eval_fraction), not by sampling"}
     learning_rate: float = param(1e-3, "peak learning rate")
     steps: int = param(100, "optimizer steps to train for")
     eval_fraction: float = param(0.2, "share of votes held out to measure accuracy")
 
 
 @dataclass
-class DPOParams(OfflineParams):
+class DPOParams(PreferenceParams):
     beta: float = param(0.1, "strength of the pull towards the reference model")
     # DPO alone on a model's own samples is unstable round over round (both log-probs
     # fall and mass moves to junk tokens); an SFT term on the chosen response keeps it
     # anchored. Set loss_type=["sigmoid"] for plain DPO.
     loss_type: list = param(["sigmoid", "sft"], "TRL DPO loss terms, combined with loss_weights")
     loss_weights: list = param([1.0, 1.0], "weights of the loss terms")
-    label_smoothing: float = param(0.0, "conservative DPO: assumed probability that a label is flipped")
 
 
 @dataclass
@@ -146,8 +163,12 @@ def validate_params(algorithm: Any, params: dict[str, Any]) -> dict[str, Any]:
             if new in params:
                 raise InvalidInput(f"parameters {old!r} and {new!r} are the same for {name}; give only {new!r}")
             params[new] = params.pop(old)
+    for key, why in getattr(cls, "INAPPLICABLE", {}).items():
+        if key in params:
+            raise InvalidInput(f"parameter {key} does nothing for {name}: {why}")
     for key in list(params):
         if key.startswith("trl."):
+            _check_trl_name(name, key[4:])
             continue
         if key not in fields:
             hint = ("; online RL bounds prompt and answer apart: max_prompt_length, max_completion_length"
@@ -156,24 +177,65 @@ def validate_params(algorithm: Any, params: dict[str, Any]) -> dict[str, Any]:
             raise InvalidInput(f"unknown parameter {key!r} for {name}{hint}; "
                                f"known: {known} (or trl.<name> for any TRL config field)")
         params[key] = _coerce(key, params[key], fields[key])
+    if "loss_type" in params and issubclass(cls, DPOParams):
+        # One weight per term: loss_type=sigmoid alone weighs it 1 rather than failing in TRL later.
+        params.setdefault("loss_weights", [1.0] * len(params["loss_type"]))
+        if len(params["loss_weights"]) != len(params["loss_type"]):
+            raise InvalidInput(f"loss_weights has {len(params['loss_weights'])} weights for "
+                               f"{len(params['loss_type'])} loss_type terms; give one weight per term")
     for key in _POSITIVE:
         if key in params and params[key] < 1:
             raise InvalidInput(f"parameter {key} must be at least 1")
+    if "label_smoothing" in params and not 0 <= params["label_smoothing"] < 0.5:
+        raise InvalidInput("parameter label_smoothing must be at least 0 and below 0.5 (a flip probability)")
     if "learning_rate" in params and not 0 < params["learning_rate"] < 1:
         raise InvalidInput("parameter learning_rate must be between 0 and 1")
     for key, allowed in _CHOICES.items():
         if key in params and params[key] not in allowed:
             raise InvalidInput(f"parameter {key} must be one of {', '.join(allowed)}, not {params[key]!r}")
+    if issubclass(cls, GroupParams):
+        merged = {f: params.get(f, _default(fields[f])) for f in ("batch_size", "gradient_accumulation_steps",
+                                                                   "num_processes", "num_generations")}
+        per_step = merged["batch_size"] * merged["gradient_accumulation_steps"] * merged["num_processes"]
+        if per_step % merged["num_generations"]:
+            raise InvalidInput(f"{name} samples batch_size x gradient_accumulation_steps x num_processes = {per_step} "
+                               f"completions per step, which must divide by num_generations "
+                               f"({merged['num_generations']})")
     if getattr(cls, "SINGLE_PROCESS", False) and params.get("num_processes", 1) > 1:
         raise InvalidInput(f"{name} trains in one process: num_processes must be 1")
+    if getattr(cls, "SINGLE_PROCESS", False) and params.get("accelerate_config"):
+        raise InvalidInput(f"{name} trains in one process: accelerate_config has nothing to configure")
     return params
+
+
+def _check_trl_name(algorithm: str, name: str) -> None:
+    from rlhf.training.trl_fields import CONFIGS, shipped_fields
+
+    if algorithm not in CONFIGS:
+        raise InvalidInput(f"{algorithm} is the project's own trainer, not TRL's: trl.{name} has nowhere to go; "
+                           f"its parameters are: {', '.join(f.name for f in dataclasses.fields(params_class(algorithm)))}")
+    fields = shipped_fields()[algorithm]
+    if name not in fields:
+        close = difflib.get_close_matches(name, fields, n=5, cutoff=0.6)
+        hint = f"; did you mean {', '.join('trl.' + c for c in close)}?" if close else ""
+        raise InvalidInput(f"trl.{name} is not a field of TRL's {CONFIGS[algorithm]}{hint}")
+
+
+def _json_value(value: Any) -> Any:
+    """``--set trl.warmup_steps=10`` arrives as the string "10": TRL's config wants the number."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
 
 
 def build_params(algorithm: Any, params: dict[str, Any]) -> tuple[CommonParams, dict[str, Any]]:
     """The dataclass for a run, plus the ``trl.`` pass-through keys."""
     params = validate_params(algorithm, dict(params))
     ours = {k: v for k, v in params.items() if not k.startswith("trl.")}
-    trl = {k[4:]: v for k, v in params.items() if k.startswith("trl.")}
+    trl = {k[4:]: _json_value(v) for k, v in params.items() if k.startswith("trl.")}
     return params_class(algorithm)(**ours), trl
 
 

@@ -9,7 +9,7 @@ import pytest
 from rlhf.models import Algorithm
 from rlhf.services import gold
 from rlhf.services.comparisons import next_for_rater
-from rlhf.services.dataset import preference_rows, take_snapshot
+from rlhf.services.dataset import preference_rows, snapshot_rows, take_snapshot
 from rlhf.services.quality import krippendorff_alpha, measure
 from rlhf.services.runs import create_run
 from rlhf.services.votes import record_vote
@@ -108,16 +108,51 @@ def test_majority_rows_carry_agreement_and_level_splits_give_no_row(session):
     assert len(per_vote) == 8
 
 
-def test_dpo_takes_the_label_noise_of_overlapping_votes_as_label_smoothing(session):
+def test_each_pair_carries_the_probability_its_votes_give_its_label(session):
     raters = [factories.user(session, f"r{i}") for i in range(3)]
-    comps = factories.comparisons(session, [(f"x{i}", f"y{i}") for i in range(4)], target_votes=3, serve=True)
-    _votes(session, comps, raters, ["aab", "aaa", "bba", "b.."])
+    comps = factories.comparisons(session, [(f"x{i}", f"y{i}") for i in range(5)], target_votes=3, serve=True)
+    _votes(session, comps, raters, ["aab", "aaa", "bba", "b..", "aat"])
     snap = take_snapshot(session=session)
-    # Shared comparisons: 1/3, 0 and 1/3 of their votes disagree with the label; mean 2/9.
-    assert snap.label_noise == pytest.approx(2 / 9, abs=1e-4)
-    run = create_run(session=session, algorithm=Algorithm.dpo)
-    assert run.params["label_smoothing"] == pytest.approx(2 / 9, abs=1e-4)
-    chosen = create_run(session=session, algorithm=Algorithm.dpo, params={"label_smoothing": 0.0})
-    assert chosen.params["label_smoothing"] == 0.0
-    reward = create_run(session=session, algorithm=Algorithm.reward)
-    assert "label_smoothing" not in reward.params
+    rows = {r["comparison_id"]: r for r in snapshot_rows(session=session, snapshot=snap)}
+    ids = [c.id for c in comps]
+    # Vote split: 2 of 3, unanimous, 2 of 3 the other way; a tie counts half each way.
+    assert rows[ids[0]]["label_p"] == pytest.approx(2 / 3, abs=1e-4)
+    assert rows[ids[1]]["label_p"] == 1.0
+    assert rows[ids[2]]["label_p"] == pytest.approx(2 / 3, abs=1e-4) and rows[ids[2]]["chosen"][0]["content"] == "y2"
+    assert rows[ids[4]]["label_p"] == pytest.approx(2.5 / 3, abs=1e-4)
+    # A single vote: its rater's reliability. r0 agreed on 5 of their 8 overlapping vote pairs,
+    # which two raters of accuracy q do when q² + (1-q)² = 5/8: q = (1 + √(1/4)) / 2 = 0.75.
+    assert rows[ids[3]]["votes"] == 1 and rows[ids[3]]["label_p"] == 0.75
+    # The doubt reaches training per pair, so no global smoothing is derived from it any more.
+    assert snap.label_noise > 0
+    assert "label_smoothing" not in create_run(session=session, algorithm=Algorithm.dpo).params
+
+
+def test_a_single_vote_is_as_sure_as_its_rater_is_on_gold(session):
+    good, poor = factories.user(session, "good"), factories.user(session, "poor")
+    golds = factories.comparisons(session, [(f"g{i}", f"h{i}") for i in range(10)])
+    for i, c in enumerate(golds):
+        gold.mark_gold(session=session, comparison_id=c.id, answer="a")
+        record_vote(session=session, rater=good, comparison_id=c.id, choice="a" if i < 9 else "b", as_shown=False)
+        record_vote(session=session, rater=poor, comparison_id=c.id, choice="a" if i < 7 else "b", as_shown=False)
+    (mine, theirs) = factories.comparisons(session, [("x", "y"), ("u", "v")], checkpoint_path="org/b", serve=True)
+    record_vote(session=session, rater=good, comparison_id=mine.id, choice="a", as_shown=False)
+    record_vote(session=session, rater=poor, comparison_id=theirs.id, choice="b", as_shown=False)
+    snap = take_snapshot(session=session, exclude_flagged=False)
+    assert snap.rater_reliability == {good.id: 0.9, poor.id: 0.7}
+    rows = {r["comparison_id"]: r for r in snapshot_rows(session=session, snapshot=snap)}
+    assert rows[mine.id]["label_p"] == 0.9 and rows[theirs.id]["label_p"] == 0.7
+    # Frozen with the snapshot: later gold answers do not change what the run trains on.
+    extra = factories.comparisons(session, [("m", "n")], checkpoint_path="org/c")[0]
+    gold.mark_gold(session=session, comparison_id=extra.id, answer="a")
+    record_vote(session=session, rater=good, comparison_id=extra.id, choice="b", as_shown=False)
+    rows = {r["comparison_id"]: r for r in snapshot_rows(session=session, snapshot=snap)}
+    assert rows[mine.id]["label_p"] == 0.9
+
+
+def test_a_single_vote_by_an_unmeasured_rater_is_a_hard_label(session):
+    rater = factories.user(session, "new")
+    (comp,) = factories.comparisons(session, [("x", "y")], serve=True)
+    record_vote(session=session, rater=rater, comparison_id=comp.id, choice="a", as_shown=False)
+    (row,) = snapshot_rows(session=session, snapshot=take_snapshot(session=session))
+    assert row["label_p"] == 1.0

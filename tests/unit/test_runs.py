@@ -88,8 +88,8 @@ def test_param_parsing():
     assert parse_set_options(["a=1", "b = x=y"]) == {"a": "1", "b": "x=y"}
     with pytest.raises(InvalidInput):
         parse_set_options(["novalue"])
-    params, trl = build_params("dpo", {"loss_type": "sigmoid", "use_lora": "true", "trl.warmup_ratio": "0.1"})
-    assert params.loss_type == ["sigmoid"] and params.use_lora is True and trl == {"warmup_ratio": "0.1"}
+    params, trl = build_params("dpo", {"loss_type": "sigmoid", "use_lora": "true", "trl.warmup_steps": "10"})
+    assert params.loss_type == ["sigmoid"] and params.use_lora is True and trl == {"warmup_steps": 10}
     with pytest.raises(InvalidInput, match="true or false"):
         validate_params("sft", {"use_lora": "3"})
 
