@@ -84,7 +84,7 @@ def test_the_web_process_loads_no_model_libraries(settings):
     assert out.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("fresh_db_url", ["sqlite"], indirect=True)
 def test_gradio_ui_is_mounted_behind_the_login_cookie(settings, session, monkeypatch):
     import gradio as gr
 

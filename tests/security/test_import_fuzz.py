@@ -22,7 +22,7 @@ from rlhf.errors import InvalidInput
 from rlhf.models import Prompt
 from rlhf.services.prompts import MAX_PROMPT_CHARS, import_file
 
-pytestmark = pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+pytestmark = pytest.mark.parametrize("fresh_db_url", ["sqlite", "postgresql"], indirect=True)
 EXAMPLES = 150
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -17,7 +17,7 @@ from schemathesis.checks import not_a_server_error, response_schema_conformance,
 
 from tests.api.conftest import basic
 
-pytestmark = [pytest.mark.slow, pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.parametrize("fresh_db_url", ["sqlite"], indirect=True)]
 EXAMPLES = 50  # per operation and mode
 
 

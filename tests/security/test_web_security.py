@@ -26,7 +26,7 @@ from rlhf.settings import get_settings, reset_settings_cache
 from tests.api.conftest import PASSWORD, basic
 from tests.api.test_roles import ENDPOINTS
 
-sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+sqlite_only = pytest.mark.parametrize("fresh_db_url", ["sqlite"], indirect=True)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

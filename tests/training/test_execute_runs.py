@@ -16,7 +16,7 @@ from rlhf.services.simulate import simulate
 from tests import factories
 
 pytestmark = pytest.mark.slow
-sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+sqlite_only = pytest.mark.parametrize("fresh_db_url", ["sqlite"], indirect=True)
 
 PLEASE = ["Yes, please sit down.", "Of course, please wait.", "Sure, please come in.", "Please take one."]
 PLAIN = ["Sit down.", "Wait here.", "Come in now.", "Take one."]

@@ -11,7 +11,7 @@ from tests import factories
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("fresh_db_url", ["sqlite"], indirect=True)
 def test_bare_trl_dpo_trains_on_the_exported_jsonl(session, tmp_path, tiny_model_dir):
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer

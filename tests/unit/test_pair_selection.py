@@ -24,7 +24,7 @@ from rlhf.settings import get_settings, reset_settings_cache
 from rlhf.training.scoring import load_reward_model, score_conversations
 from tests import factories
 
-sqlite_only = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+sqlite_only = pytest.mark.parametrize("fresh_db_url", ["sqlite"], indirect=True)
 QUESTIONS = ["What do goats eat?", "Which country is Rome in?", "What is 9 times 12?", "Is it sunny today?",
              "How do I boil an egg?", "Can I sit here?", "What colour is the sky?", "Name a fruit.",
              "Where is the station?", "May I borrow a pen?", "What time is it?", "Why is snow white?"]
