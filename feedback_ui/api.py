@@ -72,6 +72,9 @@ def next_comparison(request: Request, user: Rater, session: DB):
     return _handout_public(handout)
 
 
+_NEXT_DOC = "also hand out this rater's next pair (leased to them): answer {vote, next}; without it nothing is leased"
+
+
 @router.post("/votes", response_model=VotePublic | VoteAndNext, status_code=201, tags=["rating"], responses={
     200: {"model": VotePublic | VoteAndNext,
           "description": "a repeat: this rater's vote on this comparison was already stored, and is returned unchanged"},
@@ -80,8 +83,7 @@ def next_comparison(request: Request, user: Rater, session: DB):
                           "another vote"}})
 def post_vote(body: VoteCreate, request: Request, user: Rater, session: DB, response: Response,
               idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
-              next_pair: Annotated[bool, Query(alias="next", description="also hand out this rater's next pair (leased to them) and "
-                                                      "answer {vote, next}; without it nothing is leased")] = False):
+              next_pair: Annotated[bool, Query(alias="next", description=_NEXT_DOC)] = False):
     """Record a vote; 201 when stored. ``choice`` is in the order this rater was shown.
 
     Sending it again (a double click, a retry after a timeout) never makes a second vote:
@@ -91,15 +93,18 @@ def post_vote(body: VoteCreate, request: Request, user: Rater, session: DB, resp
     if body.idempotency_key and idempotency_key and body.idempotency_key != idempotency_key:
         raise InvalidInput("idempotency_key in the body and the Idempotency-Key header differ")
     key = body.idempotency_key or idempotency_key
-    result = record_vote(session=session, rater=user, comparison_id=body.comparison_id, choice=body.choice,
-                         rationale=body.rationale, idempotency_key=f"{user.id}:{key}" if key else None,
-                         require_handout=True)
+    fields = {"comparison_id": body.comparison_id, "choice": body.choice, "rationale": body.rationale,
+              "idempotency_key": f"{user.id}:{key}" if key else None, "require_handout": True}
+    if next_pair:
+        result, handout = rating.vote_then_next(session=session, rater=user,
+                                                gold_rate=web_context(request).settings.gold_rate, **fields)
+    else:
+        result, handout = record_vote(session=session, rater=user, **fields), None
     if not result.created:
         response.status_code = 200
     vote = _vote_public(result.vote, result.created)
     if not next_pair:
         return vote
-    handout = comparisons.next_for_rater(session=session, rater=user, gold_rate=web_context(request).settings.gold_rate)
     return VoteAndNext(vote=vote, next=_handout_public(handout) if handout else None)
 
 

@@ -13,6 +13,7 @@ holds it: the snapshot's hash is over the votes it names, and must keep verifyin
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -20,8 +21,20 @@ from sqlmodel import Session, select
 from rlhf.errors import Conflict, NotFound
 from rlhf.models import Assignment, Comparison, ComparisonStatus, Skip, TrainingRun, User, Vote, as_utc, utcnow
 from rlhf.services.comparisons import (LEASE, Handout, assignment_for, comparison_lock, get_comparison, handout_of,
-                                       lock_comparison)
+                                       lock_comparison, next_for_rater)
 from rlhf.services.dataset import Snapshot
+from rlhf.services.votes import VoteResult, record_vote
+
+
+def vote_then_next(*, session: Session, rater: User, gold_rate: float = 0.0, **vote: Any
+                   ) -> tuple[VoteResult, Handout | None]:
+    """Commits: the vote (see :func:`~rlhf.services.votes.record_vote`), then this rater's next pair, leased.
+
+    One call per judgement for the Rate tab and ``POST /api/votes?next=true``; the vote is
+    committed before the next pair is chosen, so a pair never shows before its predecessor's vote is stored.
+    """
+    result = record_vote(session=session, rater=rater, **vote)
+    return result, next_for_rater(session=session, rater=rater, gold_rate=gold_rate)
 
 
 def release_leases(*, session: Session, rater_id: int) -> int:
