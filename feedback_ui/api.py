@@ -258,10 +258,13 @@ def serve_checkpoint(checkpoint_id: int, user: Engineer, session: DB):
     return ckpt
 
 
-@router.post("/checkpoints/{checkpoint_id}/retire", response_model=CheckpointPublic, tags=["models"])
-def retire_checkpoint(checkpoint_id: int, user: Engineer, session: DB):
-    """Stop serving a checkpoint; it stays in the registry and on the leaderboard."""
-    ckpt = checkpoints.retire_checkpoint(session=session, checkpoint_id=checkpoint_id)
+@router.post("/checkpoints/{checkpoint_id}/retire", response_model=CheckpointPublic, tags=["models"],
+             responses={409: {"description": "it is the last serving policy (retire it with force=true)"}})
+def retire_checkpoint(checkpoint_id: int, user: Engineer, session: DB,
+                      force: Annotated[bool, Query(description="retire even the last serving policy")] = False):
+    """Stop serving a checkpoint; it stays in the registry and on the leaderboard. The last serving
+    policy is refused (nothing would be left to generate from) unless ``force=true``."""
+    ckpt = checkpoints.retire_checkpoint(session=session, checkpoint_id=checkpoint_id, force=force)
     return ckpt
 
 

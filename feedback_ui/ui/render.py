@@ -6,6 +6,7 @@ component puts its value into ``innerHTML`` unchanged, so nothing unescaped may 
 """
 
 import html
+import re
 from datetime import datetime
 from functools import lru_cache
 
@@ -22,10 +23,33 @@ def message(text: str, kind: str = "info") -> str:
     return f'<div class="rl-msg rl-msg-{kind}"{role}>{html.escape(text)}</div>'
 
 
+# The domain's messages name the command line's flags; on a page they name the fields instead.
+# (pattern, replacement), applied in order to the message of a domain error shown in the browser.
+WEB_WORDING: list[tuple[str, str]] = [
+    (r"--set expects KEY=VALUE, got", "each extra parameter is one KEY=VALUE line, not"),
+    (r"pass --reward-model ID \(train one with `rlhf train reward`\)",
+     "choose one under “Reward model” (train one with the reward algorithm first)"),
+    (r"--select uncertain needs", "uncertain pair selection needs"),
+    (r"\(`rlhf train reward --wait`\), or use --select random", "(algorithm reward), or pick random pairs"),
+    (r"only apply to --select uncertain", "only apply to uncertain pair selection"),
+    (r"`rlhf checkpoints serve ID` first", "serve one under Checkpoints first"),
+    (r"register one with `rlhf checkpoints add PATH --serve`", "serve one under Checkpoints"),
+    (r"import some with `rlhf prompts import`", "import some under “Prompts and generation”"),
+    (r", or run `rlhf simulate`", ""),
+    (r"or force the retirement", "or tick “Retire even the last serving policy”"),
+]
+
+
+def web_wording(text: str) -> str:
+    for pattern, replacement in WEB_WORDING:
+        text = re.sub(pattern, replacement, text)
+    return text
+
+
 def error_message(exc: Exception) -> str:
-    """A domain error as the user should read it; anything else is a bug, said plainly."""
+    """A domain error as the user should read it (in the page's words); anything else is a bug, said plainly."""
     if isinstance(exc, RLHFError):
-        return message(str(exc), "error")
+        return message(web_wording(str(exc)), "error")
     return message(f"Unexpected error ({type(exc).__name__}); the server log has the details.", "error")
 
 

@@ -50,7 +50,7 @@ ENDPOINTS = [
      {"files": {"file": ("g.jsonl", b'{"prompt": "2+2?", "chosen": "4", "rejected": "5"}\n', "application/jsonl")}}),
     ("GET", "/api/checkpoints", "engineer", 200, None),
     ("POST", "/api/checkpoints/{checkpoint_id}/serve", "engineer", 200, None),
-    ("POST", "/api/checkpoints/{checkpoint_id}/retire", "engineer", 200, None),
+    ("POST", "/api/checkpoints/{checkpoint_id}/retire?force=true", "engineer", 200, None),
     ("POST", "/api/generate", "engineer", 202, {"json": {"limit": 2}}),
     ("GET", "/api/generate/{job_id}", "engineer", 200, None),
     ("POST", "/api/runs", "engineer", 202, {"json": {"algorithm": "dpo", "params": {"steps": 3}}}),
