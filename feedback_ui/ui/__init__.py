@@ -57,7 +57,8 @@ def build_ui(settings: Settings, jobs: JobQueue) -> gr.Blocks:
         def leave_rate(request: gr.Request):
             leave(ctx, request)
 
-        demo.load(who_am_i, None, [header, console.tab, console.admin_only, tabs], api_visibility="private")
+        demo.load(who_am_i, None, [header, console.tab, console.admin_only, tabs], api_visibility="private").then(
+            console.landed, console.landed_inputs, console.landed_outputs, api_visibility="private")
         for other in (rate, leaderboard):
             other.select(leave_console, None, [console.timer], api_visibility="private", show_progress="hidden")
         for other in (console.tab, leaderboard):
