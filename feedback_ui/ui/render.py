@@ -205,9 +205,20 @@ _CSS = """
    button under a click that blurred it. */
 .rl-guard-hint.rl-off { visibility: hidden; }
 .rl-img { font-style: italic; }
-/* Tables of figures on a phone: headers wrap between words, and the table scrolls sideways. */
-#leaderboard-table th, #leaderboard-table th * { word-break: normal !important; overflow-wrap: normal !important;
-  hyphens: none; }
+/* The leaderboard: a table on a wide screen (headers never split inside a word), a card per
+   checkpoint on a phone, each value beside its column's name. */
+.rl-board { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
+.rl-board th, .rl-board td { padding: .4rem .6rem; text-align: left; border-bottom: 1px solid var(--border-color-primary);
+  word-break: normal; overflow-wrap: normal; }
+.rl-board th { white-space: nowrap; font-size: .85rem; color: var(--body-text-color-subdued); }
+@media (max-width: 640px) {
+  .rl-board thead { display: none; }
+  .rl-board tr { display: block; border: 1px solid var(--border-color-primary); border-radius: 8px;
+    padding: .35rem .7rem; margin-bottom: .5rem; }
+  .rl-board td { display: flex; justify-content: space-between; gap: 1rem; border: 0; padding: .15rem 0; }
+  .rl-board td::before { content: attr(data-label); font-weight: 600; white-space: nowrap;
+    color: var(--body-text-color-subdued); }
+}
 .rl-keys-hint kbd { border: 1px solid var(--border-color-primary); border-radius: 4px; padding: 0 .35em;
   font-family: ui-monospace, monospace; }
 """
