@@ -2,10 +2,13 @@
 
 For each database (a fresh SQLite file, a fresh PostgreSQL database created and dropped
 here) it seeds raters and open comparisons, starts the web app exactly as ``rlhf serve``
-does (uvicorn, in a subprocess, on a free port of 127.0.0.1), lets N asyncio raters with
-bearer tokens loop GET /api/comparisons/next → POST /api/votes for a fixed time, then
-checks the database: every acknowledged vote must be stored (lost) and no comparison may
-hold more votes than it asked for (duplicated).
+does (uvicorn, in a subprocess, on a free port of 127.0.0.1), and lets N asyncio raters
+with bearer tokens vote for a fixed time, in two ways one after the other on the same
+server: two requests per pair (GET /api/comparisons/next, then POST /api/votes), and one
+(POST /api/votes?next=true answers the vote and the next pair). "after vote" is what a
+rater waits from sending a vote to having the next pair: the two requests' sum, or the one
+round trip. Then it checks the database: every acknowledged vote must be stored (lost) and
+no comparison may hold more votes than it asked for (duplicated).
 
 As the ceiling it runs, in the same way, a bare FastAPI endpoint that does one INSERT into
 a one-table database, and prints the ratio. Prints figures; asserts nothing about time.
@@ -144,9 +147,14 @@ async def _send(client: httpx.AsyncClient, stats: dict, method: str, url: str, *
     return None
 
 
-async def _rater(client: httpx.AsyncClient, token: str, deadline: float, stats: dict, think_s: float) -> None:
+async def _rater(client: httpx.AsyncClient, token: str, deadline: float, stats: dict, think_s: float,
+                 one_trip: bool = False) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     rng = np.random.default_rng(abs(hash(token)) % 2**32)
+    if one_trip:
+        await _rater_one_trip(client, headers, rng, deadline, stats, think_s)
+        return
+    pending_vote_ms = None  # the last vote's round trip: its next pair arrives with the following GET
     while time.monotonic() < deadline:
         if think_s:  # a person reads both answers before voting: exponential around the mean
             await asyncio.sleep(rng.exponential(think_s))
@@ -154,6 +162,8 @@ async def _rater(client: httpx.AsyncClient, token: str, deadline: float, stats: 
         r = await _send(client, stats, "GET", "/api/comparisons/next", headers=headers)
         t1 = time.perf_counter()
         stats["next_ms"].append((t1 - t0) * 1000)
+        if pending_vote_ms is not None:
+            stats["after_vote_ms"].append(pending_vote_ms + (t1 - t0) * 1000)
         if r is not None and r.status_code == 204:
             stats["ran_out"] += 1
             return
@@ -165,14 +175,40 @@ async def _rater(client: httpx.AsyncClient, token: str, deadline: float, stats: 
                         headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
         t2 = time.perf_counter()
         stats["vote_ms"].append((t2 - t1) * 1000)
+        pending_vote_ms = (t2 - t1) * 1000
         if v is not None and v.status_code in (200, 201):
             stats["acked"].append(v.json()["id"])
         else:
             stats["errors"][f"vote {v.status_code if v is not None else 'gave up'}"] += 1
 
 
-async def load_rlhf(port: int, raters: int, seconds: float, think_s: float = 0.0) -> dict:
-    stats = {"next_ms": [], "vote_ms": [], "acked": [], "errors": Counter(), "ran_out": 0}
+async def _rater_one_trip(client, headers: dict, rng, deadline: float, stats: dict, think_s: float) -> None:
+    r = await _send(client, stats, "GET", "/api/comparisons/next", headers=headers)
+    if r is None or r.status_code != 200:
+        stats["ran_out"] += 1
+        return
+    pair = r.json()
+    while time.monotonic() < deadline:
+        if think_s:
+            await asyncio.sleep(rng.exponential(think_s))
+        t0 = time.perf_counter()
+        v = await _send(client, stats, "POST", "/api/votes?next=true",
+                        json={"comparison_id": pair["comparison_id"], "choice": "a"},
+                        headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
+        stats["after_vote_ms"].append((time.perf_counter() - t0) * 1000)
+        if v is None or v.status_code not in (200, 201):
+            stats["errors"][f"vote+next {v.status_code if v is not None else 'gave up'}"] += 1
+            return
+        body = v.json()
+        stats["acked"].append(body["vote"]["id"])
+        if body["next"] is None:
+            stats["ran_out"] += 1
+            return
+        pair = body["next"]
+
+
+async def load_rlhf(port: int, raters: int, seconds: float, think_s: float = 0.0, one_trip: bool = False) -> dict:
+    stats = {"next_ms": [], "vote_ms": [], "after_vote_ms": [], "acked": [], "errors": Counter(), "ran_out": 0}
     limits = httpx.Limits(max_connections=raters + 5, max_keepalive_connections=raters + 5)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60) as client:
         async def token(i: int) -> str:
@@ -183,7 +219,7 @@ async def load_rlhf(port: int, raters: int, seconds: float, think_s: float = 0.0
 
         tokens = await asyncio.gather(*(token(i) for i in range(raters)))
         start = time.monotonic()
-        await asyncio.gather(*(_rater(client, t, start + seconds, stats, think_s) for t in tokens))
+        await asyncio.gather(*(_rater(client, t, start + seconds, stats, think_s, one_trip) for t in tokens))
         stats["elapsed"] = time.monotonic() - start
     return stats
 
@@ -265,7 +301,9 @@ def pct(values: list[float]) -> str:
     return f"{p50:.0f}/{p95:.0f}/{p99:.0f}"
 
 
-def run_one(kind: str, args, workdir: Path) -> dict:
+def run_one(kind: str, args, workdir: Path) -> list[dict]:
+    """Both flows on one server and database (two requests per vote, then one), and the bare ceiling."""
+    flows = {}
     with fresh_database(kind, workdir, "app") as url:
         seed(url, args.raters, args.comparisons)
         port = free_port()
@@ -273,20 +311,27 @@ def run_one(kind: str, args, workdir: Path) -> dict:
                "RLHF_SECRET_KEY": SECRET, "RLHF_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
         serve = [sys.executable, "-c", f"from rlhf_cli.web import serve; serve(host='127.0.0.1', port={port})"]
         with server(serve, env, port, workdir / f"{kind}-app.log"):
-            full = asyncio.run(load_rlhf(port, args.raters, args.seconds, args.think_s))
-        lost, duplicated = verify(url, full["acked"])
+            for flow, one_trip in (("2 requests", False), ("next=true", True)):
+                flows[flow] = asyncio.run(load_rlhf(port, args.raters, args.seconds, args.think_s, one_trip))
+        acked = [vote_id for stats in flows.values() for vote_id in stats["acked"]]
+        lost, duplicated = verify(url, acked)
     with fresh_database(kind, workdir, "bare") as url:
         port = free_port()
         bare_cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-bare", url, "--port", str(port)]
         with server(bare_cmd, {"PYTHONPATH": str(ROOT)}, port, workdir / f"{kind}-bare.log"):
             bare = asyncio.run(load_bare(port, args.raters, args.seconds))
-    votes_per_s = len(full["acked"]) / full["elapsed"]
     bare_per_s = bare["acked"] / bare["elapsed"]
-    return {"kind": kind, "votes_per_s": votes_per_s, "next": pct(full["next_ms"]), "vote": pct(full["vote_ms"]),
-            "acked": len(full["acked"]), "lost": lost, "duplicated": duplicated, "errors": dict(full["errors"]),
-            "ran_out": full["ran_out"], "bare_per_s": bare_per_s, "bare": pct(bare["insert_ms"]),
-            "bare_errors": dict(bare["errors"]), "log": (workdir / f"{kind}-app.log").read_text()[-1500:],
-            "ratio": votes_per_s / bare_per_s if bare_per_s else float("nan")}
+    out = []
+    for flow, full in flows.items():
+        votes_per_s = len(full["acked"]) / full["elapsed"]
+        out.append({"kind": kind, "flow": flow, "votes_per_s": votes_per_s, "after": pct(full["after_vote_ms"]),
+                    "after_p50": float(np.percentile(full["after_vote_ms"], 50)) if full["after_vote_ms"] else 0.0,
+                    "acked": len(full["acked"]), "lost": lost, "duplicated": duplicated,
+                    "errors": dict(full["errors"]), "ran_out": full["ran_out"], "bare_per_s": bare_per_s,
+                    "bare": pct(bare["insert_ms"]), "bare_errors": dict(bare["errors"]),
+                    "log": (workdir / f"{kind}-app.log").read_text()[-1500:],
+                    "ratio": votes_per_s / bare_per_s if bare_per_s else float("nan")})
+    return out
 
 
 def main() -> None:
@@ -311,21 +356,27 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory(prefix="rlhf-bench-") as tmp:
         for kind in args.databases.split(","):
-            result = run_one(kind, args, Path(tmp))
-            results.append(result)
+            results += run_one(kind, args, Path(tmp))
             print(f"{kind}: done", flush=True)
     print()
-    print(f"{'database':11} {'votes/s':>8} {'next ms p50/95/99':>18} {'vote ms p50/95/99':>18} {'acked':>7} "
-          f"{'lost':>5} {'dup':>4} {'bare ins/s':>10} {'bare ms p50/95/99':>18} {'ratio':>6}")
+    print("lost and dup count both flows of a database together; 'after vote' is the wait from sending a vote "
+          "to having the next pair")
+    print(f"{'database':11} {'flow':11} {'votes/s':>8} {'after vote ms p50/95/99':>24} {'acked':>7} {'lost':>5} "
+          f"{'dup':>4} {'bare ins/s':>10} {'ratio':>6}")
     for r in results:
-        print(f"{r['kind']:11} {r['votes_per_s']:8.1f} {r['next']:>18} {r['vote']:>18} {r['acked']:7d} "
-              f"{r['lost']:5d} {r['duplicated']:4d} {r['bare_per_s']:10.1f} {r['bare']:>18} {r['ratio']:6.2f}")
+        print(f"{r['kind']:11} {r['flow']:11} {r['votes_per_s']:8.1f} {r['after']:>24} {r['acked']:7d} "
+              f"{r['lost']:5d} {r['duplicated']:4d} {r['bare_per_s']:10.1f} {r['ratio']:6.2f}")
         if r["errors"] or r["bare_errors"] or r["ran_out"]:
-            print(f"  {r['kind']}: errors {r['errors'] or '-'}, bare errors {r['bare_errors'] or '-'}, "
+            print(f"  {r['kind']} {r['flow']}: errors {r['errors'] or '-'}, bare errors {r['bare_errors'] or '-'}, "
                   f"raters who ran out of comparisons: {r['ran_out']}")
-            if r["log"].strip():
+            if r["log"].strip() and r["errors"]:
                 print(f"  end of the {r['kind']} server log:\n{r['log']}")
-
+    for kind in dict.fromkeys(r["kind"] for r in results):
+        two, one = (next(r for r in results if r["kind"] == kind and r["flow"] == f) for f in ("2 requests",
+                                                                                               "next=true"))
+        if two["votes_per_s"] and two["after_p50"]:
+            print(f"{kind}: next=true gives {one['votes_per_s'] / two['votes_per_s']:.2f}x the votes/s of two "
+                  f"requests, and {one['after_p50'] / two['after_p50']:.2f}x the median wait for the next pair")
 
 if __name__ == "__main__":
     main()

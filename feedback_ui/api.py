@@ -19,12 +19,13 @@ from feedback_ui.auth import DB, require_role, web_context
 from feedback_ui.schemas import (CheckpointPublic, ComparisonHandout, ComparisonPublic, GenerationJobCreate,
                                  GenerationJobPublic, GoldImportPublic, GoldMark, GuidelinesBase, GuidelinesPublic,
                                  HealthPublic, LeaderboardPublic, PromptImportPublic, RaterExclusion, RunCreate,
-                                 RunDetail, RunPublic, UserCreate, UserPublic, UserUpdate, VoteCreate, VotePublic)
+                                 RunDetail, RunPublic, SkipPublic, UserCreate, UserPublic, UserUpdate, VoteAndNext,
+                                 VoteCreate, VotePublic)
 from rlhf.errors import Conflict, InvalidInput
 from rlhf.jobs.submit import submit_generation, submit_run
 from rlhf.models import Role, TrainingRun, User, Vote
 from rlhf.services import (app_settings, checkpoints, comparisons, dataset, generation_jobs, gold, prompts, quality,
-                           runs, stats)
+                           rating, runs, stats)
 from rlhf.services import users as users_svc
 from rlhf.services.leaderboard import leaderboard as fit_leaderboard
 from rlhf.services.votes import record_vote
@@ -68,31 +69,67 @@ def next_comparison(request: Request, user: Rater, session: DB):
     handout = comparisons.next_for_rater(session=session, rater=user, gold_rate=settings.gold_rate)
     if handout is None:
         return Response(status_code=204)
-    return ComparisonHandout(comparison_id=handout.comparison_id, prompt=handout.prompt, a=handout.a, b=handout.b)
+    return _handout_public(handout)
 
 
-@router.post("/votes", response_model=VotePublic, status_code=201, tags=["rating"], responses={
-    200: {"model": VotePublic, "description": "a repeat: this rater's vote on this comparison was already stored, "
-                                              "and is returned unchanged"},
+_NEXT_DOC = "also hand out this rater's next pair (leased to them): answer {vote, next}; without it nothing is leased"
+
+
+@router.post("/votes", response_model=VotePublic | VoteAndNext, status_code=201, tags=["rating"], responses={
+    200: {"model": VotePublic | VoteAndNext,
+          "description": "a repeat: this rater's vote on this comparison was already stored, and is returned unchanged"},
     404: {"description": "no such comparison"},
     409: {"description": "the comparison is closed, was not handed to this rater, or the key was used for "
                           "another vote"}})
-def post_vote(body: VoteCreate, user: Rater, session: DB, response: Response,
-              idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None):
+def post_vote(body: VoteCreate, request: Request, user: Rater, session: DB, response: Response,
+              idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
+              next_pair: Annotated[bool, Query(alias="next", description=_NEXT_DOC)] = False):
     """Record a vote; 201 when stored. ``choice`` is in the order this rater was shown.
 
     Sending it again (a double click, a retry after a timeout) never makes a second vote:
     the answer is 200 with the vote already stored, even if the repeat says something else.
+    With ``next=true`` the answer also carries the next pair, saving a ``GET /api/comparisons/next``.
     """
     if body.idempotency_key and idempotency_key and body.idempotency_key != idempotency_key:
         raise InvalidInput("idempotency_key in the body and the Idempotency-Key header differ")
     key = body.idempotency_key or idempotency_key
-    result = record_vote(session=session, rater=user, comparison_id=body.comparison_id, choice=body.choice,
-                         rationale=body.rationale, idempotency_key=f"{user.id}:{key}" if key else None,
-                         require_handout=True)
+    fields = {"comparison_id": body.comparison_id, "choice": body.choice, "rationale": body.rationale,
+              "idempotency_key": f"{user.id}:{key}" if key else None, "require_handout": True}
+    if next_pair:
+        result, handout = rating.vote_then_next(session=session, rater=user,
+                                                gold_rate=web_context(request).settings.gold_rate, **fields)
+    else:
+        result, handout = record_vote(session=session, rater=user, **fields), None
     if not result.created:
         response.status_code = 200
-    return _vote_public(result.vote, result.created)
+    vote = _vote_public(result.vote, result.created)
+    if not next_pair:
+        return vote
+    return VoteAndNext(vote=vote, next=_handout_public(handout) if handout else None)
+
+
+@router.delete("/votes/{vote_id}", response_model=ComparisonHandout, tags=["rating"], responses={
+    404: {"description": "no such vote of this rater's"},
+    409: {"description": "the undo window has passed, or a training run's snapshot already holds the vote"}})
+def undo_vote(vote_id: int, request: Request, user: Rater, session: DB) -> ComparisonHandout:
+    """Take back one's own vote within RLHF_UNDO_WINDOW_S seconds: the pair is reopened and handed back
+    (leased to this rater, in the order they saw it), which is the answer."""
+    handout = rating.undo_vote(session=session, rater=user, vote_id=vote_id,
+                               window_s=web_context(request).settings.undo_window_s)
+    return _handout_public(handout)
+
+
+@router.post("/comparisons/{comparison_id}/skip", response_model=SkipPublic, status_code=201, tags=["rating"],
+             responses={404: {"description": "no such comparison"},
+                        409: {"description": "this rater already voted on it"}})
+def skip_comparison(comparison_id: int, user: Rater, session: DB) -> SkipPublic:
+    """Pass on a pair: it goes back to the pool and is not handed to this rater again for a day."""
+    skip = rating.skip_comparison(session=session, rater=user, comparison_id=comparison_id)
+    return SkipPublic(comparison_id=skip.comparison_id, skipped_at=skip.created_at)
+
+
+def _handout_public(handout: comparisons.Handout) -> ComparisonHandout:
+    return ComparisonHandout(comparison_id=handout.comparison_id, prompt=handout.prompt, a=handout.a, b=handout.b)
 
 
 def _vote_public(vote: Vote, created: bool) -> VotePublic:
@@ -221,10 +258,13 @@ def serve_checkpoint(checkpoint_id: int, user: Engineer, session: DB):
     return ckpt
 
 
-@router.post("/checkpoints/{checkpoint_id}/retire", response_model=CheckpointPublic, tags=["models"])
-def retire_checkpoint(checkpoint_id: int, user: Engineer, session: DB):
-    """Stop serving a checkpoint; it stays in the registry and on the leaderboard."""
-    ckpt = checkpoints.retire_checkpoint(session=session, checkpoint_id=checkpoint_id)
+@router.post("/checkpoints/{checkpoint_id}/retire", response_model=CheckpointPublic, tags=["models"],
+             responses={409: {"description": "it is the last serving policy (retire it with force=true)"}})
+def retire_checkpoint(checkpoint_id: int, user: Engineer, session: DB,
+                      force: Annotated[bool, Query(description="retire even the last serving policy")] = False):
+    """Stop serving a checkpoint; it stays in the registry and on the leaderboard. The last serving
+    policy is refused (nothing would be left to generate from) unless ``force=true``."""
+    ckpt = checkpoints.retire_checkpoint(session=session, checkpoint_id=checkpoint_id, force=force)
     return ckpt
 
 

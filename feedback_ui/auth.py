@@ -46,6 +46,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rlhf.models import Role, User
 from rlhf.services.users import authenticate
+from rlhf.services.rating import release_leases
 from rlhf import db
 from rlhf.jobs.submit import JobQueue
 from rlhf.settings import Settings
@@ -415,9 +416,12 @@ def login(request: Request, session: DB, username: str = Form(""), password: str
 
 
 @router.post("/logout", include_in_schema=False)
-def logout(request: Request):
+def logout(request: Request, session: DB):
     if CSRF_HEADER.lower() not in request.headers and not same_origin(request):
         raise HTTPException(403, f"logout must come from this site (same origin or an {CSRF_HEADER} header)")
+    user = current_user(request, session)
+    if user is not None:  # whoever leaves gives back the pairs leased to them
+        release_leases(session=session, rater_id=user.id)
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
     return response

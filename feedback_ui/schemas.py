@@ -91,6 +91,19 @@ class VotePublic(VoteBase):
     created: bool = Field(description="false when this request repeated a vote already stored")
 
 
+class VoteAndNext(BaseModel):
+    """A vote with this rater's next pair (``POST /api/votes?next=true``): one round trip per judgement."""
+
+    vote: VotePublic
+    next: ComparisonHandout | None = Field(description="the next pair, already leased to this rater; null when "
+                                                       "nothing is left for them")
+
+
+class SkipPublic(BaseModel):
+    comparison_id: int
+    skipped_at: UTCDatetime
+
+
 class ComparisonPublic(_Public):
     id: int
     prompt_id: int

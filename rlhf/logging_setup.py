@@ -15,8 +15,9 @@ from typing import Any
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
-# Libraries that log every request or file lock at INFO; their warnings still show.
-NOISY = ("httpx", "urllib3", "datasets", "filelock")
+# Libraries that log every request, file lock or plugin set-up at INFO; their warnings still show
+# (and at DEBUG, everything).
+NOISY = ("httpx", "urllib3", "datasets", "filelock", "alembic.runtime.plugins")
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -54,11 +55,33 @@ def configure_logging(level: str | int = "INFO", json: bool = False) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)
+    quiet = root.getEffectiveLevel() > logging.DEBUG  # DEBUG shows everything
     for name in NOISY:
-        logging.getLogger(name).setLevel(logging.WARNING)
+        logging.getLogger(name).setLevel(logging.WARNING if quiet else logging.NOTSET)
+    if quiet:
+        _quiet_progress_bars()
     if json:
         # Uvicorn installs its own plain handlers on these; let them reach the JSON handler instead.
         for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
             lg = logging.getLogger(name)
             lg.handlers.clear()
             lg.propagate = True
+
+
+def _quiet_progress_bars() -> None:
+    """``datasets`` (a bar per map or filter) and the Hugging Face hub and transformers (a bar per
+    model save) draw straight to stderr, bypassing logging; in a service's log they are noise,
+    so they show only at DEBUG. The environment carries the choice into child processes (the
+    trainer), whose output goes to the run's log."""
+    import os
+
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "datasets" in sys.modules:
+        from datasets.utils.logging import disable_progress_bar
+
+        disable_progress_bar()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()

@@ -279,3 +279,17 @@ class AppSetting(SQLModel, table=True):
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(default="", sa_type=sa.Text)
     updated_at: datetime = _ts()
+
+
+class Skip(SQLModel, table=True):
+    """A rater passed on a comparison: it goes back to the pool, and not to them again for a day.
+
+    Kept as rows (not a flag on the lease) so that skips can be counted per rater and pair.
+    """
+
+    __table_args__ = (sa.Index("ix_skip_rater_recent", "rater_id", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    comparison_id: int = Field(foreign_key="comparison.id", index=True)
+    rater_id: int = Field(foreign_key="user.id")
+    created_at: datetime = _ts()

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     # How long a browser login (the session cookie) and a bearer token from POST /api/token stay valid.
     session_ttl_s: int = Field(default=12 * 3600, ge=1)
     token_ttl_s: int = Field(default=12 * 3600, ge=1)
+    # How long after a vote its rater may take it back (0: never), unless a run's snapshot holds it first.
+    undo_window_s: int = Field(default=30, ge=0)
 
     @model_validator(mode="after")
     def _derive(self) -> "Settings":

@@ -4,28 +4,57 @@ Builds the tiny model, imports the bundled prompts, opens comparisons, creates a
 rater and engineer (passwords printed), and serves the web app with the embedded
 worker. ``--rounds N`` first runs N headless rounds with simulated raters (preferring
 answers that contain a word) and prints what each did to the model.
+
+The demo's passwords and session key are kept in :data:`CREDENTIALS` inside the data dir
+(readable by its owner only), so restarting on the same data keeps everyone logged in
+and the same passwords work; they are printed again at every start.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
+import threading
+import time
 from pathlib import Path
 
 import typer
 
 DEMO_USERS = (("rater", "rater"), ("engineer", "engineer"), ("admin", "admin"))
+CREDENTIALS = "demo-credentials.json"
+PROGRESS_EVERY_S = 5.0
 
 
-def _use_data_dir(data_dir: str) -> None:
+def _credentials(data_dir: Path) -> dict:
+    """The demo's logins and session key: read from the data dir, or made once and kept there."""
+    path = data_dir / CREDENTIALS
+    if path.is_file():
+        stored = json.loads(path.read_text())
+        if stored.get("secret_key") and all(name in stored.get("passwords", {}) for name, _ in DEMO_USERS):
+            return stored
+    stored = {"secret_key": secrets.token_urlsafe(32),
+              "passwords": {name: secrets.token_urlsafe(9) for name, _ in DEMO_USERS}}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(stored, indent=2))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return stored
+
+
+def _use_data_dir(data_dir: str) -> dict:
     from rlhf.settings import reset_settings_cache
 
-    os.environ["RLHF_DATA_DIR"] = str(Path(data_dir).resolve())
+    folder = Path(data_dir).resolve()
+    credentials = _credentials(folder)
+    os.environ["RLHF_DATA_DIR"] = str(folder)
     os.environ.pop("RLHF_DATABASE_URL", None)
     os.environ.pop("RLHF_BROKER_URL", None)
     os.environ["RLHF_DEMO"] = "true"
-    os.environ.setdefault("RLHF_SECRET_KEY", secrets.token_urlsafe(32))
+    os.environ.setdefault("RLHF_SECRET_KEY", credentials["secret_key"])
     reset_settings_cache()
+    return credentials
 
 
 def run_demo(*, data_dir: str, rounds: int = 0, word: str = "please", serve: bool = True, host: str | None = None,
@@ -39,7 +68,7 @@ def run_demo(*, data_dir: str, rounds: int = 0, word: str = "please", serve: boo
     from rlhf.services.users import ensure_user
     from rlhf.settings import get_settings
 
-    _use_data_dir(data_dir)
+    credentials = _use_data_dir(data_dir)
     settings = get_settings()
     db.migrate(settings.database_url)
     engine = db.get_engine(settings.database_url)
@@ -56,15 +85,14 @@ def run_demo(*, data_dir: str, rounds: int = 0, word: str = "please", serve: boo
             job = create_generation_job(session=s, limit=40)
         typer.echo("sampling responses for the raters…")
         execute_generation_job(job.id, settings)
-    passwords = {}
+    passwords = credentials["passwords"]
     with db.session_scope(engine) as s:
         for name, role in DEMO_USERS:
-            passwords[name] = secrets.token_urlsafe(9)
             ensure_user(session=s, name=name, role=role, password=passwords[name])
     if not serve:
         return
     host, port = host or settings.host, port or settings.port
-    typer.echo("\nlog in as:")
+    typer.echo(f"\nlog in as (kept in {settings.data_dir / CREDENTIALS}):")
     for name, role in DEMO_USERS:
         typer.echo(f"  {role:9} {name} / {passwords[name]}")
     typer.echo(f"\nopen http://{host}:{port}/  (API docs: http://{host}:{port}/api/docs)\n")
@@ -86,20 +114,51 @@ def _headless_round(engine, settings, round_no: int, word: str) -> None:
     with db.session_scope(engine) as s:
         before_path = serving_checkpoints(session=s)[-1].path
         job = create_generation_job(session=s, limit=64)
+    typer.echo(f"round {round_no}: sampling responses to compare…")
     execute_generation_job(job.id, settings)
     with db.session_scope(engine) as s:
         counts = simulate(session=s, rule=f"contains:{word}")
         run = create_run(session=s, algorithm="dpo", serve_on_success=True)
     typer.echo(f"round {round_no}: simulated raters cast {counts.get('votes', 0)} votes preferring '{word}'; "
                f"training DPO (run {run.id})…")
-    execute_run(run.id, settings)
+    _run_with_progress(engine, settings, run.id, round_no, execute_run)
     with db.session_scope(engine) as s:
         run = get_run(session=s, run_id=run.id)
         if run.status.value != "succeeded":
             raise typer.Exit(f"run {run.id} failed: {run.error}")
         after_path = serving_checkpoints(session=s)[-1].path
     prompts = heldout_prompts()
+    typer.echo(f"round {round_no}: counting '{word}' in held-out samples before and after…")
     before = evaluate_policy(before_path, prompts, word=word)
     after = evaluate_policy(after_path, prompts, word=word)
     typer.echo(f"round {round_no}: '{word}' in {before.marker_rate:.0%} of {before.samples} held-out samples "
                f"before, {after.marker_rate:.0%} after (checkpoint {run.output_checkpoint_id} now serves)")
+
+
+def _run_with_progress(engine, settings, run_id: int, round_no: int, execute) -> None:
+    """Train in a thread and print the run's step every few seconds, so a long round is never silent."""
+    from rlhf import db
+    from rlhf.services.runs import get_run
+
+    worker = threading.Thread(target=execute, args=(run_id, settings), name=f"demo-run-{run_id}", daemon=True)
+    started = time.monotonic()
+    worker.start()
+    last = None
+    while worker.is_alive():
+        worker.join(PROGRESS_EVERY_S)
+        if not worker.is_alive():
+            break
+        with db.session_scope(engine) as s:
+            run = get_run(session=s, run_id=run_id)
+            progress = dict(run.progress or {})
+        if progress.get("phase") == "evaluating":
+            line = "training done, evaluating the new checkpoint"
+        elif "step" in progress:
+            line = f"step {progress['step']}/{progress.get('max_steps') or '?'}"
+            if isinstance(progress.get("loss"), (int, float)):
+                line += f", loss {progress['loss']:.3f}"
+        else:
+            line = "loading the model"
+        if line != last:
+            typer.echo(f"round {round_no}: {line} ({time.monotonic() - started:.0f} s)")
+            last = line

@@ -137,12 +137,14 @@ def checkpoints_serve(checkpoint: str) -> None:
 
 
 @checkpoints_app.command("retire")
-def checkpoints_retire(checkpoint: str) -> None:
-    """Stop serving a checkpoint (it stays in the registry)."""
+def checkpoints_retire(checkpoint: str,
+                       force: bool = typer.Option(False, "--force", help="retire it even if it is the last serving "
+                                                                          "policy")) -> None:
+    """Stop serving a checkpoint (it stays in the registry); the last serving policy only with --force."""
     from rlhf.services.checkpoints import retire_checkpoint
 
     with session() as s:
-        c = retire_checkpoint(session=s, checkpoint_id=checkpoint)
+        c = retire_checkpoint(session=s, checkpoint_id=checkpoint, force=force)
         typer.echo(f"checkpoint {c.id} ({c.name}) is retired")
 
 

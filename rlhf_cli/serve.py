@@ -45,7 +45,9 @@ def worker(queues: str = typer.Option("train,generate", help="comma-separated qu
                             settings.log_level.upper(), "--without-gossip", "--without-mingle"])
 
 
-def demo(data_dir: str = typer.Option("./rlhf-demo", help="folder for the demo's database and models"),
+def demo(data_dir: str = typer.Option("./rlhf-demo", envvar="RLHF_DATA_DIR",
+                                      help="folder for the demo's database, models and logins (default: "
+                                           "RLHF_DATA_DIR if set)"),
          rounds: int = typer.Option(0, help="headless rounds with simulated raters to run first"),
          word: str = typer.Option("please", help="the word the simulated raters prefer"),
          serve: bool = typer.Option(True, help="serve the web app afterwards"),

@@ -14,7 +14,7 @@ from feedback_ui.ui.access import UIContext, lookup_user, role_allows
 from feedback_ui.ui.render import page_head
 from feedback_ui.ui.console import build_console_tab
 from feedback_ui.ui.leaderboard import build_leaderboard_tab
-from feedback_ui.ui.rate import build_rate_tab
+from feedback_ui.ui.rate import build_rate_tab, leave
 from rlhf.jobs.submit import JobQueue
 from rlhf.models import Role
 from rlhf.settings import Settings
@@ -36,7 +36,7 @@ def build_ui(settings: Settings, jobs: JobQueue) -> gr.Blocks:
         # Carries the page's CSS and keyboard shortcuts into <head> (see render.page_head).
         gr.HTML("", head=page_head(), js_on_load=None, container=False, padding=False, elem_id="rl-assets")
         header = gr.HTML(_header())
-        with gr.Tabs(elem_id="rl-tabs"):
+        with gr.Tabs(elem_id="rl-tabs") as tabs:
             rate = build_rate_tab(ctx, demo)
             console = build_console_tab(ctx)
             leaderboard = build_leaderboard_tab(ctx)
@@ -44,16 +44,27 @@ def build_ui(settings: Settings, jobs: JobQueue) -> gr.Blocks:
         def who_am_i(request: gr.Request):
             user = lookup_user(ctx, request)
             if user is None:
-                return _header(), gr.Tab(visible=False), gr.Accordion(visible=False)
-            return (_header(user.name, user.role.value), gr.Tab(visible=role_allows(user, Role.engineer)),
-                    gr.Accordion(visible=role_allows(user, Role.admin)))
+                return _header(), gr.Tab(visible=False), gr.Accordion(visible=False), gr.skip()
+            engineer = role_allows(user, Role.engineer)
+            # Engineers and admins land on the Console: opening the app must not lease them a pair.
+            return (_header(user.name, user.role.value), gr.Tab(visible=engineer),
+                    gr.Accordion(visible=role_allows(user, Role.admin)),
+                    gr.Tabs(selected="console") if engineer else gr.skip())
 
         def leave_console():
             return gr.Timer(active=False)
 
-        demo.load(who_am_i, None, [header, console.tab, console.admin_only], api_visibility="private")
+        def leave_rate(request: gr.Request):
+            leave(ctx, request)
+
+        demo.load(who_am_i, None, [header, console.tab, console.admin_only, tabs], api_visibility="private").then(
+            console.landed, console.landed_inputs, console.landed_outputs, api_visibility="private")
         for other in (rate, leaderboard):
             other.select(leave_console, None, [console.timer], api_visibility="private", show_progress="hidden")
+        for other in (console.tab, leaderboard):
+            other.select(leave_rate, None, None, api_visibility="private", show_progress="hidden")
+        # Closing or reloading the page ends the Gradio session; its request still names the user.
+        demo.unload(leave_rate)
 
     # Many raters vote at once; each event is a short database transaction.
     demo.queue(default_concurrency_limit=16)

@@ -13,13 +13,14 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import gradio as gr
 
 from feedback_ui.api import UPLOAD_LIMIT
-from feedback_ui.ui.access import UIContext, require
+from feedback_ui.ui.access import UIContext, lookup_user, require, role_allows
 from feedback_ui.ui.render import error_message, message, optional_int, render_markdown
 from feedback_ui.ui.console_quality import build_quality_section
 from feedback_ui.ui.console_runs import build_training_section
@@ -39,6 +40,11 @@ class ConsoleTab:
     tab: gr.Tab
     timer: gr.Timer
     admin_only: gr.Accordion
+    # Engineers land on the Console when the page loads, which is no tab ``select``: the page's
+    # load event runs ``landed`` instead (a no-op for raters).
+    landed: Callable[..., tuple]
+    landed_inputs: list
+    landed_outputs: list
 
 
 def stats_html(counts: dict) -> str:
@@ -92,7 +98,8 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
         with gr.Accordion("Prompts and generation", open=True):
             with gr.Row():
                 with gr.Column(min_width=300):
-                    upload = gr.File(label="Prompt file (JSONL, CSV or Parquet; up to 20 MiB)",
+                    upload = gr.File(label=f"Prompt file (JSONL, CSV or Parquet; up to 20 MiB, "
+                                           f"{prompts.MAX_PROMPT_CHARS:,} characters per prompt)",
                                      file_types=PROMPT_TYPES, type="filepath", height=120,
                                      elem_id="prompt-upload")
                     tags = gr.Textbox(label="Tags for every imported prompt (comma-separated)")
@@ -119,7 +126,10 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
                         temperature = gr.Number(label="Temperature", value=1.0, minimum=0.01, maximum=5,
                                                 min_width=120)
                     gen_btn = gr.Button("Start generation", variant="primary")
-                    gen_status = gr.HTML()
+                    # What the button said (an error stays until the next click); the timer writes
+                    # the job's progress beside it, never over it.
+                    gen_status = gr.HTML(elem_id="generation-status")
+                    job_line = gr.HTML(elem_id="generation-job")
                     job_id = gr.State(None)
         training = build_training_section(ctx)
         build_quality_section(ctx)
@@ -166,8 +176,9 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
                 result = prompts.import_file(session=session, path=Path(path).name, data=Path(path).read_bytes(),
                                              tags=tag_list)
         except RLHFError as exc:
-            # The message names the file and line; the picker is emptied for the corrected file.
-            return error_message(exc), None
+            # The message names the file and its bad lines; the file stays picked (as for gold), so
+            # the engineer sees which one was refused.
+            return error_message(exc), gr.skip()
         note = f"Imported {result.created} prompts" + (f" ({result.skipped} already present)." if result.skipped
                                                        else ".")
         return message(note, "ok"), None
@@ -216,19 +227,28 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
 
     private = {"api_visibility": "private"}
     tab.select(opened, [guidelines], [timer, guidelines, preview], **private).then(
-        refresh_counts, [job_id], [counts, gen_status], **private).then(
+        refresh_counts, [job_id], [counts, job_line], **private).then(
         training.refresh, training.refresh_inputs, training.refresh_outputs, **private)
-    timer.tick(refresh_counts, [job_id], [counts, gen_status], show_progress="hidden", **private)
+    timer.tick(refresh_counts, [job_id], [counts, job_line], show_progress="hidden", **private)
     timer.tick(training.refresh, training.refresh_inputs, training.refresh_outputs, show_progress="hidden",
                **private)
     import_btn.click(import_prompts, [upload, tags], [import_status, upload], **private).then(
-        refresh_counts, [job_id], [counts, gen_status], show_progress="hidden", **private)
+        refresh_counts, [job_id], [counts, job_line], show_progress="hidden", **private)
     gen_btn.click(start_generation, [limit, per_ckpt, target, gen_tag, max_tokens, temperature, select,
                                      reward_model],
                   [gen_status, job_id], **private)
     export_btn.click(export, [ties, export_dir], [export_file, export_status, export_dir], **private)
     save_guidelines.click(save, [guidelines], [guidelines_status, preview], **private)
-    return ConsoleTab(tab=tab, timer=timer, admin_only=admin_only)
+    def landed(draft: str, job: int | None, run_id, base_id, reward_id, ckpt_id, last: dict, request: gr.Request):
+        if not role_allows(lookup_user(ctx, request), Role.engineer):
+            return tuple(gr.skip() for _ in landed_outputs)
+        return (*opened(draft, request), *refresh_counts(job, request),
+                *training.refresh(run_id, base_id, reward_id, ckpt_id, last, request))
+
+    landed_inputs = [guidelines, job_id, *training.refresh_inputs]
+    landed_outputs = [timer, guidelines, preview, counts, job_line, *training.refresh_outputs]
+    return ConsoleTab(tab=tab, timer=timer, admin_only=admin_only, landed=landed, landed_inputs=landed_inputs,
+                      landed_outputs=landed_outputs)
 
 
 def _preview(text: str | None) -> str:

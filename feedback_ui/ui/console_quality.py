@@ -11,6 +11,8 @@ import html
 from pathlib import Path
 
 import gradio as gr
+
+from rlhf.services.prompts import MAX_PROMPT_CHARS
 import pandas as pd
 
 from feedback_ui.ui.access import UIContext, require
@@ -53,7 +55,8 @@ def build_quality_section(ctx: UIContext) -> gr.Accordion:
             include = gr.Button("Use their votes", size="md", scale=1, min_width=140)
         with gr.Row():
             with gr.Column(min_width=300):
-                upload = gr.File(label="Gold comparisons (JSONL: prompt, a, b, answer — or prompt, chosen, rejected)",
+                upload = gr.File(label="Gold comparisons (JSONL: prompt, a, b, answer — or prompt, chosen, rejected; "
+                                       f"up to {MAX_PROMPT_CHARS:,} characters per text)",
                                  file_types=[".jsonl"], type="filepath", height=110, elem_id="gold-upload")
                 import_btn = gr.Button("Import gold", variant="primary")
             with gr.Column(min_width=300):

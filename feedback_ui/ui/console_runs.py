@@ -18,7 +18,7 @@ from feedback_ui.ui.access import UIContext, require
 from feedback_ui.ui.render import error_message, fmt_time, message, optional_int
 from rlhf.errors import RLHFError
 from rlhf.jobs.submit import submit_run
-from rlhf.models import Checkpoint, CheckpointKind, JobStatus, Role, TrainingRun
+from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus, JobStatus, Role, TrainingRun
 from rlhf.services import checkpoints as ckpt_svc
 from rlhf.services import runs as runs_svc
 from rlhf.services.dataset import Snapshot
@@ -108,20 +108,44 @@ def run_detail(run: TrainingRun | None, by_id: dict[int, Checkpoint]) -> str:
     if run is None:
         return message("No runs yet: start one above.")
     parts = [f"Run #{run.id} · {run.algorithm.value} · {run.status.value}"]
-    if _step(run):
+    progress = run.progress or {}
+    if run.status is JobStatus.running and progress.get("phase") == "evaluating":
+        parts.append("training done, evaluating the new checkpoint")
+    elif _step(run):
         parts.append(f"step {_step(run)}")
     # While it runs, the latest logged values; once finished, the metrics the trainer reported.
-    values = (run.progress if run.status is JobStatus.running else run.metrics) or {}
+    values = (progress if run.status is JobStatus.running else run.metrics) or {}
     for key in ("loss", "final_loss", "eval_accuracy", "accuracy", "reward_last"):
         if isinstance(values.get(key), (int, float)):
             parts.append(f"{key} {values[key]:.4g}")
             break
+    output = by_id.get(run.output_checkpoint_id) if run.output_checkpoint_id else None
     if run.output_checkpoint_id:
-        parts.append(f"output {_label(by_id.get(run.output_checkpoint_id))}")
+        parts.append(f"output {_label(output)}")
     out = message(" · ".join(parts), _STATUS_KIND.get(run.status.value, "info"))
+    if output is not None and output.status is CheckpointStatus.serving:
+        out += message(f"{_label(output)} is now serving: its answers enter the next comparisons.", "ok")
+    if run.status is JobStatus.succeeded:
+        out += _results_html(run)
     if run.error:
         out += message(f"Error: {run.error}", "error")
     return f'<div id="run-detail">{out}</div>'
+
+
+def _results_html(run: TrainingRun) -> str:
+    """The finished run's evaluation and the data it trained on, as ``rlhf runs show`` has them."""
+    rows = [(key.removeprefix("eval/").replace("_", " "), value) for key, value in sorted((run.metrics or {}).items())
+            if key.startswith("eval/") and isinstance(value, (int, float)) and not isinstance(value, bool)]
+    snapshot = Snapshot.of(run)
+    if snapshot is not None:
+        rows += [("trained on", f"{snapshot.rows} rows from {len(snapshot.vote_ids)} votes"),
+                 ("snapshot hash", snapshot.hash)]
+    if not rows:
+        return ""
+    body = "".join(f"<tr><th>{html.escape(name)}</th><td><code>"
+                   f"{html.escape(f'{value:.4g}' if isinstance(value, float) else str(value))}</code></td></tr>"
+                   for name, value in rows)
+    return f'<div class="rl-md" id="run-results"><table><tbody>{body}</tbody></table></div>'
 
 
 def parse_params(steps: str | None, extra: str | None) -> dict[str, Any]:
@@ -195,6 +219,7 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
             picked = gr.Dropdown([], value=None, label="Checkpoint", min_width=220, scale=3)
             serve_btn = gr.Button("Serve", size="md", scale=1, min_width=100)
             retire_btn = gr.Button("Retire", size="md", scale=1, min_width=100)
+        force_retire = gr.Checkbox(label="Retire even the last serving policy", value=False)
         ckpt_status = gr.HTML()
         lineage = gr.HTML()
         ckpt_table = gr.Dataframe(headers=CKPT_HEADERS, interactive=False, wrap=True, max_height=360,
@@ -275,14 +300,17 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
         return message(f"Run #{run.id} {state}.", "ok")
 
     def change_checkpoint(action: str):
-        def act(checkpoint_id, request: gr.Request):
+        def act(checkpoint_id, force: bool, request: gr.Request):
             require(ctx, request, Role.engineer)
             if not checkpoint_id:
                 return message("Pick a checkpoint first.", "warn")
             try:
                 with ctx.session() as session:
-                    fn = ckpt_svc.serve_checkpoint if action == "serve" else ckpt_svc.retire_checkpoint
-                    ckpt = fn(session=session, checkpoint_id=int(checkpoint_id))
+                    if action == "serve":
+                        ckpt = ckpt_svc.serve_checkpoint(session=session, checkpoint_id=int(checkpoint_id))
+                    else:
+                        ckpt = ckpt_svc.retire_checkpoint(session=session, checkpoint_id=int(checkpoint_id),
+                                                          force=bool(force))
             except RLHFError as exc:
                 return error_message(exc)
             return message(f"{_label(ckpt)} is now {ckpt.status.value}.", "ok")
@@ -311,7 +339,7 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
     cancel.click(cancel_run, [selected_run], [start_status], **private).then(
         refresh, refresh_inputs, refresh_outputs, show_progress="hidden", **private)
     for button, action in ((serve_btn, "serve"), (retire_btn, "retire")):
-        button.click(change_checkpoint(action), [picked], [ckpt_status], **private).then(
+        button.click(change_checkpoint(action), [picked, force_retire], [ckpt_status], **private).then(
             refresh, refresh_inputs, refresh_outputs, show_progress="hidden", **private)
     selected_run.input(show_run, [selected_run], [detail, loss_plot, reward_plot], **private)
     picked.input(show_lineage, [picked], [lineage], **private)

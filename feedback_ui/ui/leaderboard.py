@@ -5,6 +5,8 @@ intervals); this tab only lays it out. It is computed when the tab is opened or
 refreshed, not on a timer: the bootstrap refits the model a few hundred times.
 """
 
+import html
+
 import gradio as gr
 
 from feedback_ui.ui.access import UIContext, require
@@ -33,19 +35,30 @@ def leaderboard_rows(ctx: UIContext, include_simulated: bool) -> tuple[list[list
     return rows, message(note)
 
 
+def table_html(rows: list[list]) -> str:
+    """The ranking as a plain table; on a phone each checkpoint becomes a card of labelled values
+    (render._CSS, ``.rl-board``), so all nine columns show without scrolling sideways."""
+    head = "".join(f"<th scope=\"col\">{html.escape(h)}</th>" for h in HEADERS)
+    body = "".join("<tr>" + "".join(f'<td data-label="{html.escape(h)}">{html.escape(str(v))}</td>'
+                                    for h, v in zip(HEADERS, row)) + "</tr>" for row in rows)
+    if not rows:
+        body = f'<tr><td colspan="{len(HEADERS)}">No checkpoints yet.</td></tr>'
+    return (f'<div id="leaderboard-table" aria-label="Ranking"><table class="rl-board"><thead><tr>{head}</tr>'
+            f'</thead><tbody>{body}</tbody></table></div>')
+
+
 def build_leaderboard_tab(ctx: UIContext) -> gr.Tab:
     with gr.Tab("Leaderboard", id="leaderboard") as tab:
         with gr.Row():
             include_simulated = gr.Checkbox(label="Include simulated raters' votes", value=False)
             refresh = gr.Button("Refresh", size="md", scale=0, min_width=120)
         note = gr.HTML()
-        table = gr.Dataframe(headers=HEADERS, value=[], interactive=False, wrap=True, label="Ranking",
-                             elem_id="leaderboard-table")
+        table = gr.HTML(table_html([]))
 
     def show(simulated: bool, request: gr.Request):
         require(ctx, request)
         rows, text = leaderboard_rows(ctx, simulated)
-        return gr.Dataframe(value=rows, headers=HEADERS), text
+        return table_html(rows), text
 
     for trigger in (tab.select, refresh.click, include_simulated.change):
         trigger(show, inputs=[include_simulated], outputs=[table, note], api_visibility="private")

@@ -17,18 +17,19 @@ import uuid
 
 import gradio as gr
 
-from feedback_ui.ui.access import UIContext, require
-from feedback_ui.ui.render import error_message, message, render_markdown
+from feedback_ui.ui.access import UIContext, lookup_user, require
+from feedback_ui.ui.render import CHOOSE_ON_SUBMIT, TYPING_GUARD, error_message, message, render_markdown
 from rlhf.errors import Conflict, NotFound, RLHFError
-from rlhf.models import Choice, User
-from rlhf.services import app_settings, comparisons, stats
+from rlhf.models import Choice, Role, User
+from rlhf.services import app_settings, comparisons, rating, stats
 from rlhf.services.comparisons import Handout
-from rlhf.services.votes import MAX_RATIONALE_CHARS, record_vote
+from rlhf.services.votes import MAX_RATIONALE_CHARS
 
 DOUBLE_CLICK_S = 0.6
 # (button text, elem_id, choice): the texts are part of the public interface.
 VOTES = [("A is better", "vote-a", Choice.a), ("B is better", "vote-b", Choice.b),
          ("Tie", "vote-tie", Choice.tie), ("Both bad", "vote-bad", Choice.both_bad)]
+CHOICE_LABELS = {choice: text for text, _, choice in VOTES}
 _ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
 
 
@@ -47,9 +48,10 @@ def _card(title: str, text: str) -> str:
 def _progress_html(ctx: UIContext, user: User) -> str:
     with ctx.session() as session:
         mine = stats.rater_stats(session=session, rater_id=user.id)
-    votes, open_ = mine["votes"], mine["open_comparisons"]
-    return (f'<div class="rl-progress" role="status">Your votes: <strong>{votes}</strong> · '
-            f'open comparisons: <strong>{open_}</strong></div>')
+    # What this rater can still do, not the open total: gold pairs they answered stay open for
+    # others, and pairs other raters hold are not theirs to take.
+    return (f'<div class="rl-progress" role="status">Your votes: <strong>{mine["votes"]}</strong> · '
+            f'left for you: <strong>{mine["left_for_you"]}</strong></div>')
 
 
 def _guidelines_html(ctx: UIContext) -> str:
@@ -62,36 +64,30 @@ def _guidelines_html(ctx: UIContext) -> str:
     return f'<div class="rl-md">{render_markdown(row.value)}</div>'
 
 
-def _next(ctx: UIContext, user: User) -> Handout | None:
-    with ctx.session() as session:
-        return comparisons.next_for_rater(session=session, rater=user, gold_rate=ctx.settings.gold_rate)
-
-
-def _screen(ctx: UIContext, user: User, status: str = "", after_vote: bool = False) -> tuple:
-    """Every output of the tab for the pair this rater should see now (or the empty state).
-
-    ``after_vote``: the pair replaces one just voted on, so a click arriving in the next
-    moment is the tail of that vote's double click.
-    """
-    handout = _next(ctx, user)
-    progress = _progress_html(ctx, user)
+def _pair_outputs(user: User, handout: Handout | None, after_vote: bool) -> dict:
+    """The pair (or the empty state) for this rater: keyed by component name, see :func:`build_rate_tab`."""
     if handout is None:
-        return (None, gr.skip(), gr.skip(), gr.skip(), progress, status, gr.Column(visible=False),
-                gr.Column(visible=True), gr.skip())
+        return {"state": None, "pair": gr.Column(visible=False), "empty": gr.Column(visible=True),
+                "votes": gr.Row(visible=False), "skip": gr.Button(visible=False)}
     state = {"comparison_id": handout.comparison_id, "key": f"{user.id}:ui:{uuid.uuid4().hex}",
              "guard_until": time.monotonic() + DOUBLE_CLICK_S if after_vote else 0.0}
-    return (state, _prompt_html(handout.prompt), _card("Response A", handout.a), _card("Response B", handout.b),
-            progress, status, gr.Column(visible=True), gr.Column(visible=False), "")
+    return {"state": state, "prompt": _prompt_html(handout.prompt), "left": _card("Response A", handout.a),
+            "right": _card("Response B", handout.b), "pair": gr.Column(visible=True),
+            "empty": gr.Column(visible=False), "votes": gr.Row(visible=True), "skip": gr.Button(visible=True),
+            "rationale": ""}
 
 
-def _status_only(status: str) -> tuple:
-    """Outputs that change the status line only: the pair (and the rationale typed) stay."""
-    return (*[gr.skip()] * 5, status, *[gr.skip()] * 3)
+def _vote_note(choice: Choice, created: bool) -> str:
+    label = CHOICE_LABELS[choice]
+    if not created:
+        return message(f"That vote was already recorded ({label}).", "ok")
+    return message(f"Vote recorded: {label}.", "ok")
 
 
 def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
     with gr.Tab("Rate", id="rate") as tab:
         state = gr.State(None)
+        last_vote = gr.State(None)  # {"id", "choice"}: what Undo takes back
         progress = gr.HTML(elem_id="rate-progress")
         with gr.Accordion("Guidelines", open=False):
             guidelines = gr.HTML(elem_id="rate-guidelines")
@@ -102,61 +98,121 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
                     left = gr.HTML(elem_id="response-a")
                 with gr.Column(min_width=300):
                     right = gr.HTML(elem_id="response-b")
+            # The shortcut guard (render.TYPING_GUARD) keeps number keys out of this box; Ctrl+Enter
+            # then a number votes with what was typed (render.CHOOSE_ON_SUBMIT).
             rationale = gr.Textbox(label="Rationale (optional)", lines=2, max_lines=8,
-                                   max_length=MAX_RATIONALE_CHARS,
-                                   placeholder="Why is one better? (optional)")
-            with gr.Row(elem_classes="rl-vote-row"):
-                buttons = [gr.Button(text, elem_id=elem_id, variant="primary" if choice in (Choice.a, Choice.b)
-                                     else "secondary", min_width=150)
-                           for text, elem_id, choice in VOTES]
-            gr.HTML('<div class="rl-keys-hint">Keyboard: <kbd>1</kbd> A is better · <kbd>2</kbd> B is better · '
-                    '<kbd>3</kbd> Tie · <kbd>4</kbd> Both bad</div>')
+                                   max_length=MAX_RATIONALE_CHARS, placeholder="Why is one better? (optional)",
+                                   elem_id="rate-rationale", elem_classes=[TYPING_GUARD, CHOOSE_ON_SUBMIT])
         with gr.Column(visible=False, elem_id="rate-empty") as empty:
             gr.HTML('<div class="rl-empty" role="status"><strong>Nothing left to rate.</strong><br>'
                     'New pairs appear when an engineer starts a generation job.</div>')
             check_again = gr.Button("Check again", size="md")
-        status = gr.HTML(elem_id="rate-status")
+        # The choice bar stays on screen however long the answers are (sticky, see render._CSS).
+        with gr.Column(elem_id="rate-bar", elem_classes="rl-choice-bar"):
+            status = gr.HTML(elem_id="rate-status")
+            with gr.Row(elem_classes="rl-vote-row", visible=False) as vote_row:
+                buttons = [gr.Button(text, elem_id=elem_id, variant="primary" if choice in (Choice.a, Choice.b)
+                                     else "secondary", min_width=150)
+                           for text, elem_id, choice in VOTES]
+            with gr.Row(elem_classes="rl-after-row"):
+                skip_btn = gr.Button("Skip this pair", size="sm", visible=False, elem_id="rate-skip", min_width=120)
+                undo_btn = gr.Button("Undo last vote", size="sm", visible=False, elem_id="rate-undo", min_width=120)
+            gr.HTML('<div class="rl-keys-hint">Keyboard: <kbd>1</kbd> A is better · <kbd>2</kbd> B is better · '
+                    '<kbd>3</kbd> Tie · <kbd>4</kbd> Both bad</div>')
 
-    outputs = [state, prompt, left, right, progress, status, pair, empty, rationale]
+    named = {"state": state, "prompt": prompt, "left": left, "right": right, "progress": progress,
+             "status": status, "pair": pair, "empty": empty, "rationale": rationale, "votes": vote_row,
+             "skip": skip_btn, "undo": undo_btn, "last": last_vote}
+    outputs = list(named.values())
+
+    def screen(user: User, handout: Handout | None, status_html: str = "", after_vote: bool = False,
+               last: dict | None = None) -> dict:
+        """Every output of the tab: the pair (or empty state), the counter, the status, the undo button."""
+        shown = {named[k]: v for k, v in _pair_outputs(user, handout, after_vote).items()}
+        return {**shown, progress: _progress_html(ctx, user), status: status_html, last_vote: last,
+                undo_btn: gr.Button(visible=last is not None)}
+
+    def fetch(user: User) -> Handout | None:
+        with ctx.session() as session:
+            return comparisons.next_for_rater(session=session, rater=user, gold_rate=ctx.settings.gold_rate)
 
     def show(request: gr.Request):
+        """On page load: raters land here and are handed a pair; engineers and admins land on the
+        Console, and take a lease only if they open this tab."""
         user = require(ctx, request)
-        return (*_screen(ctx, user), _guidelines_html(ctx))
+        if user.role is not Role.rater:
+            return {progress: _progress_html(ctx, user), guidelines: _guidelines_html(ctx)}
+        return {**screen(user, fetch(user)), guidelines: _guidelines_html(ctx)}
 
-    def refresh(request: gr.Request):
-        return _screen(ctx, require(ctx, request))
+    def opened(request: gr.Request):
+        user = require(ctx, request)
+        return screen(user, fetch(user))
 
     def make_vote(choice: Choice):
         def vote(current: dict | None, why: str, request: gr.Request):
             user = require(ctx, request)
             if not current:
-                return _screen(ctx, user)
+                return screen(user, fetch(user))
             if time.monotonic() < current.get("guard_until", 0.0):
                 # The second click of a double click on the previous pair: not a judgement of this one.
-                return _status_only(message("Ignored a click that came right after this pair appeared.", "warn"))
+                return {status: message("Ignored a click that came right after this pair appeared.", "warn")}
+            fields = {"comparison_id": current["comparison_id"], "choice": choice,
+                      "rationale": (why or "").strip() or None, "idempotency_key": current["key"]}
             try:
-                created = _record(ctx, user, current, choice, why)
+                with ctx.session() as session:
+                    result, handout = rating.vote_then_next(session=session, rater=user,
+                                                            gold_rate=ctx.settings.gold_rate, **fields)
             except (Conflict, NotFound):
-                return _screen(ctx, user, message("That pair was closed before your vote arrived (another rater "
-                                                  "finished it); here is the next one.", "warn"), after_vote=True)
+                return screen(user, fetch(user), message("That pair was closed before your vote arrived (another "
+                                                         "rater finished it); here is the next one.", "warn"),
+                              after_vote=True)
             except RLHFError as exc:  # e.g. a rationale that is too long: the pair stays for another try
-                return _status_only(error_message(exc))
-            note = "Vote recorded." if created else "That vote was already recorded."
-            return _screen(ctx, user, message(note, "ok"), after_vote=True)
+                return {status: error_message(exc)}
+            return screen(user, handout, _vote_note(choice, result.created), after_vote=True,
+                          last={"id": result.vote.id, "choice": choice.value})
 
         return vote
 
+    def undo(last: dict | None, request: gr.Request):
+        user = require(ctx, request)
+        if not last:
+            return {status: message("No vote to undo.", "warn"), undo_btn: gr.Button(visible=False)}
+        try:
+            with ctx.session() as session:
+                handout = rating.undo_vote(session=session, rater=user, vote_id=last["id"],
+                                           window_s=ctx.settings.undo_window_s)
+        except RLHFError as exc:
+            return {status: error_message(exc), undo_btn: gr.Button(visible=False), last_vote: None}
+        label = CHOICE_LABELS[Choice(last["choice"])]
+        return screen(user, handout, message(f"Vote taken back ({label}): here is that pair again.", "info"))
+
+    def skip(current: dict | None, request: gr.Request):
+        user = require(ctx, request)
+        if not current:
+            return screen(user, fetch(user))
+        try:
+            with ctx.session() as session:
+                rating.skip_comparison(session=session, rater=user, comparison_id=current["comparison_id"])
+        except RLHFError as exc:
+            return {status: error_message(exc)}
+        return screen(user, fetch(user), message("Skipped: you will not be shown that pair again today.", "info"),
+                      after_vote=True)
+
     demo.load(show, inputs=None, outputs=[*outputs, guidelines], api_visibility="private")
-    check_again.click(refresh, inputs=None, outputs=outputs, api_visibility="private")
+    private = {"api_visibility": "private", "show_progress": "hidden"}
+    tab.select(opened, inputs=None, outputs=outputs, **private)
+    check_again.click(opened, inputs=None, outputs=outputs, **private)
     for button, (_, _, choice) in zip(buttons, VOTES):
         button.click(make_vote(choice), inputs=[state, rationale], outputs=outputs, trigger_mode="once",
-                     concurrency_limit=None, show_progress="hidden", api_visibility="private")
+                     concurrency_limit=None, **private)
+    undo_btn.click(undo, inputs=[last_vote], outputs=outputs, trigger_mode="once", **private)
+    skip_btn.click(skip, inputs=[state], outputs=outputs, trigger_mode="once", **private)
     return tab
 
 
-def _record(ctx: UIContext, user: User, current: dict, choice: Choice, rationale: str | None) -> bool:
-    """Store the vote (committed on return); True if it is new, False if it repeated a stored one."""
-    fields = {"rater": user, "comparison_id": current["comparison_id"], "choice": choice,
-              "rationale": (rationale or "").strip() or None, "idempotency_key": current["key"]}
-    with ctx.session() as session:
-        return record_vote(session=session, **fields).created
+def leave(ctx: UIContext, request: gr.Request) -> None:
+    """The rater left the Rate tab, the page or the app: the pairs leased to them go back to the pool."""
+    user = lookup_user(ctx, request)
+    if user is not None:
+        with ctx.session() as session:
+            rating.release_leases(session=session, rater_id=user.id)

@@ -6,6 +6,7 @@ component puts its value into ``innerHTML`` unchanged, so nothing unescaped may 
 """
 
 import html
+import re
 from datetime import datetime
 from functools import lru_cache
 
@@ -22,10 +23,33 @@ def message(text: str, kind: str = "info") -> str:
     return f'<div class="rl-msg rl-msg-{kind}"{role}>{html.escape(text)}</div>'
 
 
+# The domain's messages name the command line's flags; on a page they name the fields instead.
+# (pattern, replacement), applied in order to the message of a domain error shown in the browser.
+WEB_WORDING: list[tuple[str, str]] = [
+    (r"--set expects KEY=VALUE, got", "each extra parameter is one KEY=VALUE line, not"),
+    (r"pass --reward-model ID \(train one with `rlhf train reward`\)",
+     "choose one under “Reward model” (train one with the reward algorithm first)"),
+    (r"--select uncertain needs", "uncertain pair selection needs"),
+    (r"\(`rlhf train reward --wait`\), or use --select random", "(algorithm reward), or pick random pairs"),
+    (r"only apply to --select uncertain", "only apply to uncertain pair selection"),
+    (r"`rlhf checkpoints serve ID` first", "serve one under Checkpoints first"),
+    (r"register one with `rlhf checkpoints add PATH --serve`", "serve one under Checkpoints"),
+    (r"import some with `rlhf prompts import`", "import some under “Prompts and generation”"),
+    (r", or run `rlhf simulate`", ""),
+    (r"or force the retirement", "or tick “Retire even the last serving policy”"),
+]
+
+
+def web_wording(text: str) -> str:
+    for pattern, replacement in WEB_WORDING:
+        text = re.sub(pattern, replacement, text)
+    return text
+
+
 def error_message(exc: Exception) -> str:
-    """A domain error as the user should read it; anything else is a bug, said plainly."""
+    """A domain error as the user should read it (in the page's words); anything else is a bug, said plainly."""
     if isinstance(exc, RLHFError):
-        return message(str(exc), "error")
+        return message(web_wording(str(exc)), "error")
     return message(f"Unexpected error ({type(exc).__name__}); the server log has the details.", "error")
 
 
@@ -35,11 +59,22 @@ def error_message(exc: Exception) -> str:
 @lru_cache(maxsize=1)
 def _markdown():
     from markdown_it import MarkdownIt
+    from markdown_it.common.utils import escapeHtml
 
     # html=False: raw HTML becomes text. No images: a response must not make the rater's
-    # browser fetch arbitrary URLs.
+    # browser fetch arbitrary URLs, so an image is drawn as a link to it, named by its alt text.
     md = MarkdownIt("commonmark", {"html": False, "breaks": True}).enable(["table", "strikethrough"])
-    md.disable("image")
+
+    def image(self, tokens, idx, options, env):
+        token = tokens[idx]
+        alt = escapeHtml(self.renderInlineAsText(token.children or [], options, env)) or "image"
+        src = token.attrGet("src") or ""
+        if not src:
+            return f'<span class="rl-img">[{alt}]</span>'
+        return (f'<a class="rl-img" href="{escapeHtml(src)}" target="_blank" rel="noopener noreferrer nofollow">'
+                f'[image: {alt}]</a>')
+
+    md.add_render_rule("image", image)
 
     def link_open(self, tokens, idx, options, env):  # bound to the renderer, hence ``self``
         # Links leave the page in a new tab instead of replacing the rating session.
@@ -77,6 +112,15 @@ def optional_int(value, name: str) -> int | None:
 
 # --- page-wide CSS and keyboard shortcuts ----------------------------------------------------------
 
+# The shortcut guard. Any text box that lives beside keyboard shortcuts (the rationale, a
+# prompt box) gets ``elem_classes=[TYPING_GUARD]``: while it has focus the shortcuts are off
+# and a hint says so, Esc leaves the box, and a shortcut key pressed in the moment after
+# leaving it is never typed into it. Ctrl+Enter (⌘+Enter) submits: with
+# ``SUBMIT_PREFIX + button_elem_id`` among its classes it presses that button; with
+# CHOOSE_ON_SUBMIT it waits for the choice (a vote key) and presses that vote button.
+TYPING_GUARD = "rl-typing-guard"
+CHOOSE_ON_SUBMIT = "rl-submit-choice"
+SUBMIT_PREFIX = "rl-submit-"
 # Vote buttons and their keys. The label is the button's text; the key is drawn beside
 # it as a badge (CSS), so the accessible name still begins with the exact label.
 VOTE_KEYS = {"vote-a": "1", "vote-b": "2", "vote-tie": "3", "vote-bad": "4"}
@@ -136,18 +180,65 @@ _CSS = """
 #vote-bad::after { content: "4"; }
 .rl-keys-hint { font-size: .85rem; color: var(--body-text-color-subdued); }
 @media (max-width: 640px) { .rl-keys-hint { display: none; } }
+/* Touch screens have no number keys to press: no badges, no hint. */
+@media (hover: none) and (pointer: coarse) {
+  #vote-a::after, #vote-b::after, #vote-tie::after, #vote-bad::after { content: none; display: none; }
+  .rl-keys-hint { display: none; } }
+/* The choice bar stays in reach however long the answers are: it sticks to the bottom of the window. */
+/* Gradio's container hides overflow, which would make it the (never scrolling) box a sticky
+   element sticks in; clip keeps the look without making it a scroll container. */
+.gradio-container { overflow: clip !important; }
+#rate-bar.rl-choice-bar { position: sticky; bottom: 0; z-index: 20; background: var(--background-fill-primary);
+  border-top: 1px solid var(--border-color-primary); padding: .4rem 0 .5rem 0; gap: .35rem !important; }
+.rl-choice-bar .rl-msg { margin: 0; }
+.rl-after-row { gap: .5rem; }
+.rl-after-row button { flex: 0 1 auto !important; }
+/* Side by side, each answer scrolls in its own card so both stay comparable; stacked on a phone,
+   the page is the only scroll area. */
+@media (max-width: 640px) {
+  .rl-card-body { max-height: none; overflow: visible; }
+  .rl-vote-row { gap: .35rem !important; }
+  .rl-vote-row button { min-width: calc(50% - .2rem) !important; flex: 1 1 calc(50% - .2rem) !important; }
+}
+.rl-guard-hint { font-size: .8rem; color: var(--body-text-color-subdued); margin-top: .2rem; }
+/* Hidden, the hint keeps its place: a layout that shifted as the box lost focus would move the
+   button under a click that blurred it. */
+.rl-guard-hint.rl-off { visibility: hidden; }
+.rl-img { font-style: italic; }
+/* The leaderboard: a table on a wide screen (headers never split inside a word), a card per
+   checkpoint on a phone, each value beside its column's name. */
+.rl-board { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
+.rl-board th, .rl-board td { padding: .4rem .6rem; text-align: left; border-bottom: 1px solid var(--border-color-primary);
+  word-break: normal; overflow-wrap: normal; }
+.rl-board th { white-space: nowrap; font-size: .85rem; color: var(--body-text-color-subdued); }
+@media (max-width: 640px) {
+  .rl-board thead { display: none; }
+  .rl-board tr { display: block; border: 1px solid var(--border-color-primary); border-radius: 8px;
+    padding: .35rem .7rem; margin-bottom: .5rem; }
+  .rl-board td { display: flex; justify-content: space-between; gap: 1rem; border: 0; padding: .15rem 0; }
+  .rl-board td::before { content: attr(data-label); font-weight: 600; white-space: nowrap;
+    color: var(--body-text-color-subdued); }
+}
 .rl-keys-hint kbd { border: 1px solid var(--border-color-primary); border-radius: 4px; padding: 0 .35em;
   font-family: ui-monospace, monospace; }
 """
 
-# Number keys press the vote buttons, except while typing (the rationale box) or with a
-# modifier held; a held-down key does not repeat a vote.
+# Number keys press the vote buttons, except while typing or with a modifier held; a
+# held-down key does not repeat a vote. Text boxes marked with TYPING_GUARD get the guard
+# described above.
 _KEYS_JS = """
 (() => {
   if (window.__rlhfKeys) return;
   window.__rlhfKeys = true;
-  const keys = %s;
+  const keys = %(keys)s;
+  const GUARD = "%(guard)s", CHOOSE = "%(choose)s", SUBMIT = "%(submit)s", LEAK_MS = 400;
+  const mac = /Mac|iP(hone|ad)/.test(navigator.platform);
+  const submitKey = mac ? "⌘+Enter" : "Ctrl+Enter";
   const byKey = Object.fromEntries(Object.entries(keys).map(([id, k]) => [k, id]));
+  const isField = (t) => t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName));
+  const guardOf = (t) => (t && t.closest) ? t.closest("." + GUARD) : null;
+  let left = {box: null, at: 0};  // the guarded box last left, and when
+  let choosing = null;  // the guarded box whose Ctrl+Enter waits for a vote key
   const label = () => {
     for (const [id, k] of Object.entries(keys)) {
       const b = document.getElementById(id);
@@ -157,17 +248,72 @@ _KEYS_JS = """
       }
     }
   };
+  const hint = (box, text) => {
+    let h = box.querySelector(":scope > .rl-guard-hint");
+    if (!h) {
+      h = document.createElement("div");
+      h.className = "rl-guard-hint";
+      h.setAttribute("role", "status");
+      h.setAttribute("aria-live", "polite");
+      box.appendChild(h);
+    }
+    if (text) h.textContent = text;
+    h.classList.toggle("rl-off", !text);
+  };
+  const typingHint = (box) => "Shortcuts are off while you type · Esc leaves the box · " + submitKey +
+    (box.classList.contains(CHOOSE) ? ", then 1–4, votes with this text" : " sends");
+  const press = (id) => {
+    const button = document.getElementById(id);
+    if (!button || button.disabled || button.offsetParent === null) return false;
+    button.click();
+    return true;
+  };
   new MutationObserver(label).observe(document.documentElement, {childList: true, subtree: true});
+  document.addEventListener("focusin", (e) => {
+    const box = guardOf(e.target);
+    if (box && isField(e.target)) hint(box, typingHint(box));
+  });
+  document.addEventListener("focusout", (e) => {
+    const box = guardOf(e.target);
+    if (!box || !isField(e.target)) return;
+    left = {box, at: performance.now()};
+    if (choosing === box) choosing = null;
+    hint(box, "");
+  });
   document.addEventListener("keydown", (e) => {
-    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
     const t = e.target;
-    if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
+    const box = guardOf(t);
+    if (box && isField(t)) {
+      if (choosing === box && !e.ctrlKey && !e.metaKey && !e.altKey) {
+        e.preventDefault();  // the key picks the choice; it is not text
+        if (e.key === "Escape") { choosing = null; hint(box, typingHint(box)); return; }
+        const id = byKey[e.key];
+        if (id && press(id)) { choosing = null; t.blur(); }
+        return;
+      }
+      if (e.key === "Escape") { e.preventDefault(); t.blur(); return; }
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        const named = [...box.classList].find((c) => c.startsWith(SUBMIT) && c !== CHOOSE);
+        if (named) { press(named.slice(SUBMIT.length)); return; }
+        if (box.classList.contains(CHOOSE)) {
+          choosing = box;
+          hint(box, "Now press 1 (A is better), 2 (B is better), 3 (Tie) or 4 (Both bad) · Esc: keep typing");
+        }
+        return;
+      }
+      // A vote key arriving in a guarded box just after focus left one: the rater meant a shortcut.
+      if (byKey[e.key] && left.box && performance.now() - left.at < LEAK_MS && left.box !== box) {
+        e.preventDefault();
+        press(byKey[e.key]);
+      }
+      return;
+    }
+    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat || isField(t)) return;
     const id = byKey[e.key];
     if (!id) return;
-    const button = document.getElementById(id);
-    if (!button || button.disabled || button.offsetParent === null) return;
     e.preventDefault();
-    button.click();
+    press(id);
   });
 })();
 """
@@ -181,4 +327,6 @@ def page_head() -> str:
     """
     import json
 
-    return f"<style>{_CSS}</style><script>{_KEYS_JS % json.dumps(VOTE_KEYS)}</script>"
+    script = _KEYS_JS % {"keys": json.dumps(VOTE_KEYS), "guard": TYPING_GUARD, "choose": CHOOSE_ON_SUBMIT,
+                         "submit": SUBMIT_PREFIX}
+    return f"<style>{_CSS}</style><script>{script}</script>"

@@ -118,6 +118,8 @@ class _Tail:
 
     def __init__(self, path: Path):
         self.path, self.offset = path, 0
+        self.last: dict | None = None  # the latest progress reported, and whether its phase was sent
+        self.phase_sent = False
 
     def read(self) -> list[dict]:
         if not self.path.exists():
@@ -211,7 +213,11 @@ def _train(run_id: int, spec: TrainerSpec, settings: Settings, engine) -> JobSta
 
 
 def _report(engine, run_id: int, tail: _Tail) -> bool:
-    """Copy new progress lines into the run; returns True when a cancel was requested."""
+    """Copy new progress lines into the run; returns True when a cancel was requested.
+
+    Once the last step is logged the trainer saves and evaluates the new checkpoint, which
+    takes a while and logs nothing: the progress then says ``phase: evaluating``.
+    """
     with db.session_scope(engine) as session:
         lines = tail.read()
         for line in lines:
@@ -219,8 +225,11 @@ def _report(engine, run_id: int, tail: _Tail) -> bool:
         progress = None
         if lines:
             last = lines[-1]
-            progress = {"step": int(last.get("step", 0)), "max_steps": last.get("max_steps"),
-                        **{k: v for k, v in last.items() if k not in ("step", "max_steps")}}
+            progress = tail.last = {"step": int(last.get("step", 0)), "max_steps": last.get("max_steps"),
+                                    **{k: v for k, v in last.items() if k not in ("step", "max_steps")}}
+        elif (tail.last and not tail.phase_sent and tail.last.get("max_steps")
+              and tail.last["step"] >= tail.last["max_steps"]):
+            progress, tail.phase_sent = {**tail.last, "phase": "evaluating"}, True
         return runs_svc.heartbeat(session=session, run_id=run_id, progress=progress)
 
 

@@ -160,6 +160,10 @@ def _warm_up(model, tokenizer, demonstrations: list[dict], *, seed: int, steps: 
         train_dataset=Dataset.from_list(demonstrations),
         processing_class=tokenizer,
     )
+    # With tqdm off, transformers prints every log dict (the closing {'train_runtime': …}) to stdout.
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
     # Matrices this small gain little from a second thread, and on a shared CPU the
     # threads' spin-waits made steps up to 8x slower; one thread is both fast and steady.
     threads = torch.get_num_threads()

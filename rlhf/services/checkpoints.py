@@ -86,8 +86,16 @@ def serve_checkpoint(*, session: Session, checkpoint_id: int | str) -> Checkpoin
     return ckpt
 
 
-def retire_checkpoint(*, session: Session, checkpoint_id: int | str) -> Checkpoint:
+def retire_checkpoint(*, session: Session, checkpoint_id: int | str, force: bool = False) -> Checkpoint:
+    """Stop serving a checkpoint. The last serving policy is kept unless ``force``: without one,
+    generation jobs have nothing to sample from and runs no default base."""
     ckpt = get_checkpoint(session=session, checkpoint_id=checkpoint_id)
+    if not force and ckpt.status is CheckpointStatus.serving and ckpt.kind is CheckpointKind.policy:
+        others = [c for c in serving_checkpoints(session=session) if c.id != ckpt.id]
+        if not others:
+            raise Conflict(f"checkpoint {ckpt.id} ({ckpt.name}) is the last serving policy: retiring it leaves "
+                           "nothing to generate new comparisons from; serve another checkpoint first, "
+                           "or force the retirement")
     ckpt.status = CheckpointStatus.retired
     session.add(ckpt)
     return ckpt

@@ -20,9 +20,11 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, func, select
 
 from rlhf.errors import NotFound
-from rlhf.models import Assignment, Comparison, ComparisonStatus, Prompt, Response, User, Vote, utcnow
+from rlhf.models import Assignment, Comparison, ComparisonStatus, Prompt, Response, Skip, User, Vote, utcnow
 
 LEASE = timedelta(minutes=5)
+# A pair a rater skipped is not handed to them again for this long (others still get it).
+SKIP_HIDES = timedelta(days=1)
 # SQLite has one writer at a time; this keeps the check-then-lease of one process atomic
 # without relying on SQLite's upgrade-from-read locking, which fails instead of waiting.
 _sqlite_lock = threading.Lock()
@@ -59,6 +61,11 @@ def _not_voted_by(rater_id: int):
     return ~sa.exists().where(Vote.comparison_id == Comparison.id, Vote.rater_id == rater_id)
 
 
+def _not_skipped_by(rater_id: int, now):
+    return ~sa.exists().where(Skip.comparison_id == Comparison.id, Skip.rater_id == rater_id,
+                              Skip.created_at > now - SKIP_HIDES)
+
+
 def _others_leases(rater_id: int, now):
     return (select(func.count()).select_from(Assignment)
             .where(Assignment.comparison_id == Comparison.id, Assignment.expires_at > now,
@@ -76,7 +83,8 @@ def _candidates(session: Session, rater_id: int, now, limit: int, gold: bool, wa
     mine = aliased(Assignment)
     query = (select(Comparison.id, mine.id, mine.swapped)
              .outerjoin(mine, sa.and_(mine.comparison_id == Comparison.id, mine.rater_id == rater_id))
-             .where(Comparison.status == ComparisonStatus.open, Comparison.is_gold == gold, _not_voted_by(rater_id)))
+             .where(Comparison.status == ComparisonStatus.open, Comparison.is_gold == gold, _not_voted_by(rater_id),
+                    _not_skipped_by(rater_id, now)))
     if gold:
         query = query.order_by(func.random())
     else:
@@ -131,6 +139,26 @@ def next_for_rater(*, session: Session, rater: User, lease: timedelta = LEASE,
     return None
 
 
+def remaining_for_rater(*, session: Session, rater_id: int) -> int:
+    """How many pairs this rater could still be handed now (their own live lease included).
+
+    Pairs they voted on or skipped today, and pairs whose places other raters hold, do not
+    count; gold pairs count only while regular work remains, as that is when they are handed out.
+    """
+    now = utcnow()
+
+    def count(gold: bool) -> int:
+        query = (select(func.count()).select_from(Comparison)
+                 .where(Comparison.status == ComparisonStatus.open, Comparison.is_gold == gold,
+                        _not_voted_by(rater_id), _not_skipped_by(rater_id, now)))
+        if not gold:
+            query = query.where(Comparison.vote_count + _others_leases(rater_id, now) < Comparison.target_votes)
+        return session.exec(query).one()
+
+    regular = count(False)
+    return regular + count(True) if regular else 0
+
+
 def _lease(session: Session, rater_id: int, comparison_id: int, own_id: int | None, own_swapped: bool | None,
            expires_at, rng) -> Handout:
     if own_id is None:
@@ -173,6 +201,11 @@ def lock_comparison(*, session: Session, comparison_id: int) -> Comparison:
     if comp is None:
         raise NotFound(f"no comparison {comparison_id}")
     return comp
+
+
+def handout_of(*, session: Session, comparison_id: int, swapped: bool) -> Handout:
+    """The comparison as a rater shown it in this order sees it."""
+    return _handout(session, comparison_id, swapped)
 
 
 def _handout(session: Session, comparison_id: int, swapped: bool) -> Handout:

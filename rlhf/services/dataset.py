@@ -1,7 +1,7 @@
 """Preference data: votes turned into TRL's conversational format, snapshots and export.
 
 A row is ``{"prompt": [messages], "chosen": [assistant message], "rejected": [...]}``
-plus provenance. By default there is one row per comparison, labelled by the majority
+plus provenance and ``rationales`` (what the raters wrote, a list per row). By default there is one row per comparison, labelled by the majority
 of its votes, with that label's share (``agreement``); ``aggregate="none"`` gives one
 row per vote instead. Gold pairs' votes, raters excluded by an engineer and raters
 flagged by their gold accuracy are left out.
@@ -75,7 +75,8 @@ def _rows(session: Session, votes: list[Vote], ties: str, aggregate: str,
         for v in votes:
             if usable(v.choice):
                 row = {**_row(prompts, responses, comps[v.comparison_id], v.choice), "vote_id": v.id,
-                       "rater_id": v.rater_id, "label_p": single_vote_p(v.rater_id, reliability)}
+                       "rater_id": v.rater_id, "label_p": single_vote_p(v.rater_id, reliability),
+                       "rationales": _rationales([v])}
                 if ties == "keep":
                     row["tie"] = v.choice is Choice.tie
                 rows.append(row)
@@ -92,11 +93,17 @@ def _rows(session: Session, votes: list[Vote], ties: str, aggregate: str,
                "agreement": round(share, 4), "vote_ids": [v.id for v in group],
                "rater_ids": [v.rater_id for v in group],
                "label_p": (vote_split_p(label, [v.choice.value for v in group]) if len(group) > 1
-                           else single_vote_p(group[0].rater_id, reliability))}
+                           else single_vote_p(group[0].rater_id, reliability)),
+               "rationales": _rationales(group)}
         if ties == "keep":
             row["tie"] = label == Choice.tie.value
         rows.append(row)
     return rows
+
+
+def _rationales(votes: list[Vote]) -> list[str]:
+    """The raters' reasons behind a row, in vote order (votes without one add nothing)."""
+    return [v.rationale for v in votes if v.rationale]
 
 
 def _by_ids(session: Session, model, ids: set[int]) -> list:

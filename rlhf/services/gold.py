@@ -22,7 +22,8 @@ from sqlmodel import Session
 from rlhf.errors import InvalidInput
 from rlhf.models import Choice, Comparison, ComparisonStatus, Response
 from rlhf.services.comparisons import get_comparison, open_comparison
-from rlhf.services.prompts import MAX_PROMPT_CHARS, PromptRecord, import_records, jsonl_values, parse_record
+from rlhf.services.prompts import (MAX_PROMPT_CHARS, BadLines, PromptRecord, import_records, jsonl_values,
+                                   parse_record)
 
 GOLD_TAG = "gold"
 
@@ -80,23 +81,27 @@ def _text(value: Any, field: str, where: str) -> str:
     return value
 
 
+def _gold_line(raw: Any, where: str) -> GoldRecord:
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"{where}: expected an object")
+    prompt = parse_record({k: raw[k] for k in ("prompt", "messages") if k in raw}, where)
+    if "chosen" in raw or "rejected" in raw:
+        a, b, answer = _text(raw.get("chosen"), "chosen", where), _text(raw.get("rejected"), "rejected", where), \
+            Choice.a
+    else:
+        if "answer" not in raw:
+            raise InvalidInput(f"{where}: missing 'answer' (a, b, tie or both_bad), or give chosen/rejected")
+        a, b, answer = _text(raw.get("a"), "a", where), _text(raw.get("b"), "b", where), \
+            _answer(raw["answer"], where)
+    if a.strip() == b.strip():
+        raise InvalidInput(f"{where}: the two responses are the same")
+    return GoldRecord(prompt=prompt, a=a, b=b, answer=answer)
+
+
 def parse_gold(data: bytes, name: str) -> list[GoldRecord]:
-    records = []
-    for where, raw in jsonl_values(data, name):
-        if not isinstance(raw, dict):
-            raise InvalidInput(f"{where}: expected an object")
-        prompt = parse_record({k: raw[k] for k in ("prompt", "messages") if k in raw}, where)
-        if "chosen" in raw or "rejected" in raw:
-            a, b, answer = _text(raw.get("chosen"), "chosen", where), _text(raw.get("rejected"), "rejected", where), \
-                Choice.a
-        else:
-            if "answer" not in raw:
-                raise InvalidInput(f"{where}: missing 'answer' (a, b, tie or both_bad), or give chosen/rejected")
-            a, b, answer = _text(raw.get("a"), "a", where), _text(raw.get("b"), "b", where), \
-                _answer(raw["answer"], where)
-        if a.strip() == b.strip():
-            raise InvalidInput(f"{where}: the two responses are the same")
-        records.append(GoldRecord(prompt=prompt, a=a, b=b, answer=answer))
+    bad = BadLines(name)
+    records = [bad.check(_gold_line, raw, where) for where, raw in jsonl_values(data, name, bad)]
+    bad.raise_any()
     if not records:
         raise InvalidInput(f"{name}: no gold comparisons found")
     return records

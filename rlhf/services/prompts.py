@@ -1,7 +1,8 @@
 """Prompt import (JSONL, CSV, Parquet) and lookup.
 
-An import is all or nothing: every record is parsed and validated first, and one bad
-line stops the import with an error that names it, before anything is written.
+An import is all or nothing: every record is parsed and validated first, and any bad
+line stops the import, before anything is written, with an error that names the first
+:data:`MAX_NAMED_ERRORS` bad lines and counts them all (so one pass fixes a file).
 """
 
 from __future__ import annotations
@@ -22,6 +23,33 @@ from rlhf.errors import InvalidInput
 from rlhf.models import Prompt
 
 MAX_PROMPT_CHARS = 20_000
+MAX_NAMED_ERRORS = 20
+
+
+class BadLines:
+    """The errors of one all-or-nothing import, gathered line by line instead of stopping at the first."""
+
+    def __init__(self, name: str):
+        self.name = name
+        self.errors: list[str] = []
+
+    def check(self, parse, *args):
+        """``parse(*args)``, or None with its error noted when the line is bad."""
+        try:
+            return parse(*args)
+        except InvalidInput as exc:
+            self.errors.append(str(exc))
+            return None
+
+    def raise_any(self) -> None:
+        if not self.errors:
+            return
+        if len(self.errors) == 1:
+            raise InvalidInput(self.errors[0])
+        named = "; ".join(self.errors[:MAX_NAMED_ERRORS])
+        rest = len(self.errors) - MAX_NAMED_ERRORS
+        more = f"; and {rest} more" if rest > 0 else ""
+        raise InvalidInput(f"{self.name}: {len(self.errors)} bad lines, nothing imported. {named}{more}")
 
 
 @dataclass
@@ -126,12 +154,13 @@ def _decode(data: bytes, name: str) -> str:
         raise InvalidInput(f"{name} line {line}: not valid UTF-8") from None
 
 
-def jsonl_values(data: bytes, name: str) -> Iterator[tuple[str, Any]]:
-    """(where, value) for each non-blank line of a JSONL file; ``where`` names the line in errors.
+def jsonl_values(data: bytes, name: str, bad: BadLines) -> Iterator[tuple[str, Any]]:
+    """(where, value) for each non-blank, decodable line of a JSONL file; ``where`` names the line
+    in errors, and lines that are not UTF-8 or not JSON are noted in ``bad``.
 
     Lines end at ``\n`` only: JSON text may hold a raw U+2028, U+0085 or form feed inside a
     string (``json.dumps(..., ensure_ascii=False)`` writes them so), and ``str.splitlines``
-    would cut a valid record there. Each line is decoded on its own, so the first bad line,
+    would cut a valid record there. Each line is decoded on its own, so each bad line,
     whatever is wrong with it, is the one named."""
     data = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
     for lineno, raw_line in enumerate(data.split(b"\n"), start=1):
@@ -139,30 +168,37 @@ def jsonl_values(data: bytes, name: str) -> Iterator[tuple[str, Any]]:
         try:
             line = raw_line.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidInput(f"{where}: not valid UTF-8") from None
+            bad.errors.append(f"{where}: not valid UTF-8")
+            continue
         if not line.strip():
             continue
         try:
-            yield where, json.loads(line)
+            value = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise InvalidInput(f"{where}: invalid JSON ({exc.msg})") from None
+            bad.errors.append(f"{where}: invalid JSON ({exc.msg})")
+            continue
+        yield where, value
 
 
 def _parse_jsonl(data: bytes, name: str) -> list[PromptRecord]:
-    return _nonempty([parse_record(raw, where) for where, raw in jsonl_values(data, name)], name)
+    bad = BadLines(name)
+    records = [bad.check(parse_record, raw, where) for where, raw in jsonl_values(data, name, bad)]
+    bad.raise_any()
+    return _nonempty(records, name)
 
 
 def _parse_csv(data: bytes, name: str) -> list[PromptRecord]:
     reader = csv.DictReader(io.StringIO(_decode(data, name)))
     if not reader.fieldnames or "prompt" not in reader.fieldnames:
         raise InvalidInput(f"{name} line 1: a CSV needs a 'prompt' column")
-    records = []
+    records, bad = [], BadLines(name)
     try:
         for row in reader:
             raw = {k: v for k, v in row.items() if k in ("prompt", "id", "tags") and v not in (None, "")}
-            records.append(parse_record(raw, f"{name} line {reader.line_num}"))
-    except csv.Error as exc:
-        raise InvalidInput(f"{name} line {reader.line_num}: {exc}") from None
+            records.append(bad.check(parse_record, raw, f"{name} line {reader.line_num}"))
+    except csv.Error as exc:  # the reader cannot go on after a broken row
+        bad.errors.append(f"{name} line {reader.line_num}: {exc}")
+    bad.raise_any()
     return _nonempty(records, name)
 
 
@@ -174,7 +210,9 @@ def _parse_parquet(data: bytes, name: str) -> list[PromptRecord]:
         table = pq.read_table(pa.BufferReader(data))
     except Exception as exc:  # pyarrow raises several types for a corrupt file
         raise InvalidInput(f"{name}: not a readable Parquet file ({exc})") from None
-    records = [parse_record(row, f"{name} row {i + 1}") for i, row in enumerate(table.to_pylist())]
+    bad = BadLines(name)
+    records = [bad.check(parse_record, row, f"{name} row {i + 1}") for i, row in enumerate(table.to_pylist())]
+    bad.raise_any()
     return _nonempty(records, name)
 
 

@@ -8,6 +8,7 @@ from sqlmodel import Session, func, select
 
 from rlhf.models import (Checkpoint, Comparison, ComparisonStatus, GenerationJob, Prompt, Response, TrainingRun,
                          User, Vote)
+from rlhf.services.comparisons import remaining_for_rater
 
 
 def _count(session: Session, model, *where) -> int:
@@ -19,9 +20,12 @@ def _grouped(session: Session, column) -> dict[str, int]:
 
 
 def rater_stats(*, session: Session, rater_id: int) -> dict[str, Any]:
+    """This rater's votes, the open comparisons, and how many of those they could still be handed
+    (``left_for_you``: not the ones they answered, skipped or others hold, nor gold pairs without regular work)."""
     mine = _grouped_where(session, Vote.choice, Vote.rater_id == rater_id)
     return {"votes": sum(mine.values()), "by_choice": mine,
-            "open_comparisons": _count(session, Comparison, Comparison.status == ComparisonStatus.open)}
+            "open_comparisons": _count(session, Comparison, Comparison.status == ComparisonStatus.open),
+            "left_for_you": remaining_for_rater(session=session, rater_id=rater_id)}
 
 
 def _grouped_where(session: Session, column, *where) -> dict[str, int]:

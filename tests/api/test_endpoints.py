@@ -180,7 +180,11 @@ def test_checkpoints_serve_and_retire(client, app, world):
     headers = bearer(app, world.users["engineer"])
     (ckpt,) = client.get("/api/checkpoints", headers=headers).json()
     assert ckpt["status"] == "serving" and ckpt["kind"] == "policy" and ckpt["created_at"].endswith(("Z", "+00:00"))
-    assert client.post(f"/api/checkpoints/{ckpt['id']}/retire", headers=headers).json()["status"] == "retired"
+    # The only serving policy: retiring it would leave nothing to generate from, so it needs force.
+    refused = client.post(f"/api/checkpoints/{ckpt['id']}/retire", headers=headers)
+    assert refused.status_code == 409 and "last serving policy" in refused.json()["detail"]
+    forced = client.post(f"/api/checkpoints/{ckpt['id']}/retire?force=true", headers=headers)
+    assert forced.json()["status"] == "retired"
     assert client.post(f"/api/checkpoints/{ckpt['id']}/serve", headers=headers).json()["status"] == "serving"
     assert client.post("/api/checkpoints/999/serve", headers=headers).status_code == 404
 

@@ -18,6 +18,13 @@ def _vote(client, headers, world):
     return {"json": {"comparison_id": handout["comparison_id"], "choice": "a"}}
 
 
+def _own_vote(client, headers, world):
+    """The path of a vote this caller just cast (only one's own vote can be undone)."""
+    handout = client.get("/api/comparisons/next", headers=headers).json()
+    vote = client.post("/api/votes", headers=headers, json={"comparison_id": handout["comparison_id"], "choice": "a"})
+    return {"url": f"/api/votes/{vote.json()['id']}"}
+
+
 # method, path (formatted with the world), minimum role, success status, request arguments
 ENDPOINTS = [
     ("GET", "/api/health", "anonymous", 200, None),
@@ -25,6 +32,9 @@ ENDPOINTS = [
     ("GET", "/api/me", "rater", 200, None),
     ("GET", "/api/comparisons/next", "rater", 200, None),
     ("POST", "/api/votes", "rater", 201, _vote),
+    ("POST", "/api/votes?next=true", "rater", 201, _vote),
+    ("DELETE", "/api/votes/{vote_id}", "rater", 200, _own_vote),
+    ("POST", "/api/comparisons/{comparison_id}/skip", "rater", 201, None),
     ("GET", "/api/stats", "rater", 200, None),
     ("GET", "/api/leaderboard", "rater", 200, None),
     ("GET", "/api/guidelines", "rater", 200, None),
@@ -40,7 +50,7 @@ ENDPOINTS = [
      {"files": {"file": ("g.jsonl", b'{"prompt": "2+2?", "chosen": "4", "rejected": "5"}\n', "application/jsonl")}}),
     ("GET", "/api/checkpoints", "engineer", 200, None),
     ("POST", "/api/checkpoints/{checkpoint_id}/serve", "engineer", 200, None),
-    ("POST", "/api/checkpoints/{checkpoint_id}/retire", "engineer", 200, None),
+    ("POST", "/api/checkpoints/{checkpoint_id}/retire?force=true", "engineer", 200, None),
     ("POST", "/api/generate", "engineer", 202, {"json": {"limit": 2}}),
     ("GET", "/api/generate/{job_id}", "engineer", 200, None),
     ("POST", "/api/runs", "engineer", 202, {"json": {"algorithm": "dpo", "params": {"steps": 3}}}),
@@ -60,9 +70,11 @@ CASES = [pytest.param(method, path, minimum, success, args, who, id=f"{method} {
 def test_role_matrix(client, world, method, path, minimum, success, args, who):
     headers = {} if who == "anonymous" else basic(who)
     url = path.format(checkpoint_id=world.checkpoint_id, job_id=world.job_id, run_id=world.run_id,
-                      seed_id=world.seed_rater.id, comparison_id=world.comparison_ids[-1])
+                      seed_id=world.seed_rater.id, comparison_id=world.comparison_ids[-1],
+                      vote_id=1)
     kwargs = args(client, headers, world) if callable(args) and RANK[who] >= RANK[minimum] else (
         args if isinstance(args, dict) else {})
+    url = kwargs.pop("url", url)
     response = client.request(method, url, headers=headers, **kwargs)
     if RANK[who] >= RANK[minimum]:
         expected = success

@@ -89,3 +89,19 @@ def test_simulate_votes_with_k_raters_and_noise(session):
     factories.comparisons(session, [("please", "no")] * 200, checkpoint_path="org/other")
     noisy = simulate(session=session, rule="contains:please", noise=0.25, seed=1)
     assert noisy["votes"] == 200 and 25 <= noisy["b"] <= 75
+
+
+def test_exports_carry_the_raters_rationales_in_jsonl_and_parquet(session, tmp_path):
+    alice, bob, carol = (factories.user(session, name) for name in ("alice", "bob", "carol"))
+    (comp,) = factories.comparisons(session, [("A", "B")], target_votes=3)
+    for rater, choice, why in ((alice, "a", "A is correct"), (bob, "a", None), (carol, "b", "B is shorter")):
+        record_vote(session=session, rater=rater, comparison_id=comp.id, choice=choice, rationale=why,
+                    as_shown=False)
+    (row,) = preference_rows(session=session)
+    assert row["rationales"] == ["A is correct", "B is shorter"]  # all of the comparison's votes, like vote_ids
+    per_vote = preference_rows(session=session, aggregate="none")
+    assert [r["rationales"] for r in per_vote] == [["A is correct"], [], ["B is shorter"]]
+    export(session=session, path=tmp_path / "p.jsonl")
+    assert json.loads((tmp_path / "p.jsonl").read_text())["rationales"] == ["A is correct", "B is shorter"]
+    export(session=session, path=tmp_path / "p.parquet")
+    assert pq.read_table(tmp_path / "p.parquet").to_pylist()[0]["rationales"] == ["A is correct", "B is shorter"]

@@ -88,3 +88,26 @@ def test_unknown_extension_and_invalid_utf8(session, tmp_path):
     g.write_bytes(b'{"prompt": "ok"}\n{"prompt": "\xff"}\n')
     with pytest.raises(InvalidInput, match="line 2: not valid UTF-8"):
         import_file(session=session, path=g)
+
+
+def test_a_refused_import_names_the_first_twenty_bad_lines_and_counts_them_all(session):
+    lines = [json.dumps({"prompt": f"fine {i}"}) if i % 2 else "{not json" for i in range(1, 53)]
+    data = "\n".join(lines).encode()  # 26 bad lines: 2, 4, ..., 52
+    with pytest.raises(InvalidInput) as refused:
+        import_file(session=session, path="many.jsonl", data=data)
+    text = str(refused.value)
+    assert text.startswith("many.jsonl: 26 bad lines, nothing imported.")
+    assert all(f"many.jsonl line {n}:" in text for n in range(2, 41, 2))
+    assert "many.jsonl line 42:" not in text and text.endswith("and 6 more")
+    assert session.exec(select(func.count()).select_from(Prompt)).one() == 0
+
+
+def test_gold_import_names_every_bad_line_too(session):
+    from rlhf.services.gold import import_gold
+
+    data = b'{"prompt": "q", "chosen": "x", "rejected": "x"}\n[1]\n{"prompt": "q", "chosen": "4", "rejected": "5"}\n'
+    with pytest.raises(InvalidInput) as refused:
+        import_gold(session=session, path="g.jsonl", data=data)
+    assert "2 bad lines" in str(refused.value)
+    assert "g.jsonl line 1: the two responses are the same" in str(refused.value)
+    assert "g.jsonl line 2: expected an object" in str(refused.value)

@@ -1,0 +1,112 @@
+"""What a rater does besides voting: give a pair back (leave, skip) and take a vote back (undo).
+
+A lease holds a place in a comparison for its rater; a rater who leaves the Rate tab, logs
+out or closes the page gives their place back at once instead of holding it for the rest of
+the lease. A skip gives it back too, and keeps the pair away from that rater for a day
+(:data:`~rlhf.services.comparisons.SKIP_HIDES`). Gold pairs may be skipped like any other:
+refusing would tell the rater which pairs are gold.
+
+An undo deletes the vote within a short window, unless a training run's snapshot already
+holds it: the snapshot's hash is over the votes it names, and must keep verifying.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from rlhf.errors import Conflict, NotFound
+from rlhf.models import Assignment, Comparison, ComparisonStatus, Skip, TrainingRun, User, Vote, as_utc, utcnow
+from rlhf.services.comparisons import (LEASE, Handout, assignment_for, comparison_lock, get_comparison, handout_of,
+                                       lock_comparison, next_for_rater)
+from rlhf.services.dataset import Snapshot
+from rlhf.services.votes import VoteResult, record_vote
+
+
+def vote_then_next(*, session: Session, rater: User, gold_rate: float = 0.0, **vote: Any
+                   ) -> tuple[VoteResult, Handout | None]:
+    """Commits: the vote (see :func:`~rlhf.services.votes.record_vote`), then this rater's next pair, leased.
+
+    One call per judgement for the Rate tab and ``POST /api/votes?next=true``; the vote is
+    committed before the next pair is chosen, so a pair never shows before its predecessor's vote is stored.
+    """
+    result = record_vote(session=session, rater=rater, **vote)
+    return result, next_for_rater(session=session, rater=rater, gold_rate=gold_rate)
+
+
+def release_leases(*, session: Session, rater_id: int) -> int:
+    """End this rater's live leases, so the places they held go to other raters now; how many ended."""
+    result = session.exec(sa.update(Assignment)
+                          .where(Assignment.rater_id == rater_id, Assignment.expires_at > utcnow())
+                          .values(expires_at=utcnow()))
+    session.flush()
+    return result.rowcount or 0
+
+
+def skip_comparison(*, session: Session, rater: User, comparison_id: int) -> Skip:
+    """Record that this rater passes on the pair and give their place in it back."""
+    comp = get_comparison(session=session, comparison_id=comparison_id)
+    voted = session.exec(select(Vote.id).where(Vote.comparison_id == comp.id, Vote.rater_id == rater.id)).first()
+    if voted is not None:
+        raise Conflict(f"you already voted on comparison {comp.id}; undo the vote instead of skipping")
+    session.exec(sa.update(Assignment)
+                 .where(Assignment.rater_id == rater.id, Assignment.comparison_id == comp.id,
+                        Assignment.expires_at > utcnow())
+                 .values(expires_at=utcnow()))
+    skip = Skip(comparison_id=comp.id, rater_id=rater.id)
+    session.add(skip)
+    session.flush()
+    return skip
+
+
+def snapshot_holds(*, session: Session, vote_id: int) -> int | None:
+    """The id of a training run whose frozen snapshot names this vote, or None."""
+    for run_id, snapshot in session.exec(select(TrainingRun.id, TrainingRun.snapshot)
+                                         .where(TrainingRun.snapshot_hash.is_not(None))):
+        if snapshot and vote_id in Snapshot.model_validate(snapshot).vote_ids:
+            return run_id
+    return None
+
+
+def undo_vote(*, session: Session, rater: User, vote_id: int, window_s: int,
+              lease: timedelta = LEASE) -> Handout:
+    """Commits: deletes the rater's own vote and hands the pair back to them, under the comparison's lock.
+
+    Refused after ``window_s`` seconds, and once a run's snapshot holds the vote. The pair is
+    reopened (its vote count lowered) and leased to the rater again, in the order they saw it;
+    the lease of any pair handed out after the vote ends, so this one is what they see next.
+    """
+    with comparison_lock(session):
+        vote = session.get(Vote, vote_id)
+        if vote is None or vote.rater_id != rater.id:
+            session.rollback()
+            raise NotFound(f"no vote {vote_id} of yours")
+        comp: Comparison = lock_comparison(session=session, comparison_id=vote.comparison_id)
+        age = (utcnow() - as_utc(vote.created_at)).total_seconds()
+        if age > window_s:
+            session.rollback()
+            raise Conflict(f"too late to undo: a vote can be taken back within {window_s} s of casting it")
+        run_id = snapshot_holds(session=session, vote_id=vote.id)
+        if run_id is not None:
+            session.rollback()
+            raise Conflict(f"training run {run_id} already uses this vote, so it can no longer be undone")
+        session.delete(vote)
+        comp.vote_count = Comparison.vote_count - 1
+        comp.status = ComparisonStatus.open
+        session.add(comp)
+        release_leases(session=session, rater_id=rater.id)
+        assignment = assignment_for(session=session, rater_id=rater.id, comparison_id=comp.id)
+        swapped = vote.shown_swapped
+        if assignment is None:
+            session.add(Assignment(comparison_id=comp.id, rater_id=rater.id, swapped=swapped,
+                                   expires_at=utcnow() + lease))
+        else:
+            assignment.expires_at = utcnow() + lease
+            session.add(assignment)
+        session.flush()
+        handout = handout_of(session=session, comparison_id=comp.id, swapped=swapped)
+        session.commit()
+    return handout
