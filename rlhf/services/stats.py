@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlmodel import Session, func, select
 
-from rlhf.models import (Checkpoint, Comparison, ComparisonStatus, GenerationJob, Prompt, Response, TrainingRun,
-                         User, Vote)
+from rlhf.models import (Checkpoint, Comparison, ComparisonSource, ComparisonStatus, GenerationJob, Prompt, Response,
+                         TrainingRun, User, Vote)
 
 
 def _count(session: Session, model, *where) -> int:
@@ -21,7 +21,8 @@ def _grouped(session: Session, column) -> dict[str, int]:
 def rater_stats(*, session: Session, rater_id: int) -> dict[str, Any]:
     mine = _grouped_where(session, Vote.choice, Vote.rater_id == rater_id)
     return {"votes": sum(mine.values()), "by_choice": mine,
-            "open_comparisons": _count(session, Comparison, Comparison.status == ComparisonStatus.open)}
+            "open_comparisons": _count(session, Comparison, Comparison.status == ComparisonStatus.open,
+                                       Comparison.source == ComparisonSource.queue)}
 
 
 def _grouped_where(session: Session, column, *where) -> dict[str, int]:
@@ -36,6 +37,7 @@ def overall_stats(*, session: Session) -> dict[str, Any]:
         "prompts": _count(session, Prompt),
         "responses": _count(session, Response),
         "comparisons": _grouped(session, Comparison.status),
+        "comparisons_by_source": _grouped(session, Comparison.source),
         "votes": _count(session, Vote),
         "votes_by_choice": _grouped(session, Vote.choice),
         "votes_by_rater": dict(per_rater),
