@@ -199,6 +199,10 @@ def build_arena_tab(ctx: UIContext, inference) -> gr.Tab:
         require(ctx, request)
         if not current or not current.get("choice"):
             return {status: message("Vote first, then continue.", "warn")}
+        # The Radio hands back a choice's value or, from some pages, its label.
+        kept = {"a": "a", "A": "a", "b": "b", "B": "b", "mine": "mine", "My answer": "mine"}.get(kept or "")
+        if not kept and current["choice"] in ("a", "b"):
+            kept = current["choice"]  # the winner, unless the rater picked another
         text = current.get("written") if kept == "mine" else current.get(kept or "")
         if not text:
             return {status: message("Pick the answer to carry forward (A, B, or your own).", "warn")}

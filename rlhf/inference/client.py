@@ -60,7 +60,10 @@ class StreamState:
     deltas: int = 0
 
     def completion(self) -> Completion:
-        return Completion(text=self.text, finished=self.finish_reason == "stop", tokens=self.tokens or self.deltas)
+        from rlhf.modeling.sampling import clean_text  # no model library: the same cleaning as in-worker samples
+
+        return Completion(text=clean_text(self.text), finished=self.finish_reason == "stop",
+                          tokens=self.tokens or self.deltas)
 
 
 def served_model_name(*, name: str, path: str, mapping: dict[str, str] | None = None) -> str:
