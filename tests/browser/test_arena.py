@@ -126,3 +126,34 @@ def _train_with_trl(model_dir, sft_rows, pref_rows, tmp_path):
                      train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")}
                                                       for r in pref_rows]))
     assert dpo.train().training_loss > 0
+
+
+def test_engineers_see_arena_counts_browse_demonstrations_and_promote_prompts(server, new_page):
+    from rlhf.inference.client import Completion
+    from rlhf.services import arena
+    from rlhf.services.demonstrations import record_demonstration
+    from rlhf.services.prompts import list_prompts
+    from rlhf.settings import Settings
+
+    with server.session() as s:
+        rita = factories.user(s, name="rita", role="rater", password=PASSWORD)
+        factories.user(s, name="erin", role="engineer", password=PASSWORD)
+        register_checkpoint(session=s, path="org/one", name="one", serve=True)
+        plan = arena.plan_battle(session=s, rater=rita, messages=[{"role": "user", "content": "Name a fruit."}],
+                                 settings=Settings(secret_key="x" * 20))
+        comp = arena.store_battle(session=s, rater=rita, plan=plan, ttl_s=60,
+                                  answers=(Completion("Apple.", True), Completion("Pear.", True)))
+        record_demonstration(session=s, rater=rita, comparison_id=comp.id, text="A ripe mango.")
+        prompt_id = comp.prompt_id
+    page = new_page(DESKTOP)
+    login(page, server, "erin")
+    page.get_by_role("tab", name="Console").click()
+    page.get_by_text("Arena and demonstrations").click()
+    page.locator("#arena-counts").get_by_text("1 open").wait_for()
+    assert "1 demonstrations" in page.locator("#arena-counts").inner_text()
+    page.wait_for_function("() => document.querySelector('#demonstrations-table').innerText.includes('A ripe mango.')")
+    page.locator("#promote-ids textarea, #promote-ids input").first.fill(str(prompt_id))
+    page.get_by_role("button", name="Promote into the prompt pool").click()
+    page.get_by_text("1 prompts are in the pool now.").wait_for()
+    with server.session() as s:
+        assert [p.id for p in list_prompts(session=s)] == [prompt_id]
