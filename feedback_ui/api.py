@@ -150,9 +150,14 @@ def get_stats(user: Rater, session: DB) -> dict[str, Any]:
 
 @router.get("/leaderboard", response_model=LeaderboardPublic, tags=["rating"])
 def get_leaderboard(user: Rater, session: DB, bootstrap: Annotated[int, Query(ge=0, le=1000)] = 200,
-                    include_simulated: bool = False) -> LeaderboardPublic:
-    """Checkpoints ranked by a Bradley–Terry fit of human votes between them, with 95% bootstrap intervals."""
-    board = fit_leaderboard(session=session, bootstrap=bootstrap, include_simulated=include_simulated)
+                    include_simulated: bool = False,
+                    source: Annotated[list[Literal["queue", "arena"]], Query(
+                        description="count only votes on comparisons of these sources (default: both)")] = []
+                    ) -> LeaderboardPublic:
+    """Checkpoints ranked by a Bradley–Terry fit of human votes between them (the Rate queue's and the arena's),
+    with 95% bootstrap intervals."""
+    board = fit_leaderboard(session=session, bootstrap=bootstrap, include_simulated=include_simulated,
+                            sources=list(source) or None)
     return LeaderboardPublic.model_validate(board)
 
 

@@ -26,10 +26,11 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from feedback_ui import api, auth, metrics
+from feedback_ui import api, api_arena, auth, metrics
 from rlhf import db
-from rlhf.errors import (BrokerUnavailable, ConfigError, Conflict, InvalidInput, NotFound, PermissionDenied,
-                         RLHFError, TrainingFailed)
+from rlhf.errors import (BrokerUnavailable, ConfigError, Conflict, InferenceUnavailable, InvalidInput, NotFound,
+                         PermissionDenied, RateLimited, RLHFError, TrainingFailed)
+from rlhf.inference import Inference
 from rlhf.jobs.embedded import InProcessQueue
 from rlhf.jobs.submit import JobQueue
 from rlhf.settings import Settings, get_settings
@@ -43,6 +44,8 @@ ERROR_STATUS: list[tuple[type[RLHFError], int]] = [
     (Conflict, 409),
     (PermissionDenied, 403),
     (BrokerUnavailable, 503),
+    (InferenceUnavailable, 503),
+    (RateLimited, 429),
     (TrainingFailed, 409),
     (ConfigError, 500),
 ]
@@ -61,6 +64,8 @@ def domain_error_response(request: Request, exc: RLHFError) -> JSONResponse:
     if status >= 500:
         log.error("%s %s: %s", request.method, request.url.path, exc)
     headers = {"Retry-After": "30"} if isinstance(exc, BrokerUnavailable) else None
+    if isinstance(exc, RateLimited):
+        headers = {"Retry-After": str(exc.retry_after_s)}
     return ErrorResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status, headers=headers)
 
 
@@ -132,8 +137,8 @@ class _WebContextMiddleware:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None, start_worker: bool = True,
-               token_ttl_s: int | None = None, session_ttl_s: int | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None, inference: Inference | None = None,
+               start_worker: bool = True, token_ttl_s: int | None = None, session_ttl_s: int | None = None) -> FastAPI:
     """The web app. Refuses to start with an example secret key outside demo mode.
 
     ``jobs``: where started runs and generation jobs go. With no broker configured it
@@ -150,7 +155,10 @@ def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None
             raise ConfigError("RLHF_BROKER_URL is set: give the web app the broker's job queue "
                               "(create_app(jobs=workers.dispatch.CeleryQueue()); `rlhf serve` does)")
         jobs = InProcessQueue()
+    owns_inference = inference is None
+    inference = inference or Inference.from_settings(settings)
     ctx = auth.WebContext(settings=settings, engine=db.get_engine(settings.database_url), jobs=jobs,
+                          inference=inference,
                           token_ttl_s=token_ttl_s or settings.token_ttl_s,
                           session_ttl_s=session_ttl_s or settings.session_ttl_s)
 
@@ -167,6 +175,8 @@ def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None
         finally:
             if worker is not None:
                 await run_in_threadpool(worker.stop, 10.0)
+            if owns_inference:
+                await run_in_threadpool(inference.close)
 
     app = FastAPI(title="RLHF feedback loop", version="1", lifespan=lifespan, openapi_url="/api/openapi.json",
                   docs_url="/api/docs", redoc_url=None, max_body_size=api.BODY_LIMIT,
@@ -182,9 +192,10 @@ def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None
     app.add_exception_handler(UnicodeEncodeError, not_unicode_response)  # a lone surrogate that got past validation
     app.include_router(auth.router)
     app.include_router(api.router)
+    app.include_router(api_arena.router)
     metrics.install(app, settings)
     _document_errors(app)
-    ui_mounted = _mount_ui(app, settings, jobs)
+    ui_mounted = _mount_ui(app, settings, jobs, inference)
     app.add_middleware(_WebContextMiddleware, ctx=ctx, login_redirect=ui_mounted)
     return app
 
@@ -231,7 +242,7 @@ def _document_errors(app: FastAPI) -> None:
     app.openapi = openapi
 
 
-def _mount_ui(app: FastAPI, settings: Settings, jobs: JobQueue) -> bool:
+def _mount_ui(app: FastAPI, settings: Settings, jobs: JobQueue, inference: Inference) -> bool:
     """Mount the Gradio pages at ``/`` when :mod:`feedback_ui.ui` exists; the API works without them."""
     if importlib.util.find_spec("feedback_ui.ui") is None:
         return False
@@ -242,7 +253,7 @@ def _mount_ui(app: FastAPI, settings: Settings, jobs: JobQueue) -> bool:
     async def cookie_user(request: Request) -> str | None:
         return await run_in_threadpool(auth.user_from_cookie, request)
 
-    gr.mount_gradio_app(app, build_ui(settings, jobs), path="/", auth_dependency=cookie_user,
+    gr.mount_gradio_app(app, build_ui(settings, jobs, inference), path="/", auth_dependency=cookie_user,
                         max_file_size=api.UPLOAD_LIMIT, footer_links=[])
     # The app-wide body limit is for JSON; the UI's file uploads get the upload limit instead.
     mount = next(r for r in reversed(app.router.routes) if isinstance(r, Mount) and r.path == "")

@@ -142,6 +142,7 @@ class WebContext:
     settings: Settings
     engine: Engine
     jobs: JobQueue
+    inference: Any = None  # rlhf.inference.Inference: where arena answers come from
     token_ttl_s: int = TOKEN_TTL_S
     session_ttl_s: int = SESSION_TTL_S
     clock: Callable[[], float] = time.time

@@ -7,6 +7,8 @@
     ├── Conflict             the state forbids it (comparison closed, run finished)
     ├── PermissionDenied     the user's role may not do this
     ├── BrokerUnavailable    a job cannot be queued because the broker does not answer
+    ├── InferenceUnavailable the inference engine is down, failed or timed out (nothing was stored)
+    ├── RateLimited          too many requests of one kind; ``retry_after_s`` says when to try again
     └── TrainingFailed       a run ended in failure (its reason is stored on the run)
 
 Each edge maps the tree once: the REST layer to status codes, the CLI to one line on
@@ -42,6 +44,16 @@ class PermissionDenied(RLHFError):
 
 class BrokerUnavailable(RLHFError):
     pass
+
+
+class InferenceUnavailable(RLHFError):
+    pass
+
+
+class RateLimited(RLHFError):
+    def __init__(self, message: str, retry_after_s: int):
+        super().__init__(message)
+        self.retry_after_s = max(1, int(retry_after_s))
 
 
 class TrainingFailed(RLHFError):

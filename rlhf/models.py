@@ -64,6 +64,15 @@ class CheckpointStatus(str, enum.Enum):
 class ComparisonStatus(str, enum.Enum):
     open = "open"
     closed = "closed"
+    expired = "expired"  # an arena battle left unvoted: never handed out, never voted on
+
+
+class ComparisonSource(str, enum.Enum):
+    """Where a comparison came from; training and the leaderboard can choose by it."""
+
+    queue = "queue"  # a generation job opened it for the Rate tab's queue
+    arena = "arena"  # a live battle in the Arena, leased to the rater who started it
+    written = "written"  # a rater's own answer preferred over a model answer
 
 
 class Choice(str, enum.Enum):
@@ -138,6 +147,11 @@ class Prompt(SQLModel, table=True):
     external_id: str | None = Field(default=None, sa_column=Column(sa.String(256), unique=True))
     messages: list[dict[str, Any]] = _json(list)
     tags: list[str] = _json(list)
+    # "import" or "arena". Arena conversations stay out of the pool generation jobs, online RL
+    # and the held-out split draw from, until an engineer promotes one (``in_pool``).
+    source: str = Field(default="import", sa_column=Column(sa.String(16), nullable=False, server_default="import"))
+    in_pool: bool = Field(default=True, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.true(),
+                                                         index=True))
     created_at: datetime = _ts()
 
 
@@ -202,6 +216,9 @@ class Comparison(SQLModel, table=True):
     is_gold: bool = False
     gold_choice: Choice | None = Field(default=None, sa_type=_enum_type(Choice))
     job_id: int | None = Field(default=None, foreign_key="generationjob.id")
+    source: ComparisonSource = Field(default=ComparisonSource.queue,
+                                     sa_column=Column(_enum_type(ComparisonSource), nullable=False,
+                                                      server_default="queue", index=True))
     created_at: datetime = _ts()
 
 
@@ -236,6 +253,20 @@ class Assignment(SQLModel, table=True):
     rater_id: int = Field(foreign_key="user.id", index=True)
     swapped: bool = False
     expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True), index=True)
+    created_at: datetime = _ts()
+
+
+class Demonstration(SQLModel, table=True):
+    """The answer a rater wanted: the conversation up to a user turn, and the rater's reply.
+
+    ``messages`` ends with the user turn; the SFT export appends ``text`` as the assistant turn.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    rater_id: int = Field(foreign_key="user.id", index=True)
+    comparison_id: int | None = Field(default=None, foreign_key="comparison.id", index=True)
+    messages: list[dict[str, Any]] = _json(list)
+    text: str = Field(sa_type=sa.Text)
     created_at: datetime = _ts()
 
 

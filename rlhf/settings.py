@@ -50,6 +50,29 @@ class Settings(BaseSettings):
     token_ttl_s: int = Field(default=12 * 3600, ge=1)
     # How long after a vote its rater may take it back (0: never), unless a run's snapshot holds it first.
     undo_window_s: int = Field(default=30, ge=0)
+    # Inference engine (OpenAI-compatible /v1/chat/completions) for the arena and, when set, for
+    # generation jobs. Empty: the web process runs `transformers serve` itself as a child process.
+    inference_url: str = ""
+    # Checkpoint name -> the model name its engine serves it as (a vLLM --served-model-name or
+    # LoRA adapter name). A checkpoint not named here is asked for by its path (transformers serve).
+    inference_models: dict[str, str] = Field(default_factory=dict)
+    inference_api_key: str = "none"
+    # The embedded engine unloads a model idle this long (its --model-timeout); set on purpose.
+    inference_model_timeout_s: int = Field(default=3600, ge=1)
+    # Concurrent requests a generation job sends to the engine (a GPU engine batches them).
+    inference_concurrency: int = Field(default=16, ge=1, le=1024)
+    # Arena. Names are shown after the vote; limits on what a rater may send.
+    arena_reveal: bool = True
+    arena_max_prompt_chars: int = Field(default=4000, ge=1)
+    arena_max_turns: int = Field(default=8, ge=1)
+    arena_battles_per_minute: int = Field(default=10, ge=1)
+    arena_timeout_s: float = Field(default=60.0, gt=0)
+    arena_max_new_tokens: int = Field(default=256, ge=1, le=4096)
+    arena_temperature: float = Field(default=1.0, ge=0, le=5)
+    # An unvoted battle expires after this; it is never handed out nor trained on.
+    arena_battle_ttl_s: int = Field(default=3600, ge=1)
+    # Arena events (each holds a slot for a whole generation) run at most this many at once.
+    arena_concurrency: int = Field(default=8, ge=1)
 
     @model_validator(mode="after")
     def _derive(self) -> "Settings":

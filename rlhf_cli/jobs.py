@@ -232,19 +232,32 @@ def runs_cancel(run_id: int) -> None:
 
 
 def export(path: Path, format: str = typer.Option(None, "--format", help="jsonl or parquet (default: by extension)"),
+           kind: str = typer.Option("preference", "--kind", help="preference: chosen/rejected pairs (every source: "
+                                                                  "queue, arena, written); sft: rater-written "
+                                                                  "demonstrations as conversational messages"),
+           source: str = typer.Option("", "--source", help="preference pairs of these comparison sources only, "
+                                                           "comma-separated: queue, arena, written"),
            ties: str = typer.Option("drop", help="drop or keep tied votes"),
            aggregate: str = typer.Option("majority", help="majority: one row per comparison, labelled by most of "
                                                           "its votes, with its agreement; none: one row per vote"),
            keep_flagged: bool = typer.Option(False, help="also export raters flagged by their gold accuracy")) -> None:
-    """Export the preference dataset in TRL's conversational format (gold pairs and excluded raters left out)."""
+    """Export preference pairs or demonstrations in TRL's conversational formats (gold pairs and excluded raters
+    left out)."""
     from rlhf.services.dataset import export as export_rows
+    from rlhf.services.dataset import parse_sources
+    from rlhf.services.demonstrations import export_sft
 
     if format and format not in ("jsonl", "parquet"):
         raise InvalidInput(f"unknown format {format!r}; use jsonl or parquet")
+    if kind not in ("preference", "sft"):
+        raise InvalidInput(f"unknown kind {kind!r}; use preference or sft")
     with session() as s:
-        n = export_rows(session=s, path=path, fmt=format, ties=ties, aggregate=aggregate,
-                        exclude_flagged=not keep_flagged)
-    typer.echo(f"wrote {n} preference pairs to {path}")
+        if kind == "sft":
+            n = export_sft(session=s, path=path, fmt=format, exclude_flagged=not keep_flagged)
+        else:
+            n = export_rows(session=s, path=path, fmt=format, ties=ties, aggregate=aggregate,
+                            exclude_flagged=not keep_flagged, sources=parse_sources(source))
+    typer.echo(f"wrote {n} {'demonstrations' if kind == 'sft' else 'preference pairs'} to {path}")
 
 
 def stats(json_: bool = typer.Option(False, "--json")) -> None:

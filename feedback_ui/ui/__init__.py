@@ -1,4 +1,4 @@
-"""The browser pages: tabs Rate (everyone), Console (engineers and admins), Leaderboard.
+"""The browser pages: tabs Rate (everyone), Arena (everyone), Console (engineers and admins), Leaderboard.
 
 :func:`build_ui` assembles one Blocks from the per-tab modules; :mod:`feedback_ui.app`
 mounts it at ``/`` behind the login cookie, so every event arrives with the user's name
@@ -11,6 +11,7 @@ import html
 import gradio as gr
 
 from feedback_ui.ui.access import UIContext, lookup_user, role_allows
+from feedback_ui.ui.arena import build_arena_tab
 from feedback_ui.ui.render import page_head
 from feedback_ui.ui.console import build_console_tab
 from feedback_ui.ui.leaderboard import build_leaderboard_tab
@@ -30,7 +31,12 @@ def _header(name: str | None = None, role: str | None = None) -> str:
     return f'<div class="rl-header"><h1>RLHF feedback</h1><div class="rl-who">{who}</div></div>'
 
 
-def build_ui(settings: Settings, jobs: JobQueue) -> gr.Blocks:
+def build_ui(settings: Settings, jobs: JobQueue, inference=None) -> gr.Blocks:
+    """``inference``: the app's :class:`rlhf.inference.Inference` (the Arena's answers come from it)."""
+    if inference is None:
+        from rlhf.inference import Inference
+
+        inference = Inference.from_settings(settings)
     ctx = UIContext.from_settings(settings, jobs)
     with gr.Blocks(title="RLHF feedback", analytics_enabled=False) as demo:
         # Carries the page's CSS and keyboard shortcuts into <head> (see render.page_head).
@@ -38,6 +44,7 @@ def build_ui(settings: Settings, jobs: JobQueue) -> gr.Blocks:
         header = gr.HTML(_header())
         with gr.Tabs(elem_id="rl-tabs") as tabs:
             rate = build_rate_tab(ctx, demo)
+            arena_tab = build_arena_tab(ctx, inference)
             console = build_console_tab(ctx)
             leaderboard = build_leaderboard_tab(ctx)
 
@@ -59,7 +66,7 @@ def build_ui(settings: Settings, jobs: JobQueue) -> gr.Blocks:
 
         demo.load(who_am_i, None, [header, console.tab, console.admin_only, tabs], api_visibility="private").then(
             console.landed, console.landed_inputs, console.landed_outputs, api_visibility="private")
-        for other in (rate, leaderboard):
+        for other in (rate, arena_tab, leaderboard):
             other.select(leave_console, None, [console.timer], api_visibility="private", show_progress="hidden")
         for other in (console.tab, leaderboard):
             other.select(leave_rate, None, None, api_visibility="private", show_progress="hidden")

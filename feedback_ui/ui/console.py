@@ -22,6 +22,7 @@ import gradio as gr
 from feedback_ui.api import UPLOAD_LIMIT
 from feedback_ui.ui.access import UIContext, lookup_user, require, role_allows
 from feedback_ui.ui.render import error_message, message, optional_int, render_markdown
+from feedback_ui.ui.console_arena import build_arena_section
 from feedback_ui.ui.console_quality import build_quality_section
 from feedback_ui.ui.console_runs import build_training_section
 from feedback_ui.ui.console_users import build_users_section
@@ -133,6 +134,7 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
                     job_id = gr.State(None)
         training = build_training_section(ctx)
         build_quality_section(ctx)
+        build_arena_section(ctx)
         with gr.Accordion("Export and guidelines", open=False):
             with gr.Row():
                 ties = gr.Dropdown([("drop ties", "drop"), ("keep ties", "keep")], value="drop",

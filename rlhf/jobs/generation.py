@@ -10,6 +10,10 @@ reward model, and opens the pairs of the ``limit`` prompts whose closest pair ha
 smallest margin |reward(a) − reward(b)|, in ascending margin order. Raters are handed
 open comparisons in id order, so the pairs the reward model is least sure about are
 rated first; each comparison records its margin.
+
+Sampling: with ``RLHF_INFERENCE_URL`` set, the prompts go to that engine as concurrent
+requests (:mod:`rlhf.inference.generate`); without it, the worker loads each checkpoint
+and samples in batches. The stored parameters are the same either way.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from sqlmodel import func, select
 
 from rlhf import db
 from rlhf.errors import RLHFError
+from rlhf.inference.client import Inference, served_model_name
+from rlhf.inference.generate import sample_through_engine
 from rlhf.models import Comparison, JobStatus, Prompt, Response
 from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
 from rlhf.services import generation_jobs as jobs
@@ -51,6 +57,8 @@ def execute_generation_job(job_id: int, settings: Settings | None = None) -> Job
         checkpoints = serving_checkpoints(session=session)
         prompts = pick_prompts(session, p.pool if uncertain else p.limit, p.tag)
         plan = [(c.id, c.path) for c in checkpoints]
+        served = {c.id: served_model_name(name=c.name, path=c.path, mapping=settings.inference_models)
+                  for c in checkpoints}
         prompt_rows = [(pr.id, pr.messages) for pr in prompts]
     try:
         if not plan or not prompt_rows:
@@ -64,7 +72,12 @@ def execute_generation_job(job_id: int, settings: Settings | None = None) -> Job
         samples = {}
         for ckpt_id, path in plan:
             log.info("generation job %s: sampling %d x %d from checkpoint %s", job_id, len(prompt_rows), per, ckpt_id)
-            samples[ckpt_id] = sample_checkpoint(path, [m for _, m in prompt_rows], n=per, params=sampling)
+            if settings.inference_url:
+                samples[ckpt_id] = sample_through_engine(Inference.from_settings(settings), served[ckpt_id],
+                                                         [m for _, m in prompt_rows], n=per, params=sampling,
+                                                         concurrency=settings.inference_concurrency)
+            else:
+                samples[ckpt_id] = sample_checkpoint(path, [m for _, m in prompt_rows], n=per, params=sampling)
         # Scored before the session opens: no transaction waits on the reward model.
         scored = score_candidates(reward_path, prompt_rows, samples, plan, per) if uncertain else None
         with db.session_scope(engine) as session:

@@ -58,8 +58,14 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
     elif algorithm is Algorithm.sft:
         from rlhf.training.sft import demonstrations_to_examples
 
+        snapshot = Snapshot.of(run)
         if run.params.get("data"):
             data = demonstrations_to_examples(read_jsonl(run.params["data"]))
+        elif snapshot is not None and getattr(snapshot, "demonstration_ids", None):
+            from rlhf.services.demonstrations import snapshot_demonstrations
+
+            data = demonstrations_to_examples(snapshot_demonstrations(session=session,
+                                                                      ids=snapshot.demonstration_ids))
         else:
             data = [{"prompt": r["prompt"], "completion": r["chosen"]}
                     for r in snapshot_rows(session=session, snapshot=Snapshot.of(run))]

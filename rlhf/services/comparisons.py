@@ -4,7 +4,8 @@ A rater is handed a comparison they have not voted on, whose votes plus live lea
 other raters are below its target; the lease (default five minutes) keeps two raters
 from being handed the same pair when it needs one more vote, and an expired lease
 simply lets the pair be handed out again. Gold pairs (a known answer, to measure raters)
-are mixed in at a set rate and look like any other.
+are mixed in at a set rate and look like any other. Only the queue's comparisons are handed
+out here: arena battles belong to the rater who started them, in the Arena tab.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, func, select
 
 from rlhf.errors import NotFound
-from rlhf.models import Assignment, Comparison, ComparisonStatus, Prompt, Response, Skip, User, Vote, utcnow
+from rlhf.models import (Assignment, Comparison, ComparisonSource, ComparisonStatus, Prompt, Response, Skip, User,
+                         Vote, utcnow)
 
 LEASE = timedelta(minutes=5)
 # A pair a rater skipped is not handed to them again for this long (others still get it).
@@ -84,7 +86,7 @@ def _candidates(session: Session, rater_id: int, now, limit: int, gold: bool, wa
     query = (select(Comparison.id, mine.id, mine.swapped)
              .outerjoin(mine, sa.and_(mine.comparison_id == Comparison.id, mine.rater_id == rater_id))
              .where(Comparison.status == ComparisonStatus.open, Comparison.is_gold == gold, _not_voted_by(rater_id),
-                    _not_skipped_by(rater_id, now)))
+                    _not_skipped_by(rater_id, now), Comparison.source == ComparisonSource.queue))
     if gold:
         query = query.order_by(func.random())
     else:
@@ -110,7 +112,9 @@ def next_for_rater(*, session: Session, rater: User, lease: timedelta = LEASE,
         select(Assignment.comparison_id, Assignment.swapped)
         .join(Comparison, Comparison.id == Assignment.comparison_id)
         .where(Assignment.rater_id == rater.id, Assignment.expires_at > now,
-               Comparison.status == ComparisonStatus.open, _not_voted_by(rater.id))
+               Comparison.status == ComparisonStatus.open, _not_voted_by(rater.id),
+               # An arena battle is leased to its rater too, but it belongs to the Arena tab.
+               Comparison.source == ComparisonSource.queue)
         .order_by(Assignment.id.desc()).limit(1)).first()
     if current is not None:
         return _handout(session, *current)

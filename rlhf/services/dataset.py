@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlmodel import Session, select
 
 from rlhf.errors import Conflict, InvalidInput
-from rlhf.models import Choice, Comparison, Prompt, Response, TrainingRun, Vote
+from rlhf.models import Choice, Comparison, ComparisonSource, Prompt, Response, TrainingRun, Vote
 from rlhf.services.quality import left_out_raters, majority
 from rlhf.services.soft_labels import rater_reliability, single_vote_p, vote_split_p
 
@@ -50,7 +50,7 @@ def _row(prompts, responses, comp: Comparison, choice: Choice) -> dict[str, Any]
     return {"prompt": prompts[comp.prompt_id].messages,
             "chosen": [{"role": "assistant", "content": chosen.text}],
             "rejected": [{"role": "assistant", "content": rejected.text}],
-            "comparison_id": comp.id}
+            "comparison_id": comp.id, "source": comp.source.value}
 
 
 def _rows(session: Session, votes: list[Vote], ties: str, aggregate: str,
@@ -114,21 +114,41 @@ def _by_ids(session: Session, model, ids: set[int]) -> list:
     return out
 
 
-def eligible_votes(*, session: Session, exclude_flagged: bool = True) -> tuple[list[Vote], dict[str, Any]]:
+def parse_sources(sources: str | list[str] | None) -> list[str] | None:
+    """``queue,arena,written`` (or a list) as checked source names; None or empty means all of them."""
+    if sources is None:
+        return None
+    items = [x.strip() for x in (sources.split(",") if isinstance(sources, str) else sources) if x and x.strip()]
+    known = [s.value for s in ComparisonSource]
+    for item in items:
+        if item not in known:
+            raise InvalidInput(f"unknown source {item!r}; use {', '.join(known)}")
+    return items or None
+
+
+def eligible_votes(*, session: Session, exclude_flagged: bool = True,
+                   sources: list[str] | None = None) -> tuple[list[Vote], dict[str, Any]]:
     """The votes data may be built from now, and what was left out: gold pairs' votes (they
     measure raters), raters excluded by an engineer, and (``exclude_flagged``) raters whose
-    gold accuracy flagged them."""
+    gold accuracy flagged them. ``sources``: only comparisons of these sources (queue, arena,
+    written); all by default."""
     left_out = left_out_raters(session=session, exclude_flagged=exclude_flagged)
     skip = set(left_out["excluded"]) | set(left_out["flagged"])
     query = (select(Vote).join(Comparison, Comparison.id == Vote.comparison_id)
              .where(~Comparison.is_gold).order_by(Vote.id))
+    sources = parse_sources(sources)
+    if sources:
+        query = query.where(Comparison.source.in_([ComparisonSource(s) for s in sources]))
     votes = [v for v in session.exec(query) if v.rater_id not in skip]
-    return votes, {"left_out_raters": left_out, "exclude_flagged": exclude_flagged, "gold_left_out": True}
+    info = {"left_out_raters": left_out, "exclude_flagged": exclude_flagged, "gold_left_out": True}
+    if sources:
+        info["sources"] = sources
+    return votes, info
 
 
 def preference_rows(*, session: Session, vote_ids: list[int] | None = None, ties: str = "drop",
                     aggregate: str = "majority", exclude_flagged: bool = True,
-                    reliability: dict[int, float] | None = None) -> list[dict]:
+                    reliability: dict[int, float] | None = None, sources: list[str] | None = None) -> list[dict]:
     """Rows from the given votes, or else from every eligible vote (see :func:`eligible_votes`).
 
     ``label_p`` of single votes uses ``reliability``, else the raters' reliability now.
@@ -137,7 +157,7 @@ def preference_rows(*, session: Session, vote_ids: list[int] | None = None, ties
     if reliability is None:
         reliability = rater_reliability(session=session)
     if vote_ids is None:
-        votes, _ = eligible_votes(session=session, exclude_flagged=exclude_flagged)
+        votes, _ = eligible_votes(session=session, exclude_flagged=exclude_flagged, sources=sources)
     else:
         votes = sorted(_by_ids(session, Vote, set(vote_ids)), key=lambda v: v.id)
     return _rows(session, votes, ties, aggregate, reliability)
@@ -191,10 +211,10 @@ class Snapshot(BaseModel):
 
 
 def take_snapshot(*, session: Session, ties: str = "drop", aggregate: str = "majority",
-                  exclude_flagged: bool = True) -> Snapshot:
+                  exclude_flagged: bool = True, sources: list[str] | None = None) -> Snapshot:
     """Freeze the usable votes now, and the choices that made them; raises if there are none."""
     _check(ties, aggregate)
-    votes, info = eligible_votes(session=session, exclude_flagged=exclude_flagged)
+    votes, info = eligible_votes(session=session, exclude_flagged=exclude_flagged, sources=sources)
     reliability = rater_reliability(session=session)
     rows = _rows(session, votes, ties, aggregate, reliability)
     if not rows:
@@ -236,8 +256,11 @@ def write_rows(rows: list[dict], path: str | Path, fmt: str | None = None) -> Pa
 
 
 def export(*, session: Session, path: str | Path, fmt: str | None = None, ties: str = "drop",
-           aggregate: str = "majority", exclude_flagged: bool = True) -> int:
-    rows = preference_rows(session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged)
+           aggregate: str = "majority", exclude_flagged: bool = True, sources: list[str] | None = None) -> int:
+    """Write the preference pairs (every comparison source unless ``sources`` says); returns the row count.
+    Demonstrations (SFT) are written by :func:`rlhf.services.demonstrations.export_sft`."""
+    rows = preference_rows(session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged,
+                           sources=sources)
     write_rows(rows, path, fmt)
     return len(rows)
 

@@ -23,7 +23,7 @@ import numpy as np
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
-from rlhf.models import Checkpoint, CheckpointKind, Choice, Comparison, Response, Vote
+from rlhf.models import Checkpoint, CheckpointKind, Choice, Comparison, ComparisonSource, Response, Vote
 
 CENTRE = 1000.0
 SCALE = 400.0
@@ -54,7 +54,8 @@ class Leaderboard:
     bootstrap: int = 0
 
 
-def _cross_checkpoint_votes(session: Session, include_simulated: bool) -> list[tuple[str, int, int]]:
+def _cross_checkpoint_votes(session: Session, include_simulated: bool,
+                            sources: list[str] | None = None) -> list[tuple[str, int, int]]:
     ra, rb = aliased(Response), aliased(Response)
     query = (select(Vote.choice, ra.checkpoint_id, rb.checkpoint_id)
              .join(Comparison, Comparison.id == Vote.comparison_id)
@@ -65,6 +66,8 @@ def _cross_checkpoint_votes(session: Session, include_simulated: bool) -> list[t
                     Vote.choice.in_([Choice.a, Choice.b, Choice.tie])))
     if not include_simulated:
         query = query.where(Vote.source == "human")
+    if sources:
+        query = query.where(Comparison.source.in_([ComparisonSource(s) for s in sources]))
     return [(getattr(c, "value", c), a, b) for c, a, b in session.exec(query).all()]
 
 
@@ -92,13 +95,14 @@ def _ratings(p: np.ndarray) -> np.ndarray:
 
 
 def leaderboard(*, session: Session, bootstrap: int = 200, seed: int = 0,
-                include_simulated: bool = False) -> Leaderboard:
+                include_simulated: bool = False, sources: list[str] | None = None) -> Leaderboard:
     """Every policy checkpoint, rated ones first (best first), unrated ones after by id.
 
     ``include_simulated`` also counts votes of simulated raters (``rlhf simulate``), which
-    the demo has instead of people.
+    the demo has instead of people. Arena votes count like the queue's; ``sources``
+    (``queue``, ``arena``) keeps only the votes of those comparisons.
     """
-    votes = _cross_checkpoint_votes(session, include_simulated)
+    votes = _cross_checkpoint_votes(session, include_simulated, sources)
     checkpoints = {c.id: c for c in session.exec(select(Checkpoint).order_by(Checkpoint.id))}
     rated_ids = sorted({cid for _, a, b in votes for cid in (a, b)})
     index = {cid: i for i, cid in enumerate(rated_ids)}

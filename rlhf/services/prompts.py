@@ -253,8 +253,13 @@ def _chunks(items: list, n: int) -> Iterable[list]:
         yield items[i:i + n]
 
 
-def list_prompts(*, session: Session, tag: str | None = None, limit: int | None = None) -> list[Prompt]:
+def list_prompts(*, session: Session, tag: str | None = None, limit: int | None = None,
+                 pool_only: bool = True) -> list[Prompt]:
+    """Prompts in id order. ``pool_only``: only the pool generation jobs, online RL and the held-out
+    split draw from (arena conversations join it only when an engineer promotes them)."""
     query = select(Prompt).order_by(Prompt.id)
+    if pool_only:
+        query = query.where(Prompt.in_pool)
     prompts = list(session.exec(query))
     if tag:
         prompts = [p for p in prompts if tag in (p.tags or [])]

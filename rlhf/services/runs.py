@@ -62,7 +62,15 @@ def create_run(*, session: Session, algorithm: str | Algorithm, base_checkpoint_
     if params.get("data") and not Path(params["data"]).is_file():
         raise InvalidInput(f"data file {params['data']} not found (the worker must be able to read it)")
     snapshot = None
-    if algorithm.needs_votes or (algorithm is Algorithm.sft and not params.get("data")):
+    if algorithm is Algorithm.sft and not params.get("data"):
+        # SFT trains on the demonstrations raters wrote; with none stored yet, on the chosen responses.
+        from rlhf.services.demonstrations import demonstration_snapshot
+        from rlhf.services.quality import left_out_raters
+
+        left_out = left_out_raters(session=session, exclude_flagged=exclude_flagged)
+        snapshot = demonstration_snapshot(session=session,
+                                          exclude_raters=set(left_out["excluded"]) | set(left_out["flagged"]))
+    if snapshot is None and (algorithm.needs_votes or (algorithm is Algorithm.sft and not params.get("data"))):
         snapshot = take_snapshot(session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged)
         if algorithm is Algorithm.reward and snapshot.rows < 2:
             raise InvalidInput("a reward model needs at least 2 usable votes (some are held out for accuracy)")

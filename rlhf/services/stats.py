@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlmodel import Session, func, select
 
-from rlhf.models import (Checkpoint, Comparison, ComparisonStatus, GenerationJob, Prompt, Response, TrainingRun,
-                         User, Vote)
+from rlhf.models import (Checkpoint, Comparison, ComparisonSource, ComparisonStatus, GenerationJob, Prompt, Response,
+                         TrainingRun, User, Vote)
 from rlhf.services.comparisons import remaining_for_rater
 
 
@@ -24,7 +24,8 @@ def rater_stats(*, session: Session, rater_id: int) -> dict[str, Any]:
     (``left_for_you``: not the ones they answered, skipped or others hold, nor gold pairs without regular work)."""
     mine = _grouped_where(session, Vote.choice, Vote.rater_id == rater_id)
     return {"votes": sum(mine.values()), "by_choice": mine,
-            "open_comparisons": _count(session, Comparison, Comparison.status == ComparisonStatus.open),
+            "open_comparisons": _count(session, Comparison, Comparison.status == ComparisonStatus.open,
+                                       Comparison.source == ComparisonSource.queue),
             "left_for_you": remaining_for_rater(session=session, rater_id=rater_id)}
 
 
@@ -40,6 +41,7 @@ def overall_stats(*, session: Session) -> dict[str, Any]:
         "prompts": _count(session, Prompt),
         "responses": _count(session, Response),
         "comparisons": _grouped(session, Comparison.status),
+        "comparisons_by_source": _grouped(session, Comparison.source),
         "votes": _count(session, Vote),
         "votes_by_choice": _grouped(session, Vote.choice),
         "votes_by_rater": dict(per_rater),

@@ -88,7 +88,7 @@ def test_the_web_process_loads_no_model_libraries(settings):
 def test_gradio_ui_is_mounted_behind_the_login_cookie(settings, session, monkeypatch):
     import gradio as gr
 
-    def build_ui(_settings, _jobs):
+    def build_ui(_settings, _jobs, _inference=None):
         with gr.Blocks() as blocks:
             gr.Markdown("rate here")
         return blocks

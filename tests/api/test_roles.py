@@ -8,7 +8,27 @@ from __future__ import annotations
 
 import pytest
 
+from fastapi.testclient import TestClient
+
+from feedback_ui.app import create_app
+from rlhf.inference import Inference
 from tests.api.conftest import basic
+from tests.fake_engine import FakeEngine
+
+
+@pytest.fixture(scope="module")
+def fake_engine_url():
+    """The arena's answers come from a small OpenAI-compatible server here: this file tests who may call."""
+    fake = FakeEngine()
+    stop = fake.serve()
+    yield fake.url
+    stop()
+
+
+@pytest.fixture
+def arena_engine_client(settings, fake_engine_url):
+    with TestClient(create_app(settings, start_worker=False, inference=Inference(url=fake_engine_url))) as c:
+        yield c
 
 RANK = {"anonymous": -1, "rater": 0, "engineer": 1, "admin": 2}
 
@@ -24,6 +44,15 @@ def _own_vote(client, headers, world):
     vote = client.post("/api/votes", headers=headers, json={"comparison_id": handout["comparison_id"], "choice": "a"})
     return {"url": f"/api/votes/{vote.json()['id']}"}
 
+
+def _voted_battle(client, headers, world):
+    """A battle this user started and voted on: its names are theirs to see."""
+    battle = client.post("/api/arena", json={"messages": ARENA_PROMPT}, headers=headers).json()
+    client.post("/api/votes", json={"comparison_id": battle["comparison_id"], "choice": "a"}, headers=headers)
+    return {"url": f"/api/arena/{battle['comparison_id']}"}
+
+
+ARENA_PROMPT = [{"role": "user", "content": "Name a colour."}]
 
 # method, path (formatted with the world), minimum role, success status, request arguments
 ENDPOINTS = [
@@ -57,6 +86,10 @@ ENDPOINTS = [
     ("GET", "/api/runs", "engineer", 200, None),
     ("GET", "/api/runs/{run_id}", "engineer", 200, None),
     ("POST", "/api/runs/{run_id}/cancel", "engineer", 200, None),
+    ("POST", "/api/arena", "rater", 201, {"json": {"messages": ARENA_PROMPT}}),
+    ("GET", "/api/arena/{comparison_id}", "rater", 200, _voted_battle),
+    ("POST", "/api/demonstrations", "rater", 201, {"json": {"messages": ARENA_PROMPT, "text": "Blue."}}),
+    ("GET", "/api/demonstrations", "engineer", 200, None),
     ("GET", "/api/users", "admin", 200, None),
     ("POST", "/api/users", "admin", 201, {"json": {"name": "newbie", "role": "rater", "password": "long-password"}}),
     ("PUT", "/api/users/{seed_id}/excluded", "engineer", 200, {"json": {"excluded": True}}),
@@ -67,7 +100,8 @@ CASES = [pytest.param(method, path, minimum, success, args, who, id=f"{method} {
 
 
 @pytest.mark.parametrize("method, path, minimum, success, args, who", CASES)
-def test_role_matrix(client, world, method, path, minimum, success, args, who):
+def test_role_matrix(arena_engine_client, world, method, path, minimum, success, args, who):
+    client = arena_engine_client
     headers = {} if who == "anonymous" else basic(who)
     url = path.format(checkpoint_id=world.checkpoint_id, job_id=world.job_id, run_id=world.run_id,
                       seed_id=world.seed_rater.id, comparison_id=world.comparison_ids[-1],

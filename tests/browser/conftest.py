@@ -74,7 +74,13 @@ def browser():
 
 
 @pytest.fixture
-def server(tmp_path, sqlite_template) -> Iterator[Server]:
+def server_env() -> dict[str, str]:
+    """Extra environment for the server (a test module may override this fixture)."""
+    return {}
+
+
+@pytest.fixture
+def server(tmp_path, sqlite_template, server_env) -> Iterator[Server]:
     """``rlhf serve`` on a fresh database; stopped (and its log printed on failure) after the test."""
     data_dir = tmp_path / "data"
     data_dir.mkdir()
@@ -83,7 +89,8 @@ def server(tmp_path, sqlite_template) -> Iterator[Server]:
     port = _free_port()
     env = {**os.environ, "RLHF_DATA_DIR": str(data_dir), "RLHF_DATABASE_URL": url, "RLHF_BROKER_URL": "",
            "RLHF_SECRET_KEY": "browser-test-secret-key", "RLHF_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1",
-           "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
+           "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT),
+           **server_env}
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "rlhf_cli.main", "serve", "--host", "127.0.0.1", "--port",

@@ -1,0 +1,233 @@
+"""The arena: live battles between two anonymous serving checkpoints, one conversation turn each.
+
+A battle is a comparison (source ``arena``) whose prompt is the conversation so far, ending
+with the rater's newest user turn, leased to that rater only: the Rate tab's queue never
+hands it out. It is stored only once both answers exist (the generation itself happens at
+the edge, through :mod:`rlhf.inference`); an unvoted battle expires after
+``RLHF_ARENA_BATTLE_TTL_S``. Arena prompts stay out of the pool generation jobs, online RL
+and the held-out split draw from, until an engineer promotes one.
+
+Pairing is fair: the two serving checkpoints compared least in the arena so far, in a
+random left/right order; with one serving checkpoint, two samples of it (different seeds).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from itertools import combinations
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import aliased
+from sqlmodel import Session, func, select
+
+from rlhf.errors import InvalidInput, NotFound, PermissionDenied, RateLimited
+from rlhf.inference.client import ChatSampling, Completion, served_model_name
+from rlhf.models import (Assignment, Checkpoint, Comparison, ComparisonSource, ComparisonStatus, Prompt, Response,
+                         User, Vote, as_utc, utcnow)
+from rlhf.services.checkpoints import serving_checkpoints
+from rlhf.settings import Settings
+
+ROLES = ("system", "user", "assistant")
+RATE_WINDOW = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Contender:
+    checkpoint_id: int
+    name: str
+    model: str  # the name the engine knows it by (never shown to a rater)
+    sampling: ChatSampling
+
+
+@dataclass(frozen=True)
+class BattlePlan:
+    messages: list[dict[str, str]]
+    a: Contender
+    b: Contender
+
+
+def validate_conversation(messages: Any, *, max_chars: int, max_turns: int) -> list[dict[str, str]]:
+    """The conversation as plain ``{role, content}`` dicts, or an :class:`InvalidInput` naming the problem.
+
+    An optional system message first, then user and assistant turns alternating, ending
+    with a user turn; no turn empty, none longer than ``max_chars``; at most ``max_turns``
+    user turns.
+    """
+    if not isinstance(messages, list) or not messages:
+        raise InvalidInput("messages must be a non-empty list of {role, content}")
+    out = []
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+            raise InvalidInput(f"messages[{i}] needs a role (system, user or assistant) and string content")
+        content = m["content"]
+        if not content.strip():
+            raise InvalidInput(f"messages[{i}] is empty: write a prompt")
+        if len(content) > max_chars:
+            raise InvalidInput(f"messages[{i}] is {len(content)} characters long; the limit is {max_chars} "
+                               "(RLHF_ARENA_MAX_PROMPT_CHARS)")
+        if "\x00" in content:
+            raise InvalidInput(f"messages[{i}] contains a NUL character")
+        out.append({"role": m["role"], "content": content})
+    turns = out[1:] if out[0]["role"] == "system" else out
+    for i, m in enumerate(turns):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if m["role"] != expected:
+            raise InvalidInput(f"turns must alternate user/assistant after an optional system message, starting "
+                               f"and ending with the user: turn {i} is {m['role']}, expected {expected}")
+    if not turns or turns[-1]["role"] != "user":
+        raise InvalidInput("the last message must be the user's (the turn the models answer)")
+    user_turns = sum(m["role"] == "user" for m in turns)
+    if user_turns > max_turns:
+        raise InvalidInput(f"{user_turns} user turns; the limit is {max_turns} per conversation "
+                           "(RLHF_ARENA_MAX_TURNS): start a new conversation")
+    return out
+
+
+def check_rate(*, session: Session, rater: User, per_minute: int) -> None:
+    """Refuse a battle past ``per_minute`` battles of this rater in the last minute."""
+    since = utcnow() - RATE_WINDOW
+    recent = list(session.exec(
+        select(Comparison.created_at).join(Assignment, Assignment.comparison_id == Comparison.id)
+        .where(Assignment.rater_id == rater.id, Comparison.source == ComparisonSource.arena,
+               Comparison.created_at > since).order_by(Comparison.created_at)))
+    if len(recent) >= per_minute:
+        oldest = as_utc(recent[len(recent) - per_minute])
+        wait = (oldest + RATE_WINDOW - utcnow()).total_seconds()
+        raise RateLimited(f"at most {per_minute} arena battles a minute (RLHF_ARENA_BATTLES_PER_MINUTE); "
+                          f"try again in {max(1, round(wait))} s", retry_after_s=int(wait) + 1)
+
+
+def expire_battles(*, session: Session, ttl_s: int) -> int:
+    """Close unvoted arena battles older than ``ttl_s`` as expired; returns how many."""
+    cutoff = utcnow() - timedelta(seconds=ttl_s)
+    result = session.execute(sa.update(Comparison).where(
+        Comparison.source == ComparisonSource.arena, Comparison.status == ComparisonStatus.open,
+        Comparison.vote_count == 0, Comparison.created_at < cutoff).values(status=ComparisonStatus.expired))
+    session.flush()
+    return result.rowcount or 0
+
+
+def arena_pair_counts(*, session: Session) -> dict[tuple[int, int], int]:
+    """Arena comparisons so far per unordered pair of checkpoints (same checkpoint: (c, c))."""
+    ra, rb = aliased(Response), aliased(Response)
+    rows = session.exec(select(ra.checkpoint_id, rb.checkpoint_id, func.count())
+                        .select_from(Comparison)
+                        .join(ra, ra.id == Comparison.response_a_id).join(rb, rb.id == Comparison.response_b_id)
+                        .where(Comparison.source == ComparisonSource.arena)
+                        .group_by(ra.checkpoint_id, rb.checkpoint_id)).all()
+    counts: dict[tuple[int, int], int] = {}
+    for a, b, n in rows:
+        key = tuple(sorted((a, b)))
+        counts[key] = counts.get(key, 0) + n
+    return counts
+
+
+def plan_battle(*, session: Session, rater: User, messages: Any, settings: Settings,
+                rng: random.Random | None = None) -> BattlePlan:
+    """Validate the conversation, apply the rate limit and pick the two contenders."""
+    rng = rng or random.Random()
+    messages = validate_conversation(messages, max_chars=settings.arena_max_prompt_chars,
+                                     max_turns=settings.arena_max_turns)
+    check_rate(session=session, rater=rater, per_minute=settings.arena_battles_per_minute)
+    expire_battles(session=session, ttl_s=settings.arena_battle_ttl_s)
+    serving = serving_checkpoints(session=session)
+    if not serving:
+        raise InvalidInput("no serving checkpoint to battle: an engineer must serve one first")
+    if len(serving) == 1:
+        first = second = serving[0]
+    else:
+        counts = arena_pair_counts(session=session)
+        pairs = list(combinations(serving, 2))
+        fewest = min(counts.get(tuple(sorted((x.id, y.id))), 0) for x, y in pairs)
+        first, second = rng.choice([p for p in pairs if counts.get(tuple(sorted((p[0].id, p[1].id))), 0) == fewest])
+        if rng.random() < 0.5:
+            first, second = second, first
+    seed_a = rng.randrange(2**31)
+    seed_b = seed_a + 1  # two samples of one checkpoint must not repeat each other
+    return BattlePlan(messages=messages, a=_contender(first, settings, seed_a), b=_contender(second, settings, seed_b))
+
+
+def _contender(ckpt: Checkpoint, settings: Settings, seed: int) -> Contender:
+    sampling = ChatSampling(max_new_tokens=settings.arena_max_new_tokens, temperature=settings.arena_temperature,
+                            seed=seed)
+    return Contender(checkpoint_id=ckpt.id, name=ckpt.name, sampling=sampling,
+                     model=served_model_name(name=ckpt.name, path=ckpt.path, mapping=settings.inference_models))
+
+
+def store_battle(*, session: Session, rater: User, plan: BattlePlan, answers: tuple[Completion, Completion],
+                 ttl_s: int) -> Comparison:
+    """Store a battle whose two answers both exist: its prompt (out of the pool), answers, comparison and lease."""
+    prompt = Prompt(messages=plan.messages, tags=["arena"], source="arena", in_pool=False)
+    session.add(prompt)
+    session.flush()
+    stored = []
+    for contender, answer in zip((plan.a, plan.b), answers):
+        s = contender.sampling
+        params = {"temperature": s.temperature, "top_p": s.top_p, "max_new_tokens": s.max_new_tokens,
+                  "seed": s.seed, "source": "arena"}
+        r = Response(prompt_id=prompt.id, checkpoint_id=contender.checkpoint_id, text=answer.text,
+                     finished=answer.finished, params=params)
+        session.add(r)
+        stored.append(r)
+    session.flush()
+    comp = Comparison(prompt_id=prompt.id, response_a_id=stored[0].id, response_b_id=stored[1].id, target_votes=1,
+                      strategy="arena", source=ComparisonSource.arena)
+    session.add(comp)
+    session.flush()
+    # The rater sees A and B in stored order: the contenders' sides were drawn at random already.
+    session.add(Assignment(comparison_id=comp.id, rater_id=rater.id, swapped=False,
+                           expires_at=utcnow() + timedelta(seconds=ttl_s)))
+    session.flush()
+    return comp
+
+
+def battle_names(*, session: Session, rater: User, comparison_id: int) -> tuple[str, str]:
+    """The names behind A and B, once this rater has voted on this battle."""
+    comp = session.get(Comparison, comparison_id)
+    if comp is None or comp.source is not ComparisonSource.arena:
+        raise NotFound(f"no arena battle {comparison_id}")
+    voted = session.exec(select(Vote.id).where(Vote.comparison_id == comparison_id,
+                                               Vote.rater_id == rater.id)).first()
+    if voted is None:
+        raise PermissionDenied("the names are shown only after you have voted on this battle")
+    names = []
+    for rid in (comp.response_a_id, comp.response_b_id):
+        ckpt_id = session.get(Response, rid).checkpoint_id
+        ckpt = session.get(Checkpoint, ckpt_id) if ckpt_id is not None else None
+        names.append(ckpt.name if ckpt else "unknown")
+    return names[0], names[1]
+
+
+def arena_counts(*, session: Session) -> dict[str, int]:
+    """Battles by status, arena votes, rater-written preferences and demonstrations, arena prompts promoted."""
+    from rlhf.models import Demonstration
+
+    by_status = dict(session.exec(select(Comparison.status, func.count())
+                                  .where(Comparison.source == ComparisonSource.arena)
+                                  .group_by(Comparison.status)).all())
+    votes = session.exec(select(func.count()).select_from(Vote).join(Comparison, Comparison.id == Vote.comparison_id)
+                         .where(Comparison.source == ComparisonSource.arena)).one()
+    written = session.exec(select(func.count()).select_from(Comparison)
+                           .where(Comparison.source == ComparisonSource.written)).one()
+    demos = session.exec(select(func.count()).select_from(Demonstration)).one()
+    promoted = session.exec(select(func.count()).select_from(Prompt)
+                            .where(Prompt.source == "arena", Prompt.in_pool)).one()
+    return {"battles": sum(by_status.values()), "voted": by_status.get(ComparisonStatus.closed, 0),
+            "open": by_status.get(ComparisonStatus.open, 0), "expired": by_status.get(ComparisonStatus.expired, 0),
+            "votes": votes, "written_preferences": written, "demonstrations": demos, "promoted_prompts": promoted}
+
+
+def promote_prompts(*, session: Session, prompt_ids: list[int]) -> int:
+    """Put arena prompts into the pool generation jobs, online RL and the held-out split draw from."""
+    prompts = list(session.exec(select(Prompt).where(Prompt.id.in_(prompt_ids))))
+    missing = sorted(set(prompt_ids) - {p.id for p in prompts})
+    if missing:
+        raise NotFound(f"no prompt {missing[0]}")
+    for p in prompts:
+        p.in_pool = True
+        session.add(p)
+    session.flush()
+    return len(prompts)

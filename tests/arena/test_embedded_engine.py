@@ -1,0 +1,96 @@
+"""The embedded engine as the app runs it: started once when first needed, reused, stopped with the app,
+and after being killed mid-answer, an error for that battle and a working next one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+
+import pytest
+from fastapi.testclient import TestClient
+
+from feedback_ui.app import create_app
+from rlhf.services.checkpoints import register_checkpoint, retire_checkpoint
+from tests.arena.conftest import HELLO, RATER
+
+pytestmark = pytest.mark.integration
+
+
+def _loads(log_path) -> int:
+    """Model loads the engine logged (transformers serve logs "Loading <model>" once per load)."""
+    return sum(1 for line in log_path.read_text(errors="replace").splitlines() if "] Loading " in line)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_one_engine_serves_ten_battles_on_two_checkpoints_and_stops_with_the_app(settings, arena_world,
+                                                                                monkeypatch):
+    monkeypatch.setattr(settings, "arena_battles_per_minute", 100)
+    app = create_app(settings, start_worker=False)
+    inference = app.state.web.inference
+    assert inference.embedded and inference.engine.pid is None  # nothing started before it is needed
+    with TestClient(app) as client:
+        for i in range(10):
+            r = client.post("/api/arena", json={"messages": [{"role": "user", "content": f"Question {i}?"}]},
+                            headers=RATER)
+            assert r.status_code == 201, r.text
+        engine = inference.engine
+        pid = engine.pid
+        assert engine.starts == 1 and engine.alive()
+        assert _loads(engine.log_path) == 2  # alpha and beta, each loaded once over ten battles
+    # The app stopped: so did its engine.
+    with pytest.raises(ProcessLookupError):
+        for _ in range(50):
+            os.kill(pid, 0)
+            time.sleep(0.2)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_killed_mid_stream_the_rater_sees_an_error_and_the_next_battle_works(settings, arena_world, session,
+                                                                             monkeypatch, tiny_model_dir, tmp_path):
+    # Checkpoints that write at least 400 tokens (their generation_config says so), so the engine
+    # is still answering when it is killed at the first delta.
+    for ckpt in arena_world["checkpoints"]:
+        retire_checkpoint(session=session, checkpoint_id=ckpt.id)
+    for name in ("wordy-a", "wordy-b"):
+        shutil.copytree(tiny_model_dir, tmp_path / name)
+        config = json.loads((tmp_path / name / "generation_config.json").read_text())
+        (tmp_path / name / "generation_config.json").write_text(json.dumps({**config, "min_new_tokens": 400}))
+        register_checkpoint(session=session, path=str(tmp_path / name), name=name, serve=True)
+    session.commit()
+    monkeypatch.setattr(settings, "arena_max_new_tokens", 500)
+    app = create_app(settings, start_worker=False)
+    engine = app.state.web.inference.engine
+    with TestClient(app) as client:
+        assert client.post("/api/arena", json={"messages": HELLO}, headers=RATER).status_code == 201
+        first_pid = engine.pid
+
+        with client.stream("POST", "/api/arena", json={"messages": HELLO, "stream": True}, headers=RATER) as r:
+            lines = r.iter_lines()
+            seen = []
+            for line in lines:  # the first delta: the engine is answering now
+                seen.append(line)
+                if line.startswith("event: a") or line.startswith("event: b"):
+                    os.kill(first_pid, signal.SIGKILL)
+                    break
+            rest = list(lines)
+        events = [line[6:].strip() for line in seen + rest if line.startswith("event:")]
+        detail = next(line for line in rest if line.startswith("data:") and "detail" in line)
+        assert events[-1] == "error" and "done" not in events
+        assert "embedded inference engine" in detail
+        # A rater's earlier vote is kept whatever the engine does.
+        from rlhf.models import Comparison, Vote
+        from sqlmodel import func, select
+
+        battles = session.exec(select(func.count()).select_from(Comparison)).one()
+        assert battles == 1
+        again = client.post("/api/arena", json={"messages": HELLO}, headers=RATER)
+        assert again.status_code == 201, again.text
+        assert engine.pid != first_pid and engine.starts == 2
+        vote = client.post("/api/votes", json={"comparison_id": again.json()["comparison_id"], "choice": "a"},
+                           headers=RATER)
+        assert vote.status_code == 201
+        session.expire_all()
+        assert session.exec(select(func.count()).select_from(Vote)).one() == 1
