@@ -1,7 +1,7 @@
 """arena: comparison source, arena prompts kept out of the pool, rater-written demonstrations
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-01 10:00:00
 """
 from alembic import op
