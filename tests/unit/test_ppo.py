@@ -338,3 +338,24 @@ def test_shared_fields_logging_steps_and_gradient_accumulation_act_on_ppo(tmp_pa
     assert [r["step"] for r in logs] == [2, 3]  # every 2nd update, and the last
     # Minibatches of 2 split into 2 micro-batches: the training passes see one response each.
     assert rows and set(rows) == {1}
+
+
+def test_rollout_logprobs_from_generation_equal_a_fresh_forward_pass(tmp_path):
+    # The rollout takes its log-probs from the logits generate computed; the update's
+    # first ratio is only 1 if they equal what a full forward pass gives.
+    import rlhf.training.ppo.trainer as trainer
+
+    policy_dir, reward_dir = _tiny_models(tmp_path)
+    params = _params(temperature=0.7)
+    torch.manual_seed(0)
+    m = trainer._load_models(str(policy_dir), str(reward_dir), params)
+    with torch.no_grad():
+        batch = trainer._rollout(m, PROMPTS * 2, params)
+        ids = torch.cat([batch["query"], batch["response"]], 1)
+        attn = torch.cat([batch["query_mask"], batch["mask"].long()], 1)
+        logits = trainer._response_logits(m.policy, ids, attn, batch["query"].shape[1], params.temperature)
+    from trl.trainer.utils import selective_log_softmax
+
+    fresh = selective_log_softmax(logits, batch["response"]) * batch["mask"]
+    assert batch["mask"].sum() > len(PROMPTS * 2)  # more than one token per response was compared
+    torch.testing.assert_close(batch["logprobs"], fresh, atol=1e-5, rtol=1e-4)

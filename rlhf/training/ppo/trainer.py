@@ -44,12 +44,19 @@ class TrainingStopped(RLHFError):
 
 
 def _response_logits(policy, input_ids, attention_mask, context_length: int, temperature: float):
-    """Logits that predicted each response token, scaled by the sampling temperature."""
+    """Logits that predicted each response token, scaled by the sampling temperature.
+
+    Only the positions that predict a response token go through the LM head
+    (``logits_to_keep``): over the prompt its vocabulary-wide matmul, and its backward,
+    would be thrown away.
+    """
     position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+    keep = input_ids.shape[1] - context_length + 1
     logits = policy(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
-    ).logits
-    return logits[:, context_length - 1 : -1] / temperature
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
+        logits_to_keep=keep,
+    ).logits[:, :-1]
+    return logits if temperature == 1.0 else logits / temperature
 
 
 def _encode_prompts(tokenizer, prompts: Sequence[list[dict]], max_length: int, pad_id: int, device):
@@ -100,6 +107,7 @@ def _generation_config(params: PPOParams, eos_ids: list[int], pad_id: int) -> Ge
         min_new_tokens=0,
         eos_token_id=eos_ids,
         pad_token_id=pad_id,
+        return_dict_in_generate=True,
     )
 
 
@@ -195,11 +203,17 @@ def _load_models(policy_path: str, reward_model_path: str, params: PPOParams) ->
     )
 
 
-def _rollout(m: _Models, prompts: Sequence[list[dict]], params: PPOParams) -> dict:
-    """Sample one response per prompt; responses are padded after their first EOS."""
+def _rollout(m: _Models, prompts: Sequence[list[dict]], params: PPOParams, logprobs: bool = True) -> dict:
+    """Sample one response per prompt; responses are padded after their first EOS.
+
+    With ``logprobs``, the log-probabilities of the sampled tokens come from the logits
+    ``generate`` computed anyway, at the sampling temperature: the rollout needs no
+    second forward pass of the policy.
+    """
     query, query_mask = _encode_prompts(m.tokenizer, prompts, params.max_prompt_length, m.pad_id, m.device)
+    m.generation_config.output_logits = logprobs
     output = m.policy.generate(input_ids=query, attention_mask=query_mask, generation_config=m.generation_config)
-    response = output[:, query.shape[1] :]
+    response = output.sequences[:, query.shape[1] :]
     mask = response_mask_after_eos(response, m.eos_ids, m.pad_id)
     width = max(1, int(mask.sum(1).max()))
     response, mask = response[:, :width].masked_fill(~mask[:, :width], m.pad_id), mask[:, :width]
@@ -208,7 +222,7 @@ def _rollout(m: _Models, prompts: Sequence[list[dict]], params: PPOParams) -> di
         m.tokenizer.decode(row[keep & ~eos], skip_special_tokens=True).strip()
         for row, keep, eos in zip(response, mask, is_eos, strict=True)
     ]
-    return {
+    batch = {
         "query": query,
         "query_mask": query_mask,
         "response": response,
@@ -216,6 +230,10 @@ def _rollout(m: _Models, prompts: Sequence[list[dict]], params: PPOParams) -> di
         "texts": texts,
         "has_eos": is_eos.any(1),
     }
+    if logprobs:
+        logits = torch.stack(output.logits[:width], 1) / params.temperature
+        batch["logprobs"] = selective_log_softmax(logits, response) * mask
+    return batch
 
 
 def _experience(m: _Models, prompts: Sequence[list[dict]], params: PPOParams) -> dict:
@@ -226,11 +244,9 @@ def _experience(m: _Models, prompts: Sequence[list[dict]], params: PPOParams) ->
     input_ids = torch.cat([query, response], 1)
     attention_mask = torch.cat([batch["query_mask"], mask.long()], 1)
     chunk = max(1, params.mini_batch_size)
-    logprobs, ref_logprobs, values = [], [], []
+    ref_logprobs, values = [], []
     for rows in torch.arange(len(prompts), device=m.device).split(chunk):
         ids, attn = input_ids[rows], attention_mask[rows]
-        logits = _response_logits(m.policy, ids, attn, context, params.temperature)
-        logprobs.append(selective_log_softmax(logits, response[rows]))
         if m.reference is None:
             with m.policy.disable_adapter():
                 ref_logits = _response_logits(m.policy, ids, attn, context, params.temperature)
@@ -239,7 +255,7 @@ def _experience(m: _Models, prompts: Sequence[list[dict]], params: PPOParams) ->
         ref_logprobs.append(selective_log_softmax(ref_logits, response[rows]))
         values.append(token_scores(m.value, ids, attn)[:, context - 1 : -1])
     fmask = mask.to(torch.float32)
-    logprobs, ref_logprobs = torch.cat(logprobs) * fmask, torch.cat(ref_logprobs) * fmask
+    logprobs, ref_logprobs = batch["logprobs"], torch.cat(ref_logprobs) * fmask
     values = torch.cat(values) * fmask
 
     raw_scores = _score_responses(m, prompts, batch["texts"], chunk)
@@ -321,7 +337,7 @@ def _evaluate(m: _Models, prompts: list[list[dict]], params: PPOParams) -> tuple
         torch.manual_seed(params.seed + 1)
         for start in range(0, len(prompts), params.batch_size):
             part = prompts[start : start + params.batch_size]
-            batch = _rollout(m, part, params)
+            batch = _rollout(m, part, params, logprobs=False)
             chunk = max(1, params.mini_batch_size)
             scores.append(_score_responses(m, part, batch["texts"], chunk))
             lengths.append(batch["mask"].sum(1).to(torch.float32))
@@ -379,6 +395,7 @@ def train_ppo(
         ],
         eps=1e-5,  # as in the OpenAI and TRL PPO code
         weight_decay=0.0,  # the KL penalty already anchors the policy
+        fused=m.device.type in ("cpu", "cuda"),  # one kernel per step instead of one per tensor: ~4x on CPU
     )
     total = max(1, params.steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
