@@ -128,6 +128,12 @@ def skip_comparison(comparison_id: int, user: Rater, session: DB) -> SkipPublic:
     return SkipPublic(comparison_id=skip.comparison_id, skipped_at=skip.created_at)
 
 
+@router.post("/leases/release", tags=["rating"])
+def release_leases(user: Rater, session: DB) -> dict[str, int]:
+    """Give back the pairs leased to this rater (the page does this when it closes), so others get them now."""
+    return {"released": rating.release_leases(session=session, rater_id=user.id)}
+
+
 def _handout_public(handout: comparisons.Handout) -> ComparisonHandout:
     return ComparisonHandout(comparison_id=handout.comparison_id, prompt=handout.prompt, a=handout.a, b=handout.b)
 

@@ -101,7 +101,12 @@ def run_demo(*, data_dir: str, rounds: int = 0, word: str = "please", serve: boo
     serve_web(host=host, port=port)
 
 
-def _headless_round(engine, settings, round_no: int, word: str) -> None:
+def _headless_round(engine, settings, round_no: int, word: str, seed: int = 0) -> tuple[float, float]:
+    """One round; returns the marker word's share of held-out samples before and after.
+
+    ``seed`` seeds the DPO run (data order, initialisation): ``bench/demo_rounds.py`` runs
+    rounds over several seeds to give the range the README quotes.
+    """
     from rlhf import db
     from rlhf.modeling.sample_stats import evaluate_policy, heldout_prompts
     from rlhf.jobs.training import execute_run
@@ -118,7 +123,7 @@ def _headless_round(engine, settings, round_no: int, word: str) -> None:
     execute_generation_job(job.id, settings)
     with db.session_scope(engine) as s:
         counts = simulate(session=s, rule=f"contains:{word}")
-        run = create_run(session=s, algorithm="dpo", serve_on_success=True)
+        run = create_run(session=s, algorithm="dpo", serve_on_success=True, params={"seed": seed} if seed else None)
     typer.echo(f"round {round_no}: simulated raters cast {counts.get('votes', 0)} votes preferring '{word}'; "
                f"training DPO (run {run.id})…")
     _run_with_progress(engine, settings, run.id, round_no, execute_run)
@@ -133,6 +138,7 @@ def _headless_round(engine, settings, round_no: int, word: str) -> None:
     after = evaluate_policy(after_path, prompts, word=word)
     typer.echo(f"round {round_no}: '{word}' in {before.marker_rate:.0%} of {before.samples} held-out samples "
                f"before, {after.marker_rate:.0%} after (checkpoint {run.output_checkpoint_id} now serves)")
+    return before.marker_rate, after.marker_rate
 
 
 def _run_with_progress(engine, settings, run_id: int, round_no: int, execute) -> None:

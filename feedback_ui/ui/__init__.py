@@ -70,8 +70,9 @@ def build_ui(settings: Settings, jobs: JobQueue, inference=None) -> gr.Blocks:
             other.select(leave_console, None, [console.timer], api_visibility="private", show_progress="hidden")
         for other in (console.tab, leaderboard):
             other.select(leave_rate, None, None, api_visibility="private", show_progress="hidden")
-        # Closing or reloading the page ends the Gradio session; its request still names the user.
-        demo.unload(leave_rate)
+        # Closing or reloading the page: the page's script posts to /api/leases/release (see
+        # render.page_head). Gradio's own unload event is not used: registering one stopped the
+        # console's timer from updating the page.
 
     # Many raters vote at once; each event is a short database transaction.
     demo.queue(default_concurrency_limit=16)

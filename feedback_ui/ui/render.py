@@ -269,6 +269,11 @@ _KEYS_JS = """
     return true;
   };
   new MutationObserver(label).observe(document.documentElement, {childList: true, subtree: true});
+  // Leaving the page (close, reload, another site) gives back the pair leased to this rater.
+  window.addEventListener("pagehide", () => {
+    fetch("api/leases/release", {method: "POST", keepalive: true, credentials: "same-origin",
+                                 headers: {"X-Requested-With": "rlhf-page"}}).catch(() => {});
+  });
   document.addEventListener("focusin", (e) => {
     const box = guardOf(e.target);
     if (box && isField(e.target)) hint(box, typingHint(box));

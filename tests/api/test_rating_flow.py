@@ -107,3 +107,12 @@ def test_openapi_lists_undo_skip_and_next(client):
     assert "delete" in paths["/api/votes/{vote_id}"]
     assert "post" in paths["/api/comparisons/{comparison_id}/skip"]
     assert any(p["name"] == "next" for p in paths["/api/votes"]["post"]["parameters"])
+
+
+def test_release_gives_the_leased_pair_to_the_next_rater(client, session, world):
+    handout = client.get("/api/comparisons/next", headers=basic("rater")).json()
+    released = client.post("/api/leases/release", headers=basic("rater"))
+    assert released.status_code == 200 and released.json() == {"released": 1}
+    assert _live_leases(session, world.users["rater"].id) == 0
+    assert client.get("/api/comparisons/next", headers=basic("engineer")).json()["comparison_id"] == \
+        handout["comparison_id"]

@@ -64,6 +64,7 @@ ENDPOINTS = [
     ("POST", "/api/votes?next=true", "rater", 201, _vote),
     ("DELETE", "/api/votes/{vote_id}", "rater", 200, _own_vote),
     ("POST", "/api/comparisons/{comparison_id}/skip", "rater", 201, None),
+    ("POST", "/api/leases/release", "rater", 200, None),
     ("GET", "/api/stats", "rater", 200, None),
     ("GET", "/api/leaderboard", "rater", 200, None),
     ("GET", "/api/guidelines", "rater", 200, None),

@@ -71,7 +71,7 @@ def test_leases_follow_who_is_actually_rating(server, new_page):
 
     # Closing the page gives the rater's pair back too.
     assert _live_leases(server, "rita") == 1
-    rater.close()
+    rater.close(run_before_unload=True)
     _eventually(lambda: _live_leases(server, "rita") == 0, timeout_s=20)
 
 
