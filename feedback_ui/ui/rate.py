@@ -3,7 +3,11 @@
 The pair comes from :func:`rlhf.services.comparisons.next_for_rater`, which leases it to
 this rater in a random left/right order (the order a vote is read in); model names are
 never sent to the page. A vote is committed before the next pair is fetched, and both
-happen in one event, so the page never shows a pair whose predecessor is not stored.
+happen in one event (:func:`rlhf.services.rating.vote_then_next`, as ``POST
+/api/votes?next=true``), so the page never shows a pair whose predecessor is not stored.
+Only raters are handed a pair when the page loads; engineers and admins take one when
+they open this tab, and leaving it gives the pair back (:func:`leave`). After a vote the
+page names the choice and offers Undo; Skip passes on a pair.
 
 A double click must store one vote. Three things see to it: Gradio drops clicks while
 the event is pending (``trigger_mode="once"``), each hand-out carries its own

@@ -143,6 +143,8 @@ def test_engineer_imports_prompts_and_writes_guidelines_raters_read(server, new_
     with server.session() as s:
         assert len(s.exec(select(Prompt)).all()) == 1, "a bad file imports nothing"
 
+    # The refused file stays picked (as a refused gold file does); clear it to pick the corrected one.
+    page.locator("#prompt-upload").get_by_role("button", name="Clear").click()
     upload.set_input_files(str(good))
     page.get_by_text("good.jsonl").first.wait_for()
     page.get_by_role("button", name="Import prompts").click()
