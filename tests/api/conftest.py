@@ -14,11 +14,13 @@ from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
 from feedback_ui.app import create_app
+from rlhf.inference import Inference
 from rlhf.models import User
 from rlhf.services.generation_jobs import create_generation_job
 from rlhf.services.runs import create_run
 from rlhf.services.votes import record_vote
 from tests import factories
+from tests.fake_engine import FakeEngine
 
 PASSWORD = "correct-horse-battery"
 ROLES = ("rater", "engineer", "admin")
@@ -33,9 +35,19 @@ def cheap_hashing(monkeypatch):
     monkeypatch.setattr(users, "_DUMMY_HASH", hasher.hash("not-a-real-password"))
 
 
+@pytest.fixture(scope="session")
+def test_engine_url():
+    """Arena answers in the API tests come from a small OpenAI-compatible test server; the real
+    `transformers serve` is tested in tests/arena."""
+    fake = FakeEngine()
+    stop = fake.serve()
+    yield fake.url
+    stop()
+
+
 @pytest.fixture
-def app(settings):
-    return create_app(settings, start_worker=False)
+def app(settings, test_engine_url):
+    return create_app(settings, start_worker=False, inference=Inference(url=test_engine_url))
 
 
 @pytest.fixture

@@ -8,27 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from fastapi.testclient import TestClient
-
-from feedback_ui.app import create_app
-from rlhf.inference import Inference
 from tests.api.conftest import basic
-from tests.fake_engine import FakeEngine
 
-
-@pytest.fixture(scope="module")
-def fake_engine_url():
-    """The arena's answers come from a small OpenAI-compatible server here: this file tests who may call."""
-    fake = FakeEngine()
-    stop = fake.serve()
-    yield fake.url
-    stop()
-
-
-@pytest.fixture
-def arena_engine_client(settings, fake_engine_url):
-    with TestClient(create_app(settings, start_worker=False, inference=Inference(url=fake_engine_url))) as c:
-        yield c
 
 RANK = {"anonymous": -1, "rater": 0, "engineer": 1, "admin": 2}
 
@@ -101,8 +82,7 @@ CASES = [pytest.param(method, path, minimum, success, args, who, id=f"{method} {
 
 
 @pytest.mark.parametrize("method, path, minimum, success, args, who", CASES)
-def test_role_matrix(arena_engine_client, world, method, path, minimum, success, args, who):
-    client = arena_engine_client
+def test_role_matrix(client, world, method, path, minimum, success, args, who):
     headers = {} if who == "anonymous" else basic(who)
     url = path.format(checkpoint_id=world.checkpoint_id, job_id=world.job_id, run_id=world.run_id,
                       seed_id=world.seed_rater.id, comparison_id=world.comparison_ids[-1],

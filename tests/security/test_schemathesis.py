@@ -15,23 +15,10 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance, status_code_conformance
 
-from feedback_ui.app import create_app
-from rlhf.inference import Inference
 from tests.api.conftest import basic
-from tests.fake_engine import FakeEngine
 
 pytestmark = [pytest.mark.slow, pytest.mark.parametrize("fresh_db_url", ["sqlite"], indirect=True)]
 EXAMPLES = 50  # per operation and mode
-
-
-@pytest.fixture
-def app(settings):
-    """The arena's answers come from a small OpenAI-compatible test server: a live battle is reachable
-    (a 503 from an engine that cannot answer would be a correct answer, but not what this test is after)."""
-    fake = FakeEngine()
-    stop = fake.serve()
-    yield create_app(settings, start_worker=False, inference=Inference(url=fake.url))
-    stop()
 
 
 def test_no_operation_answers_a_server_error(app, world):
