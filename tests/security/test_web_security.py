@@ -67,8 +67,9 @@ def test_cookie_requests_that_change_state_must_come_from_this_site(client, worl
     """A page on another site can make the browser send our cookie; only our own pages may change things."""
     assert client.post("/login", data={"username": "admin", "password": PASSWORD}).status_code == 200
     url = path.format(checkpoint_id=world.checkpoint_id, job_id=world.job_id, run_id=world.run_id,
-                      seed_id=world.seed_rater.id, comparison_id=world.comparison_ids[-1])
-    kwargs = args(client, {}, world) if callable(args) else dict(args or {})
+                      seed_id=world.seed_rater.id, comparison_id=world.comparison_ids[-1], vote_id=1)
+    kwargs = args(client, {"X-Requested-With": "fetch"}, world) if callable(args) else dict(args or {})
+    url = kwargs.pop("url", url)
     for forged in ({}, {"Origin": "https://evil.example"}, {"Referer": "https://evil.example/page"},
                    {"Origin": "null"}):
         refused = client.request(method, url, headers=forged, **kwargs)
