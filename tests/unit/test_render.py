@@ -12,7 +12,7 @@ def test_a_markdown_image_is_a_link_named_by_its_alt_text_and_fetches_nothing():
 
 
 def test_web_errors_name_fields_not_command_line_flags():
-    from rlhf.training.config import parse_set_options
+    from rlhf.training.params import parse_set_options
 
     try:
         parse_set_options(["oops"])
