@@ -58,8 +58,15 @@ def build_ui(settings: Settings, jobs: JobQueue, inference=None) -> gr.Blocks:
                     gr.Accordion(visible=role_allows(user, Role.admin)),
                     gr.Tabs(selected="console") if engineer else gr.skip())
 
-        def leave_console():
-            return gr.Timer(active=False)
+        # The tab the page shows when a select event is handled. At page load the first tab's
+        # select can arrive after the landing on the Console: judged by the event alone it
+        # would stop the console's timer while the console is on screen.
+        shown_tab = gr.Textbox(visible="hidden", elem_id="rl-shown-tab")
+        shown_tab_js = ("() => (document.querySelector('#rl-tabs [role=\"tab\"][aria-selected=\"true\"]')"
+                        "?.innerText || '').trim()")
+
+        def leave_console(shown: str):
+            return gr.skip() if shown == "Console" else gr.Timer(active=False)
 
         def leave_rate(request: gr.Request):
             leave(ctx, request)
@@ -67,7 +74,8 @@ def build_ui(settings: Settings, jobs: JobQueue, inference=None) -> gr.Blocks:
         demo.load(who_am_i, None, [header, console.tab, console.admin_only, tabs], api_visibility="private").then(
             console.landed, console.landed_inputs, console.landed_outputs, api_visibility="private")
         for other in (rate, arena_tab, leaderboard):
-            other.select(leave_console, None, [console.timer], api_visibility="private", show_progress="hidden")
+            other.select(leave_console, [shown_tab], [console.timer], js=shown_tab_js, api_visibility="private",
+                         show_progress="hidden")
         for other in (console.tab, leaderboard):
             other.select(leave_rate, None, None, api_visibility="private", show_progress="hidden")
         # Closing or reloading the page: the page's script posts to /api/leases/release (see

@@ -52,13 +52,13 @@ def test_killed_mid_stream_the_rater_sees_an_error_and_the_next_battle_works(set
                                                                              monkeypatch, tiny_model_dir, tmp_path):
     # Checkpoints that write at least 400 tokens (their generation_config says so), so the engine
     # is still answering when it is killed at the first delta.
-    for ckpt in arena_world["checkpoints"]:
-        retire_checkpoint(session=session, checkpoint_id=ckpt.id)
     for name in ("wordy-a", "wordy-b"):
         shutil.copytree(tiny_model_dir, tmp_path / name)
         config = json.loads((tmp_path / name / "generation_config.json").read_text())
         (tmp_path / name / "generation_config.json").write_text(json.dumps({**config, "min_new_tokens": 400}))
         register_checkpoint(session=session, path=str(tmp_path / name), name=name, serve=True)
+    for ckpt in arena_world["checkpoints"]:  # after the wordy ones serve: the last policy cannot retire
+        retire_checkpoint(session=session, checkpoint_id=ckpt.id)
     session.commit()
     monkeypatch.setattr(settings, "arena_max_new_tokens", 500)
     app = create_app(settings, start_worker=False)

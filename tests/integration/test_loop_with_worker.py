@@ -41,8 +41,9 @@ def _json(env, *args):
 
 def test_two_rounds_raise_the_marker_rate(loop_env, tiny_model_dir):
     env = loop_env
-    env.rlhf("checkpoints", "retire", "base")
+    # The tiny model serves before the stand-in base retires: the last serving policy cannot go.
     base_id = env.rlhf("checkpoints", "add", str(tiny_model_dir), "--name", "tiny", "--serve").stdout.strip()
+    env.rlhf("checkpoints", "retire", "base")
     assert "imported 120 prompts" in env.rlhf("prompts", "import", str(PROMPTS_PATH)).stdout
 
     for round_no in (1, 2):

@@ -75,12 +75,14 @@ def test_sft_on_a_demonstrations_file(session, settings, tiny_model_dir, tmp_pat
 @sqlite_only
 def test_a_trainer_error_fails_the_run_with_its_reason_and_leaves_no_checkpoint(session, settings, tiny_model_dir):
     _setup(session, tiny_model_dir, n=8)
-    run = create_run(session=session, algorithm="dpo", params={"trl.no_such_option": 1})
+    # A real TRL field with a value only TrainingArguments rejects: the run is accepted, the
+    # trainer fails when it is built.
+    run = create_run(session=session, algorithm="dpo", params={"trl.lr_scheduler_type": "no_such_schedule"})
     session.commit()
     assert execute_run(run.id, settings) is JobStatus.failed
     session.expire_all()
     run = get_run(session=session, run_id=run.id)
-    assert "no_such_option" in run.error and run.output_checkpoint_id is None
+    assert "no_such_schedule" in run.error and run.output_checkpoint_id is None
     assert not list(settings.checkpoints_dir.glob("dpo-run*")) and not list(settings.checkpoints_dir.glob(".tmp-*"))
     assert execute_run(run.id, settings) is None  # a finished run is never trained again
 
