@@ -124,6 +124,17 @@ def test_health_checks():
     assert SERVICES["web"]["ports"][0].endswith(":7860")
 
 
+def test_the_arena_asks_the_inference_service_and_jobs_sample_in_the_worker():
+    inference = SERVICES["inference"]
+    assert "profiles" not in inference, "the engine runs by default: the web container loads no model"
+    assert "serve" in inference["command"] and "8000" in inference["command"]
+    assert "/health" in " ".join(inference["healthcheck"]["test"])
+    assert any(v.endswith(":/data") for v in inference["volumes"]), "it loads checkpoints from the shared volume"
+    assert SERVICES["web"]["environment"]["RLHF_INFERENCE_URL"] == "${RLHF_INFERENCE_URL:-http://inference:8000}"
+    # One setting moves both to a GPU engine; unset, generation jobs stay batched in the worker.
+    assert SERVICES["worker"]["environment"]["RLHF_INFERENCE_URL"] == "${RLHF_INFERENCE_URL:-}"
+
+
 def test_start_order():
     assert SERVICES["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     assert SERVICES["migrate"]["restart"] == "no"

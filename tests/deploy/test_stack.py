@@ -51,6 +51,7 @@ def _write_env(path: Path, **extra) -> Path:
         "RLHF_HEARTBEAT_TIMEOUT_S": str(HEARTBEAT_TIMEOUT_S),
         "RLHF_LOG_FORMAT": "text",
         "WEB_PORT": str(PORT),
+        "HF_HUB_OFFLINE": "1",  # no hub here: the inference service loads checkpoints by path
         **extra,
     }
     path.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
@@ -174,8 +175,8 @@ def test_up_builds_the_images_and_the_stack_is_healthy(stack, pytestconfig):
     if len(rows) == 1 and isinstance(rows[0], list):
         rows = rows[0]
     state = {r["Service"]: r for r in rows}
-    assert set(state) == {"postgres", "redis", "migrate", "web", "worker"}, state.keys()
-    for name in ("postgres", "redis", "web"):
+    assert set(state) == {"postgres", "redis", "migrate", "web", "inference", "worker"}, state.keys()
+    for name in ("postgres", "redis", "web", "inference"):
         assert state[name]["State"] == "running" and state[name]["Health"] == "healthy", state[name]
     assert state["worker"]["State"] == "running"
     assert state["migrate"]["State"] == "exited" and state["migrate"]["ExitCode"] == 0
@@ -256,6 +257,15 @@ def test_a_whole_round_runs_in_the_containers(stack):
     standings = {s["checkpoint_id"]: s for s in stack.ok("GET", "/leaderboard", stack.engineer)["standings"]}
     assert standings[new["id"]]["votes"] > 0 and standings[base[0]["id"]]["votes"] > 0
     stack.state["round"] = {"run": run["id"], "checkpoint": new}
+
+    # The arena: the web container asks the inference service, which loads the serving
+    # checkpoints from the shared volume; the rater's vote counts like any other.
+    battle = stack.ok("POST", "/arena", stack.rater, json={"messages": [{"role": "user", "content": "Name a colour."}]})
+    assert battle["a"] and battle["b"]
+    stack.ok("POST", "/votes", stack.rater, json={"comparison_id": battle["comparison_id"], "choice": "a"})
+    names = stack.ok("GET", f"/arena/{battle['comparison_id']}", stack.rater)
+    assert {names["a"], names["b"]} <= {new["name"], base[0]["name"]}, names
+    assert "/v1/chat/completions" in stack.compose("logs", "inference").stdout, "the answers did not come from it"
 
 
 def test_worker_killed_mid_run_is_reaped_and_the_restarted_worker_takes_the_next_run(stack, pytestconfig):
