@@ -98,3 +98,18 @@ def test_an_adapter_folder_that_names_no_base_is_refused(session, tiny_model_dir
     folder = make_adapter(tiny_model_dir, tmp_path / "loose")
     with pytest.raises(InvalidInput, match="names no base checkpoint"):
         register_checkpoint(session=session, path=str(folder), name="loose")
+
+
+@sqlite_only
+def test_an_engine_is_handed_a_lora_checkpoint_s_merged_copy_made_once(session, settings, lora):
+    from rlhf.services.checkpoints import merged_dir, served_name
+
+    _, ckpt = lora
+    served = served_name(session=session, settings=settings, checkpoint=ckpt)
+    assert served == str(merged_dir(settings, ckpt)) and served != ckpt.path
+    weights = Path(served, "model.safetensors")
+    assert weights.is_file() and not Path(served, PEFT_CONFIG).exists()  # `transformers serve` loads this
+    made = weights.stat().st_mtime_ns
+    assert served_name(session=session, settings=settings, checkpoint=ckpt) == served
+    assert weights.stat().st_mtime_ns == made  # cached, not merged again
+    assert _texts(served) == _texts(model_ref(session=session, checkpoint=ckpt))
