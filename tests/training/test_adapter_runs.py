@@ -106,3 +106,14 @@ def test_sft_trains_a_prompt_tuning_adapter(session, settings, tiny_model_dir, t
     from rlhf.modeling.sampling import sample_checkpoint
 
     assert sample_checkpoint(model_ref(session=session, checkpoint=ckpt), [[{"role": "user", "content": "Hi"}]])
+
+
+def test_a_lora_round_on_a_35m_model_stores_under_a_tenth_of_a_full_one(tiny_model_dir, tmp_path):
+    from bench.adapter_disk import one_round
+    from bench.ppo_vs_trl import build_large
+
+    large = tmp_path / "large"
+    build_large(tiny_model_dir, large)
+    full, lora = one_round(large, tmp_path / "full", "none"), one_round(large, tmp_path / "lora", "lora")
+    assert lora < 0.10 * full, (lora, full)
+    assert Path(tmp_path / "lora", "adapter_config.json").is_file()
