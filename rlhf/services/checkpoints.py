@@ -226,12 +226,12 @@ def merge_checkpoint(*, session: Session, settings: Settings, checkpoint_id: int
     name = name or f"{ckpt.name}-merged"
     if session.exec(select(Checkpoint).where(Checkpoint.name == name)).first():
         raise Conflict(f"a checkpoint named {name!r} already exists")
+    import uuid
+
     from rlhf.modeling.adapters import merge_in_child
 
-    dest = settings.checkpoints_dir / name
-    if dest.exists():
-        raise Conflict(f"{dest} exists already; name the merged checkpoint differently")
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    # The folder is named by id, not by the user's name (which may hold anything, "/" included).
+    dest = settings.checkpoints_dir / f"merged-checkpoint{ckpt.id}-{uuid.uuid4().hex[:8]}"
     merge_in_child(model_ref(session=session, checkpoint=ckpt), dest)
     return register_checkpoint(session=session, path=str(dest), name=name, kind=ckpt.kind, parent_id=ckpt.id,
                                run_id=ckpt.run_id, metrics={"merged_from": ckpt.id})
