@@ -136,7 +136,7 @@ def _store(session, job_id, plan, prompt_rows, samples, per, sampling, p) -> dic
             "checkpoints": [c for c, _ in plan], "strategy": "random"}
 
 
-def score_candidates(reward_path: str, prompt_rows, samples, plan, per) -> list[tuple[float, int, tuple, tuple]]:
+def score_candidates(reward_path, prompt_rows, samples, plan, per) -> list[tuple[float, int, tuple, tuple]]:
     """(|margin|, prompt index, side a, side b) for every candidate pair with two different answers."""
     from rlhf.training.scoring import load_reward_model, score_conversations
 
