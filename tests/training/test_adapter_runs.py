@@ -81,6 +81,8 @@ def test_a_prompt_tuning_run_trains_samples_in_the_worker_and_sits_out_the_arena
         merge_checkpoint(session=session, settings=settings, checkpoint_id=pt.id)
     with pytest.raises(InvalidInput, match="cannot be the base of a run"):
         create_run(session=session, algorithm="dpo", base_checkpoint_id=pt.id)
+    # Though it is the newest serving policy, a run with no base named trains from one it can start from.
+    assert create_run(session=session, algorithm="dpo").base_checkpoint_id == base.id
 
     settings.arena_battles_per_minute = 1000
     rater = factories.user(session, "r")
