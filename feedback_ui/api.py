@@ -279,6 +279,19 @@ def retire_checkpoint(checkpoint_id: int, user: Engineer, session: DB,
     return ckpt
 
 
+@router.post("/checkpoints/{checkpoint_id}/merge", response_model=CheckpointPublic, status_code=201, tags=["models"],
+             responses={422: {"description": "not an adapter checkpoint: there is nothing to merge"},
+                        404: {"description": "no such checkpoint, or its base is gone"},
+                        409: {"description": "a prompt-tuning adapter (it cannot be merged), or the name is taken"}})
+def merge_checkpoint(checkpoint_id: int, request: Request, user: Engineer, session: DB,
+                     name: Annotated[str | None, Query(max_length=200, description="name of the new checkpoint "
+                                                                                   "(default: NAME-merged)")] = None):
+    """Merge a LoRA adapter checkpoint into its base: a new full checkpoint whose parent is the adapter one.
+    The merge runs in a child process: the web app loads no model."""
+    return checkpoints.merge_checkpoint(session=session, settings=web_context(request).settings,
+                                        checkpoint_id=checkpoint_id, name=name)
+
+
 @router.post("/generate", response_model=GenerationJobPublic, status_code=202, tags=["models"],
              responses={503: {"description": "the job broker does not answer"}})
 def generate(body: GenerationJobCreate, request: Request, user: Engineer, session: DB):

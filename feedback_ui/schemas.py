@@ -145,6 +145,8 @@ class CheckpointPublic(CheckpointBase):
     id: int
     parent_id: int | None
     run_id: int | None
+    adapter: str | None = Field(default=None, description="lora or prompt_tuning for an adapter checkpoint")
+    base_checkpoint_id: int | None = Field(default=None, description="the checkpoint an adapter applies to")
     metrics: dict[str, Any]
     created_at: UTCDatetime
 

@@ -168,6 +168,11 @@ class Checkpoint(SQLModel, table=True):
     run_id: int | None = Field(default=None, index=True)
     metrics: dict[str, Any] = _json(dict)
     created_at: datetime = _ts()
+    # An adapter checkpoint (``path`` holds a PEFT adapter, not a model) names the checkpoint it
+    # applies to by id, never by path: see rlhf.modeling.adapters. Both None for a full model.
+    # No foreign key: an operator may remove a base's row; loading its adapters then names it.
+    base_checkpoint_id: int | None = Field(default=None, index=True)
+    adapter: str | None = Field(default=None, sa_type=sa.String(32))  # "lora" or "prompt_tuning"
 
 
 class GenerationJob(SQLModel, table=True):

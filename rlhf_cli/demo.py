@@ -111,13 +111,13 @@ def _headless_round(engine, settings, round_no: int, word: str, seed: int = 0) -
     from rlhf.modeling.sample_stats import evaluate_policy, heldout_prompts
     from rlhf.jobs.training import execute_run
     from rlhf.jobs.generation import execute_generation_job
-    from rlhf.services.checkpoints import serving_checkpoints
+    from rlhf.services.checkpoints import model_ref, serving_checkpoints
     from rlhf.services.generation_jobs import create_generation_job
     from rlhf.services.runs import create_run, get_run
     from rlhf.services.simulate import simulate
 
     with db.session_scope(engine) as s:
-        before_path = serving_checkpoints(session=s)[-1].path
+        before_path = model_ref(session=s, checkpoint=serving_checkpoints(session=s)[-1])
         job = create_generation_job(session=s, limit=64)
     typer.echo(f"round {round_no}: sampling responses to compare…")
     execute_generation_job(job.id, settings)
@@ -131,7 +131,7 @@ def _headless_round(engine, settings, round_no: int, word: str, seed: int = 0) -
         run = get_run(session=s, run_id=run.id)
         if run.status.value != "succeeded":
             raise typer.Exit(f"run {run.id} failed: {run.error}")
-        after_path = serving_checkpoints(session=s)[-1].path
+        after_path = model_ref(session=s, checkpoint=serving_checkpoints(session=s)[-1])
     prompts = heldout_prompts()
     typer.echo(f"round {round_no}: counting '{word}' in held-out samples before and after…")
     before = evaluate_policy(before_path, prompts, word=word)

@@ -93,11 +93,11 @@ def sample(checkpoint: str, prompts: Path = typer.Option(None, help="JSONL/CSV/P
     """Print generations from a checkpoint, for a quick look at a model."""
     from rlhf.modeling.tiny import HELDOUT_PROMPTS_PATH
     from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
-    from rlhf.services.checkpoints import get_checkpoint
+    from rlhf.services.checkpoints import get_checkpoint, model_ref
     from rlhf.services.prompts import parse_file
 
     with session() as s:
-        path = get_checkpoint(session=s, checkpoint_id=checkpoint).path
+        path = model_ref(session=s, checkpoint=get_checkpoint(session=s, checkpoint_id=checkpoint))
     records = parse_file(prompts or HELDOUT_PROMPTS_PATH)[:limit]
     out = sample_checkpoint(path, [r.messages for r in records], n=n,
                             params=SamplingParams(seed=seed, max_new_tokens=max_new_tokens))

@@ -112,7 +112,8 @@ def checkpoints_add(path: str, name: str = typer.Option(..., help="a unique name
 
 def _checkpoint_row(c) -> dict:
     return {"id": c.id, "name": c.name, "kind": c.kind, "status": c.status, "parent_id": c.parent_id,
-            "run_id": c.run_id, "path": c.path, "created_at": c.created_at, "metrics": c.metrics}
+            "run_id": c.run_id, "path": c.path, "created_at": c.created_at, "metrics": c.metrics,
+            "adapter": c.adapter, "base_checkpoint_id": c.base_checkpoint_id}
 
 
 @checkpoints_app.command("list")
@@ -123,7 +124,7 @@ def checkpoints_list(json_: bool = typer.Option(False, "--json")) -> None:
     with session() as s:
         rows = [_checkpoint_row(c) for c in list_checkpoints(session=s)]
     print_json(rows) if json_ else print_table(rows, ["id", "name", "kind", "status", "parent_id", "run_id",
-                                                      "created_at"])
+                                                      "adapter", "base_checkpoint_id", "created_at"])
 
 
 @checkpoints_app.command("serve")
@@ -146,6 +147,19 @@ def checkpoints_retire(checkpoint: str,
     with session() as s:
         c = retire_checkpoint(session=s, checkpoint_id=checkpoint, force=force)
         typer.echo(f"checkpoint {c.id} ({c.name}) is retired")
+
+
+@checkpoints_app.command("merge")
+def checkpoints_merge(checkpoint: str,
+                      name: str = typer.Option(None, help="name of the new checkpoint (default: NAME-merged)")) -> None:
+    """Merge a LoRA adapter checkpoint into its base: a new full checkpoint; prints its id."""
+    from rlhf.services.checkpoints import merge_checkpoint
+    from rlhf.settings import get_settings
+
+    with session() as s:
+        c = merge_checkpoint(session=s, settings=get_settings(), checkpoint_id=checkpoint, name=name)
+        s.flush()
+        typer.echo(c.id)
 
 
 @prompts_app.command("import")

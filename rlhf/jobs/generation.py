@@ -26,12 +26,13 @@ from sqlmodel import func, select
 
 from rlhf import db
 from rlhf.errors import RLHFError
-from rlhf.inference.client import Inference, served_model_name
+from rlhf.inference.client import Inference
 from rlhf.inference.generate import sample_through_engine
 from rlhf.models import Comparison, JobStatus, Prompt, Response
 from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
 from rlhf.services import generation_jobs as jobs
-from rlhf.services.checkpoints import get_checkpoint, serving_checkpoints
+from rlhf.services.checkpoints import (get_checkpoint, model_ref, served_name, serving_checkpoints,
+                                      unmergeable_reason)
 from rlhf.services.comparisons import open_comparison
 from rlhf.services.prompts import list_prompts
 from rlhf.settings import Settings, get_settings
@@ -56,9 +57,12 @@ def execute_generation_job(job_id: int, settings: Settings | None = None) -> Job
         uncertain = p.strategy == "uncertain"
         checkpoints = serving_checkpoints(session=session)
         prompts = pick_prompts(session, p.pool if uncertain else p.limit, p.tag)
-        plan = [(c.id, c.path) for c in checkpoints]
-        served = {c.id: served_model_name(name=c.name, path=c.path, mapping=settings.inference_models)
-                  for c in checkpoints}
+        # Adapter checkpoints load over their base; an engine gets a LoRA one's merged copy, and a
+        # prompt-tuning one (no OpenAI-compatible engine serves it) samples in this worker.
+        plan = [(c.id, model_ref(session=session, checkpoint=c)) for c in checkpoints]
+        in_worker = {c.id for c in checkpoints if unmergeable_reason(c)}
+        served = ({c.id: served_name(session=session, settings=settings, checkpoint=c)
+                   for c in checkpoints if c.id not in in_worker} if settings.inference_url else {})
         prompt_rows = [(pr.id, pr.messages) for pr in prompts]
     try:
         if not plan or not prompt_rows:
@@ -66,13 +70,14 @@ def execute_generation_job(job_id: int, settings: Settings | None = None) -> Job
         reward_path = None
         if uncertain:
             with db.session_scope(engine) as session:
-                reward_path = get_checkpoint(session=session, checkpoint_id=p.reward_checkpoint_id).path
+                reward_path = model_ref(session=session, checkpoint=get_checkpoint(
+                    session=session, checkpoint_id=p.reward_checkpoint_id))
         per = p.per_checkpoint or (2 if len(plan) == 1 else 1)
         sampling = SamplingParams(seed=p.seed if p.seed is not None else job_id, **p.sampling.model_dump())
         samples = {}
         for ckpt_id, path in plan:
             log.info("generation job %s: sampling %d x %d from checkpoint %s", job_id, len(prompt_rows), per, ckpt_id)
-            if settings.inference_url:
+            if settings.inference_url and ckpt_id not in in_worker:
                 samples[ckpt_id] = sample_through_engine(Inference.from_settings(settings), served[ckpt_id],
                                                          [m for _, m in prompt_rows], n=per, params=sampling,
                                                          concurrency=settings.inference_concurrency)
@@ -131,7 +136,7 @@ def _store(session, job_id, plan, prompt_rows, samples, per, sampling, p) -> dic
             "checkpoints": [c for c, _ in plan], "strategy": "random"}
 
 
-def score_candidates(reward_path: str, prompt_rows, samples, plan, per) -> list[tuple[float, int, tuple, tuple]]:
+def score_candidates(reward_path, prompt_rows, samples, plan, per) -> list[tuple[float, int, tuple, tuple]]:
     """(|margin|, prompt index, side a, side b) for every candidate pair with two different answers."""
     from rlhf.training.scoring import load_reward_model, score_conversations
 

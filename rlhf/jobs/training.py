@@ -75,14 +75,17 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
         data = [{"prompt": p.messages, "prompt_id": p.id} for p in train_prompts]
         if not data:
             raise InvalidInput("no prompts to train on: import some with `rlhf prompts import`")
+    merges = []
+    base_path = _full_weights(session, settings, base, merges, reward=False, role="base")
+    reward_path = _full_weights(session, settings, reward, merges, reward=True, role="reward model") if reward else None
     data_path = rdir / "data.jsonl"
     data_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data), encoding="utf-8")
     settings.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     spec = TrainerSpec(
         run_id=run.id,
         algorithm=algorithm.value,
-        base=base.path,
-        reward_model=reward.path if reward else None,
+        base=base_path,
+        reward_model=reward_path,
         params=run.params,
         data=str(data_path),
         # Same filesystem as the final directory, so the rename into place is atomic.
@@ -92,9 +95,25 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
         result=str(rdir / "result.json"),
         stop=str(rdir / "STOP"),
         eval_prompts=[p.messages for p in heldout] if algorithm is not Algorithm.reward else [],
+        merges=merges,
     )
     spec.write(rdir / "spec.json")
     return spec
+
+
+def _full_weights(session, settings: Settings, ckpt: Checkpoint, merges: list, *, reward: bool, role: str) -> str:
+    """The folder TRL loads for a checkpoint: its own, or (an adapter) its merged copy, made by the trainer."""
+    from rlhf.services.checkpoints import merged_dir, model_ref, unmergeable_reason
+
+    if not ckpt.adapter:
+        return ckpt.path
+    reason = unmergeable_reason(ckpt)
+    if reason:
+        raise InvalidInput(f"checkpoint {ckpt.id} ({ckpt.name}) cannot be the {role} of a run: {reason}; "
+                           f"train from its base, checkpoint {ckpt.base_checkpoint_id}, instead")
+    dest = merged_dir(settings, ckpt)
+    merges.append({"dest": str(dest), "ref": model_ref(session=session, checkpoint=ckpt).to_dict(), "reward": reward})
+    return str(dest)
 
 
 def trainer_command(spec_path: Path, spec: TrainerSpec) -> list[str]:
@@ -245,10 +264,12 @@ def _register(session, settings: Settings, run: TrainingRun, output_dir: Path, m
         shutil.rmtree(final)  # an earlier attempt renamed but never registered
     os.replace(output_dir, final)
     kind = CheckpointKind.reward if run.algorithm is Algorithm.reward else CheckpointKind.policy
+    # An adapter run's folder applies over the run's base checkpoint (named by id, see register_checkpoint).
     ckpt = register_checkpoint(session=session, path=str(final), name=final.name, kind=kind,
                                serve=run.serve_on_success and kind is CheckpointKind.policy,
                                parent_id=run.base_checkpoint_id, run_id=run.id,
-                               metrics={**metrics, "snapshot_hash": run.snapshot_hash})
+                               metrics={**metrics, "snapshot_hash": run.snapshot_hash},
+                               base_checkpoint_id=run.base_checkpoint_id)
     session.flush()
     runs_svc.finish_run(session=session, run_id=run.id, status=JobStatus.succeeded, metrics=metrics,
                         output_checkpoint_id=ckpt.id)

@@ -22,7 +22,7 @@ class PolicyEval:
     finished_rate: float
 
 
-def evaluate_policy(path: str, prompts: list[list[dict]], *, word: str | None = None, n: int = 16,
+def evaluate_policy(path, prompts: list[list[dict]], *, word: str | None = None, n: int = 16,
                     seed: int = 1234, max_new_tokens: int = 64) -> PolicyEval:
     out = sample_checkpoint(path, prompts, n=n, params=SamplingParams(seed=seed, max_new_tokens=max_new_tokens))
     texts = [s for per_prompt in out for s in per_prompt]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rlhf.modeling.adapters import ModelRef
+
 
 @dataclass
 class Sample:
@@ -25,16 +27,15 @@ class SamplingParams:
         return dict(self.__dict__)
 
 
-def load_policy(path: str):
-    """Load a causal LM and its tokenizer from a local directory or a hub id."""
-    from transformers import AutoModelForCausalLM
-
+def load_policy(path: str | ModelRef):
+    """Load a causal LM and its tokenizer from a local directory, a hub id or a ref (an adapter over its base)."""
     from rlhf.errors import ConfigError
+    from rlhf.modeling.adapters import load_causal_lm, tokenizer_path
     from rlhf.modeling.tokens import load_tokenizer
 
     try:
-        tokenizer = load_tokenizer(path)
-        model = AutoModelForCausalLM.from_pretrained(path)
+        tokenizer = load_tokenizer(tokenizer_path(path))
+        model = load_causal_lm(path)
     except OSError as exc:
         raise ConfigError(
             f"cannot load model {path!r}: {exc}. If this is a hub id, this machine may not reach the hub: "
@@ -100,7 +101,7 @@ def clean_text(text: str) -> str:
     return text.translate(_CONTROL).replace("\ufffd", "").strip()
 
 
-def sample_checkpoint(path: str, prompts: list[list[dict]], n: int = 1,
+def sample_checkpoint(path: str | ModelRef, prompts: list[list[dict]], n: int = 1,
                       params: SamplingParams | None = None) -> list[list[Sample]]:
     model, tokenizer = load_policy(path)
     return generate(model, tokenizer, prompts, n=n, params=params)

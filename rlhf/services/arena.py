@@ -9,9 +9,13 @@ and the held-out split draw from, until an engineer promotes one.
 
 Pairing is fair: the two serving checkpoints compared least in the arena so far, in a
 random left/right order; with one serving checkpoint, two samples of it (different seeds).
+Prompt-tuning checkpoints are skipped, with the reason logged (and given when nothing else
+serves): no OpenAI-compatible engine serves one. A LoRA checkpoint battles as its merged copy.
 """
 
 from __future__ import annotations
+
+import logging
 
 import random
 from dataclasses import dataclass
@@ -24,12 +28,13 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, func, select
 
 from rlhf.errors import InvalidInput, NotFound, PermissionDenied, RateLimited
-from rlhf.inference.client import ChatSampling, Completion, served_model_name
+from rlhf.inference.client import ChatSampling, Completion
 from rlhf.models import (Assignment, Checkpoint, Comparison, ComparisonSource, ComparisonStatus, Prompt, Response,
                          User, Vote, as_utc, utcnow)
-from rlhf.services.checkpoints import serving_checkpoints
+from rlhf.services.checkpoints import served_name, serving_checkpoints, unmergeable_reason
 from rlhf.settings import Settings
 
+log = logging.getLogger(__name__)
 ROLES = ("system", "user", "assistant")
 RATE_WINDOW = timedelta(minutes=1)
 
@@ -133,9 +138,11 @@ def plan_battle(*, session: Session, rater: User, messages: Any, settings: Setti
                                      max_turns=settings.arena_max_turns)
     check_rate(session=session, rater=rater, per_minute=settings.arena_battles_per_minute)
     expire_battles(session=session, ttl_s=settings.arena_battle_ttl_s)
-    serving = serving_checkpoints(session=session)
+    serving, skipped = arena_checkpoints(session=session)
     if not serving:
-        raise InvalidInput("no serving checkpoint to battle: an engineer must serve one first")
+        why = "; ".join(f"checkpoint {c.id} ({c.name}) is skipped: {reason}" for c, reason in skipped)
+        raise InvalidInput("no serving checkpoint to battle: an engineer must serve one first"
+                           + (f" ({why})" if why else ""))
     if len(serving) == 1:
         first = second = serving[0]
     else:
@@ -147,14 +154,30 @@ def plan_battle(*, session: Session, rater: User, messages: Any, settings: Setti
             first, second = second, first
     seed_a = rng.randrange(2**31)
     seed_b = seed_a + 1  # two samples of one checkpoint must not repeat each other
-    return BattlePlan(messages=messages, a=_contender(first, settings, seed_a), b=_contender(second, settings, seed_b))
+    return BattlePlan(messages=messages, a=_contender(session, first, settings, seed_a),
+                      b=_contender(session, second, settings, seed_b))
 
 
-def _contender(ckpt: Checkpoint, settings: Settings, seed: int) -> Contender:
+def arena_checkpoints(*, session: Session) -> tuple[list[Checkpoint], list[tuple[Checkpoint, str]]]:
+    """The serving policies the arena battles, and those it skips with the reason (prompt tuning)."""
+    usable, skipped = [], []
+    for ckpt in serving_checkpoints(session=session):
+        reason = unmergeable_reason(ckpt)
+        if reason:
+            skipped.append((ckpt, "no OpenAI-compatible engine serves a prompt-tuning adapter (" + reason
+                            + "); it answers in generation jobs, sampled in the worker"))
+        else:
+            usable.append(ckpt)
+    for ckpt, reason in skipped:
+        log.info("arena: checkpoint %s (%s) is skipped: %s", ckpt.id, ckpt.name, reason)
+    return usable, skipped
+
+
+def _contender(session: Session, ckpt: Checkpoint, settings: Settings, seed: int) -> Contender:
     sampling = ChatSampling(max_new_tokens=settings.arena_max_new_tokens, temperature=settings.arena_temperature,
                             seed=seed)
     return Contender(checkpoint_id=ckpt.id, name=ckpt.name, sampling=sampling,
-                     model=served_model_name(name=ckpt.name, path=ckpt.path, mapping=settings.inference_models))
+                     model=served_name(session=session, settings=settings, checkpoint=ckpt))
 
 
 def store_battle(*, session: Session, rater: User, plan: BattlePlan, answers: tuple[Completion, Completion],

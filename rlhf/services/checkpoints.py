@@ -1,4 +1,12 @@
-"""The checkpoint registry: what exists, what serves, where it came from."""
+"""The checkpoint registry: what exists, what serves, where it came from, and how each one loads.
+
+An adapter checkpoint (a LoRA or prompt-tuning run's PEFT folder) names its base checkpoint
+by id (``base_checkpoint_id``); :func:`model_ref` resolves that id to the base's current
+path, recursively, so every loader gets base + adapter. A retired base still loads; a base
+whose row or folder is gone is an error naming it. :func:`merge_checkpoint` makes a full
+checkpoint of an adapter one; the merged copy the inference engine serves is cached under
+``<data dir>/merged/checkpoint-<id>`` (:func:`merged_dir`).
+"""
 
 from __future__ import annotations
 
@@ -8,21 +16,36 @@ from typing import Any
 from sqlmodel import Session, select
 
 from rlhf.errors import Conflict, InvalidInput, NotFound
+from rlhf.modeling.adapters import NOT_MERGEABLE, ModelRef, adapter_kind, adapter_task, name_base, named_base
 from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus
+from rlhf.settings import Settings
 
 
 def register_checkpoint(*, session: Session, path: str, name: str, kind: CheckpointKind | str | None = None,
                         serve: bool = False, parent_id: int | None = None, run_id: int | None = None,
-                        metrics: dict[str, Any] | None = None) -> Checkpoint:
-    """Register a local model directory or a hub id.
+                        metrics: dict[str, Any] | None = None, base_checkpoint_id: int | None = None) -> Checkpoint:
+    """Register a local model directory, a PEFT adapter directory over a base checkpoint, or a hub id.
 
-    A local directory must hold a model config; its kind (policy or reward) is read from
-    it when not given, so a reward model cannot be served to raters by mistake.
+    A local directory must hold a model config or an adapter config; its kind (policy or
+    reward) is read from it when not given, so a reward model cannot be served to raters by
+    mistake. An adapter's base is ``base_checkpoint_id``, or the id its folder names.
     """
     if session.exec(select(Checkpoint).where(Checkpoint.name == name)).first():
         raise Conflict(f"a checkpoint named {name!r} already exists")
     local = Path(path).expanduser()
-    if local.exists():
+    adapter = None
+    if local.exists() and adapter_kind(local):
+        adapter = adapter_kind(local)
+        base_checkpoint_id = base_checkpoint_id or (named_base(local) or {}).get("base_checkpoint_id")
+        if base_checkpoint_id is None:
+            raise InvalidInput(f"{path}: a PEFT adapter that names no base checkpoint; register its base model "
+                               "and train from it, or merge the adapter into a full model first")
+        base = get_checkpoint(session=session, checkpoint_id=base_checkpoint_id)
+        name_base(local, base_checkpoint_id=base.id, base_name=base.name)
+        path = str(local.resolve())
+        detected = CheckpointKind.reward if adapter_task(local) == "SEQ_CLS" else CheckpointKind.policy
+        kind = CheckpointKind(kind) if kind else detected
+    elif local.exists():
         if not (local / "config.json").is_file():
             raise InvalidInput(f"{path}: not a model directory (no config.json)")
         path = str(local.resolve())
@@ -35,7 +58,8 @@ def register_checkpoint(*, session: Session, path: str, name: str, kind: Checkpo
     if serve and kind is not CheckpointKind.policy:
         raise InvalidInput("only a policy checkpoint can serve; this one is a reward model")
     ckpt = Checkpoint(name=name, path=path, kind=kind, parent_id=parent_id, run_id=run_id, metrics=metrics or {},
-                      status=CheckpointStatus.serving if serve else CheckpointStatus.available)
+                      status=CheckpointStatus.serving if serve else CheckpointStatus.available,
+                      adapter=adapter, base_checkpoint_id=base_checkpoint_id if adapter else None)
     session.add(ckpt)
     session.flush()
     return ckpt
@@ -113,8 +137,101 @@ def lineage(*, session: Session, checkpoint_id: int) -> list[Checkpoint]:
 
 
 def default_base(*, session: Session) -> Checkpoint:
-    """The newest serving policy: what a run trains from when no base is named."""
-    serving = serving_checkpoints(session=session)
+    """The newest serving policy a run can train from (not a prompt-tuning one): the base when none is named."""
+    serving = [c for c in serving_checkpoints(session=session) if not unmergeable_reason(c)]
     if not serving:
         raise NotFound("no serving policy checkpoint; register one with `rlhf checkpoints add PATH --serve`")
     return serving[-1]
+
+
+def model_ref(*, session: Session, checkpoint: Checkpoint) -> ModelRef:
+    """How to load a checkpoint: its folder, and for an adapter its base's current location (recursively).
+
+    Any status loads (a retired base included); a base whose row or local folder is gone
+    raises :class:`NotFound` naming it.
+    """
+    chain: list[Checkpoint] = []
+    ckpt = checkpoint
+    while ckpt.adapter:
+        if ckpt.id in {c.id for c in chain}:
+            raise InvalidInput(f"checkpoint {checkpoint.id}: its adapters' bases form a cycle")
+        chain.append(ckpt)
+        base = session.get(Checkpoint, ckpt.base_checkpoint_id) if ckpt.base_checkpoint_id else None
+        if base is None:
+            raise NotFound(f"checkpoint {ckpt.id} ({ckpt.name}) is an adapter over checkpoint "
+                           f"{ckpt.base_checkpoint_id}, which no longer exists: its base cannot be loaded")
+        ckpt = base
+    ref = ModelRef(path=ckpt.path)
+    for adapter in reversed(chain):
+        ref = ModelRef(path=adapter.path, base=ref, adapter=adapter.adapter)
+    for c in [*chain, ckpt]:
+        if c is not checkpoint and c.path.startswith(("/", ".", "~")) and not Path(c.path).exists():
+            raise NotFound(f"checkpoint {checkpoint.id} ({checkpoint.name}) needs its base checkpoint {c.id} "
+                           f"({c.name}), whose folder {c.path} is gone")
+    return ref
+
+
+def merged_dir(settings: Settings, checkpoint: Checkpoint) -> Path:
+    """Where the full-weights copy of an adapter checkpoint is cached (made once, by :func:`ensure_merged`)."""
+    return settings.data_dir / "merged" / f"checkpoint-{checkpoint.id}"
+
+
+def unmergeable_reason(checkpoint: Checkpoint) -> str | None:
+    """Why this checkpoint has no full-weights form (prompt tuning), or None."""
+    return NOT_MERGEABLE.get(checkpoint.adapter or "")
+
+
+def ensure_merged(*, session: Session, settings: Settings, checkpoint: Checkpoint) -> str:
+    """A full model folder for this checkpoint: its own path, or its cached merged copy (made in a child process).
+
+    For what needs weights in one folder: an OpenAI-compatible engine, TRL's trainers.
+    """
+    if not checkpoint.adapter:
+        return checkpoint.path
+    reason = unmergeable_reason(checkpoint)
+    if reason:
+        raise Conflict(f"checkpoint {checkpoint.id} ({checkpoint.name}) has no full-weights form: {reason}")
+    dest = merged_dir(settings, checkpoint)
+    if not (dest / "config.json").is_file():
+        from rlhf.modeling.adapters import merge_in_child
+
+        merge_in_child(model_ref(session=session, checkpoint=checkpoint), dest)
+    return str(dest)
+
+
+def served_name(*, session: Session, settings: Settings, checkpoint: Checkpoint) -> str:
+    """The model name an OpenAI-compatible engine knows a checkpoint by (``RLHF_INFERENCE_MODELS``, else a path).
+
+    An engine is never handed an adapter folder (``transformers serve`` cannot load one): an
+    unmapped LoRA checkpoint is served as its merged copy, made once and cached. A
+    prompt-tuning checkpoint has none (:class:`Conflict`): it samples in the worker only.
+    """
+    from rlhf.inference.client import served_model_name
+
+    if checkpoint.name in settings.inference_models or not checkpoint.adapter:
+        return served_model_name(name=checkpoint.name, path=checkpoint.path, mapping=settings.inference_models)
+    return ensure_merged(session=session, settings=settings, checkpoint=checkpoint)
+
+
+def merge_checkpoint(*, session: Session, settings: Settings, checkpoint_id: int | str,
+                     name: str | None = None) -> Checkpoint:
+    """A new full checkpoint (parent: the adapter checkpoint) made from an adapter checkpoint and its base."""
+    ckpt = get_checkpoint(session=session, checkpoint_id=checkpoint_id)
+    if not ckpt.adapter:
+        raise InvalidInput(f"checkpoint {ckpt.id} ({ckpt.name}) is a full model already, not an adapter: "
+                           "there is nothing to merge")
+    reason = unmergeable_reason(ckpt)
+    if reason:
+        raise Conflict(f"checkpoint {ckpt.id} ({ckpt.name}) cannot be merged: {reason}")
+    name = name or f"{ckpt.name}-merged"
+    if session.exec(select(Checkpoint).where(Checkpoint.name == name)).first():
+        raise Conflict(f"a checkpoint named {name!r} already exists")
+    import uuid
+
+    from rlhf.modeling.adapters import merge_in_child
+
+    # The folder is named by id, not by the user's name (which may hold anything, "/" included).
+    dest = settings.checkpoints_dir / f"merged-checkpoint{ckpt.id}-{uuid.uuid4().hex[:8]}"
+    merge_in_child(model_ref(session=session, checkpoint=ckpt), dest)
+    return register_checkpoint(session=session, path=str(dest), name=name, kind=ckpt.kind, parent_id=ckpt.id,
+                               run_id=ckpt.run_id, metrics={"merged_from": ckpt.id})

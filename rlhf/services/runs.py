@@ -47,6 +47,12 @@ def create_run(*, session: Session, algorithm: str | Algorithm, base_checkpoint_
             else default_base(session=session))
     if base.kind is not CheckpointKind.policy:
         raise InvalidInput(f"base checkpoint {base.id} is a reward model; training starts from a policy")
+    from rlhf.services.checkpoints import model_ref, unmergeable_reason
+
+    if unmergeable_reason(base):
+        raise InvalidInput(f"checkpoint {base.id} ({base.name}) cannot be the base of a run: "
+                           f"{unmergeable_reason(base)}; train from its base, checkpoint {base.base_checkpoint_id}")
+    model_ref(session=session, checkpoint=base)  # its base must still exist
     reward = None
     if algorithm.needs_reward_model:
         if reward_checkpoint_id is None:

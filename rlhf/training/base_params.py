@@ -29,13 +29,21 @@ class CommonParams:
     gradient_accumulation_steps: int = param(1, "micro-batches accumulated into one optimizer step")
     seed: int = param(0, "random seed for data order and initialisation")
     logging_steps: int = param(1, "log losses every N steps (these become the run's curves)")
-    use_lora: bool = param(False, "train LoRA adapters instead of all weights (merged on save)")
+    peft: str = param("none", "what a run trains: 'none' (all weights), 'lora' (LoRA adapters) or 'prompt_tuning' "
+                              "(virtual tokens before the prompt); adapter runs save only the adapter, naming "
+                              "their base checkpoint (use_lora=true is the old spelling of peft=lora)")
+    num_virtual_tokens: int = param(8, "virtual tokens learned by a prompt-tuning run (peft=prompt_tuning)")
     lora_r: int = param(16, "LoRA rank")
     lora_alpha: int = param(32, "LoRA scaling alpha")
     lora_dropout: float = param(0.05, "LoRA dropout")
     num_processes: int = param(1, "processes for `accelerate launch` (one per GPU); 1 runs the trainer directly")
     accelerate_config: str = param("", "accelerate config file for multi-GPU runs (see deploy/accelerate/)")
     eval_samples: int = param(4, "samples per held-out prompt for the evaluation after the run (0 = skip)")
+
+    @property
+    def use_lora(self) -> bool:
+        """The old name of ``peft == "lora"``."""
+        return self.peft == "lora"
 
 
 @dataclass

@@ -30,6 +30,7 @@ def run(spec: TrainerSpec) -> dict[str, Any]:
 
     params, trl_overrides = spec.typed_params()
     set_seed(params.seed)
+    make_merged_copies(spec)
     progress_path = Path(spec.progress)
     stop_path = Path(spec.stop)
 
@@ -63,6 +64,24 @@ def run(spec: TrainerSpec) -> dict[str, Any]:
                         on_log=on_log, should_stop=should_stop, **common)
 
 
+def make_merged_copies(spec: TrainerSpec) -> None:
+    """Merge an adapter base (or reward model) into the full folder TRL loads, unless a cached copy exists."""
+    from rlhf.modeling.adapters import ModelRef, merge_into
+
+    for item in spec.merges:
+        if _is_main_process() and not (Path(item["dest"]) / "config.json").is_file():
+            Path(item["dest"]).parent.mkdir(parents=True, exist_ok=True)
+            merge_into(ModelRef.from_dict(item["ref"]), item["dest"], reward=item.get("reward", False))
+
+
+def trained_model(spec: TrainerSpec):
+    """The new checkpoint as a loader takes it: a full folder, or an adapter over the run's base."""
+    from rlhf.modeling.adapters import ModelRef, adapter_kind
+
+    kind = adapter_kind(spec.output_dir)
+    return ModelRef(path=spec.output_dir, base=ModelRef(path=spec.base), adapter=kind) if kind else spec.output_dir
+
+
 def evaluate(spec: TrainerSpec, metrics: dict[str, Any]) -> dict[str, Any]:
     """Measure the new policy against its parent on held-out prompts (skipped for reward models)."""
     from rlhf.training.parent_comparison import compare_with_parent
@@ -70,7 +89,7 @@ def evaluate(spec: TrainerSpec, metrics: dict[str, Any]) -> dict[str, Any]:
     params, _ = spec.typed_params()
     if not spec.eval_prompts or not params.eval_samples or metrics.get("stopped"):
         return metrics
-    return {**metrics, **compare_with_parent(policy_path=spec.output_dir, parent_path=spec.base,
+    return {**metrics, **compare_with_parent(policy_path=trained_model(spec), parent_path=spec.base,
                                              prompts=spec.eval_prompts, reward_model_path=spec.reward_model,
                                              samples_per_prompt=params.eval_samples)}
 

@@ -12,6 +12,8 @@ misspelt name is refused with its close matches instead of doing nothing; TRL ch
 their values when the run starts.
 A class may accept old spellings (``ALIASES``, e.g. PPO's ``total_updates`` for
 ``steps``): they are rewritten to the current name on validation, and giving both is refused.
+``use_lora=true`` is the old spelling of ``peft=lora`` for every algorithm.
+An algorithm that cannot train a prompt-tuning adapter says why in ``NO_PROMPT_TUNING``.
 Defaults are for the small models this tool is tried on first: TRL's own default
 learning rates barely move a small model in a few dozen steps.
 """
@@ -58,6 +60,9 @@ class RewardParams(PreferenceParams):
     # Shared fields that cannot act on this algorithm: refused, with the reason, rather than ignored.
     INAPPLICABLE: ClassVar[dict[str, str]] = {
         "eval_samples": "a reward model is measured on its held-out votes (eval_fraction), not by sampling"}
+    NO_PROMPT_TUNING: ClassVar[str] = ("online RL hands a reward checkpoint to TRL (reward_funcs) and to PPO's "
+                                       "value model as plain weights, made by merging an adapter; prompt tuning "
+                                       "cannot be merged (use peft=lora)")
     learning_rate: float = param(1e-3, "peak learning rate")
     steps: int = param(100, "optimizer steps to train for")
     eval_fraction: float = param(0.2, "share of votes held out to measure accuracy")
@@ -77,6 +82,8 @@ class DPOParams(PreferenceParams):
 class GroupParams(OnlineParams):
     """RLOO and GRPO (TRL): advantages from a group of completions per prompt, no value model."""
 
+    NO_PROMPT_TUNING: ClassVar[str] = ("prompt tuning is offered for DPO and SFT; rollouts with virtual tokens "
+                                       "are not verified for RLOO/GRPO here (use peft=lora)")
     # Moves the tiny model within ~20 steps; scale down (1e-6..1e-5) for billion-parameter models.
     learning_rate: float = param(5e-4, "peak learning rate")
     steps: int = param(30, "optimizer steps")
@@ -101,7 +108,7 @@ PARAMS_BY_ALGORITHM: dict[str, type[CommonParams]] = {
 # Fields that must be at least 1 wherever a class has them.
 _POSITIVE = ("steps", "batch_size", "gradient_accumulation_steps", "max_length", "num_processes", "mini_batch_size",
              "num_ppo_epochs", "max_prompt_length", "max_completion_length", "num_generations", "logging_steps")
-_CHOICES = {"value_model_init": ("auto", "reward", "policy")}
+_CHOICES = {"value_model_init": ("auto", "reward", "policy"), "peft": ("none", "lora", "prompt_tuning")}
 
 
 def params_class(algorithm: Any) -> type[CommonParams]:
@@ -163,6 +170,7 @@ def validate_params(algorithm: Any, params: dict[str, Any]) -> dict[str, Any]:
             if new in params:
                 raise InvalidInput(f"parameters {old!r} and {new!r} are the same for {name}; give only {new!r}")
             params[new] = params.pop(old)
+    _peft_spelling(name, params)
     for key, why in getattr(cls, "INAPPLICABLE", {}).items():
         if key in params:
             raise InvalidInput(f"parameter {key} does nothing for {name}: {why}")
@@ -193,6 +201,11 @@ def validate_params(algorithm: Any, params: dict[str, Any]) -> dict[str, Any]:
     for key, allowed in _CHOICES.items():
         if key in params and params[key] not in allowed:
             raise InvalidInput(f"parameter {key} must be one of {', '.join(allowed)}, not {params[key]!r}")
+    peft = params.get("peft", "none")
+    if peft == "prompt_tuning" and getattr(cls, "NO_PROMPT_TUNING", ""):
+        raise InvalidInput(f"peft=prompt_tuning is not available for {name}: {cls.NO_PROMPT_TUNING}")
+    if "num_virtual_tokens" in params and peft != "prompt_tuning":
+        raise InvalidInput("parameter num_virtual_tokens acts only on a prompt-tuning run: set peft=prompt_tuning")
     if issubclass(cls, GroupParams):
         merged = {f: params.get(f, _default(fields[f])) for f in ("batch_size", "gradient_accumulation_steps",
                                                                    "num_processes", "num_generations")}
@@ -206,6 +219,24 @@ def validate_params(algorithm: Any, params: dict[str, Any]) -> dict[str, Any]:
     if getattr(cls, "SINGLE_PROCESS", False) and params.get("accelerate_config"):
         raise InvalidInput(f"{name} trains in one process: accelerate_config has nothing to configure")
     return params
+
+
+def _peft_spelling(algorithm: str, params: dict[str, Any]) -> None:
+    """``use_lora=true`` (the old spelling) becomes ``peft=lora``; ``use_lora=false`` means no LoRA."""
+    if "use_lora" not in params:
+        return
+    value = params.pop("use_lora")
+    if isinstance(value, str):
+        value = {"true": True, "false": False, "1": True, "0": False}.get(value.strip().lower(), value)
+    if not isinstance(value, bool):
+        raise InvalidInput(f"parameter use_lora must be true or false, not {value!r}")
+    given = params.get("peft")
+    if given is not None and given != "none" and (given == "lora") != value:
+        raise InvalidInput(f"use_lora={str(value).lower()} contradicts peft={given} for {algorithm}; give only peft")
+    if value:
+        params["peft"] = "lora"
+    elif given is None:
+        params["peft"] = "none"
 
 
 def _check_trl_name(algorithm: str, name: str) -> None:

@@ -21,18 +21,18 @@ def _sequence_logprobs(model, input_ids, attention_mask, start: int):
     return (logp * attention_mask[:, start:]).sum(-1)
 
 
-def compare_with_parent(*, policy_path: str, parent_path: str, prompts: list[list[dict]],
+def compare_with_parent(*, policy_path, parent_path: str, prompts: list[list[dict]],
                         reward_model_path: str | None = None, samples_per_prompt: int = 4, seed: int = 1234,
                         max_new_tokens: int = 48) -> dict[str, Any]:
     import torch
-    from transformers import AutoModelForCausalLM
 
+    from rlhf.modeling.adapters import load_causal_lm
     from rlhf.modeling.sampling import SamplingParams, generate, load_policy, render_prompts
 
     if not prompts or samples_per_prompt < 1:
         return {}
     policy, tok = load_policy(policy_path)
-    parent = AutoModelForCausalLM.from_pretrained(parent_path).eval()
+    parent = load_causal_lm(parent_path).eval()
     params = SamplingParams(seed=seed, max_new_tokens=max_new_tokens)
     samples = generate(policy, tok, prompts, n=samples_per_prompt, params=params)
     parent_samples = generate(parent, tok, prompts, n=samples_per_prompt, params=params) if reward_model_path else None

@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 
-def load_reward_model(path: str):
-    from transformers import AutoModelForSequenceClassification
-
+def load_reward_model(path):
+    """A reward model and its tokenizer from a folder, a hub id or a :class:`~rlhf.modeling.adapters.ModelRef`."""
+    from rlhf.modeling.adapters import load_sequence_classifier, tokenizer_path
     from rlhf.modeling.tokens import load_tokenizer
 
-    tokenizer = load_tokenizer(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    tokenizer = load_tokenizer(tokenizer_path(path))
+    model = load_sequence_classifier(path)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     return model, tokenizer

@@ -30,6 +30,9 @@ class TrainerSpec:
     result: str  # JSON file written last; its absence means the run failed
     stop: str  # file whose existence asks the trainer to stop between steps
     eval_prompts: list[list[dict]] = field(default_factory=list)  # held-out conversations
+    # Full-weights folders to make before training, where ``base`` or ``reward_model`` is an
+    # adapter checkpoint's merged copy: {"dest": path, "ref": ModelRef dict, "reward": bool}.
+    merges: list[dict[str, Any]] = field(default_factory=list)
 
     def typed_params(self) -> tuple[CommonParams, dict[str, Any]]:
         """The parameters as their algorithm's dataclass, plus the ``trl.`` pass-through keys."""

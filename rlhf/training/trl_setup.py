@@ -1,4 +1,4 @@
-"""What the TRL-based trainers share: config arguments from our params, LoRA, progress, saving."""
+"""What the TRL-based trainers share: config arguments from our params, adapters, progress, saving."""
 
 from __future__ import annotations
 
@@ -50,24 +50,33 @@ def trainer_kwargs(params: CommonParams, work_dir: Path, extra: dict[str, Any]) 
 
 
 def peft_config(params: CommonParams, task_type: str = "CAUSAL_LM"):
-    if not params.use_lora:
-        return None
-    from peft import LoraConfig
+    """The PEFT config TRL's trainers take (``peft_config=``) for ``params.peft``, or None for a full run."""
+    peft = getattr(params, "peft", "none")
+    if peft == "lora":
+        from peft import LoraConfig
 
-    return LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
-                      task_type=task_type, target_modules="all-linear")
+        return LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
+                          task_type=task_type, target_modules="all-linear")
+    if peft == "prompt_tuning":
+        from peft import PromptTuningConfig
+
+        # Random init: the text init of PEFT needs the base's own tokenizer path in the config.
+        return PromptTuningConfig(task_type=task_type, num_virtual_tokens=params.num_virtual_tokens)
+    return None
 
 
 def save_model(trainer, output_dir: Path, tokenizer) -> None:
-    """Save full weights (LoRA merged) and the tokenizer: every checkpoint loads the same way."""
+    """Save the trained weights and the tokenizer: a full run its model, an adapter run only its adapter.
+
+    An adapter folder (PEFT's format) is named over its base by the worker when it
+    registers the checkpoint (:func:`rlhf.modeling.adapters.name_base`).
+    """
     model = trainer.model
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
-    gen = getattr(trainer.model, "generation_config", None)
-    if gen is not None and hasattr(model, "generation_config"):
-        model.generation_config.save_pretrained(output_dir)
+    gen = getattr(model, "generation_config", None)
+    if gen is not None:
+        gen.save_pretrained(output_dir)
 
 
 class ProgressCallback(TrainerCallback):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import pytest
 import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -43,3 +46,27 @@ def test_upgrade_from_the_first_schema_counts_existing_votes(tmp_path):
         assert conn.execute(sa.text("SELECT vote_count, is_gold FROM comparison")).one() == (2, 0)
         assert conn.execute(sa.text("SELECT excluded FROM user WHERE name = 'r1'")).scalar_one() == 0
     engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_adapters_migration_keeps_checkpoints_as_full_models_and_goes_both_ways(kind, tmp_path):
+    from tests.conftest import _postgres_database
+
+    with contextlib.ExitStack() as stack:
+        url = (f"sqlite:///{tmp_path / 'old.db'}" if kind == "sqlite"
+               else stack.enter_context(_postgres_database("rlhf_mig")))
+        cfg = db._alembic_config(url)
+        command.downgrade(cfg, "0004") if kind == "postgresql" else command.upgrade(cfg, "0004")
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO checkpoint (name, kind, status, path, metrics, created_at) "
+                                 "VALUES ('c', 'policy', 'serving', 'p', '{}', '2026-01-01')"))
+        command.upgrade(cfg, "0005")
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT name, adapter, base_checkpoint_id FROM checkpoint")).one() == \
+                ("c", None, None)
+        command.downgrade(cfg, "0004")
+        with engine.connect() as conn:
+            assert "adapter" not in {c["name"] for c in sa.inspect(conn).get_columns("checkpoint")}
+        command.upgrade(cfg, "head")
+        engine.dispose()

@@ -26,14 +26,17 @@ CHANGED = {"value_learning_rate": 0.01, "missing_eos_penalty": None, "value_mode
            "lora_target_modules": ["q_proj"], "accelerate_config": "deploy/accelerate/other.yaml",
            "loss_type": ["sigmoid"], "loss_weights": [1.0, 0.5], "max_grad_norm": 1e-3, "cliprange": 1e-3,
            "cliprange_value": 1e-3, "eval_every": 1, "logging_steps": 2, "eval_fraction": 0.5,
-           "num_generations": 2, "gamma": 0.5, "lam": 0.5,
+           "num_generations": 2, "gamma": 0.5, "lam": 0.5, "peft": "lora",
            # Per algorithm where the generic change would be refused or is the base already.
            ("rloo", "batch_size"): 4, ("grpo", "batch_size"): 4, ("rloo", "max_prompt_length"): 8,
            ("grpo", "max_prompt_length"): 8, ("ppo", "max_prompt_length"): 4}
 # Where a parameter only acts together with another, the context it is changed in.
 CONTEXT = {"lora_r": {"use_lora": True}, "lora_alpha": {"use_lora": True}, "lora_dropout": {"use_lora": True},
            "lora_target_modules": {"use_lora": True}, "accelerate_config": {"num_processes": 2},
-           ("ppo", "accelerate_config"): {}}  # PPO refuses num_processes > 1 whatever else is set
+           ("ppo", "accelerate_config"): {},  # PPO refuses num_processes > 1 whatever else is set
+           # Acts on DPO's and SFT's prompt-tuning adapter; refused elsewhere (and without prompt tuning).
+           ("dpo", "num_virtual_tokens"): {"peft": "prompt_tuning"},
+           ("sft", "num_virtual_tokens"): {"peft": "prompt_tuning"}}
 # Shaping what a run trains on, not the trainer: shown by test_job_level_parameters_change_the_data below.
 JOB_LEVEL = {("sft", "data"), ("rloo", "prompt_tag"), ("grpo", "prompt_tag"), ("ppo", "prompt_tag")}
 
@@ -122,7 +125,8 @@ def _ppo_run(params, tmp_path, models):
     metrics = train_ppo(policy_path=str(models["policy"]), reward_model_path=str(models["reward"]), prompts=PROMPTS,
                         output_dir=str(out), params=params, on_log=logs.append)
     from safetensors.torch import load_file
-    weights = load_file(str(out / "model.safetensors"))
+    saved = out / "model.safetensors"  # a LoRA run saves its adapter alone
+    weights = load_file(str(saved if saved.exists() else out / "adapter_model.safetensors"))
     digest = hashlib.sha256(b"".join(weights[k].numpy().tobytes() for k in sorted(weights))).hexdigest()
     def timeless(d):  # wall-clock seconds differ between any two runs
         return {k: v for k, v in d.items() if k != "seconds"}

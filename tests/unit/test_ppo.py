@@ -302,10 +302,14 @@ def test_train_ppo_with_lora_a_foreign_reward_tokenizer_and_stop(tmp_path, monke
     out = tmp_path / "lora"
     metrics = train_ppo(
         policy_path=str(policy_dir), reward_model_path=str(reward_dir), prompts=PROMPTS, output_dir=str(out),
-        params=_params(steps=1, use_lora=True, lora_r=4, eval_num_prompts=0),
+        params=_params(steps=1, peft="lora", lora_r=4, eval_num_prompts=0),
     )
     assert metrics["updates"] == 1 and math.isfinite(metrics["value_loss_final"])
-    assert (out / "config.json").exists() and not (out / "adapter_config.json").exists()  # merged
+    # The adapter alone is saved (PEFT's format), and it loads over the policy it was trained on.
+    assert (out / "adapter_config.json").exists() and not (out / "config.json").exists()
+    from rlhf.modeling.adapters import ModelRef, load_causal_lm
+    merged = load_causal_lm(ModelRef(path=str(out), base=ModelRef(path=str(policy_dir)), adapter="lora"))
+    assert not hasattr(merged, "peft_config")
     assert loaded == [str(policy_dir), str(reward_dir)]  # value model, then reward model
 
     calls = iter([False, True])

@@ -94,6 +94,24 @@ def test_param_parsing():
         validate_params("sft", {"use_lora": "3"})
 
 
+def test_peft_names_the_adapter_and_use_lora_is_its_old_spelling():
+    assert build_params("dpo", {"use_lora": "true"})[0].peft == "lora"
+    assert build_params("sft", {"use_lora": False})[0].peft == "none"
+    assert build_params("dpo", {"peft": "lora", "use_lora": "true"})[0].peft == "lora"
+    with pytest.raises(InvalidInput, match="contradicts peft=prompt_tuning"):
+        validate_params("dpo", {"peft": "prompt_tuning", "use_lora": "true"})
+    with pytest.raises(InvalidInput, match="must be one of none, lora, prompt_tuning"):
+        validate_params("dpo", {"peft": "qlora"})
+    pt = build_params("sft", {"peft": "prompt_tuning", "num_virtual_tokens": "12"})[0]
+    assert (pt.peft, pt.num_virtual_tokens, pt.use_lora) == ("prompt_tuning", 12, False)
+    with pytest.raises(InvalidInput, match="num_virtual_tokens acts only on a prompt-tuning run"):
+        validate_params("dpo", {"num_virtual_tokens": "4"})
+    for algorithm, why in [("reward", "cannot be merged"), ("ppo", "value model"), ("grpo", "DPO and SFT")]:
+        with pytest.raises(InvalidInput, match=f"peft=prompt_tuning is not available for {algorithm}: .*{why}"):
+            validate_params(algorithm, {"peft": "prompt_tuning"})
+    assert build_params("ppo", {"peft": "lora"})[0].use_lora is True
+
+
 def test_every_algorithm_shares_the_common_parameter_names():
     from rlhf.models import Algorithm
     from rlhf.training.base_params import CommonParams

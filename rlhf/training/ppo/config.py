@@ -32,6 +32,10 @@ class PPOParams(OnlineParams):
         "max_new_tokens": "max_completion_length",
     }
     SINGLE_PROCESS: ClassVar[bool] = True  # the loop has no distributed code path
+    NO_PROMPT_TUNING: ClassVar[str] = ("its value model is initialised from the policy or reward weights as a "
+                                       "sequence classifier, which a prompt-tuning adapter (virtual input "
+                                       "tokens, not weights) cannot be merged into; PPO trains LoRA (peft=lora) "
+                                       "or all weights")
 
     # --- shared fields, PPO's meaning and defaults ---
     steps: int = param(50, "PPO updates; each samples `batch_size` fresh responses, then optimises on them")

@@ -450,11 +450,11 @@ def train_ppo(
 
     if should_stop and should_stop():
         raise TrainingStopped(f"PPO stopped on request after {params.steps} updates, before saving")
-    policy = m.policy.merge_and_unload() if params.use_lora else m.policy
+    # A LoRA run saves its adapter only (PEFT's format); the worker names its base checkpoint.
     # The sampling config used for training stays out of the checkpoint: serving keeps
     # the defaults the model came with.
-    policy.generation_config = m.saved_generation_config
-    policy.save_pretrained(output_dir)
+    (m.policy.get_base_model() if params.use_lora else m.policy).generation_config = m.saved_generation_config
+    m.policy.save_pretrained(output_dir)
     m.tokenizer.save_pretrained(output_dir)
     m.saved_generation_config.save_pretrained(output_dir)
 
