@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -94,3 +95,32 @@ def test_killed_mid_stream_the_rater_sees_an_error_and_the_next_battle_works(set
         assert vote.status_code == 201
         session.expire_all()
         assert session.exec(select(func.count()).select_from(Vote)).one() == 1
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_lora_checkpoint_is_served_as_its_merged_copy_made_once(settings, arena_world, session, tiny_copies,
+                                                                  tmp_path):
+    # transformers serve cannot load an adapter folder: the engine gets a merged copy, made once.
+    from tests.adapters import make_adapter
+
+    alpha, beta = arena_world["checkpoints"]
+    adapter_dir = make_adapter(Path(tiny_copies[0]), tmp_path / "lora")
+    lora = register_checkpoint(session=session, path=str(adapter_dir), name="lora", serve=True,
+                               base_checkpoint_id=alpha.id)
+    retire_checkpoint(session=session, checkpoint_id=beta.id)
+    retire_checkpoint(session=session, checkpoint_id=alpha.id)  # a retired base still loads
+    session.commit()
+    app = create_app(settings, start_worker=False)
+    engine = app.state.web.inference.engine
+    merged = settings.data_dir / "merged" / f"checkpoint-{lora.id}"
+    with TestClient(app) as client:
+        first = client.post("/api/arena", json={"messages": HELLO}, headers=RATER)
+        assert first.status_code == 201, first.text
+        assert (merged / "config.json").is_file() and not (merged / "adapter_config.json").exists()
+        made_at = (merged / "config.json").stat().st_mtime_ns
+        second = client.post("/api/arena", json={"messages": HELLO}, headers=RATER)
+        assert second.status_code == 201, second.text
+        assert (merged / "config.json").stat().st_mtime_ns == made_at, "the merged copy was made again"
+        log = engine.log_path.read_text(errors="replace")
+    assert str(merged) in log and str(adapter_dir) not in log
+    assert _loads(engine.log_path) == 1  # one checkpoint, loaded once for four answers
