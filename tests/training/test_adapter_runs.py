@@ -119,3 +119,14 @@ def test_a_lora_round_on_a_35m_model_stores_under_a_tenth_of_a_full_one(tiny_mod
     full, lora = one_round(large, tmp_path / "full", "none"), one_round(large, tmp_path / "lora", "lora")
     assert lora < 0.10 * full, (lora, full)
     assert Path(tmp_path / "lora", "adapter_config.json").is_file()
+    # In fp32 the adapter over its base samples exactly like its merged form: same seed, same tokens.
+    from rlhf.modeling.adapters import ModelRef, merge_into
+    from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
+
+    ref = ModelRef(path=str(tmp_path / "lora"), base=ModelRef(path=str(large)), adapter="lora")
+    merged = merge_into(ref, tmp_path / "merged")
+    prompts = [[{"role": "user", "content": "Tell me about cats."}], [{"role": "user", "content": "Where is Lisbon?"}]]
+    params = SamplingParams(seed=3, max_new_tokens=12)
+    texts = [[[s.text for s in per] for per in sample_checkpoint(model, prompts, n=2, params=params)]
+             for model in (ref, str(merged))]
+    assert texts[0] == texts[1]
