@@ -65,7 +65,7 @@ MAPPING = [
     ("LR schedule", "anneal_lr=True (linear to 0)", "lr_scheduler_type='linear', no warm-up"),
     ("no-grad forward chunk", "mini_batch_size (8)", "local_rollout_forward_batch_size=16 (one generate call)"),
     ("extra generations", "eval_num_prompts=0", "num_sample_generations=0"),
-    ("gradient clipping", "max_grad_norm=1.0, policy and value apart", "none (1.12's PPO loop never clips)"),
+    ("gradient clipping", "max_grad_norm=1e6 (off, as TRL's; our default is 1.0)", "none (1.12's PPO loop never clips)"),
     ("value model", "value_model_init='reward'", "the reward checkpoint, as value_model"),
     ("reward input", "text re-rendered with the reward model's template", "query + response token ids"),
     ("temperature", "1.0", "1.0"),
@@ -211,7 +211,8 @@ def worker_ours(job: dict) -> dict:
         "num_ppo_epochs": s["epochs"], "max_completion_length": s["response_length"], "beta": s["kl_coef"],
         "missing_eos_penalty": s["missing_eos_penalty"], "learning_rate": s["learning_rate"],
         "temperature": s["temperature"], "max_prompt_length": s["max_prompt_length"], "seed": job["seed"],
-        "value_model_init": "reward", "eval_num_prompts": 0})
+        # No clipping on either side: TRL 1.12's PPO loop never clips, and a clipped step learns less.
+        "value_model_init": "reward", "eval_num_prompts": 0, "max_grad_norm": 1e6})
     clock = _Clock(job)
     train_ppo(policy_path=job["policy"], reward_model_path=job["reward"], prompts=job["prompts"],
               output_dir=job["output_dir"], params=params, on_log=lambda record: clock.mark())
