@@ -136,9 +136,14 @@ def record_machine_labels(*, session: Session, reward_checkpoint_id: int,
     """
     rater = machine_rater(session=session)
     ids = [c for c, _, _ in labels]
-    still_open = set(session.exec(select(Comparison.id).where(Comparison.id.in_(ids),
-                                                              Comparison.status == ComparisonStatus.open)))
-    done = set(session.exec(select(Vote.comparison_id).where(Vote.comparison_id.in_(ids), Vote.rater_id == rater.id)))
+    still_open: set[int] = set()
+    done: set[int] = set()
+    for i in range(0, len(ids), 500):  # bounded IN lists, whatever the number of pairs
+        part = ids[i:i + 500]
+        still_open |= set(session.exec(select(Comparison.id).where(Comparison.id.in_(part),
+                                                                   Comparison.status == ComparisonStatus.open)))
+        done |= set(session.exec(select(Vote.comparison_id).where(Vote.comparison_id.in_(part),
+                                                                  Vote.rater_id == rater.id)))
     n = 0
     for comparison_id, choice, p in labels:
         if comparison_id in still_open and comparison_id not in done:
