@@ -113,7 +113,7 @@ def dpo_gain(settings, tiny: Path, soft: bool, steps: int, seed: int, eval_promp
     params, _ = build_params("dpo", {"steps": steps, "seed": seed, "soft_labels": soft, "eval_samples": 0})
     name = f"dpo-{'soft' if soft else 'hard'}"
     out = settings.data_dir / name
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):  # per-step lines, bars
         train_dpo(base=str(tiny), rows=rows, output_dir=out, params=params, work_dir=settings.data_dir / f"w-{name}")
     return evaluate_policy(str(out), eval_prompts, word=WORD, n=n_eval, max_new_tokens=48).marker_rate
 
@@ -203,8 +203,12 @@ def main() -> None:
         args.seeds, args.pairs, args.steps, args.eval_samples = 2, 32, 30, 8
         args.human, args.open, args.rm_seeds = 64, 64, 1
 
+    import warnings
+
     import datasets
     import transformers
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
