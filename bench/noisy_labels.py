@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import io
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -198,6 +199,8 @@ def main() -> None:
     ap.add_argument("--rm-seeds", type=int, default=3, help="part 2: repeats")
     ap.add_argument("--eval-fraction", type=float, default=0.35, help="part 2: held out for calibration")
     ap.add_argument("--min-confidence", type=float, default=0.9)
+    ap.add_argument("--human-noise", type=float, default=0.1, help="part 2: flip probability of a person's vote")
+    ap.add_argument("--part", choices=["1", "2", "both"], default="both", help="run one part only")
     args = ap.parse_args()
     if args.quick:
         args.seeds, args.pairs, args.steps, args.eval_samples = 2, 32, 30, 8
@@ -220,8 +223,18 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="rlhf-noisy-"))
     with contextlib.redirect_stdout(io.StringIO()):
         tiny = build_tiny_model(work / "tiny")
-    eval_prompts = heldout_prompts(16)
-    base_rate = evaluate_policy(str(tiny), eval_prompts, word=WORD, n=args.eval_samples, max_new_tokens=48).marker_rate
+    if args.part != "2":
+        eval_prompts = heldout_prompts(16)
+        base_rate = evaluate_policy(str(tiny), eval_prompts, word=WORD, n=args.eval_samples,
+                                    max_new_tokens=48).marker_rate
+        dpo_part(args, tiny, eval_prompts, base_rate, work)
+    if args.part != "1":
+        reward_part(args, tiny, work)
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"\n{time.perf_counter() - start:.0f} s in all")
+
+
+def dpo_part(args, tiny: Path, eval_prompts, base_rate: float, work: Path) -> None:
     print(f"part 1: DPO on {args.pairs} pairs x 3 simulated votes, {args.steps} steps, {args.seeds} seeds; "
           f"'{WORD}' in {16 * args.eval_samples} held-out samples: base {base_rate:.3f}")
     print(f"{'noise':>5} | {'majority wrong':>14} | {'hard (majority)':>15} | {'soft (label_p)':>15} | "
@@ -239,14 +252,19 @@ def main() -> None:
         print(f"{noise:5.1f} | {statistics.fmean(wrong):14.3f} | {_ms(hard):>15} | {_ms(soft):>15} | {ratio:>14}",
               flush=True)
 
+
+
+def reward_part(args, tiny: Path, work: Path) -> None:
     heldout = heldout_rows(tiny, per_prompt=8, seed=1234)
-    print(f"\npart 2: reward model, {args.human} pairs x 1 person's vote (noise 0.1), {args.open} pairs open, "
+    print(f"\npart 2: reward model, {args.human} pairs x 1 person's vote (noise {args.human_noise}), "
+          f"{args.open} pairs open, "
           f"{args.steps} steps, label at p >= {args.min_confidence}; accuracy on {len(heldout)} noise-free "
           f"held-out pairs, {args.rm_seeds} seed(s)")
     people, both = [], []
     for seed in range(args.rm_seeds):
         pairs = own_pairs(tiny, args.human + args.open, seed=500 + seed)
-        settings = voted_world(work / f"rm-{seed}", tiny, pairs[:args.human], votes=1, noise=0.1, seed=seed,
+        settings = voted_world(work / f"rm-{seed}", tiny, pairs[:args.human], votes=1, noise=args.human_noise,
+                               seed=seed,
                                unvoted=pairs[args.human:])
         reward_id, alone = reward_accuracy(settings, "human", args.steps, seed, args.eval_fraction, heldout)
         labelled = machine_label(settings, reward_id, args.min_confidence)
@@ -261,7 +279,6 @@ def main() -> None:
               f"Brier {cal['brier']:.3f}, scale {cal['scale']:.3g}", flush=True)
     print(f"people only {_ms(people)} | people + machine {_ms(both)} | ratio "
           f"{statistics.fmean(both) / statistics.fmean(people):.3f}")
-    print(f"\n{time.perf_counter() - start:.0f} s in all")
 
 
 def _wrong_majorities(settings) -> float:
