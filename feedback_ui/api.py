@@ -317,7 +317,7 @@ def start_run(body: RunCreate, request: Request, user: Engineer, session: DB) ->
     run = submit_run(session=session, queue=web_context(request).jobs, algorithm=body.algorithm, base_checkpoint_id=body.base_checkpoint_id,
                      reward_checkpoint_id=body.reward_checkpoint_id, params=body.params,
                      serve_on_success=body.serve, ties=body.ties, aggregate=body.aggregate,
-                     exclude_flagged=body.exclude_flagged, created_by=user.id)
+                     exclude_flagged=body.exclude_flagged, labels=body.labels, created_by=user.id)
     return _run_public(run)
 
 

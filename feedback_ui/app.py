@@ -26,7 +26,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from feedback_ui import api, api_arena, auth, metrics
+from feedback_ui import api, api_arena, api_labels, auth, metrics
 from rlhf import db
 from rlhf.errors import (BrokerUnavailable, ConfigError, Conflict, InferenceUnavailable, InvalidInput, NotFound,
                          PermissionDenied, RateLimited, RLHFError, TrainingFailed)
@@ -193,6 +193,7 @@ def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None
     app.include_router(auth.router)
     app.include_router(api.router)
     app.include_router(api_arena.router)
+    app.include_router(api_labels.router)
     metrics.install(app, settings)
     _document_errors(app)
     ui_mounted = _mount_ui(app, settings, jobs, inference)

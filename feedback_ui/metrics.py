@@ -26,6 +26,7 @@ from starlette.routing import Mount
 from rlhf import db
 from rlhf.models import (Algorithm, Choice, Comparison, ComparisonStatus, GenerationJob, JobStatus, TrainingRun, Vote,
                          as_utc)
+from rlhf.services.vote_kinds import human_vote
 from rlhf.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,8 +59,9 @@ class LoopCollector(Collector):
         yield from self._queue_depth()
 
     def _from_database(self, session: Session) -> Iterable[Metric]:
-        votes = CounterMetricFamily("rlhf_votes", "Votes recorded, by choice", labels=["choice"])
-        counts = _grouped(session, Vote.choice)
+        votes = CounterMetricFamily("rlhf_votes", "Votes recorded, by choice (machine labels not counted)",
+                                    labels=["choice"])
+        counts = _grouped(session, Vote.choice, human_vote())
         for choice in Choice:
             votes.add_metric([choice.value], counts.get(choice.value, 0))
         yield votes
@@ -117,8 +119,9 @@ def _value(v) -> str:
     return getattr(v, "value", v)
 
 
-def _grouped(session: Session, column) -> dict[str, int]:
-    return {_value(k): n for k, n in session.exec(select(column, func.count()).group_by(column)).all()}
+def _grouped(session: Session, column, *where) -> dict[str, int]:
+    rows = session.exec(select(column, func.count()).where(*where).group_by(column)).all()
+    return {_value(k): n for k, n in rows}
 
 
 def _durations(session: Session) -> Metric:

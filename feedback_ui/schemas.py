@@ -198,6 +198,9 @@ class RunCreate(RunBase):
         default="majority", description="majority: one row per comparison, labelled by most of its votes; "
                                         "none: one row per vote")
     exclude_flagged: bool = Field(default=True, description="leave out raters flagged by their gold accuracy")
+    labels: Literal["human", "machine", "both"] = Field(
+        default="human", description="whose votes: human (people only), machine (a reward model's machine labels) "
+                                     "or both (machine labels only where no person voted)")
 
 
 class RunPublic(RunBase):

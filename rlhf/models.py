@@ -38,13 +38,15 @@ def _json(default_factory: Any = dict) -> Any:
 
 
 class Role(str, enum.Enum):
+    # A reward model casting machine labels: a user of its own kind that can never log in.
+    machine = "machine"
     rater = "rater"
     engineer = "engineer"
     admin = "admin"
 
     @property
     def rank(self) -> int:
-        return {"rater": 0, "engineer": 1, "admin": 2}[self.value]
+        return {"machine": -1, "rater": 0, "engineer": 1, "admin": 2}[self.value]
 
     def allows(self, needed: "Role") -> bool:
         return self.rank >= needed.rank
@@ -238,7 +240,9 @@ class Vote(SQLModel, table=True):
     rationale: str | None = Field(default=None, sa_type=sa.Text)
     shown_swapped: bool = False
     idempotency_key: str | None = Field(default=None, sa_column=Column(sa.String(128), unique=True))
-    source: str = "human"  # "human" or "simulated:<rule>"
+    source: str = "human"  # "human", "simulated:<rule>" or "machine:<reward checkpoint id>"
+    # Machine labels: the calibrated probability that this choice is right. None for people.
+    label_p: float | None = None
     created_at: datetime = _ts()
 
 
@@ -292,6 +296,23 @@ class TrainingRun(SQLModel, table=True):
     serve_on_success: bool = False
     cancel_requested: bool = False
     worker: str | None = None
+    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = _ts()
+    started_at: datetime | None = _opt_ts()
+    finished_at: datetime | None = _opt_ts()
+    heartbeat_at: datetime | None = _opt_ts()
+
+
+class LabelJob(SQLModel, table=True):
+    """Machine labelling: a reward model labels the open comparisons it is sure about (a worker job)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    status: JobStatus = _enum(JobStatus, JobStatus.queued)
+    reward_checkpoint_id: int = Field(foreign_key="checkpoint.id")
+    min_confidence: float
+    params: dict[str, Any] = _json(dict)
+    result: dict[str, Any] = _json(dict)
+    error: str | None = Field(default=None, sa_type=sa.Text)
     created_by: int | None = Field(default=None, foreign_key="user.id")
     created_at: datetime = _ts()
     started_at: datetime | None = _opt_ts()

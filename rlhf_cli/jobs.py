@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(runs_app, name="runs")
 
 
-def _run_in_process_or_poll(execute, job_id: int, poll, label: str) -> None:
+def run_in_process_or_poll(execute, job_id: int, poll, label: str) -> None:
     """With no broker, ``--wait`` runs the job right here; with one, it follows the worker."""
     if get_settings().embedded:
         worker = threading.Thread(target=execute, args=(job_id,), daemon=True)
@@ -70,7 +70,7 @@ def generate(per_checkpoint: int = typer.Option(None, help="samples per checkpoi
             j = get_generation_job(session=s, job_id=job_id)
             return j.status.finished, None, None, j.status.value
 
-    _run_in_process_or_poll(execute_generation_job, job_id, poll, f"generation job {job_id}")
+    run_in_process_or_poll(execute_generation_job, job_id, poll, f"generation job {job_id}")
     with session() as s:
         j = get_generation_job(session=s, job_id=job_id)
         if j.status.value != "succeeded":
@@ -135,6 +135,9 @@ def train(algorithm: str = typer.Argument(..., help="sft, reward, dpo, ppo, rloo
           aggregate: str = typer.Option("majority", help="majority: one row per comparison, labelled by most of "
                                                          "its votes; none: one row per vote"),
           keep_flagged: bool = typer.Option(False, help="also train on raters flagged by their gold accuracy"),
+          labels: str = typer.Option("human", help="whose votes: human (people only), machine (a reward model's "
+                                                   "machine labels, `rlhf label`) or both (machine labels only "
+                                                   "where no person voted)"),
           wait: bool = typer.Option(False, help="follow the run to its end; exit non-zero if it fails"),
           serve: bool = typer.Option(False, help="serve the new checkpoint when the run succeeds")) -> None:
     """Start a training run; prints the run id."""
@@ -148,7 +151,7 @@ def train(algorithm: str = typer.Argument(..., help="sft, reward, dpo, ppo, rloo
     with session() as s:
         run = submit_run(session=s, queue=job_queue(), algorithm=algorithm, base_checkpoint_id=base,
                          reward_checkpoint_id=reward_model, params=params, serve_on_success=serve, ties=ties,
-                         aggregate=aggregate, exclude_flagged=not keep_flagged)
+                         aggregate=aggregate, exclude_flagged=not keep_flagged, labels=labels)
         run_id = run.id
     typer.echo(run_id)
     if wait:
@@ -166,7 +169,7 @@ def wait_for_run(run_id: int) -> None:
             note = r.status.value + (f" loss {p['loss']:.4f}" if isinstance(p.get("loss"), float) else "")
             return r.status.finished, p.get("step"), p.get("max_steps") or r.params.get("steps"), note
 
-    _run_in_process_or_poll(execute_run, run_id, poll, f"run {run_id}")
+    run_in_process_or_poll(execute_run, run_id, poll, f"run {run_id}")
     with session() as s:
         r = get_run(session=s, run_id=run_id)
         if r.status.value != "succeeded":

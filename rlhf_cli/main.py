@@ -17,6 +17,7 @@ from rlhf.errors import RLHFError
 from rlhf.settings import get_settings
 from rlhf_cli import gold as gold_cli
 from rlhf_cli import jobs as jobs_cli
+from rlhf_cli import labels as labels_cli
 from rlhf_cli import serve as serve_cli
 from rlhf_cli import web as web_cli
 from rlhf_cli.output import print_json, print_table, session
@@ -33,6 +34,7 @@ app.add_typer(checkpoints_app, name="checkpoints")
 app.add_typer(prompts_app, name="prompts")
 gold_cli.register(app, users_app)
 jobs_cli.register(app)
+labels_cli.register(app)
 serve_cli.register(app)
 web_cli.register(app)
 

@@ -7,7 +7,7 @@ from rlhf.jobs.embedded import InProcessQueue
 from rlhf.jobs.submit import JobKind, JobQueue
 from rlhf.settings import Settings, get_settings
 
-TASKS = {JobKind.train: "rlhf.train", JobKind.generate: "rlhf.generate"}
+TASKS = {JobKind.train: "rlhf.train", JobKind.generate: "rlhf.generate", JobKind.label: "rlhf.label"}
 
 
 class CeleryQueue:
@@ -31,7 +31,7 @@ class CeleryQueue:
         from workers.celery_app import app
 
         try:
-            app.send_task(TASKS[kind], args=[job_id], queue=kind.value, retry=True,
+            app.send_task(TASKS[kind], args=[job_id], queue=kind.queue, retry=True,
                           retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
         except (OperationalError, ConnectionError, OSError) as exc:
             raise BrokerUnavailable(f"the job broker does not answer ({exc}); try again when it is back") from exc

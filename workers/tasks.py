@@ -6,6 +6,7 @@ import logging
 
 from rlhf.jobs.training import execute_run
 from rlhf.jobs.generation import execute_generation_job
+from rlhf.jobs.labelling import execute_label_job
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -22,4 +23,11 @@ def train(run_id: int) -> str | None:
 def generate(job_id: int) -> str | None:
     status = execute_generation_job(job_id)
     log.info("generation job %s: %s", job_id, status.value if status else "skipped (not queued)")
+    return status.value if status else None
+
+
+@app.task(name="rlhf.label")
+def label(job_id: int) -> str | None:
+    status = execute_label_job(job_id)
+    log.info("label job %s: %s", job_id, status.value if status else "skipped (not queued)")
     return status.value if status else None

@@ -23,6 +23,7 @@ from feedback_ui.api import UPLOAD_LIMIT
 from feedback_ui.ui.access import UIContext, lookup_user, require, role_allows
 from feedback_ui.ui.render import error_message, message, optional_int, render_markdown
 from feedback_ui.ui.console_arena import build_arena_section
+from feedback_ui.ui.console_labels import build_labels_section
 from feedback_ui.ui.console_quality import build_quality_section
 from feedback_ui.ui.console_runs import build_training_section
 from feedback_ui.ui.console_users import build_users_section
@@ -134,6 +135,7 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
                     job_id = gr.State(None)
         training = build_training_section(ctx)
         build_quality_section(ctx)
+        build_labels_section(ctx)
         build_arena_section(ctx)
         with gr.Accordion("Export and guidelines", open=False):
             with gr.Row():

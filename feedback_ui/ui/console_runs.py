@@ -197,7 +197,10 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
             steps = gr.Textbox(label="Steps", placeholder="algorithm default", min_width=120)
         extra = gr.Textbox(label="Extra parameters (KEY=VALUE, one per line)", lines=3,
                            placeholder="learning_rate=1e-4\nbeta=0.2")
-        serve = gr.Checkbox(label="Serve the new checkpoint when the run succeeds", value=False)
+        with gr.Row():
+            serve = gr.Checkbox(label="Serve the new checkpoint when the run succeeds", value=False)
+            labels = gr.Radio(["human", "machine", "both"], value="human", label="Labels (whose votes to train on)",
+                              info="both: machine labels only where no person voted", elem_id="run-labels")
         with gr.Accordion("Parameters of this algorithm", open=False):
             help_html = gr.HTML(params_help("dpo"))
         start = gr.Button("Start run", variant="primary")
@@ -272,14 +275,15 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
     refresh_outputs = [selected_run, detail, loss_plot, reward_plot, runs_table, base, reward, picked, ckpt_table,
                        lineage, seen]
 
-    def start_run(algo, base_id, reward_id, n_steps, extra_text, serve_new, request: gr.Request):
+    def start_run(algo, base_id, reward_id, n_steps, extra_text, serve_new, labels_from, request: gr.Request):
         user = require(ctx, request, Role.engineer)
         try:
             params = parse_params(n_steps, extra_text)
             with ctx.session() as session:
                 run = submit_run(session=session, queue=ctx.jobs, algorithm=algo, base_checkpoint_id=base_id or None,
                                  reward_checkpoint_id=reward_id or None, params=params,
-                                 serve_on_success=bool(serve_new), created_by=user.id)
+                                 serve_on_success=bool(serve_new), labels=labels_from or "human",
+                                 created_by=user.id)
         except RLHFError as exc:
             return gr.skip(), error_message(exc)
         votes = _rows_trained(run)
@@ -334,7 +338,7 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
         return params_help(algo)
 
     private = {"api_visibility": "private"}
-    start.click(start_run, [algorithm, base, reward, steps, extra, serve], [selected_run, start_status],
+    start.click(start_run, [algorithm, base, reward, steps, extra, serve, labels], [selected_run, start_status],
                 **private).then(refresh, refresh_inputs, refresh_outputs, show_progress="hidden", **private)
     cancel.click(cancel_run, [selected_run], [start_status], **private).then(
         refresh, refresh_inputs, refresh_outputs, show_progress="hidden", **private)

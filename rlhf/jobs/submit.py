@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 from sqlmodel import Session
 
 from rlhf.errors import BrokerUnavailable
-from rlhf.models import GenerationJob, JobStatus, TrainingRun
+from rlhf.models import GenerationJob, JobStatus, LabelJob, TrainingRun
 
 
 class JobKind(str, Enum):
@@ -25,6 +25,12 @@ class JobKind(str, Enum):
 
     train = "train"
     generate = "generate"
+    label = "label"  # machine labelling: loads a reward model, so it runs beside generation jobs
+
+    @property
+    def queue(self) -> str:
+        """The worker queue that carries this kind (label jobs share the ``generate`` queue)."""
+        return "train" if self is JobKind.train else "generate"
 
 
 class JobQueue(Protocol):
@@ -35,7 +41,7 @@ class JobQueue(Protocol):
         """Queue the id of a committed job; raises :class:`BrokerUnavailable` when it cannot."""
 
 
-Row = TypeVar("Row", TrainingRun, GenerationJob)
+Row = TypeVar("Row", TrainingRun, GenerationJob, LabelJob)
 
 
 def _submit(session: Session, queue: JobQueue, kind: JobKind, create: Callable[[], Row],
@@ -75,3 +81,13 @@ def submit_generation(*, session: Session, queue: JobQueue, **job_fields: Any) -
     return _submit(session, queue, JobKind.generate, lambda: create_generation_job(session=session, **job_fields),
                    lambda job_id, error: finish_generation_job(session=session, job_id=job_id,
                                                                status=JobStatus.failed, error=error))
+
+
+def submit_label(*, session: Session, queue: JobQueue, **job_fields: Any) -> LabelJob:
+    """Commits: stores the label job, commits it, then queues its id (as :func:`submit_run`).
+    ``job_fields`` are :func:`rlhf.services.machine_labels.create_label_job`'s."""
+    from rlhf.services.machine_labels import create_label_job, finish_label_job
+
+    return _submit(session, queue, JobKind.label, lambda: create_label_job(session=session, **job_fields),
+                   lambda job_id, error: finish_label_job(session=session, job_id=job_id, status=JobStatus.failed,
+                                                          error=error))

@@ -6,6 +6,9 @@ from being handed the same pair when it needs one more vote, and an expired leas
 simply lets the pair be handed out again. Gold pairs (a known answer, to measure raters)
 are mixed in at a set rate and look like any other. Only the queue's comparisons are handed
 out here: arena battles belong to the rater who started them, in the Arena tab.
+
+Pairs a reward model has machine-labelled (:mod:`rlhf.services.machine_labels`) stay open,
+but go to people last: every pair without a machine label, in id order, comes first.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from sqlmodel import Session, func, select
 from rlhf.errors import NotFound
 from rlhf.models import (Assignment, Comparison, ComparisonSource, ComparisonStatus, Prompt, Response, Skip, User,
                          Vote, utcnow)
+from rlhf.services.vote_kinds import machine_vote
 
 LEASE = timedelta(minutes=5)
 # A pair a rater skipped is not handed to them again for this long (others still get it).
@@ -94,6 +98,13 @@ def _candidates(session: Session, rater_id: int, now, limit: int, gold: bool, wa
         query = query.order_by(Comparison.id)
         if session.bind.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=not wait, of=Comparison)
+        # Pairs without a machine label first, then the machine-labelled: two scans in id order
+        # (each the open-queue index's order), rather than one sort of every open pair.
+        labelled = sa.exists().where(Vote.comparison_id == Comparison.id, machine_vote())
+        rows = session.exec(query.where(~labelled).limit(limit)).all()
+        if len(rows) < limit:
+            rows += session.exec(query.where(labelled).limit(limit - len(rows))).all()
+        return rows
     return session.exec(query.limit(limit)).all()
 
 

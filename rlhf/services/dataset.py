@@ -10,6 +10,12 @@ Every row carries ``label_p``, the probability that its label is right (from the
 split, or the rater's measured reliability: see :mod:`rlhf.services.soft_labels`); DPO
 and the reward model train each pair towards it.
 
+``labels`` chooses whose votes make rows: ``human`` (the default: people's and simulated
+raters' votes, never machine labels), ``machine`` (only the reward model's machine labels,
+see :mod:`rlhf.services.machine_labels`), or ``both`` (people's votes, and the machine label
+of each comparison no person has voted on: a person's vote always wins). A machine row's
+``label_p`` is its calibrated probability, and it carries ``label_source: "machine"``.
+
 A *snapshot* freezes which votes a run trains on (their ids), the choices above, the
 raters' reliability at that moment (so ``label_p`` is the same whenever the run starts),
 and a hash of the rows' content, so a checkpoint can always say exactly which votes made
@@ -32,12 +38,15 @@ from rlhf.errors import Conflict, InvalidInput
 from rlhf.models import Choice, Comparison, ComparisonSource, Prompt, Response, TrainingRun, Vote
 from rlhf.services.quality import left_out_raters, majority
 from rlhf.services.soft_labels import rater_reliability, single_vote_p, vote_split_p
+from rlhf.services.vote_kinds import LABELS, human_vote, is_machine, machine_vote
 
 TIES = ("drop", "keep")
 AGGREGATES = ("majority", "none")
 
 
-def _check(ties: str, aggregate: str) -> None:
+def _check(ties: str, aggregate: str, labels: str = "human") -> None:
+    if labels not in LABELS:
+        raise InvalidInput(f"labels must be one of {', '.join(LABELS)}")
     if ties not in TIES:
         raise InvalidInput(f"ties must be one of {', '.join(TIES)}")
     if aggregate not in AGGREGATES:
@@ -53,19 +62,60 @@ def _row(prompts, responses, comp: Comparison, choice: Choice) -> dict[str, Any]
             "comparison_id": comp.id, "source": comp.source.value}
 
 
+def _choose_labels(votes: list[Vote], labels: str) -> tuple[list[Vote], list[Vote]]:
+    """(people's votes, machine votes) that ``labels`` keeps; with ``both``, a machine vote only
+    on a comparison no person voted on."""
+    human = [v for v in votes if not is_machine(v.source)] if labels != "machine" else []
+    machine = [v for v in votes if is_machine(v.source)] if labels != "human" else []
+    if labels == "both":
+        voted = {v.comparison_id for v in human}
+        machine = [v for v in machine if v.comparison_id not in voted]
+    return human, machine
+
+
 def _rows(session: Session, votes: list[Vote], ties: str, aggregate: str,
-          reliability: dict[int, float] | None = None) -> list[dict[str, Any]]:
+          reliability: dict[int, float] | None = None, labels: str = "human") -> list[dict[str, Any]]:
     """Votes as training rows: one per vote (``none``) or one per comparison (``majority``).
 
     A majority row carries its label's share of the votes (``agreement``); a comparison
     whose top answers are level has no label and gives no row. 'Both bad' never gives a
-    row (there is nothing to prefer), and ties only with ``ties="keep"``.
+    row (there is nothing to prefer), and ties only with ``ties="keep"``. Machine rows
+    (``labels``) follow the people's, in comparison order.
     """
-    _check(ties, aggregate)
+    _check(ties, aggregate, labels)
+    votes, machine = _choose_labels(votes, labels)
+    rows = _human_rows(session, votes, ties, aggregate, reliability)
+    if machine:
+        rows += _machine_rows(session, machine, aggregate)
+    return rows
+
+
+def _machine_rows(session: Session, votes: list[Vote], aggregate: str) -> list[dict[str, Any]]:
+    comps, responses, prompts = _lookups(session, votes)
+    rows = []
+    for v in sorted(votes, key=lambda v: (v.comparison_id, v.id)):
+        row = {**_row(prompts, responses, comps[v.comparison_id], v.choice), "rater_id": v.rater_id,
+               "label_p": float(v.label_p if v.label_p is not None else 1.0), "rationales": [],
+               "label_source": "machine", "machine": v.source}
+        if aggregate == "none":
+            row["vote_id"] = v.id
+        else:
+            row.update(votes=1, agreement=1.0, vote_ids=[v.id], rater_ids=[v.rater_id])
+        rows.append(row)
+    return rows
+
+
+def _lookups(session: Session, votes: list[Vote]):
     comps = {c.id: c for c in _by_ids(session, Comparison, {v.comparison_id for v in votes})}
     responses = {r.id: r for r in _by_ids(session, Response, {rid for c in comps.values()
                                                                for rid in (c.response_a_id, c.response_b_id)})}
     prompts = {p.id: p for p in _by_ids(session, Prompt, {c.prompt_id for c in comps.values()})}
+    return comps, responses, prompts
+
+
+def _human_rows(session: Session, votes: list[Vote], ties: str, aggregate: str,
+                reliability: dict[int, float] | None) -> list[dict[str, Any]]:
+    comps, responses, prompts = _lookups(session, votes)
 
     def usable(choice: Choice) -> bool:
         return choice is not Choice.both_bad and (choice is not Choice.tie or ties == "keep")
@@ -127,11 +177,12 @@ def parse_sources(sources: str | list[str] | None) -> list[str] | None:
 
 
 def eligible_votes(*, session: Session, exclude_flagged: bool = True,
-                   sources: list[str] | None = None) -> tuple[list[Vote], dict[str, Any]]:
+                   sources: list[str] | None = None, labels: str = "human") -> tuple[list[Vote], dict[str, Any]]:
     """The votes data may be built from now, and what was left out: gold pairs' votes (they
     measure raters), raters excluded by an engineer, and (``exclude_flagged``) raters whose
     gold accuracy flagged them. ``sources``: only comparisons of these sources (queue, arena,
-    written); all by default."""
+    written); all by default. ``labels``: people's votes, machine labels or both (see above)."""
+    _check("drop", "majority", labels)
     left_out = left_out_raters(session=session, exclude_flagged=exclude_flagged)
     skip = set(left_out["excluded"]) | set(left_out["flagged"])
     query = (select(Vote).join(Comparison, Comparison.id == Vote.comparison_id)
@@ -139,6 +190,10 @@ def eligible_votes(*, session: Session, exclude_flagged: bool = True,
     sources = parse_sources(sources)
     if sources:
         query = query.where(Comparison.source.in_([ComparisonSource(s) for s in sources]))
+    if labels == "human":
+        query = query.where(human_vote())
+    elif labels == "machine":
+        query = query.where(machine_vote())
     votes = [v for v in session.exec(query) if v.rater_id not in skip]
     info = {"left_out_raters": left_out, "exclude_flagged": exclude_flagged, "gold_left_out": True}
     if sources:
@@ -148,19 +203,20 @@ def eligible_votes(*, session: Session, exclude_flagged: bool = True,
 
 def preference_rows(*, session: Session, vote_ids: list[int] | None = None, ties: str = "drop",
                     aggregate: str = "majority", exclude_flagged: bool = True,
-                    reliability: dict[int, float] | None = None, sources: list[str] | None = None) -> list[dict]:
+                    reliability: dict[int, float] | None = None, sources: list[str] | None = None,
+                    labels: str = "human") -> list[dict]:
     """Rows from the given votes, or else from every eligible vote (see :func:`eligible_votes`).
 
     ``label_p`` of single votes uses ``reliability``, else the raters' reliability now.
     """
-    _check(ties, aggregate)
+    _check(ties, aggregate, labels)
     if reliability is None:
         reliability = rater_reliability(session=session)
     if vote_ids is None:
-        votes, _ = eligible_votes(session=session, exclude_flagged=exclude_flagged, sources=sources)
+        votes, _ = eligible_votes(session=session, exclude_flagged=exclude_flagged, sources=sources, labels=labels)
     else:
         votes = sorted(_by_ids(session, Vote, set(vote_ids)), key=lambda v: v.id)
-    return _rows(session, votes, ties, aggregate, reliability)
+    return _rows(session, votes, ties, aggregate, reliability, labels)
 
 
 def content_hash(rows: list[dict]) -> str:
@@ -199,6 +255,9 @@ class Snapshot(BaseModel):
     left_out_raters: dict[str, Any] = {}
     # Rater id -> probability of being right, frozen when the snapshot was taken.
     rater_reliability: dict[int, float] = {}
+    # Whose votes: human (people only: every snapshot before machine labels), machine or both.
+    labels: str = "human"
+    machine_rows: int = 0
 
     @classmethod
     def of(cls, run: TrainingRun) -> "Snapshot | None":
@@ -211,24 +270,29 @@ class Snapshot(BaseModel):
 
 
 def take_snapshot(*, session: Session, ties: str = "drop", aggregate: str = "majority",
-                  exclude_flagged: bool = True, sources: list[str] | None = None) -> Snapshot:
+                  exclude_flagged: bool = True, sources: list[str] | None = None,
+                  labels: str = "human") -> Snapshot:
     """Freeze the usable votes now, and the choices that made them; raises if there are none."""
-    _check(ties, aggregate)
-    votes, info = eligible_votes(session=session, exclude_flagged=exclude_flagged, sources=sources)
+    _check(ties, aggregate, labels)
+    votes, info = eligible_votes(session=session, exclude_flagged=exclude_flagged, sources=sources, labels=labels)
     reliability = rater_reliability(session=session)
-    rows = _rows(session, votes, ties, aggregate, reliability)
+    rows = _rows(session, votes, ties, aggregate, reliability, labels)
     if not rows:
         raise InvalidInput("no usable votes yet (ties and 'both bad' do not count): "
-                           "rate some comparisons first, or run `rlhf simulate`")
+                           + ("label some comparisons first (`rlhf label`)" if labels == "machine" else
+                              "rate some comparisons first, or run `rlhf simulate`"))
     ids = [r["vote_id"] for r in rows] if aggregate == "none" else [i for r in rows for i in r["vote_ids"]]
+    human_rows = [r for r in rows if r.get("label_source") != "machine"]
     return Snapshot(vote_ids=ids, ties=ties, aggregate=aggregate, rows=len(rows), hash=content_hash(rows),
-                    label_noise=label_noise(rows), rater_reliability=reliability, **info)
+                    label_noise=label_noise(human_rows), rater_reliability=reliability, labels=labels,
+                    machine_rows=len(rows) - len(human_rows), **info)
 
 
 def snapshot_rows(*, session: Session, snapshot: Snapshot) -> list[dict]:
     """The rows a snapshot froze; refuses if the stored data no longer matches its hash."""
     rows = preference_rows(session=session, vote_ids=snapshot.vote_ids, ties=snapshot.ties,
-                           aggregate=snapshot.aggregate, reliability=snapshot.rater_reliability)
+                           aggregate=snapshot.aggregate, reliability=snapshot.rater_reliability,
+                           labels=snapshot.labels)
     if content_hash(rows) != snapshot.hash:
         raise Conflict("the votes of this run's snapshot changed since it was taken (hash mismatch)")
     return rows

@@ -24,6 +24,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from rlhf.models import Checkpoint, CheckpointKind, Choice, Comparison, ComparisonSource, Response, Vote
+from rlhf.services.vote_kinds import human_vote
 
 CENTRE = 1000.0
 SCALE = 400.0
@@ -66,6 +67,8 @@ def _cross_checkpoint_votes(session: Session, include_simulated: bool,
                     Vote.choice.in_([Choice.a, Choice.b, Choice.tie])))
     if not include_simulated:
         query = query.where(Vote.source == "human")
+    else:  # simulated raters stand in for people; a reward model's machine labels never rank checkpoints
+        query = query.where(human_vote())
     if sources:
         query = query.where(Comparison.source.in_([ComparisonSource(s) for s in sources]))
     return [(getattr(c, "value", c), a, b) for c, a, b in session.exec(query).all()]

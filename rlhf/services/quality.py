@@ -10,6 +10,9 @@ which corrects that share for the agreement chance alone would give.
 answer. A rater who has answered at least ``gold_min_answered`` gold pairs and is under
 ``gold_min_accuracy`` is *flagged*; flagged raters' votes are left out of exports and
 training unless asked for, and an engineer can exclude any rater by hand.
+
+Machine labels (:mod:`rlhf.services.vote_kinds`) are left out of every figure here: a
+reward model is not a rater, and its labels must not raise the agreement they are judged by.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import Any
 
 from sqlmodel import Session, func, select
 
-from rlhf.models import Choice, Comparison, ComparisonStatus, User, Vote
+from rlhf.models import Choice, Comparison, ComparisonStatus, Role, User, Vote
+from rlhf.services.vote_kinds import human_vote
 
 CATEGORIES = [c.value for c in Choice]
 
@@ -131,7 +135,8 @@ def measure(*, session: Session, gold_min_accuracy: float | None = None,
 
     rows = session.exec(select(Vote.comparison_id, Vote.rater_id, Vote.choice, Comparison.is_gold,
                                Comparison.gold_choice)
-                        .join(Comparison, Comparison.id == Vote.comparison_id).order_by(Vote.id)).all()
+                        .join(Comparison, Comparison.id == Vote.comparison_id).where(human_vote())
+                        .order_by(Vote.id)).all()
     by_comparison: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for comp_id, uid, choice, is_gold, gold_choice in rows:
         r = rater(uid)
@@ -157,7 +162,7 @@ def measure(*, session: Session, gold_min_accuracy: float | None = None,
 
     counts = session.exec(select(Comparison.vote_count, func.count()).where(~Comparison.is_gold)
                           .group_by(Comparison.vote_count)).all()
-    active = sum(1 for u in users.values() if u.active)
+    active = sum(1 for u in users.values() if u.active and u.role is not Role.machine)
     unreachable = session.exec(select(func.count()).select_from(Comparison).where(
         Comparison.status == ComparisonStatus.open, ~Comparison.is_gold, Comparison.target_votes > active)).one()
     gold = session.exec(select(func.count()).select_from(Comparison).where(Comparison.is_gold)).one()

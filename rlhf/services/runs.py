@@ -34,11 +34,12 @@ def parse_algorithm(algorithm: str | Algorithm) -> Algorithm:
 def create_run(*, session: Session, algorithm: str | Algorithm, base_checkpoint_id: int | str | None = None,
                reward_checkpoint_id: int | str | None = None, params: dict[str, Any] | None = None,
                serve_on_success: bool = False, created_by: int | None = None, ties: str = "drop",
-               aggregate: str = "majority", exclude_flagged: bool = True) -> TrainingRun:
+               aggregate: str = "majority", exclude_flagged: bool = True, labels: str = "human") -> TrainingRun:
     """Validate everything a worker would trip over later, freeze the data, and store the run.
 
     Nothing is queued here: the caller enqueues the id after the commit. ``aggregate`` and
-    ``exclude_flagged`` choose how votes become rows (see :mod:`rlhf.services.dataset`).
+    ``exclude_flagged`` choose how votes become rows, ``labels`` whose votes (people's, machine
+    labels or both; see :mod:`rlhf.services.dataset`).
     The doubt in the votes reaches DPO and the reward model per pair (``label_p``), so no
     global ``label_smoothing`` is derived from them: that would count the noise twice.
     """
@@ -77,7 +78,8 @@ def create_run(*, session: Session, algorithm: str | Algorithm, base_checkpoint_
         snapshot = demonstration_snapshot(session=session,
                                           exclude_raters=set(left_out["excluded"]) | set(left_out["flagged"]))
     if snapshot is None and (algorithm.needs_votes or (algorithm is Algorithm.sft and not params.get("data"))):
-        snapshot = take_snapshot(session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged)
+        snapshot = take_snapshot(session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged,
+                                 labels=labels)
         if algorithm is Algorithm.reward and snapshot.rows < 2:
             raise InvalidInput("a reward model needs at least 2 usable votes (some are held out for accuracy)")
     run = TrainingRun(algorithm=algorithm, base_checkpoint_id=base.id,

@@ -9,14 +9,16 @@ from sqlmodel import Session, func, select
 from rlhf.models import (Checkpoint, Comparison, ComparisonSource, ComparisonStatus, GenerationJob, Prompt, Response,
                          TrainingRun, User, Vote)
 from rlhf.services.comparisons import remaining_for_rater
+from rlhf.services.vote_kinds import human_vote, machine_vote
 
 
 def _count(session: Session, model, *where) -> int:
     return session.exec(select(func.count()).select_from(model).where(*where)).one()
 
 
-def _grouped(session: Session, column) -> dict[str, int]:
-    return {getattr(k, "value", k): n for k, n in session.exec(select(column, func.count()).group_by(column)).all()}
+def _grouped(session: Session, column, *where) -> dict[str, int]:
+    rows = session.exec(select(column, func.count()).where(*where).group_by(column)).all()
+    return {getattr(k, "value", k): n for k, n in rows}
 
 
 def rater_stats(*, session: Session, rater_id: int) -> dict[str, Any]:
@@ -35,15 +37,17 @@ def _grouped_where(session: Session, column, *where) -> dict[str, int]:
 
 
 def overall_stats(*, session: Session) -> dict[str, Any]:
+    # Votes are people's (and simulated raters'); a reward model's machine labels are counted apart.
     per_rater = session.exec(select(User.name, func.count(Vote.id)).join(Vote, Vote.rater_id == User.id)
-                             .group_by(User.name).order_by(User.name)).all()
+                             .where(human_vote()).group_by(User.name).order_by(User.name)).all()
     return {
         "prompts": _count(session, Prompt),
         "responses": _count(session, Response),
         "comparisons": _grouped(session, Comparison.status),
         "comparisons_by_source": _grouped(session, Comparison.source),
-        "votes": _count(session, Vote),
-        "votes_by_choice": _grouped(session, Vote.choice),
+        "votes": _count(session, Vote, human_vote()),
+        "votes_by_choice": _grouped(session, Vote.choice, human_vote()),
+        "machine_labels": _count(session, Vote, machine_vote()),
         "votes_by_rater": dict(per_rater),
         "users": _grouped(session, User.role),
         "checkpoints": _grouped(session, Checkpoint.status),

@@ -70,3 +70,35 @@ def test_adapters_migration_keeps_checkpoints_as_full_models_and_goes_both_ways(
             assert "adapter" not in {c["name"] for c in sa.inspect(conn).get_columns("checkpoint")}
         command.upgrade(cfg, "head")
         engine.dispose()
+
+
+def test_machine_labels_migration_keeps_votes_and_downgrades(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    cfg = db._alembic_config(url)
+    command.upgrade(cfg, "0004")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO user (name, role, password_hash, active, excluded, created_at) "
+                             "VALUES ('r1', 'rater', 'x', 1, 0, '2026-01-01')"))
+        conn.execute(sa.text("INSERT INTO prompt (messages, tags, source, in_pool, created_at) "
+                             "VALUES ('[]', '[]', 'import', 1, '2026-01-01')"))
+        conn.execute(sa.text("INSERT INTO response (prompt_id, text, params, finished, created_at) "
+                             "VALUES (1, 'a', '{}', 1, '2026-01-01'), (1, 'b', '{}', 1, '2026-01-01')"))
+        conn.execute(sa.text("INSERT INTO comparison (prompt_id, response_a_id, response_b_id, status, target_votes, "
+                             "vote_count, strategy, is_gold, source, created_at) "
+                             "VALUES (1, 1, 2, 'open', 3, 1, 'random', 0, 'queue', '2026-01-01')"))
+        conn.execute(sa.text("INSERT INTO vote (comparison_id, rater_id, choice, shown_swapped, source, created_at) "
+                             "VALUES (1, 1, 'a', 0, 'human', '2026-01-01')"))
+    engine.dispose()
+    command.upgrade(cfg, "0006")
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT choice, label_p FROM vote")).one() == ("a", None)
+        assert conn.execute(sa.text("SELECT count(*) FROM labeljob")).scalar_one() == 0
+    engine.dispose()
+    command.downgrade(cfg, "0004")
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT choice FROM vote")).scalar_one() == "a"
+        assert "labeljob" not in sa.inspect(conn).get_table_names()
+    engine.dispose()

@@ -1,0 +1,154 @@
+"""Machine labels: a reward model labels the open comparisons it is sure about, as a job.
+
+A *label job* names a reward checkpoint and a threshold P in (½, 1). The worker
+(:mod:`rlhf.jobs.labelling`) calibrates the reward model's margins on the human votes its
+training run held out (:mod:`rlhf.training.calibration`), scores every open queue comparison
+not yet machine-labelled, and records a vote of the machine rater on each whose calibrated
+probability of the preferred answer is at least P. The web process only stores the job.
+
+Machine votes never count toward a comparison's target, so the pair stays open for people;
+raters are handed unlabelled pairs first (see :mod:`rlhf.services.comparisons`). What else
+leaves them out is listed in :mod:`rlhf.services.vote_kinds`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from rlhf.errors import InvalidInput, NotFound
+from rlhf.models import (Checkpoint, CheckpointKind, Choice, Comparison, ComparisonSource, ComparisonStatus, JobStatus,
+                         LabelJob, Role, TrainingRun, User, Vote, utcnow)
+from rlhf.services.checkpoints import get_checkpoint
+from rlhf.services.vote_kinds import machine_source, machine_vote
+from rlhf.training.calibration import MIN_HELDOUT
+
+MACHINE_RATER = "machine"
+
+
+def check_min_confidence(value: Any) -> float:
+    """P as a float in the open interval (0.5, 1); anything else is refused with the reason."""
+    try:
+        p = float(value)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"--min-confidence must be a number in (0.5, 1), not {value!r}") from None
+    if not 0.5 < p < 1.0:
+        raise InvalidInput(f"--min-confidence must lie strictly between 0.5 and 1 (got {p:g}): at 0.5 a coin "
+                           "flip would qualify, and no calibrated probability reaches 1")
+    return p
+
+
+def calibration_source(*, session: Session, checkpoint: Checkpoint) -> tuple[TrainingRun, list[int]]:
+    """The reward model's training run and the comparisons it held out; refuses when there are too few."""
+    heldout = (checkpoint.metrics or {}).get("heldout_comparison_ids")
+    run = session.get(TrainingRun, checkpoint.run_id) if checkpoint.run_id is not None else None
+    if run is None or heldout is None or not run.snapshot:
+        raise InvalidInput(f"reward model {checkpoint.id} ({checkpoint.name}) has no record of held-out human "
+                           "votes to calibrate on; train one with `rlhf train reward`")
+    if len(heldout) < MIN_HELDOUT:
+        raise InvalidInput(f"reward model {checkpoint.id} held out only {len(heldout)} comparisons; calibration "
+                           f"needs at least {MIN_HELDOUT}. Train it on more votes, or with a larger eval_fraction")
+    return run, list(heldout)
+
+
+def create_label_job(*, session: Session, reward_checkpoint_id: int | str, min_confidence: Any,
+                     created_by: int | None = None) -> LabelJob:
+    """Validate and store a label job (it runs in a worker: scoring loads the model)."""
+    p = check_min_confidence(min_confidence)
+    ckpt = get_checkpoint(session=session, checkpoint_id=reward_checkpoint_id)
+    if ckpt.kind is not CheckpointKind.reward:
+        raise InvalidInput(f"checkpoint {ckpt.id} ({ckpt.name}) is a policy, not a reward model")
+    calibration_source(session=session, checkpoint=ckpt)
+    job = LabelJob(reward_checkpoint_id=ckpt.id, min_confidence=p, created_by=created_by)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_label_job(*, session: Session, job_id: int) -> LabelJob:
+    job = session.get(LabelJob, job_id)
+    if job is None:
+        raise NotFound(f"no label job {job_id}")
+    return job
+
+
+def claim_label_job(*, session: Session, job_id: int) -> bool:
+    """Commits: atomically moves a queued label job to running; False if another worker has it or it is done."""
+    now = utcnow()
+    result = session.execute(sa.update(LabelJob).where(LabelJob.id == job_id, LabelJob.status == JobStatus.queued)
+                             .values(status=JobStatus.running, started_at=now, heartbeat_at=now))
+    session.commit()
+    return result.rowcount == 1
+
+
+def finish_label_job(*, session: Session, job_id: int, status: JobStatus, result: dict | None = None,
+                     error: str | None = None) -> None:
+    job = get_label_job(session=session, job_id=job_id)
+    job.status, job.finished_at, job.error = status, utcnow(), error
+    job.result = result or job.result
+    session.add(job)
+    session.flush()
+
+
+def queued_label_ids(*, session: Session) -> list[int]:
+    return list(session.exec(select(LabelJob.id).where(LabelJob.status == JobStatus.queued).order_by(LabelJob.id)))
+
+
+def machine_rater(*, session: Session) -> User:
+    """The machine rater: inactive, role ``machine``, a password nobody knows (it can never log in)."""
+    user = session.exec(select(User).where(User.name == MACHINE_RATER)).first()
+    if user is None:
+        from rlhf.services.users import hash_password
+
+        user = User(name=MACHINE_RATER, role=Role.machine, active=False,
+                    password_hash=hash_password(secrets.token_urlsafe(24)))
+        session.add(user)
+        session.flush()
+    return user
+
+
+def unlabelled_open(*, session: Session) -> list[tuple[int, list[dict], str, str]]:
+    """(id, prompt messages, text a, text b) of open queue comparisons, not gold, with no machine label yet."""
+    from sqlalchemy.orm import aliased
+
+    from rlhf.models import Prompt, Response
+
+    ra, rb = aliased(Response), aliased(Response)
+    labelled = sa.exists().where(Vote.comparison_id == Comparison.id, machine_vote())
+    return [tuple(r) for r in session.exec(
+        select(Comparison.id, Prompt.messages, ra.text, rb.text)
+        .join(Prompt, Prompt.id == Comparison.prompt_id)
+        .join(ra, ra.id == Comparison.response_a_id).join(rb, rb.id == Comparison.response_b_id)
+        .where(Comparison.status == ComparisonStatus.open, ~Comparison.is_gold,
+               Comparison.source == ComparisonSource.queue, ~labelled)
+        .order_by(Comparison.id)).all()]
+
+
+def record_machine_labels(*, session: Session, reward_checkpoint_id: int,
+                          labels: list[tuple[int, Choice, float]]) -> int:
+    """Store (comparison id, choice, calibrated p) as machine votes; returns how many were new.
+
+    The comparison's vote count and status are left alone: a machine label is not a vote
+    toward its target. A pair that closed or was labelled since it was scored is skipped.
+    """
+    rater = machine_rater(session=session)
+    ids = [c for c, _, _ in labels]
+    still_open: set[int] = set()
+    done: set[int] = set()
+    for i in range(0, len(ids), 500):  # bounded IN lists, whatever the number of pairs
+        part = ids[i:i + 500]
+        still_open |= set(session.exec(select(Comparison.id).where(Comparison.id.in_(part),
+                                                                   Comparison.status == ComparisonStatus.open)))
+        done |= set(session.exec(select(Vote.comparison_id).where(Vote.comparison_id.in_(part),
+                                                                  Vote.rater_id == rater.id)))
+    n = 0
+    for comparison_id, choice, p in labels:
+        if comparison_id in still_open and comparison_id not in done:
+            session.add(Vote(comparison_id=comparison_id, rater_id=rater.id, choice=choice, label_p=round(p, 6),
+                             source=machine_source(reward_checkpoint_id)))
+            n += 1
+    session.flush()
+    return n
