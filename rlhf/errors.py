@@ -58,3 +58,15 @@ class RateLimited(RLHFError):
 
 class TrainingFailed(RLHFError):
     pass
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What a failed job records: a user error's own message; anything else with the end of its traceback.
+
+    Call it inside the ``except`` block: the traceback is the one being handled.
+    """
+    import traceback
+
+    if isinstance(exc, RLHFError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"

@@ -35,6 +35,21 @@ def run_in_process_or_poll(execute, job_id: int, poll, label: str) -> None:
         follow(poll, label)
 
 
+def wait_for_job(execute, job_id: int, get, label: str) -> dict:
+    """``--wait`` for a generation or label job: run or follow it, then its result; not succeeded is an error."""
+    def poll():
+        with session() as s:
+            j = get(session=s, job_id=job_id)
+            return j.status.finished, None, None, j.status.value
+
+    run_in_process_or_poll(execute, job_id, poll, label)
+    with session() as s:
+        j = get(session=s, job_id=job_id)
+        if j.status.value != "succeeded":
+            raise TrainingFailed(f"{label} {j.status.value}: {j.error}")
+        return j.result
+
+
 def generate(per_checkpoint: int = typer.Option(None, help="samples per checkpoint and prompt "
                                                 "(default 2 with one serving checkpoint, else 1)"),
              limit: int = typer.Option(None, help="at most this many prompts (fewest comparisons first)"),
@@ -65,24 +80,14 @@ def generate(per_checkpoint: int = typer.Option(None, help="samples per checkpoi
     if not wait:
         return
 
-    def poll():
-        with session() as s:
-            j = get_generation_job(session=s, job_id=job_id)
-            return j.status.finished, None, None, j.status.value
-
-    run_in_process_or_poll(execute_generation_job, job_id, poll, f"generation job {job_id}")
-    with session() as s:
-        j = get_generation_job(session=s, job_id=job_id)
-        if j.status.value != "succeeded":
-            raise TrainingFailed(f"generation job {job_id} {j.status.value}: {j.error}")
-        r = j.result
-        typer.echo(f"sampled {r['responses']} responses for {r['prompts']} prompts; "
-                   f"opened {r['comparisons']} comparisons")
-        if r.get("strategy") == "uncertain" and r.get("comparisons"):
-            typer.echo(f"uncertain: {r['comparisons']} of {r['candidates']} candidate pairs "
-                       f"({r['candidate_prompts']} prompts) by reward model {r['reward_checkpoint_id']}; "
-                       f"margin {r['margin_min']:.3g} to {r['margin_max']:.3g} "
-                       f"(median {r['margin_median']:.3g}; all candidates' median {r['candidate_margin_median']:.3g})")
+    r = wait_for_job(execute_generation_job, job_id, get_generation_job, f"generation job {job_id}")
+    typer.echo(f"sampled {r['responses']} responses for {r['prompts']} prompts; "
+               f"opened {r['comparisons']} comparisons")
+    if r.get("strategy") == "uncertain" and r.get("comparisons"):
+        typer.echo(f"uncertain: {r['comparisons']} of {r['candidates']} candidate pairs "
+                   f"({r['candidate_prompts']} prompts) by reward model {r['reward_checkpoint_id']}; "
+                   f"margin {r['margin_min']:.3g} to {r['margin_max']:.3g} "
+                   f"(median {r['margin_median']:.3g}; all candidates' median {r['candidate_margin_median']:.3g})")
 
 
 def sample(checkpoint: str, prompts: Path = typer.Option(None, help="JSONL/CSV/Parquet prompts "

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from rlhf.errors import TrainingFailed
-from rlhf_cli.jobs import run_in_process_or_poll
+from rlhf_cli.jobs import wait_for_job
 from rlhf_cli.output import print_json, session
 
 
@@ -37,17 +36,7 @@ def label(reward_model: str = typer.Option(..., help="reward checkpoint (id or n
     if not wait:
         return
 
-    def poll():
-        with session() as s:
-            j = get_label_job(session=s, job_id=job_id)
-            return j.status.finished, None, None, j.status.value
-
-    run_in_process_or_poll(execute_label_job, job_id, poll, f"label job {job_id}")
-    with session() as s:
-        j = get_label_job(session=s, job_id=job_id)
-        if j.status.value != "succeeded":
-            raise TrainingFailed(f"label job {job_id} {j.status.value}: {j.error}")
-        r = j.result
+    r = wait_for_job(execute_label_job, job_id, get_label_job, f"label job {job_id}")
     if json_:
         print_json(r)
         return

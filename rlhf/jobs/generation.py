@@ -20,12 +20,11 @@ from __future__ import annotations
 
 import logging
 import statistics
-import traceback
 
 from sqlmodel import func, select
 
 from rlhf import db
-from rlhf.errors import RLHFError
+from rlhf.errors import RLHFError, failure_reason
 from rlhf.inference.client import Inference
 from rlhf.inference.generate import sample_through_engine
 from rlhf.models import Comparison, JobStatus, Prompt, Response
@@ -94,7 +93,7 @@ def execute_generation_job(job_id: int, settings: Settings | None = None) -> Job
         return JobStatus.succeeded
     except Exception as exc:  # a failed job records why; the worker lives on
         log.exception("generation job %s failed", job_id)
-        reason = str(exc) if isinstance(exc, RLHFError) else f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+        reason = failure_reason(exc)
         with db.session_scope(engine) as session:
             jobs.finish_generation_job(session=session, job_id=job_id, status=JobStatus.failed, error=reason)
         return JobStatus.failed

@@ -16,10 +16,9 @@ and how many pairs were labelled and left to people.
 from __future__ import annotations
 
 import logging
-import traceback
 
 from rlhf import db
-from rlhf.errors import RLHFError
+from rlhf.errors import failure_reason
 from rlhf.models import Choice, JobStatus
 from rlhf.services import machine_labels as labels_svc
 from rlhf.services.checkpoints import get_checkpoint, model_ref
@@ -88,7 +87,7 @@ def execute_label_job(job_id: int, settings: Settings | None = None) -> JobStatu
         return JobStatus.succeeded
     except Exception as exc:  # a failed job records why; the worker lives on
         log.exception("label job %s failed", job_id)
-        reason = str(exc) if isinstance(exc, RLHFError) else f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=5)}"
+        reason = failure_reason(exc)
         with db.session_scope(engine) as session:
             labels_svc.finish_label_job(session=session, job_id=job_id, status=JobStatus.failed, error=reason)
         return JobStatus.failed
