@@ -97,7 +97,7 @@ def test_raters_cannot_use_the_console_even_by_hand(server, new_page):
     expect(rater.locator("#leaderboard-table")).to_contain_text("ck-org/some-model")
 
     # The console's events exist in the page config; sent by hand, the server refuses them.
-    answer = call_event(server, rater.context.cookies(), "Start run", ["dpo", 0, 0, "5", "", False])
+    answer = call_event(server, rater.context.cookies(), "Start run", ["dpo", 0, 0, "5", "", False, "human"])
     assert answer["success"] is False
     assert "engineer role" in str(answer["output"]), answer
     with server.session() as s:
