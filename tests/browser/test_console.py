@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 from sqlmodel import select
 
@@ -120,6 +121,23 @@ def test_raters_cannot_use_the_console_even_by_hand(server, new_page):
     rater.wait_for_url("**/login?next=/")
 
 
+def _pick_file(page, upload, path: Path) -> None:
+    """Pick a file and wait for the picker to show its name.
+
+    On a loaded machine a file set while Gradio redraws the picker is sometimes not taken (the
+    picker stays empty); a person picks it again, and so does this.
+    """
+    taken = ("() => { const box = document.querySelector('#prompt-upload');"
+             f" return box.textContent.includes({path.name!r}) || !box.querySelector('input[type=file]'); }}")
+    upload.set_input_files(str(path))
+    try:
+        page.wait_for_function(taken, timeout=8000)
+    except PlaywrightTimeout:
+        upload.set_input_files(str(path))
+        page.wait_for_function(taken)
+    expect(page.locator("#prompt-upload")).to_contain_text(path.name.split(".")[0])
+
+
 def test_engineer_imports_prompts_and_writes_guidelines_raters_read(server, new_page, tmp_path):
     with server.session() as s:
         factories.user(s, name="erin", role="engineer", password=PASSWORD)
@@ -135,9 +153,11 @@ def test_engineer_imports_prompts_and_writes_guidelines_raters_read(server, new_
     page = new_page(DESKTOP)
     login(page, server, "erin")
     page.get_by_role("tab", name="Console").click()
+    # Once the page has landed on the Console (its counts drawn): a file picked before the load's
+    # own switch to this tab would be dropped when the tab is drawn again.
+    page.locator("#console-stats").get_by_text("Prompts").wait_for()
     upload = page.locator("#prompt-upload input[type=file]")
-    upload.set_input_files(str(bad))
-    page.get_by_text("bad.jsonl").first.wait_for()
+    _pick_file(page, upload, bad)
     page.get_by_role("button", name="Import prompts").click()
     page.get_by_role("alert").filter(has_text="bad.jsonl line 2: invalid JSON").wait_for()
     with server.session() as s:
@@ -145,8 +165,9 @@ def test_engineer_imports_prompts_and_writes_guidelines_raters_read(server, new_
 
     # The refused file stays picked (as a refused gold file does); clear it to pick the corrected one.
     page.locator("#prompt-upload").get_by_role("button", name="Clear").click()
-    upload.set_input_files(str(good))
-    page.get_by_text("good.jsonl").first.wait_for()
+    # The picker is drawn anew once the refused file is gone; a file set before that would be lost.
+    page.wait_for_function("() => !document.querySelector('#prompt-upload').textContent.includes('bad.jsonl')")
+    _pick_file(page, upload, good)
     page.get_by_role("button", name="Import prompts").click()
     page.get_by_text("Imported 2 prompts.").wait_for()
     with server.session() as s:
