@@ -22,13 +22,14 @@ def worker(queues: str = typer.Option("train,generate", help="comma-separated qu
            once: bool = typer.Option(False, help="embedded mode only: run what is queued now, then exit")) -> None:
     """A worker: Celery on the broker, or (no broker configured) a database-polling embedded worker."""
     from rlhf import db
-    from rlhf.jobs.training import reap_stale
+    from rlhf.jobs.reaping import reap_stale
 
     settings = get_settings()
     db.wait_for_database(settings.database_url)
-    reaped = reap_stale(settings)  # runs of a worker that died; later ones are found by the periodic reaper
-    if reaped:
-        typer.echo(f"marked stale runs {reaped} as failed", err=True)
+    reaped = reap_stale(settings)  # work of a worker that died; later ones are found by the periodic reaper
+    for kind, ids in reaped.items():
+        if ids:
+            typer.echo(f"marked stale {kind} {ids} as failed", err=True)
     db.get_engine(settings.database_url).dispose()  # the pool's children must not share these connections
     if settings.embedded:
         from rlhf.jobs.embedded import work_once

@@ -1,10 +1,10 @@
-"""A thread in every Celery worker that fails runs whose worker died.
+"""A thread in every Celery worker that fails the runs and jobs of workers that died.
 
 A worker killed outright (SIGKILL, a lost machine) cannot mark its own run failed; the
 run's heartbeat just stops. Every live worker therefore checks, every half heartbeat
-timeout (at most once a minute), for runs silent longer than ``RLHF_HEARTBEAT_TIMEOUT_S``
-and fails them (:func:`rlhf.jobs.training.reap_stale`). With no live worker, the next one to
-start does it first thing.
+timeout (at most once a minute), for runs and generation and label jobs silent longer than
+``RLHF_HEARTBEAT_TIMEOUT_S`` and fails them (:func:`rlhf.jobs.reaping.reap_stale`). With no
+live worker, the next one to start does it first thing.
 
 The thread runs in the worker's main process, which forks the pool's children; it opens
 its own short-lived connections (no pool), so a child never inherits one in use.
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from rlhf.jobs.polling import PollingThread
-from rlhf.jobs.training import reap_stale
+from rlhf.jobs.reaping import reap_stale
 from rlhf.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)

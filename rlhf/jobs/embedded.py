@@ -11,8 +11,9 @@ from rlhf import db
 from rlhf.jobs.generation import execute_generation_job
 from rlhf.jobs.labelling import execute_label_job
 from rlhf.jobs.polling import PollingThread
+from rlhf.jobs.reaping import reap_stale
 from rlhf.jobs.submit import JobKind
-from rlhf.jobs.training import execute_run, reap_stale
+from rlhf.jobs.training import execute_run
 from rlhf.services.generation_jobs import queued_ids
 from rlhf.services.machine_labels import queued_label_ids
 from rlhf.settings import Settings, get_settings

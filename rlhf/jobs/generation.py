@@ -27,9 +27,11 @@ from rlhf import db
 from rlhf.errors import RLHFError, failure_reason
 from rlhf.inference.client import Inference
 from rlhf.inference.generate import sample_through_engine
-from rlhf.models import Comparison, JobStatus, Prompt, Response
+from rlhf.jobs.heartbeat import beating
+from rlhf.models import Comparison, GenerationJob, JobStatus, Prompt, Response
 from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
 from rlhf.services import generation_jobs as jobs
+from rlhf.services import job_rows
 from rlhf.services.checkpoints import (get_checkpoint, model_ref, served_name, serving_checkpoints,
                                       unmergeable_reason)
 from rlhf.services.comparisons import open_comparison
@@ -50,53 +52,67 @@ def execute_generation_job(job_id: int, settings: Settings | None = None) -> Job
     settings = settings or get_settings()
     engine = db.get_engine(settings.database_url)
     with db.session_scope(engine) as session:
-        if not jobs.claim_generation_job(session=session, job_id=job_id):
+        if not job_rows.claim_job(session=session, table=GenerationJob, job_id=job_id):
             return None
-        p = jobs.job_params(jobs.get_generation_job(session=session, job_id=job_id))
-        uncertain = p.strategy == "uncertain"
-        checkpoints = serving_checkpoints(session=session)
-        prompts = pick_prompts(session, p.pool if uncertain else p.limit, p.tag)
-        # Adapter checkpoints load over their base; an engine gets a LoRA one's merged copy, and a
-        # prompt-tuning one (no OpenAI-compatible engine serves it) samples in this worker.
-        plan = [(c.id, model_ref(session=session, checkpoint=c)) for c in checkpoints]
-        in_worker = {c.id for c in checkpoints if unmergeable_reason(c)}
-        served = ({c.id: served_name(session=session, settings=settings, checkpoint=c)
-                   for c in checkpoints if c.id not in in_worker} if settings.inference_url else {})
-        prompt_rows = [(pr.id, pr.messages) for pr in prompts]
-    try:
-        if not plan or not prompt_rows:
-            raise RLHFError("nothing to do: no serving checkpoint" if not plan else "nothing to do: no prompts")
-        reward_path = None
-        if uncertain:
+    with beating(engine, settings, GenerationJob, job_id):
+        try:
+            _generate(engine, settings, job_id)
+        except Exception as exc:  # a failed job records why; the worker lives on
+            log.exception("generation job %s failed", job_id)
             with db.session_scope(engine) as session:
-                reward_path = model_ref(session=session, checkpoint=get_checkpoint(
-                    session=session, checkpoint_id=p.reward_checkpoint_id))
-        per = p.per_checkpoint or (2 if len(plan) == 1 else 1)
-        sampling = SamplingParams(seed=p.seed if p.seed is not None else job_id, **p.sampling.model_dump())
-        samples = {}
-        for ckpt_id, path in plan:
-            log.info("generation job %s: sampling %d x %d from checkpoint %s", job_id, len(prompt_rows), per, ckpt_id)
-            if settings.inference_url and ckpt_id not in in_worker:
-                samples[ckpt_id] = sample_through_engine(Inference.from_settings(settings), served[ckpt_id],
-                                                         [m for _, m in prompt_rows], n=per, params=sampling,
-                                                         concurrency=settings.inference_concurrency)
-            else:
-                samples[ckpt_id] = sample_checkpoint(path, [m for _, m in prompt_rows], n=per, params=sampling)
-        # Scored before the session opens: no transaction waits on the reward model.
-        scored = score_candidates(reward_path, prompt_rows, samples, plan, per) if uncertain else None
+                job_rows.fail_job(session=session, table=GenerationJob, job_id=job_id, error=failure_reason(exc))
+            return JobStatus.failed
+    return JobStatus.succeeded
+
+
+def _plan(session, settings: Settings, job_id: int):
+    """What the job samples: its parameters, (checkpoint id, model) pairs, and the prompts."""
+    p = jobs.job_params(jobs.get_generation_job(session=session, job_id=job_id))
+    checkpoints = serving_checkpoints(session=session)
+    prompts = pick_prompts(session, p.pool if p.strategy == "uncertain" else p.limit, p.tag)
+    # Adapter checkpoints load over their base; an engine gets a LoRA one's merged copy, and a
+    # prompt-tuning one (no OpenAI-compatible engine serves it) samples in this worker.
+    plan = [(c.id, model_ref(session=session, checkpoint=c)) for c in checkpoints]
+    in_worker = {c.id for c in checkpoints if unmergeable_reason(c)}
+    served = ({c.id: served_name(session=session, settings=settings, checkpoint=c)
+               for c in checkpoints if c.id not in in_worker} if settings.inference_url else {})
+    return p, plan, in_worker, served, [(pr.id, pr.messages) for pr in prompts]
+
+
+def _generate(engine, settings: Settings, job_id: int) -> dict:
+    """Sample, score and store: the job's work, between its claim and its end."""
+    with db.session_scope(engine) as session:
+        p, plan, in_worker, served, prompt_rows = _plan(session, settings, job_id)
+    uncertain = p.strategy == "uncertain"
+    if not plan or not prompt_rows:
+        raise RLHFError("nothing to do: no serving checkpoint" if not plan else "nothing to do: no prompts")
+    reward_path = None
+    if uncertain:
         with db.session_scope(engine) as session:
-            if uncertain:
-                result = _store_uncertain(session, job_id, plan, prompt_rows, samples, sampling, p, scored)
-            else:
-                result = _store(session, job_id, plan, prompt_rows, samples, per, sampling, p)
-            jobs.finish_generation_job(session=session, job_id=job_id, status=JobStatus.succeeded, result=result)
-        return JobStatus.succeeded
-    except Exception as exc:  # a failed job records why; the worker lives on
-        log.exception("generation job %s failed", job_id)
-        reason = failure_reason(exc)
-        with db.session_scope(engine) as session:
-            jobs.finish_generation_job(session=session, job_id=job_id, status=JobStatus.failed, error=reason)
-        return JobStatus.failed
+            reward_path = model_ref(session=session, checkpoint=get_checkpoint(
+                session=session, checkpoint_id=p.reward_checkpoint_id))
+    per = p.per_checkpoint or (2 if len(plan) == 1 else 1)
+    sampling = SamplingParams(seed=p.seed if p.seed is not None else job_id, **p.sampling.model_dump())
+    samples = {}
+    for ckpt_id, path in plan:
+        log.info("generation job %s: sampling %d x %d from checkpoint %s", job_id, len(prompt_rows), per, ckpt_id)
+        if settings.inference_url and ckpt_id not in in_worker:
+            samples[ckpt_id] = sample_through_engine(Inference.from_settings(settings), served[ckpt_id],
+                                                     [m for _, m in prompt_rows], n=per, params=sampling,
+                                                     concurrency=settings.inference_concurrency)
+        else:
+            samples[ckpt_id] = sample_checkpoint(path, [m for _, m in prompt_rows], n=per, params=sampling)
+    # Scored before the session opens: no transaction waits on the reward model.
+    scored = score_candidates(reward_path, prompt_rows, samples, plan, per) if uncertain else None
+    with db.session_scope(engine) as session:
+        if uncertain:
+            result = _store_uncertain(session, job_id, plan, prompt_rows, samples, sampling, p, scored)
+        else:
+            result = _store(session, job_id, plan, prompt_rows, samples, per, sampling, p)
+        # In the storing transaction: a job the reaper failed meanwhile stores nothing.
+        job_rows.finish_job(session=session, table=GenerationJob, job_id=job_id, status=JobStatus.succeeded,
+                            result=result)
+    return result
 
 
 def _pair_indices(plan, per) -> list[tuple[tuple[int, int], tuple[int, int]]]:

@@ -19,7 +19,9 @@ import logging
 
 from rlhf import db
 from rlhf.errors import failure_reason
-from rlhf.models import Choice, JobStatus
+from rlhf.jobs.heartbeat import beating
+from rlhf.models import Choice, JobStatus, LabelJob
+from rlhf.services import job_rows
 from rlhf.services import machine_labels as labels_svc
 from rlhf.services.checkpoints import get_checkpoint, model_ref
 from rlhf.services.dataset import Snapshot, snapshot_rows
@@ -64,30 +66,38 @@ def execute_label_job(job_id: int, settings: Settings | None = None) -> JobStatu
     settings = settings or get_settings()
     engine = db.get_engine(settings.database_url)
     with db.session_scope(engine) as session:
-        if not labels_svc.claim_label_job(session=session, job_id=job_id):
+        if not job_rows.claim_job(session=session, table=LabelJob, job_id=job_id):
             return None
+    with beating(engine, settings, LabelJob, job_id):
+        try:
+            _label(engine, job_id)
+        except Exception as exc:  # a failed job records why; the worker lives on
+            log.exception("label job %s failed", job_id)
+            with db.session_scope(engine) as session:
+                job_rows.fail_job(session=session, table=LabelJob, job_id=job_id, error=failure_reason(exc))
+            return JobStatus.failed
+    return JobStatus.succeeded
+
+
+def _label(engine, job_id: int) -> dict:
+    """Calibrate, score and record: the job's work, between its claim and its end."""
+    with db.session_scope(engine) as session:
         job = labels_svc.get_label_job(session=session, job_id=job_id)
         reward_id, min_confidence = job.reward_checkpoint_id, job.min_confidence
-    try:
-        with db.session_scope(engine) as session:
-            ckpt = get_checkpoint(session=session, checkpoint_id=reward_id)
-            reward_path = model_ref(session=session, checkpoint=ckpt)  # a LoRA reward model loads over its base
-            calibration_rows = heldout_rows(session, ckpt)
-            candidates = labels_svc.unlabelled_open(session=session)
-        log.info("label job %s: %d held-out rows, %d open pairs", job_id, len(calibration_rows), len(candidates))
-        calibration, picked = label_pairs(reward_path, calibration_rows, candidates, min_confidence)
-        with db.session_scope(engine) as session:
-            labelled = labels_svc.record_machine_labels(session=session, reward_checkpoint_id=reward_id, labels=picked)
-            probs = [p for _, _, p in picked]
-            result = {"reward_checkpoint_id": reward_id, "min_confidence": min_confidence,
-                      "calibration": {"estimator": "temperature scaling on held-out margins", **calibration.as_dict()},
-                      "scored": len(candidates), "labelled": labelled, "left_for_people": len(candidates) - labelled,
-                      "mean_label_p": round(sum(probs) / len(probs), 6) if probs else None}
-            labels_svc.finish_label_job(session=session, job_id=job_id, status=JobStatus.succeeded, result=result)
-        return JobStatus.succeeded
-    except Exception as exc:  # a failed job records why; the worker lives on
-        log.exception("label job %s failed", job_id)
-        reason = failure_reason(exc)
-        with db.session_scope(engine) as session:
-            labels_svc.finish_label_job(session=session, job_id=job_id, status=JobStatus.failed, error=reason)
-        return JobStatus.failed
+        ckpt = get_checkpoint(session=session, checkpoint_id=reward_id)
+        reward_path = model_ref(session=session, checkpoint=ckpt)  # a LoRA reward model loads over its base
+        calibration_rows = heldout_rows(session, ckpt)
+        candidates = labels_svc.unlabelled_open(session=session)
+    log.info("label job %s: %d held-out rows, %d open pairs", job_id, len(calibration_rows), len(candidates))
+    calibration, picked = label_pairs(reward_path, calibration_rows, candidates, min_confidence)
+    with db.session_scope(engine) as session:
+        labelled = labels_svc.record_machine_labels(session=session, reward_checkpoint_id=reward_id, labels=picked)
+        probs = [p for _, _, p in picked]
+        result = {"reward_checkpoint_id": reward_id, "min_confidence": min_confidence,
+                  "calibration": {"estimator": "temperature scaling on held-out margins", **calibration.as_dict()},
+                  "scored": len(candidates), "labelled": labelled, "left_for_people": len(candidates) - labelled,
+                  "mean_label_p": round(sum(probs) / len(probs), 6) if probs else None}
+        # In the recording transaction: a job the reaper failed meanwhile leaves no labels.
+        job_rows.finish_job(session=session, table=LabelJob, job_id=job_id, status=JobStatus.succeeded,
+                            result=result)
+    return result

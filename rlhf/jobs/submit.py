@@ -18,6 +18,7 @@ from sqlmodel import Session
 
 from rlhf.errors import BrokerUnavailable
 from rlhf.models import GenerationJob, JobStatus, LabelJob, TrainingRun
+from rlhf.services.job_rows import fail_job
 
 
 class JobKind(str, Enum):
@@ -76,18 +77,16 @@ def submit_run(*, session: Session, queue: JobQueue, **run_fields: Any) -> Train
 
 def submit_generation(*, session: Session, queue: JobQueue, **job_fields: Any) -> GenerationJob:
     """Commits: stores the generation job, commits it, then queues its id (as :func:`submit_run`)."""
-    from rlhf.services.generation_jobs import create_generation_job, finish_generation_job
+    from rlhf.services.generation_jobs import create_generation_job
 
     return _submit(session, queue, JobKind.generate, lambda: create_generation_job(session=session, **job_fields),
-                   lambda job_id, error: finish_generation_job(session=session, job_id=job_id,
-                                                               status=JobStatus.failed, error=error))
+                   lambda job_id, error: fail_job(session=session, table=GenerationJob, job_id=job_id, error=error))
 
 
 def submit_label(*, session: Session, queue: JobQueue, **job_fields: Any) -> LabelJob:
     """Commits: stores the label job, commits it, then queues its id (as :func:`submit_run`).
     ``job_fields`` are :func:`rlhf.services.machine_labels.create_label_job`'s."""
-    from rlhf.services.machine_labels import create_label_job, finish_label_job
+    from rlhf.services.machine_labels import create_label_job
 
     return _submit(session, queue, JobKind.label, lambda: create_label_job(session=session, **job_fields),
-                   lambda job_id, error: finish_label_job(session=session, job_id=job_id, status=JobStatus.failed,
-                                                          error=error))
+                   lambda job_id, error: fail_job(session=session, table=LabelJob, job_id=job_id, error=error))

@@ -274,25 +274,3 @@ def _register(session, settings: Settings, run: TrainingRun, output_dir: Path, m
     runs_svc.finish_run(session=session, run_id=run.id, status=JobStatus.succeeded, metrics=metrics,
                         output_checkpoint_id=ckpt.id)
     return JobStatus.succeeded
-
-
-def reap_stale(settings: Settings | None = None, engine=None) -> list[int]:
-    """Fail runs whose worker stopped reporting and delete their half-written model folders.
-
-    Called by every worker at start-up and periodically after (see ``workers.reaper``),
-    and by the embedded worker on each pass, so a run whose worker was killed ends
-    ``failed`` within about ``RLHF_HEARTBEAT_TIMEOUT_S`` even if no new worker starts.
-    """
-    from datetime import timedelta
-
-    settings = settings or get_settings()
-    engine = engine or db.get_engine(settings.database_url)
-    with db.session_scope(engine) as session:
-        reaped = runs_svc.reap_stale_runs(session=session, timeout=timedelta(seconds=settings.heartbeat_timeout_s))
-    for run_id in reaped:
-        for leftover in settings.checkpoints_dir.glob(f".tmp-run{run_id}-*"):
-            shutil.rmtree(leftover, ignore_errors=True)
-    if reaped:
-        log.warning("marked runs %s failed: their worker stopped reporting for %s s", reaped,
-                    settings.heartbeat_timeout_s)
-    return reaped

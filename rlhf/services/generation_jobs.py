@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from rlhf.errors import InvalidInput, NotFound
+from rlhf.errors import InvalidInput
 from rlhf.jobs.generation_params import GenerationParams, Sampling
-from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus, GenerationJob, JobStatus, utcnow
+from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus, GenerationJob, JobStatus
+from rlhf.services import job_rows
 from rlhf.services.checkpoints import get_checkpoint, list_checkpoints, serving_checkpoints
 
 POOL_FACTOR = 4  # "uncertain" samples this many times the prompts it opens, to have low-margin pairs to pick
@@ -78,30 +78,7 @@ def uncertainty_reward_model(*, session: Session, checkpoint_id: int | str | Non
 
 
 def get_generation_job(*, session: Session, job_id: int) -> GenerationJob:
-    job = session.get(GenerationJob, job_id)
-    if job is None:
-        raise NotFound(f"no generation job {job_id}")
-    return job
-
-
-def claim_generation_job(*, session: Session, job_id: int) -> bool:
-    """Commits: atomically moves a queued job to running; False if another worker has it or it is done."""
-    now = utcnow()
-    result = session.execute(sa.update(GenerationJob)
-                             .where(GenerationJob.id == job_id, GenerationJob.status == JobStatus.queued)
-                             .values(status=JobStatus.running, started_at=now, heartbeat_at=now))
-    session.commit()
-    return result.rowcount == 1
-
-
-def finish_generation_job(*, session: Session, job_id: int, status: JobStatus, result: dict | None = None,
-                          error: str | None = None) -> None:
-    job = get_generation_job(session=session, job_id=job_id)
-    job.status, job.finished_at = status, utcnow()
-    job.result = result or job.result
-    job.error = error
-    session.add(job)
-    session.flush()
+    return job_rows.get_job(session=session, table=GenerationJob, job_id=job_id)
 
 
 def queued_ids(*, session: Session) -> tuple[list[int], list[int]]:

@@ -19,9 +19,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from rlhf.errors import InvalidInput, NotFound
+from rlhf.errors import InvalidInput
 from rlhf.models import (Checkpoint, CheckpointKind, Choice, Comparison, ComparisonSource, ComparisonStatus, JobStatus,
-                         LabelJob, Role, TrainingRun, User, Vote, utcnow)
+                         LabelJob, Role, TrainingRun, User, Vote)
+from rlhf.services import job_rows
 from rlhf.services.checkpoints import get_checkpoint
 from rlhf.services.vote_kinds import machine_source, machine_vote
 from rlhf.training.calibration import MIN_HELDOUT
@@ -69,28 +70,7 @@ def create_label_job(*, session: Session, reward_checkpoint_id: int | str, min_c
 
 
 def get_label_job(*, session: Session, job_id: int) -> LabelJob:
-    job = session.get(LabelJob, job_id)
-    if job is None:
-        raise NotFound(f"no label job {job_id}")
-    return job
-
-
-def claim_label_job(*, session: Session, job_id: int) -> bool:
-    """Commits: atomically moves a queued label job to running; False if another worker has it or it is done."""
-    now = utcnow()
-    result = session.execute(sa.update(LabelJob).where(LabelJob.id == job_id, LabelJob.status == JobStatus.queued)
-                             .values(status=JobStatus.running, started_at=now, heartbeat_at=now))
-    session.commit()
-    return result.rowcount == 1
-
-
-def finish_label_job(*, session: Session, job_id: int, status: JobStatus, result: dict | None = None,
-                     error: str | None = None) -> None:
-    job = get_label_job(session=session, job_id=job_id)
-    job.status, job.finished_at, job.error = status, utcnow(), error
-    job.result = result or job.result
-    session.add(job)
-    session.flush()
+    return job_rows.get_job(session=session, table=LabelJob, job_id=job_id)
 
 
 def queued_label_ids(*, session: Session) -> list[int]:
