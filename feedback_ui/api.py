@@ -237,10 +237,16 @@ def upload_prompts(user: Engineer, session: DB, file: Annotated[UploadFile, File
                              "description": "prompt / chosen / rejected rows in TRL's conversational format"}})
 def export(user: Engineer, session: DB, format: Literal["jsonl", "parquet"] = "jsonl",
            ties: Literal["drop", "keep"] = "drop", aggregate: Literal["majority", "none"] = "majority",
-           exclude_flagged: bool = True) -> Response:
+           exclude_flagged: bool = True,
+           source: Annotated[list[Literal["queue", "arena", "written"]], Query(
+               description="pairs of these comparison sources only (default: all)")] = [],
+           labels: Annotated[Literal["human", "machine", "both"], Query(
+               description="human: people's votes; machine: a reward model's machine labels (with label_p); "
+                           "both: a machine label only where no person voted")] = "human") -> Response:
     """The preference dataset as a download: one row per comparison labelled by the majority of its
     votes (``aggregate=none``: one per vote); gold pairs, excluded and flagged raters left out."""
-    rows = dataset.preference_rows(session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged)
+    rows = dataset.preference_rows(session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged,
+                                   sources=source or None, labels=labels)
     if format == "jsonl":
         content, media = dataset.to_jsonl_bytes(rows), "application/x-ndjson"
     else:

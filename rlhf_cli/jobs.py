@@ -248,7 +248,11 @@ def export(path: Path, format: str = typer.Option(None, "--format", help="jsonl 
            ties: str = typer.Option("drop", help="drop or keep tied votes"),
            aggregate: str = typer.Option("majority", help="majority: one row per comparison, labelled by most of "
                                                           "its votes, with its agreement; none: one row per vote"),
-           keep_flagged: bool = typer.Option(False, help="also export raters flagged by their gold accuracy")) -> None:
+           keep_flagged: bool = typer.Option(False, help="also export raters flagged by their gold accuracy"),
+           labels: str = typer.Option("human", "--labels", help="whose labels make preference pairs: human (people's "
+                                                               "votes), machine (a reward model's machine labels, "
+                                                               "with label_p) or both (a machine label only where "
+                                                               "no person voted)")) -> None:
     """Export preference pairs or demonstrations in TRL's conversational formats (gold pairs and excluded raters
     left out)."""
     from rlhf.services.dataset import export as export_rows
@@ -259,12 +263,14 @@ def export(path: Path, format: str = typer.Option(None, "--format", help="jsonl 
         raise InvalidInput(f"unknown format {format!r}; use jsonl or parquet")
     if kind not in ("preference", "sft"):
         raise InvalidInput(f"unknown kind {kind!r}; use preference or sft")
+    if kind == "sft" and (labels != "human" or source):
+        raise InvalidInput("--labels and --source choose preference pairs; demonstrations are written by people")
     with session() as s:
         if kind == "sft":
             n = export_sft(session=s, path=path, fmt=format, exclude_flagged=not keep_flagged)
         else:
             n = export_rows(session=s, path=path, fmt=format, ties=ties, aggregate=aggregate,
-                            exclude_flagged=not keep_flagged, sources=parse_sources(source))
+                            exclude_flagged=not keep_flagged, sources=parse_sources(source), labels=labels)
     typer.echo(f"wrote {n} {'demonstrations' if kind == 'sft' else 'preference pairs'} to {path}")
 
 

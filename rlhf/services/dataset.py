@@ -320,11 +320,13 @@ def write_rows(rows: list[dict], path: str | Path, fmt: str | None = None) -> Pa
 
 
 def export(*, session: Session, path: str | Path, fmt: str | None = None, ties: str = "drop",
-           aggregate: str = "majority", exclude_flagged: bool = True, sources: list[str] | None = None) -> int:
-    """Write the preference pairs (every comparison source unless ``sources`` says); returns the row count.
-    Demonstrations (SFT) are written by :func:`rlhf.services.demonstrations.export_sft`."""
+           aggregate: str = "majority", exclude_flagged: bool = True, sources: list[str] | None = None,
+           labels: str = "human") -> int:
+    """Write the preference pairs (every comparison source unless ``sources`` says; people's votes
+    unless ``labels`` says); returns the row count. Demonstrations (SFT) are written by
+    :func:`rlhf.services.demonstrations.export_sft`."""
     rows = preference_rows(session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged,
-                           sources=sources)
+                           sources=sources, labels=labels)
     write_rows(rows, path, fmt)
     return len(rows)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from sqlmodel import select
 
@@ -62,3 +64,26 @@ def test_a_run_chooses_its_labels_and_defaults_to_people(client, app, session, w
     assert both["snapshot"]["machine_rows"] == 3
     bad = client.post("/api/runs", headers=headers, json={"algorithm": "dpo", "labels": "robots"})
     assert bad.status_code == 422
+
+
+def test_export_chooses_its_labels_and_sources(client, app, session, world):
+    headers = bearer(app, world.users["engineer"])
+    open_ids = world.comparison_ids[3:]
+    record_machine_labels(session=session, reward_checkpoint_id=1, labels=[(i, Choice.b, 0.97) for i in open_ids])
+    session.commit()
+
+    def rows(**params):
+        response = client.get("/api/export", headers=headers, params=params)
+        assert response.status_code == 200, response.text
+        return [json.loads(line) for line in response.text.splitlines()]
+
+    human = rows()
+    assert len(human) == 3 and not any(r.get("label_source") == "machine" for r in human)
+    machine = rows(labels="machine")
+    assert sorted(r["comparison_id"] for r in machine) == open_ids
+    assert all(r["label_source"] == "machine" and r["label_p"] == 0.97 for r in machine)
+    assert len(rows(labels="both")) == 6
+    assert rows(source="arena") == [] and len(rows(source=["queue", "arena"])) == 3
+    for bad in ({"labels": "robots"}, {"source": "mars"}):
+        refused = client.get("/api/export", headers=headers, params=bad)
+        assert refused.status_code == 422, refused.text

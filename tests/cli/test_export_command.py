@@ -1,0 +1,48 @@
+"""``rlhf export --labels``: whose labels make the exported pairs, as for a run's snapshot."""
+
+import json
+
+from typer.testing import CliRunner
+
+from rlhf.errors import InvalidInput
+from rlhf.models import Choice
+from rlhf.services.machine_labels import record_machine_labels
+from rlhf.services.votes import record_vote
+from rlhf_cli.main import app
+from tests import factories
+
+
+def _export(tmp_path, *args: str):
+    out = tmp_path / f"pairs-{len(list(tmp_path.iterdir()))}.jsonl"
+    result = CliRunner().invoke(app, ["export", str(out), *args])
+    if result.exception:
+        return result, []
+    return result, [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_export_labels_chooses_people_machine_or_both(session, tmp_path):
+    comps = factories.comparisons(session, [(f"x{i}", f"y{i}") for i in range(4)], target_votes=3)
+    rater = factories.user(session)
+    for comp in comps[:2]:
+        record_vote(session=session, rater=rater, comparison_id=comp.id, choice="a", as_shown=False)
+    # The machine labels three pairs, one of which a person voted on too (and disagreed).
+    record_machine_labels(session=session, reward_checkpoint_id=1, labels=[(c.id, Choice.b, 0.95) for c in comps[1:]])
+    session.commit()
+
+    result, human = _export(tmp_path)
+    assert result.exit_code == 0 and "wrote 2 preference pairs" in result.output
+    assert {r["comparison_id"] for r in human} == {comps[0].id, comps[1].id}
+    assert all(r.get("label_source") != "machine" for r in human)
+    _, machine = _export(tmp_path, "--labels", "machine")
+    assert [r["comparison_id"] for r in machine] == [c.id for c in comps[1:]]
+    assert all(r["label_source"] == "machine" and r["label_p"] == 0.95 for r in machine)
+    assert machine[0]["chosen"][0]["content"] == "y1"
+    _, both = _export(tmp_path, "--labels", "both")
+    by_id = {r["comparison_id"]: r for r in both}
+    assert set(by_id) == {c.id for c in comps}
+    assert by_id[comps[1].id]["chosen"][0]["content"] == "x1"  # the person's vote wins where both labelled
+
+    bad, _ = _export(tmp_path, "--labels", "robots")
+    assert isinstance(bad.exception, InvalidInput) and "labels must be one of human, machine, both" in str(bad.exception)
+    sft, _ = _export(tmp_path, "--kind", "sft", "--labels", "machine")
+    assert isinstance(sft.exception, InvalidInput) and "demonstrations are written by people" in str(sft.exception)
