@@ -40,7 +40,7 @@ def build_labels_section(ctx: UIContext) -> gr.Accordion:
             confidence = gr.Number(value=0.9, label="Minimum confidence (0.5 < P < 1)", minimum=0.5, maximum=1.0,
                                    step=0.01, elem_id="label-min-confidence")
             start = gr.Button("Label the pairs it is sure of", variant="primary", min_width=200)
-            check = gr.Button("Refresh", size="md", min_width=100)
+            check = gr.Button("Refresh", size="md", min_width=100, elem_id="label-refresh")
         job_id = gr.State(None)
         status = gr.HTML(elem_id="label-status")
 

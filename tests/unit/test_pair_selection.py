@@ -31,22 +31,6 @@ QUESTIONS = ["What do goats eat?", "Which country is Rome in?", "What is 9 times
 SAMPLING = {"max_new_tokens": 24}
 
 
-@pytest.fixture(scope="session")
-def reward_dir(tiny_model_dir, tmp_path_factory):
-    """A reward model on the tiny model's backbone with a seeded scoring head, saved like a trained one."""
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    out = tmp_path_factory.mktemp("reward") / "rm"
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 def _world(session, tiny_model_dir, reward_dir=None):
     register_checkpoint(session=session, path=str(tiny_model_dir), name="tiny", serve=True)
     import_records(session=session, records=[PromptRecord(messages=[{"role": "user", "content": q}])
