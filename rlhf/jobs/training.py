@@ -22,9 +22,9 @@ from pathlib import Path
 
 from rlhf import db
 from rlhf.errors import InvalidInput, RLHFError
-from rlhf.models import Algorithm, Checkpoint, CheckpointKind, JobStatus, TrainingRun
+from rlhf.models import Algorithm, Checkpoint, CheckpointKind, CheckpointStatus, JobStatus, TrainingRun
 from rlhf.services import runs as runs_svc
-from rlhf.services.checkpoints import register_checkpoint
+from rlhf.services.checkpoints import ensure_merged, register_checkpoint, unmergeable_reason
 from rlhf.services.dataset import Snapshot, snapshot_rows
 from rlhf.settings import Settings, get_settings
 from rlhf.training.spec import TrainerSpec, read_jsonl
@@ -195,7 +195,6 @@ def execute_run(run_id: int, settings: Settings | None = None) -> JobStatus | No
 def _train(run_id: int, spec: TrainerSpec, settings: Settings, engine) -> JobStatus:
     rdir = run_dir(settings, run_id)
     log_path = rdir / "train.log"
-    output_dir = Path(spec.output_dir)
     tail = _Tail(Path(spec.progress))
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     cmd = trainer_command(rdir / "spec.json", spec)
@@ -216,6 +215,15 @@ def _train(run_id: int, spec: TrainerSpec, settings: Settings, engine) -> JobSta
             elif stop_sent_at is not None and time.monotonic() - stop_sent_at > STOP_GRACE_S:
                 os.killpg(proc.pid, signal.SIGKILL)
     _report(engine, run_id, tail)
+    status = _finish(run_id, spec, settings, engine, returncode, log_path)
+    if status is JobStatus.succeeded:
+        _merge_for_engines(engine, settings, run_id)
+    return status
+
+
+def _finish(run_id: int, spec: TrainerSpec, settings: Settings, engine, returncode: int, log_path: Path) -> JobStatus:
+    """The run's end once its trainer has exited: a registered checkpoint, or the reason it has none."""
+    output_dir = Path(spec.output_dir)
     result_path = Path(spec.result)
     with db.session_scope(engine) as session:
         run = runs_svc.get_run(session=session, run_id=run_id)
@@ -235,6 +243,25 @@ def _train(run_id: int, spec: TrainerSpec, settings: Settings, engine) -> JobSta
         runs_svc.finish_run(session=session, run_id=run_id, status=JobStatus.failed,
                             error=_failure_reason(log_path, returncode))
         return JobStatus.failed
+
+
+def _merge_for_engines(engine, settings: Settings, run_id: int) -> None:
+    """A LoRA policy that starts serving is battled in the arena at once, on an engine that loads
+    full weights only: its merged copy is made here, in the worker, not inside the first battle.
+    Best effort: if it fails, the first battle or generation job merges it (and says why if it cannot)."""
+    with db.session_scope(engine) as session:
+        run = runs_svc.get_run(session=session, run_id=run_id)
+        ckpt = session.get(Checkpoint, run.output_checkpoint_id) if run.output_checkpoint_id else None
+        if (ckpt is None or ckpt.kind is not CheckpointKind.policy or ckpt.status is not CheckpointStatus.serving
+                or not ckpt.adapter or unmergeable_reason(ckpt) or ckpt.name in settings.inference_models):
+            return
+        try:
+            path = ensure_merged(session=session, settings=settings, checkpoint=ckpt)
+            log.info("run %s: checkpoint %s serves; its merged copy for inference engines is %s", run_id, ckpt.id,
+                     path)
+        except RLHFError as exc:
+            log.warning("run %s: checkpoint %s could not be merged ahead of its first battle: %s", run_id, ckpt.id,
+                        exc)
 
 
 def _report(engine, run_id: int, tail: _Tail) -> bool:

@@ -110,3 +110,30 @@ def test_killed_trainer_fails_the_run_and_the_worker_goes_on(loop_env):
     # The same worker takes the next job.
     next_run = env.rlhf("train", "dpo", "--steps", "2", "--wait").stdout.strip().splitlines()[0]
     assert _json(env, "runs", "show", next_run)["status"] == "succeeded"
+
+
+def test_a_label_job_runs_on_the_worker(loop_env, tiny_model_dir):
+    """``rlhf label --wait`` with a broker: the Celery worker takes ``rlhf.label``, calibrates the reward
+    model on the votes its run held out and labels the open pairs it is sure of."""
+    env = loop_env
+    if _json(env, "stats")["votes"] < 48:  # the rounds above leave enough; alone, this test makes its own
+        env.rlhf("checkpoints", "add", str(tiny_model_dir), "--name", "tiny-for-labels", "--serve")
+        env.rlhf("checkpoints", "retire", "base")  # the same weights: its answers would equal the tiny model's
+        env.rlhf("prompts", "import", str(PROMPTS_PATH))
+        env.rlhf("generate", "--limit", "64", "--wait")
+        env.rlhf("simulate", "--rule", "shorter")  # the untrained model seldom says the word: ties
+    run_id = env.rlhf("train", "reward", "--steps", "20", "--set", "eval_fraction=0.5",
+                      "--wait").stdout.strip().splitlines()[0]
+    run = _json(env, "runs", "show", run_id)
+    assert run["status"] == "succeeded", run["error"]
+    assert "opened" in env.rlhf("generate", "--limit", "16", "--wait").stdout
+
+    out = env.rlhf("label", "--reward-model", str(run["output_checkpoint_id"]), "--min-confidence", "0.7",
+                   "--wait", "--json").stdout
+    assert out.startswith("label job ")
+    result = json.loads(out[out.index("{"):])
+    assert result["reward_checkpoint_id"] == run["output_checkpoint_id"] and result["scored"] > 0
+    assert result["labelled"] + result["left_for_people"] == result["scored"]
+    assert result["calibration"]["heldout"] >= 20
+    log = (env.data_dir.parent / "worker.log").read_text()
+    assert "Task rlhf.label[" in log, "the label job did not go through the Celery worker"

@@ -10,7 +10,7 @@ import pytest
 from rlhf.errors import Conflict, InvalidInput
 from rlhf.jobs.generation import execute_generation_job
 from rlhf.jobs.training import execute_run
-from rlhf.models import CheckpointKind, JobStatus, Response
+from rlhf.models import CheckpointKind, CheckpointStatus, JobStatus, Response
 from rlhf.services import arena
 from rlhf.services.checkpoints import get_checkpoint, merge_checkpoint, merged_dir, model_ref
 from rlhf.services.generation_jobs import create_generation_job
@@ -46,13 +46,15 @@ def test_a_lora_round_stores_the_adapter_and_the_next_round_trains_from_it(sessi
     assert (first.adapter, first.base_checkpoint_id, first.parent_id) == ("lora", base.id, base.id)
     assert Path(first.path, "adapter_model.safetensors").is_file() and not Path(first.path, "config.json").exists()
     assert folder_bytes(Path(first.path)) < folder_bytes(tiny_model_dir)
+    # It serves, so the arena's engine needs full weights: the worker merged it already, not the first battle.
+    assert first.status is CheckpointStatus.serving and (merged_dir(settings, first) / "config.json").is_file()
     factories.comparisons(session, [("x", "y")], checkpoint_path="org/other")  # a prompt to generate for
     assert _responses(session, settings, first.id)  # a generation job samples it over its base
 
     # The next round starts from the adapter checkpoint: TRL trains on its merged copy, made once.
     second = _train(session, settings, "dpo", base_checkpoint_id=first.id, params={"steps": 2, "peft": "lora"})
     assert (second.adapter, second.base_checkpoint_id) == ("lora", first.id)
-    assert (merged_dir(settings, first) / "config.json").is_file()
+    assert not merged_dir(settings, second).exists()  # not serving: no full copy until something needs one
     ref = model_ref(session=session, checkpoint=second)
     assert ref.base.path == first.path and ref.base.base.path == base.path  # adapter over adapter over base
 
@@ -60,6 +62,7 @@ def test_a_lora_round_stores_the_adapter_and_the_next_round_trains_from_it(sessi
     reward = _train(session, settings, "reward", base_checkpoint_id=base.id,
                     params={"steps": 5, "peft": "lora", "eval_fraction": 0.0})
     assert reward.kind is CheckpointKind.reward and reward.adapter == "lora"
+    assert not merged_dir(settings, reward).exists()
     from rlhf.training.scoring import load_reward_model, score_conversations
 
     conversation = [[{"role": "user", "content": "Sit?"}, {"role": "assistant", "content": "Yes."}]]
