@@ -73,9 +73,13 @@ def _not_skipped_by(rater_id: int, now):
 
 
 def _others_leases(rater_id: int, now):
+    """Places other raters hold on the comparison: their live leases, not counting any whose rater
+    has voted on it. A vote ends its lease at the vote's time, which can be after a hand-out's
+    ``now`` when that hand-out waited on a lock: counted, the vote would hold two places."""
+    voted = sa.exists().where(Vote.comparison_id == Assignment.comparison_id, Vote.rater_id == Assignment.rater_id)
     return (select(func.count()).select_from(Assignment)
             .where(Assignment.comparison_id == Comparison.id, Assignment.expires_at > now,
-                   Assignment.rater_id != rater_id)
+                   Assignment.rater_id != rater_id, ~voted)
             .correlate(Comparison).scalar_subquery())
 
 

@@ -108,3 +108,16 @@ def test_a_vote_ends_its_lease_so_the_next_rater_of_an_overlap_pair_gets_it_at_o
     assert next_for_rater(session=session, rater=third) is None  # the second place is leased now
     session.refresh(comp)
     assert comp.vote_count == 1 and comp.status is ComparisonStatus.open
+
+
+def test_a_voted_lease_holds_no_place_for_a_hand_out_that_began_before_the_vote(session, monkeypatch):
+    """Under load a hand-out's clock can predate a vote it then sees: the voter's lease, ended by
+    that vote, must not count as a place held on top of the vote itself (the pair looked full)."""
+    alice, bob = factories.user(session, "alice"), factories.user(session, "bob")
+    (comp,) = factories.comparisons(session, [("x", "y")], target_votes=2)
+    assert next_for_rater(session=session, rater=alice).comparison_id == comp.id
+    began = utcnow()  # bob's request starts here, then waits for the hand-out lock
+    record_vote(session=session, rater=alice, comparison_id=comp.id, choice="a")
+    monkeypatch.setattr("rlhf.services.comparisons.utcnow", lambda: began)
+    handout = next_for_rater(session=session, rater=bob)
+    assert handout is not None and handout.comparison_id == comp.id
