@@ -59,11 +59,13 @@ def build_ui(settings: Settings, jobs: JobQueue, inference=None) -> gr.Blocks:
                     gr.Tabs(selected="console") if engineer else gr.skip())
 
         # The tab the page shows when a select event is handled. At page load the first tab's
-        # select can arrive after the landing on the Console: judged by the event alone it
-        # would stop the console's timer while the console is on screen.
+        # select fires before the landing on the Console and can reach the server after it:
+        # judged by the event alone it would stop the console's timer while the console is on
+        # screen. Until the page has landed (``rlLanded``, set once ``landed`` has run) a select
+        # counts as the Console's own; after, the tab shown in the page says.
         shown_tab = gr.Textbox(visible="hidden", elem_id="rl-shown-tab")
-        shown_tab_js = ("() => (document.querySelector('#rl-tabs [role=\"tab\"][aria-selected=\"true\"]')"
-                        "?.innerText || '').trim()")
+        shown_tab_js = ("() => window.rlLanded ? (document.querySelector('#rl-tabs [role=\"tab\"]"
+                        "[aria-selected=\"true\"]')?.innerText || '').trim() : 'Console'")
 
         def leave_console(shown: str):
             return gr.skip() if shown == "Console" else gr.Timer(active=False)
@@ -72,7 +74,8 @@ def build_ui(settings: Settings, jobs: JobQueue, inference=None) -> gr.Blocks:
             leave(ctx, request)
 
         demo.load(who_am_i, None, [header, console.tab, console.admin_only, tabs], api_visibility="private").then(
-            console.landed, console.landed_inputs, console.landed_outputs, api_visibility="private")
+            console.landed, console.landed_inputs, console.landed_outputs, api_visibility="private").then(
+            None, None, None, js="() => { window.rlLanded = true; }")
         for other in (rate, arena_tab, leaderboard):
             other.select(leave_console, [shown_tab], [console.timer], js=shown_tab_js, api_visibility="private",
                          show_progress="hidden")
