@@ -24,10 +24,10 @@ import statistics
 from sqlmodel import func, select
 
 from rlhf import db
-from rlhf.errors import RLHFError, failure_reason
+from rlhf.errors import RLHFError
 from rlhf.inference.client import Inference
 from rlhf.inference.generate import sample_through_engine
-from rlhf.jobs.heartbeat import beating
+from rlhf.jobs.heartbeat import run_job
 from rlhf.models import Comparison, GenerationJob, JobStatus, Prompt, Response
 from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
 from rlhf.services import generation_jobs as jobs
@@ -50,19 +50,7 @@ def pick_prompts(session, limit: int | None, tag: str | None) -> list[Prompt]:
 
 def execute_generation_job(job_id: int, settings: Settings | None = None) -> JobStatus | None:
     settings = settings or get_settings()
-    engine = db.get_engine(settings.database_url)
-    with db.session_scope(engine) as session:
-        if not job_rows.claim_job(session=session, table=GenerationJob, job_id=job_id):
-            return None
-    with beating(engine, settings, GenerationJob, job_id):
-        try:
-            _generate(engine, settings, job_id)
-        except Exception as exc:  # a failed job records why; the worker lives on
-            log.exception("generation job %s failed", job_id)
-            with db.session_scope(engine) as session:
-                job_rows.fail_job(session=session, table=GenerationJob, job_id=job_id, error=failure_reason(exc))
-            return JobStatus.failed
-    return JobStatus.succeeded
+    return run_job(GenerationJob, job_id, settings, lambda engine: _generate(engine, settings, job_id))
 
 
 def _plan(session, settings: Settings, job_id: int):

@@ -1,4 +1,4 @@
-"""A running generation or label job tells the database it is alive, from a thread beside the work.
+"""Running a generation or label job: claim it, keep telling the database it is alive, record a failure.
 
 Sampling and scoring run in this process (or wait on an inference engine) for minutes with
 no natural point to report from, so a daemon thread touches the job's ``heartbeat_at``
@@ -8,13 +8,18 @@ killed outright leaves a silent job, which the reaper fails (:mod:`rlhf.services
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from rlhf import db
+from rlhf.errors import failure_reason
 from rlhf.jobs.polling import PollingThread
-from rlhf.services.job_rows import JobTable, beat
+from rlhf.models import JobStatus
+from rlhf.services.job_rows import WHAT, JobTable, beat, claim_job, fail_job
 from rlhf.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 def beat_interval(settings: Settings) -> float:
@@ -22,8 +27,30 @@ def beat_interval(settings: Settings) -> float:
     return max(0.5, min(30.0, settings.heartbeat_timeout_s / 4))
 
 
+def run_job(table: JobTable, job_id: int, settings: Settings, work: Callable[[object], object]) -> JobStatus | None:
+    """Claim a queued job and do ``work(engine)`` while it beats; None if another worker has it.
+
+    ``work`` ends the job itself, in the transaction that stores its output
+    (:func:`rlhf.services.job_rows.finish_job`); if it raises, the job is failed with the
+    reason and the worker lives on.
+    """
+    engine = db.get_engine(settings.database_url)
+    with db.session_scope(engine) as session:
+        if not claim_job(session=session, table=table, job_id=job_id):
+            return None
+    with _beating(engine, settings, table, job_id):
+        try:
+            work(engine)
+        except Exception as exc:  # a failed job records why; the worker lives on
+            log.exception("%s %s failed", WHAT[table], job_id)
+            with db.session_scope(engine) as session:
+                fail_job(session=session, table=table, job_id=job_id, error=failure_reason(exc))
+            return JobStatus.failed
+    return JobStatus.succeeded
+
+
 @contextmanager
-def beating(engine, settings: Settings, table: JobTable, job_id: int) -> Iterator[None]:
+def _beating(engine, settings: Settings, table: JobTable, job_id: int) -> Iterator[None]:
     def once() -> None:
         with db.session_scope(engine) as session:
             beat(session=session, table=table, job_id=job_id)

@@ -18,8 +18,7 @@ from __future__ import annotations
 import logging
 
 from rlhf import db
-from rlhf.errors import failure_reason
-from rlhf.jobs.heartbeat import beating
+from rlhf.jobs.heartbeat import run_job
 from rlhf.models import Choice, JobStatus, LabelJob
 from rlhf.services import job_rows
 from rlhf.services import machine_labels as labels_svc
@@ -63,20 +62,7 @@ def label_pairs(reward_path, calibration_rows: list[dict], candidates, min_confi
 
 
 def execute_label_job(job_id: int, settings: Settings | None = None) -> JobStatus | None:
-    settings = settings or get_settings()
-    engine = db.get_engine(settings.database_url)
-    with db.session_scope(engine) as session:
-        if not job_rows.claim_job(session=session, table=LabelJob, job_id=job_id):
-            return None
-    with beating(engine, settings, LabelJob, job_id):
-        try:
-            _label(engine, job_id)
-        except Exception as exc:  # a failed job records why; the worker lives on
-            log.exception("label job %s failed", job_id)
-            with db.session_scope(engine) as session:
-                job_rows.fail_job(session=session, table=LabelJob, job_id=job_id, error=failure_reason(exc))
-            return JobStatus.failed
-    return JobStatus.succeeded
+    return run_job(LabelJob, job_id, settings or get_settings(), lambda engine: _label(engine, job_id))
 
 
 def _label(engine, job_id: int) -> dict:
