@@ -15,7 +15,8 @@ from typing import Annotated, Any, Literal
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, File, Header, Query, Request, Response, UploadFile
 
-from feedback_ui.auth import DB, require_role, web_context
+from feedback_ui.auth import DB, PathId, require_role, web_context
+from feedback_ui.login import SessionsEnded
 from feedback_ui.schemas import (CheckpointPublic, ComparisonHandout, ComparisonPublic, GenerationJobCreate,
                                  GenerationJobPublic, GoldImportPublic, GoldMark, GuidelinesBase, GuidelinesPublic,
                                  HealthPublic, LeaderboardPublic, PromptImportPublic, RaterExclusion, RunCreate,
@@ -26,6 +27,7 @@ from rlhf.jobs.submit import submit_generation, submit_run
 from rlhf.models import Role, TrainingRun, User, Vote
 from rlhf.services import (app_settings, checkpoints, comparisons, dataset, generation_jobs, gold, prompts, quality,
                            rating, runs, stats)
+from rlhf.services import sessions as sessions_svc
 from rlhf.services import users as users_svc
 from rlhf.services.leaderboard import leaderboard as fit_leaderboard
 from rlhf.services.votes import record_vote
@@ -111,7 +113,7 @@ def post_vote(body: VoteCreate, request: Request, user: Rater, session: DB, resp
 @router.delete("/votes/{vote_id}", response_model=ComparisonHandout, tags=["rating"], responses={
     404: {"description": "no such vote of this rater's"},
     409: {"description": "the undo window has passed, or a training run's snapshot already holds the vote"}})
-def undo_vote(vote_id: int, request: Request, user: Rater, session: DB) -> ComparisonHandout:
+def undo_vote(vote_id: PathId, request: Request, user: Rater, session: DB) -> ComparisonHandout:
     """Take back one's own vote within RLHF_UNDO_WINDOW_S seconds: the pair is reopened and handed back
     (leased to this rater, in the order they saw it), which is the answer."""
     handout = rating.undo_vote(session=session, rater=user, vote_id=vote_id,
@@ -122,7 +124,7 @@ def undo_vote(vote_id: int, request: Request, user: Rater, session: DB) -> Compa
 @router.post("/comparisons/{comparison_id}/skip", response_model=SkipPublic, status_code=201, tags=["rating"],
              responses={404: {"description": "no such comparison"},
                         409: {"description": "this rater already voted on it"}})
-def skip_comparison(comparison_id: int, user: Rater, session: DB) -> SkipPublic:
+def skip_comparison(comparison_id: PathId, user: Rater, session: DB) -> SkipPublic:
     """Pass on a pair: it goes back to the pool and is not handed to this rater again for a day."""
     skip = rating.skip_comparison(session=session, rater=user, comparison_id=comparison_id)
     return SkipPublic(comparison_id=skip.comparison_id, skipped_at=skip.created_at)
@@ -203,7 +205,7 @@ def add_prompts(user: Engineer, session: DB,
 
 @router.post("/comparisons/{comparison_id}/gold", response_model=ComparisonPublic, tags=["data"],
              responses={404: {"description": "no such comparison"}})
-def mark_gold(comparison_id: int, body: GoldMark, user: Engineer, session: DB):
+def mark_gold(comparison_id: PathId, body: GoldMark, user: Engineer, session: DB):
     """Make a comparison gold with its known answer (stored order), or regular again with ``null``.
 
     Gold pairs are mixed into every rater's queue at RLHF_GOLD_RATE and score the raters."""
@@ -269,7 +271,7 @@ def list_checkpoints(user: Engineer, session: DB):
 
 
 @router.post("/checkpoints/{checkpoint_id}/serve", response_model=CheckpointPublic, tags=["models"])
-def serve_checkpoint(checkpoint_id: int, user: Engineer, session: DB):
+def serve_checkpoint(checkpoint_id: PathId, user: Engineer, session: DB):
     """Serve a policy: its responses enter the next generation job's comparisons."""
     ckpt = checkpoints.serve_checkpoint(session=session, checkpoint_id=checkpoint_id)
     return ckpt
@@ -277,7 +279,7 @@ def serve_checkpoint(checkpoint_id: int, user: Engineer, session: DB):
 
 @router.post("/checkpoints/{checkpoint_id}/retire", response_model=CheckpointPublic, tags=["models"],
              responses={409: {"description": "it is the last serving policy (retire it with force=true)"}})
-def retire_checkpoint(checkpoint_id: int, user: Engineer, session: DB,
+def retire_checkpoint(checkpoint_id: PathId, user: Engineer, session: DB,
                       force: Annotated[bool, Query(description="retire even the last serving policy")] = False):
     """Stop serving a checkpoint; it stays in the registry and on the leaderboard. The last serving
     policy is refused (nothing would be left to generate from) unless ``force=true``."""
@@ -289,7 +291,7 @@ def retire_checkpoint(checkpoint_id: int, user: Engineer, session: DB,
              responses={422: {"description": "not an adapter checkpoint: there is nothing to merge"},
                         404: {"description": "no such checkpoint, or its base is gone"},
                         409: {"description": "a prompt-tuning adapter (it cannot be merged), or the name is taken"}})
-def merge_checkpoint(checkpoint_id: int, request: Request, user: Engineer, session: DB,
+def merge_checkpoint(checkpoint_id: PathId, request: Request, user: Engineer, session: DB,
                      name: Annotated[str | None, Query(max_length=200, description="name of the new checkpoint "
                                                                                    "(default: NAME-merged)")] = None):
     """Merge a LoRA adapter checkpoint into its base: a new full checkpoint whose parent is the adapter one.
@@ -312,7 +314,7 @@ def generate(body: GenerationJobCreate, request: Request, user: Engineer, sessio
 
 
 @router.get("/generate/{job_id}", response_model=GenerationJobPublic, tags=["models"])
-def get_generation_job(job_id: int, user: Engineer, session: DB):
+def get_generation_job(job_id: PathId, user: Engineer, session: DB):
     return generation_jobs.get_generation_job(session=session, job_id=job_id)
 
 
@@ -334,7 +336,7 @@ def list_runs(user: Engineer, session: DB, limit: Annotated[int, Query(ge=1, le=
 
 
 @router.get("/runs/{run_id}", response_model=RunDetail, tags=["models"])
-def get_run(run_id: int, user: Engineer, session: DB) -> RunDetail:
+def get_run(run_id: PathId, user: Engineer, session: DB) -> RunDetail:
     """A run with its log: the curves (loss, reward, KL per step)."""
     run = runs.get_run(session=session, run_id=run_id)
     log = [{"step": e.step, **e.values} for e in runs.run_log(session=session, run_id=run_id)]
@@ -343,7 +345,7 @@ def get_run(run_id: int, user: Engineer, session: DB) -> RunDetail:
 
 @router.post("/runs/{run_id}/cancel", response_model=RunPublic, tags=["models"],
              responses={409: {"description": "the run has already finished"}})
-def cancel_run(run_id: int, user: Engineer, session: DB) -> RunPublic:
+def cancel_run(run_id: PathId, user: Engineer, session: DB) -> RunPublic:
     """Cancel a queued run at once, or ask a running one to stop (``cancel_requested``)."""
     return _run_public(runs.cancel_run(session=session, run_id=run_id))
 
@@ -373,14 +375,22 @@ def create_user(body: UserCreate, user: Admin, session: DB):
 
 
 @router.put("/users/{user_id}/excluded", response_model=UserPublic, tags=["users"])
-def set_excluded(user_id: int, body: RaterExclusion, user: Engineer, session: DB):
+def set_excluded(user_id: PathId, body: RaterExclusion, user: Engineer, session: DB):
     """Leave a rater's votes out of exports and new training runs, or use them again (they stay stored)."""
     updated = users_svc.set_excluded(session=session, user_id=user_id, excluded=body.excluded)
     return updated
 
 
+@router.delete("/users/{user_id}/sessions", response_model=SessionsEnded, tags=["users"])
+def end_user_sessions(user_id: PathId, request: Request, user: Admin, session: DB):
+    """End every login (browser session and bearer token) of one user: they must log in again."""
+    target = users_svc.get_user(session=session, user_id=user_id)
+    ended = sessions_svc.revoke_user_sessions(session=session, user_id=target.id, now=web_context(request).clock())
+    return SessionsEnded(ended=ended)
+
+
 @router.patch("/users/{user_id}", response_model=UserPublic, tags=["users"])
-def update_user(user_id: int, body: UserUpdate, user: Admin, session: DB):
+def update_user(user_id: PathId, body: UserUpdate, user: Admin, session: DB):
     """Deactivate (or reactivate) a user: a deactivated user's tokens and sessions stop working at once.
     Exclude (or include) a rater: their votes are left out of exports and new runs, and kept."""
     if body.active is None and body.excluded is None:

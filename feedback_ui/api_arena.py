@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, format_sse_event
 from starlette.concurrency import run_in_threadpool
 
-from feedback_ui.auth import DB, WebContext, require_role, web_context
+from feedback_ui.auth import DB, PathId, WebContext, require_role, web_context
 from feedback_ui.schemas_arena import ArenaBattle, ArenaCreate, ArenaNames, DemonstrationCreate, DemonstrationPublic
 from rlhf import db
 from rlhf.errors import PermissionDenied, RLHFError
@@ -82,7 +82,7 @@ async def post_arena(body: ArenaCreate, request: Request, user: Rater):
 @router.get("/arena/{comparison_id}", response_model=ArenaNames, tags=["arena"], responses={
     403: {"description": "you have not voted on this battle yet (or names are not revealed here)"},
     404: {"description": "no such arena battle"}})
-def get_arena_names(comparison_id: int, request: Request, user: Rater, session: DB) -> ArenaNames:
+def get_arena_names(comparison_id: PathId, request: Request, user: Rater, session: DB) -> ArenaNames:
     """The two checkpoints behind a battle, once you have voted on it."""
     if not web_context(request).settings.arena_reveal:
         raise PermissionDenied("this deployment does not reveal model names (RLHF_ARENA_REVEAL=false)")

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from feedback_ui.auth import DB, require_role, web_context
+from feedback_ui.auth import DB, PathId, require_role, web_context
 from feedback_ui.schemas import UTCDatetime
 from rlhf.jobs.submit import submit_label
 from rlhf.models import JobStatus, Role, User
@@ -55,5 +55,5 @@ def start_label_job(body: LabelJobCreate, request: Request, user: Engineer, sess
 
 
 @router.get("/labels/{job_id}", response_model=LabelJobPublic, tags=["models"])
-def get_label_job(job_id: int, user: Engineer, session: DB):
+def get_label_job(job_id: PathId, user: Engineer, session: DB):
     return machine_labels.get_label_job(session=session, job_id=job_id)

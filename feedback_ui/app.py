@@ -26,7 +26,7 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from feedback_ui import api, api_arena, api_labels, auth, metrics
+from feedback_ui import api, api_arena, api_labels, auth, login, metrics, web_security
 from rlhf import db
 from rlhf.errors import (BrokerUnavailable, ConfigError, Conflict, InferenceUnavailable, InvalidInput, NotFound,
                          PermissionDenied, RateLimited, RLHFError, TrainingFailed)
@@ -129,9 +129,8 @@ class _WebContextMiddleware:
                 return
         if self.login_redirect and scope["type"] == "http" and scope["path"] == "/" and scope["method"] == "GET":
             # The UI answers a bare 401 to a visitor without a session; send people to the form instead.
-            request = Request(scope)
-            cookie = request.cookies.get(auth.SESSION_COOKIE)
-            if not cookie or self.ctx.sessions.loads(cookie, self.ctx.session_ttl_s) is None:
+            # A cookie whose login ended (logout, expiry, password change) goes back to the form too.
+            if await run_in_threadpool(auth.user_from_cookie, Request(scope)) is None:
                 await RedirectResponse("/login?next=/", status_code=303)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -190,7 +189,7 @@ def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None
     app.add_exception_handler(sa.exc.DataError, out_of_range_response)  # PostgreSQL: numeric value out of range
     app.add_exception_handler(OverflowError, out_of_range_response)  # SQLite: int too large for INTEGER
     app.add_exception_handler(UnicodeEncodeError, not_unicode_response)  # a lone surrogate that got past validation
-    app.include_router(auth.router)
+    app.include_router(login.router)
     app.include_router(api.router)
     app.include_router(api_arena.router)
     app.include_router(api_labels.router)
@@ -198,6 +197,7 @@ def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None
     _document_errors(app)
     ui_mounted = _mount_ui(app, settings, jobs, inference)
     app.add_middleware(_WebContextMiddleware, ctx=ctx, login_redirect=ui_mounted)
+    web_security.install(app, settings.cors_origins)  # outermost: refusals above carry the headers too
     return app
 
 

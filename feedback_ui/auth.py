@@ -1,24 +1,27 @@
-"""Who is asking: HTTP Basic, bearer tokens, and the browser's session cookie.
+"""Who is asking: the request plumbing every route shares (web context, unit of work, roles).
 
 - **Basic** checks the password (argon2, deliberately slow) on every request: fine for a
   script that sends a few requests, wrong for a busy client.
 - **Bearer tokens** from ``POST /api/token`` are signed (HMAC-SHA256 with the secret key)
-  and expire (``RLHF_TOKEN_TTL_S``, 12 h by default); checking one costs a hash and one primary-key lookup, no argon2.
+  and expire (``RLHF_TOKEN_TTL_S``, 12 h by default).
 - **The session cookie** ``rlhf_session`` (HttpOnly, SameSite=Lax, expiring) is set by the
-  ``/login`` form for the browser pages; the Gradio UI reads it through
-  :func:`user_from_cookie`.
+  ``/login`` form (:mod:`feedback_ui.login`) for the browser pages; the Gradio UI reads it
+  through :func:`user_from_cookie`.
 
-Tokens and cookies carry the user id and a keyed fingerprint of the password hash, so
-changing a password or deactivating the user ends every token and session at once.
+A token or cookie names its login, a row of :class:`rlhf.models.AuthSession`, and a keyed
+fingerprint of the password hash. Checking one costs a hash and one primary-key lookup (no
+argon2). Logout revokes that one row; "log out everywhere" and an admin revoke all of a
+user's; a password change or deactivation ends every one through the fingerprint.
 
 A cookie is sent by the browser whatever page makes the request, so a state-changing
 request authenticated by the cookie alone must prove it comes from our own pages: an
 ``X-Requested-With`` header (a cross-site page cannot set one without a CORS preflight,
-which this app never grants) or an ``Origin``/``Referer`` of this host. Basic and bearer
-credentials are never sent automatically, so they need no such check.
+which this app grants only to the origins in ``RLHF_CORS_ORIGINS``) or an
+``Origin``/``Referer`` of this host. Basic and bearer credentials are never sent
+automatically, so they need no such check.
 
-Failed logins are limited per user name and client address (5 in 5 minutes → 429), in
-memory: each web process counts its own, which is enough to make guessing slow.
+Password guessing is slowed per user name, whatever the address, with growing delays kept
+in the database (:mod:`rlhf.services.sessions`), so every web process sees the same count.
 """
 
 from __future__ import annotations
@@ -26,27 +29,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import html
 import json
-import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request, Security
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import Depends, HTTPException, Path, Request, Security
 from fastapi.security import APIKeyCookie, HTTPBasic, HTTPBearer
-from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
-from starlette.concurrency import run_in_threadpool
 
 from rlhf.models import Role, User
+from rlhf.services import sessions as sessions_svc
 from rlhf.services.users import authenticate
-from rlhf.services.rating import release_leases
 from rlhf import db
 from rlhf.jobs.submit import JobQueue
 from rlhf.settings import Settings
@@ -54,10 +51,11 @@ from rlhf.settings import Settings
 SESSION_COOKIE = "rlhf_session"
 TOKEN_TTL_S = 12 * 3600  # defaults; the app takes RLHF_TOKEN_TTL_S / RLHF_SESSION_TTL_S
 SESSION_TTL_S = 12 * 3600
-MAX_LOGIN_FAILURES = 5
-LOGIN_WINDOW_S = 300
 CSRF_HEADER = "X-Requested-With"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# A path's row id within what the database can hold (a signed 64-bit integer, as schemas.RowId for
+# bodies): the bound is in the API's schema, and a larger id is refused by validation before any query.
+PathId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1)]
 SCOPE_KEY = "rlhf.web"  # where the app's WebContext travels in the ASGI scope, also into the mounted UI
 
 _basic = HTTPBasic(auto_error=False, description="A user name and password (checked on every request: slow).")
@@ -90,7 +88,10 @@ class Signer:
             payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
         except (ValueError, TypeError):
             return None
-        age = self._clock() - payload.get("iat", 0)
+        # Well signed yet not our shape (only someone holding the key could make one): refused, not a crash.
+        if not isinstance(payload, dict) or type(payload.get("iat")) not in (int, float):
+            return None
+        age = self._clock() - payload["iat"]
         return payload if -60 <= age <= max_age_s else None
 
     def _mac(self, body: str) -> bytes:
@@ -101,43 +102,33 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-class LoginLimiter:
-    """At most ``max_failures`` failed logins per (user name, client address) per window."""
+class LoginThrottle:
+    """Growing delays on failed logins per user name, whatever the address (rows in the database).
 
-    def __init__(self, max_failures: int, window_s: float, clock: Callable[[], float]):
-        self.max_failures, self.window_s, self._clock = max_failures, window_s, clock
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-        self._lock = threading.Lock()
+    Each call uses its own short transaction: a failure must count although the request
+    that made it is answered with an error, which rolls the request's own work back.
+    """
 
-    def retry_after(self, name: str, ip: str) -> int | None:
-        """Seconds until this pair may try again, or None if it may now."""
-        with self._lock:
-            recent = self._recent((name.lower(), ip))
-            if len(recent) < self.max_failures:
-                return None
-            return max(1, int(recent[0] + self.window_s - self._clock()) + 1)
+    def __init__(self, engine: Engine, clock: Callable[[], float]):
+        self._engine, self._clock = engine, clock
+
+    def retry_after(self, name: str, ip: str = "") -> int | None:
+        """Seconds until ``name`` may try a password again, or None if it may now."""
+        with Session(self._engine) as session:
+            return sessions_svc.login_delay(session=session, name=name, now=self._clock())
 
     def failed(self, name: str, ip: str) -> None:
-        with self._lock:
-            if len(self._failures) > 10_000:  # forget pairs whose failures have all expired
-                for key in [k for k in self._failures if not self._recent(k)]:
-                    del self._failures[key]
-            self._failures.setdefault((name.lower(), ip), deque()).append(self._clock())
+        with Session(self._engine) as session:
+            sessions_svc.record_login_failure(session=session, name=name, address=ip, now=self._clock())
 
-    def succeeded(self, name: str, ip: str) -> None:
-        with self._lock:
-            self._failures.pop((name.lower(), ip), None)
-
-    def _recent(self, key: tuple[str, str]) -> deque[float]:
-        recent = self._failures.get(key, deque())
-        while recent and recent[0] <= self._clock() - self.window_s:
-            recent.popleft()
-        return recent
+    def succeeded(self, name: str, ip: str = "") -> None:
+        with Session(self._engine) as session:
+            sessions_svc.clear_login_failures(session=session, name=name)
 
 
 @dataclass
 class WebContext:
-    """What every request of one app needs: settings, the engine, the job queue, signers, the login limiter."""
+    """What every request of one app needs: settings, the engine, the job queue, signers, the login throttle."""
 
     settings: Settings
     engine: Engine
@@ -148,20 +139,35 @@ class WebContext:
     clock: Callable[[], float] = time.time
     tokens: Signer = field(init=False)
     sessions: Signer = field(init=False)
-    limiter: LoginLimiter = field(init=False)
+    limiter: LoginThrottle = field(init=False)
 
     def __post_init__(self) -> None:
         # The clock is looked up at call time, so a test can move it after the app is built.
         now = lambda: self.clock()  # noqa: E731
         self.tokens = Signer(self.settings.secret_key, "api-token", now)
         self.sessions = Signer(self.settings.secret_key, "session-cookie", now)
-        self.limiter = LoginLimiter(MAX_LOGIN_FAILURES, LOGIN_WINDOW_S, now)
+        self.limiter = LoginThrottle(self.engine, now)
 
     def fingerprint(self, user: User) -> str:
         return hmac.new(self.settings.secret_key.encode(), user.password_hash.encode(), hashlib.sha256).hexdigest()[:16]
 
-    def issue(self, signer: Signer, user: User) -> str:
-        return signer.dumps({"uid": user.id, "pw": self.fingerprint(user)})
+    def issue(self, signer: Signer, user: User, user_agent: str | None = None) -> str:
+        """A new login for ``user``: commits its session row, then signs a cookie (``sessions``) or token naming it."""
+        cookie = signer is self.sessions
+        with Session(self.engine) as session:
+            row = sessions_svc.open_session(session=session, user=user, kind="cookie" if cookie else "token",
+                                            now=self.clock(), user_agent=user_agent,
+                                            ttl_s=self.session_ttl_s if cookie else self.token_ttl_s)
+            session.commit()
+            sid = row.id
+        return signer.dumps({"uid": user.id, "sid": sid, "pw": self.fingerprint(user)})
+
+    def login_of(self, signer: Signer, token: str) -> int | None:
+        """The session id a signed cookie or token names (checked signature and age), or None."""
+        ttl = self.session_ttl_s if signer is self.sessions else self.token_ttl_s
+        payload = signer.loads(token, ttl)
+        sid = payload.get("sid") if payload else None
+        return sid if type(sid) is int else None
 
 
 def web_context(request: Request) -> WebContext:
@@ -187,9 +193,10 @@ def client_ip(request: Request) -> str:
 
 def _user_from_signed(ctx: WebContext, session: Session, signer: Signer, token: str, ttl: int) -> User | None:
     payload = signer.loads(token, ttl)
-    if payload is None or not isinstance(payload.get("uid"), int):
-        return None
-    user = session.get(User, payload["uid"])
+    if payload is None or type(payload.get("uid")) is not int or type(payload.get("sid")) is not int:
+        return None  # a cookie or token from before sessions were kept names no login: log in again
+    user = sessions_svc.live_session_user(session=session, session_id=payload["sid"], user_id=payload["uid"],
+                                          now=ctx.clock())
     if user is None or not user.active or not hmac.compare_digest(str(payload.get("pw")), ctx.fingerprint(user)):
         return None
     return user
@@ -294,135 +301,3 @@ def require_role(role: Role | str) -> Callable[..., User]:
 
     dependency.__name__ = f"require_{needed.value}"
     return dependency
-
-
-# --- routes: the login page, logout, and bearer tokens -------------------------------------------------
-
-router = APIRouter()
-
-
-class TokenRequest(BaseModel):
-    username: str
-    password: str
-
-
-class TokenPublic(BaseModel):
-    access_token: str
-    token_type: str = "bearer"
-    expires_in: int
-
-
-_CREDENTIALS = {"type": "object", "required": ["username", "password"],
-                "properties": {"username": {"type": "string"}, "password": {"type": "string", "format": "password"}}}
-
-
-@router.post("/api/token", response_model=TokenPublic, tags=["auth"],
-             responses={401: {"description": "wrong user name or password"}, 429: {"description": "locked out"}},
-             openapi_extra={"requestBody": {"required": False, "content": {
-                 "application/json": {"schema": _CREDENTIALS},
-                 "application/x-www-form-urlencoded": {"schema": _CREDENTIALS}}}})
-async def issue_token(request: Request) -> TokenPublic:
-    """A bearer token for ``Authorization: Bearer …`` (valid ``expires_in`` seconds: 12 h unless configured).
-
-    Send the user name and password as HTTP Basic, as JSON ``{"username", "password"}``,
-    or as an OAuth2 password form (``username``, ``password``: what the docs page's
-    *Authorize* button sends). A token cannot renew itself: that would make it eternal.
-    """
-    name = password = None
-    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-    content_type = request.headers.get("content-type", "")
-    try:
-        if scheme.lower() == "basic":
-            name, _, password = base64.b64decode(credentials.strip(), validate=True).decode().partition(":")
-        elif content_type.startswith("application/json"):
-            body = TokenRequest.model_validate_json(await request.body())
-            name, password = body.username, body.password
-        elif content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
-            form = await request.form()
-            name, password = form.get("username"), form.get("password")
-    except ValueError:
-        raise HTTPException(422, "send the user name and password as HTTP Basic, JSON or a form") from None
-    if not isinstance(name, str) or not isinstance(password, str) or not name:
-        raise HTTPException(401, "send the user name and password as HTTP Basic, JSON or a form",
-                            headers={"WWW-Authenticate": 'Basic realm="rlhf"'})
-    ctx = web_context(request)
-    user = await run_in_threadpool(_password_login, request, ctx, name, password)
-    if user is None:
-        raise HTTPException(401, "wrong user name or password", headers={"WWW-Authenticate": 'Basic realm="rlhf"'})
-    return TokenPublic(access_token=ctx.issue(ctx.tokens, user), expires_in=ctx.token_ttl_s)
-
-
-def _password_login(request: Request, ctx: WebContext, name: str, password: str) -> User | None:
-    with Session(ctx.engine, expire_on_commit=False) as session:
-        return check_password(request, session, name, password)
-
-
-def _safe_next(target: str | None) -> str:
-    """Only a path on this site: an absolute URL here would make the login an open redirect.
-
-    Browsers drop tabs and newlines from URLs and read ``\\`` as ``/``, so ``/<tab>/evil`` or
-    ``/\\evil`` would become ``//evil``: any such character refuses the target.
-    """
-    if (not target or not target.startswith("/") or target.startswith("//")
-            or any(ch == "\\" or ord(ch) < 0x21 or ord(ch) == 0x7F for ch in target)):
-        return "/"
-    return target
-
-
-_LOGIN_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Log in · RLHF feedback</title>
-<style>body{{font-family:system-ui,sans-serif;display:flex;justify-content:center;margin-top:12vh}}
-form{{display:flex;flex-direction:column;gap:.6rem;width:18rem}}input,button{{font-size:1rem;padding:.45rem}}
-.error{{color:#b00020}}</style></head>
-<body><form method="post" action="/login">
-<h1>Log in</h1>{error}
-<label>User name <input name="username" autocomplete="username" required autofocus value="{username}"></label>
-<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
-<input type="hidden" name="next" value="{next}">
-<button type="submit">Log in</button>
-</form></body></html>"""
-
-
-def login_page(next_: str = "/", error: str = "", username: str = "", status_code: int = 200) -> HTMLResponse:
-    return HTMLResponse(_LOGIN_PAGE.format(
-        error=f'<p class="error" role="alert">{html.escape(error)}</p>' if error else "",
-        username=html.escape(username), next=html.escape(_safe_next(next_))), status_code=status_code)
-
-
-@router.get("/login", response_class=HTMLResponse, include_in_schema=False)
-def login_form(next: str = "/") -> HTMLResponse:
-    return login_page(next)
-
-
-@router.post("/login", include_in_schema=False)
-def login(request: Request, session: DB, username: str = Form(""), password: str = Form(""),
-          next: str = Form("/")):
-    # A cross-site form could log a victim into the attacker's account; refuse foreign origins.
-    if request.headers.get("origin") and not same_origin(request):
-        return login_page(next, "This login form was sent from another site.", username, 403)
-    try:
-        user = check_password(request, session, username, password) if username and password else None
-    except HTTPException as exc:
-        if exc.status_code != 429:
-            raise
-        return login_page(next, str(exc.detail), username, 429)
-    if user is None:
-        return login_page(next, "Wrong user name or password.", username, 401)
-    ctx = web_context(request)
-    response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(SESSION_COOKIE, ctx.issue(ctx.sessions, user), max_age=ctx.session_ttl_s, path="/",
-                        httponly=True, samesite="lax", secure=request.url.scheme == "https")
-    return response
-
-
-@router.post("/logout", include_in_schema=False)
-def logout(request: Request, session: DB):
-    if CSRF_HEADER.lower() not in request.headers and not same_origin(request):
-        raise HTTPException(403, f"logout must come from this site (same origin or an {CSRF_HEADER} header)")
-    user = current_user(request, session)
-    if user is not None:  # whoever leaves gives back the pairs leased to them
-        release_leases(session=session, rater_id=user.id)
-    response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="lax")
-    return response

@@ -350,3 +350,38 @@ class Skip(SQLModel, table=True):
     comparison_id: int = Field(foreign_key="comparison.id", index=True)
     rater_id: int = Field(foreign_key="user.id")
     created_at: datetime = _ts()
+
+
+class AuthSession(SQLModel, table=True):
+    """One login: a browser's session cookie or a bearer token names its row.
+
+    Each request looks its row up by primary key, so logging out (revoking one row) ends
+    that cookie or token while the user's other devices and scripts keep theirs. Ids are
+    never reused (SQLite's AUTOINCREMENT; PostgreSQL's sequences never are): an old cookie
+    must not come back to life as the id of a new login after its row was cleared.
+    """
+
+    __table_args__ = {"sqlite_autoincrement": True}
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    kind: str = Field(sa_type=sa.String(16))  # "cookie" or "token"
+    created_at: datetime = _ts()
+    expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    revoked_at: datetime | None = _opt_ts()
+    user_agent: str | None = Field(default=None, sa_type=sa.String(256))
+
+
+class LoginFailure(SQLModel, table=True):
+    """A failed password check, per user name: the login throttle reads these.
+
+    Kept in the database, not in a process's memory, so the throttle holds across web
+    processes; rows older than the throttle's window are deleted as new ones arrive.
+    """
+
+    __table_args__ = (sa.Index("ix_loginfailure_name_at", "name", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_type=sa.String(128))  # lower-cased
+    address: str = Field(default="", sa_type=sa.String(64))
+    at: float  # seconds since the epoch, as the web app's clock reads them

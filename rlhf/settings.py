@@ -6,17 +6,20 @@ CLI, the web app and the workers agree on where the data is.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Values that appear in docs and example files. A deployment that keeps one of them
 # would sign sessions with a key anyone can read, so they are refused outside demo mode.
 # Anyone who knows the key can sign a session for any user: a short one can be guessed.
 MIN_SECRET_KEY_CHARS = 16
 EXAMPLE_SECRET_KEYS = frozenset({"", "changeme", "change-me", "example", "secret", "dev-secret-change-me"})
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
 
 class Settings(BaseSettings):
@@ -73,6 +76,28 @@ class Settings(BaseSettings):
     arena_battle_ttl_s: int = Field(default=3600, ge=1)
     # Arena events (each holds a slot for a whole generation) run at most this many at once.
     arena_concurrency: int = Field(default=8, ge=1)
+    # Browser origins (scheme://host[:port], comma-separated) allowed to call the API with the
+    # rater's cookie. Empty: none, and no page of another origin gets a CORS answer.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Proxies whose X-Forwarded-For / -Proto are believed (uvicorn's forwarded_allow_ips):
+    # comma-separated addresses or networks, "*" for any (only behind a proxy that overwrites them).
+    # uvicorn's own FORWARDED_ALLOW_IPS is still read when this is not set.
+    forwarded_allow_ips: str = Field(default="127.0.0.1", validation_alias=AliasChoices(
+        "RLHF_FORWARDED_ALLOW_IPS", "FORWARDED_ALLOW_IPS", "forwarded_allow_ips"))
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [v for v in (part.strip() for part in value.split(",")) if v]
+        if isinstance(value, list):
+            for origin in value:
+                if origin == "*" or not _ORIGIN.match(str(origin)):
+                    raise ValueError(f"RLHF_CORS_ORIGINS: {origin!r} is not an origin like https://rater.example "
+                                     "(scheme and host, an optional port, no path; no '*', since the cookie "
+                                     "would then be usable by any site)")
+            value = [str(v).rstrip("/").lower() for v in value]
+        return value
 
     @model_validator(mode="after")
     def _derive(self) -> "Settings":

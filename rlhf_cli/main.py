@@ -79,6 +79,20 @@ def users_add(name: str, role: str = typer.Option("rater", help="rater, engineer
         typer.echo(f"user {user.name} ({user.role.value}) created with id {user.id}")
 
 
+@users_app.command("logout")
+def users_logout(name: str) -> None:
+    """End every browser session and bearer token of a user (they log in again; the password stays)."""
+    import time
+
+    from rlhf.services.sessions import revoke_user_sessions
+    from rlhf.services.users import get_user
+
+    with session() as s:
+        user = get_user(session=s, name=name)
+        ended = revoke_user_sessions(session=s, user_id=user.id, now=time.time())
+    typer.echo(f"ended {ended} session{'s' * (ended != 1)} of {name}")
+
+
 @users_app.command("list")
 def users_list(json_: bool = typer.Option(False, "--json")) -> None:
     """List users."""

@@ -41,9 +41,21 @@ def serve(host: Annotated[str | None, typer.Option(help="address to listen on (d
     sys.setswitchinterval(0.0005)
     host, port = host or settings.host, port or settings.port
     typer.echo(f"serving on http://{host}:{port} (API docs at /api/docs)", err=True)
-    # proxy_headers: behind a reverse proxy on this host, client addresses (login limits) and https are right.
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True,
-                log_config=None)  # keep our log format (JSON lines when RLHF_LOG_FORMAT=json)
+    uvicorn.Server(uvicorn_config(app, settings, host, port)).run()
+
+
+def uvicorn_config(app, settings, host: str, port: int):
+    """How ``rlhf serve`` runs uvicorn: forwarded headers believed only from ``RLHF_FORWARDED_ALLOW_IPS``.
+
+    A proxy in that list must overwrite ``X-Forwarded-For`` (nginx: ``proxy_set_header
+    X-Forwarded-For $remote_addr``); one that passes on what the client sent lets the
+    client choose the address the app logs.
+    """
+    import uvicorn
+
+    return uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True,
+                          forwarded_allow_ips=settings.forwarded_allow_ips,
+                          log_config=None)  # keep our log format (JSON lines when RLHF_LOG_FORMAT=json)
 
 
 def leaderboard(json_: Annotated[bool, typer.Option("--json", help="print only JSON")] = False,

@@ -27,7 +27,10 @@ def _header(name: str | None = None, role: str | None = None) -> str:
     who = ""
     if name:
         who = (f'<span>Logged in as <strong>{html.escape(name)}</strong> ({html.escape(role or "")})</span> '
-               '<form method="post" action="/logout"><button type="submit">Log out</button></form>')
+               '<form method="post" action="/logout"><button type="submit">Log out</button></form>'
+               '<form method="post" action="/logout"><input type="hidden" name="everywhere" value="1">'
+               '<button type="submit" title="End every session and token of yours, on every device">'
+               'Log out everywhere</button></form>')
     return f'<div class="rl-header"><h1>RLHF feedback</h1><div class="rl-who">{who}</div></div>'
 
 

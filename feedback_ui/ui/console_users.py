@@ -1,8 +1,10 @@
-"""Console section for admins: the user list, adding a user with a role, (de)activating one.
+"""Console section for admins: the user list, adding a user with a role, (de)activating one, ending its logins.
 
 The section is shown to admins only, and every handler checks the admin role again:
 an engineer who sends these events by hand is refused.
 """
+
+import time
 
 import gradio as gr
 import pandas as pd
@@ -11,6 +13,7 @@ from feedback_ui.ui.access import UIContext, require
 from feedback_ui.ui.render import error_message, fmt_time, message
 from rlhf.errors import Conflict, RLHFError
 from rlhf.models import Role
+from rlhf.services import sessions as sessions_svc
 from rlhf.services import users as users_svc
 
 USER_HEADERS = ["ID", "Name", "Role", "Active", "Created"]
@@ -34,6 +37,7 @@ def build_users_section(ctx: UIContext) -> gr.Accordion:
             who = gr.Dropdown([], label="User", min_width=200, scale=3)
             deactivate = gr.Button("Deactivate", variant="stop", size="md", scale=1, min_width=120)
             reactivate = gr.Button("Reactivate", size="md", scale=1, min_width=120)
+            end_logins = gr.Button("End their sessions", size="md", scale=1, min_width=120)
         status = gr.HTML()
 
     def listing(request: gr.Request):
@@ -69,10 +73,24 @@ def build_users_section(ctx: UIContext) -> gr.Accordion:
 
         return act
 
+    def end_sessions(user_id, request: gr.Request):
+        require(ctx, request, Role.admin)
+        if not user_id:
+            return message("Pick a user first.", "warn")
+        try:
+            with ctx.session() as session:
+                user = users_svc.get_user(session=session, user_id=int(user_id))
+                ended = sessions_svc.revoke_user_sessions(session=session, user_id=user.id, now=time.time())
+                name = user.name
+        except RLHFError as exc:
+            return error_message(exc)
+        return message(f"Ended {ended} session{'s' * (ended != 1)} of {name}: they log in again.", "ok")
+
     private = {"api_visibility": "private"}
     section.expand(listing, None, [table, who], **private)
     add.click(add_user, [name, role, password], [status, name, password], **private).then(
         listing, None, [table, who], **private)
     deactivate.click(set_active(False), [who], [status], **private).then(listing, None, [table, who], **private)
     reactivate.click(set_active(True), [who], [status], **private).then(listing, None, [table, who], **private)
+    end_logins.click(end_sessions, [who], [status], **private)
     return section

@@ -102,21 +102,27 @@ def test_login_page_refuses_bad_passwords_and_open_redirects(client, world):
     assert foreign.status_code == 403
 
 
-def test_failed_logins_are_limited_per_name_and_address(client, app, world):
+def test_failed_logins_slow_the_name_down_with_growing_delays(client, app, world):
+    ctx = app.state.web
+    start = ctx.clock()
+    ctx.clock = lambda: start  # a frozen clock: a busy machine cannot stretch the delays
     for _ in range(5):
         assert client.post("/login", data={"username": "rater", "password": "guess"}).status_code == 401
     locked = client.post("/login", data={"username": "rater", "password": PASSWORD})
     assert locked.status_code == 429 and "too many failed logins" in locked.text
     token = client.post("/api/token", headers=basic("rater"))
-    assert token.status_code == 429 and int(token.headers["Retry-After"]) > 0
+    assert token.status_code == 429 and int(token.headers["Retry-After"]) == 2
     assert client.get("/api/me", headers=basic("rater")).status_code == 429
-    # Another user, or the same user from another address, is not locked out.
+    # Another user is not slowed down.
     assert client.post("/api/token", headers=basic("engineer")).status_code == 200
-    ctx = app.state.web
-    assert ctx.limiter.retry_after("rater", "10.0.0.9") is None
-    # The lock lifts when the window has passed.
-    start = ctx.clock()
-    ctx.clock = lambda: start + 301
+    # The delay passes, a wrong guess doubles it, and the right password after it gets in.
+    ctx.clock = lambda: start + 2
+    assert client.post("/api/token", headers=basic("rater", "guess")).status_code == 401
+    assert int(client.post("/api/token", headers=basic("rater")).headers["Retry-After"]) == 4
+    ctx.clock = lambda: start + 6
+    assert client.post("/api/token", headers=basic("rater")).status_code == 200
+    # A success forgets the failures: the next wrong guess costs nothing yet.
+    assert client.post("/login", data={"username": "rater", "password": "guess"}).status_code == 401
     assert client.post("/api/token", headers=basic("rater")).status_code == 200
 
 
