@@ -91,12 +91,13 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             value = [v for v in (part.strip() for part in value.split(",")) if v]
         if isinstance(value, list):
+            value = [str(v).strip().removesuffix("/") for v in value]  # a pasted "https://a.example/" means the origin
             for origin in value:
-                if origin == "*" or not _ORIGIN.match(str(origin)):
+                if not _ORIGIN.match(origin):
                     raise ValueError(f"RLHF_CORS_ORIGINS: {origin!r} is not an origin like https://rater.example "
                                      "(scheme and host, an optional port, no path; no '*', since the cookie "
                                      "would then be usable by any site)")
-            value = [str(v).rstrip("/").lower() for v in value]
+            value = [v.lower() for v in value]
         return value
 
     @model_validator(mode="after")
