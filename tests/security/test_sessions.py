@@ -122,3 +122,18 @@ def test_a_token_signed_with_the_key_but_of_the_wrong_shape_is_refused_not_a_cra
     rater = session.exec(select(User).where(User.name == "rater")).one()
     old = ctx.tokens.dumps({"uid": rater.id, "pw": ctx.fingerprint(rater)})
     assert client.get("/api/me", headers={"Authorization": f"Bearer {old}"}).status_code == 401
+
+
+def test_the_command_line_ends_a_users_logins(app, client, world):
+    from typer.testing import CliRunner
+
+    from rlhf_cli.main import app as cli
+
+    laptop = _browser(app, "rater")
+    script = _bearer(client, "rater")
+    other = _bearer(client, "engineer")
+    result = CliRunner().invoke(cli, ["users", "logout", "rater"])
+    assert result.exit_code == 0 and "ended 2 sessions of rater" in result.output
+    assert laptop.get("/api/me").status_code == 401
+    assert client.get("/api/me", headers=script).status_code == 401
+    assert client.get("/api/me", headers=other).status_code == 200
