@@ -142,7 +142,7 @@ _CSS = """
 .dark .rl-msg-error { background: #3d1414; color: #fecaca; border-color: #7f1d1d; }
 .rl-header { display: flex; justify-content: space-between; align-items: center; gap: .75rem; flex-wrap: wrap; }
 .rl-header h1 { font-size: 1.25rem; margin: 0; }
-.rl-header form { display: inline; margin: 0; }
+.rl-header form { display: inline; margin: 0 0 0 .4rem; }
 .rl-header button { font: inherit; font-size: .9rem; padding: .2rem .7rem; border-radius: 6px; cursor: pointer;
   border: 1px solid var(--border-color-primary); background: var(--background-fill-secondary);
   color: var(--body-text-color); }

@@ -115,7 +115,7 @@ def test_raters_cannot_use_the_console_even_by_hand(server, new_page):
     with server.session() as s:
         assert s.exec(select(User).where(User.name == "mallory")).first() is None
 
-    rater.get_by_role("button", name="Log out").click()
+    rater.get_by_role("button", name="Log out", exact=True).click()
     rater.wait_for_url("**/login")
     rater.goto(f"{server.base_url}/")
     rater.wait_for_url("**/login?next=/")

@@ -65,7 +65,7 @@ def test_leases_follow_who_is_actually_rating(server, new_page):
     _eventually(lambda: _live_leases(server, "erin") == 0)
     engineer.get_by_role("tab", name="Rate").click()
     _eventually(lambda: _live_leases(server, "erin") == 1)
-    engineer.get_by_role("button", name="Log out").click()
+    engineer.get_by_role("button", name="Log out", exact=True).click()
     engineer.wait_for_url("**/login**")
     assert _live_leases(server, "erin") == 0
 

@@ -19,7 +19,7 @@ from sqlmodel import select
 
 from rlhf.models import Vote
 from tests import factories
-from tests.browser.conftest import browser, login, new_page, server  # noqa: F401  (fixtures)
+from tests.browser.conftest import login
 
 pytestmark = pytest.mark.integration
 
