@@ -31,6 +31,7 @@ from rlhf import db
 from rlhf.errors import (BrokerUnavailable, ConfigError, Conflict, InferenceUnavailable, InvalidInput, NotFound,
                          PermissionDenied, RateLimited, RLHFError, TrainingFailed)
 from rlhf.inference import Inference
+from rlhf.input_rules import MAX_JSON_DEPTH, TOO_DEEP, too_deep
 from rlhf.jobs.embedded import InProcessQueue
 from rlhf.jobs.submit import JobQueue
 from rlhf.settings import Settings, get_settings
@@ -76,21 +77,32 @@ def database_down_response(request: Request, exc: sa.exc.OperationalError) -> JS
                         status_code=503, headers={"Retry-After": "5"})
 
 
-def _json_safe(value):
-    """NaN and infinities as text: JSON has no spelling for them, and the encoder would raise."""
+def _json_safe(value, depth: int = MAX_JSON_DEPTH + 8):
+    """NaN and infinities as text: JSON has no spelling for them, and the encoder would raise.
+
+    Lists and objects deeper than ``depth`` become ``"…"``: the encoder recurses once per
+    level, and an answer that quotes a request nested a thousand deep would run out of stack
+    (the 8 spare levels are the answer's own, around the quoted input)."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, (dict, list, tuple)) and depth <= 0:
+        return "…"
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: _json_safe(v, depth - 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [_json_safe(v, depth - 1) for v in value]
     return value
 
 
 def request_invalid_response(request: Request, exc: RequestValidationError) -> JSONResponse:
     # FastAPI's own answer echoes the offending input; a number like 1e999 (valid JSON, read as
-    # infinity) would then fail to encode and turn a 422 into a 500.
-    return ErrorResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+    # infinity) would then fail to encode and turn a 422 into a 500. Input nested deeper than
+    # any request needs is refused for that alone, before anything walks it level by level.
+    errors = exc.errors()
+    if any(too_deep(error.get("input")) for error in errors):
+        return ErrorResponse({"detail": f"the request body is {TOO_DEEP}", "error": "InvalidInput"},
+                             status_code=422)
+    return ErrorResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
 def out_of_range_response(request: Request, exc: Exception) -> JSONResponse:

@@ -20,6 +20,7 @@ from typing import Any
 from sqlmodel import Session
 
 from rlhf.errors import InvalidInput
+from rlhf.input_rules import check_text
 from rlhf.models import Choice, Comparison, ComparisonStatus, Response
 from rlhf.services.comparisons import get_comparison, open_comparison
 from rlhf.services.prompts import (MAX_PROMPT_CHARS, BadLines, PromptRecord, import_records, jsonl_values,
@@ -74,8 +75,7 @@ def _text(value: Any, field: str, where: str) -> str:
         value = value.get("content")
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{where}: '{field}' must be a non-empty string")
-    if "\x00" in value:
-        raise InvalidInput(f"{where}: '{field}' contains a NUL character")
+    check_text(value, where, f"'{field}'")
     if len(value) > MAX_PROMPT_CHARS:
         raise InvalidInput(f"{where}: '{field}' longer than {MAX_PROMPT_CHARS} characters")
     return value

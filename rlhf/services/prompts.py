@@ -11,6 +11,7 @@ import codecs
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,11 @@ from pydantic import BaseModel, StrictInt, StrictStr, ValidationError
 from sqlmodel import Session, select
 
 from rlhf.errors import InvalidInput
+from rlhf.input_rules import TOO_DEEP, check_tags, check_text, too_deep
 from rlhf.models import Prompt
 
 MAX_PROMPT_CHARS = 20_000
+MAX_ID_CHARS = 256  # the column's width
 MAX_NAMED_ERRORS = 20
 
 
@@ -109,27 +112,18 @@ def parse_record(raw: Any, where: str) -> PromptRecord:
         messages = [{"role": "user", "content": record.prompt}]
     else:
         raise InvalidInput(f"{where}: missing 'prompt' (a string) or 'messages' (a list)")
-    if any("\x00" in m["content"] for m in messages):
-        raise InvalidInput(f"{where}: text contains a NUL character")
+    for m in messages:
+        check_text(m["content"], where)
     if sum(len(m["content"]) for m in messages) > MAX_PROMPT_CHARS:
         raise InvalidInput(f"{where}: prompt longer than {MAX_PROMPT_CHARS} characters")
     tags = record.tags or []
-    if isinstance(tags, str):
-        tags = [t.strip() for t in tags.split(",") if t.strip()]
-    ext = record.id
-    # JSON may spell a lone surrogate ("\ud800"); such text cannot be stored or shown again.
-    texts = [m["content"] for m in messages] + tags + ([ext] if isinstance(ext, str) else [])
-    if not all(_is_unicode(t) for t in texts):
-        raise InvalidInput(f"{where}: text is not valid Unicode (a lone surrogate)")
-    return PromptRecord(messages=messages, external_id=None if ext is None else str(ext), tags=tags)
-
-
-def _is_unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    if isinstance(tags, str):  # one comma-separated string, as a CSV cell holds them; blank pieces are no tags
+        tags = [t for t in tags.split(",") if t.strip()]
+    tags = check_tags(tags, where)
+    ext = None if record.id is None else check_text(str(record.id), where, "'id'")
+    if ext is not None and len(ext) > MAX_ID_CHARS:
+        raise InvalidInput(f"{where}: 'id' longer than {MAX_ID_CHARS} characters")
+    return PromptRecord(messages=messages, external_id=ext, tags=tags)
 
 
 def parse_file(path: str | Path, data: bytes | None = None) -> list[PromptRecord]:
@@ -161,7 +155,9 @@ def jsonl_values(data: bytes, name: str, bad: BadLines) -> Iterator[tuple[str, A
     Lines end at ``\n`` only: JSON text may hold a raw U+2028, U+0085 or form feed inside a
     string (``json.dumps(..., ensure_ascii=False)`` writes them so), and ``str.splitlines``
     would cut a valid record there. Each line is decoded on its own, so each bad line,
-    whatever is wrong with it, is the one named."""
+    whatever is wrong with it, is the one named. A value nested deeper than any record
+    (:data:`~rlhf.input_rules.MAX_JSON_DEPTH`) is a bad line too: the parser, and whatever
+    walks the value after it, would run out of stack."""
     data = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
     for lineno, raw_line in enumerate(data.split(b"\n"), start=1):
         where = f"{name} line {lineno}"
@@ -177,6 +173,15 @@ def jsonl_values(data: bytes, name: str, bad: BadLines) -> Iterator[tuple[str, A
         except json.JSONDecodeError as exc:
             bad.errors.append(f"{where}: invalid JSON ({exc.msg})")
             continue
+        except RecursionError:
+            bad.errors.append(f"{where}: {TOO_DEEP}")
+            continue
+        except ValueError as exc:  # valid JSON Python will not read, e.g. an integer of 5,000 digits
+            bad.errors.append(f"{where}: unreadable JSON ({exc})")
+            continue
+        if too_deep(value):
+            bad.errors.append(f"{where}: {TOO_DEEP}")
+            continue
         yield where, value
 
 
@@ -188,18 +193,54 @@ def _parse_jsonl(data: bytes, name: str) -> list[PromptRecord]:
 
 
 def _parse_csv(data: bytes, name: str) -> list[PromptRecord]:
-    reader = csv.DictReader(io.StringIO(_decode(data, name)))
-    if not reader.fieldnames or "prompt" not in reader.fieldnames:
-        raise InvalidInput(f"{name} line 1: a CSV needs a 'prompt' column")
+    """Rows of a CSV with a ``prompt`` column (``id`` and ``tags`` optional), quoted as Excel and
+    Python's csv write it. A quoted field may span lines; one whose quote is never closed is an
+    error naming the line it opens on (a lenient reader would take the rest of the file as its text)."""
+    text = _decode(data, name)
+    reader = csv.DictReader(io.StringIO(text), strict=True)
     records, bad = [], BadLines(name)
     try:
+        if not reader.fieldnames or "prompt" not in reader.fieldnames:
+            raise InvalidInput(f"{name} line 1: a CSV needs a 'prompt' column")
         for row in reader:
             raw = {k: v for k, v in row.items() if k in ("prompt", "id", "tags") and v not in (None, "")}
             records.append(bad.check(parse_record, raw, f"{name} line {reader.line_num}"))
     except csv.Error as exc:  # the reader cannot go on after a broken row
-        bad.errors.append(f"{name} line {reader.line_num}: {exc}")
+        bad.errors.append(_csv_error(text, name, exc, reader.reader.line_num))
     bad.raise_any()
     return _nonempty(records, name)
+
+
+# A quote that opens a field: at the start of the text, or after a comma or a line break.
+_FIELD_QUOTE = re.compile(r'(?<![^,\r\n])"')
+
+
+def _csv_error(text: str, name: str, exc: csv.Error, line: int) -> str:
+    """The error for a CSV the reader gave up on at ``line``, the last line it read.
+
+    A quoted field never closed runs on to the end of the file (or past the reader's field
+    size limit), where the reader reports it; the line it opens on is the one to fix."""
+    opened = _unclosed_quote(text)
+    if opened is not None and (opened_line := text.count("\n", 0, opened) + 1) <= line:
+        return f"{name} line {opened_line}: a quoted field opens here and its quote is never closed"
+    return f"{name} line {line}: {exc}"
+
+
+def _unclosed_quote(text: str) -> int | None:
+    """Where the quoted field still open at the end of ``text`` begins (an offset), or None."""
+    pos = 0
+    while (match := _FIELD_QUOTE.search(text, pos)) is not None:
+        opened, pos = match.start(), match.end()
+        while True:  # to the closing quote; a doubled quote inside is one literal quote
+            end = text.find('"', pos)
+            if end < 0:
+                return opened
+            if text.startswith('"', end + 1):
+                pos = end + 2
+                continue
+            pos = end + 1
+            break
+    return None
 
 
 def _parse_parquet(data: bytes, name: str) -> list[PromptRecord]:
@@ -223,7 +264,10 @@ def _nonempty(records: list[PromptRecord], name: str) -> list[PromptRecord]:
 
 
 def import_records(*, session: Session, records: Iterable[PromptRecord], tags: list[str] | None = None) -> ImportResult:
-    """Insert validated records; records whose id already exists are skipped, not duplicated."""
+    """Insert validated records; records whose id already exists are skipped, not duplicated.
+
+    ``tags`` (added to every record) obey the same rules as a record's own."""
+    tags = check_tags(list(tags or []), "tags for every prompt")
     records = list(records)
     ext_ids = [r.external_id for r in records if r.external_id]
     if len(ext_ids) != len(set(ext_ids)):
@@ -236,7 +280,7 @@ def import_records(*, session: Session, records: Iterable[PromptRecord], tags: l
     for r in records:
         if r.external_id and r.external_id in existing:
             continue
-        p = Prompt(external_id=r.external_id, messages=r.messages, tags=sorted(set(r.tags) | set(tags or [])))
+        p = Prompt(external_id=r.external_id, messages=r.messages, tags=sorted(set(r.tags) | set(tags)))
         session.add(p)
         created.append(p)
     session.flush()

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from sqlmodel import func, select
 
 from rlhf.errors import InvalidInput
+from rlhf.input_rules import MAX_TAG_CHARS
 from rlhf.models import Prompt
 from rlhf.services.prompts import MAX_PROMPT_CHARS, import_file
 
@@ -29,6 +30,7 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
 # Any character a file may hold (no lone surrogates: they cannot be written as UTF-8).
 text = st.text(st.characters(codec="utf-8"), max_size=40)
 prompt_text = text.filter(lambda t: t.strip() and "\x00" not in t)
+tag_text = prompt_text  # at most 40 characters, well within MAX_TAG_CHARS
 
 
 def _count(session) -> int:
@@ -40,8 +42,8 @@ def jsonl_line(draw, index: int):
     """(bytes of one line, None if valid else the reason it is not)."""
     kind = draw(st.sampled_from(["prompt", "messages", "blank"] * 3 + [
         "not json", "no prompt", "empty prompt", "nul", "too long", "bad id", "bad tags", "bad role",
-        "assistant last", "not utf-8", "not an object", "lone surrogate"]))
-    tags = draw(st.lists(text, max_size=2))
+        "assistant last", "not utf-8", "not an object", "lone surrogate", "bad tag"]))
+    tags = draw(st.lists(tag_text, max_size=2))
     if kind == "prompt":
         record = {"prompt": draw(prompt_text), "id": f"id-{index}", "tags": tags}
     elif kind == "messages":
@@ -62,6 +64,9 @@ def jsonl_line(draw, index: int):
         record = {"prompt": "x" * (MAX_PROMPT_CHARS + 1)}
     elif kind == "bad id":
         record = {"prompt": draw(prompt_text), "id": draw(st.sampled_from([[1], {"a": 1}, 1.5, True]))}
+    elif kind == "bad tag":
+        tag = draw(st.sampled_from(["", " ", "a\x00", "x" * (MAX_TAG_CHARS + 1)]))
+        record = {"prompt": draw(prompt_text), "tags": [draw(tag_text), tag]}
     elif kind == "bad tags":
         record = {"prompt": draw(prompt_text), "tags": draw(st.sampled_from([[1], {"a": "b"}, 3]))}
     elif kind == "bad role":
@@ -133,7 +138,7 @@ def csv_file(draw):
         prompt = prompt.replace("\x00", "")  # the csv module itself refuses NUL (tested below)
         if kind == "ok" and not prompt.strip():
             kind = "blank"
-        writer.writerow([prompt, f"c{i}", ",".join(t.replace(",", "") for t in draw(st.lists(text, max_size=2)))])
+        writer.writerow([prompt, f"c{i}", ",".join(t.replace(",", "") for t in draw(st.lists(tag_text, max_size=2)))])
         if kind == "ok":
             valid += 1
         elif first_bad is None:
