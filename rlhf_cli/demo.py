@@ -145,6 +145,7 @@ def _run_with_progress(engine, settings, run_id: int, round_no: int, execute) ->
     """Train in a thread and print the run's step every few seconds, so a long round is never silent."""
     from rlhf import db
     from rlhf.services.runs import get_run
+    from rlhf.training.progress import RunProgress
 
     worker = threading.Thread(target=execute, args=(run_id, settings), name=f"demo-run-{run_id}", daemon=True)
     started = time.monotonic()
@@ -155,14 +156,13 @@ def _run_with_progress(engine, settings, run_id: int, round_no: int, execute) ->
         if not worker.is_alive():
             break
         with db.session_scope(engine) as s:
-            run = get_run(session=s, run_id=run_id)
-            progress = dict(run.progress or {})
-        if progress.get("phase") == "evaluating":
+            progress = RunProgress.stored(get_run(session=s, run_id=run_id).progress)
+        if progress and progress.evaluating:
             line = "training done, evaluating the new checkpoint"
-        elif "step" in progress:
-            line = f"step {progress['step']}/{progress.get('max_steps') or '?'}"
-            if isinstance(progress.get("loss"), (int, float)):
-                line += f", loss {progress['loss']:.3f}"
+        elif progress:
+            line = f"step {progress.step}/{progress.max_steps or '?'}"
+            if (loss := progress.number("loss")) is not None:
+                line += f", loss {loss:.3f}"
         else:
             line = "loading the model"
         if line != last:

@@ -166,13 +166,15 @@ def train(algorithm: str = typer.Argument(..., help="sft, reward, dpo, ppo, rloo
 def wait_for_run(run_id: int) -> None:
     from rlhf.jobs.training import execute_run
     from rlhf.services.runs import get_run
+    from rlhf.training.progress import RunProgress
 
     def poll():
         with session() as s:
             r = get_run(session=s, run_id=run_id)
-            p = r.progress or {}
-            note = r.status.value + (f" loss {p['loss']:.4f}" if isinstance(p.get("loss"), float) else "")
-            return r.status.finished, p.get("step"), p.get("max_steps") or r.params.get("steps"), note
+            p = RunProgress.stored(r.progress)
+            loss = p.number("loss") if p else None
+            note = r.status.value + (f" loss {loss:.4f}" if loss is not None else "")
+            return (r.status.finished, p.step if p else None, (p and p.max_steps) or r.params.get("steps"), note)
 
     run_in_process_or_poll(execute_run, run_id, poll, f"run {run_id}")
     with session() as s:
@@ -184,8 +186,10 @@ def wait_for_run(run_id: int) -> None:
 
 def _run_row(r) -> dict:
     from rlhf.services.runs import run_summary
+    from rlhf.training.progress import RunProgress
 
-    return {**run_summary(r), "step": (r.progress or {}).get("step")}
+    progress = RunProgress.stored(r.progress)
+    return {**run_summary(r), "step": progress.step if progress else None}
 
 
 @runs_app.command("list")

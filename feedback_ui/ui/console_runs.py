@@ -22,6 +22,7 @@ from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus, JobStatus,
 from rlhf.services import checkpoints as ckpt_svc
 from rlhf.services import runs as runs_svc
 from rlhf.services.dataset import Snapshot
+from rlhf.training.progress import RunProgress
 
 RUN_HEADERS = ["ID", "Algorithm", "Status", "Step", "Base", "Output", "Votes", "Created", "Finished", "Error"]
 CKPT_HEADERS = ["ID", "Name", "Kind", "Status", "Parent", "Run", "Created", "Path"]
@@ -55,10 +56,8 @@ def _runs(ctx: UIContext) -> list[TrainingRun]:
 
 
 def _step(run: TrainingRun) -> str:
-    progress = run.progress or {}
-    if "step" not in progress:
-        return ""
-    return f"{progress['step']}/{progress['max_steps']}" if progress.get("max_steps") else str(progress["step"])
+    progress = RunProgress.stored(run.progress)
+    return progress.step_text if progress else ""
 
 
 def _rows_trained(run: TrainingRun) -> int | str:
@@ -108,13 +107,13 @@ def run_detail(run: TrainingRun | None, by_id: dict[int, Checkpoint]) -> str:
     if run is None:
         return message("No runs yet: start one above.")
     parts = [f"Run #{run.id} · {run.algorithm.value} · {run.status.value}"]
-    progress = run.progress or {}
-    if run.status is JobStatus.running and progress.get("phase") == "evaluating":
+    progress = RunProgress.stored(run.progress)
+    if run.status is JobStatus.running and progress and progress.evaluating:
         parts.append("training done, evaluating the new checkpoint")
-    elif _step(run):
-        parts.append(f"step {_step(run)}")
+    elif progress:
+        parts.append(f"step {progress.step_text}")
     # While it runs, the latest logged values; once finished, the metrics the trainer reported.
-    values = (progress if run.status is JobStatus.running else run.metrics) or {}
+    values = ((progress.values if progress else {}) if run.status is JobStatus.running else run.metrics) or {}
     for key in ("loss", "final_loss", "eval_accuracy", "accuracy", "reward_last"):
         if isinstance(values.get(key), (int, float)):
             parts.append(f"{key} {values[key]:.4g}")

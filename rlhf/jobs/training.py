@@ -27,7 +27,8 @@ from rlhf.services import runs as runs_svc
 from rlhf.services.checkpoints import ensure_merged, register_checkpoint, unmergeable_reason
 from rlhf.services.dataset import Snapshot, snapshot_rows
 from rlhf.settings import Settings, get_settings
-from rlhf.training.spec import TrainerSpec, read_jsonl
+from rlhf.training.progress import RunProgress
+from rlhf.training.spec import MergeStep, TrainerSpec, read_jsonl
 
 log = logging.getLogger(__name__)
 POLL_S = 1.0
@@ -75,9 +76,9 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
         data = [{"prompt": p.messages, "prompt_id": p.id} for p in train_prompts]
         if not data:
             raise InvalidInput("no prompts to train on: import some with `rlhf prompts import`")
-    merges = []
-    base_path = _full_weights(session, settings, base, merges, reward=False, role="base")
-    reward_path = _full_weights(session, settings, reward, merges, reward=True, role="reward model") if reward else None
+    base_path, base_merge = _full_weights(session, settings, base, reward=False, role="base")
+    reward_path, reward_merge = (_full_weights(session, settings, reward, reward=True, role="reward model") if reward
+                                 else (None, None))
     data_path = rdir / "data.jsonl"
     data_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data), encoding="utf-8")
     settings.checkpoints_dir.mkdir(parents=True, exist_ok=True)
@@ -95,25 +96,26 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
         result=str(rdir / "result.json"),
         stop=str(rdir / "STOP"),
         eval_prompts=[p.messages for p in heldout] if algorithm is not Algorithm.reward else [],
-        merges=merges,
+        merges=[m for m in (base_merge, reward_merge) if m is not None],
     )
     spec.write(rdir / "spec.json")
     return spec
 
 
-def _full_weights(session, settings: Settings, ckpt: Checkpoint, merges: list, *, reward: bool, role: str) -> str:
-    """The folder TRL loads for a checkpoint: its own, or (an adapter) its merged copy, made by the trainer."""
+def _full_weights(session, settings: Settings, ckpt: Checkpoint, *, reward: bool,
+                  role: str) -> tuple[str, MergeStep | None]:
+    """The folder TRL loads for a checkpoint: its own, or (an adapter) its merged copy, with the step
+    the trainer takes to make it."""
     from rlhf.services.checkpoints import merged_dir, model_ref, unmergeable_reason
 
     if not ckpt.adapter:
-        return ckpt.path
+        return ckpt.path, None
     reason = unmergeable_reason(ckpt)
     if reason:
         raise InvalidInput(f"checkpoint {ckpt.id} ({ckpt.name}) cannot be the {role} of a run: {reason}; "
                            f"train from its base, checkpoint {ckpt.base_checkpoint_id}, instead")
-    dest = merged_dir(settings, ckpt)
-    merges.append({"dest": str(dest), "ref": model_ref(session=session, checkpoint=ckpt).to_dict(), "reward": reward})
-    return str(dest)
+    dest = str(merged_dir(settings, ckpt))
+    return dest, MergeStep(dest=dest, ref=model_ref(session=session, checkpoint=ckpt), reward=reward)
 
 
 def trainer_command(spec_path: Path, spec: TrainerSpec) -> list[str]:
@@ -143,10 +145,10 @@ class _Tail:
 
     def __init__(self, path: Path):
         self.path, self.offset = path, 0
-        self.last: dict | None = None  # the latest progress reported, and whether its phase was sent
+        self.last: RunProgress | None = None  # the latest progress reported, and whether its phase was sent
         self.phase_sent = False
 
-    def read(self) -> list[dict]:
+    def read(self) -> list[RunProgress]:
         if not self.path.exists():
             return []
         with self.path.open("rb") as fh:
@@ -154,7 +156,7 @@ class _Tail:
             chunk = fh.read()
         complete = chunk[: chunk.rfind(b"\n") + 1]
         self.offset += len(complete)
-        return [json.loads(line) for line in complete.splitlines() if line.strip()]
+        return [RunProgress.from_json(line) for line in complete.splitlines() if line.strip()]
 
 
 def _failure_reason(log_path: Path, returncode: int) -> str:
@@ -273,15 +275,12 @@ def _report(engine, run_id: int, tail: _Tail) -> bool:
     with db.session_scope(engine) as session:
         lines = tail.read()
         for line in lines:
-            runs_svc.log_step(session=session, run_id=run_id, step=int(line.get("step", 0)), values=line)
+            runs_svc.log_step(session=session, run_id=run_id, step=line.step, values=line.to_dict())
         progress = None
         if lines:
-            last = lines[-1]
-            progress = tail.last = {"step": int(last.get("step", 0)), "max_steps": last.get("max_steps"),
-                                    **{k: v for k, v in last.items() if k not in ("step", "max_steps")}}
-        elif (tail.last and not tail.phase_sent and tail.last.get("max_steps")
-              and tail.last["step"] >= tail.last["max_steps"]):
-            progress, tail.phase_sent = {**tail.last, "phase": "evaluating"}, True
+            progress = tail.last = lines[-1]
+        elif tail.last and not tail.phase_sent and tail.last.training_done:
+            progress, tail.phase_sent = tail.last.now_evaluating(), True
         return runs_svc.heartbeat(session=session, run_id=run_id, progress=progress)
 
 

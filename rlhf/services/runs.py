@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 from datetime import timedelta
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,6 +21,7 @@ from rlhf.models import (Algorithm, CheckpointKind, JobStatus, RunLog, TrainingR
                          utcnow)
 from rlhf.services.checkpoints import default_base, get_checkpoint
 from rlhf.services.dataset import Snapshot, take_snapshot
+from rlhf.training.progress import RunProgress
 
 ALGORITHMS = [a.value for a in Algorithm]
 
@@ -132,16 +134,18 @@ def claim_run(*, session: Session, run_id: int, worker: str | None = None) -> bo
     return result.rowcount == 1
 
 
-def heartbeat(*, session: Session, run_id: int, progress: dict[str, Any] | None = None) -> bool:
+def heartbeat(*, session: Session, run_id: int, progress: RunProgress | Mapping[str, Any] | None = None) -> bool:
     """Commits: marks the run alive (others must see the heartbeat now); True if its trainer should stop.
 
     That is when a cancel was requested, or when the run is no longer ``running``: the
     reaper failed it while this worker could not report (a database outage longer than
     the heartbeat timeout), and a failed run must not turn into a checkpoint later.
+    ``progress``, when given, replaces the run's stored progress (see :class:`RunProgress`).
     """
     values: dict[str, Any] = {"heartbeat_at": utcnow()}
     if progress is not None:
-        values["progress"] = progress
+        progress = progress if isinstance(progress, RunProgress) else RunProgress.from_dict(progress)
+        values["progress"] = progress.to_dict()
     session.execute(sa.update(TrainingRun).where(TrainingRun.id == run_id, TrainingRun.status == JobStatus.running)
                     .values(**values))
     session.commit()

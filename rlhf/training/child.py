@@ -4,8 +4,8 @@ A run trains in its own process so that an exception, an out-of-memory kill or a
 fault fails the run and never the worker, memory is returned when it ends, and
 ``accelerate launch`` can start the very same entry point on several GPUs. It knows
 nothing of the database: it reads a :class:`~rlhf.training.spec.TrainerSpec`, appends
-progress lines to a file the worker tails, and writes ``result.json`` last; no result
-file means the run failed.
+progress lines (:class:`~rlhf.training.progress.RunProgress`) to a file the worker tails,
+and writes ``result.json`` last; no result file means the run failed.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlhf.training.progress import RunProgress
 from rlhf.training.spec import TrainerSpec, read_jsonl
 
 
@@ -37,7 +38,7 @@ def run(spec: TrainerSpec) -> dict[str, Any]:
     def on_log(step: int, values: dict[str, Any]) -> None:
         if _is_main_process():
             with progress_path.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"step": step, **values}) + "\n")
+                fh.write(RunProgress.logged(step, values).to_json() + "\n")
 
     def should_stop() -> bool:
         return stop_path.exists()
@@ -66,12 +67,12 @@ def run(spec: TrainerSpec) -> dict[str, Any]:
 
 def make_merged_copies(spec: TrainerSpec) -> None:
     """Merge an adapter base (or reward model) into the full folder TRL loads, unless a cached copy exists."""
-    from rlhf.modeling.adapters import ModelRef, merge_into
+    from rlhf.modeling.adapters import merge_into
 
-    for item in spec.merges:
-        if _is_main_process() and not (Path(item["dest"]) / "config.json").is_file():
-            Path(item["dest"]).parent.mkdir(parents=True, exist_ok=True)
-            merge_into(ModelRef.from_dict(item["ref"]), item["dest"], reward=item.get("reward", False))
+    for step in spec.merges:
+        if _is_main_process() and not (Path(step.dest) / "config.json").is_file():
+            Path(step.dest).parent.mkdir(parents=True, exist_ok=True)
+            merge_into(step.ref, step.dest, reward=step.reward)
 
 
 def trained_model(spec: TrainerSpec):

@@ -13,7 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlhf.modeling.adapters import ModelRef
 from rlhf.training.base_params import CommonParams
+
+
+@dataclass(frozen=True)
+class MergeStep:
+    """A full-weights folder the trainer makes before training: an adapter checkpoint merged into its base."""
+
+    dest: str  # the merged copy's folder (a cache: an existing copy is reused)
+    ref: ModelRef  # the adapter over its base, as the worker resolved it
+    reward: bool = False  # a reward model (sequence classifier) rather than a policy
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MergeStep:
+        return cls(dest=data["dest"], ref=ModelRef.from_dict(data["ref"]), reward=bool(data.get("reward", False)))
 
 
 @dataclass
@@ -31,8 +45,8 @@ class TrainerSpec:
     stop: str  # file whose existence asks the trainer to stop between steps
     eval_prompts: list[list[dict]] = field(default_factory=list)  # held-out conversations
     # Full-weights folders to make before training, where ``base`` or ``reward_model`` is an
-    # adapter checkpoint's merged copy: {"dest": path, "ref": ModelRef dict, "reward": bool}.
-    merges: list[dict[str, Any]] = field(default_factory=list)
+    # adapter checkpoint's merged copy.
+    merges: list[MergeStep] = field(default_factory=list)
 
     def typed_params(self) -> tuple[CommonParams, dict[str, Any]]:
         """The parameters as their algorithm's dataclass, plus the ``trl.`` pass-through keys."""
@@ -45,7 +59,8 @@ class TrainerSpec:
 
     @classmethod
     def read(cls, path: str | Path) -> TrainerSpec:
-        return cls(**json.loads(Path(path).read_text(encoding="utf-8")))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return cls(**{**data, "merges": [MergeStep.from_dict(m) for m in data.get("merges", [])]})
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
