@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -108,19 +109,8 @@ def _safe_next(target: str | None) -> str:
     return target
 
 
-_LOGIN_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Log in · RLHF feedback</title>
-<style>body{{font-family:system-ui,sans-serif;display:flex;justify-content:center;margin-top:12vh}}
-form{{display:flex;flex-direction:column;gap:.6rem;width:18rem}}input,button{{font-size:1rem;padding:.45rem}}
-.error{{color:#b00020}}</style></head>
-<body><form method="post" action="/login">
-<h1>Log in</h1>{error}
-<label>User name <input name="username" autocomplete="username" required autofocus value="{username}"></label>
-<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
-<input type="hidden" name="next" value="{next}">
-<button type="submit">Log in</button>
-</form></body></html>"""
+# The page is a file (str.format fields: error, username, next; literal braces doubled).
+_LOGIN_PAGE = (Path(__file__).parent / "templates" / "login.html").read_text(encoding="utf-8")
 
 
 def login_page(next_: str = "/", error: str = "", username: str = "", status_code: int = 200) -> HTMLResponse:

@@ -6,11 +6,6 @@ A cookie or token names a row of the sessions table; each request checks that ro
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
-
 import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import select
@@ -106,22 +101,39 @@ def test_a_revoked_login_stays_revoked_and_expired_rows_are_cleared(app, client,
 
 
 def test_a_token_signed_with_the_key_but_of_the_wrong_shape_is_refused_not_a_crash(app, client, world, session):
-    """Only the secret key can sign one; a bad ``iat`` or a payload that is not an object must not give 500."""
+    """Only the secret key can sign one; a payload that is not ours must give 401, never 500."""
     ctx = app.state.web
-
-    def forge(payload) -> str:
-        body = base64.urlsafe_b64encode(json.dumps(payload).encode()).rstrip(b"=").decode()
-        mac = hmac.new(ctx.tokens._key, body.encode(), hashlib.sha256).digest()
-        return f"{body}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
-
-    for payload in ({"uid": 1, "sid": 1, "pw": "x", "iat": "yesterday"}, [1, 2, 3], "text", {"uid": 1},
-                    {"uid": True, "sid": 1, "pw": "x", "iat": ctx.clock()}, {"iat": None}):
+    forge = ctx.tokens._serializer.dumps  # signs anything, as only the key's holder can
+    for payload in ([1, 2, 3], "text", None, {"uid": 1}, {"uid": True, "sid": 1, "pw": "x"},
+                    {"uid": "1", "sid": "1", "pw": "x"}, {"uid": 1, "sid": 2**70, "pw": "x"}):
         answer = client.get("/api/me", headers={"Authorization": f"Bearer {forge(payload)}"})
         assert answer.status_code == 401, (payload, answer.text)
     # A cookie or token from before logins were kept (no session id) is refused: log in again.
     rater = session.exec(select(User).where(User.name == "rater")).one()
     old = ctx.tokens.dumps({"uid": rater.id, "pw": ctx.fingerprint(rater)})
     assert client.get("/api/me", headers={"Authorization": f"Bearer {old}"}).status_code == 401
+    # A token signed "in the future" (a clock moved back) is refused too.
+    token = _bearer(client, "rater")
+    start = ctx.clock()
+    ctx.clock = lambda: start - 5
+    assert client.get("/api/me", headers=token).status_code == 401
+    ctx.clock = lambda: start
+    assert client.get("/api/me", headers=token).status_code == 200
+
+
+def test_signing_is_itsdangerous_at_the_pinned_version_with_the_apps_clock(app):
+    """The signer reads the web context's clock through itsdangerous' get_timestamp (a subclass)."""
+    from importlib.metadata import version
+
+    assert version("itsdangerous") == "2.2.0"
+    ctx = app.state.web
+    start = ctx.clock()
+    signed = ctx.sessions.dumps({"uid": 1})
+    assert ctx.sessions.loads(signed, 60) == {"uid": 1}
+    assert ctx.tokens.loads(signed, 60) is None  # a cookie is no token
+    ctx.clock = lambda: start + 61
+    assert ctx.sessions.loads(signed, 60) is None
+    assert ctx.sessions.loads(signed + "x", 10**6) is None
 
 
 def test_the_command_line_ends_a_users_logins(app, client, world):
