@@ -8,6 +8,7 @@ same model, so the defaults are 16 prompts × 16 samples, seeded.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -36,7 +37,8 @@ def evaluate_policy(path, prompts: list[list[dict]], *, word: str | None = None,
 
 
 def heldout_prompts(limit: int = 16) -> list[list[dict]]:
+    """The bundled held-out prompts (``{"prompt": text}`` lines of our own file), as conversations."""
     from rlhf.modeling.tiny import HELDOUT_PROMPTS_PATH
-    from rlhf.services.prompts import parse_file
 
-    return [r.messages for r in parse_file(HELDOUT_PROMPTS_PATH)[:limit]]
+    lines = HELDOUT_PROMPTS_PATH.read_text(encoding="utf-8").splitlines()
+    return [[{"role": "user", "content": json.loads(line)["prompt"]}] for line in lines if line.strip()][:limit]
