@@ -1,0 +1,73 @@
+"""Snapshots stored by earlier code still load, verify, round-trip and train on the same rows.
+
+tests/data/stored_snapshots.json holds, for the fixed data of :mod:`tests.fixed_votes`,
+snapshots exactly as the code before typed snapshots stored them on a run (majority;
+per-vote with ties kept; labels ``both``; machine labels of one source with flagged
+raters kept; an SFT snapshot of demonstrations; and the first stored format, four keys
+and per-vote rows), with the data file the trainer was given for each. Never regenerate
+it: it stands for runs already in databases.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rlhf.jobs.training import _prepare
+from rlhf.models import Algorithm, TrainingRun
+from rlhf.services.dataset import Snapshot, snapshot_rows
+from tests import fixed_votes
+
+STORED = json.loads((Path(__file__).resolve().parent.parent / "data" / "stored_snapshots.json")
+                    .read_text(encoding="utf-8"))
+WRITTEN_BY_THE_CODE = [name for name in STORED if name != "first_format"]  # as stored, every field
+
+
+@pytest.fixture
+def db_url(fresh_db_url):
+    return fresh_db_url  # ids from 1, as the stored snapshots have them
+
+
+@pytest.fixture
+def session(committed_session):
+    return committed_session
+
+
+def _run(session, algorithm: Algorithm, snapshot: dict) -> TrainingRun:
+    run = TrainingRun(algorithm=algorithm, base_checkpoint_id=1, params={}, snapshot=snapshot,
+                      snapshot_hash=snapshot["hash"])
+    session.add(run)
+    session.flush()
+    return run
+
+
+def _trainer_data(session, settings, run: TrainingRun) -> str:
+    return Path(_prepare(session, settings, run).data).read_text(encoding="utf-8")
+
+
+def test_stored_snapshots_load_verify_and_train_on_the_same_rows(session, settings):
+    fixed_votes.build(session)
+    for name, stored in STORED.items():
+        snapshot = stored["snapshot"]
+        sft = snapshot.get("aggregate") == "demonstrations"
+        run = _run(session, Algorithm.sft if sft else Algorithm.dpo, snapshot)
+        loaded = Snapshot.of(run)
+        assert (loaded.rows, loaded.hash) == (snapshot["rows"], snapshot["hash"]), name
+        if not sft:
+            assert len(snapshot_rows(session=session, snapshot=loaded)) == snapshot["rows"], name
+        assert _trainer_data(session, settings, run) == stored["trainer_data"], name
+        if "sft_trainer_data" in stored:
+            sft_run = _run(session, Algorithm.sft, snapshot)
+            assert _trainer_data(session, settings, sft_run) == stored["sft_trainer_data"], name
+
+
+@pytest.mark.parametrize("name", WRITTEN_BY_THE_CODE)
+def test_stored_snapshots_round_trip(name):
+    stored = STORED[name]["snapshot"]
+    assert Snapshot.model_validate(stored).model_dump(mode="json") == stored
+
+
+def test_the_first_stored_format_reads_as_per_vote_rows():
+    loaded = Snapshot.model_validate(STORED["first_format"]["snapshot"])
+    assert (loaded.aggregate, loaded.ties) == ("none", "drop")
+    assert Snapshot.model_validate(loaded.model_dump(mode="json")) == loaded
