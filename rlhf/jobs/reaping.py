@@ -1,10 +1,11 @@
-"""Failing the work of dead workers: runs, generation jobs and label jobs whose heartbeat went silent.
+"""Failing the work of dead workers: every worker job (runs, generation and label jobs) whose heartbeat went silent.
 
 Called by every worker at start-up and periodically after (see ``workers.reaper``), and by
 the embedded worker on each pass, so work whose worker was killed ends ``failed`` within
 about ``RLHF_HEARTBEAT_TIMEOUT_S`` even if no new worker starts. A dead run's half-written
 model folder is deleted; a dead job has nothing to clean (it stores its output in one
-transaction at its end, see :mod:`rlhf.services.job_rows`).
+transaction at its end). One reaper serves every table that opts in to the worker job
+lifecycle (:data:`rlhf.services.job_rows.WORKER_JOBS`), and only those.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ import shutil
 from datetime import timedelta
 
 from rlhf import db
-from rlhf.models import GenerationJob, LabelJob
-from rlhf.services import runs as runs_svc
-from rlhf.services.job_rows import WHAT, reap_stale_jobs
+from rlhf.services.job_rows import WORKER_JOBS, reap_stale_jobs
 from rlhf.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -28,9 +27,8 @@ def reap_stale(settings: Settings | None = None, engine=None) -> dict[str, list[
     engine = engine or db.get_engine(settings.database_url)
     timeout = timedelta(seconds=settings.heartbeat_timeout_s)
     with db.session_scope(engine) as session:
-        reaped = {"runs": runs_svc.reap_stale_runs(session=session, timeout=timeout)}
-        for table in (GenerationJob, LabelJob):
-            reaped[f"{WHAT[table]}s"] = reap_stale_jobs(session=session, table=table, timeout=timeout)
+        reaped = {f"{what}s": reap_stale_jobs(session=session, table=table, timeout=timeout)
+                  for table, what in WORKER_JOBS.items()}
     for run_id in reaped["runs"]:
         for leftover in settings.checkpoints_dir.glob(f".tmp-run{run_id}-*"):
             shutil.rmtree(leftover, ignore_errors=True)

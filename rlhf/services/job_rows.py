@@ -1,80 +1,144 @@
-"""Worker job rows (generation and label jobs): one claim, heartbeat, finish and reap for both.
+"""Worker jobs' one lifecycle: claim, heartbeat, finish, fail and reap, written once for every job table.
 
-A job row moves ``queued → running → succeeded | failed``. The worker running it touches
-``heartbeat_at`` while it works (:mod:`rlhf.jobs.heartbeat`); a worker killed outright
-stops touching it, and any live worker's reaper fails the job once it has been silent
-longer than ``RLHF_HEARTBEAT_TIMEOUT_S``, as it does training runs. Every move is a
-conditional UPDATE on the status, so a worker that comes back after its job was reaped
+A *worker job* is a row a worker runs for a queued id: a training run, a generation job or
+a label job (and any worker job table added later, judge or merge jobs). It moves
+``queued → running → succeeded | failed | cancelled`` over the same columns (``status``,
+``started_at``, ``finished_at``, ``heartbeat_at``, ``error``). The worker running it
+touches ``heartbeat_at`` while it works (:mod:`rlhf.jobs.heartbeat` for jobs, the trainer's
+tail for runs); a worker killed outright stops touching it, and any live worker's reaper
+fails the job once it has been silent longer than ``RLHF_HEARTBEAT_TIMEOUT_S``
+(:mod:`rlhf.jobs.reaping`). Every move is a conditional UPDATE on the status, so two
+workers never both claim a job, and a worker that comes back after its job was reaped
 cannot turn it into a success (its results are rolled back with the refused finish).
+
+Only the tables that opt in, by a line in :data:`WORKER_JOBS`, have this lifecycle, and
+every function here refuses any other table. A row that waits on people for days (an
+autopilot round) is not a worker job: it has no heartbeat and must never be reaped, so
+it stays out.
 """
 
 from __future__ import annotations
 
+import socket
+from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from rlhf.errors import Conflict, NotFound
-from rlhf.models import GenerationJob, JobStatus, LabelJob, as_utc, utcnow
+from rlhf.models import GenerationJob, JobStatus, LabelJob, TrainingRun, as_utc, utcnow
 
-JobTable = type[GenerationJob] | type[LabelJob]
-WHAT = {GenerationJob: "generation job", LabelJob: "label job"}
+# The tables that opt in to the lifecycle, and what one row is called in messages.
+WORKER_JOBS: dict[type, str] = {TrainingRun: "run", GenerationJob: "generation job", LabelJob: "label job"}
+WHAT = WORKER_JOBS  # the name callers have used for it
+Job = TypeVar("Job", TrainingRun, GenerationJob, LabelJob)
+JobTable = type[TrainingRun] | type[GenerationJob] | type[LabelJob]
 
 
-def get_job(*, session: Session, table: JobTable, job_id: int):
+def what(table: type) -> str:
+    """What one row of ``table`` is called; ``TypeError`` for a table that has not opted in."""
+    try:
+        return WORKER_JOBS[table]
+    except KeyError:
+        raise TypeError(f"{getattr(table, '__name__', table)} is not a worker job table (see WORKER_JOBS)") from None
+
+
+def _names_its_worker(table: type) -> bool:
+    return "worker" in table.__table__.c
+
+
+def get_job(*, session: Session, table: type[Job], job_id: int) -> Job:
     job = session.get(table, job_id)
     if job is None:
-        raise NotFound(f"no {WHAT[table]} {job_id}")
+        raise NotFound(f"no {what(table)} {job_id}")
     return job
 
 
-def claim_job(*, session: Session, table: JobTable, job_id: int) -> bool:
-    """Commits: atomically moves a queued job to running; False if another worker has it or it is done."""
+def queued_job_ids(*, session: Session, table: JobTable) -> list[int]:
+    """The queued rows of ``table``, oldest first."""
+    what(table)
+    return list(session.exec(select(table.id).where(table.status == JobStatus.queued).order_by(table.id)))
+
+
+def claim_job(*, session: Session, table: JobTable, job_id: int, worker: str | None = None) -> bool:
+    """Commits: atomically moves a queued job to running; False if another worker has it or it is done.
+
+    The claim must be visible to every other worker before this one starts the work. A
+    table with a ``worker`` column (runs) records who claimed it: ``worker``, else this host.
+    """
+    what(table)
     now = utcnow()
+    values: dict[str, Any] = {"status": JobStatus.running, "started_at": now, "heartbeat_at": now}
+    if _names_its_worker(table):
+        values["worker"] = worker or socket.gethostname()
     result = session.execute(sa.update(table).where(table.id == job_id, table.status == JobStatus.queued)
-                             .values(status=JobStatus.running, started_at=now, heartbeat_at=now))
+                             .values(**values))
     session.commit()
     return result.rowcount == 1
 
 
-def beat(*, session: Session, table: JobTable, job_id: int) -> bool:
-    """Commits: marks a running job alive; False once it is no longer running (reaped or finished)."""
+def beat(*, session: Session, table: JobTable, job_id: int, values: Mapping[str, Any] | None = None) -> bool:
+    """Commits: marks a running job alive (others must see it now); False once it is no longer running.
+
+    ``values`` are columns written with the heartbeat (a run's progress).
+    """
+    what(table)
     result = session.execute(sa.update(table).where(table.id == job_id, table.status == JobStatus.running)
-                             .values(heartbeat_at=utcnow()))
+                             .values(**(values or {}), heartbeat_at=utcnow()))
     session.commit()
     return result.rowcount == 1
 
 
-def finish_job(*, session: Session, table: JobTable, job_id: int, status: JobStatus, result: dict | None = None,
-               error: str | None = None) -> None:
+def finish_job(*, session: Session, table: JobTable, job_id: int, status: JobStatus, error: str | None = None,
+               **columns: Any) -> None:
     """Ends a queued or running job; one already ended (the reaper failed it) raises ``Conflict``.
 
-    Called in the transaction that stores the job's output, so that output is rolled back
-    with the refusal: a job reaped as dead never also leaves comparisons or labels behind.
+    ``columns`` are the job's other outcome columns (``result``; a run's ``metrics`` and
+    ``output_checkpoint_id``); those left None, like ``error``, are not written. Called in
+    the transaction that stores the job's output, so that output is rolled back with the
+    refusal: a job reaped as dead never also leaves comparisons, labels or a checkpoint behind.
     """
-    values: dict = {"status": status, "finished_at": utcnow(), "error": error}
-    if result:
-        values["result"] = result
+    name = what(table)
+    values: dict[str, Any] = {k: v for k, v in {**columns, "error": error}.items() if v is not None}
+    values.update(status=status, finished_at=utcnow())
     unfinished = table.status.in_([JobStatus.queued, JobStatus.running])
     done = session.execute(sa.update(table).where(table.id == job_id, unfinished)
                            .values(**values).execution_options(synchronize_session=False))
     if done.rowcount != 1:
         job = get_job(session=session, table=table, job_id=job_id)
-        raise Conflict(f"{WHAT[table]} {job_id} is {job.status.value}, already ended: "
+        raise Conflict(f"{name} {job_id} is {job.status.value}, already ended: "
                        f"{job.error or 'it was ended elsewhere'}")
     session.flush()
     session.expire_all()
 
 
+def fail_job(*, session: Session, table: JobTable, job_id: int, error: str) -> bool:
+    """Ends a job as failed with ``error``; False, keeping the first reason, if it had already ended."""
+    try:
+        finish_job(session=session, table=table, job_id=job_id, status=JobStatus.failed, error=error)
+    except Conflict:
+        return False
+    return True
+
+
 def reap_stale_jobs(*, session: Session, table: JobTable, timeout: timedelta) -> list[int]:
-    """Fail running jobs whose worker stopped reporting; the same conditional UPDATE as for runs."""
+    """Fail running jobs whose worker stopped reporting (killed, machine lost): never stuck 'running'.
+
+    Each job is failed by a conditional UPDATE on its heartbeat, so a heartbeat that lands
+    between the read and the write keeps the job alive, and two reapers fail it once.
+    """
+    what(table)
     cutoff = utcnow() - timeout
-    candidates = [(j.id, j.heartbeat_at) for j in session.exec(select(table).where(table.status == JobStatus.running))
+    named = _names_its_worker(table)
+    candidates = [(j.id, j.heartbeat_at, j.worker if named else None)
+                  for j in session.exec(select(table).where(table.status == JobStatus.running))
                   if (as_utc(j.heartbeat_at) or as_utc(j.started_at) or cutoff) < cutoff]
-    error = f"its worker stopped reporting (no heartbeat for {int(timeout.total_seconds())} s)"
+    silence = f"stopped reporting (no heartbeat for {int(timeout.total_seconds())} s)"
     reaped = []
-    for job_id, heartbeat_at in candidates:
+    for job_id, heartbeat_at, worker in candidates:
+        error = f"worker {worker or '?'} {silence}" if named else f"its worker {silence}"
         result = session.execute(
             sa.update(table)
             .where(table.id == job_id, table.status == JobStatus.running,
@@ -86,12 +150,3 @@ def reap_stale_jobs(*, session: Session, table: JobTable, timeout: timedelta) ->
     session.flush()
     session.expire_all()
     return reaped
-
-
-def fail_job(*, session: Session, table: JobTable, job_id: int, error: str) -> bool:
-    """Ends a job as failed with ``error``; False, keeping the first reason, if it had already ended."""
-    try:
-        finish_job(session=session, table=table, job_id=job_id, status=JobStatus.failed, error=error)
-    except Conflict:
-        return False
-    return True

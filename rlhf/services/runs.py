@@ -1,24 +1,25 @@
 """Training runs: created with a frozen dataset snapshot, claimed once, finished once.
 
-Status moves queued → running → succeeded | failed | cancelled. Claiming is one
-conditional UPDATE, so two workers handed the same run (a redelivery, a retry) can never
-both train it; a run already finished is skipped.
+Status moves queued → running → succeeded | failed | cancelled, through the lifecycle
+every worker job shares (:mod:`rlhf.services.job_rows`): claiming is one conditional
+UPDATE, so two workers handed the same run (a redelivery, a retry) can never both train
+it; a run already finished is skipped, and one the reaper failed cannot end otherwise.
+What is a run's own: its progress on the heartbeat, its metrics and checkpoint on the
+finish, and the cancel a user asks for.
 """
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from datetime import timedelta
 from collections.abc import Mapping
 from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from rlhf.errors import Conflict, InvalidInput, NotFound
-from rlhf.models import (Algorithm, CheckpointKind, JobStatus, RunLog, TrainingRun, as_utc,
-                         utcnow)
+from rlhf.errors import Conflict, InvalidInput
+from rlhf.models import Algorithm, CheckpointKind, JobStatus, RunLog, TrainingRun, utcnow
+from rlhf.services import job_rows
 from rlhf.services.checkpoints import default_base, get_checkpoint
 from rlhf.services.dataset import Snapshot, take_snapshot
 from rlhf.training.progress import RunProgress
@@ -107,10 +108,7 @@ def run_summary(run: TrainingRun) -> dict[str, Any]:
 
 
 def get_run(*, session: Session, run_id: int) -> TrainingRun:
-    run = session.get(TrainingRun, run_id)
-    if run is None:
-        raise NotFound(f"no run {run_id}")
-    return run
+    return job_rows.get_job(session=session, table=TrainingRun, job_id=run_id)
 
 
 def list_runs(*, session: Session, limit: int | None = None) -> list[TrainingRun]:
@@ -123,15 +121,10 @@ def list_runs(*, session: Session, limit: int | None = None) -> list[TrainingRun
 def claim_run(*, session: Session, run_id: int, worker: str | None = None) -> bool:
     """Commits: atomically moves a queued run to running; False if someone else has it or it is done.
 
-    The claim must be visible to every other worker before this one starts training.
+    The claim must be visible to every other worker before this one starts training; it
+    records ``worker`` (by default this host) as the run's.
     """
-    now = utcnow()
-    result = session.execute(
-        sa.update(TrainingRun)
-        .where(TrainingRun.id == run_id, TrainingRun.status == JobStatus.queued)
-        .values(status=JobStatus.running, started_at=now, heartbeat_at=now, worker=worker or socket.gethostname()))
-    session.commit()
-    return result.rowcount == 1
+    return job_rows.claim_job(session=session, table=TrainingRun, job_id=run_id, worker=worker)
 
 
 def heartbeat(*, session: Session, run_id: int, progress: RunProgress | Mapping[str, Any] | None = None) -> bool:
@@ -142,15 +135,13 @@ def heartbeat(*, session: Session, run_id: int, progress: RunProgress | Mapping[
     the heartbeat timeout), and a failed run must not turn into a checkpoint later.
     ``progress``, when given, replaces the run's stored progress (see :class:`RunProgress`).
     """
-    values: dict[str, Any] = {"heartbeat_at": utcnow()}
+    values: dict[str, Any] = {}
     if progress is not None:
         progress = progress if isinstance(progress, RunProgress) else RunProgress.from_dict(progress)
         values["progress"] = progress.to_dict()
-    session.execute(sa.update(TrainingRun).where(TrainingRun.id == run_id, TrainingRun.status == JobStatus.running)
-                    .values(**values))
-    session.commit()
+    alive = job_rows.beat(session=session, table=TrainingRun, job_id=run_id, values=values)
     row = session.exec(select(TrainingRun.cancel_requested, TrainingRun.status).where(TrainingRun.id == run_id)).first()
-    return row is None or bool(row[0]) or row[1] is not JobStatus.running
+    return not alive or row is None or bool(row[0]) or row[1] is not JobStatus.running
 
 
 def log_step(*, session: Session, run_id: int, step: int, values: dict[str, Any]) -> None:
@@ -164,18 +155,16 @@ def run_log(*, session: Session, run_id: int) -> list[RunLog]:
 
 def finish_run(*, session: Session, run_id: int, status: JobStatus, metrics: dict[str, Any] | None = None,
                error: str | None = None, output_checkpoint_id: int | None = None) -> TrainingRun:
+    """Ends a queued or running run, ``metrics`` added to those it has; one already ended raises ``Conflict``.
+
+    Called in the transaction that registers its checkpoint, so a run the reaper failed
+    meanwhile registers none (:func:`rlhf.services.job_rows.finish_job`).
+    """
     run = get_run(session=session, run_id=run_id)
-    run.status = status
-    run.finished_at = utcnow()
-    if metrics is not None:
-        run.metrics = {**(run.metrics or {}), **metrics}
-    if error is not None:
-        run.error = error
-    if output_checkpoint_id is not None:
-        run.output_checkpoint_id = output_checkpoint_id
-    session.add(run)
-    session.flush()
-    return run
+    job_rows.finish_job(session=session, table=TrainingRun, job_id=run_id, status=status, error=error,
+                        metrics={**(run.metrics or {}), **metrics} if metrics is not None else None,
+                        output_checkpoint_id=output_checkpoint_id)
+    return get_run(session=session, run_id=run_id)
 
 
 def cancel_run(*, session: Session, run_id: int) -> TrainingRun:
@@ -194,26 +183,5 @@ def cancel_run(*, session: Session, run_id: int) -> TrainingRun:
 
 
 def reap_stale_runs(*, session: Session, timeout: timedelta) -> list[int]:
-    """Fail runs whose worker stopped reporting (killed, machine lost): never stuck 'running'.
-
-    Each run is failed by a conditional UPDATE on its heartbeat, so a heartbeat that lands
-    between the read and the write keeps the run alive, and two reapers fail it once.
-    """
-    cutoff = utcnow() - timeout
-    candidates = [r for r in session.exec(select(TrainingRun).where(TrainingRun.status == JobStatus.running))
-                  if (as_utc(r.heartbeat_at) or as_utc(r.started_at) or cutoff) < cutoff]
-    reaped = []
-    for run in candidates:
-        error = f"worker {run.worker or '?'} stopped reporting (no heartbeat for {int(timeout.total_seconds())} s)"
-        result = session.execute(
-            sa.update(TrainingRun)
-            .where(TrainingRun.id == run.id, TrainingRun.status == JobStatus.running,
-                   TrainingRun.heartbeat_at == run.heartbeat_at)
-            .values(status=JobStatus.failed, finished_at=utcnow(), error=error)
-            .execution_options(synchronize_session=False))
-        if result.rowcount == 1:
-            reaped.append(run.id)
-    session.flush()
-    for run in candidates:
-        session.refresh(run)
-    return reaped
+    """Fail runs whose worker stopped reporting (killed, machine lost), naming the worker; never stuck 'running'."""
+    return job_rows.reap_stale_jobs(session=session, table=TrainingRun, timeout=timeout)
