@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from rlhf.errors import InvalidInput
-from rlhf.jobs.generation_params import GenerationParams, Sampling
-from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus, GenerationJob, JobStatus
+from rlhf.services.generation_params import GenerationParams, Sampling
+from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus, GenerationJob, TrainingRun
 from rlhf.services import job_rows
 from rlhf.services.checkpoints import get_checkpoint, list_checkpoints, serving_checkpoints
 
@@ -22,7 +22,7 @@ def create_generation_job(*, session: Session, per_checkpoint: int | None = None
                           sampling: dict[str, Any] | Sampling | None = None) -> GenerationJob:
     """Validate and store a generation job's parameters (the job itself runs in a worker).
 
-    Every limit is checked here (see :mod:`rlhf.jobs.generation_params`), so a bad value is
+    Every limit is checked here (see :mod:`rlhf.services.generation_params`), so a bad value is
     refused before anything is queued. ``strategy`` is how pairs are picked: ``random``
     opens the sampled pairs as they come; ``uncertain`` samples a larger pool of prompts
     (``pool``, default ``POOL_FACTOR`` × ``limit``) and opens first the pairs the reward
@@ -83,10 +83,5 @@ def get_generation_job(*, session: Session, job_id: int) -> GenerationJob:
 
 def queued_ids(*, session: Session) -> tuple[list[int], list[int]]:
     """Queued generation jobs and training runs, oldest first (the embedded worker's to-do list)."""
-    from rlhf.models import TrainingRun
-
-    gens = list(session.exec(select(GenerationJob.id).where(GenerationJob.status == JobStatus.queued)
-                             .order_by(GenerationJob.id)))
-    runs = list(session.exec(select(TrainingRun.id).where(TrainingRun.status == JobStatus.queued)
-                             .order_by(TrainingRun.id)))
-    return gens, runs
+    return (job_rows.queued_job_ids(session=session, table=GenerationJob),
+            job_rows.queued_job_ids(session=session, table=TrainingRun))

@@ -2,6 +2,7 @@
 
 - nothing under ``rlhf/`` imports an edge (the web stack, Celery, the CLI, the workers),
   at any depth, lazy imports inside functions included;
+- nothing under ``rlhf/services/`` imports ``rlhf.jobs`` (the jobs call the services, never back);
 - no two project modules import each other, directly or round a circle;
 - no module of the product is over 500 lines.
 Only the source is parsed (never imported), so a lazy import cannot hide.
@@ -105,6 +106,14 @@ def test_the_web_app_does_not_import_the_workers_or_the_cli():
                  if name.split(".")[0] == "feedback_ui" for imported in _imports(path, name)
                  if imported.split(".")[0] in ("workers", "rlhf_cli", "celery"))
     assert not bad, "\n".join(bad)
+
+
+def test_services_do_not_import_the_jobs_that_run_them():
+    """``rlhf.jobs`` (what a worker runs) calls the services; what both need lives in the services or below."""
+    bad = sorted(f"{name} imports {imported}" for name, path in _modules().items()
+                 if name == "rlhf.services" or name.startswith("rlhf.services.")
+                 for imported in _imports(path, name) if imported == "rlhf.jobs" or imported.startswith("rlhf.jobs."))
+    assert not bad, "rlhf/services/ must not import rlhf.jobs, at any depth:\n" + "\n".join(bad)
 
 
 def test_no_two_modules_import_each_other():
