@@ -3,7 +3,8 @@
 Sampling and scoring run in this process (or wait on an inference engine) for minutes with
 no natural point to report from, so a daemon thread touches the job's ``heartbeat_at``
 every quarter of ``RLHF_HEARTBEAT_TIMEOUT_S``. The thread dies with its worker: a worker
-killed outright leaves a silent job, which the reaper fails (:mod:`rlhf.services.job_rows`).
+killed outright leaves a silent job, which the reaper fails (the lifecycle every worker job
+shares, :mod:`rlhf.services.job_rows`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rlhf import db
 from rlhf.errors import failure_reason
 from rlhf.jobs.polling import PollingThread
 from rlhf.models import JobStatus
-from rlhf.services.job_rows import WHAT, JobTable, beat, claim_job, fail_job
+from rlhf.services.job_rows import JobTable, beat, claim_job, fail_job, what
 from rlhf.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def run_job(table: JobTable, job_id: int, settings: Settings, work: Callable[[ob
         try:
             work(engine)
         except Exception as exc:  # a failed job records why; the worker lives on
-            log.exception("%s %s failed", WHAT[table], job_id)
+            log.exception("%s %s failed", what(table), job_id)
             with db.session_scope(engine) as session:
                 fail_job(session=session, table=table, job_id=job_id, error=failure_reason(exc))
             return JobStatus.failed

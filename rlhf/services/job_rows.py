@@ -32,7 +32,6 @@ from rlhf.models import GenerationJob, JobStatus, LabelJob, TrainingRun, as_utc,
 
 # The tables that opt in to the lifecycle, and what one row is called in messages.
 WORKER_JOBS: dict[type, str] = {TrainingRun: "run", GenerationJob: "generation job", LabelJob: "label job"}
-WHAT = WORKER_JOBS  # the name callers have used for it
 Job = TypeVar("Job", TrainingRun, GenerationJob, LabelJob)
 JobTable = type[TrainingRun] | type[GenerationJob] | type[LabelJob]
 
