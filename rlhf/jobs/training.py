@@ -26,6 +26,7 @@ from rlhf.models import Algorithm, Checkpoint, CheckpointKind, CheckpointStatus,
 from rlhf.services import runs as runs_svc
 from rlhf.services.checkpoints import ensure_merged, register_checkpoint, unmergeable_reason
 from rlhf.services.dataset import Snapshot, snapshot_rows
+from rlhf.services.snapshots import SFTSnapshot
 from rlhf.settings import Settings, get_settings
 from rlhf.training.progress import RunProgress
 from rlhf.training.spec import MergeStep, TrainerSpec, read_jsonl
@@ -62,14 +63,14 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
         snapshot = Snapshot.of(run)
         if run.params.get("data"):
             data = demonstrations_to_examples(read_jsonl(run.params["data"]))
-        elif snapshot is not None and getattr(snapshot, "demonstration_ids", None):
+        elif isinstance(snapshot, SFTSnapshot):
             from rlhf.services.demonstrations import snapshot_demonstrations
 
-            data = demonstrations_to_examples(snapshot_demonstrations(session=session,
-                                                                      ids=snapshot.demonstration_ids))
+            data = demonstrations_to_examples([r.model_dump() for r in snapshot_demonstrations(session=session,
+                                                                                               snapshot=snapshot)])
         else:
             data = [{"prompt": r["prompt"], "completion": r["chosen"]}
-                    for r in snapshot_rows(session=session, snapshot=Snapshot.of(run))]
+                    for r in snapshot_rows(session=session, snapshot=snapshot)]
     tag = run.params.get("prompt_tag") or None
     train_prompts, heldout = split_heldout(list_prompts(session=session, tag=tag))
     if algorithm.needs_reward_model:

@@ -1,7 +1,9 @@
 """Preference data: votes turned into TRL's conversational format, snapshots and export.
 
-A row is ``{"prompt": [messages], "chosen": [assistant message], "rejected": [...]}``
-plus provenance and ``rationales`` (what the raters wrote, a list per row). By default there is one row per comparison, labelled by the majority
+A row (:class:`~rlhf.dataset_rows.PreferenceRow`) is ``{"prompt": [messages], "chosen": [assistant
+message], "rejected": [...]}`` plus provenance and ``rationales`` (what the raters wrote, a list per
+row); it is built once here, and the export, the snapshot hash and the trainer's data file all
+take it as it is written. By default there is one row per comparison, labelled by the majority
 of its votes, with that label's share (``agreement``); ``aggregate="none"`` gives one
 row per vote instead. Gold pairs' votes, raters excluded by an engineer and raters
 flagged by their gold accuracy are left out.
@@ -16,7 +18,7 @@ see :mod:`rlhf.services.machine_labels`), or ``both`` (people's votes, and the m
 of each comparison no person has voted on: a person's vote always wins). A machine row's
 ``label_p`` is its calibrated probability, and it carries ``label_source: "machine"``.
 
-A *snapshot* freezes which votes a run trains on (their ids), the choices above, the
+A *snapshot* (:class:`~rlhf.services.snapshots.PreferenceSnapshot`) freezes which votes a run trains on (their ids), the choices above, the
 raters' reliability at that moment (so ``label_p`` is the same whenever the run starts),
 and a hash of the rows' content, so a checkpoint can always say exactly which votes made
 it. With overlap, it also records how often a label is flipped (``label_noise``), as a
@@ -25,35 +27,43 @@ figure: per-pair ``label_p`` already carries that doubt into training.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 from sqlmodel import Session, select
 
+from rlhf.dataset_rows import PreferenceRow, content_hash
 from rlhf.errors import Conflict, InvalidInput
-from rlhf.models import Choice, Comparison, ComparisonSource, Prompt, Response, TrainingRun, Vote
+from rlhf.models import Choice, Comparison, ComparisonSource, Prompt, Response, Vote
 from rlhf.services.quality import left_out_raters, majority
+from rlhf.services.snapshots import PreferenceSnapshot, Snapshot, parse_labels
 from rlhf.services.soft_labels import rater_reliability, single_vote_p, vote_split_p
-from rlhf.services.vote_kinds import LABELS, human_vote, is_machine, machine_vote
+from rlhf.services.vote_kinds import human_vote, is_machine, machine_vote
+
+__all__ = ["Snapshot", "PreferenceSnapshot", "content_hash", "eligible_votes", "export", "label_noise",
+           "parse_sources", "preference_rows", "snapshot_rows", "take_snapshot", "to_jsonl_bytes", "write_rows"]
+LabelsArg = str | Iterable[str]  # a name (human, machine, both) or vote kinds: see rlhf.services.snapshots
 
 TIES = ("drop", "keep")
 AGGREGATES = ("majority", "none")
 
 
-def _check(ties: str, aggregate: str, labels: str = "human") -> None:
-    if labels not in LABELS:
-        raise InvalidInput(f"labels must be one of {', '.join(LABELS)}")
+def _check(ties: str, aggregate: str, labels: LabelsArg = "human") -> frozenset[str]:
+    """The vote kinds ``labels`` names, once every choice is known to be valid."""
+    kinds = parse_labels(labels)
     if ties not in TIES:
         raise InvalidInput(f"ties must be one of {', '.join(TIES)}")
     if aggregate not in AGGREGATES:
         raise InvalidInput(f"aggregate must be one of {', '.join(AGGREGATES)}")
+    return kinds
 
 
-def _row(prompts, responses, comp: Comparison, choice: Choice) -> dict[str, Any]:
+def _pair(prompts, responses, comp: Comparison, choice: Choice) -> dict[str, Any]:
+    """The fields every row has: the pair in the label's order, and its comparison."""
     a, b = responses[comp.response_a_id], responses[comp.response_b_id]
     chosen, rejected = (b, a) if choice is Choice.b else (a, b)
     return {"prompt": prompts[comp.prompt_id].messages,
@@ -62,19 +72,19 @@ def _row(prompts, responses, comp: Comparison, choice: Choice) -> dict[str, Any]
             "comparison_id": comp.id, "source": comp.source.value}
 
 
-def _choose_labels(votes: list[Vote], labels: str) -> tuple[list[Vote], list[Vote]]:
-    """(people's votes, machine votes) that ``labels`` keeps; with ``both``, a machine vote only
+def _choose_labels(votes: list[Vote], kinds: frozenset[str]) -> tuple[list[Vote], list[Vote]]:
+    """(people's votes, machine votes) that ``kinds`` keeps; with both, a machine vote only
     on a comparison no person voted on."""
-    human = [v for v in votes if not is_machine(v.source)] if labels != "machine" else []
-    machine = [v for v in votes if is_machine(v.source)] if labels != "human" else []
-    if labels == "both":
+    human = [v for v in votes if not is_machine(v.source)] if "human" in kinds else []
+    machine = [v for v in votes if is_machine(v.source)] if "machine" in kinds else []
+    if human and machine:
         voted = {v.comparison_id for v in human}
         machine = [v for v in machine if v.comparison_id not in voted]
     return human, machine
 
 
 def _rows(session: Session, votes: list[Vote], ties: str, aggregate: str,
-          reliability: dict[int, float] | None = None, labels: str = "human") -> list[dict[str, Any]]:
+          reliability: dict[int, float] | None = None, labels: LabelsArg = "human") -> list[PreferenceRow]:
     """Votes as training rows: one per vote (``none``) or one per comparison (``majority``).
 
     A majority row carries its label's share of the votes (``agreement``); a comparison
@@ -82,26 +92,22 @@ def _rows(session: Session, votes: list[Vote], ties: str, aggregate: str,
     row (there is nothing to prefer), and ties only with ``ties="keep"``. Machine rows
     (``labels``) follow the people's, in comparison order.
     """
-    _check(ties, aggregate, labels)
-    votes, machine = _choose_labels(votes, labels)
+    votes, machine = _choose_labels(votes, _check(ties, aggregate, labels))
     rows = _human_rows(session, votes, ties, aggregate, reliability)
     if machine:
         rows += _machine_rows(session, machine, aggregate)
     return rows
 
 
-def _machine_rows(session: Session, votes: list[Vote], aggregate: str) -> list[dict[str, Any]]:
+def _machine_rows(session: Session, votes: list[Vote], aggregate: str) -> list[PreferenceRow]:
     comps, responses, prompts = _lookups(session, votes)
     rows = []
     for v in sorted(votes, key=lambda v: (v.comparison_id, v.id)):
-        row = {**_row(prompts, responses, comps[v.comparison_id], v.choice), "rater_id": v.rater_id,
-               "label_p": float(v.label_p if v.label_p is not None else 1.0), "rationales": [],
-               "label_source": "machine", "machine": v.source}
-        if aggregate == "none":
-            row["vote_id"] = v.id
-        else:
-            row.update(votes=1, agreement=1.0, vote_ids=[v.id], rater_ids=[v.rater_id])
-        rows.append(row)
+        held = ({"vote_id": v.id} if aggregate == "none"
+                else {"votes": 1, "agreement": 1.0, "vote_ids": [v.id], "rater_ids": [v.rater_id]})
+        rows.append(PreferenceRow(**_pair(prompts, responses, comps[v.comparison_id], v.choice), **held,
+                                  rater_id=v.rater_id, label_p=float(v.label_p if v.label_p is not None else 1.0),
+                                  rationales=[], label_source="machine", machine=v.source))
     return rows
 
 
@@ -114,7 +120,7 @@ def _lookups(session: Session, votes: list[Vote]):
 
 
 def _human_rows(session: Session, votes: list[Vote], ties: str, aggregate: str,
-                reliability: dict[int, float] | None) -> list[dict[str, Any]]:
+                reliability: dict[int, float] | None) -> list[PreferenceRow]:
     comps, responses, prompts = _lookups(session, votes)
 
     def usable(choice: Choice) -> bool:
@@ -124,12 +130,10 @@ def _human_rows(session: Session, votes: list[Vote], ties: str, aggregate: str,
     if aggregate == "none":
         for v in votes:
             if usable(v.choice):
-                row = {**_row(prompts, responses, comps[v.comparison_id], v.choice), "vote_id": v.id,
-                       "rater_id": v.rater_id, "label_p": single_vote_p(v.rater_id, reliability),
-                       "rationales": _rationales([v])}
-                if ties == "keep":
-                    row["tie"] = v.choice is Choice.tie
-                rows.append(row)
+                rows.append(PreferenceRow(**_pair(prompts, responses, comps[v.comparison_id], v.choice),
+                                          vote_id=v.id, rater_id=v.rater_id,
+                                          label_p=single_vote_p(v.rater_id, reliability), rationales=_rationales([v]),
+                                          tie=v.choice is Choice.tie if ties == "keep" else None))
         return rows
     grouped: dict[int, list[Vote]] = defaultdict(list)
     for v in votes:
@@ -139,15 +143,12 @@ def _human_rows(session: Session, votes: list[Vote], ties: str, aggregate: str,
         label, share = majority([v.choice.value for v in group])
         if label is None or not usable(Choice(label)):
             continue
-        row = {**_row(prompts, responses, comps[comp_id], Choice(label)), "votes": len(group),
-               "agreement": round(share, 4), "vote_ids": [v.id for v in group],
-               "rater_ids": [v.rater_id for v in group],
-               "label_p": (vote_split_p(label, [v.choice.value for v in group]) if len(group) > 1
-                           else single_vote_p(group[0].rater_id, reliability)),
-               "rationales": _rationales(group)}
-        if ties == "keep":
-            row["tie"] = label == Choice.tie.value
-        rows.append(row)
+        rows.append(PreferenceRow(
+            **_pair(prompts, responses, comps[comp_id], Choice(label)), votes=len(group), agreement=round(share, 4),
+            vote_ids=[v.id for v in group], rater_ids=[v.rater_id for v in group],
+            label_p=(vote_split_p(label, [v.choice.value for v in group]) if len(group) > 1
+                     else single_vote_p(group[0].rater_id, reliability)),
+            rationales=_rationales(group), tie=label == Choice.tie.value if ties == "keep" else None))
     return rows
 
 
@@ -177,12 +178,12 @@ def parse_sources(sources: str | list[str] | None) -> list[str] | None:
 
 
 def eligible_votes(*, session: Session, exclude_flagged: bool = True,
-                   sources: list[str] | None = None, labels: str = "human") -> tuple[list[Vote], dict[str, Any]]:
+                   sources: list[str] | None = None, labels: LabelsArg = "human") -> tuple[list[Vote], dict[str, Any]]:
     """The votes data may be built from now, and what was left out: gold pairs' votes (they
     measure raters), raters excluded by an engineer, and (``exclude_flagged``) raters whose
     gold accuracy flagged them. ``sources``: only comparisons of these sources (queue, arena,
     written); all by default. ``labels``: people's votes, machine labels or both (see above)."""
-    _check("drop", "majority", labels)
+    kinds = _check("drop", "majority", labels)
     left_out = left_out_raters(session=session, exclude_flagged=exclude_flagged)
     skip = set(left_out["excluded"]) | set(left_out["flagged"])
     query = (select(Vote).join(Comparison, Comparison.id == Vote.comparison_id)
@@ -190,9 +191,9 @@ def eligible_votes(*, session: Session, exclude_flagged: bool = True,
     sources = parse_sources(sources)
     if sources:
         query = query.where(Comparison.source.in_([ComparisonSource(s) for s in sources]))
-    if labels == "human":
+    if "machine" not in kinds:
         query = query.where(human_vote())
-    elif labels == "machine":
+    elif "human" not in kinds:
         query = query.where(machine_vote())
     votes = [v for v in session.exec(query) if v.rater_id not in skip]
     info = {"left_out_raters": left_out, "exclude_flagged": exclude_flagged, "gold_left_out": True}
@@ -204,11 +205,19 @@ def eligible_votes(*, session: Session, exclude_flagged: bool = True,
 def preference_rows(*, session: Session, vote_ids: list[int] | None = None, ties: str = "drop",
                     aggregate: str = "majority", exclude_flagged: bool = True,
                     reliability: dict[int, float] | None = None, sources: list[str] | None = None,
-                    labels: str = "human") -> list[dict]:
-    """Rows from the given votes, or else from every eligible vote (see :func:`eligible_votes`).
+                    labels: LabelsArg = "human") -> list[dict[str, Any]]:
+    """Rows from the given votes, or else from every eligible vote (see :func:`eligible_votes`), as written.
 
     ``label_p`` of single votes uses ``reliability``, else the raters' reliability now.
     """
+    return _written(_preference_records(session=session, vote_ids=vote_ids, ties=ties, aggregate=aggregate,
+                                        exclude_flagged=exclude_flagged, reliability=reliability, sources=sources,
+                                        labels=labels))
+
+
+def _preference_records(*, session: Session, vote_ids: list[int] | None, ties: str, aggregate: str,
+                        exclude_flagged: bool, reliability: dict[int, float] | None, sources: list[str] | None,
+                        labels: LabelsArg) -> list[PreferenceRow]:
     _check(ties, aggregate, labels)
     if reliability is None:
         reliability = rater_reliability(session=session)
@@ -219,87 +228,57 @@ def preference_rows(*, session: Session, vote_ids: list[int] | None = None, ties
     return _rows(session, votes, ties, aggregate, reliability, labels)
 
 
-def content_hash(rows: list[dict]) -> str:
-    # Per-vote rows hash exactly as they always have, so older runs' snapshots still verify.
-    canonical = json.dumps([{k: r[k] for k in ("prompt", "chosen", "rejected",
-                                               "vote_id" if "vote_id" in r else "vote_ids")} for r in rows],
-                           sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def _written(rows: Sequence[PreferenceRow]) -> list[dict[str, Any]]:
+    return [r.model_dump() for r in rows]
 
 
-def label_noise(rows: list[dict]) -> float:
+def label_noise(rows: Sequence[PreferenceRow]) -> float:
     """The share of votes that disagree with their comparison's label, on comparisons with more
     than one vote: an estimate of how often a label is flipped (0 without overlap)."""
-    shared = [r for r in rows if r.get("votes", 1) > 1]
+    shared = [r for r in rows if (r.votes or 1) > 1]
     if not shared:
         return 0.0
-    return round(min(0.49, sum(1 - r["agreement"] for r in shared) / len(shared)), 4)
-
-
-class Snapshot(BaseModel):
-    """The data a run trains on, frozen when the run is created; stored as JSON on the run.
-
-    Snapshots stored before a field existed read with its old behaviour (per-vote rows,
-    gold not left out), so their hash still verifies.
-    """
-
-    model_config = ConfigDict(extra="allow")
-    vote_ids: list[int]
-    rows: int
-    hash: str
-    ties: str = "drop"
-    aggregate: str = "none"
-    label_noise: float = 0.0
-    exclude_flagged: bool = True
-    gold_left_out: bool = False
-    left_out_raters: dict[str, Any] = {}
-    # Rater id -> probability of being right, frozen when the snapshot was taken.
-    rater_reliability: dict[int, float] = {}
-    # Whose votes: human (people only: every snapshot before machine labels), machine or both.
-    labels: str = "human"
-    machine_rows: int = 0
-
-    @classmethod
-    def of(cls, run: TrainingRun) -> "Snapshot | None":
-        """The run's snapshot; None for runs that train on no votes (online RL, SFT from a file)."""
-        return cls.model_validate(run.snapshot) if run.snapshot else None
-
-    def summary(self) -> dict[str, Any]:
-        """Everything but the vote ids (which can be many), plus how many there are."""
-        return {**self.model_dump(exclude={"vote_ids"}), "votes": len(self.vote_ids)}
+    return round(min(0.49, sum(1 - r.agreement for r in shared) / len(shared)), 4)
 
 
 def take_snapshot(*, session: Session, ties: str = "drop", aggregate: str = "majority",
                   exclude_flagged: bool = True, sources: list[str] | None = None,
-                  labels: str = "human") -> Snapshot:
+                  labels: LabelsArg = "human") -> PreferenceSnapshot:
     """Freeze the usable votes now, and the choices that made them; raises if there are none."""
-    _check(ties, aggregate, labels)
+    kinds = _check(ties, aggregate, labels)
     votes, info = eligible_votes(session=session, exclude_flagged=exclude_flagged, sources=sources, labels=labels)
     reliability = rater_reliability(session=session)
     rows = _rows(session, votes, ties, aggregate, reliability, labels)
     if not rows:
         raise InvalidInput("no usable votes yet (ties and 'both bad' do not count): "
-                           + ("label some comparisons first (`rlhf label`)" if labels == "machine" else
+                           + ("label some comparisons first (`rlhf label`)" if "human" not in kinds else
                               "rate some comparisons first, or run `rlhf simulate`"))
-    ids = [r["vote_id"] for r in rows] if aggregate == "none" else [i for r in rows for i in r["vote_ids"]]
-    human_rows = [r for r in rows if r.get("label_source") != "machine"]
-    return Snapshot(vote_ids=ids, ties=ties, aggregate=aggregate, rows=len(rows), hash=content_hash(rows),
-                    label_noise=label_noise(human_rows), rater_reliability=reliability, labels=labels,
-                    machine_rows=len(rows) - len(human_rows), **info)
+    human_rows = [r for r in rows if not r.is_machine]
+    return PreferenceSnapshot(vote_ids=[i for r in rows for i in r.held_vote_ids], ties=ties, aggregate=aggregate,
+                              rows=len(rows), hash=content_hash(rows), label_noise=label_noise(human_rows),
+                              rater_reliability=reliability, labels=kinds, machine_rows=len(rows) - len(human_rows),
+                              **info)
 
 
-def snapshot_rows(*, session: Session, snapshot: Snapshot) -> list[dict]:
-    """The rows a snapshot froze; refuses if the stored data no longer matches its hash."""
-    rows = preference_rows(session=session, vote_ids=snapshot.vote_ids, ties=snapshot.ties,
-                           aggregate=snapshot.aggregate, reliability=snapshot.rater_reliability,
-                           labels=snapshot.labels)
+def snapshot_rows(*, session: Session, snapshot: PreferenceSnapshot) -> list[dict[str, Any]]:
+    """The rows a snapshot froze, as written; refuses if the stored data no longer matches its hash."""
+    if not isinstance(snapshot, PreferenceSnapshot):
+        raise InvalidInput(f"a snapshot of {snapshot.aggregate} holds no preference rows")
+    rows = _preference_records(session=session, vote_ids=snapshot.vote_ids, ties=snapshot.ties,
+                               aggregate=snapshot.aggregate, exclude_flagged=snapshot.exclude_flagged,
+                               reliability=snapshot.rater_reliability, sources=None, labels=snapshot.labels)
     if content_hash(rows) != snapshot.hash:
         raise Conflict("the votes of this run's snapshot changed since it was taken (hash mismatch)")
-    return rows
+    return _written(rows)
 
 
-def write_rows(rows: list[dict], path: str | Path, fmt: str | None = None) -> Path:
-    """Write rows as JSONL or Parquet (by ``fmt`` or the file's extension), atomically."""
+def _as_written(rows: Sequence[BaseModel | dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r.model_dump() if isinstance(r, BaseModel) else r for r in rows]
+
+
+def write_rows(rows: Sequence[BaseModel | dict[str, Any]], path: str | Path, fmt: str | None = None) -> Path:
+    """Write rows (typed, or as written) as JSONL or Parquet (by ``fmt`` or the file's extension), atomically."""
+    rows = _as_written(rows)
     path = Path(path)
     fmt = fmt or ("parquet" if path.suffix.lower() in (".parquet", ".pq") else "jsonl")
     if fmt not in ("jsonl", "parquet"):
@@ -321,15 +300,15 @@ def write_rows(rows: list[dict], path: str | Path, fmt: str | None = None) -> Pa
 
 def export(*, session: Session, path: str | Path, fmt: str | None = None, ties: str = "drop",
            aggregate: str = "majority", exclude_flagged: bool = True, sources: list[str] | None = None,
-           labels: str = "human") -> int:
+           labels: LabelsArg = "human") -> int:
     """Write the preference pairs (every comparison source unless ``sources`` says; people's votes
     unless ``labels`` says); returns the row count. Demonstrations (SFT) are written by
     :func:`rlhf.services.demonstrations.export_sft`."""
-    rows = preference_rows(session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged,
-                           sources=sources, labels=labels)
+    rows = _preference_records(session=session, vote_ids=None, ties=ties, aggregate=aggregate,
+                               exclude_flagged=exclude_flagged, reliability=None, sources=sources, labels=labels)
     write_rows(rows, path, fmt)
     return len(rows)
 
 
-def to_jsonl_bytes(rows: list[dict]) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+def to_jsonl_bytes(rows: Sequence[BaseModel | dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _as_written(rows)).encode()

@@ -9,18 +9,18 @@ answer or be new; an answer identical to a model's gives no preference over that
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import Any
 
 from sqlmodel import Session, select
 
-from rlhf.errors import InvalidInput, PermissionDenied
+from rlhf.dataset_rows import SFTRow, sft_hash
+from rlhf.errors import Conflict, InvalidInput, PermissionDenied
 from rlhf.models import (Choice, Comparison, ComparisonSource, ComparisonStatus, Demonstration, Prompt, Response,
                          User, Vote)
 from rlhf.services.arena import validate_conversation
 from rlhf.services.comparisons import assignment_for, get_comparison
-from rlhf.services.dataset import Snapshot, write_rows
+from rlhf.services.dataset import write_rows
+from rlhf.services.snapshots import SFTSnapshot
 
 MAX_DEMONSTRATION_CHARS = 20_000
 
@@ -80,15 +80,15 @@ def list_demonstrations(*, session: Session, limit: int | None = None,
     return list(session.exec(query))
 
 
-def sft_rows(*, session: Session, exclude_raters: set[int] | None = None) -> list[dict]:
-    """Demonstrations in TRL's conversational SFT format: ``messages`` ending with the rater's answer."""
+def sft_rows(*, session: Session, exclude_raters: set[int] | None = None) -> list[SFTRow]:
+    """Demonstrations in TRL's conversational SFT format: ``messages`` ending with the rater's answer, in id order."""
     skip = exclude_raters or set()
     rows = []
     for d in session.exec(select(Demonstration).order_by(Demonstration.id)):
         if d.rater_id in skip:
             continue
-        rows.append({"messages": [*d.messages, {"role": "assistant", "content": d.text}],
-                     "demonstration_id": d.id, "rater_id": d.rater_id, "comparison_id": d.comparison_id})
+        rows.append(SFTRow(messages=[*d.messages, {"role": "assistant", "content": d.text}],
+                           demonstration_id=d.id, rater_id=d.rater_id, comparison_id=d.comparison_id))
     return rows
 
 
@@ -102,19 +102,19 @@ def export_sft(*, session: Session, path, fmt: str | None = None, exclude_flagge
     return len(rows)
 
 
-def demonstration_snapshot(*, session: Session, exclude_raters: set[int] | None = None) -> Snapshot | None:
+def demonstration_snapshot(*, session: Session, exclude_raters: set[int] | None = None) -> SFTSnapshot | None:
     """Freeze the stored demonstrations an SFT run trains on (ids and a content hash), or None if there are none."""
-
     rows = sft_rows(session=session, exclude_raters=exclude_raters)
     if not rows:
         return None
-    digest = hashlib.sha256(json.dumps([r["messages"] for r in rows], sort_keys=True, ensure_ascii=False)
-                            .encode()).hexdigest()
-    return Snapshot(vote_ids=[], rows=len(rows), hash=digest, aggregate="demonstrations",
-                    demonstration_ids=[r["demonstration_id"] for r in rows])
+    return SFTSnapshot(rows=len(rows), hash=sft_hash(rows), aggregate="demonstrations",
+                       demonstration_ids=[r.demonstration_id for r in rows])
 
 
-def snapshot_demonstrations(*, session: Session, ids: list[int]) -> list[dict]:
-    """The frozen demonstrations of a run, as SFT rows, in id order."""
-    wanted = set(ids)
-    return [r for r in sft_rows(session=session) if r["demonstration_id"] in wanted]
+def snapshot_demonstrations(*, session: Session, snapshot: SFTSnapshot) -> list[SFTRow]:
+    """The demonstrations a snapshot froze, in id order; refuses if they no longer match its hash."""
+    wanted = set(snapshot.demonstration_ids)
+    rows = [r for r in sft_rows(session=session) if r.demonstration_id in wanted]
+    if sft_hash(rows) != snapshot.hash:
+        raise Conflict("the demonstrations of this run's snapshot changed since it was taken (hash mismatch)")
+    return rows

@@ -108,11 +108,12 @@ def test_labels_choose_the_snapshot_rows(session):
     _label(session, comps[1:], "bbb", p=0.93)  # one pair people also voted on, two only the machine labelled
 
     human = take_snapshot(session=session)
-    assert (human.labels, human.rows, human.machine_rows) == ("human", 2, 0)
+    assert (human.labels, human.rows, human.machine_rows) == ({"human"}, 2, 0)
     machine = take_snapshot(session=session, labels="machine")
-    assert (machine.labels, machine.rows, machine.machine_rows) == ("machine", 3, 3)
+    assert (machine.labels, machine.rows, machine.machine_rows) == ({"machine"}, 3, 3)
     both = take_snapshot(session=session, labels="both")
-    assert (both.labels, both.rows, both.machine_rows) == ("both", 4, 2)  # a person's vote wins on comps[1]
+    assert (both.labels, both.rows, both.machine_rows) == ({"human", "machine"}, 4, 2)  # a person's vote wins on comps[1]
+    assert both.model_dump(mode="json")["labels"] == "both"  # stored by its name, as before
 
     from rlhf.services.dataset import snapshot_rows
 

@@ -1,0 +1,133 @@
+"""Training rows as typed records: a preference pair (:class:`PreferenceRow`), a demonstration (:class:`SFTRow`).
+
+The services build them (:mod:`rlhf.services.dataset`, :mod:`rlhf.services.demonstrations`);
+the export writes them, a snapshot hashes them (:func:`content_hash`, :func:`sft_hash`),
+and the trainer reads them back from its data file (:func:`read_preference_rows`). They
+live beside the tables, below every other layer, so the trainer process can import them
+without the database.
+
+A row is written as the dict rows have always been (``model_dump``): a field the row's mode
+does not have is left out (never ``null``), and keys come in the order they always have —
+tests/data/export_golden.txt pins the bytes, and snapshots stored on runs hash these dicts:
+
+- every pair: ``prompt``, ``chosen``, ``rejected`` (TRL's conversational format), ``comparison_id``, ``source``;
+- a person's row, one per vote (``aggregate="none"``): ``vote_id``, ``rater_id``, ``label_p``,
+  ``rationales``, and with ``ties="keep"`` ``tie``;
+- a person's row, one per comparison (``aggregate="majority"``): ``votes``, ``agreement``,
+  ``vote_ids``, ``rater_ids``, ``label_p``, ``rationales``, and with ``ties="keep"`` ``tie``;
+- a machine label: ``rater_id``, ``label_p``, ``rationales``, ``label_source`` (``"machine"``),
+  ``machine`` (the vote's source), then ``vote_id`` per vote, or ``votes``, ``agreement``,
+  ``vote_ids``, ``rater_ids`` by majority.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_serializer, model_validator
+
+from rlhf.errors import InvalidInput
+
+Message = dict[str, Any]  # {"role": ..., "content": ...}, passed through as stored
+
+_PERSON_KEYS = ("prompt", "chosen", "rejected", "comparison_id", "source", "vote_id", "votes", "agreement",
+                "vote_ids", "rater_ids", "rater_id", "label_p", "rationales", "tie")
+_MACHINE_KEYS = ("prompt", "chosen", "rejected", "comparison_id", "source", "rater_id", "label_p", "rationales",
+                 "label_source", "machine", "vote_id", "votes", "agreement", "vote_ids", "rater_ids")
+_BY_MAJORITY = ("votes", "agreement", "vote_ids", "rater_ids")
+
+
+class PreferenceRow(BaseModel):
+    """One preference pair and where its label came from: per vote, or by majority of a comparison's votes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    prompt: list[Message]
+    chosen: list[Message]  # one assistant message
+    rejected: list[Message]
+    comparison_id: int
+    source: str  # the comparison's source: queue, arena or written
+    vote_id: int | None = None  # per vote only
+    votes: int | None = None  # by majority only: how many votes the comparison has,
+    agreement: float | None = None  # the label's share of them (rounded to 4 places),
+    vote_ids: list[int] | None = None  # and which, with their raters
+    rater_ids: list[int] | None = None
+    rater_id: int | None = None  # per vote, and every machine label
+    label_p: float  # the probability that the label is right (rlhf.services.soft_labels)
+    rationales: list[str]  # what the raters wrote, in vote order
+    tie: bool | None = None  # with ties="keep" only: the label is a tie (a person's row)
+    label_source: Literal["machine"] | None = None  # machine labels only
+    machine: str | None = None  # machine labels only: the vote's source, "machine:<reward checkpoint id>"
+
+    @model_validator(mode="after")
+    def _one_mode(self) -> PreferenceRow:
+        majority = [getattr(self, k) is not None for k in _BY_MAJORITY]
+        if (self.vote_id is None) != all(majority) or any(majority) != all(majority):
+            raise ValueError("a row is per vote (vote_id) or by majority (votes, agreement, vote_ids, rater_ids)")
+        if (self.label_source is None) != (self.machine is None):
+            raise ValueError("a machine label has both label_source and machine")
+        if self.is_machine and self.tie is not None:
+            raise ValueError("a machine label is never a tie")
+        return self
+
+    @property
+    def is_machine(self) -> bool:
+        return self.label_source == "machine"
+
+    @property
+    def held_vote_ids(self) -> list[int]:
+        """The votes this row is made of."""
+        return [self.vote_id] if self.vote_id is not None else list(self.vote_ids or [])
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler) -> dict[str, Any]:
+        data = handler(self)
+        keys = _MACHINE_KEYS if self.is_machine else _PERSON_KEYS
+        return {k: data[k] for k in keys if k in data and data[k] is not None}
+
+
+class SFTRow(BaseModel):
+    """One demonstration in TRL's conversational SFT format: the conversation ending with the rater's answer."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    messages: list[Message]
+    demonstration_id: int
+    rater_id: int
+    comparison_id: int | None  # the pair it was written for; None (written as null) for a conversation of its own
+
+
+def content_hash(rows: Sequence[PreferenceRow]) -> str:
+    """The hash a preference snapshot stores: over each row's pair and vote id(s), as it always has been."""
+    canonical = json.dumps([{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected,
+                             **({"vote_id": r.vote_id} if r.vote_id is not None else {"vote_ids": r.vote_ids})}
+                            for r in rows], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def sft_hash(rows: Sequence[SFTRow]) -> str:
+    """The hash an SFT snapshot stores: over the rows' messages, as it always has been."""
+    return hashlib.sha256(json.dumps([r.messages for r in rows], sort_keys=True, ensure_ascii=False)
+                          .encode()).hexdigest()
+
+
+def read_preference_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The preference rows of a JSONL data file, each checked to be a :class:`PreferenceRow`, as read.
+
+    The trainer's side of the hand-off: a file that is not preference rows fails here, naming
+    the line, before any model is loaded.
+    """
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            try:
+                PreferenceRow.model_validate(row)
+            except ValidationError as exc:
+                raise InvalidInput(f"{path}, line {number}: not a preference row: {exc}") from exc
+            rows.append(row)
+    return rows
