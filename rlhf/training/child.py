@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rlhf.dataset_rows import read_preference_rows
 from rlhf.training.progress import RunProgress
 from rlhf.training.spec import TrainerSpec, read_jsonl
 
@@ -46,7 +47,8 @@ def run(spec: TrainerSpec) -> dict[str, Any]:
     callback = ProgressCallback(on_log, should_stop)
     common = {"base": spec.base, "output_dir": Path(spec.output_dir), "params": params,
               "trl_overrides": trl_overrides, "work_dir": Path(spec.work_dir)}
-    data = read_jsonl(spec.data)
+    # Preference rows are checked against the type the worker wrote them as (rlhf.dataset_rows).
+    data = read_preference_rows(spec.data) if spec.algorithm in ("dpo", "reward") else read_jsonl(spec.data)
     if spec.algorithm == "dpo":
         from rlhf.training.dpo import train_dpo
 
