@@ -6,6 +6,7 @@ PostgreSQL is the deployment database. Schema changes only through Alembic.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -19,6 +20,7 @@ from sqlmodel import Session
 from rlhf.errors import ConfigError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+log = logging.getLogger(__name__)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - trivial
@@ -86,8 +88,44 @@ def wait_for_database(url: str, timeout_s: float = 60.0) -> None:
                           f"does not answer: {exc.orig}") from exc
 
 
+@contextmanager
+def _alembic_quiet() -> Iterator[None]:
+    """Alembic logs every revision it applies at INFO; a fresh database applies them all, which
+    would open every console (the demo's first of all) with a page of them. They show at DEBUG."""
+    alembic_log = logging.getLogger("alembic")
+    if alembic_log.getEffectiveLevel() <= logging.DEBUG:
+        yield
+        return
+    previous = alembic_log.level
+    alembic_log.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        alembic_log.setLevel(previous)
+
+
+def _schema_revision(url: str) -> str | None:
+    from alembic.migration import MigrationContext
+
+    with get_engine(url).connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
 def migrate(url: str) -> None:
-    """Bring the schema to the newest revision; safe to run again and again."""
+    """Bring the schema to the newest revision; safe to run again and again.
+
+    Upgrading an existing database logs one line at INFO (from which revision to which);
+    creating a new one, or finding it current, logs only at DEBUG.
+    """
     from alembic import command
 
-    command.upgrade(_alembic_config(url), "head")
+    with _alembic_quiet():
+        before = _schema_revision(url)
+        command.upgrade(_alembic_config(url), "head")
+        after = _schema_revision(url)
+    if before == after:
+        log.debug("database schema at revision %s", after)
+    elif before is None:
+        log.debug("database schema created at revision %s", after)
+    else:
+        log.info("database schema upgraded from revision %s to %s", before, after)

@@ -1,5 +1,6 @@
 """At the default log level, starting up and building the model print what matters, not library noise."""
 
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -30,8 +31,33 @@ def test_no_plugin_lines_progress_bars_or_trainer_dicts_at_info(tmp_path):
     assert "alembic.runtime.plugins" not in text
     assert "train_runtime" not in text
     assert "%|" not in text and "examples/s" not in text, text[-2000:]
-    assert "Running upgrade" in text  # the migrations themselves still say what they do
 
 
-def test_debug_still_shows_the_plugins(tmp_path):
-    assert "alembic.runtime.plugins" in _run(tmp_path, "DEBUG")
+def test_a_new_database_opens_the_console_without_the_migration_log(tmp_path):
+    text = _run(tmp_path, "INFO")
+    assert "alembic" not in text and "Running upgrade" not in text, text[-2000:]
+
+
+def test_debug_still_shows_the_plugins_and_every_migration(tmp_path):
+    text = _run(tmp_path, "DEBUG")
+    assert "alembic.runtime.plugins" in text
+    assert "Running upgrade" in text
+    assert "database schema created at revision" in text
+
+
+def test_upgrading_an_existing_database_says_so_in_one_line(tmp_path, caplog):
+    from alembic import command
+
+    from rlhf import db
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    command.upgrade(db._alembic_config(url), "0004")
+    alembic_level = logging.getLogger("alembic").level
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        db.migrate(url)
+        db.migrate(url)  # already current: nothing at INFO
+    lines = [r for r in caplog.records if r.levelno >= logging.INFO]
+    assert [r.name for r in lines] == ["rlhf.db"], [r.getMessage() for r in lines]
+    assert lines[0].getMessage().startswith("database schema upgraded from revision 0004 to ")
+    assert logging.getLogger("alembic").level == alembic_level  # the quieting is undone afterwards
