@@ -22,7 +22,8 @@ import uuid
 import gradio as gr
 
 from feedback_ui.ui.access import UIContext, lookup_user, require
-from feedback_ui.ui.render import CHOOSE_ON_SUBMIT, TYPING_GUARD, error_message, message, render_markdown
+from feedback_ui.ui.render import (CHOOSE_ON_SUBMIT, TYPING_GUARD, error_message, message, render_markdown,
+                                   web_wording)
 from rlhf.errors import Conflict, NotFound, RLHFError
 from rlhf.models import Choice, Role, User
 from rlhf.services import app_settings, comparisons, rating, stats
@@ -166,10 +167,9 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
                 with ctx.session() as session:
                     result, handout = rating.vote_then_next(session=session, rater=user,
                                                             gold_rate=ctx.settings.gold_rate, **fields)
-            except (Conflict, NotFound):
-                return screen(user, fetch(user), message("That pair was closed before your vote arrived (another "
-                                                         "rater finished it); here is the next one.", "warn"),
-                              after_vote=True)
+            except (Conflict, NotFound) as exc:  # closed, or its place went to another rater: say which
+                return screen(user, fetch(user), message(f"Your vote was not stored: {web_wording(str(exc))}. "
+                                                         "Here is the next pair.", "warn"), after_vote=True)
             except RLHFError as exc:  # e.g. a rationale that is too long: the pair stays for another try
                 return {status: error_message(exc)}
             return screen(user, handout, _vote_note(choice, result.created), after_vote=True,

@@ -195,6 +195,17 @@ def _taken(session: Session, comparison_id: int, rater_id: int, now) -> tuple[in
                         .where(Comparison.id == comparison_id)).one()
 
 
+def place_is_free(*, session: Session, comparison_id: int, rater_id: int, now) -> bool:
+    """Whether this rater may still fill a place in the comparison: its votes plus other raters'
+    live leases (the hand-out's own count) are below its target.
+
+    For a rater who holds no live lease on it. Call it under the comparison's lock: it is a
+    statement of its own, so it sees a lease committed while the lock was awaited.
+    """
+    taken, target = _taken(session, comparison_id, rater_id, now)
+    return taken < target
+
+
 @contextmanager
 def comparison_lock(session: Session):
     """Serialise hand-outs and votes where the database cannot lock rows (SQLite: one process).

@@ -4,7 +4,9 @@ A lease holds a place in a comparison for its rater; a rater who leaves the Rate
 out or closes the page gives their place back at once instead of holding it for the rest of
 the lease. A skip gives it back too, and keeps the pair away from that rater for a day
 (:data:`~rlhf.services.comparisons.SKIP_HIDES`). Gold pairs may be skipped like any other:
-refusing would tell the rater which pairs are gold.
+refusing would tell the rater which pairs are gold. A place given back is given back: a vote
+on the pair afterwards (a rater returning to the page, a stale second tab) is a late vote,
+stored only while no other rater needs that place (:func:`~rlhf.services.votes.record_vote`).
 
 An undo deletes the vote within a short window, unless a training run's snapshot already
 holds it: the snapshot's hash is over the votes it names, and must keep verifying.
@@ -38,7 +40,11 @@ def vote_then_next(*, session: Session, rater: User, gold_rate: float = 0.0, **v
 
 
 def release_leases(*, session: Session, rater_id: int) -> int:
-    """End this rater's live leases, so the places they held go to other raters now; how many ended."""
+    """End this rater's live leases, so the places they held go to other raters now; how many ended.
+
+    The rater may still vote on such a pair while nobody else has taken its place (a late vote,
+    see :func:`~rlhf.services.votes.record_vote`).
+    """
     result = session.exec(sa.update(Assignment)
                           .where(Assignment.rater_id == rater_id, Assignment.expires_at > utcnow())
                           .values(expires_at=utcnow()))
@@ -47,7 +53,12 @@ def release_leases(*, session: Session, rater_id: int) -> int:
 
 
 def skip_comparison(*, session: Session, rater: User, comparison_id: int) -> Skip:
-    """Record that this rater passes on the pair and give their place in it back."""
+    """Record that this rater passes on the pair and give their place in it back.
+
+    As with a release, a later vote of theirs on it is stored only while its place is still free;
+    once the pair has gone to another rater who needs it, the vote is refused (a skip is "not
+    for me": the rater it went to keeps it).
+    """
     comp = get_comparison(session=session, comparison_id=comparison_id)
     voted = session.exec(select(Vote.id).where(Vote.comparison_id == comp.id, Vote.rater_id == rater.id)).first()
     if voted is not None:

@@ -9,7 +9,7 @@ from sqlmodel import Session, select
 
 from rlhf.errors import Conflict, InvalidInput
 from rlhf.models import Choice, Comparison, ComparisonStatus, User, Vote, as_utc, utcnow
-from rlhf.services.comparisons import assignment_for, comparison_lock, lock_comparison
+from rlhf.services.comparisons import assignment_for, comparison_lock, lock_comparison, place_is_free
 
 MAX_RATIONALE_CHARS = 5_000
 
@@ -40,6 +40,17 @@ def record_vote(*, session: Session, rater: User, comparison_id: int, choice: st
     or same idempotency key) returns the stored vote instead of making a second one.
     ``require_handout``: refuse a vote on an open pair this rater was never handed (there
     is no left/right order to read the choice in).
+
+    A *late* vote, from a rater who holds no live lease on the pair (they gave it back on
+    leaving the Rate tab, skipped it, let the lease run out, or were never handed it), is
+    stored only while its place is free: the pair's votes plus other raters' live leases are
+    below its target. Otherwise it is a :class:`Conflict` saying why, and the rater now
+    holding the pair keeps their place. A skip is treated like a release: the skipper comes
+    back to a pair nobody else needed and still votes. The rater with a live lease is never
+    refused this way (a hand-out always leaves room for every live lease), and the check
+    costs one query, on late votes only. Gold pairs are open to every rater and hold no
+    places, so they take late votes; an arena battle is leased to its own rater alone, so
+    its place is always free.
     """
     choice = parse_choice(choice)
     if rationale is not None and len(rationale) > MAX_RATIONALE_CHARS:
@@ -62,14 +73,20 @@ def record_vote(*, session: Session, rater: User, comparison_id: int, choice: st
         if require_handout and assignment is None:
             session.rollback()
             raise Conflict(f"comparison {comparison_id} was not handed to you: GET /api/comparisons/next first")
+        now = utcnow()
+        lease = assignment if assignment is not None and as_utc(assignment.expires_at) > now else None
+        if not (lease is not None or comp.is_gold
+                or place_is_free(session=session, comparison_id=comparison_id, rater_id=rater.id, now=now)):
+            session.rollback()
+            raise Conflict(_late_vote_refused(comparison_id, had_lease=assignment is not None))
         swapped = bool(assignment and assignment.swapped) if as_shown else False
         vote = Vote(comparison_id=comparison_id, rater_id=rater.id, choice=choice.swapped() if swapped else choice,
                     rationale=(rationale or "").strip() or None, shown_swapped=swapped,
                     idempotency_key=idempotency_key, source=source)
         session.add(vote)
-        if assignment is not None:  # the vote ends the lease: its place is filled by the vote itself
-            assignment.expires_at = min(as_utc(assignment.expires_at), utcnow())
-            session.add(assignment)
+        if lease is not None:  # the vote ends the lease: its place is filled by the vote itself
+            lease.expires_at = now
+            session.add(lease)
         # Gold pairs stay open for every rater; a regular one closes when its target is met.
         closes = not comp.is_gold and comp.vote_count + 1 >= comp.target_votes
         comp.vote_count = Comparison.vote_count + 1  # in SQL: exact even if another process counted too
@@ -87,6 +104,13 @@ def record_vote(*, session: Session, rater: User, comparison_id: int, choice: st
                 raise
             return VoteResult(existing, created=False)
     return VoteResult(vote, created=True)
+
+
+def _late_vote_refused(comparison_id: int, had_lease: bool) -> str:
+    if had_lease:
+        return (f"comparison {comparison_id} was handed to another rater after you gave it back (or your lease "
+                "on it ran out); it needs no more votes")
+    return f"comparison {comparison_id} needs no more votes: other raters hold every place left in it"
 
 
 def _existing(session: Session, rater_id: int, comparison_id: int, key: str | None) -> Vote | None:
