@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import object_session
 
 from feedback_ui.app import create_app
 from rlhf.inference import Inference
@@ -61,6 +62,11 @@ def basic(name: str, password: str = PASSWORD) -> dict[str, str]:
 
 
 def bearer(app, user: User) -> dict[str, str]:
+    """A token for ``user``, as ``POST /api/token`` would give: its login row names the user, so the
+    user is committed first (a login can only be opened for a stored user)."""
+    session = object_session(user)
+    if session is not None:
+        session.commit()
     ctx = app.state.web
     return {"Authorization": f"Bearer {ctx.issue(ctx.tokens, user)}"}
 
