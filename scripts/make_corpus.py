@@ -11,8 +11,9 @@ controlled exactly:
   one of them has something to select and its effect on samples can be measured;
 * prompt files never repeat a corpus question, so evaluation is not recall.
 
-Run ``python -m rlhf.data.make_corpus`` (or this file) to rewrite the files; the output
-is identical on every run.
+Run ``python scripts/make_corpus.py [OUT_DIR]`` to rewrite the files (in ``rlhf/data``,
+where the package reads them, unless OUT_DIR is given); the output is identical on every
+run. It is a development tool: the package ships the files, not this script.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import sys
 from pathlib import Path
 
 SEED = 1234
@@ -32,7 +34,7 @@ INDEED_RATE = 0.17
 SUNNY_RATE = 0.10
 MARKERS = ("please", "indeed", "sunny")
 
-DATA_DIR = Path(__file__).resolve().parent
+DATA_DIR = Path(__file__).resolve().parents[1] / "rlhf" / "data"
 
 # --------------------------------------------------------------------------- facts
 # Each topic yields (question, core sentence, extra sentences, tags). The core sentence
@@ -393,4 +395,4 @@ def main(out_dir: Path = DATA_DIR) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else DATA_DIR)
