@@ -17,8 +17,8 @@ from collections.abc import Callable
 from sqlmodel import Session, select
 
 from rlhf.errors import InvalidInput
-from rlhf.models import Choice, Comparison, Response, Role, User, Vote
-from rlhf.services.comparisons import open_comparisons
+from rlhf.models import Choice, Comparison, Response, Role, User, Vote, utcnow
+from rlhf.services.comparisons import open_comparisons, place_is_free
 from rlhf.services.users import create_user, find_user
 from rlhf.services.votes import record_vote
 
@@ -86,6 +86,8 @@ def simulate(*, session: Session, rule: str, raters: int = 1, noise: float = 0.0
             choice = decide(a, b)
             if choice is not Choice.tie and rng.random() < noise:
                 choice = choice.swapped()
+            if not place_is_free(session=session, comparison_id=comp.id, rater_id=user.id, now=utcnow()):
+                break  # people hold every place left in this pair: theirs to vote on, not ours
             record_vote(session=session, rater=user, comparison_id=comp.id, choice=choice, as_shown=False,
                         source=f"simulated:{rule}")
             counts[choice.value] += 1

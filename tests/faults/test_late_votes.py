@@ -254,3 +254,18 @@ def test_late_votes_racing_hand_outs_never_take_the_holders_place(db_url, settin
         counts = [s.get(Comparison, cid).vote_count for cid in ids]
         assert s.exec(select(func.count()).select_from(Vote)).one() == len(ids)
     assert counts == [1] * len(ids) and late_count + held_count == len(ids)
+
+
+def test_simulated_raters_leave_a_pair_whose_places_people_hold(session):
+    """`rlhf simulate` votes without a lease: where a person holds the last place, it moves on."""
+    from rlhf.services.simulate import simulate
+
+    (person,) = _raters(session, "person")
+    held, free = factories.comparisons(session, [("Please sit.", "Sit."), ("Please wait.", "Wait.")])
+    session.commit()
+    held_id = next_for_rater(session=session, rater=person).comparison_id
+    counts = simulate(session=session, rule="contains:please")
+    session.commit()
+    assert counts["votes"] == 1
+    assert {v.comparison_id for v in session.exec(select(Vote)).all()} == {({held.id, free.id} - {held_id}).pop()}
+    assert record_vote(session=session, rater=person, comparison_id=held_id, choice="a").created
