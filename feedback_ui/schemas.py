@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from rlhf.jobs.generation_params import (Limit, MaxNewTokens, PerCheckpoint, Pool, Strategy, TargetVotes,
+from rlhf.services.generation_params import (Limit, MaxNewTokens, PerCheckpoint, Pool, Strategy, TargetVotes,
                                         Temperature)
 from rlhf.models import Algorithm, CheckpointKind, CheckpointStatus, Choice, JobStatus, Role, as_utc
 from rlhf.services.app_settings import MAX_VALUE_CHARS
@@ -152,7 +152,7 @@ class CheckpointPublic(CheckpointBase):
 
 
 class GenerationJobCreate(BaseModel):
-    """The limits are the service's own (:mod:`rlhf.jobs.generation_params`), written once."""
+    """The limits are the service's own (:mod:`rlhf.services.generation_params`), written once."""
 
     per_checkpoint: PerCheckpoint | None = None
     limit: Limit | None = None
