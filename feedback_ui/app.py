@@ -24,9 +24,10 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.routing import Mount
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from feedback_ui import api, api_arena, api_labels, auth, login, metrics, web_security
+from feedback_ui import api, api_arena, api_labels, assets, auth, login, metrics, web_security
 from rlhf import db
 from rlhf.errors import (BrokerUnavailable, ConfigError, Conflict, InferenceUnavailable, InvalidInput, NotFound,
                          PermissionDenied, RateLimited, RLHFError, TrainingFailed)
@@ -207,6 +208,7 @@ def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None
     app.include_router(api_labels.router)
     metrics.install(app, settings)
     _document_errors(app)
+    app.mount(assets.MOUNT_PATH, StaticFiles(directory=assets.DIRECTORY), name="assets")  # before the UI takes /
     ui_mounted = _mount_ui(app, settings, jobs, inference)
     app.add_middleware(_WebContextMiddleware, ctx=ctx, login_redirect=ui_mounted)
     web_security.install(app, settings.cors_origins)  # outermost: refusals above carry the headers too

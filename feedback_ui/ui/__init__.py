@@ -85,7 +85,7 @@ def build_ui(settings: Settings, jobs: JobQueue, inference=None) -> gr.Blocks:
         for other in (console.tab, leaderboard):
             other.select(leave_rate, None, None, api_visibility="private", show_progress="hidden")
         # Closing or reloading the page: the page's script posts to /api/leases/release (see
-        # render.page_head). Gradio's own unload event is not used: registering one stopped the
+        # static/rate.js). Gradio's own unload event is not used: registering one stopped the
         # console's timer from updating the page.
 
     # Many raters vote at once; each event is a short database transaction.

@@ -13,57 +13,27 @@ database events of the other tabs.
 """
 
 import asyncio
-import json
 import time
 import uuid
 
 import gradio as gr
 
 from feedback_ui.ui.access import UIContext, require
-from feedback_ui.ui.render import error_message, message, render_markdown
+from feedback_ui.ui.render import error_message, message, render_markdown, script_tag
+from feedback_ui.ui.vote_buttons import VOTE_BUTTONS, keys_hint_html
 from rlhf.errors import RLHFError
 from rlhf.inference.battle import PairStream
 from rlhf.models import Choice, User
 from rlhf.services import arena, demonstrations
 from rlhf.services.votes import record_vote
 
-# (button text, elem_id, choice, key): the texts and keys are the Rate tab's.
-VOTES = [("A is better", "arena-vote-a", Choice.a, "1"), ("B is better", "arena-vote-b", Choice.b, "2"),
-         ("Tie", "arena-vote-tie", Choice.tie, "3"), ("Both bad", "arena-vote-bad", Choice.both_bad, "4")]
 STREAM_EVERY_S = 0.05  # at most this often a partial answer is sent to the page
 _ROLE_NAMES = {"user": "You", "assistant": "Assistant", "system": "System"}
 
-_CSS = "".join(f'#{elem_id}::after {{ content: "{key}"; }}' for _, elem_id, _, key in VOTES) + """
-#arena-vote-a::after, #arena-vote-b::after, #arena-vote-tie::after, #arena-vote-bad::after {
-  display: inline-block; margin-left: .55em; padding: 0 .4em; min-width: 1.1em; border-radius: 4px;
-  border: 1px solid currentColor; opacity: .7; font-family: ui-monospace, monospace; font-size: .8em;
-  line-height: 1.45; font-weight: 500; }
-.rl-names { font-weight: 600; }
-"""
-
-# The Rate tab's shortcuts for the arena's buttons: a button only reacts while it is visible, so
-# the two tabs' keys never both fire; never while typing in a box or with a modifier held.
-_KEYS_JS = """
-(() => {
-  if (window.__rlhfArenaKeys) return;
-  window.__rlhfArenaKeys = true;
-  const byKey = %s;
-  document.addEventListener("keydown", (e) => {
-    if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
-    const t = e.target;
-    if (t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName))) return;
-    const button = document.getElementById(byKey[e.key] || "");
-    if (!button || button.disabled || button.offsetParent === null) return;
-    e.preventDefault();
-    button.click();
-  });
-})();
-"""
-
 
 def arena_head() -> str:
-    keys = {key: elem_id for _, elem_id, _, key in VOTES}
-    return f"<style>{_CSS}</style><script>{_KEYS_JS % json.dumps(keys)}</script>"
+    """The Rate tab's shortcuts for the arena's buttons (``feedback_ui/static/arena.js``)."""
+    return script_tag("arena.js")
 
 
 def history_html(messages: list[dict]) -> str:
@@ -107,10 +77,9 @@ def build_arena_tab(ctx: UIContext, inference) -> gr.Tab:
                 card_b = gr.HTML(card("Model B", ""), elem_id="arena-b")
         with gr.Column(visible=False, elem_id="arena-voting") as voting:
             with gr.Row(elem_classes="rl-vote-row"):
-                buttons = [gr.Button(text, elem_id=elem_id, variant="primary" if choice in (Choice.a, Choice.b)
-                                     else "secondary", min_width=150) for text, elem_id, choice, _ in VOTES]
-            gr.HTML('<div class="rl-keys-hint">Keyboard: <kbd>1</kbd> A is better · <kbd>2</kbd> B is better · '
-                    '<kbd>3</kbd> Tie · <kbd>4</kbd> Both bad</div>')
+                buttons = [gr.Button(b.label, elem_id=b.arena, variant=b.variant, min_width=150)
+                           for b in VOTE_BUTTONS]
+            gr.HTML(keys_hint_html())
         names = gr.HTML(elem_id="arena-names")
         with gr.Column(visible=False, elem_id="arena-after") as after:
             with gr.Row():
@@ -249,9 +218,9 @@ def build_arena_tab(ctx: UIContext, inference) -> gr.Tab:
                concurrency_id="arena-battle", trigger_mode="once", show_progress="hidden", **private)
     prompt.submit(start, [prompt, system, conv], stream_outputs, concurrency_limit=ctx.settings.arena_concurrency,
                   concurrency_id="arena-battle", trigger_mode="once", show_progress="hidden", **private)
-    for button, (_, _, choice, _) in zip(buttons, VOTES):
-        button.click(make_vote(choice), [battle], [battle, voting, after, names, keep, status], trigger_mode="once",
-                     show_progress="hidden", **private)
+    for button, vote_button in zip(buttons, VOTE_BUTTONS):
+        button.click(make_vote(vote_button.choice), [battle], [battle, voting, after, names, keep, status],
+                     trigger_mode="once", show_progress="hidden", **private)
     continue_btn.click(carry_on, [battle, keep], [conv, battle, history, card_a, card_b, after, editor, names,
                                                   written, send, status], show_progress="hidden", **private)
     write_btn.click(open_editor, [battle], [editor], show_progress="hidden", **private)

@@ -24,6 +24,7 @@ import gradio as gr
 from feedback_ui.ui.access import UIContext, lookup_user, require
 from feedback_ui.ui.render import (CHOOSE_ON_SUBMIT, TYPING_GUARD, error_message, message, render_markdown,
                                    web_wording)
+from feedback_ui.ui.vote_buttons import CHOICE_LABELS, VOTE_BUTTONS, keys_hint_html
 from rlhf.errors import Conflict, NotFound, RLHFError
 from rlhf.models import Choice, Role, User
 from rlhf.services import app_settings, comparisons, rating, stats
@@ -31,10 +32,6 @@ from rlhf.services.comparisons import Handout
 from rlhf.services.votes import MAX_RATIONALE_CHARS
 
 DOUBLE_CLICK_S = 0.6
-# (button text, elem_id, choice): the texts are part of the public interface.
-VOTES = [("A is better", "vote-a", Choice.a), ("B is better", "vote-b", Choice.b),
-         ("Tie", "vote-tie", Choice.tie), ("Both bad", "vote-bad", Choice.both_bad)]
-CHOICE_LABELS = {choice: text for text, _, choice in VOTES}
 _ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
 
 
@@ -112,18 +109,16 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
             gr.HTML('<div class="rl-empty" role="status"><strong>Nothing left to rate.</strong><br>'
                     'New pairs appear when an engineer starts a generation job.</div>')
             check_again = gr.Button("Check again", size="md")
-        # The choice bar stays on screen however long the answers are (sticky, see render._CSS).
+        # The choice bar stays on screen however long the answers are (sticky, see static/rlhf.css).
         with gr.Column(elem_id="rate-bar", elem_classes="rl-choice-bar"):
             status = gr.HTML(elem_id="rate-status")
             with gr.Row(elem_classes="rl-vote-row", visible=False) as vote_row:
-                buttons = [gr.Button(text, elem_id=elem_id, variant="primary" if choice in (Choice.a, Choice.b)
-                                     else "secondary", min_width=150)
-                           for text, elem_id, choice in VOTES]
+                buttons = [gr.Button(b.label, elem_id=b.rate, variant=b.variant, min_width=150)
+                           for b in VOTE_BUTTONS]
             with gr.Row(elem_classes="rl-after-row"):
                 skip_btn = gr.Button("Skip this pair", size="sm", visible=False, elem_id="rate-skip", min_width=120)
                 undo_btn = gr.Button("Undo last vote", size="sm", visible=False, elem_id="rate-undo", min_width=120)
-            gr.HTML('<div class="rl-keys-hint">Keyboard: <kbd>1</kbd> A is better · <kbd>2</kbd> B is better · '
-                    '<kbd>3</kbd> Tie · <kbd>4</kbd> Both bad</div>')
+            gr.HTML(keys_hint_html())
 
     named = {"state": state, "prompt": prompt, "left": left, "right": right, "progress": progress,
              "status": status, "pair": pair, "empty": empty, "rationale": rationale, "votes": vote_row,
@@ -206,8 +201,8 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
     private = {"api_visibility": "private", "show_progress": "hidden"}
     tab.select(opened, inputs=None, outputs=outputs, **private)
     check_again.click(opened, inputs=None, outputs=outputs, **private)
-    for button, (_, _, choice) in zip(buttons, VOTES):
-        button.click(make_vote(choice), inputs=[state, rationale], outputs=outputs, trigger_mode="once",
+    for button, vote_button in zip(buttons, VOTE_BUTTONS):
+        button.click(make_vote(vote_button.choice), inputs=[state, rationale], outputs=outputs, trigger_mode="once",
                      concurrency_limit=None, **private)
     undo_btn.click(undo, inputs=[last_vote], outputs=outputs, trigger_mode="once", **private)
     skip_btn.click(skip, inputs=[state], outputs=outputs, trigger_mode="once", **private)

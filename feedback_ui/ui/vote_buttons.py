@@ -1,0 +1,46 @@
+"""The four vote buttons of the Rate and Arena tabs: choice, label, keyboard key, element ids.
+
+The one table both tabs build their buttons from, and that the page's scripts get (as
+``window.RLHF.votes``, see :func:`feedback_ui.ui.render.page_head`) for the keys and the
+key badges. The labels and keys are part of the public interface: raters, their habits and
+the browser tests know them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from rlhf.models import Choice
+
+
+@dataclass(frozen=True)
+class VoteButton:
+    choice: Choice
+    label: str  # the button's text
+    key: str  # the keyboard shortcut, drawn beside the label
+    rate: str  # elem_id of the button on the Rate tab
+    arena: str  # ... and on the Arena tab
+
+    @property
+    def variant(self) -> str:
+        return "primary" if self.choice in (Choice.a, Choice.b) else "secondary"
+
+
+VOTE_BUTTONS = (
+    VoteButton(Choice.a, "A is better", "1", rate="vote-a", arena="arena-vote-a"),
+    VoteButton(Choice.b, "B is better", "2", rate="vote-b", arena="arena-vote-b"),
+    VoteButton(Choice.tie, "Tie", "3", rate="vote-tie", arena="arena-vote-tie"),
+    VoteButton(Choice.both_bad, "Both bad", "4", rate="vote-bad", arena="arena-vote-bad"),
+)
+CHOICE_LABELS = {button.choice: button.label for button in VOTE_BUTTONS}
+
+
+def keys_hint_html() -> str:
+    """The line under the buttons that names the keys (hidden on small and touch screens)."""
+    keys = " · ".join(f"<kbd>{b.key}</kbd> {b.label}" for b in VOTE_BUTTONS)
+    return f'<div class="rl-keys-hint">Keyboard: {keys}</div>'
+
+
+def table_for_scripts() -> list[dict]:
+    """The table as the page's scripts read it: label, key and the two element ids of each button."""
+    return [{k: v for k, v in asdict(b).items() if k != "choice"} for b in VOTE_BUTTONS]
