@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 
 from rlhf import db
-from rlhf.errors import InvalidInput, RLHFError
+from rlhf.errors import Conflict, InvalidInput, RLHFError
 from rlhf.models import Algorithm, Checkpoint, CheckpointKind, CheckpointStatus, JobStatus, TrainingRun
 from rlhf.services import runs as runs_svc
 from rlhf.services.checkpoints import ensure_merged, register_checkpoint, unmergeable_reason
@@ -298,6 +298,16 @@ def _register(session, settings: Settings, run: TrainingRun, output_dir: Path, m
                                metrics={**metrics, "snapshot_hash": run.snapshot_hash},
                                base_checkpoint_id=run.base_checkpoint_id)
     session.flush()
-    runs_svc.finish_run(session=session, run_id=run.id, status=JobStatus.succeeded, metrics=metrics,
-                        output_checkpoint_id=ckpt.id)
+    try:
+        runs_svc.finish_run(session=session, run_id=run.id, status=JobStatus.succeeded, metrics=metrics,
+                            output_checkpoint_id=ckpt.id)
+    except Conflict:
+        # Reaped or cancelled in the moment since it was read: that ending stands, and the folder,
+        # whose row is rolled back with it, must not stay behind unregistered.
+        session.rollback()
+        shutil.rmtree(final, ignore_errors=True)
+        status = runs_svc.get_run(session=session, run_id=run.id).status
+        log.warning("run %s ended as %s while its checkpoint was registered; its output is discarded", run.id,
+                    status.value)
+        return status
     return JobStatus.succeeded

@@ -6,6 +6,7 @@ The real thing (a Celery worker SIGKILLed mid-job, another worker's reaper faili
 
 from __future__ import annotations
 
+import shutil
 import time
 from datetime import timedelta
 
@@ -116,3 +117,24 @@ def test_a_job_that_works_longer_than_the_timeout_keeps_beating_and_succeeds(ses
     assert reaped_meanwhile == []
     session.expire_all()
     assert get_generation_job(session=session, job_id=job.id).result["comparisons"] >= 1
+
+
+@sqlite_only
+def test_a_run_reaped_as_its_checkpoint_is_registered_leaves_no_folder_and_no_row(session, settings,
+                                                                                   tiny_model_dir):
+    """The reaper fails the run between the worker's last look and its finish: the failure stands."""
+    from rlhf.jobs.training import _register, final_dir
+    from rlhf.models import Algorithm, Checkpoint, TrainingRun
+
+    run = TrainingRun(algorithm=Algorithm.dpo, status=JobStatus.running)
+    session.add(run)
+    session.commit()
+    output = settings.checkpoints_dir / ".tmp-trained"
+    shutil.copytree(tiny_model_dir, output)  # what the trainer left to be renamed into place
+    job_rows.fail_job(session=session, table=TrainingRun, job_id=run.id, error="worker lost")
+    session.commit()
+    status = _register(session, settings, run, output, {"loss": 0.1})
+    session.commit()
+    assert status is JobStatus.failed
+    assert not final_dir(settings, run).exists()
+    assert session.exec(select(func.count()).select_from(Checkpoint)).one() == 0
