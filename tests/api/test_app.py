@@ -49,7 +49,8 @@ def test_database_down_is_503(tmp_path):
     settings = Settings(data_dir=tmp_path, secret_key="a-long-enough-test-secret",
                         database_url="postgresql+psycopg://postgres@127.0.0.1:1/nothing")
     app = create_app(settings, start_worker=False)
-    token = app.state.web.issue(app.state.web.tokens, User(id=1, name="x", password_hash="h"))
+    ctx = app.state.web  # a token signed as a login would be; checking it needs the database
+    token = ctx.tokens.dumps({"uid": 1, "sid": 1, "pw": ctx.fingerprint(User(id=1, name="x", password_hash="h"))})
     with TestClient(app) as client:
         health = client.get("/api/health")
         assert health.status_code == 503
