@@ -45,14 +45,18 @@ def test_reward_model_learns_the_preference_and_reports_heldout_accuracy(session
     assert run.metrics["heldout_pairs"] == 8 and run.metrics["heldout_accuracy"] >= 0.75
     assert ckpt.metrics["snapshot_hash"] == run.snapshot_hash
     assert len(run_log(session=session, run_id=run.id)) >= 10  # the curve
-    # The checkpoint scores text: an answer with the word beats the same answer without it.
+    # The checkpoint scores new text as it learned to: in pairs of the votes' kind that it never saw, the
+    # polite answer beats the plain one. Runs measured (other seeds, thread counts, BLAS kernels) put each
+    # margin between 1.6 and 8.1, far from 0. The word alone is no such test: "Yes, please sit." against
+    # "Yes, sit." came out anywhere from -0.001 to 0.28, so an honest run could fail it.
     from rlhf.training.scoring import load_reward_model, score_conversations
 
     model, tok = load_reward_model(ckpt.path)
-    q = [{"role": "user", "content": "May I sit?"}]
-    yes, no = score_conversations(model, tok, [q + [{"role": "assistant", "content": "Yes, please sit."}],
-                                               q + [{"role": "assistant", "content": "Yes, sit."}]])
-    assert yes > no
+    q = [{"role": "user", "content": "May I ask something?"}]
+    scores = score_conversations(model, tok, [q + [{"role": "assistant", "content": f"{t} 99"}]
+                                              for pair in zip(PLEASE, PLAIN) for t in pair])
+    margins = [scores[2 * i] - scores[2 * i + 1] for i in range(len(PLEASE))]
+    assert min(margins) > 0, margins
 
 
 @sqlite_only
