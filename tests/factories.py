@@ -13,11 +13,15 @@ def user(session, name="alice", role=Role.rater, password="correct-horse"):
     return create_user(session=session, name=name, role=role, password=password)
 
 
-def comparisons(session, pairs, target_votes=1, checkpoint_path="org/some-model", serve=False):
-    """Open one comparison per (text_a, text_b) pair, each on its own prompt; returns them."""
+def comparisons(session, pairs, target_votes=1, checkpoint_path="org/some-model", serve=False, messages=None):
+    """Open one comparison per (text_a, text_b) pair, each on its own prompt; returns them.
+
+    ``messages``: every prompt is this conversation (default: "question i" for the i-th pair).
+    """
     ckpt = register_checkpoint(session=session, path=checkpoint_path, name=f"ck-{checkpoint_path}", serve=serve)
     prompt_ids = import_records(session=session, records=[
-        PromptRecord(messages=[{"role": "user", "content": f"question {i}"}]) for i in range(len(pairs))]).ids
+        PromptRecord(messages=messages or [{"role": "user", "content": f"question {i}"}])
+        for i in range(len(pairs))]).ids
     out = []
     for pid, (a, b) in zip(prompt_ids, pairs):
         ra = Response(prompt_id=pid, checkpoint_id=ckpt.id, text=a)

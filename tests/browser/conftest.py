@@ -61,16 +61,8 @@ class Server:
         return self.log_path.read_text(errors="replace")[-n:]
 
 
-@pytest.fixture(scope="session")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"browser tests need Chromium at {CHROMIUM} (set RLHF_TEST_CHROMIUM)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
+# The session's one Chromium (``browser``) is in tests/conftest.py: Playwright's sync API runs one
+# instance per process, so every folder with browser tests must share it.
 
 
 @pytest.fixture

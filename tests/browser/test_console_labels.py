@@ -18,11 +18,9 @@ import pytest
 from playwright.sync_api import expect
 from sqlmodel import select
 
-from rlhf.models import Choice, CheckpointKind, JobStatus, LabelJob, Response, TrainingRun, Vote
+from rlhf.models import Choice, CheckpointKind, JobStatus, LabelJob, TrainingRun, Vote
 from rlhf.services.checkpoints import register_checkpoint
-from rlhf.services.comparisons import open_comparison
 from rlhf.services.dataset import take_snapshot
-from rlhf.services.prompts import PromptRecord, import_records
 from rlhf.services.votes import record_vote
 from rlhf.services.vote_kinds import machine_vote
 from rlhf.training.calibration import MIN_HELDOUT
@@ -40,18 +38,8 @@ SURE = AGREE / HELDOUT  # the calibrated p of a pair with the held-out rows' two
 
 def _comparisons_on_one_prompt(s, pairs, checkpoint_path, target_votes=1):
     """One comparison per (text a, text b), each on its own prompt row, every prompt the same question."""
-    ckpt = register_checkpoint(session=s, path=checkpoint_path, name=f"ck-{checkpoint_path}")
-    prompt_ids = import_records(session=s, records=[PromptRecord(messages=QUESTION) for _ in pairs]).ids
-    out = []
-    for pid, (a, b) in zip(prompt_ids, pairs):
-        ra = Response(prompt_id=pid, checkpoint_id=ckpt.id, text=a)
-        rb = Response(prompt_id=pid, checkpoint_id=ckpt.id, text=b)
-        s.add_all([ra, rb])
-        s.flush()
-        out.append(open_comparison(session=s, prompt_id=pid, response_a_id=ra.id, response_b_id=rb.id,
-                                   target_votes=target_votes))
-    s.commit()
-    return out
+    return factories.comparisons(s, pairs, target_votes=target_votes, checkpoint_path=checkpoint_path,
+                                 messages=QUESTION)
 
 
 def _preferred_and_other(reward_dir) -> tuple[str, str]:

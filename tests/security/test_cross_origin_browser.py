@@ -86,17 +86,25 @@ def _open_pair(server) -> int:
         return comparison.id
 
 
-@pytest.mark.parametrize("server_env", [False], indirect=True)
-def test_a_page_on_another_port_can_neither_vote_with_the_cookie_nor_frame_the_app(server, new_page, other_port):
+def _attempt_from_the_other_origin(server, new_page, other_port) -> tuple[str, int, int]:
+    """A logged-in rater opens the other origin's page, which tries to vote and frames the login form.
+
+    Returns what the page's fetch saw, the comparison id, and how many password boxes rendered in the frame.
+    """
     comparison_id = _open_pair(server)
     page = new_page()
     login(page, server, "rita")
     with _other_origin(other_port, server.base_url) as url:
         page.goto(url)
         outcome = page.evaluate("id => window.attempt(id)", comparison_id)
-        frame = page.frame_locator("#framed")
         page.wait_for_timeout(1000)
-        framed_inputs = frame.locator("input[name=password]").count()
+        framed_inputs = page.frame_locator("#framed").locator("input[name=password]").count()
+    return outcome, comparison_id, framed_inputs
+
+
+@pytest.mark.parametrize("server_env", [False], indirect=True)
+def test_a_page_on_another_port_can_neither_vote_with_the_cookie_nor_frame_the_app(server, new_page, other_port):
+    outcome, _, framed_inputs = _attempt_from_the_other_origin(server, new_page, other_port)
     assert outcome.startswith("blocked"), outcome
     with server.session() as s:
         assert s.exec(select(Vote)).all() == []
@@ -105,12 +113,7 @@ def test_a_page_on_another_port_can_neither_vote_with_the_cookie_nor_frame_the_a
 
 @pytest.mark.parametrize("server_env", [True], indirect=True)
 def test_an_origin_in_the_setting_may_call_the_api_with_the_cookie(server, new_page, other_port):
-    comparison_id = _open_pair(server)
-    page = new_page()
-    login(page, server, "rita")
-    with _other_origin(other_port, server.base_url) as url:
-        page.goto(url)
-        outcome = page.evaluate("id => window.attempt(id)", comparison_id)
+    outcome, comparison_id, _ = _attempt_from_the_other_origin(server, new_page, other_port)
     assert outcome == "status 201", outcome
     with server.session() as s:
         assert [v.comparison_id for v in s.exec(select(Vote)).all()] == [comparison_id]
