@@ -37,7 +37,7 @@ def leaderboard_rows(ctx: UIContext, include_simulated: bool) -> tuple[list[list
 
 def table_html(rows: list[list]) -> str:
     """The ranking as a plain table; on a phone each checkpoint becomes a card of labelled values
-    (render._CSS, ``.rl-board``), so all nine columns show without scrolling sideways."""
+    (``.rl-board`` in static/rlhf.css), so all nine columns show without scrolling sideways."""
     head = "".join(f"<th scope=\"col\">{html.escape(h)}</th>" for h in HEADERS)
     body = "".join("<tr>" + "".join(f'<td data-label="{html.escape(h)}">{html.escape(str(v))}</td>'
                                     for h, v in zip(HEADERS, row)) + "</tr>" for row in rows)
