@@ -26,7 +26,8 @@ def test_a_battle_answers_stores_and_is_voted_like_any_comparison(arena_client, 
     r = arena_client.post("/api/arena", json={"messages": HELLO}, headers=RATER)
     assert r.status_code == 201, r.text
     battle = r.json()
-    assert set(battle) == {"comparison_id", "a", "b"} and battle["a"] and battle["b"]
+    # A sampled answer may be empty (the model may end at once): its type is what the API promises.
+    assert set(battle) == {"comparison_id", "a", "b"} and isinstance(battle["a"], str) and isinstance(battle["b"], str)
     # Neither the checkpoint's name nor its path (the engine's ``model`` field) reaches the rater.
     assert not any(leak in r.text for leak in ("alpha", "beta", *tiny_copies))
     comp = session.get(Comparison, battle["comparison_id"])

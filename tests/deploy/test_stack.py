@@ -261,7 +261,7 @@ def test_a_whole_round_runs_in_the_containers(stack):
     # The arena: the web container asks the inference service, which loads the serving
     # checkpoints from the shared volume; the rater's vote counts like any other.
     battle = stack.ok("POST", "/arena", stack.rater, json={"messages": [{"role": "user", "content": "Name a colour."}]})
-    assert battle["a"] and battle["b"]
+    assert isinstance(battle["a"], str) and isinstance(battle["b"], str)  # a sampled answer may be empty
     stack.ok("POST", "/votes", stack.rater, json={"comparison_id": battle["comparison_id"], "choice": "a"})
     names = stack.ok("GET", f"/arena/{battle['comparison_id']}", stack.rater)
     assert {names["a"], names["b"]} <= {new["name"], base[0]["name"]}, names
