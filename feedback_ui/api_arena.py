@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, format_sse_event
 from starlette.concurrency import run_in_threadpool
 
+from feedback_ui.api_errors import error_body
 from feedback_ui.auth import DB, PathId, WebContext, require_role, web_context
 from feedback_ui.schemas_arena import ArenaBattle, ArenaCreate, ArenaNames, DemonstrationCreate, DemonstrationPublic
 from rlhf import db
@@ -72,7 +73,7 @@ async def post_arena(body: ArenaCreate, request: Request, user: Rater):
                 yield _event(side, delta)
             comparison_id = await run_in_threadpool(store, ctx, user, battle, pair.answers())
         except RLHFError as exc:
-            yield _event("error", {"detail": str(exc), "error": type(exc).__name__})
+            yield _event("error", error_body(exc))
             return
         yield _event("done", {"comparison_id": comparison_id})
 

@@ -22,8 +22,8 @@ import uuid
 import gradio as gr
 
 from feedback_ui.ui.access import UIContext, lookup_user, require
-from feedback_ui.ui.render import (CHOOSE_ON_SUBMIT, TYPING_GUARD, error_message, message, render_markdown,
-                                   web_wording)
+from feedback_ui.ui.render import (CHOOSE_ON_SUBMIT, TYPING_GUARD, error_message, error_text, message,
+                                   render_markdown)
 from feedback_ui.ui.vote_buttons import CHOICE_LABELS, VOTE_BUTTONS, keys_hint_html
 from rlhf.errors import Conflict, NotFound, RLHFError
 from rlhf.models import Choice, Role, User
@@ -163,7 +163,7 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
                     result, handout = rating.vote_then_next(session=session, rater=user,
                                                             gold_rate=ctx.settings.gold_rate, **fields)
             except (Conflict, NotFound) as exc:  # closed, or its place went to another rater: say which
-                return screen(user, fetch(user), message(f"Your vote was not stored: {web_wording(str(exc))}. "
+                return screen(user, fetch(user), message(f"Your vote was not stored: {error_text(exc)}. "
                                                          "Here is the next pair.", "warn"), after_vote=True)
             except RLHFError as exc:  # e.g. a rationale that is too long: the pair stays for another try
                 return {status: error_message(exc)}

@@ -7,13 +7,12 @@ component puts its value into ``innerHTML`` unchanged, so nothing unescaped may 
 
 import html
 import json
-import re
 from datetime import datetime
 from functools import lru_cache
 
 from feedback_ui import assets
 from feedback_ui.ui.vote_buttons import table_for_scripts
-from rlhf.errors import InvalidInput, RLHFError
+from rlhf.errors import InvalidInput, RLHFError, remedy_words
 from rlhf.models import as_utc
 
 
@@ -26,33 +25,41 @@ def message(text: str, kind: str = "info") -> str:
     return f'<div class="rl-msg rl-msg-{kind}"{role}>{html.escape(text)}</div>'
 
 
-# The domain's messages name the command line's flags; on a page they name the fields instead.
-# (pattern, replacement), applied in order to the message of a domain error shown in the browser.
-WEB_WORDING: list[tuple[str, str]] = [
-    (r"--set expects KEY=VALUE, got", "each extra parameter is one KEY=VALUE line, not"),
-    (r"pass --reward-model ID \(train one with `rlhf train reward`\)",
-     "choose one under “Reward model” (train one with the reward algorithm first)"),
-    (r"--select uncertain needs", "uncertain pair selection needs"),
-    (r"\(`rlhf train reward --wait`\), or use --select random", "(algorithm reward), or pick random pairs"),
-    (r"only apply to --select uncertain", "only apply to uncertain pair selection"),
-    (r"`rlhf checkpoints serve ID` first", "serve one under Checkpoints first"),
-    (r"register one with `rlhf checkpoints add PATH --serve`", "serve one under Checkpoints"),
-    (r"import some with `rlhf prompts import`", "import some under “Prompts and generation”"),
-    (r", or run `rlhf simulate`", ""),
-    (r"or force the retirement", "or tick “Retire even the last serving policy”"),
-]
+# A domain error names its parameter and remedy by key (:mod:`rlhf.errors`); a page names the
+# field to look at and where to go. A parameter not listed is named by its key in words.
+FIELDS: dict[str, str] = {
+    "reward_model": "“Reward model”",
+    "set": "“Extra parameters”, one per line",
+    "select": "“Pair selection”",
+    "force": "tick “Retire even the last serving policy”",
+    "min_confidence": "“Minimum confidence”",
+    "limit": "“Prompts”",
+}
+
+REMEDIES: dict[str, str] = {
+    "train_reward_model": "train one with the reward algorithm first",
+    "serve_checkpoint": "serve one under “Checkpoints”",
+    "import_prompts": "import some under “Prompts and generation”",
+    "rate_comparisons": "rate some comparisons first",
+    "label_comparisons": "label some under “Machine labels” first",
+}
 
 
-def web_wording(text: str) -> str:
-    for pattern, replacement in WEB_WORDING:
-        text = re.sub(pattern, replacement, text)
+def error_text(exc: RLHFError) -> str:
+    """A domain error in the page's words: the message, the field it concerns, then where to go."""
+    text = exc.message
+    if exc.param:
+        field = FIELDS.get(exc.param, exc.param.replace("_", " "))
+        text += f" ({field}: {' or '.join(exc.allowed)})" if exc.allowed else f" ({field})"
+    if exc.remedy:
+        text += "; " + REMEDIES.get(exc.remedy, remedy_words(exc.remedy))
     return text
 
 
 def error_message(exc: Exception) -> str:
     """A domain error as the user should read it (in the page's words); anything else is a bug, said plainly."""
     if isinstance(exc, RLHFError):
-        return message(web_wording(str(exc)), "error")
+        return message(error_text(exc), "error")
     return message(f"Unexpected error ({type(exc).__name__}); the server log has the details.", "error")
 
 

@@ -37,13 +37,15 @@ def create_generation_job(*, session: Session, per_checkpoint: int | None = None
                                      "strategy": strategy, "tag": tag, "seed": seed, "pool": pool,
                                      "sampling": sampling if sampling is not None else {}})
     if not serving_checkpoints(session=session):
-        raise InvalidInput("no serving checkpoint to sample from: `rlhf checkpoints serve ID` first")
+        raise InvalidInput("no serving checkpoint to sample from", remedy="serve_checkpoint")
     if params.strategy == "random":
         if reward_checkpoint_id is not None or pool is not None:
-            raise InvalidInput("a reward model and a candidate pool only apply to --select uncertain")
+            raise InvalidInput("a reward model and a candidate pool only apply to uncertain pair selection",
+                               param="select", allowed=["uncertain"])
     else:
         if pool is not None and limit is not None and pool < limit:
-            raise InvalidInput("--pool must be at least --limit (it is where the opened prompts are picked from)")
+            raise InvalidInput("the candidate pool must be at least the prompt limit (it is where the opened prompts "
+                               "are picked from)", param="pool")
         reward = uncertainty_reward_model(session=session, checkpoint_id=reward_checkpoint_id)
         params = params.model_copy(update={"reward_checkpoint_id": reward.id,
                                            "pool": pool if pool is not None else (POOL_FACTOR * limit if limit
@@ -72,8 +74,8 @@ def uncertainty_reward_model(*, session: Session, checkpoint_id: int | str | Non
     candidates = [c for c in list_checkpoints(session=session, kind=CheckpointKind.reward)
                   if c.status is not CheckpointStatus.retired]
     if not candidates:
-        raise InvalidInput("--select uncertain needs a reward model and none is registered: "
-                           "train a reward model first (`rlhf train reward --wait`), or use --select random")
+        raise InvalidInput("uncertain pair selection needs a reward model, and none is registered", param="select",
+                           allowed=["random"], remedy="train_reward_model")
     return candidates[-1]
 
 

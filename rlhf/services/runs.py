@@ -60,8 +60,8 @@ def create_run(*, session: Session, algorithm: str | Algorithm, base_checkpoint_
     reward = None
     if algorithm.needs_reward_model:
         if reward_checkpoint_id is None:
-            raise InvalidInput(f"{algorithm.value} needs a reward model: pass --reward-model ID "
-                               "(train one with `rlhf train reward`)")
+            raise InvalidInput(f"{algorithm.value} needs a reward model to train against, and none was named",
+                               param="reward_model", remedy="train_reward_model")
         reward = get_checkpoint(session=session, checkpoint_id=reward_checkpoint_id)
         if reward.kind is not CheckpointKind.reward:
             raise InvalidInput(f"checkpoint {reward.id} ({reward.name}) is not a reward model")

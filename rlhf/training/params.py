@@ -284,7 +284,7 @@ def parse_set_options(pairs: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
-            raise InvalidInput(f"--set expects KEY=VALUE, got {pair!r}")
+            raise InvalidInput(f"a parameter setting is written KEY=VALUE, not {pair!r}", param="set")
         key, value = pair.split("=", 1)
         out[key.strip()] = value.strip()
     return out

@@ -67,9 +67,9 @@ def test_console_keeps_errors_shows_results_and_guards_the_last_policy(server, n
     # Web wording: fields, not command-line flags.
     page.get_by_label("Extra parameters (KEY=VALUE, one per line)").fill("not a pair")
     page.get_by_role("button", name="Start run").click()
-    wording = page.get_by_role("alert").filter(has_text="each extra parameter is one KEY=VALUE line")
+    wording = page.get_by_role("alert").filter(has_text="a parameter setting is written KEY=VALUE")
     wording.wait_for()
-    assert "--set" not in wording.inner_text()
+    assert "--set" not in wording.inner_text() and "Extra parameters" in wording.inner_text()
     page.get_by_label("Extra parameters (KEY=VALUE, one per line)").fill("")
     _pick(page, "Algorithm", "ppo")
     page.get_by_role("button", name="Start run").click()

@@ -92,8 +92,10 @@ def test_uncertain_opens_the_lowest_margin_pairs_first(session, settings, tiny_m
 def test_uncertain_needs_a_reward_model_and_takes_the_newest_not_retired(session, settings, tiny_model_dir,
                                                                           reward_dir):
     _world(session, tiny_model_dir)
-    with pytest.raises(InvalidInput, match="train a reward model first.*--select random"):
+    with pytest.raises(InvalidInput, match="needs a reward model, and none is registered") as refused:
         create_generation_job(session=session, strategy="uncertain")
+    assert (refused.value.param, refused.value.allowed, refused.value.remedy) == ("select", ("random",),
+                                                                                  "train_reward_model")
     older = register_checkpoint(session=session, path=str(reward_dir), name="rm-1")
     newer = register_checkpoint(session=session, path=str(reward_dir), name="rm-2")
     assert create_generation_job(session=session, strategy="uncertain").params["reward_checkpoint_id"] == newer.id
@@ -104,7 +106,7 @@ def test_uncertain_needs_a_reward_model_and_takes_the_newest_not_retired(session
                                  reward_checkpoint_id="rm-2").params["reward_checkpoint_id"] == newer.id
     with pytest.raises(InvalidInput, match="not a reward model"):
         create_generation_job(session=session, strategy="uncertain", reward_checkpoint_id="tiny")
-    with pytest.raises(InvalidInput, match="only apply to --select uncertain"):
+    with pytest.raises(InvalidInput, match="only apply to uncertain pair selection"):
         create_generation_job(session=session, reward_checkpoint_id=older.id)
     with pytest.raises(InvalidInput, match="unknown pair selection"):
         create_generation_job(session=session, strategy="gold")
@@ -140,7 +142,7 @@ def test_api_generate_with_select(session, settings, tiny_model_dir, reward_dir,
     with TestClient(create_app(get_settings(), start_worker=False)) as client:
         auth = ("eng", "pw-engineer")
         refused = client.post("/api/generate", auth=auth, json={"select": "uncertain"})
-        assert refused.status_code == 422 and "train a reward model first" in refused.json()["detail"]
+        assert refused.status_code == 422 and "needs a reward model" in refused.json()["detail"]
         register_checkpoint(session=session, path=str(reward_dir), name="rm")
         session.commit()
         job = client.post("/api/generate", auth=auth, json={"select": "uncertain", "limit": 2}).json()

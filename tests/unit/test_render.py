@@ -1,10 +1,16 @@
 """What the pages draw from text: Markdown images, the web's own wording for domain errors; the vote buttons and
 the settings the page's scripts read."""
 
+import html
 from pathlib import Path
 
+import pytest
+from sqlmodel import select
+
 from feedback_ui.ui.render import error_message, render_markdown
-from rlhf.errors import InvalidInput
+from rlhf.errors import InvalidInput, RLHFError
+from rlhf.models import Checkpoint
+from tests import factories
 
 
 def test_a_markdown_image_is_a_link_named_by_its_alt_text_and_fetches_nothing():
@@ -14,17 +20,37 @@ def test_a_markdown_image_is_a_link_named_by_its_alt_text_and_fetches_nothing():
     assert 'href="javascript' not in out  # a script URL is never a link
 
 
-def test_web_errors_name_fields_not_command_line_flags():
-    from rlhf.training.params import parse_set_options
+def _refused(call) -> str:
+    """What the page shows for the domain error ``call`` raises."""
+    with pytest.raises(RLHFError) as refused:
+        call()
+    shown = error_message(refused.value)
+    assert 'role="alert"' in shown
+    assert "--" not in shown and "rlhf " not in shown, shown  # no flag, no command
+    return html.unescape(shown)
 
-    try:
-        parse_set_options(["oops"])
-    except InvalidInput as exc:
-        shown = error_message(exc)
-    assert "--set" not in shown and "each extra parameter is one KEY=VALUE line" in shown
-    shown = error_message(InvalidInput("ppo needs a reward model: pass --reward-model ID "
-                                       "(train one with `rlhf train reward`)"))
-    assert "--reward-model" not in shown and "Reward model" in shown
+
+def test_web_errors_name_the_page_fields_not_command_line_flags(session):
+    from feedback_ui.ui.console_runs import parse_params
+    from rlhf.services.checkpoints import retire_checkpoint
+    from rlhf.services.generation_jobs import create_generation_job
+    from rlhf.services.runs import create_run
+
+    assert "“Extra parameters”, one per line" in _refused(lambda: parse_params(None, "learning_rate=1e-4\noops"))
+    assert "serve one under “Checkpoints”" in _refused(lambda: create_generation_job(session=session))
+    factories.comparisons(session, [("x", "y")], serve=True)
+    shown = _refused(lambda: create_run(session=session, algorithm="ppo"))
+    assert "ppo needs a reward model" in shown and "“Reward model”" in shown and "reward algorithm" in shown
+    shown = _refused(lambda: create_generation_job(session=session, strategy="uncertain"))
+    assert "“Pair selection”: random" in shown and "reward algorithm" in shown
+    (ckpt,) = session.exec(select(Checkpoint)).all()
+    shown = _refused(lambda: retire_checkpoint(session=session, checkpoint_id=ckpt.id))
+    assert "last serving policy" in shown and "tick “Retire even the last serving policy”" in shown
+
+
+def test_a_page_shows_an_error_without_fields_as_it_is():
+    assert html.unescape(error_message(InvalidInput("line 3: bad"))) == \
+        '<div class="rl-msg rl-msg-error" role="alert">line 3: bad</div>'
 
 
 def test_one_vote_button_table_with_the_public_labels_and_keys():
