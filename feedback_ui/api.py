@@ -23,7 +23,7 @@ from feedback_ui.schemas import (CheckpointPublic, ComparisonHandout, Comparison
                                  RunDetail, RunPublic, SkipPublic, UserCreate, UserPublic, UserUpdate, VoteAndNext,
                                  VoteCreate, VotePublic)
 from rlhf.errors import Conflict, InvalidInput
-from rlhf.jobs.submit import submit_generation, submit_run
+from rlhf.jobs.submit import serve, submit_generation, submit_run
 from rlhf.models import Role, TrainingRun, User, Vote
 from rlhf.services import (app_settings, checkpoints, comparisons, dataset, generation_jobs, gold, prompts, quality,
                            rating, runs, stats)
@@ -271,9 +271,13 @@ def list_checkpoints(user: Engineer, session: DB):
 
 
 @router.post("/checkpoints/{checkpoint_id}/serve", response_model=CheckpointPublic, tags=["models"])
-def serve_checkpoint(checkpoint_id: PathId, user: Engineer, session: DB):
-    """Serve a policy: its responses enter the next generation job's comparisons."""
-    ckpt = checkpoints.serve_checkpoint(session=session, checkpoint_id=checkpoint_id)
+def serve_checkpoint(checkpoint_id: PathId, request: Request, user: Engineer, session: DB):
+    """Serve a policy: its responses enter the next generation job's comparisons. A LoRA one also gets a
+    merge job for the copy an inference engine serves (``GET /api/merge-jobs``); it battles in the arena
+    once that is done."""
+    ctx = web_context(request)
+    ckpt, _ = serve(session=session, queue=ctx.jobs, settings=ctx.settings, checkpoint_id=checkpoint_id,
+                    created_by=user.id)
     return ckpt
 
 
@@ -285,19 +289,6 @@ def retire_checkpoint(checkpoint_id: PathId, user: Engineer, session: DB,
     policy is refused (nothing would be left to generate from) unless ``force=true``."""
     ckpt = checkpoints.retire_checkpoint(session=session, checkpoint_id=checkpoint_id, force=force)
     return ckpt
-
-
-@router.post("/checkpoints/{checkpoint_id}/merge", response_model=CheckpointPublic, status_code=201, tags=["models"],
-             responses={422: {"description": "not an adapter checkpoint: there is nothing to merge"},
-                        404: {"description": "no such checkpoint, or its base is gone"},
-                        409: {"description": "a prompt-tuning adapter (it cannot be merged), or the name is taken"}})
-def merge_checkpoint(checkpoint_id: PathId, request: Request, user: Engineer, session: DB,
-                     name: Annotated[str | None, Query(max_length=200, description="name of the new checkpoint "
-                                                                                   "(default: NAME-merged)")] = None):
-    """Merge a LoRA adapter checkpoint into its base: a new full checkpoint whose parent is the adapter one.
-    The merge runs in a child process: the web app loads no model."""
-    return checkpoints.merge_checkpoint(session=session, settings=web_context(request).settings,
-                                        checkpoint_id=checkpoint_id, name=name)
 
 
 @router.post("/generate", response_model=GenerationJobPublic, status_code=202, tags=["models"],

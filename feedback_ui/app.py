@@ -27,7 +27,7 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from feedback_ui import api, api_arena, api_labels, assets, auth, login, metrics, web_security
+from feedback_ui import api, api_arena, api_labels, api_merges, assets, auth, login, metrics, web_security
 from rlhf import db
 from rlhf.errors import (BrokerUnavailable, ConfigError, Conflict, InferenceUnavailable, InvalidInput, NotFound,
                          PermissionDenied, RateLimited, RLHFError, TrainingFailed)
@@ -206,6 +206,7 @@ def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None
     app.include_router(api.router)
     app.include_router(api_arena.router)
     app.include_router(api_labels.router)
+    app.include_router(api_merges.router)
     metrics.install(app, settings)
     _document_errors(app)
     app.mount(assets.MOUNT_PATH, StaticFiles(directory=assets.DIRECTORY), name="assets")  # before the UI takes /

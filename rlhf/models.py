@@ -320,6 +320,32 @@ class LabelJob(SQLModel, table=True):
     heartbeat_at: datetime | None = _opt_ts()
 
 
+class MergeTarget(str, enum.Enum):
+    """What a merge job makes of an adapter checkpoint."""
+
+    serving = "serving"  # the cached full-weights copy an inference engine serves (``merged_dir``)
+    checkpoint = "checkpoint"  # a new full checkpoint named ``name``, its parent the adapter one
+
+
+class MergeJob(SQLModel, table=True):
+    """An adapter checkpoint merged into full weights (a worker job: it loads the model)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    status: JobStatus = _enum(JobStatus, JobStatus.queued)
+    checkpoint_id: int = Field(foreign_key="checkpoint.id", index=True)
+    target: MergeTarget = Field(default=MergeTarget.serving, sa_type=_enum_type(MergeTarget))
+    name: str | None = Field(default=None, sa_type=sa.String(256))  # the new checkpoint's, for ``checkpoint``
+    output_checkpoint_id: int | None = Field(default=None, foreign_key="checkpoint.id")
+    params: dict[str, Any] = _json(dict)
+    result: dict[str, Any] = _json(dict)
+    error: str | None = Field(default=None, sa_type=sa.Text)
+    created_by: int | None = Field(default=None, foreign_key="user.id")
+    created_at: datetime = _ts()
+    started_at: datetime | None = _opt_ts()
+    finished_at: datetime | None = _opt_ts()
+    heartbeat_at: datetime | None = _opt_ts()
+
+
 class RunLog(SQLModel, table=True):
     """One logged training step (losses, reward, KL): the curves the console draws."""
 

@@ -18,6 +18,7 @@ from rlhf.settings import get_settings
 from rlhf_cli import gold as gold_cli
 from rlhf_cli import jobs as jobs_cli
 from rlhf_cli import labels as labels_cli
+from rlhf_cli import merges as merges_cli
 from rlhf_cli import serve as serve_cli
 from rlhf_cli import web as web_cli
 from rlhf_cli.output import print_json, print_table, session
@@ -35,6 +36,7 @@ app.add_typer(prompts_app, name="prompts")
 gold_cli.register(app, users_app)
 jobs_cli.register(app)
 labels_cli.register(app)
+merges_cli.register(checkpoints_app)
 serve_cli.register(app)
 web_cli.register(app)
 
@@ -118,12 +120,15 @@ def checkpoints_add(path: str, name: str = typer.Option(..., help="a unique name
                     serve: bool = typer.Option(False, help="serve it to raters right away"),
                     kind: str = typer.Option(None, help="policy or reward (read from the model when omitted)")) -> None:
     """Register a model directory or hub id; prints its id."""
+    from rlhf.jobs.submit import queue_serving_copy
     from rlhf.services.checkpoints import register_checkpoint
+    from workers.dispatch import job_queue
 
     with session() as s:
         ckpt = register_checkpoint(session=s, path=path, name=name, serve=serve, kind=kind)
-        s.flush()
+        job = queue_serving_copy(session=s, queue=job_queue(), settings=get_settings(), checkpoint=ckpt)
         typer.echo(ckpt.id)
+        merges_cli.say_merging(job, err=True)  # stdout stays the id alone, for scripts
 
 
 def _checkpoint_row(c) -> dict:
@@ -145,12 +150,14 @@ def checkpoints_list(json_: bool = typer.Option(False, "--json")) -> None:
 
 @checkpoints_app.command("serve")
 def checkpoints_serve(checkpoint: str) -> None:
-    """Serve a checkpoint: its responses enter new comparisons."""
-    from rlhf.services.checkpoints import serve_checkpoint
+    """Serve a checkpoint: its responses enter new comparisons (a LoRA one's merged copy is queued)."""
+    from rlhf.jobs.submit import serve
+    from workers.dispatch import job_queue
 
     with session() as s:
-        c = serve_checkpoint(session=s, checkpoint_id=checkpoint)
+        c, job = serve(session=s, queue=job_queue(), settings=get_settings(), checkpoint_id=checkpoint)
         typer.echo(f"checkpoint {c.id} ({c.name}) is serving")
+        merges_cli.say_merging(job)
 
 
 @checkpoints_app.command("retire")
@@ -163,19 +170,6 @@ def checkpoints_retire(checkpoint: str,
     with session() as s:
         c = retire_checkpoint(session=s, checkpoint_id=checkpoint, force=force)
         typer.echo(f"checkpoint {c.id} ({c.name}) is retired")
-
-
-@checkpoints_app.command("merge")
-def checkpoints_merge(checkpoint: str,
-                      name: str = typer.Option(None, help="name of the new checkpoint (default: NAME-merged)")) -> None:
-    """Merge a LoRA adapter checkpoint into its base: a new full checkpoint; prints its id."""
-    from rlhf.services.checkpoints import merge_checkpoint
-    from rlhf.settings import get_settings
-
-    with session() as s:
-        c = merge_checkpoint(session=s, settings=get_settings(), checkpoint_id=checkpoint, name=name)
-        s.flush()
-        typer.echo(c.id)
 
 
 @prompts_app.command("import")

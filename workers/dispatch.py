@@ -7,7 +7,8 @@ from rlhf.jobs.embedded import InProcessQueue
 from rlhf.jobs.submit import JobKind, JobQueue
 from rlhf.settings import Settings, get_settings
 
-TASKS = {JobKind.train: "rlhf.train", JobKind.generate: "rlhf.generate", JobKind.label: "rlhf.label"}
+TASKS = {JobKind.train: "rlhf.train", JobKind.generate: "rlhf.generate", JobKind.label: "rlhf.label",
+         JobKind.merge: "rlhf.merge"}
 
 
 class CeleryQueue:

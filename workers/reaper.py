@@ -2,7 +2,7 @@
 
 A worker killed outright (SIGKILL, a lost machine) cannot mark its own run failed; the
 run's heartbeat just stops. Every live worker therefore checks, every half heartbeat
-timeout (at most once a minute), for runs and generation and label jobs silent longer than
+timeout (at most once a minute), for runs and generation, label and merge jobs silent longer than
 ``RLHF_HEARTBEAT_TIMEOUT_S`` and fails them (:func:`rlhf.jobs.reaping.reap_stale`). With no
 live worker, the next one to start does it first thing.
 

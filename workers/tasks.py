@@ -7,6 +7,7 @@ import logging
 from rlhf.jobs.training import execute_run
 from rlhf.jobs.generation import execute_generation_job
 from rlhf.jobs.labelling import execute_label_job
+from rlhf.jobs.merging import execute_merge_job
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)
@@ -30,4 +31,11 @@ def generate(job_id: int) -> str | None:
 def label(job_id: int) -> str | None:
     status = execute_label_job(job_id)
     log.info("label job %s: %s", job_id, status.value if status else "skipped (not queued)")
+    return status.value if status else None
+
+
+@app.task(name="rlhf.merge")
+def merge(job_id: int) -> str | None:
+    status = execute_merge_job(job_id)
+    log.info("merge job %s: %s", job_id, status.value if status else "skipped (not queued)")
     return status.value if status else None

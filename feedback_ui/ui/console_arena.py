@@ -1,6 +1,8 @@
 """The console's arena section: battle counts, the demonstrations raters wrote, and promoting arena
 prompts into the pool generation jobs, online RL and the held-out split draw from."""
 
+import html
+
 import gradio as gr
 
 from feedback_ui.ui.access import UIContext, require
@@ -20,6 +22,15 @@ def _counts_html(counts: dict) -> str:
             'promoted</div>').format(**counts)
 
 
+def _sitting_out_html(skipped) -> str:
+    """Serving checkpoints the arena leaves out now, and why (prompt tuning, a merge not done yet)."""
+    if not skipped:
+        return ""
+    items = "".join(f"<li>checkpoint {c.id} ({html.escape(c.name)}): {html.escape(reason)}</li>"
+                    for c, reason in skipped)
+    return f'<div id="arena-sitting-out">Serving, not in battles now:<ul>{items}</ul></div>'
+
+
 def build_arena_section(ctx: UIContext) -> gr.Accordion:
     with gr.Accordion("Arena and demonstrations", open=False) as section:
         counts = gr.HTML()
@@ -35,6 +46,7 @@ def build_arena_section(ctx: UIContext) -> gr.Accordion:
         require(ctx, request, Role.engineer)
         with ctx.session() as session:
             data = arena.arena_counts(session=session)
+            _, skipped = arena.arena_checkpoints(session=session, settings=ctx.settings)
             names = {u.id: u.name for u in list_users(session=session)}
             demos = demonstrations.list_demonstrations(session=session, limit=200)
             prompt_of = {d.comparison_id: session.get(Comparison, d.comparison_id).prompt_id
@@ -43,7 +55,7 @@ def build_arena_section(ctx: UIContext) -> gr.Accordion:
                      prompt_of.get(d.comparison_id, ""),
                      " / ".join(f"{m['role']}: {m['content'][:80]}" for m in d.messages), d.text[:300],
                      fmt_time(d.created_at)] for d in demos]
-        return _counts_html(data), rows
+        return _counts_html(data) + _sitting_out_html(skipped), rows
 
     def do_promote(text: str, request: gr.Request):
         require(ctx, request, Role.engineer)

@@ -17,7 +17,7 @@ import pandas as pd
 from feedback_ui.ui.access import UIContext, require
 from feedback_ui.ui.render import error_message, fmt_time, message, optional_int
 from rlhf.errors import RLHFError
-from rlhf.jobs.submit import submit_run
+from rlhf.jobs.submit import serve, submit_run
 from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus, JobStatus, Role, TrainingRun
 from rlhf.services import checkpoints as ckpt_svc
 from rlhf.services import runs as runs_svc
@@ -307,16 +307,20 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
             require(ctx, request, Role.engineer)
             if not checkpoint_id:
                 return message("Pick a checkpoint first.", "warn")
+            merge = None
             try:
                 with ctx.session() as session:
                     if action == "serve":
-                        ckpt = ckpt_svc.serve_checkpoint(session=session, checkpoint_id=int(checkpoint_id))
+                        ckpt, merge = serve(session=session, queue=ctx.jobs, settings=ctx.settings,
+                                            checkpoint_id=int(checkpoint_id))
                     else:
                         ckpt = ckpt_svc.retire_checkpoint(session=session, checkpoint_id=int(checkpoint_id),
                                                           force=bool(force))
             except RLHFError as exc:
                 return error_message(exc)
-            return message(f"{_label(ckpt)} is now {ckpt.status.value}.", "ok")
+            note = (f" Merge job #{merge.id} is making its copy for the inference engine; it joins arena battles "
+                    "when that is done." if merge is not None else "")
+            return message(f"{_label(ckpt)} is now {ckpt.status.value}.{note}", "ok")
 
         return act
 

@@ -1,6 +1,6 @@
 """The embedded worker: with no broker configured, queued jobs run in this process.
 
-It polls the database for queued generation jobs, label jobs and training runs and executes them
+It polls the database for queued merge jobs, generation jobs, label jobs and training runs and executes them
 one at a time with the same functions a Celery worker calls, so a laptop needs
 nothing but the package. Claims are atomic, so it can share a database with others.
 """
@@ -10,12 +10,14 @@ from __future__ import annotations
 from rlhf import db
 from rlhf.jobs.generation import execute_generation_job
 from rlhf.jobs.labelling import execute_label_job
+from rlhf.jobs.merging import execute_merge_job
 from rlhf.jobs.polling import PollingThread
 from rlhf.jobs.reaping import reap_stale
 from rlhf.jobs.submit import JobKind
 from rlhf.jobs.training import execute_run
 from rlhf.services.generation_jobs import queued_ids
 from rlhf.services.machine_labels import queued_label_ids
+from rlhf.services.merges import queued_merge_ids
 from rlhf.settings import Settings, get_settings
 
 
@@ -37,7 +39,10 @@ def work_once(settings: Settings | None = None) -> int:
     with db.session_scope(engine) as session:
         gens, runs = queued_ids(session=session)
         label_jobs = queued_label_ids(session=session)
+        merges = queued_merge_ids(session=session)
     done = 0
+    for job_id in merges:  # first: a generation job or a battle may be waiting for a merged copy
+        done += execute_merge_job(job_id, settings) is not None
     for job_id in gens:
         done += execute_generation_job(job_id, settings) is not None
     for job_id in label_jobs:

@@ -32,7 +32,7 @@ from rlhf.models import Comparison, GenerationJob, JobStatus, Prompt, Response
 from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
 from rlhf.services import generation_jobs as jobs
 from rlhf.services import job_rows
-from rlhf.services.checkpoints import (get_checkpoint, model_ref, served_name, serving_checkpoints,
+from rlhf.services.checkpoints import (engine_ready, get_checkpoint, model_ref, served_name, serving_checkpoints,
                                       unmergeable_reason)
 from rlhf.services.comparisons import open_comparison
 from rlhf.services.prompts import list_prompts
@@ -58,10 +58,11 @@ def _plan(session, settings: Settings, job_id: int):
     p = jobs.job_params(jobs.get_generation_job(session=session, job_id=job_id))
     checkpoints = serving_checkpoints(session=session)
     prompts = pick_prompts(session, p.pool if p.strategy == "uncertain" else p.limit, p.tag)
-    # Adapter checkpoints load over their base; an engine gets a LoRA one's merged copy, and a
-    # prompt-tuning one (no OpenAI-compatible engine serves it) samples in this worker.
+    # Adapter checkpoints load over their base; an engine gets a LoRA one's merged copy. A prompt-tuning
+    # one (no OpenAI-compatible engine serves it), and a LoRA one whose merge job has not made its copy
+    # yet, sample in this worker, with the same parameters.
     plan = [(c.id, model_ref(session=session, checkpoint=c)) for c in checkpoints]
-    in_worker = {c.id for c in checkpoints if unmergeable_reason(c)}
+    in_worker = {c.id for c in checkpoints if unmergeable_reason(c) or not engine_ready(settings, c)}
     served = ({c.id: served_name(session=session, settings=settings, checkpoint=c)
                for c in checkpoints if c.id not in in_worker} if settings.inference_url else {})
     return p, plan, in_worker, served, [(pr.id, pr.messages) for pr in prompts]

@@ -1,4 +1,4 @@
-"""Queueing a job: the one interface the domain defines for it, and the two submit services.
+"""Queueing a job: the one interface the domain defines for it, and the services that submit jobs.
 
     JobQueue                                  where the id of a committed job goes
     ├── rlhf.jobs.embedded.InProcessQueue     no broker: the embedded worker polls the database
@@ -17,8 +17,9 @@ from typing import Any, Protocol, TypeVar
 from sqlmodel import Session
 
 from rlhf.errors import BrokerUnavailable
-from rlhf.models import GenerationJob, JobStatus, LabelJob, TrainingRun
+from rlhf.models import Checkpoint, GenerationJob, JobStatus, LabelJob, MergeJob, TrainingRun
 from rlhf.services.job_rows import fail_job
+from rlhf.settings import Settings
 
 
 class JobKind(str, Enum):
@@ -27,10 +28,11 @@ class JobKind(str, Enum):
     train = "train"
     generate = "generate"
     label = "label"  # machine labelling: loads a reward model, so it runs beside generation jobs
+    merge = "merge"  # an adapter merged into full weights: loads a model, needs no training GPU
 
     @property
     def queue(self) -> str:
-        """The worker queue that carries this kind (label jobs share the ``generate`` queue)."""
+        """The worker queue that carries this kind (label and merge jobs share the ``generate`` queue)."""
         return "train" if self is JobKind.train else "generate"
 
 
@@ -42,7 +44,7 @@ class JobQueue(Protocol):
         """Queue the id of a committed job; raises :class:`BrokerUnavailable` when it cannot."""
 
 
-Row = TypeVar("Row", TrainingRun, GenerationJob, LabelJob)
+Row = TypeVar("Row", TrainingRun, GenerationJob, LabelJob, MergeJob)
 
 
 def _submit(session: Session, queue: JobQueue, kind: JobKind, create: Callable[[], Row],
@@ -90,3 +92,48 @@ def submit_label(*, session: Session, queue: JobQueue, **job_fields: Any) -> Lab
 
     return _submit(session, queue, JobKind.label, lambda: create_label_job(session=session, **job_fields),
                    lambda job_id, error: fail_job(session=session, table=LabelJob, job_id=job_id, error=error))
+
+
+def submit_merge(*, session: Session, queue: JobQueue, **job_fields: Any) -> MergeJob:
+    """Commits: stores a merge job making a new full checkpoint, commits it, then queues its id (as
+    :func:`submit_run`). ``job_fields`` are :func:`rlhf.services.merges.create_merge_job`'s."""
+    from rlhf.services.merges import create_merge_job
+
+    return _submit(session, queue, JobKind.merge, lambda: create_merge_job(session=session, **job_fields),
+                   lambda job_id, error: fail_job(session=session, table=MergeJob, job_id=job_id, error=error))
+
+
+def queue_serving_copy(*, session: Session, queue: JobQueue, settings: Settings, checkpoint: Checkpoint,
+                       created_by: int | None = None) -> MergeJob | None:
+    """Commits: the work so far, and the merge job making a serving LoRA checkpoint's engine copy when it
+    needs one (:func:`rlhf.services.merges.serving_copy_job`); then queues its id.
+
+    The checkpoint serves whatever the broker says: one that does not answer fails the job with
+    the reason, the arena says the copy is missing, and serving the checkpoint again retries.
+    """
+    from rlhf.services.merges import serving_copy_job
+
+    job = serving_copy_job(session=session, settings=settings, checkpoint=checkpoint, created_by=created_by)
+    session.commit()  # a worker may take the id at once: it must find the row
+    if job is None or job.status is not JobStatus.queued:
+        return job
+    try:
+        queue.send(JobKind.merge, job.id)
+    except BrokerUnavailable as exc:
+        fail_job(session=session, table=MergeJob, job_id=job.id, error=str(exc))
+        session.commit()
+    return job
+
+
+def serve(*, session: Session, queue: JobQueue, settings: Settings, checkpoint_id: int | str,
+          created_by: int | None = None) -> tuple[Checkpoint, MergeJob | None]:
+    """Commits: serves a checkpoint, and queues the merged copy an inference engine needs of a LoRA one.
+
+    The web app, the CLI and the console serve through this, so no battle ever waits on a merge."""
+    from rlhf.services.checkpoints import serve_checkpoint
+
+    ckpt = serve_checkpoint(session=session, checkpoint_id=checkpoint_id)
+    session.flush()
+    job = queue_serving_copy(session=session, queue=queue, settings=settings, checkpoint=ckpt,
+                             created_by=created_by)
+    return ckpt, job

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from rlhf import db
 from rlhf.errors import Conflict, InvalidInput, RLHFError
-from rlhf.models import Algorithm, Checkpoint, CheckpointKind, CheckpointStatus, JobStatus, TrainingRun
+from rlhf.models import Algorithm, Checkpoint, CheckpointKind, JobStatus, TrainingRun
 from rlhf.services import runs as runs_svc
-from rlhf.services.checkpoints import ensure_merged, register_checkpoint, unmergeable_reason
+from rlhf.services.checkpoints import register_checkpoint
 from rlhf.services.dataset import Snapshot, snapshot_rows
 from rlhf.services.snapshots import SFTSnapshot
 from rlhf.settings import Settings, get_settings
@@ -249,22 +249,21 @@ def _finish(run_id: int, spec: TrainerSpec, settings: Settings, engine, returnco
 
 
 def _merge_for_engines(engine, settings: Settings, run_id: int) -> None:
-    """A LoRA policy that starts serving is battled in the arena at once, on an engine that loads
-    full weights only: its merged copy is made here, in the worker, not inside the first battle.
-    Best effort: if it fails, the first battle or generation job merges it (and says why if it cannot)."""
+    """A LoRA policy that starts serving needs a merged copy before an engine can answer as it: its
+    merge job is stored and run here, in this worker, so the arena battles it soon and no battle
+    waits on it. A failure is recorded on the merge job (the arena says so), not on the run."""
+    from rlhf.jobs.merging import execute_merge_job
+    from rlhf.services.merges import serving_copy_job
+
     with db.session_scope(engine) as session:
         run = runs_svc.get_run(session=session, run_id=run_id)
         ckpt = session.get(Checkpoint, run.output_checkpoint_id) if run.output_checkpoint_id else None
-        if (ckpt is None or ckpt.kind is not CheckpointKind.policy or ckpt.status is not CheckpointStatus.serving
-                or not ckpt.adapter or unmergeable_reason(ckpt) or ckpt.name in settings.inference_models):
-            return
-        try:
-            path = ensure_merged(session=session, settings=settings, checkpoint=ckpt)
-            log.info("run %s: checkpoint %s serves; its merged copy for inference engines is %s", run_id, ckpt.id,
-                     path)
-        except RLHFError as exc:
-            log.warning("run %s: checkpoint %s could not be merged ahead of its first battle: %s", run_id, ckpt.id,
-                        exc)
+        job = serving_copy_job(session=session, settings=settings, checkpoint=ckpt) if ckpt else None
+        job_id = job.id if job is not None and job.status is JobStatus.queued else None
+    if job_id is not None:
+        status = execute_merge_job(job_id, settings)
+        log.info("run %s: checkpoint %s serves; merge job %s for inference engines: %s", run_id, ckpt.id, job_id,
+                 status.value if status else "taken by another worker")
 
 
 def _report(engine, run_id: int, tail: _Tail) -> bool:

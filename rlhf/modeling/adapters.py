@@ -162,8 +162,19 @@ def merge_into(ref: ModelRef, dest: str | Path, *, reward: bool | None = None) -
     return dest
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    """A merge whose worker was killed stops too: its job is reaped, and no folder appears after."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def merge_in_child(ref: ModelRef, dest: str | Path) -> Path:
-    """:func:`merge_into` in a process of its own: the caller (the web app, a worker) loads no model."""
+    """:func:`merge_into` in a process of its own, for a worker's merge job: the worker loads no model."""
     import subprocess
     import sys
     import tempfile
@@ -176,7 +187,7 @@ def merge_in_child(ref: ModelRef, dest: str | Path) -> Path:
         json.dump(ref.to_dict(), fh)
     try:
         done = subprocess.run([sys.executable, "-m", "rlhf.modeling.adapters", fh.name, str(dest)],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, preexec_fn=_die_with_parent)
     finally:
         Path(fh.name).unlink(missing_ok=True)
     if done.returncode != 0:
@@ -186,7 +197,7 @@ def merge_in_child(ref: ModelRef, dest: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m rlhf.modeling.adapters REF.json DEST``: merge in a process of its own (the web app loads no model)."""
+    """``python -m rlhf.modeling.adapters REF.json DEST``: merge in a process of its own (its caller loads no model)."""
     import sys
 
     argv = sys.argv[1:] if argv is None else argv

@@ -10,7 +10,9 @@ and the held-out split draw from, until an engineer promotes one.
 Pairing is fair: the two serving checkpoints compared least in the arena so far, in a
 random left/right order; with one serving checkpoint, two samples of it (different seeds).
 Prompt-tuning checkpoints are skipped, with the reason logged (and given when nothing else
-serves): no OpenAI-compatible engine serves one. A LoRA checkpoint battles as its merged copy.
+serves): no OpenAI-compatible engine serves one. A LoRA checkpoint battles as its merged copy,
+which a merge job makes when it starts serving; until then it is skipped the same way, as being
+merged. Nothing here merges or loads a model: this runs inside web requests.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ from rlhf.inference.client import ChatSampling, Completion
 from rlhf.models import (Assignment, Checkpoint, Comparison, ComparisonSource, ComparisonStatus, Prompt, Response,
                          User, Vote, as_utc, utcnow)
 from rlhf.services.checkpoints import served_name, serving_checkpoints, unmergeable_reason
-from rlhf.settings import Settings
+from rlhf.services.merges import serving_copy_state
+from rlhf.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 ROLES = ("system", "user", "assistant")
@@ -138,11 +141,11 @@ def plan_battle(*, session: Session, rater: User, messages: Any, settings: Setti
                                      max_turns=settings.arena_max_turns)
     check_rate(session=session, rater=rater, per_minute=settings.arena_battles_per_minute)
     expire_battles(session=session, ttl_s=settings.arena_battle_ttl_s)
-    serving, skipped = arena_checkpoints(session=session)
+    serving, skipped = arena_checkpoints(session=session, settings=settings)
     if not serving:
         why = "; ".join(f"checkpoint {c.id} ({c.name}) is skipped: {reason}" for c, reason in skipped)
-        raise InvalidInput("no serving checkpoint to battle: an engineer must serve one first"
-                           + (f" ({why})" if why else ""))
+        raise InvalidInput(f"no serving checkpoint can battle yet ({why})" if why else
+                           "no serving checkpoint to battle: an engineer must serve one first")
     if len(serving) == 1:
         first = second = serving[0]
     else:
@@ -158,14 +161,21 @@ def plan_battle(*, session: Session, rater: User, messages: Any, settings: Setti
                       b=_contender(session, second, settings, seed_b))
 
 
-def arena_checkpoints(*, session: Session) -> tuple[list[Checkpoint], list[tuple[Checkpoint, str]]]:
-    """The serving policies the arena battles, and those it skips with the reason (prompt tuning)."""
+def arena_checkpoints(*, session: Session, settings: Settings | None = None
+                      ) -> tuple[list[Checkpoint], list[tuple[Checkpoint, str]]]:
+    """The serving policies the arena battles, and those it skips with the reason (prompt tuning; a LoRA
+    checkpoint whose merged copy for the engine is not made yet)."""
+    settings = settings or get_settings()
+    candidates = serving_checkpoints(session=session)
+    merging = serving_copy_state(session=session, settings=settings, checkpoints=candidates)
     usable, skipped = [], []
-    for ckpt in serving_checkpoints(session=session):
+    for ckpt in candidates:
         reason = unmergeable_reason(ckpt)
         if reason:
             skipped.append((ckpt, "no OpenAI-compatible engine serves a prompt-tuning adapter (" + reason
                             + "); it answers in generation jobs, sampled in the worker"))
+        elif ckpt.id in merging:
+            skipped.append((ckpt, merging[ckpt.id]))
         else:
             usable.append(ckpt)
     for ckpt, reason in skipped:

@@ -3,9 +3,10 @@
 An adapter checkpoint (a LoRA or prompt-tuning run's PEFT folder) names its base checkpoint
 by id (``base_checkpoint_id``); :func:`model_ref` resolves that id to the base's current
 path, recursively, so every loader gets base + adapter. A retired base still loads; a base
-whose row or folder is gone is an error naming it. :func:`merge_checkpoint` makes a full
-checkpoint of an adapter one; the merged copy the inference engine serves is cached under
-``<data dir>/merged/checkpoint-<id>`` (:func:`merged_dir`).
+whose row or folder is gone is an error naming it. Merging an adapter into full weights loads
+the model, so it is a worker's job (:mod:`rlhf.services.merges`): a new full checkpoint on
+request, or the copy an inference engine serves, cached under ``<data dir>/merged/checkpoint-<id>``
+(:func:`merged_dir`) and made when a LoRA checkpoint starts serving.
 """
 
 from __future__ import annotations
@@ -172,7 +173,7 @@ def model_ref(*, session: Session, checkpoint: Checkpoint) -> ModelRef:
 
 
 def merged_dir(settings: Settings, checkpoint: Checkpoint) -> Path:
-    """Where the full-weights copy of an adapter checkpoint is cached (made once, by :func:`ensure_merged`)."""
+    """Where the full-weights copy of an adapter checkpoint is cached (made by a merge job, :mod:`rlhf.jobs.merging`)."""
     return settings.data_dir / "merged" / f"checkpoint-{checkpoint.id}"
 
 
@@ -181,57 +182,37 @@ def unmergeable_reason(checkpoint: Checkpoint) -> str | None:
     return NOT_MERGEABLE.get(checkpoint.adapter or "")
 
 
-def ensure_merged(*, session: Session, settings: Settings, checkpoint: Checkpoint) -> str:
-    """A full model folder for this checkpoint: its own path, or its cached merged copy (made in a child process).
+def engine_loads_as_is(settings: Settings, checkpoint: Checkpoint) -> bool:
+    """Whether an engine can serve it without a merged copy: a full model, or one ``RLHF_INFERENCE_MODELS`` maps
+    (vLLM serves a LoRA adapter by name)."""
+    return not checkpoint.adapter or checkpoint.name in settings.inference_models
 
-    For what needs weights in one folder: an OpenAI-compatible engine, TRL's trainers.
-    """
-    if not checkpoint.adapter:
-        return checkpoint.path
-    reason = unmergeable_reason(checkpoint)
-    if reason:
-        raise Conflict(f"checkpoint {checkpoint.id} ({checkpoint.name}) has no full-weights form: {reason}")
-    dest = merged_dir(settings, checkpoint)
-    if not (dest / "config.json").is_file():
-        from rlhf.modeling.adapters import merge_in_child
 
-        merge_in_child(model_ref(session=session, checkpoint=checkpoint), dest)
-    return str(dest)
+def has_merged_copy(settings: Settings, checkpoint: Checkpoint) -> bool:
+    return (merged_dir(settings, checkpoint) / "config.json").is_file()
+
+
+def engine_ready(settings: Settings, checkpoint: Checkpoint) -> bool:
+    """Whether an OpenAI-compatible engine can answer as this checkpoint now, with no model work first."""
+    return engine_loads_as_is(settings, checkpoint) or has_merged_copy(settings, checkpoint)
 
 
 def served_name(*, session: Session, settings: Settings, checkpoint: Checkpoint) -> str:
     """The model name an OpenAI-compatible engine knows a checkpoint by (``RLHF_INFERENCE_MODELS``, else a path).
 
     An engine is never handed an adapter folder (``transformers serve`` cannot load one): an
-    unmapped LoRA checkpoint is served as its merged copy, made once and cached. A
-    prompt-tuning checkpoint has none (:class:`Conflict`): it samples in the worker only.
+    unmapped LoRA checkpoint is served as its merged copy, which a merge job makes when it is
+    served. Nothing is merged here (this runs inside web requests): without a copy yet, or
+    for a prompt-tuning checkpoint (which has none), this raises :class:`Conflict`.
     """
     from rlhf.inference.client import served_model_name
 
-    if checkpoint.name in settings.inference_models or not checkpoint.adapter:
+    if engine_loads_as_is(settings, checkpoint):
         return served_model_name(name=checkpoint.name, path=checkpoint.path, mapping=settings.inference_models)
-    return ensure_merged(session=session, settings=settings, checkpoint=checkpoint)
-
-
-def merge_checkpoint(*, session: Session, settings: Settings, checkpoint_id: int | str,
-                     name: str | None = None) -> Checkpoint:
-    """A new full checkpoint (parent: the adapter checkpoint) made from an adapter checkpoint and its base."""
-    ckpt = get_checkpoint(session=session, checkpoint_id=checkpoint_id)
-    if not ckpt.adapter:
-        raise InvalidInput(f"checkpoint {ckpt.id} ({ckpt.name}) is a full model already, not an adapter: "
-                           "there is nothing to merge")
-    reason = unmergeable_reason(ckpt)
+    reason = unmergeable_reason(checkpoint)
     if reason:
-        raise Conflict(f"checkpoint {ckpt.id} ({ckpt.name}) cannot be merged: {reason}")
-    name = name or f"{ckpt.name}-merged"
-    if session.exec(select(Checkpoint).where(Checkpoint.name == name)).first():
-        raise Conflict(f"a checkpoint named {name!r} already exists")
-    import uuid
-
-    from rlhf.modeling.adapters import merge_in_child
-
-    # The folder is named by id, not by the user's name (which may hold anything, "/" included).
-    dest = settings.checkpoints_dir / f"merged-checkpoint{ckpt.id}-{uuid.uuid4().hex[:8]}"
-    merge_in_child(model_ref(session=session, checkpoint=ckpt), dest)
-    return register_checkpoint(session=session, path=str(dest), name=name, kind=ckpt.kind, parent_id=ckpt.id,
-                               run_id=ckpt.run_id, metrics={"merged_from": ckpt.id})
+        raise Conflict(f"checkpoint {checkpoint.id} ({checkpoint.name}) has no full-weights form: {reason}")
+    if not has_merged_copy(settings, checkpoint):
+        raise Conflict(f"checkpoint {checkpoint.id} ({checkpoint.name}) has no merged copy for the inference engine "
+                       "yet: a merge job makes it when the checkpoint is served")
+    return str(merged_dir(settings, checkpoint))

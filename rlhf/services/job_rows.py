@@ -1,7 +1,7 @@
 """Worker jobs' one lifecycle: claim, heartbeat, finish, fail and reap, written once for every job table.
 
-A *worker job* is a row a worker runs for a queued id: a training run, a generation job or
-a label job (and any worker job table added later, judge or merge jobs). It moves
+A *worker job* is a row a worker runs for a queued id: a training run, a generation job,
+a label job or a merge job (and any worker job table added later, judge jobs). It moves
 ``queued → running → succeeded | failed | cancelled`` over the same columns (``status``,
 ``started_at``, ``finished_at``, ``heartbeat_at``, ``error``). The worker running it
 touches ``heartbeat_at`` while it works (:mod:`rlhf.jobs.heartbeat` for jobs, the trainer's
@@ -28,12 +28,13 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from rlhf.errors import Conflict, NotFound
-from rlhf.models import GenerationJob, JobStatus, LabelJob, TrainingRun, as_utc, utcnow
+from rlhf.models import GenerationJob, JobStatus, LabelJob, MergeJob, TrainingRun, as_utc, utcnow
 
 # The tables that opt in to the lifecycle, and what one row is called in messages.
-WORKER_JOBS: dict[type, str] = {TrainingRun: "run", GenerationJob: "generation job", LabelJob: "label job"}
-Job = TypeVar("Job", TrainingRun, GenerationJob, LabelJob)
-JobTable = type[TrainingRun] | type[GenerationJob] | type[LabelJob]
+WORKER_JOBS: dict[type, str] = {TrainingRun: "run", GenerationJob: "generation job", LabelJob: "label job",
+                                MergeJob: "merge job"}
+Job = TypeVar("Job", TrainingRun, GenerationJob, LabelJob, MergeJob)
+JobTable = type[TrainingRun] | type[GenerationJob] | type[LabelJob] | type[MergeJob]
 
 
 def what(table: type) -> str:

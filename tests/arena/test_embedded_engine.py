@@ -99,8 +99,10 @@ def test_killed_mid_stream_the_rater_sees_an_error_and_the_next_battle_works(set
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_lora_checkpoint_is_served_as_its_merged_copy_made_once(settings, arena_world, session, tiny_copies,
-                                                                  tmp_path):
-    # transformers serve cannot load an adapter folder: the engine gets a merged copy, made once.
+                                                                  tmp_path, monkeypatch):
+    # transformers serve cannot load an adapter folder: the engine gets a merged copy, made once, by a worker.
+    from rlhf.jobs.embedded import work_once
+    from rlhf.services.merges import serving_copy_job
     from tests.adapters import make_adapter
 
     alpha, beta = arena_world["checkpoints"]
@@ -109,17 +111,23 @@ def test_a_lora_checkpoint_is_served_as_its_merged_copy_made_once(settings, aren
                                base_checkpoint_id=alpha.id)
     retire_checkpoint(session=session, checkpoint_id=beta.id)
     retire_checkpoint(session=session, checkpoint_id=alpha.id)  # a retired base still loads
+    assert serving_copy_job(session=session, settings=settings, checkpoint=lora) is not None
     session.commit()
+    assert work_once(settings) == 1  # the embedded worker's pass: the merge job
+    merged = settings.data_dir / "merged" / f"checkpoint-{lora.id}"
+    assert (merged / "config.json").is_file() and not (merged / "adapter_config.json").exists()
+    made_at = (merged / "config.json").stat().st_mtime_ns
+
+    def no_merging(*_args, **_kwargs):
+        raise AssertionError("a model was merged inside a web request")
+
+    monkeypatch.setattr("rlhf.modeling.adapters.merge_in_child", no_merging)
     app = create_app(settings, start_worker=False)
     engine = app.state.web.inference.engine
-    merged = settings.data_dir / "merged" / f"checkpoint-{lora.id}"
     with TestClient(app) as client:
-        first = client.post("/api/arena", json={"messages": HELLO}, headers=RATER)
-        assert first.status_code == 201, first.text
-        assert (merged / "config.json").is_file() and not (merged / "adapter_config.json").exists()
-        made_at = (merged / "config.json").stat().st_mtime_ns
-        second = client.post("/api/arena", json={"messages": HELLO}, headers=RATER)
-        assert second.status_code == 201, second.text
+        for _ in range(2):
+            battle = client.post("/api/arena", json={"messages": HELLO}, headers=RATER)
+            assert battle.status_code == 201, battle.text
         assert (merged / "config.json").stat().st_mtime_ns == made_at, "the merged copy was made again"
         log = engine.log_path.read_text(errors="replace")
     assert str(merged) in log and str(adapter_dir) not in log

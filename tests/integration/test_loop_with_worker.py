@@ -148,3 +148,37 @@ def test_a_label_job_runs_on_the_worker(loop_env, tiny_model_dir):
     assert result["calibration"]["heldout"] >= 20
     log = (env.data_dir.parent / "worker.log").read_text()
     assert "Task rlhf.label[" in log, "the label job did not go through the Celery worker"
+
+
+def test_merge_jobs_run_on_the_worker(loop_env, tiny_model_dir, tmp_path):
+    """Serving a LoRA checkpoint sends its merge job to the Celery worker, and ``rlhf checkpoints merge --wait``
+    follows the worker's merge to the new checkpoint's id."""
+    from rlhf.modeling.adapters import name_base
+    from tests.adapters import make_adapter
+
+    env = loop_env
+    base_id = int(env.rlhf("checkpoints", "add", str(tiny_model_dir), "--name", "tiny-for-merges").stdout.strip())
+    adapter = make_adapter(tiny_model_dir, tmp_path / "lora")
+    name_base(adapter, base_checkpoint_id=base_id, base_name="tiny-for-merges")
+    added = env.rlhf("checkpoints", "add", str(adapter), "--name", "lora-on-worker", "--serve")
+    lora_id = int(added.stdout.strip())  # stdout is the id alone; the merge note goes to stderr
+    assert "is making its copy for the inference engine" in added.stderr
+
+    out = env.rlhf("checkpoints", "merge", "lora-on-worker", "--wait").stdout.strip().splitlines()
+    assert out[0].startswith("merge job ")
+    new = next(c for c in _json(env, "checkpoints", "list") if c["id"] == int(out[-1]))
+    assert (new["name"], new["parent_id"], new["adapter"]) == ("lora-on-worker-merged", lora_id, None)
+    engine = sa.create_engine(env.vars["RLHF_DATABASE_URL"])
+    deadline = time.monotonic() + 120
+    with engine.connect() as conn:
+        while time.monotonic() < deadline:
+            statuses = dict(conn.execute(sa.text("SELECT target, status FROM mergejob WHERE checkpoint_id = :c"),
+                                         {"c": lora_id}).all())
+            if statuses.get("serving") not in ("queued", "running"):
+                break
+            time.sleep(0.5)
+    engine.dispose()
+    assert statuses == {"serving": "succeeded", "checkpoint": "succeeded"}
+    assert (env.data_dir / "merged" / f"checkpoint-{lora_id}" / "config.json").is_file()
+    log = (env.data_dir.parent / "worker.log").read_text()
+    assert log.count("Task rlhf.merge[") >= 2, "the merge jobs did not go through the Celery worker"

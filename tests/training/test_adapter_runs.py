@@ -10,9 +10,10 @@ import pytest
 from rlhf.errors import Conflict, InvalidInput
 from rlhf.jobs.generation import execute_generation_job
 from rlhf.jobs.training import execute_run
-from rlhf.models import CheckpointKind, CheckpointStatus, JobStatus, Response
+from rlhf.models import CheckpointKind, CheckpointStatus, JobStatus, MergeJob, MergeTarget, Response
 from rlhf.services import arena
-from rlhf.services.checkpoints import get_checkpoint, merge_checkpoint, merged_dir, model_ref
+from rlhf.services.checkpoints import get_checkpoint, merged_dir, model_ref
+from rlhf.services.merges import create_merge_job
 from rlhf.services.generation_jobs import create_generation_job
 from rlhf.services.runs import create_run, get_run
 from tests import factories
@@ -46,8 +47,10 @@ def test_a_lora_round_stores_the_adapter_and_the_next_round_trains_from_it(sessi
     assert (first.adapter, first.base_checkpoint_id, first.parent_id) == ("lora", base.id, base.id)
     assert Path(first.path, "adapter_model.safetensors").is_file() and not Path(first.path, "config.json").exists()
     assert folder_bytes(Path(first.path)) < folder_bytes(tiny_model_dir)
-    # It serves, so the arena's engine needs full weights: the worker merged it already, not the first battle.
+    # It serves, so the arena's engine needs full weights: the worker ran its merge job already, not a battle.
     assert first.status is CheckpointStatus.serving and (merged_dir(settings, first) / "config.json").is_file()
+    merges = [(j.checkpoint_id, j.target, j.status) for j in session.query(MergeJob)]
+    assert merges == [(first.id, MergeTarget.serving, JobStatus.succeeded)]
     factories.comparisons(session, [("x", "y")], checkpoint_path="org/other")  # a prompt to generate for
     assert _responses(session, settings, first.id)  # a generation job samples it over its base
 
@@ -81,7 +84,8 @@ def test_a_prompt_tuning_run_trains_samples_in_the_worker_and_sits_out_the_arena
     assert _responses(session, settings, pt.id)
 
     with pytest.raises(Conflict, match="cannot be merged: .*virtual input tokens"):
-        merge_checkpoint(session=session, settings=settings, checkpoint_id=pt.id)
+        create_merge_job(session=session, checkpoint_id=pt.id)
+    assert session.query(MergeJob).count() == 0  # serving it queued no merge either
     with pytest.raises(InvalidInput, match="cannot be the base of a run"):
         create_run(session=session, algorithm="dpo", base_checkpoint_id=pt.id)
     # Though it is the newest serving policy, a run with no base named trains from one it can start from.
@@ -89,7 +93,7 @@ def test_a_prompt_tuning_run_trains_samples_in_the_worker_and_sits_out_the_arena
 
     settings.arena_battles_per_minute = 1000
     rater = factories.user(session, "r")
-    usable, skipped = arena.arena_checkpoints(session=session)
+    usable, skipped = arena.arena_checkpoints(session=session, settings=settings)
     assert pt.id not in {c.id for c in usable} and [c.id for c, _ in skipped] == [pt.id]
     assert "no OpenAI-compatible engine serves a prompt-tuning adapter" in skipped[0][1]
     plan = arena.plan_battle(session=session, rater=rater, messages=[{"role": "user", "content": "Hi"}],

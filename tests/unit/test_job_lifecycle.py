@@ -7,12 +7,12 @@ import pytest
 from sqlmodel import select
 
 from rlhf.errors import Conflict, NotFound
-from rlhf.models import Algorithm, GenerationJob, JobStatus, LabelJob, Prompt, TrainingRun, utcnow
+from rlhf.models import Algorithm, GenerationJob, JobStatus, LabelJob, MergeJob, Prompt, TrainingRun, utcnow
 from rlhf.services import job_rows
 from rlhf.services.checkpoints import register_checkpoint
 from rlhf.services.generation_jobs import queued_ids
 
-TABLES = [TrainingRun, GenerationJob, LabelJob]
+TABLES = [TrainingRun, GenerationJob, LabelJob, MergeJob]
 
 
 def _rows(session, table, n: int) -> list:
@@ -20,7 +20,8 @@ def _rows(session, table, n: int) -> list:
                                kind="reward" if table is LabelJob else None)
     make = {TrainingRun: lambda: TrainingRun(algorithm=Algorithm.dpo, base_checkpoint_id=ckpt.id),
             GenerationJob: lambda: GenerationJob(params={}),
-            LabelJob: lambda: LabelJob(reward_checkpoint_id=ckpt.id, min_confidence=0.9)}[table]
+            LabelJob: lambda: LabelJob(reward_checkpoint_id=ckpt.id, min_confidence=0.9),
+            MergeJob: lambda: MergeJob(checkpoint_id=ckpt.id)}[table]
     rows = [make() for _ in range(n)]
     session.add_all(rows)
     session.commit()
