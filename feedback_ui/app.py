@@ -5,7 +5,8 @@ It only reads and writes the database and enqueues jobs; no model is ever loaded
 stand-in for a separate worker process).
 
 Domain errors (:mod:`rlhf.errors`) become HTTP statuses in one handler,
-:func:`domain_error_response`; every response for one is ``{"detail", "error"}``.
+:func:`domain_error_response`; every response for one is ``{"detail", "error"}``, plus
+``param``, ``allowed`` and ``remedy`` where the error carries them (:mod:`feedback_ui.api_errors`).
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from feedback_ui import api, api_arena, api_labels, api_merges, assets, auth, login, metrics, web_security
+from feedback_ui import api, api_arena, api_labels, api_merges, api_votes, assets, auth, login, metrics, web_security
+from feedback_ui.api_errors import error_body
 from rlhf import db
 from rlhf.errors import (BrokerUnavailable, ConfigError, Conflict, InferenceUnavailable, InvalidInput, NotFound,
                          PermissionDenied, RateLimited, RLHFError, TrainingFailed)
 from rlhf.inference import Inference
 from rlhf.input_rules import MAX_JSON_DEPTH, TOO_DEEP, too_deep
-from rlhf.jobs.embedded import InProcessQueue
+from rlhf.jobs.embedded import EmbeddedWorker, InProcessQueue
 from rlhf.jobs.submit import JobQueue
 from rlhf.settings import Settings, get_settings
 
@@ -68,7 +70,7 @@ def domain_error_response(request: Request, exc: RLHFError) -> JSONResponse:
     headers = {"Retry-After": "30"} if isinstance(exc, BrokerUnavailable) else None
     if isinstance(exc, RateLimited):
         headers = {"Retry-After": str(exc.retry_after_s)}
-    return ErrorResponse({"detail": str(exc), "error": type(exc).__name__}, status_code=status, headers=headers)
+    return ErrorResponse(error_body(exc), status_code=status, headers=headers)
 
 
 def database_down_response(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
@@ -178,8 +180,6 @@ def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None
     async def lifespan(app: FastAPI):
         worker = None
         if start_worker and settings.embedded:
-            from rlhf.jobs.embedded import EmbeddedWorker
-
             worker = EmbeddedWorker(settings).start()
             log.info("no broker configured: running queued jobs in this process")
         try:
@@ -207,6 +207,7 @@ def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None
     app.include_router(api_arena.router)
     app.include_router(api_labels.router)
     app.include_router(api_merges.router)
+    app.include_router(api_votes.router)
     metrics.install(app, settings)
     _document_errors(app)
     app.mount(assets.MOUNT_PATH, StaticFiles(directory=assets.DIRECTORY), name="assets")  # before the UI takes /
@@ -218,7 +219,11 @@ def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None
 
 _ERROR_SCHEMA = {"title": "Error", "type": "object", "required": ["detail"], "properties": {
     "detail": {"type": "string", "description": "what went wrong, for a person to read"},
-    "error": {"type": "string", "description": "the kind of error (domain errors only), e.g. InvalidInput"}}}
+    "error": {"type": "string", "description": "the kind of error (domain errors only), e.g. InvalidInput"},
+    "param": {"type": "string", "description": "the request field the error concerns, e.g. reward_checkpoint_id"},
+    "allowed": {"type": "array", "items": {"type": "string"},
+                "description": "the values that field would be accepted with here"},
+    "remedy": {"type": "string", "description": "what to do first, as a stable key, e.g. train_reward_model"}}}
 
 
 def _document_errors(app: FastAPI) -> None:
@@ -264,7 +269,7 @@ def _mount_ui(app: FastAPI, settings: Settings, jobs: JobQueue, inference: Infer
         return False
     import gradio as gr
 
-    from feedback_ui.ui import build_ui
+    from feedback_ui.ui import build_ui  # heavy: Gradio loads pandas and pyarrow; the API runs without the pages
 
     async def cookie_user(request: Request) -> str | None:
         return await run_in_threadpool(auth.user_from_cookie, request)

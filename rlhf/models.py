@@ -88,6 +88,24 @@ class Choice(str, enum.Enum):
         return {Choice.a: Choice.b, Choice.b: Choice.a}.get(self, self)
 
 
+class VoteKind(str, enum.Enum):
+    """Who cast a vote. People's votes and simulated raters' (which stand in for people where
+    people's count: targets, agreement, training by default) are apart from labels a model made."""
+
+    human = "human"
+    simulated = "simulated"  # a rule voting as a rater (``rlhf simulate``), for demos and tests
+    machine = "machine"  # a reward model's calibrated label (a label job); never fills a target
+    judge = "judge"  # an AI judge's verdict
+
+
+# The order pairs go out in: the hand-out sorts open queue pairs on ``Comparison.priority``, lowest first
+# (then id). Gaps leave room for new tiers between these.
+PRIORITY_UNCERTAIN = 10  # a reward model is least sure of it: a person's vote teaches the most
+PRIORITY_REGULAR = 20
+PRIORITY_MACHINE_LABELLED = 40  # a reward model has labelled it already: people see it last
+PRIORITY_OF_STRATEGY = {"uncertain": PRIORITY_UNCERTAIN}
+
+
 class JobStatus(str, enum.Enum):
     queued = "queued"
     running = "running"
@@ -203,8 +221,8 @@ class Response(SQLModel, table=True):
 
 
 class Comparison(SQLModel, table=True):
-    # The hand-out scans open comparisons in id order, gold and regular apart.
-    __table_args__ = (sa.Index("ix_comparison_open_queue", "status", "is_gold", "id"),)
+    # The hand-out scans open queue comparisons in (priority, id) order, gold and regular apart.
+    __table_args__ = (sa.Index("ix_comparison_handout", "status", "is_gold", "source", "priority", "id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     prompt_id: int = Field(foreign_key="prompt.id", index=True)
@@ -226,6 +244,9 @@ class Comparison(SQLModel, table=True):
     source: ComparisonSource = Field(default=ComparisonSource.queue,
                                      sa_column=Column(_enum_type(ComparisonSource), nullable=False,
                                                       server_default="queue", index=True))
+    # When it goes out (PRIORITY_*, lowest first): set where the pair is opened or labelled.
+    priority: int = Field(default=PRIORITY_REGULAR, sa_column=Column(sa.Integer, nullable=False,
+                                                                     server_default=str(PRIORITY_REGULAR)))
     created_at: datetime = _ts()
 
 
@@ -240,7 +261,10 @@ class Vote(SQLModel, table=True):
     rationale: str | None = Field(default=None, sa_type=sa.Text)
     shown_swapped: bool = False
     idempotency_key: str | None = Field(default=None, sa_column=Column(sa.String(128), unique=True))
-    source: str = "human"  # "human", "simulated:<rule>" or "machine:<reward checkpoint id>"
+    kind: VoteKind = Field(default=VoteKind.human,
+                           sa_column=Column(_enum_type(VoteKind), nullable=False, server_default="human", index=True))
+    # Its origin in detail: "human", "simulated:<rule>", "machine:<reward checkpoint id>".
+    source: str = "human"
     # Machine labels: the calibrated probability that this choice is right. None for people.
     label_p: float | None = None
     created_at: datetime = _ts()

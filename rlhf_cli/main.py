@@ -2,6 +2,10 @@
 
 Every command has ``--help``; list/show commands take ``--json``. A user mistake is one
 line on stderr and a non-zero exit, never a traceback.
+
+Commands import the domain's tables, services and jobs (and the web app, Celery) inside
+themselves, so ``rlhf --help`` and a light command start without them; nothing that
+starts the CLI loads torch.
 """
 
 from __future__ import annotations
@@ -13,14 +17,18 @@ from pathlib import Path
 import sqlalchemy as sa
 import typer
 
-from rlhf.errors import RLHFError
+from rlhf import db, logging_setup
+from rlhf.errors import InvalidInput, RLHFError
+from rlhf.modeling.tiny import build_tiny_model, resolve_base_model
 from rlhf.settings import get_settings
 from rlhf_cli import gold as gold_cli
 from rlhf_cli import jobs as jobs_cli
 from rlhf_cli import labels as labels_cli
 from rlhf_cli import merges as merges_cli
 from rlhf_cli import serve as serve_cli
+from rlhf_cli import votes as votes_cli
 from rlhf_cli import web as web_cli
+from rlhf_cli.error_wording import cli_message
 from rlhf_cli.output import print_json, print_table, session
 
 app = typer.Typer(help="RLHF feedback loop: collect preferences, train on them, serve the result.",
@@ -38,13 +46,13 @@ jobs_cli.register(app)
 labels_cli.register(app)
 merges_cli.register(checkpoints_app)
 serve_cli.register(app)
+votes_cli.register(app)
 web_cli.register(app)
 
 
 @app.command()
 def init() -> None:
     """Create or migrate the database (idempotent), create the admin, register the base model."""
-    from rlhf import db
     from rlhf.services.checkpoints import list_checkpoints, register_checkpoint
     from rlhf.services.users import ensure_user
 
@@ -59,8 +67,6 @@ def init() -> None:
             ensure_user(session=s, name=settings.admin_user, role="admin", password=settings.admin_password)
             typer.echo(f"admin user: {settings.admin_user}")
         if not list_checkpoints(session=s):
-            from rlhf.modeling.tiny import resolve_base_model
-
             path = resolve_base_model(settings.base_model, settings.checkpoints_dir)
             ckpt = register_checkpoint(session=s, path=path, name="base", serve=True)
             typer.echo(f"registered base model as checkpoint {ckpt.id} (serving): {path}")
@@ -109,8 +115,6 @@ def users_list(json_: bool = typer.Option(False, "--json")) -> None:
 @models_app.command("tiny")
 def models_tiny(directory: Path, seed: int = typer.Option(0, help="seed for tokenizer, weights and warm-up")) -> None:
     """Build the offline tiny chat model (tokenizer + weights + short SFT warm-up)."""
-    from rlhf.modeling.tiny import build_tiny_model
-
     path = build_tiny_model(directory, seed=seed)
     typer.echo(str(path))
 
@@ -175,7 +179,6 @@ def checkpoints_retire(checkpoint: str,
 @prompts_app.command("import")
 def prompts_import(file: Path, tag: list[str] = typer.Option([], "--tag", help="add this tag to every prompt")) -> None:
     """Import prompts: JSONL (prompt or messages, optional id, tags), CSV (prompt column) or Parquet."""
-    from rlhf.errors import InvalidInput
     from rlhf.services.prompts import import_file
 
     if not file.is_file():
@@ -187,17 +190,15 @@ def prompts_import(file: Path, tag: list[str] = typer.Option([], "--tag", help="
 
 def main() -> None:
     """Entry point: domain errors become one line on stderr and exit code 1."""
-    from rlhf.logging_setup import configure_logging
-
     settings = get_settings()
-    configure_logging(settings.log_level, json=settings.log_format == "json")
+    logging_setup.configure_logging(settings.log_level, json=settings.log_format == "json")
     # Model loading prints progress bars of its own; the CLI shows its own progress instead.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         app()
     except RLHFError as exc:
-        typer.echo(f"error: {exc}", err=True)
+        typer.echo(f"error: {cli_message(exc)}", err=True)
         sys.exit(1)
     except sa.exc.OperationalError as exc:
         typer.echo(f"error: database unavailable: {exc.orig}", err=True)

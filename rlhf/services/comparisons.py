@@ -7,8 +7,11 @@ simply lets the pair be handed out again. Gold pairs (a known answer, to measure
 are mixed in at a set rate and look like any other. Only the queue's comparisons are handed
 out here: arena battles belong to the rater who started them, in the Arena tab.
 
-Pairs a reward model has machine-labelled (:mod:`rlhf.services.machine_labels`) stay open,
-but go to people last: every pair without a machine label, in id order, comes first.
+Pairs go out in the order of their ``priority`` (then id), set where a pair is opened or
+labelled (``PRIORITY_*`` in :mod:`rlhf.models`): pairs a reward model is unsure of first,
+then the rest, and pairs it has machine-labelled (:mod:`rlhf.services.machine_labels`)
+last; they stay open for people. One predicate, :func:`rate_queue_for`, says which pairs
+a rater may be handed, for the hand-out, the count of what is left, and the skip alike.
 """
 
 from __future__ import annotations
@@ -24,9 +27,8 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, func, select
 
 from rlhf.errors import NotFound
-from rlhf.models import (Assignment, Comparison, ComparisonSource, ComparisonStatus, Prompt, Response, Skip, User,
-                         Vote, utcnow)
-from rlhf.services.vote_kinds import machine_vote
+from rlhf.models import (PRIORITY_OF_STRATEGY, PRIORITY_REGULAR, Assignment, Comparison, ComparisonSource,
+                         ComparisonStatus, Prompt, Response, Skip, User, Vote, utcnow)
 
 LEASE = timedelta(minutes=5)
 # A pair a rater skipped is not handed to them again for this long (others still get it).
@@ -50,7 +52,8 @@ class Handout:
 def open_comparison(*, session: Session, prompt_id: int, response_a_id: int, response_b_id: int,
                     target_votes: int = 1, strategy: str = "random", job_id: int | None = None) -> Comparison:
     comp = Comparison(prompt_id=prompt_id, response_a_id=response_a_id, response_b_id=response_b_id,
-                      target_votes=max(1, target_votes), strategy=strategy, job_id=job_id)
+                      target_votes=max(1, target_votes), strategy=strategy, job_id=job_id,
+                      priority=PRIORITY_OF_STRATEGY.get(strategy, PRIORITY_REGULAR))
     session.add(comp)
     session.flush()
     return comp
@@ -70,6 +73,14 @@ def _not_voted_by(rater_id: int):
 def _not_skipped_by(rater_id: int, now):
     return ~sa.exists().where(Skip.comparison_id == Comparison.id, Skip.rater_id == rater_id,
                               Skip.created_at > now - SKIP_HIDES)
+
+
+def rate_queue_for(rater_id: int, now) -> list:
+    """SQL conditions: an open comparison of the rate queue (not an arena battle) that this rater
+    has neither voted on nor skipped lately. Whether a place is left in it is apart
+    (:func:`_others_leases`), as gold pairs hold none."""
+    return [Comparison.status == ComparisonStatus.open, Comparison.source == ComparisonSource.queue,
+            _not_voted_by(rater_id), _not_skipped_by(rater_id, now)]
 
 
 def _others_leases(rater_id: int, now):
@@ -93,22 +104,15 @@ def _candidates(session: Session, rater_id: int, now, limit: int, gold: bool, wa
     mine = aliased(Assignment)
     query = (select(Comparison.id, mine.id, mine.swapped)
              .outerjoin(mine, sa.and_(mine.comparison_id == Comparison.id, mine.rater_id == rater_id))
-             .where(Comparison.status == ComparisonStatus.open, Comparison.is_gold == gold, _not_voted_by(rater_id),
-                    _not_skipped_by(rater_id, now), Comparison.source == ComparisonSource.queue))
+             .where(*rate_queue_for(rater_id, now), Comparison.is_gold == gold))
     if gold:
         query = query.order_by(func.random())
     else:
         query = query.where(Comparison.vote_count + _others_leases(rater_id, now) < Comparison.target_votes)
-        query = query.order_by(Comparison.id)
+        # The hand-out index's own order: no sort of the open pairs, however many there are.
+        query = query.order_by(Comparison.priority, Comparison.id)
         if session.bind.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=not wait, of=Comparison)
-        # Pairs without a machine label first, then the machine-labelled: two scans in id order
-        # (each the open-queue index's order), rather than one sort of every open pair.
-        labelled = sa.exists().where(Vote.comparison_id == Comparison.id, machine_vote())
-        rows = session.exec(query.where(~labelled).limit(limit)).all()
-        if len(rows) < limit:
-            rows += session.exec(query.where(labelled).limit(limit - len(rows))).all()
-        return rows
     return session.exec(query.limit(limit)).all()
 
 
@@ -168,8 +172,7 @@ def remaining_for_rater(*, session: Session, rater_id: int) -> int:
 
     def count(gold: bool) -> int:
         query = (select(func.count()).select_from(Comparison)
-                 .where(Comparison.status == ComparisonStatus.open, Comparison.is_gold == gold,
-                        _not_voted_by(rater_id), _not_skipped_by(rater_id, now)))
+                 .where(*rate_queue_for(rater_id, now), Comparison.is_gold == gold))
         if not gold:
             query = query.where(Comparison.vote_count + _others_leases(rater_id, now) < Comparison.target_votes)
         return session.exec(query).one()

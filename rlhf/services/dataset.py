@@ -75,8 +75,8 @@ def _pair(prompts, responses, comp: Comparison, choice: Choice) -> dict[str, Any
 def _choose_labels(votes: list[Vote], kinds: frozenset[str]) -> tuple[list[Vote], list[Vote]]:
     """(people's votes, machine votes) that ``kinds`` keeps; with both, a machine vote only
     on a comparison no person voted on."""
-    human = [v for v in votes if not is_machine(v.source)] if "human" in kinds else []
-    machine = [v for v in votes if is_machine(v.source)] if "machine" in kinds else []
+    human = [v for v in votes if not is_machine(v)] if "human" in kinds else []
+    machine = [v for v in votes if is_machine(v)] if "machine" in kinds else []
     if human and machine:
         voted = {v.comparison_id for v in human}
         machine = [v for v in machine if v.comparison_id not in voted]
@@ -250,9 +250,8 @@ def take_snapshot(*, session: Session, ties: str = "drop", aggregate: str = "maj
     reliability = rater_reliability(session=session)
     rows = _rows(session, votes, ties, aggregate, reliability, labels)
     if not rows:
-        raise InvalidInput("no usable votes yet (ties and 'both bad' do not count): "
-                           + ("label some comparisons first (`rlhf label`)" if "human" not in kinds else
-                              "rate some comparisons first, or run `rlhf simulate`"))
+        raise InvalidInput("no usable votes yet (ties and 'both bad' do not count)",
+                           remedy="label_comparisons" if "human" not in kinds else "rate_comparisons")
     human_rows = [r for r in rows if not r.is_machine]
     return PreferenceSnapshot(vote_ids=[i for r in rows for i in r.held_vote_ids], ties=ties, aggregate=aggregate,
                               rows=len(rows), hash=content_hash(rows), label_noise=label_noise(human_rows),

@@ -23,7 +23,7 @@ import numpy as np
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
-from rlhf.models import Checkpoint, CheckpointKind, Choice, Comparison, ComparisonSource, Response, Vote
+from rlhf.models import Checkpoint, CheckpointKind, Choice, Comparison, ComparisonSource, Response, Vote, VoteKind
 from rlhf.services.vote_kinds import human_vote
 
 CENTRE = 1000.0
@@ -66,7 +66,7 @@ def _cross_checkpoint_votes(session: Session, include_simulated: bool,
              .where(ra.checkpoint_id != rb.checkpoint_id, ~Comparison.is_gold,
                     Vote.choice.in_([Choice.a, Choice.b, Choice.tie])))
     if not include_simulated:
-        query = query.where(Vote.source == "human")
+        query = query.where(Vote.kind == VoteKind.human)
     else:  # simulated raters stand in for people; a reward model's machine labels never rank checkpoints
         query = query.where(human_vote())
     if sources:

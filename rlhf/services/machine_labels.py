@@ -17,13 +17,16 @@ import secrets
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from rlhf.errors import InvalidInput
 from rlhf.models import (Checkpoint, CheckpointKind, Choice, Comparison, ComparisonSource, ComparisonStatus, JobStatus,
-                         LabelJob, Role, TrainingRun, User, Vote)
+                         LabelJob, PRIORITY_MACHINE_LABELLED, Prompt, Response, Role, TrainingRun, User, Vote,
+                         VoteKind)
 from rlhf.services import job_rows
 from rlhf.services.checkpoints import get_checkpoint
+from rlhf.services.users import hash_password
 from rlhf.services.vote_kinds import machine_source, machine_vote
 from rlhf.training.calibration import MIN_HELDOUT
 
@@ -35,10 +38,11 @@ def check_min_confidence(value: Any) -> float:
     try:
         p = float(value)
     except (TypeError, ValueError):
-        raise InvalidInput(f"--min-confidence must be a number in (0.5, 1), not {value!r}") from None
+        raise InvalidInput(f"the minimum confidence must be a number in (0.5, 1), not {value!r}",
+                           param="min_confidence") from None
     if not 0.5 < p < 1.0:
-        raise InvalidInput(f"--min-confidence must lie strictly between 0.5 and 1 (got {p:g}): at 0.5 a coin "
-                           "flip would qualify, and no calibrated probability reaches 1")
+        raise InvalidInput(f"the minimum confidence must lie strictly between 0.5 and 1 (got {p:g}): at 0.5 a coin "
+                           "flip would qualify, and no calibrated probability reaches 1", param="min_confidence")
     return p
 
 
@@ -48,7 +52,7 @@ def calibration_source(*, session: Session, checkpoint: Checkpoint) -> tuple[Tra
     run = session.get(TrainingRun, checkpoint.run_id) if checkpoint.run_id is not None else None
     if run is None or heldout is None or not run.snapshot:
         raise InvalidInput(f"reward model {checkpoint.id} ({checkpoint.name}) has no record of held-out human "
-                           "votes to calibrate on; train one with `rlhf train reward`")
+                           "votes to calibrate on", param="reward_model", remedy="train_reward_model")
     if len(heldout) < MIN_HELDOUT:
         raise InvalidInput(f"reward model {checkpoint.id} held out only {len(heldout)} comparisons; calibration "
                            f"needs at least {MIN_HELDOUT}. Train it on more votes, or with a larger eval_fraction")
@@ -81,8 +85,6 @@ def machine_rater(*, session: Session) -> User:
     """The machine rater: inactive, role ``machine``, a password nobody knows (it can never log in)."""
     user = session.exec(select(User).where(User.name == MACHINE_RATER)).first()
     if user is None:
-        from rlhf.services.users import hash_password
-
         user = User(name=MACHINE_RATER, role=Role.machine, active=False,
                     password_hash=hash_password(secrets.token_urlsafe(24)))
         session.add(user)
@@ -92,10 +94,6 @@ def machine_rater(*, session: Session) -> User:
 
 def unlabelled_open(*, session: Session) -> list[tuple[int, list[dict], str, str]]:
     """(id, prompt messages, text a, text b) of open queue comparisons, not gold, with no machine label yet."""
-    from sqlalchemy.orm import aliased
-
-    from rlhf.models import Prompt, Response
-
     ra, rb = aliased(Response), aliased(Response)
     labelled = sa.exists().where(Vote.comparison_id == Comparison.id, machine_vote())
     return [tuple(r) for r in session.exec(
@@ -124,11 +122,15 @@ def record_machine_labels(*, session: Session, reward_checkpoint_id: int,
                                                                    Comparison.status == ComparisonStatus.open)))
         done |= set(session.exec(select(Vote.comparison_id).where(Vote.comparison_id.in_(part),
                                                                   Vote.rater_id == rater.id)))
-    n = 0
+    new: list[int] = []
     for comparison_id, choice, p in labels:
         if comparison_id in still_open and comparison_id not in done:
             session.add(Vote(comparison_id=comparison_id, rater_id=rater.id, choice=choice, label_p=round(p, 6),
-                             source=machine_source(reward_checkpoint_id)))
-            n += 1
+                             kind=VoteKind.machine, source=machine_source(reward_checkpoint_id)))
+            new.append(comparison_id)
+    # A labelled pair goes to people last.
+    for i in range(0, len(new), 500):
+        session.exec(sa.update(Comparison).where(Comparison.id.in_(new[i:i + 500]))
+                     .values(priority=PRIORITY_MACHINE_LABELLED))
     session.flush()
-    return n
+    return len(new)

@@ -21,9 +21,10 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from rlhf.errors import Conflict, NotFound
-from rlhf.models import Assignment, Comparison, ComparisonStatus, Skip, TrainingRun, User, Vote, as_utc, utcnow
-from rlhf.services.comparisons import (LEASE, Handout, assignment_for, comparison_lock, get_comparison, handout_of,
-                                       lock_comparison, next_for_rater)
+from rlhf.models import (Assignment, Comparison, ComparisonSource, ComparisonStatus, Skip, TrainingRun, User, Vote,
+                         as_utc, utcnow)
+from rlhf.services.comparisons import (LEASE, SKIP_HIDES, Handout, assignment_for, comparison_lock, get_comparison,
+                                       handout_of, lock_comparison, next_for_rater, rate_queue_for)
 from rlhf.services.dataset import Snapshot
 from rlhf.services.votes import VoteResult, record_vote
 
@@ -60,9 +61,14 @@ def skip_comparison(*, session: Session, rater: User, comparison_id: int) -> Ski
     for me": the rater it went to keeps it).
     """
     comp = get_comparison(session=session, comparison_id=comparison_id)
-    voted = session.exec(select(Vote.id).where(Vote.comparison_id == comp.id, Vote.rater_id == rater.id)).first()
-    if voted is not None:
-        raise Conflict(f"you already voted on comparison {comp.id}; undo the vote instead of skipping")
+    now = utcnow()
+    if session.exec(select(Comparison.id).where(Comparison.id == comp.id, *rate_queue_for(rater.id, now))).first() \
+            is None:
+        earlier = session.exec(select(Skip).where(Skip.comparison_id == comp.id, Skip.rater_id == rater.id)
+                               .order_by(Skip.id.desc())).first()
+        if earlier is not None and as_utc(earlier.created_at) > now - SKIP_HIDES:
+            return earlier  # skipped already (a second click): one skip
+        raise Conflict(_why_not_in_queue(session, comp, rater))
     session.exec(sa.update(Assignment)
                  .where(Assignment.rater_id == rater.id, Assignment.comparison_id == comp.id,
                         Assignment.expires_at > utcnow())
@@ -71,6 +77,15 @@ def skip_comparison(*, session: Session, rater: User, comparison_id: int) -> Ski
     session.add(skip)
     session.flush()
     return skip
+
+
+def _why_not_in_queue(session: Session, comp: Comparison, rater: User) -> str:
+    voted = session.exec(select(Vote.id).where(Vote.comparison_id == comp.id, Vote.rater_id == rater.id)).first()
+    if voted is not None:
+        return f"you already voted on comparison {comp.id}; undo the vote instead of skipping"
+    if comp.source is not ComparisonSource.queue:
+        return f"comparison {comp.id} is not in the rate queue (its source is {comp.source.value}): nothing to skip"
+    return f"comparison {comp.id} is {comp.status.value}: nothing to skip"
 
 
 def snapshot_holds(*, session: Session, vote_id: int) -> int | None:

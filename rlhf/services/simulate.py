@@ -17,7 +17,7 @@ from collections.abc import Callable
 from sqlmodel import Session, select
 
 from rlhf.errors import InvalidInput
-from rlhf.models import Choice, Comparison, Response, Role, User, Vote, utcnow
+from rlhf.models import Choice, Comparison, Response, Role, User, Vote, VoteKind, utcnow
 from rlhf.services.comparisons import open_comparisons, place_is_free
 from rlhf.services.users import create_user, find_user
 from rlhf.services.votes import record_vote
@@ -68,9 +68,9 @@ def simulate(*, session: Session, rule: str, raters: int = 1, noise: float = 0.0
     """Vote on open comparisons until each reaches its target or the raters run out."""
     decide = parse_rule(rule)
     if not 0.0 <= noise <= 1.0:
-        raise InvalidInput("--noise must be between 0 and 1")
+        raise InvalidInput("the noise (the chance a simulated vote is flipped) must be between 0 and 1", param="noise")
     if raters < 1:
-        raise InvalidInput("--raters must be at least 1")
+        raise InvalidInput("there must be at least 1 simulated rater", param="raters")
     rng = random.Random(seed)
     team = simulated_raters(session=session, k=raters)
     counts: Counter[str] = Counter()
@@ -89,7 +89,7 @@ def simulate(*, session: Session, rule: str, raters: int = 1, noise: float = 0.0
             if not place_is_free(session=session, comparison_id=comp.id, rater_id=user.id, now=utcnow()):
                 break  # people hold every place left in this pair: theirs to vote on, not ours
             record_vote(session=session, rater=user, comparison_id=comp.id, choice=choice, as_shown=False,
-                        source=f"simulated:{rule}")
+                        kind=VoteKind.simulated, source=f"simulated:{rule}")
             counts[choice.value] += 1
     counts["votes"] = sum(v for k, v in counts.items() if k != "votes")
     return dict(counts)

@@ -47,6 +47,7 @@ def overall_stats(*, session: Session) -> dict[str, Any]:
         "comparisons_by_source": _grouped(session, Comparison.source),
         "votes": _count(session, Vote, human_vote()),
         "votes_by_choice": _grouped(session, Vote.choice, human_vote()),
+        "votes_by_kind": _grouped(session, Vote.kind, human_vote()),  # people's and simulated raters
         "machine_labels": _count(session, Vote, machine_vote()),
         "votes_by_rater": dict(per_rater),
         "users": _grouped(session, User.role),

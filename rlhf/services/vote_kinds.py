@@ -1,34 +1,39 @@
-"""Whose vote it is: a person's (or a simulated rater standing in for one), or a machine label.
+"""Whose vote it is (``Vote.kind``): a person's, a simulated rater's, or a label a model made.
+
+Simulated raters stand in for people wherever people's votes count (a comparison's target,
+agreement, training by default); they are told apart by their kind, so they can be listed
+and removed (:mod:`rlhf.services.vote_admin`), and the leaderboard leaves them out unless asked.
 
 A *machine label* is a vote cast by a reward model through a label job
-(:mod:`rlhf.services.machine_labels`). It is stored as a vote of the machine rater, with
-``source`` ``machine:<reward checkpoint id>`` and its calibrated probability in ``label_p``.
-It never counts toward a comparison's vote target (the pair stays open for people), and
-agreement, gold accuracy, rater reliability, the leaderboard and the vote statistics
-leave it out. Training uses it only when a snapshot asks for it (``labels``).
+(:mod:`rlhf.services.machine_labels`): kind ``machine``, ``source``
+``machine:<reward checkpoint id>``, its calibrated probability in ``label_p``. It never
+counts toward a comparison's vote target (the pair stays open for people), and agreement,
+gold accuracy, rater reliability, the leaderboard and the vote statistics leave it out.
+Training uses it only when a snapshot asks for it (``labels``).
 """
 
 from __future__ import annotations
 
-from rlhf.models import Vote
+from rlhf.models import Vote, VoteKind
 
 MACHINE_SOURCE = "machine:"
-LABELS = ("human", "machine", "both")
+# The kinds that count as people's votes.
+PEOPLE = (VoteKind.human, VoteKind.simulated)
 
 
 def machine_source(reward_checkpoint_id: int) -> str:
     return f"{MACHINE_SOURCE}{reward_checkpoint_id}"
 
 
-def is_machine(source: str | None) -> bool:
-    return bool(source) and source.startswith(MACHINE_SOURCE)
+def is_machine(vote: Vote) -> bool:
+    return vote.kind is VoteKind.machine
 
 
 def human_vote():
-    """SQL condition: the vote is not a machine label."""
-    return ~Vote.source.startswith(MACHINE_SOURCE)
+    """SQL condition: a person's vote (or a simulated rater's, standing in for one)."""
+    return Vote.kind.in_(PEOPLE)
 
 
 def machine_vote():
     """SQL condition: the vote is a machine label."""
-    return Vote.source.startswith(MACHINE_SOURCE)
+    return Vote.kind == VoteKind.machine

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from rlhf.errors import Conflict, InvalidInput
-from rlhf.models import Choice, Comparison, ComparisonStatus, User, Vote, as_utc, utcnow
+from rlhf.models import Choice, Comparison, ComparisonStatus, User, Vote, VoteKind, as_utc, utcnow
 from rlhf.services.comparisons import assignment_for, comparison_lock, lock_comparison, place_is_free
 
 MAX_RATIONALE_CHARS = 5_000
@@ -29,7 +29,8 @@ def parse_choice(choice: str | Choice) -> Choice:
 
 def record_vote(*, session: Session, rater: User, comparison_id: int, choice: str | Choice,
                 rationale: str | None = None, idempotency_key: str | None = None,
-                as_shown: bool = True, source: str = "human", require_handout: bool = False) -> VoteResult:
+                as_shown: bool = True, kind: VoteKind = VoteKind.human, source: str = "human",
+                require_handout: bool = False) -> VoteResult:
     """Commits: stores one vote, committed under the comparison's lock.
 
     The commit is the point: a concurrent duplicate or the vote that fills the target must
@@ -82,7 +83,7 @@ def record_vote(*, session: Session, rater: User, comparison_id: int, choice: st
         swapped = bool(assignment and assignment.swapped) if as_shown else False
         vote = Vote(comparison_id=comparison_id, rater_id=rater.id, choice=choice.swapped() if swapped else choice,
                     rationale=(rationale or "").strip() or None, shown_swapped=swapped,
-                    idempotency_key=idempotency_key, source=source)
+                    idempotency_key=idempotency_key, kind=kind, source=source)
         session.add(vote)
         if lease is not None:  # the vote ends the lease: its place is filled by the vote itself
             lease.expires_at = now

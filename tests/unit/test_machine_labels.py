@@ -77,7 +77,7 @@ def test_machine_labels_count_in_no_agreement_reliability_gold_or_vote_statistic
     before = measure(session=session).as_dict()
     # The machine disagrees with everyone, on the shared pairs and on the gold pair.
     session.add_all([Vote(comparison_id=c.id, rater_id=machine_rater(session=session).id, choice=Choice.b,
-                          label_p=0.9, source="machine:1") for c in comps + [gold]])
+                          label_p=0.9, kind=VoteKind.machine, source="machine:1") for c in comps + [gold]])
     session.flush()
     after = measure(session=session).as_dict()
     assert after == before and after["agreement"] == 1.0

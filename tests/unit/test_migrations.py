@@ -102,3 +102,50 @@ def test_machine_labels_migration_keeps_votes_and_downgrades(tmp_path):
         assert conn.execute(sa.text("SELECT choice FROM vote")).scalar_one() == "a"
         assert "labeljob" not in sa.inspect(conn).get_table_names()
     engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_vote_kind_migration_reads_the_kind_from_the_source_and_orders_the_queue(kind, tmp_path):
+    """Votes stored before kinds were a column keep whose they are; machine-labelled pairs go out last,
+    uncertain ones first, as they did."""
+    from tests.conftest import _postgres_database
+
+    with contextlib.ExitStack() as stack:
+        url = (f"sqlite:///{tmp_path / 'old.db'}" if kind == "sqlite"
+               else stack.enter_context(_postgres_database("rlhf_mig")))
+        _vote_kind_migration(url)
+
+
+def _vote_kind_migration(url: str) -> None:
+    cfg = db._alembic_config(url)
+    command.downgrade(cfg, "0007") if url.startswith("postgresql") else command.upgrade(cfg, "0007")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("INSERT INTO \"user\" (name, role, password_hash, active, excluded, created_at) "
+                             "VALUES ('r1', 'rater', 'x', true, false, '2026-01-01')"))
+        conn.execute(sa.text("INSERT INTO prompt (messages, tags, source, in_pool, created_at) "
+                             "VALUES ('[]', '[]', 'import', true, '2026-01-01')"))
+        conn.execute(sa.text("INSERT INTO response (prompt_id, text, params, finished, created_at) "
+                             "VALUES (1, 'a', '{}', true, '2026-01-01'), (1, 'b', '{}', true, '2026-01-01')"))
+        for strategy in ("random", "uncertain", "random"):
+            conn.execute(sa.text("INSERT INTO comparison (prompt_id, response_a_id, response_b_id, status, "
+                                 "target_votes, vote_count, strategy, is_gold, source, created_at) "
+                                 f"VALUES (1, 1, 2, 'open', 3, 0, '{strategy}', false, 'queue', '2026-01-01')"))
+        for comp, source in ((1, "human"), (2, "simulated:shorter"), (3, "machine:7")):
+            conn.execute(sa.text("INSERT INTO vote (comparison_id, rater_id, choice, shown_swapped, source, "
+                                 f"created_at) VALUES ({comp}, 1, 'a', false, '{source}', '2026-01-01')"))
+    engine.dispose()
+    command.upgrade(cfg, "0008")
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT source, kind FROM vote ORDER BY id")).all() == [
+            ("human", "human"), ("simulated:shorter", "simulated"), ("machine:7", "machine")]
+        assert conn.execute(sa.text("SELECT id, priority FROM comparison ORDER BY id")).all() == [
+            (1, 20), (2, 10), (3, 40)]
+    engine.dispose()
+    command.downgrade(cfg, "0007")
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM vote")).scalar_one() == 3
+        assert "kind" not in {c["name"] for c in sa.inspect(conn).get_columns("vote")}
+    engine.dispose()

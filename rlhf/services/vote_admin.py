@@ -1,0 +1,126 @@
+"""Votes by kind for engineers: counted, listed, and, for the kinds a program cast, removed.
+
+People's votes are never removed here: they are the data the loop exists to keep (a rater
+takes back their own vote with an undo). Simulated raters' votes and a reward model's
+machine labels are removed whole, by kind, optionally narrowed to one source
+(``simulated:shorter``, ``machine:7``), so a demo's stand-in votes can be cleared before
+people rate. A vote a training run's snapshot holds stays (the snapshot's hash is over the
+votes it names, and must keep verifying); the result says how many stayed for that reason.
+Removing simulated votes reopens the pairs they had filled, for people to rate; removing
+machine labels puts the pairs back in their place in the queue.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, func, select
+
+from rlhf.errors import InvalidInput
+from rlhf.models import (PRIORITY_OF_STRATEGY, PRIORITY_REGULAR, Comparison, ComparisonStatus, TrainingRun, User, Vote,
+                         VoteKind)
+from rlhf.services.comparisons import comparison_lock
+from rlhf.services.snapshots import Snapshot
+
+REMOVABLE = (VoteKind.simulated, VoteKind.machine, VoteKind.judge)
+_BATCH = 500  # bounded IN lists, whatever the number of votes
+
+
+def parse_kind(kind: str | VoteKind) -> VoteKind:
+    try:
+        return VoteKind(kind)
+    except ValueError:
+        raise InvalidInput(f"unknown vote kind {kind!r}; use {', '.join(k.value for k in VoteKind)}") from None
+
+
+def counts_by_kind(*, session: Session) -> dict[str, int]:
+    """Votes stored per kind, every kind named (0 where none)."""
+    rows = dict(session.exec(select(Vote.kind, func.count()).group_by(Vote.kind)).all())
+    return {k.value: rows.get(k, 0) for k in VoteKind}
+
+
+def list_votes(*, session: Session, kind: str | VoteKind | None = None, source: str | None = None,
+               limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """Votes newest first, with their rater's name: of one kind and source where given."""
+    if not 1 <= limit <= 10_000 or offset < 0:
+        raise InvalidInput("limit must be between 1 and 10000, and offset at least 0")
+    query = select(Vote, User.name).join(User, User.id == Vote.rater_id)
+    if kind is not None:
+        query = query.where(Vote.kind == parse_kind(kind))
+    if source:
+        query = query.where(Vote.source == source)
+    rows = session.exec(query.order_by(Vote.id.desc()).offset(offset).limit(limit)).all()
+    return [{"id": v.id, "comparison_id": v.comparison_id, "rater": name, "kind": v.kind.value,
+             "source": v.source, "choice": v.choice.value, "label_p": v.label_p, "created_at": v.created_at}
+            for v, name in rows]
+
+
+@dataclass
+class Removed:
+    kind: str
+    source: str | None
+    removed: int  # votes deleted
+    kept_for_runs: int  # votes a training run's snapshot holds, left in place
+    reopened: int  # comparisons open again for people
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _held_by_snapshots(session: Session) -> set[int]:
+    held: set[int] = set()
+    for snapshot in session.exec(select(TrainingRun.snapshot).where(TrainingRun.snapshot_hash.is_not(None))):
+        if snapshot:
+            held.update(Snapshot.model_validate(snapshot).vote_ids)
+    return held
+
+
+def remove_votes(*, session: Session, kind: str | VoteKind, source: str | None = None) -> Removed:
+    """Commits: deletes every vote of this kind (and source), but those a run's snapshot holds."""
+    kind = parse_kind(kind)
+    if kind not in REMOVABLE:
+        raise InvalidInput(f"{kind.value} votes are people's and are never removed in bulk; "
+                           f"removable kinds: {', '.join(k.value for k in REMOVABLE)}")
+    with comparison_lock(session):
+        query = select(Vote.id, Vote.comparison_id).where(Vote.kind == kind)
+        if source:
+            query = query.where(Vote.source == source)
+        rows = session.exec(query).all()
+        held = _held_by_snapshots(session) if rows else set()
+        doomed = [(vid, cid) for vid, cid in rows if vid not in held]
+        per_pair = Counter(cid for _, cid in doomed)
+        ids = [vid for vid, _ in doomed]
+        for i in range(0, len(ids), _BATCH):
+            session.exec(sa.delete(Vote).where(Vote.id.in_(ids[i:i + _BATCH])))
+        reopened = _restore_pairs(session, kind, per_pair)
+        session.commit()
+    return Removed(kind=kind.value, source=source, removed=len(ids), kept_for_runs=len(rows) - len(ids),
+                   reopened=reopened)
+
+
+def _restore_pairs(session: Session, kind: VoteKind, per_pair: Counter) -> int:
+    """Give the pairs back what the removed votes took: places toward the target (simulated votes),
+    or their place in the queue (labels, which never count toward a target). Returns pairs reopened."""
+    pair_ids = list(per_pair)
+    reopened = 0
+    for i in range(0, len(pair_ids), _BATCH):
+        query = select(Comparison).where(Comparison.id.in_(pair_ids[i:i + _BATCH]))
+        if session.bind.dialect.name == "postgresql":
+            query = query.with_for_update()  # a vote cast meanwhile counts under the same row lock
+        for comp in session.exec(query).all():
+            if kind is VoteKind.simulated:
+                comp.vote_count = max(0, comp.vote_count - per_pair[comp.id])
+                if comp.status is ComparisonStatus.closed and comp.vote_count < comp.target_votes:
+                    comp.status = ComparisonStatus.open
+                    reopened += 1
+            else:
+                labelled = session.exec(select(Vote.id).where(Vote.comparison_id == comp.id, Vote.kind == kind)
+                                        .limit(1)).first()
+                if labelled is None:
+                    comp.priority = PRIORITY_OF_STRATEGY.get(comp.strategy, PRIORITY_REGULAR)
+            session.add(comp)
+    session.flush()
+    return reopened
