@@ -8,7 +8,6 @@ errors propagate to the one handler in :mod:`feedback_ui.app`.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -252,12 +251,7 @@ def export(user: Engineer, session: DB, format: Literal["jsonl", "parquet"] = "j
     if format == "jsonl":
         content, media = dataset.to_jsonl_bytes(rows), "application/x-ndjson"
     else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        buffer = io.BytesIO()
-        pq.write_table(pa.Table.from_pylist(rows), buffer)
-        content, media = buffer.getvalue(), "application/vnd.apache.parquet"
+        content, media = dataset.to_parquet_bytes(rows), "application/vnd.apache.parquet"
     return Response(content, media_type=media,
                     headers={"Content-Disposition": f'attachment; filename="preferences.{format}"'})
 

@@ -27,6 +27,7 @@ figure: per-pair ``label_p`` already carries that doubt into training.
 
 from __future__ import annotations
 
+import io
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -45,7 +46,8 @@ from rlhf.services.soft_labels import rater_reliability, single_vote_p, vote_spl
 from rlhf.services.vote_kinds import human_vote, is_machine, machine_vote
 
 __all__ = ["Snapshot", "PreferenceSnapshot", "content_hash", "eligible_votes", "export", "label_noise",
-           "parse_sources", "preference_rows", "snapshot_rows", "take_snapshot", "to_jsonl_bytes", "write_rows"]
+           "parse_sources", "preference_rows", "snapshot_rows", "take_snapshot", "to_jsonl_bytes", "to_parquet_bytes",
+           "write_rows"]
 LabelsArg = str | Iterable[str]  # a name (human, machine, both) or vote kinds: see rlhf.services.snapshots
 
 TIES = ("drop", "keep")
@@ -289,10 +291,7 @@ def write_rows(rows: Sequence[BaseModel | dict[str, Any]], path: str | Path, fmt
             for r in rows:
                 fh.write(json.dumps(r, ensure_ascii=False) + "\n")
     else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        pq.write_table(pa.Table.from_pylist(rows), tmp)
+        tmp.write_bytes(to_parquet_bytes(rows))
     tmp.replace(path)
     return path
 
@@ -311,3 +310,16 @@ def export(*, session: Session, path: str | Path, fmt: str | None = None, ties: 
 
 def to_jsonl_bytes(rows: Sequence[BaseModel | dict[str, Any]]) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _as_written(rows)).encode()
+
+
+def to_parquet_bytes(rows: Sequence[BaseModel | dict[str, Any]]) -> bytes:
+    """Rows as one Parquet file. Every key any row has is a column, null where a row lacks it: rows
+    leave keys out (a person's row has no ``label_p``), and a mixed export must keep them all."""
+    import pyarrow as pa  # heavy: pyarrow loads only where Parquet is written
+    import pyarrow.parquet as pq
+
+    rows = _as_written(rows)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pydict({c: [row.get(c) for row in rows] for c in columns}), buffer)
+    return buffer.getvalue()

@@ -2,6 +2,8 @@
 
 import json
 
+import pyarrow.parquet as pq
+
 from typer.testing import CliRunner
 
 from rlhf.errors import InvalidInput
@@ -41,6 +43,15 @@ def test_export_labels_chooses_people_machine_or_both(session, tmp_path):
     by_id = {r["comparison_id"]: r for r in both}
     assert set(by_id) == {c.id for c in comps}
     assert by_id[comps[1].id]["chosen"][0]["content"] == "x1"  # the person's vote wins where both labelled
+    # In Parquet too, every row keeps its keys: a person's row comes first and has no label_source, yet the
+    # machine rows' label_source is a column (null for people's rows).
+    out = tmp_path / "both.parquet"
+    assert CliRunner().invoke(app, ["export", str(out), "--labels", "both"]).exit_code == 0
+    table = pq.read_table(out).to_pylist()
+    assert [r["comparison_id"] for r in table] == [r["comparison_id"] for r in both]
+    assert [r["label_p"] for r in table] == [r.get("label_p") for r in both]
+    assert "label_source" not in both[0]
+    assert [r["label_source"] for r in table] == [r.get("label_source") for r in both]
 
     bad, _ = _export(tmp_path, "--labels", "robots")
     assert isinstance(bad.exception, InvalidInput) and "labels must be one of human, machine, both" in str(bad.exception)
