@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from rlhf.errors import InvalidInput
 from rlhf.models import (Choice, CheckpointKind, Comparison, ComparisonStatus, LabelJob, Response, Role, TrainingRun,
-                         Vote)
+                         Vote, VoteKind)
 from rlhf.services.checkpoints import register_checkpoint
 from rlhf.services.comparisons import next_for_rater
 from rlhf.services.dataset import take_snapshot
