@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from rlhf.errors import ConfigError
+from rlhf.settings import get_settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 log = logging.getLogger(__name__)
@@ -46,8 +47,6 @@ def get_engine(url: str) -> Engine:
 
 
 def engine_from_settings() -> Engine:
-    from rlhf.settings import get_settings
-
     return get_engine(get_settings().database_url)
 
 

@@ -14,6 +14,8 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from rlhf.errors import ConfigError
+
 # Values that appear in docs and example files. A deployment that keeps one of them
 # would sign sessions with a key anyone can read, so they are refused outside demo mode.
 # Anyone who knows the key can sign a session for any user: a short one can be guessed.
@@ -122,8 +124,6 @@ class Settings(BaseSettings):
 
     def check_secrets(self) -> None:
         """Refuse to serve with an example secret, unless this is the demo."""
-        from rlhf.errors import ConfigError
-
         if self.demo:
             return
         key = self.secret_key.strip()

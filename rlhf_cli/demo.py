@@ -21,6 +21,13 @@ from pathlib import Path
 
 import typer
 
+from rlhf import db
+from rlhf.modeling.sample_stats import evaluate_policy, heldout_prompts
+from rlhf.modeling.tiny import PROMPTS_PATH, resolve_base_model
+from rlhf.settings import get_settings, reset_settings_cache
+from rlhf.training.progress import RunProgress
+from rlhf_cli.web import serve as serve_web
+
 DEMO_USERS = (("rater", "rater"), ("engineer", "engineer"), ("admin", "admin"))
 CREDENTIALS = "demo-credentials.json"
 PROGRESS_EVERY_S = 5.0
@@ -44,8 +51,6 @@ def _credentials(data_dir: Path) -> dict:
 
 
 def _use_data_dir(data_dir: str) -> dict:
-    from rlhf.settings import reset_settings_cache
-
     folder = Path(data_dir).resolve()
     credentials = _credentials(folder)
     os.environ["RLHF_DATA_DIR"] = str(folder)
@@ -59,14 +64,11 @@ def _use_data_dir(data_dir: str) -> dict:
 
 def run_demo(*, data_dir: str, rounds: int = 0, word: str = "please", serve: bool = True, host: str | None = None,
              port: int | None = None) -> None:
-    from rlhf import db
     from rlhf.jobs.generation import execute_generation_job
-    from rlhf.modeling.tiny import PROMPTS_PATH, resolve_base_model
     from rlhf.services.checkpoints import register_checkpoint, serving_checkpoints
     from rlhf.services.generation_jobs import create_generation_job
     from rlhf.services.prompts import import_file
     from rlhf.services.users import ensure_user
-    from rlhf.settings import get_settings
 
     credentials = _use_data_dir(data_dir)
     settings = get_settings()
@@ -76,7 +78,8 @@ def run_demo(*, data_dir: str, rounds: int = 0, word: str = "please", serve: boo
     with db.session_scope(engine) as s:
         fresh = not serving_checkpoints(session=s)
         if fresh:
-            register_checkpoint(session=s, path=resolve_base_model("tiny", settings.checkpoints_dir), name="base", serve=True)
+            register_checkpoint(session=s, path=resolve_base_model("tiny", settings.checkpoints_dir), name="base",
+                                serve=True)
             import_file(session=s, path=PROMPTS_PATH, tags=["demo"])
     for round_no in range(1, rounds + 1):
         _headless_round(engine, settings, round_no, word)
@@ -96,8 +99,6 @@ def run_demo(*, data_dir: str, rounds: int = 0, word: str = "please", serve: boo
     for name, role in DEMO_USERS:
         typer.echo(f"  {role:9} {name} / {passwords[name]}")
     typer.echo(f"\nopen http://{host}:{port}/  (API docs: http://{host}:{port}/api/docs)\n")
-    from rlhf_cli.web import serve as serve_web
-
     serve_web(host=host, port=port)
 
 
@@ -107,10 +108,8 @@ def _headless_round(engine, settings, round_no: int, word: str, seed: int = 0) -
     ``seed`` seeds the DPO run (data order, initialisation): ``bench/demo_rounds.py`` runs
     rounds over several seeds to give the range the README quotes.
     """
-    from rlhf import db
-    from rlhf.modeling.sample_stats import evaluate_policy, heldout_prompts
-    from rlhf.jobs.training import execute_run
     from rlhf.jobs.generation import execute_generation_job
+    from rlhf.jobs.training import execute_run
     from rlhf.services.checkpoints import model_ref, serving_checkpoints
     from rlhf.services.generation_jobs import create_generation_job
     from rlhf.services.runs import create_run, get_run
@@ -143,9 +142,7 @@ def _headless_round(engine, settings, round_no: int, word: str, seed: int = 0) -
 
 def _run_with_progress(engine, settings, run_id: int, round_no: int, execute) -> None:
     """Train in a thread and print the run's step every few seconds, so a long round is never silent."""
-    from rlhf import db
     from rlhf.services.runs import get_run
-    from rlhf.training.progress import RunProgress
 
     worker = threading.Thread(target=execute, args=(run_id, settings), name=f"demo-run-{run_id}", daemon=True)
     started = time.monotonic()

@@ -7,9 +7,13 @@ from pathlib import Path
 
 import typer
 
-from rlhf_cli.output import follow, print_json, print_table, session, to_jsonable
 from rlhf.errors import InvalidInput, TrainingFailed
+from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
+from rlhf.modeling.tiny import HELDOUT_PROMPTS_PATH
 from rlhf.settings import get_settings
+from rlhf.training.params import parse_set_options
+from rlhf.training.progress import RunProgress
+from rlhf_cli.output import follow, print_json, print_table, session, to_jsonable
 
 runs_app = typer.Typer(help="Training runs.", no_args_is_help=True)
 
@@ -67,8 +71,8 @@ def generate(per_checkpoint: int = typer.Option(None, help="samples per checkpoi
              wait: bool = typer.Option(False, help="wait until the comparisons are open")) -> None:
     """Sample responses from serving checkpoints and open comparisons."""
     from rlhf.jobs.generation import execute_generation_job
-    from rlhf.services.generation_jobs import get_generation_job
     from rlhf.jobs.submit import submit_generation
+    from rlhf.services.generation_jobs import get_generation_job
     from workers.dispatch import job_queue
 
     with session() as s:
@@ -96,8 +100,6 @@ def sample(checkpoint: str, prompts: Path = typer.Option(None, help="JSONL/CSV/P
            seed: int = typer.Option(0), max_new_tokens: int = typer.Option(64),
            json_: bool = typer.Option(False, "--json")) -> None:
     """Print generations from a checkpoint, for a quick look at a model."""
-    from rlhf.modeling.tiny import HELDOUT_PROMPTS_PATH
-    from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
     from rlhf.services.checkpoints import get_checkpoint, model_ref
     from rlhf.services.prompts import parse_file
 
@@ -146,7 +148,6 @@ def train(algorithm: str = typer.Argument(..., help="sft, reward, dpo, ppo, rloo
           wait: bool = typer.Option(False, help="follow the run to its end; exit non-zero if it fails"),
           serve: bool = typer.Option(False, help="serve the new checkpoint when the run succeeds")) -> None:
     """Start a training run; prints the run id."""
-    from rlhf.training.params import parse_set_options
     from rlhf.jobs.submit import submit_run
     from workers.dispatch import job_queue
 
@@ -166,7 +167,6 @@ def train(algorithm: str = typer.Argument(..., help="sft, reward, dpo, ppo, rloo
 def wait_for_run(run_id: int) -> None:
     from rlhf.jobs.training import execute_run
     from rlhf.services.runs import get_run
-    from rlhf.training.progress import RunProgress
 
     def poll():
         with session() as s:
@@ -186,7 +186,6 @@ def wait_for_run(run_id: int) -> None:
 
 def _run_row(r) -> dict:
     from rlhf.services.runs import run_summary
-    from rlhf.training.progress import RunProgress
 
     progress = RunProgress.stored(r.progress)
     return {**run_summary(r), "step": progress.step if progress else None}

@@ -7,7 +7,9 @@ import time
 
 import typer
 
+from rlhf import db
 from rlhf.settings import get_settings
+from rlhf_cli.demo import run_demo
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +23,6 @@ def worker(queues: str = typer.Option("train,generate", help="comma-separated qu
            concurrency: int = typer.Option(1, help="jobs at once (keep 1 per GPU for training)"),
            once: bool = typer.Option(False, help="embedded mode only: run what is queued now, then exit")) -> None:
     """A worker: Celery on the broker, or (no broker configured) a database-polling embedded worker."""
-    from rlhf import db
     from rlhf.jobs.reaping import reap_stale
 
     settings = get_settings()
@@ -40,7 +41,7 @@ def worker(queues: str = typer.Option("train,generate", help="comma-separated qu
             if once:
                 return
             time.sleep(2.0)
-    from workers.celery_app import app as celery_app
+    from workers.celery_app import app as celery_app  # heavy: loads Celery, which the embedded worker never needs
 
     celery_app.worker_main(["worker", "--queues", queues, "--concurrency", str(concurrency), "--loglevel",
                             settings.log_level.upper(), "--without-gossip", "--without-mingle"])
@@ -55,6 +56,4 @@ def demo(data_dir: str = typer.Option("./rlhf-demo", envvar="RLHF_DATA_DIR",
          host: str = typer.Option(None, help="address to listen on (default RLHF_HOST)"),
          port: int = typer.Option(None, help="port (default RLHF_PORT)")) -> None:
     """Everything at once, offline: tiny model, prompts, comparisons, demo users, the web app."""
-    from rlhf_cli.demo import run_demo
-
     run_demo(data_dir=data_dir, rounds=rounds, word=word, serve=serve, host=host, port=port)

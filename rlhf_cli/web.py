@@ -12,8 +12,9 @@ from typing import Annotated
 
 import typer
 
-from rlhf_cli.output import print_json, print_table, session
+from rlhf import db
 from rlhf.settings import get_settings
+from rlhf_cli.output import print_json, print_table, session
 
 
 def register(app: typer.Typer) -> None:
@@ -26,8 +27,7 @@ def serve(host: Annotated[str | None, typer.Option(help="address to listen on (d
     """The web app: REST API under /api, rater and console pages at /."""
     import uvicorn
 
-    from feedback_ui.app import create_app
-    from rlhf import db
+    from feedback_ui.app import create_app  # heavy: loads FastAPI and the whole web app
     from workers.dispatch import job_queue
 
     settings = get_settings()

@@ -19,6 +19,7 @@ from celery import Celery, signals
 from kombu import Queue
 
 from rlhf.settings import get_settings
+from workers import reaper
 
 
 def make_app() -> Celery:
@@ -47,8 +48,6 @@ app = make_app()
 
 
 def _connect_reaper() -> None:
-    from workers import reaper
-
     signals.worker_ready.connect(reaper.start_on_worker_ready, weak=False)
     signals.worker_shutdown.connect(reaper.stop_on_worker_shutdown, weak=False)
 

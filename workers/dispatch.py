@@ -29,7 +29,7 @@ class CeleryQueue:
     def send(self, kind: JobKind, job_id: int) -> None:
         from kombu.exceptions import OperationalError
 
-        from workers.celery_app import app
+        from workers.celery_app import app  # heavy: loads Celery, which the embedded (brokerless) CLI never needs
 
         try:
             app.send_task(TASKS[kind], args=[job_id], queue=kind.queue, retry=True,

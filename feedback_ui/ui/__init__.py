@@ -12,10 +12,11 @@ import gradio as gr
 
 from feedback_ui.ui.access import UIContext, lookup_user, role_allows
 from feedback_ui.ui.arena import build_arena_tab
-from feedback_ui.ui.render import page_head
 from feedback_ui.ui.console import build_console_tab
 from feedback_ui.ui.leaderboard import build_leaderboard_tab
 from feedback_ui.ui.rate import build_rate_tab, leave
+from feedback_ui.ui.render import page_head
+from rlhf.inference import Inference
 from rlhf.jobs.submit import JobQueue
 from rlhf.models import Role
 from rlhf.settings import Settings
@@ -37,8 +38,6 @@ def _header(name: str | None = None, role: str | None = None) -> str:
 def build_ui(settings: Settings, jobs: JobQueue, inference=None) -> gr.Blocks:
     """``inference``: the app's :class:`rlhf.inference.Inference` (the Arena's answers come from it)."""
     if inference is None:
-        from rlhf.inference import Inference
-
         inference = Inference.from_settings(settings)
     ctx = UIContext.from_settings(settings, jobs)
     with gr.Blocks(title="RLHF feedback", analytics_enabled=False) as demo:

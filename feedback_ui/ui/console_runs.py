@@ -17,11 +17,12 @@ import pandas as pd
 from feedback_ui.ui.access import UIContext, require
 from feedback_ui.ui.render import error_message, fmt_time, message, optional_int
 from rlhf.errors import RLHFError
-from rlhf.jobs.submit import serve, submit_run
+from rlhf.jobs.submit import submit_run
 from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus, JobStatus, Role, TrainingRun
 from rlhf.services import checkpoints as ckpt_svc
 from rlhf.services import runs as runs_svc
 from rlhf.services.dataset import Snapshot
+from rlhf.training.params import describe, parse_set_options
 from rlhf.training.progress import RunProgress
 
 RUN_HEADERS = ["ID", "Algorithm", "Status", "Step", "Base", "Output", "Votes", "Created", "Finished", "Error"]
@@ -149,8 +150,6 @@ def _results_html(run: TrainingRun) -> str:
 
 def parse_params(steps: str | None, extra: str | None) -> dict[str, Any]:
     """The steps field plus KEY=VALUE lines (blank lines and # comments skipped), as for ``--set``."""
-    from rlhf.training.params import parse_set_options
-
     lines = [ln.strip() for ln in (extra or "").splitlines() if ln.strip() and not ln.strip().startswith("#")]
     params = parse_set_options(lines)
     n_steps = optional_int(steps, "steps")
@@ -160,8 +159,6 @@ def parse_params(steps: str | None, extra: str | None) -> dict[str, Any]:
 
 
 def params_help(algorithm: str) -> str:
-    from rlhf.training.params import describe
-
     try:
         rows = describe(algorithm)
     except RLHFError as exc:

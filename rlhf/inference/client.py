@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from rlhf.errors import InferenceUnavailable
+from rlhf.inference.engine import ManagedEngine
+from rlhf.modeling.sampling import clean_text  # the same cleaning as in-worker samples; loads no model library
 
 if TYPE_CHECKING:
-    from rlhf.inference.engine import ManagedEngine
     from rlhf.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,6 @@ class StreamState:
     deltas: int = 0
 
     def completion(self) -> Completion:
-        from rlhf.modeling.sampling import clean_text  # no model library: the same cleaning as in-worker samples
-
         return Completion(text=clean_text(self.text), finished=self.finish_reason == "stop",
                           tokens=self.tokens or self.deltas)
 
@@ -91,8 +90,6 @@ class Inference:
     def from_settings(cls, settings: "Settings") -> "Inference":
         engine = None
         if not settings.inference_url:
-            from rlhf.inference.engine import ManagedEngine
-
             engine = ManagedEngine(log_path=settings.data_dir / "logs" / "inference.log",
                                    model_timeout_s=settings.inference_model_timeout_s)
         return cls(url=settings.inference_url, engine=engine, api_key=settings.inference_api_key,

@@ -28,15 +28,22 @@ from rlhf.errors import RLHFError
 from rlhf.inference.client import Inference
 from rlhf.inference.generate import sample_through_engine
 from rlhf.jobs.heartbeat import run_job
-from rlhf.models import Comparison, GenerationJob, JobStatus, Prompt, Response
 from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
+from rlhf.models import Comparison, GenerationJob, JobStatus, Prompt, Response
 from rlhf.services import generation_jobs as jobs
 from rlhf.services import job_rows
-from rlhf.services.checkpoints import (engine_ready, get_checkpoint, model_ref, served_name, serving_checkpoints,
-                                      unmergeable_reason)
+from rlhf.services.checkpoints import (
+    engine_ready,
+    get_checkpoint,
+    model_ref,
+    served_name,
+    serving_checkpoints,
+    unmergeable_reason,
+)
 from rlhf.services.comparisons import open_comparison
 from rlhf.services.prompts import list_prompts
 from rlhf.settings import Settings, get_settings
+from rlhf.training.scoring import load_reward_model, score_conversations
 
 log = logging.getLogger(__name__)
 
@@ -142,8 +149,6 @@ def _store(session, job_id, plan, prompt_rows, samples, per, sampling, p) -> dic
 
 def score_candidates(reward_path, prompt_rows, samples, plan, per) -> list[tuple[float, int, tuple, tuple]]:
     """(|margin|, prompt index, side a, side b) for every candidate pair with two different answers."""
-    from rlhf.training.scoring import load_reward_model, score_conversations
-
     candidates = []
     for idx, (_, messages) in enumerate(prompt_rows):
         for (ca, ka), (cb, kb) in _pair_indices(plan, per):

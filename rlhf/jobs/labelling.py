@@ -26,6 +26,7 @@ from rlhf.services.checkpoints import get_checkpoint, model_ref
 from rlhf.services.dataset import Snapshot, snapshot_rows
 from rlhf.settings import Settings, get_settings
 from rlhf.training.calibration import calibrate
+from rlhf.training.scoring import load_reward_model, score_conversations
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,6 @@ def heldout_rows(session, checkpoint) -> list[dict]:
 
 def label_pairs(reward_path, calibration_rows: list[dict], candidates, min_confidence: float):
     """(calibration, [(comparison id, choice, p) to label], number scored): the model's part, no database."""
-    from rlhf.training.scoring import load_reward_model, score_conversations
-
     model, tokenizer = load_reward_model(reward_path)
     chosen = score_conversations(model, tokenizer, [r["prompt"] + r["chosen"] for r in calibration_rows])
     rejected = score_conversations(model, tokenizer, [r["prompt"] + r["rejected"] for r in calibration_rows])

@@ -18,7 +18,12 @@ from sqlmodel import Session
 
 from rlhf.errors import BrokerUnavailable
 from rlhf.models import Checkpoint, GenerationJob, JobStatus, LabelJob, MergeJob, TrainingRun
+from rlhf.services.checkpoints import serve_checkpoint
+from rlhf.services.generation_jobs import create_generation_job
 from rlhf.services.job_rows import fail_job
+from rlhf.services.machine_labels import create_label_job
+from rlhf.services.merges import create_merge_job, serving_copy_job
+from rlhf.services.runs import create_run, finish_run
 from rlhf.settings import Settings
 
 
@@ -70,8 +75,6 @@ def submit_run(*, session: Session, queue: JobQueue, **run_fields: Any) -> Train
     fails between the commit and the send leaves the run failed with the reason, never
     queued with nobody to run it. ``run_fields`` are :func:`rlhf.services.runs.create_run`'s.
     """
-    from rlhf.services.runs import create_run, finish_run
-
     return _submit(session, queue, JobKind.train, lambda: create_run(session=session, **run_fields),
                    lambda run_id, error: finish_run(session=session, run_id=run_id, status=JobStatus.failed,
                                                     error=error))
@@ -79,8 +82,6 @@ def submit_run(*, session: Session, queue: JobQueue, **run_fields: Any) -> Train
 
 def submit_generation(*, session: Session, queue: JobQueue, **job_fields: Any) -> GenerationJob:
     """Commits: stores the generation job, commits it, then queues its id (as :func:`submit_run`)."""
-    from rlhf.services.generation_jobs import create_generation_job
-
     return _submit(session, queue, JobKind.generate, lambda: create_generation_job(session=session, **job_fields),
                    lambda job_id, error: fail_job(session=session, table=GenerationJob, job_id=job_id, error=error))
 
@@ -88,8 +89,6 @@ def submit_generation(*, session: Session, queue: JobQueue, **job_fields: Any) -
 def submit_label(*, session: Session, queue: JobQueue, **job_fields: Any) -> LabelJob:
     """Commits: stores the label job, commits it, then queues its id (as :func:`submit_run`).
     ``job_fields`` are :func:`rlhf.services.machine_labels.create_label_job`'s."""
-    from rlhf.services.machine_labels import create_label_job
-
     return _submit(session, queue, JobKind.label, lambda: create_label_job(session=session, **job_fields),
                    lambda job_id, error: fail_job(session=session, table=LabelJob, job_id=job_id, error=error))
 
@@ -97,8 +96,6 @@ def submit_label(*, session: Session, queue: JobQueue, **job_fields: Any) -> Lab
 def submit_merge(*, session: Session, queue: JobQueue, **job_fields: Any) -> MergeJob:
     """Commits: stores a merge job making a new full checkpoint, commits it, then queues its id (as
     :func:`submit_run`). ``job_fields`` are :func:`rlhf.services.merges.create_merge_job`'s."""
-    from rlhf.services.merges import create_merge_job
-
     return _submit(session, queue, JobKind.merge, lambda: create_merge_job(session=session, **job_fields),
                    lambda job_id, error: fail_job(session=session, table=MergeJob, job_id=job_id, error=error))
 
@@ -111,8 +108,6 @@ def queue_serving_copy(*, session: Session, queue: JobQueue, settings: Settings,
     The checkpoint serves whatever the broker says: one that does not answer fails the job with
     the reason, the arena says the copy is missing, and serving the checkpoint again retries.
     """
-    from rlhf.services.merges import serving_copy_job
-
     job = serving_copy_job(session=session, settings=settings, checkpoint=checkpoint, created_by=created_by)
     session.commit()  # a worker may take the id at once: it must find the row
     if job is None or job.status is not JobStatus.queued:
@@ -130,8 +125,6 @@ def serve(*, session: Session, queue: JobQueue, settings: Settings, checkpoint_i
     """Commits: serves a checkpoint, and queues the merged copy an inference engine needs of a LoRA one.
 
     The web app, the CLI and the console serve through this, so no battle ever waits on a merge."""
-    from rlhf.services.checkpoints import serve_checkpoint
-
     ckpt = serve_checkpoint(session=session, checkpoint_id=checkpoint_id)
     session.flush()
     job = queue_serving_copy(session=session, queue=queue, settings=settings, checkpoint=ckpt,

@@ -22,10 +22,14 @@ from pathlib import Path
 
 from rlhf import db
 from rlhf.errors import Conflict, InvalidInput, RLHFError
+from rlhf.jobs.merging import execute_merge_job
 from rlhf.models import Algorithm, Checkpoint, CheckpointKind, JobStatus, TrainingRun
 from rlhf.services import runs as runs_svc
-from rlhf.services.checkpoints import register_checkpoint
+from rlhf.services.checkpoints import merged_dir, model_ref, register_checkpoint, unmergeable_reason
 from rlhf.services.dataset import Snapshot, snapshot_rows
+from rlhf.services.demonstrations import snapshot_demonstrations
+from rlhf.services.merges import serving_copy_job
+from rlhf.services.prompts import list_prompts, split_heldout
 from rlhf.services.snapshots import SFTSnapshot
 from rlhf.settings import Settings, get_settings
 from rlhf.training.progress import RunProgress
@@ -46,8 +50,6 @@ def final_dir(settings: Settings, run: TrainingRun) -> Path:
 
 def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
     """Write everything the trainer reads; nothing in it refers back to the database."""
-    from rlhf.services.prompts import list_prompts, split_heldout
-
     rdir = run_dir(settings, run.id)
     if rdir.exists():
         shutil.rmtree(rdir)  # leftovers of an earlier attempt at this run
@@ -58,14 +60,12 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
     if algorithm in (Algorithm.dpo, Algorithm.reward):
         data = snapshot_rows(session=session, snapshot=Snapshot.of(run))
     elif algorithm is Algorithm.sft:
-        from rlhf.training.sft import demonstrations_to_examples
+        from rlhf.training.sft import demonstrations_to_examples  # heavy: loads torch into the worker's parent
 
         snapshot = Snapshot.of(run)
         if run.params.get("data"):
             data = demonstrations_to_examples(read_jsonl(run.params["data"]))
         elif isinstance(snapshot, SFTSnapshot):
-            from rlhf.services.demonstrations import snapshot_demonstrations
-
             data = demonstrations_to_examples([r.model_dump() for r in snapshot_demonstrations(session=session,
                                                                                                snapshot=snapshot)])
         else:
@@ -76,7 +76,7 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
     if algorithm.needs_reward_model:
         data = [{"prompt": p.messages, "prompt_id": p.id} for p in train_prompts]
         if not data:
-            raise InvalidInput("no prompts to train on: import some with `rlhf prompts import`")
+            raise InvalidInput("no prompts to train on", remedy="import_prompts")
     base_path, base_merge = _full_weights(session, settings, base, reward=False, role="base")
     reward_path, reward_merge = (_full_weights(session, settings, reward, reward=True, role="reward model") if reward
                                  else (None, None))
@@ -107,8 +107,6 @@ def _full_weights(session, settings: Settings, ckpt: Checkpoint, *, reward: bool
                   role: str) -> tuple[str, MergeStep | None]:
     """The folder TRL loads for a checkpoint: its own, or (an adapter) its merged copy, with the step
     the trainer takes to make it."""
-    from rlhf.services.checkpoints import merged_dir, model_ref, unmergeable_reason
-
     if not ckpt.adapter:
         return ckpt.path, None
     reason = unmergeable_reason(ckpt)
@@ -171,8 +169,8 @@ def _failure_reason(log_path: Path, returncode: int) -> str:
     # The last exception line says what went wrong; the tail helps whoever digs further.
     last_error = next((line for line in reversed(tail) if "Error" in line or "Exception" in line), "")
     if any("couldn't connect to" in line or "offline mode" in line for line in tail):
-        head += (" (a model id could not be fetched from the hub: register a local model directory with "
-                 "`rlhf checkpoints add PATH`, or point RLHF_BASE_MODEL at one)")
+        head += (" (a model id could not be fetched from the hub: register a local model directory as a "
+                 "checkpoint, or point RLHF_BASE_MODEL at one)")
     return head + (f": {last_error.strip()}" if last_error else "") + ("\n\n" + "\n".join(tail) if tail else "")
 
 
@@ -252,9 +250,6 @@ def _merge_for_engines(engine, settings: Settings, run_id: int) -> None:
     """A LoRA policy that starts serving needs a merged copy before an engine can answer as it: its
     merge job is stored and run here, in this worker, so the arena battles it soon and no battle
     waits on it. A failure is recorded on the merge job (the arena says so), not on the run."""
-    from rlhf.jobs.merging import execute_merge_job
-    from rlhf.services.merges import serving_copy_job
-
     with db.session_scope(engine) as session:
         run = runs_svc.get_run(session=session, run_id=run_id)
         ckpt = session.get(Checkpoint, run.output_checkpoint_id) if run.output_checkpoint_id else None

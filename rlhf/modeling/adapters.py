@@ -22,6 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rlhf.errors import ConfigError, Conflict, RLHFError
+from rlhf.modeling.tokens import load_tokenizer
+
 PEFT_CONFIG = "adapter_config.json"
 BASE_FILE = "rlhf_adapter.json"
 LORA, PROMPT_TUNING = "lora", "prompt_tuning"
@@ -91,8 +94,6 @@ def _as_ref(model: str | ModelRef) -> ModelRef:
     if isinstance(model, ModelRef):
         return model
     if adapter_kind(model) is not None:
-        from rlhf.errors import ConfigError
-
         named = named_base(model) or {}
         which = f" (its base is checkpoint {named['base_checkpoint_id']})" if named else ""
         raise ConfigError(f"{model} holds an adapter{which}: load it through its checkpoint, which names its base")
@@ -140,9 +141,6 @@ def merge_into(ref: ModelRef, dest: str | Path, *, reward: bool | None = None) -
     import shutil
     import uuid
 
-    from rlhf.errors import Conflict
-    from rlhf.modeling.tokens import load_tokenizer
-
     if not ref.mergeable:
         kind = ref.adapter if ref.adapter in NOT_MERGEABLE else ref.base.adapter
         raise Conflict(f"cannot merge: {NOT_MERGEABLE[kind]}")
@@ -179,8 +177,6 @@ def merge_in_child(ref: ModelRef, dest: str | Path) -> Path:
     import sys
     import tempfile
 
-    from rlhf.errors import RLHFError
-
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=dest.parent, delete=False) as fh:
@@ -204,8 +200,6 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 2:
         print("usage: python -m rlhf.modeling.adapters REF.json DEST", file=sys.stderr)
         return 2
-    from rlhf.errors import RLHFError
-
     try:
         merge_into(ModelRef.from_dict(json.loads(Path(argv[0]).read_text())), argv[1])
     except RLHFError as exc:

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
+from rlhf.modeling.tiny import HELDOUT_PROMPTS_PATH
 
 
 @dataclass
@@ -38,7 +39,5 @@ def evaluate_policy(path, prompts: list[list[dict]], *, word: str | None = None,
 
 def heldout_prompts(limit: int = 16) -> list[list[dict]]:
     """The bundled held-out prompts (``{"prompt": text}`` lines of our own file), as conversations."""
-    from rlhf.modeling.tiny import HELDOUT_PROMPTS_PATH
-
     lines = HELDOUT_PROMPTS_PATH.read_text(encoding="utf-8").splitlines()
     return [[{"role": "user", "content": json.loads(line)["prompt"]}] for line in lines if line.strip()][:limit]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from rlhf.modeling.adapters import ModelRef
+from rlhf.errors import ConfigError
+from rlhf.modeling.adapters import ModelRef, load_causal_lm, tokenizer_path
+from rlhf.modeling.tokens import eos_token_ids, load_tokenizer
 
 
 @dataclass
@@ -29,10 +31,6 @@ class SamplingParams:
 
 def load_policy(path: str | ModelRef):
     """Load a causal LM and its tokenizer from a local directory, a hub id or a ref (an adapter over its base)."""
-    from rlhf.errors import ConfigError
-    from rlhf.modeling.adapters import load_causal_lm, tokenizer_path
-    from rlhf.modeling.tokens import load_tokenizer
-
     try:
         tokenizer = load_tokenizer(tokenizer_path(path))
         model = load_causal_lm(path)
@@ -59,8 +57,6 @@ def generate(model, tokenizer, prompts: list[list[dict]], n: int = 1,
     """``n`` samples for each prompt, from an already loaded model."""
     import torch
     from trl.trainer.utils import pad
-
-    from rlhf.modeling.tokens import eos_token_ids
 
     params = params or SamplingParams()
     torch.manual_seed(params.seed)

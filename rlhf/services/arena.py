@@ -18,7 +18,6 @@ merged. Nothing here merges or loads a model: this runs inside web requests.
 from __future__ import annotations
 
 import logging
-
 import random
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,8 +30,20 @@ from sqlmodel import Session, func, select
 
 from rlhf.errors import InvalidInput, NotFound, PermissionDenied, RateLimited
 from rlhf.inference.client import ChatSampling, Completion
-from rlhf.models import (Assignment, Checkpoint, Comparison, ComparisonSource, ComparisonStatus, Prompt, Response,
-                         User, Vote, as_utc, utcnow)
+from rlhf.models import (
+    Assignment,
+    Checkpoint,
+    Comparison,
+    ComparisonSource,
+    ComparisonStatus,
+    Demonstration,
+    Prompt,
+    Response,
+    User,
+    Vote,
+    as_utc,
+    utcnow,
+)
 from rlhf.services.checkpoints import served_name, serving_checkpoints, unmergeable_reason
 from rlhf.services.merges import serving_copy_state
 from rlhf.settings import Settings, get_settings
@@ -236,8 +247,6 @@ def battle_names(*, session: Session, rater: User, comparison_id: int) -> tuple[
 
 def arena_counts(*, session: Session) -> dict[str, int]:
     """Battles by status, arena votes, rater-written preferences and demonstrations, arena prompts promoted."""
-    from rlhf.models import Demonstration
-
     by_status = dict(session.exec(select(Comparison.status, func.count())
                                   .where(Comparison.source == ComparisonSource.arena)
                                   .group_by(Comparison.status)).all())

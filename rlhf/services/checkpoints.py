@@ -17,6 +17,7 @@ from typing import Any
 from sqlmodel import Session, select
 
 from rlhf.errors import Conflict, InvalidInput, NotFound
+from rlhf.inference.client import served_model_name
 from rlhf.modeling.adapters import NOT_MERGEABLE, ModelRef, adapter_kind, adapter_task, name_base, named_base
 from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus
 from rlhf.settings import Settings
@@ -120,7 +121,7 @@ def retire_checkpoint(*, session: Session, checkpoint_id: int | str, force: bool
         if not others:
             raise Conflict(f"checkpoint {ckpt.id} ({ckpt.name}) is the last serving policy: retiring it leaves "
                            "nothing to generate new comparisons from; serve another checkpoint first, "
-                           "or force the retirement")
+                           "or retire it anyway", param="force")
     ckpt.status = CheckpointStatus.retired
     session.add(ckpt)
     return ckpt
@@ -141,7 +142,7 @@ def default_base(*, session: Session) -> Checkpoint:
     """The newest serving policy a run can train from (not a prompt-tuning one): the base when none is named."""
     serving = [c for c in serving_checkpoints(session=session) if not unmergeable_reason(c)]
     if not serving:
-        raise NotFound("no serving policy checkpoint; register one with `rlhf checkpoints add PATH --serve`")
+        raise NotFound("no serving policy checkpoint", remedy="serve_checkpoint")
     return serving[-1]
 
 
@@ -173,7 +174,8 @@ def model_ref(*, session: Session, checkpoint: Checkpoint) -> ModelRef:
 
 
 def merged_dir(settings: Settings, checkpoint: Checkpoint) -> Path:
-    """Where the full-weights copy of an adapter checkpoint is cached (made by a merge job, :mod:`rlhf.jobs.merging`)."""
+    """Where the full-weights copy of an adapter checkpoint is cached (made by a merge job,
+    :mod:`rlhf.jobs.merging`)."""
     return settings.data_dir / "merged" / f"checkpoint-{checkpoint.id}"
 
 
@@ -205,8 +207,6 @@ def served_name(*, session: Session, settings: Settings, checkpoint: Checkpoint)
     served. Nothing is merged here (this runs inside web requests): without a copy yet, or
     for a prompt-tuning checkpoint (which has none), this raises :class:`Conflict`.
     """
-    from rlhf.inference.client import served_model_name
-
     if engine_loads_as_is(settings, checkpoint):
         return served_model_name(name=checkpoint.name, path=checkpoint.path, mapping=settings.inference_models)
     reason = unmergeable_reason(checkpoint)

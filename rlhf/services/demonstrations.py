@@ -15,11 +15,21 @@ from sqlmodel import Session, select
 
 from rlhf.dataset_rows import SFTRow, sft_hash
 from rlhf.errors import Conflict, InvalidInput, PermissionDenied
-from rlhf.models import (Choice, Comparison, ComparisonSource, ComparisonStatus, Demonstration, Prompt, Response,
-                         User, Vote)
+from rlhf.models import (
+    Choice,
+    Comparison,
+    ComparisonSource,
+    ComparisonStatus,
+    Demonstration,
+    Prompt,
+    Response,
+    User,
+    Vote,
+)
 from rlhf.services.arena import validate_conversation
 from rlhf.services.comparisons import assignment_for, get_comparison
 from rlhf.services.dataset import write_rows
+from rlhf.services.quality import left_out_raters
 from rlhf.services.snapshots import SFTSnapshot
 
 MAX_DEMONSTRATION_CHARS = 20_000
@@ -94,8 +104,6 @@ def sft_rows(*, session: Session, exclude_raters: set[int] | None = None) -> lis
 
 def export_sft(*, session: Session, path, fmt: str | None = None, exclude_flagged: bool = True) -> int:
     """Write the demonstrations in TRL's conversational SFT format (excluded and flagged raters left out)."""
-    from rlhf.services.quality import left_out_raters
-
     left_out = left_out_raters(session=session, exclude_flagged=exclude_flagged)
     rows = sft_rows(session=session, exclude_raters=set(left_out["excluded"]) | set(left_out["flagged"]))
     write_rows(rows, path, fmt)

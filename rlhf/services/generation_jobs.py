@@ -7,10 +7,11 @@ from typing import Any
 from sqlmodel import Session
 
 from rlhf.errors import InvalidInput
-from rlhf.services.generation_params import GenerationParams, Sampling
 from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus, GenerationJob, TrainingRun
 from rlhf.services import job_rows
 from rlhf.services.checkpoints import get_checkpoint, list_checkpoints, serving_checkpoints
+from rlhf.services.generation_params import GenerationParams, Sampling
+from rlhf.settings import get_settings
 
 POOL_FACTOR = 4  # "uncertain" samples this many times the prompts it opens, to have low-margin pairs to pick
 
@@ -30,8 +31,6 @@ def create_generation_job(*, session: Session, per_checkpoint: int | None = None
     retired. ``target_votes`` left out follows the deployment's ``votes_per_comparison``.
     """
     if target_votes is None:
-        from rlhf.settings import get_settings
-
         target_votes = get_settings().votes_per_comparison
     params = GenerationParams.parse({"per_checkpoint": per_checkpoint, "limit": limit, "target_votes": target_votes,
                                      "strategy": strategy, "tag": tag, "seed": seed, "pool": pool,

@@ -27,6 +27,7 @@ from sqlmodel import Session, func, select
 
 from rlhf.models import Choice, Comparison, ComparisonStatus, Role, User, Vote
 from rlhf.services.vote_kinds import human_vote
+from rlhf.settings import get_settings
 
 CATEGORIES = [c.value for c in Choice]
 
@@ -89,8 +90,8 @@ def krippendorff_alpha(units: list[list[str]]) -> float | None:
     None when it is undefined: no unit with two values, or one category only (no
     disagreement is possible, so none can be expected).
     """
-    import numpy as np
     import krippendorff
+    import numpy as np
 
     pairable = [u for u in units if len(u) >= 2]
     if not pairable or len({v for u in pairable for v in u}) < 2:
@@ -112,8 +113,6 @@ def is_flagged(rater: RaterQuality, min_accuracy: float, min_answered: int) -> b
 
 def _thresholds(min_accuracy: float | None, min_answered: int | None) -> tuple[float, int]:
     if min_accuracy is None or min_answered is None:
-        from rlhf.settings import get_settings
-
         settings = get_settings()
         min_accuracy = settings.gold_min_accuracy if min_accuracy is None else min_accuracy
         min_answered = settings.gold_min_answered if min_answered is None else min_answered

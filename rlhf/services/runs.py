@@ -10,9 +10,9 @@ finish, and the cancel a user asks for.
 
 from __future__ import annotations
 
-from pathlib import Path
-from datetime import timedelta
 from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlmodel import Session, select
@@ -20,8 +20,11 @@ from sqlmodel import Session, select
 from rlhf.errors import Conflict, InvalidInput
 from rlhf.models import Algorithm, CheckpointKind, JobStatus, RunLog, TrainingRun, utcnow
 from rlhf.services import job_rows
-from rlhf.services.checkpoints import default_base, get_checkpoint
+from rlhf.services.checkpoints import default_base, get_checkpoint, model_ref, unmergeable_reason
 from rlhf.services.dataset import Snapshot, take_snapshot
+from rlhf.services.demonstrations import demonstration_snapshot
+from rlhf.services.quality import left_out_raters
+from rlhf.training.params import validate_params
 from rlhf.training.progress import RunProgress
 
 ALGORITHMS = [a.value for a in Algorithm]
@@ -51,8 +54,6 @@ def create_run(*, session: Session, algorithm: str | Algorithm, base_checkpoint_
             else default_base(session=session))
     if base.kind is not CheckpointKind.policy:
         raise InvalidInput(f"base checkpoint {base.id} is a reward model; training starts from a policy")
-    from rlhf.services.checkpoints import model_ref, unmergeable_reason
-
     if unmergeable_reason(base):
         raise InvalidInput(f"checkpoint {base.id} ({base.name}) cannot be the base of a run: "
                            f"{unmergeable_reason(base)}; train from its base, checkpoint {base.base_checkpoint_id}")
@@ -66,17 +67,12 @@ def create_run(*, session: Session, algorithm: str | Algorithm, base_checkpoint_
         if reward.kind is not CheckpointKind.reward:
             raise InvalidInput(f"checkpoint {reward.id} ({reward.name}) is not a reward model")
     params = dict(params or {})
-    from rlhf.training.params import validate_params
-
     validate_params(algorithm, params)
     if params.get("data") and not Path(params["data"]).is_file():
         raise InvalidInput(f"data file {params['data']} not found (the worker must be able to read it)")
     snapshot = None
     if algorithm is Algorithm.sft and not params.get("data"):
         # SFT trains on the demonstrations raters wrote; with none stored yet, on the chosen responses.
-        from rlhf.services.demonstrations import demonstration_snapshot
-        from rlhf.services.quality import left_out_raters
-
         left_out = left_out_raters(session=session, exclude_flagged=exclude_flagged)
         snapshot = demonstration_snapshot(session=session,
                                           exclude_raters=set(left_out["excluded"]) | set(left_out["flagged"]))
@@ -99,7 +95,8 @@ def run_summary(run: TrainingRun) -> dict[str, Any]:
     """A run as plain values, for every edge that shows one: its snapshot without the vote ids."""
     snapshot = dict(s.summary()) if (s := Snapshot.of(run)) else {}
     votes = snapshot.pop("votes", 0)
-    return {"id": run.id, "algorithm": run.algorithm, "status": run.status, "base_checkpoint_id": run.base_checkpoint_id,
+    return {"id": run.id, "algorithm": run.algorithm, "status": run.status,
+            "base_checkpoint_id": run.base_checkpoint_id,
             "reward_checkpoint_id": run.reward_checkpoint_id, "output_checkpoint_id": run.output_checkpoint_id,
             "params": run.params, "progress": run.progress, "metrics": run.metrics, "error": run.error,
             "snapshot": snapshot, "votes": votes, "serve_on_success": run.serve_on_success,

@@ -25,6 +25,8 @@ from collections.abc import Iterable
 
 from sqlmodel import Session
 
+from rlhf.services.quality import _thresholds, measure
+
 MIN_OVERLAP_PAIRS = 5
 
 
@@ -48,8 +50,6 @@ def accuracy_from_agreement(agreement: float) -> float:
 
 def rater_reliability(*, session: Session, gold_min_answered: int | None = None) -> dict[int, float]:
     """Each measured rater's probability of being right, by rater id (unmeasured raters are absent)."""
-    from rlhf.services.quality import _thresholds, measure
-
     _, min_answered = _thresholds(None, gold_min_answered)
     out: dict[int, float] = {}
     for r in measure(session=session).raters:

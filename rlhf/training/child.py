@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from rlhf.dataset_rows import read_preference_rows
+from rlhf.modeling.adapters import ModelRef, adapter_kind, merge_into
+from rlhf.training import parent_comparison  # looked up at call time, so a test can stand in for it
 from rlhf.training.progress import RunProgress
 from rlhf.training.spec import TrainerSpec, read_jsonl
 
@@ -28,7 +30,7 @@ def _is_main_process() -> bool:
 def run(spec: TrainerSpec) -> dict[str, Any]:
     from transformers import set_seed
 
-    from rlhf.training.trl_setup import ProgressCallback
+    from rlhf.training.trl_setup import ProgressCallback  # heavy: loads torch and transformers
 
     params, trl_overrides = spec.typed_params()
     set_seed(params.seed)
@@ -49,19 +51,20 @@ def run(spec: TrainerSpec) -> dict[str, Any]:
               "trl_overrides": trl_overrides, "work_dir": Path(spec.work_dir)}
     # Preference rows are checked against the type the worker wrote them as (rlhf.dataset_rows).
     data = read_preference_rows(spec.data) if spec.algorithm in ("dpo", "reward") else read_jsonl(spec.data)
+    # Each trainer's module only when its algorithm runs: together they load every TRL trainer.
     if spec.algorithm == "dpo":
-        from rlhf.training.dpo import train_dpo
+        from rlhf.training.dpo import train_dpo  # heavy: loads torch and transformers
 
         return train_dpo(rows=data, callbacks=[callback], **common)
     if spec.algorithm == "reward":
-        from rlhf.training.reward import train_reward
+        from rlhf.training.reward import train_reward  # heavy: loads torch and transformers
 
         return train_reward(rows=data, callbacks=[callback], **common)
     if spec.algorithm == "sft":
-        from rlhf.training.sft import train_sft
+        from rlhf.training.sft import train_sft  # heavy: loads torch and transformers
 
         return train_sft(examples=data, callbacks=[callback], **common)
-    from rlhf.training.online import train_online
+    from rlhf.training.online import train_online  # heavy: loads torch and transformers
 
     return train_online(algorithm=spec.algorithm, prompts=data, reward_model=spec.reward_model,
                         on_log=on_log, should_stop=should_stop, **common)
@@ -69,8 +72,6 @@ def run(spec: TrainerSpec) -> dict[str, Any]:
 
 def make_merged_copies(spec: TrainerSpec) -> None:
     """Merge an adapter base (or reward model) into the full folder TRL loads, unless a cached copy exists."""
-    from rlhf.modeling.adapters import merge_into
-
     for step in spec.merges:
         if _is_main_process() and not (Path(step.dest) / "config.json").is_file():
             Path(step.dest).parent.mkdir(parents=True, exist_ok=True)
@@ -79,22 +80,18 @@ def make_merged_copies(spec: TrainerSpec) -> None:
 
 def trained_model(spec: TrainerSpec):
     """The new checkpoint as a loader takes it: a full folder, or an adapter over the run's base."""
-    from rlhf.modeling.adapters import ModelRef, adapter_kind
-
     kind = adapter_kind(spec.output_dir)
     return ModelRef(path=spec.output_dir, base=ModelRef(path=spec.base), adapter=kind) if kind else spec.output_dir
 
 
 def evaluate(spec: TrainerSpec, metrics: dict[str, Any]) -> dict[str, Any]:
     """Measure the new policy against its parent on held-out prompts (skipped for reward models)."""
-    from rlhf.training.parent_comparison import compare_with_parent
-
     params, _ = spec.typed_params()
     if not spec.eval_prompts or not params.eval_samples or metrics.get("stopped"):
         return metrics
-    return {**metrics, **compare_with_parent(policy_path=trained_model(spec), parent_path=spec.base,
-                                             prompts=spec.eval_prompts, reward_model_path=spec.reward_model,
-                                             samples_per_prompt=params.eval_samples)}
+    return {**metrics, **parent_comparison.compare_with_parent(
+        policy_path=trained_model(spec), parent_path=spec.base, prompts=spec.eval_prompts,
+        reward_model_path=spec.reward_model, samples_per_prompt=params.eval_samples)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,7 +36,7 @@ def build_dpo_trainer(*, base: str, rows: list[dict], params: DPOParams, work_di
     from datasets import Dataset
     from trl import DPOTrainer
 
-    from rlhf.training.soft_dpo import SoftDPOTrainer
+    from rlhf.training.soft_dpo import SoftDPOTrainer  # heavy: loads trl, as the imports above
 
     tokenizer = load_tokenizer(base)
     targets = training_targets(rows, soft_labels=params.soft_labels, label_smoothing=params.label_smoothing)

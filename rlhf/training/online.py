@@ -88,7 +88,7 @@ def train_online(*, algorithm: str, base: str, reward_model: str, prompts: list[
 
 
 def _ppo(base, reward_model, prompts, output_dir, params, on_log, should_stop) -> dict[str, Any]:
-    from rlhf.training.ppo.trainer import TrainingStopped, train_ppo
+    from rlhf.training.ppo.trainer import TrainingStopped, train_ppo  # heavy: loads trl, datasets and pyarrow
 
     def log(values: dict) -> None:
         if on_log:

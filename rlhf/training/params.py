@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from rlhf.errors import InvalidInput
 from rlhf.training.base_params import CommonParams, OnlineParams, param
 from rlhf.training.ppo.config import PPOParams
+from rlhf.training.trl_fields import CONFIGS, shipped_fields
 
 
 @dataclass
@@ -240,11 +241,10 @@ def _peft_spelling(algorithm: str, params: dict[str, Any]) -> None:
 
 
 def _check_trl_name(algorithm: str, name: str) -> None:
-    from rlhf.training.trl_fields import CONFIGS, shipped_fields
-
     if algorithm not in CONFIGS:
         raise InvalidInput(f"{algorithm} is the project's own trainer, not TRL's: trl.{name} has nowhere to go; "
-                           f"its parameters are: {', '.join(f.name for f in dataclasses.fields(params_class(algorithm)))}")
+                           f"its parameters are: "
+                           f"{', '.join(f.name for f in dataclasses.fields(params_class(algorithm)))}")
     fields = shipped_fields()[algorithm]
     if name not in fields:
         close = difflib.get_close_matches(name, fields, n=5, cutoff=0.6)

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlhf.modeling.adapters import load_causal_lm
+from rlhf.modeling.sampling import SamplingParams, generate, load_policy, render_prompts
+from rlhf.training.scoring import load_reward_model, score_conversations
+
 
 def _sequence_logprobs(model, input_ids, attention_mask, start: int):
     import torch
@@ -25,9 +29,6 @@ def compare_with_parent(*, policy_path, parent_path: str, prompts: list[list[dic
                         reward_model_path: str | None = None, samples_per_prompt: int = 4, seed: int = 1234,
                         max_new_tokens: int = 48) -> dict[str, Any]:
     import torch
-
-    from rlhf.modeling.adapters import load_causal_lm
-    from rlhf.modeling.sampling import SamplingParams, generate, load_policy, render_prompts
 
     if not prompts or samples_per_prompt < 1:
         return {}
@@ -55,8 +56,6 @@ def compare_with_parent(*, policy_path, parent_path: str, prompts: list[list[dic
         "eval/response_tokens": sum(lengths) / len(lengths) if lengths else None,
     }
     if reward_model_path:
-        from rlhf.training.scoring import load_reward_model, score_conversations
-
         rm, rtok = load_reward_model(reward_model_path)
 
         def mean_score(all_samples):

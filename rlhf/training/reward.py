@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from rlhf.modeling.tokens import load_tokenizer
-from rlhf.training.trl_setup import ProgressCallback, final_loss, peft_config, save_model, trainer_kwargs
 from rlhf.training.params import RewardParams
 from rlhf.training.scoring import pairwise_accuracy
 from rlhf.training.soft_targets import LABEL_P, needs_soft_term, training_targets
+from rlhf.training.trl_setup import ProgressCallback, final_loss, peft_config, save_model, trainer_kwargs
 
 
 def split_rows(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
@@ -37,7 +37,7 @@ def build_reward_trainer(*, base: str, rows: list[dict], params: RewardParams, w
     from transformers import AutoModelForSequenceClassification
     from trl import RewardTrainer
 
-    from rlhf.training.soft_reward import SoftRewardTrainer
+    from rlhf.training.soft_reward import SoftRewardTrainer  # heavy: loads trl, as the imports above
 
     targets = training_targets(rows, soft_labels=params.soft_labels, label_smoothing=params.label_smoothing)
     tokenizer = load_tokenizer(base)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlhf.errors import ConfigError
+from rlhf.modeling.adapters import load_sequence_classifier, tokenizer_path
+from rlhf.modeling.tokens import load_tokenizer
+
 
 def load_reward_model(path):
     """A reward model and its tokenizer from a folder, a hub id or a :class:`~rlhf.modeling.adapters.ModelRef`."""
-    from rlhf.modeling.adapters import load_sequence_classifier, tokenizer_path
-    from rlhf.modeling.tokens import load_tokenizer
-
     tokenizer = load_tokenizer(tokenizer_path(path))
     model = load_sequence_classifier(path)
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -30,8 +31,6 @@ def token_scores(model, input_ids, attention_mask):
     backbone and the ``score`` head ourselves gives per-token values (PPO's value model)
     and lets the caller pick the position (the reward: the last real token).
     """
-    from rlhf.errors import ConfigError
-
     head = getattr(model, "score", None)
     if head is None:
         raise ConfigError(

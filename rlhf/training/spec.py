@@ -15,6 +15,7 @@ from typing import Any
 
 from rlhf.modeling.adapters import ModelRef
 from rlhf.training.base_params import CommonParams
+from rlhf.training.params import build_params
 
 
 @dataclass(frozen=True)
@@ -50,8 +51,6 @@ class TrainerSpec:
 
     def typed_params(self) -> tuple[CommonParams, dict[str, Any]]:
         """The parameters as their algorithm's dataclass, plus the ``trl.`` pass-through keys."""
-        from rlhf.training.params import build_params
-
         return build_params(self.algorithm, self.params)
 
     def write(self, path: Path) -> None:
