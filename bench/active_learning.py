@@ -38,8 +38,8 @@ def heldout_rows(tiny: Path, per_prompt: int, seed: int) -> list[dict]:
     better" scores near chance here, one that learned the word does not.
     """
     from rlhf.modeling.sample_stats import heldout_prompts
-    from rlhf.models import Choice
     from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
+    from rlhf.models import Choice
     from rlhf.services.simulate import parse_rule
 
     decide = parse_rule(f"contains:{WORD}")

@@ -42,9 +42,9 @@ from bench.active_learning import WORD, heldout_rows, world_settings  # noqa: E4
 
 def own_pairs(tiny: Path, n_pairs: int, seed: int) -> list[tuple[list[dict], str, str]]:
     """(prompt, answer a, answer b): one with the word and one without, closest in length, random order."""
-    from rlhf.models import Choice
     from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
     from rlhf.modeling.tiny import PROMPTS_PATH
+    from rlhf.models import Choice
     from rlhf.services.prompts import parse_file
     from rlhf.services.simulate import parse_rule
 
@@ -124,8 +124,8 @@ def reward_accuracy(settings, labels: str, steps: int, seed: int, eval_fraction:
     from rlhf import db
     from rlhf.jobs.training import execute_run
     from rlhf.models import JobStatus
-    from rlhf.services.runs import create_run, get_run
     from rlhf.services.checkpoints import get_checkpoint
+    from rlhf.services.runs import create_run, get_run
     from rlhf.training.scoring import load_reward_model, pairwise_accuracy
 
     engine = db.get_engine(settings.database_url)
@@ -284,9 +284,9 @@ def reward_part(args, tiny: Path, work: Path) -> None:
 def _wrong_majorities(settings) -> float:
     """Share of the majority rows whose label goes against the noise-free rule."""
     from rlhf import db
+    from rlhf.models import Choice
     from rlhf.services.dataset import preference_rows
     from rlhf.services.simulate import parse_rule
-    from rlhf.models import Choice
 
     decide = parse_rule(f"contains:{WORD}")
     with db.session_scope(db.get_engine(settings.database_url)) as s:

@@ -52,8 +52,8 @@ def mean_reward(policy: str, reward: str, prompts: list[list[dict]]) -> float:
 
 
 def run(algorithm: str, base: str, reward: str, prompts: list[dict], updates: int, work: Path) -> tuple[float, str]:
-    from rlhf.training.params import build_params
     from rlhf.training.online import train_online
+    from rlhf.training.params import build_params
 
     params, trl = build_params(algorithm, {"steps": updates, **({"learning_rate": 2e-4} if algorithm == "ppo" else {}),
                                            **({"eval_num_prompts": 0} if algorithm == "ppo" else {})})

@@ -65,7 +65,8 @@ MAPPING = [
     ("LR schedule", "anneal_lr=True (linear to 0)", "lr_scheduler_type='linear', no warm-up"),
     ("no-grad forward chunk", "mini_batch_size (8)", "local_rollout_forward_batch_size=16 (one generate call)"),
     ("extra generations", "eval_num_prompts=0", "num_sample_generations=0"),
-    ("gradient clipping", "max_grad_norm=1e6 (off, as TRL's; our default is 1.0)", "none (1.12's PPO loop never clips)"),
+    ("gradient clipping", "max_grad_norm=1e6 (off, as TRL's; our default is 1.0)",
+     "none (1.12's PPO loop never clips)"),
     ("value model", "value_model_init='reward'", "the reward checkpoint, as value_model"),
     ("reward input", "text re-rendered with the reward model's template", "query + response token ids"),
     ("temperature", "1.0", "1.0"),
@@ -123,8 +124,8 @@ def _parameters(path: Path) -> int:
 
 def simulated_votes(policy: Path, prompts: list[list[dict]]) -> list[dict]:
     """Preference rows from a ``contains:please`` rater on pairs of the policy's own samples."""
-    from rlhf.models import Choice
     from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
+    from rlhf.models import Choice
     from rlhf.services.simulate import parse_rule
 
     rule = parse_rule("contains:please")

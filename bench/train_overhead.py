@@ -52,7 +52,9 @@ from rlhf.services.prompts import PromptRecord, import_records
 from rlhf.settings import get_settings
 with db.session_scope(db.engine_from_settings()) as s:
     ck = serving_checkpoints(session=s)[0]
-    ids = import_records(session=s, records=[PromptRecord(messages=[{{"role": "user", "content": f"Question number {{i}}?"}}]) for i in range({pairs})]).ids
+    records = [PromptRecord(messages=[{{"role": "user", "content": f"Question number {{i}}?"}}])
+               for i in range({pairs})]
+    ids = import_records(session=s, records=records).ids
     for i, pid in enumerate(ids):
         a = Response(prompt_id=pid, checkpoint_id=ck.id, text=f"Sure, please see answer {{i}}. It is a fine answer.")
         b = Response(prompt_id=pid, checkpoint_id=ck.id, text=f"See answer {{i}}. It is an answer.")

@@ -16,16 +16,47 @@ from fastapi import APIRouter, Body, Depends, File, Header, Query, Request, Resp
 
 from feedback_ui.auth import DB, PathId, require_role, web_context
 from feedback_ui.login import SessionsEnded
-from feedback_ui.schemas import (CheckpointPublic, ComparisonHandout, ComparisonPublic, GenerationJobCreate,
-                                 GenerationJobPublic, GoldImportPublic, GoldMark, GuidelinesBase, GuidelinesPublic,
-                                 HealthPublic, LeaderboardPublic, PromptImportPublic, RaterExclusion, RunCreate,
-                                 RunDetail, RunPublic, SkipPublic, UserCreate, UserPublic, UserUpdate, VoteAndNext,
-                                 VoteCreate, VotePublic)
+from feedback_ui.schemas import (
+    CheckpointPublic,
+    ComparisonHandout,
+    ComparisonPublic,
+    GenerationJobCreate,
+    GenerationJobPublic,
+    GoldImportPublic,
+    GoldMark,
+    GuidelinesBase,
+    GuidelinesPublic,
+    HealthPublic,
+    LeaderboardPublic,
+    PromptImportPublic,
+    RaterExclusion,
+    RunCreate,
+    RunDetail,
+    RunPublic,
+    SkipPublic,
+    UserCreate,
+    UserPublic,
+    UserUpdate,
+    VoteAndNext,
+    VoteCreate,
+    VotePublic,
+)
 from rlhf.errors import Conflict, InvalidInput
 from rlhf.jobs.submit import serve, submit_generation, submit_run
 from rlhf.models import Role, TrainingRun, User, Vote
-from rlhf.services import (app_settings, checkpoints, comparisons, dataset, generation_jobs, gold, prompts, quality,
-                           rating, runs, stats)
+from rlhf.services import (
+    app_settings,
+    checkpoints,
+    comparisons,
+    dataset,
+    generation_jobs,
+    gold,
+    prompts,
+    quality,
+    rating,
+    runs,
+    stats,
+)
 from rlhf.services import sessions as sessions_svc
 from rlhf.services import users as users_svc
 from rlhf.services.leaderboard import leaderboard as fit_leaderboard
@@ -78,7 +109,8 @@ _NEXT_DOC = "also hand out this rater's next pair (leased to them): answer {vote
 
 @router.post("/votes", response_model=VotePublic | VoteAndNext, status_code=201, tags=["rating"], responses={
     200: {"model": VotePublic | VoteAndNext,
-          "description": "a repeat: this rater's vote on this comparison was already stored, and is returned unchanged"},
+          "description": "a repeat: this rater's vote on this comparison was already stored, and is returned "
+                         "unchanged"},
     404: {"description": "no such comparison"},
     409: {"description": "the comparison is closed, was not handed to this rater, or the key was used for "
                           "another vote"}})
@@ -292,7 +324,8 @@ def generate(body: GenerationJobCreate, request: Request, user: Engineer, sessio
 
     ``select=uncertain`` opens first the pairs the reward model is least sure about."""
     votes = body.target_votes or web_context(request).settings.votes_per_comparison
-    return submit_generation(session=session, queue=web_context(request).jobs, per_checkpoint=body.per_checkpoint, limit=body.limit, tag=body.tag,
+    return submit_generation(session=session, queue=web_context(request).jobs, per_checkpoint=body.per_checkpoint,
+                             limit=body.limit, tag=body.tag,
                              target_votes=votes, strategy=body.select,
                              reward_checkpoint_id=body.reward_checkpoint_id, pool=body.pool,
                              sampling={"max_new_tokens": body.max_new_tokens, "temperature": body.temperature})
@@ -307,7 +340,8 @@ def get_generation_job(job_id: PathId, user: Engineer, session: DB):
              responses={503: {"description": "the job broker does not answer"}})
 def start_run(body: RunCreate, request: Request, user: Engineer, session: DB) -> RunPublic:
     """Start a training run; 202 with the queued run (its ``id``). The votes it trains on are frozen now."""
-    run = submit_run(session=session, queue=web_context(request).jobs, algorithm=body.algorithm, base_checkpoint_id=body.base_checkpoint_id,
+    run = submit_run(session=session, queue=web_context(request).jobs, algorithm=body.algorithm,
+                     base_checkpoint_id=body.base_checkpoint_id,
                      reward_checkpoint_id=body.reward_checkpoint_id, params=body.params,
                      serve_on_success=body.serve, ties=body.ties, aggregate=body.aggregate,
                      exclude_flagged=body.exclude_flagged, labels=body.labels, created_by=user.id)

@@ -31,8 +31,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from feedback_ui import api, api_arena, api_labels, api_merges, api_votes, assets, auth, login, metrics, web_security
 from feedback_ui.api_errors import error_body
 from rlhf import db
-from rlhf.errors import (BrokerUnavailable, ConfigError, Conflict, InferenceUnavailable, InvalidInput, NotFound,
-                         PermissionDenied, RateLimited, RLHFError, TrainingFailed)
+from rlhf.errors import (
+    BrokerUnavailable,
+    ConfigError,
+    Conflict,
+    InferenceUnavailable,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    RLHFError,
+    TrainingFailed,
+)
 from rlhf.inference import Inference
 from rlhf.input_rules import MAX_JSON_DEPTH, TOO_DEEP, too_deep
 from rlhf.jobs.embedded import EmbeddedWorker, InProcessQueue

@@ -17,8 +17,17 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from feedback_ui.auth import (CSRF_HEADER, DB, SESSION_COOKIE, WebContext, check_password, current_user, require_role,
-                              same_origin, web_context)
+from feedback_ui.auth import (
+    CSRF_HEADER,
+    DB,
+    SESSION_COOKIE,
+    WebContext,
+    check_password,
+    current_user,
+    require_role,
+    same_origin,
+    web_context,
+)
 from feedback_ui.schemas import UTCDatetime
 from rlhf.models import Role, User
 from rlhf.services import sessions as sessions_svc

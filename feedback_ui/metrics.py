@@ -24,8 +24,17 @@ from sqlmodel import Session, func, select
 from starlette.routing import Mount
 
 from rlhf import db
-from rlhf.models import (Algorithm, Choice, Comparison, ComparisonStatus, GenerationJob, JobStatus, TrainingRun, Vote,
-                         as_utc)
+from rlhf.models import (
+    Algorithm,
+    Choice,
+    Comparison,
+    ComparisonStatus,
+    GenerationJob,
+    JobStatus,
+    TrainingRun,
+    Vote,
+    as_utc,
+)
 from rlhf.services.vote_kinds import human_vote
 from rlhf.settings import Settings
 

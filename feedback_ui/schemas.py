@@ -13,10 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from rlhf.services.generation_params import (Limit, MaxNewTokens, PerCheckpoint, Pool, Strategy, TargetVotes,
-                                        Temperature)
 from rlhf.models import Algorithm, CheckpointKind, CheckpointStatus, Choice, JobStatus, Role, as_utc
 from rlhf.services.app_settings import MAX_VALUE_CHARS
+from rlhf.services.generation_params import Limit, MaxNewTokens, PerCheckpoint, Pool, Strategy, TargetVotes, Temperature
 from rlhf.services.votes import MAX_RATIONALE_CHARS
 
 # SQLite hands back naive datetimes; every stored one is UTC, and the API says so.
@@ -184,9 +183,10 @@ class GenerationJobPublic(_Public):
 
 class RunBase(BaseModel):
     algorithm: Algorithm
-    base_checkpoint_id: Annotated[RowId | str | None, Storable] = Field(default=None, description="id or name; default: the newest "
-                                                                           "serving policy")
-    reward_checkpoint_id: Annotated[RowId | str | None, Storable] = Field(default=None, description="a reward model (ppo, rloo, grpo)")
+    base_checkpoint_id: Annotated[RowId | str | None, Storable] = Field(
+        default=None, description="id or name; default: the newest serving policy")
+    reward_checkpoint_id: Annotated[RowId | str | None, Storable] = Field(
+        default=None, description="a reward model (ppo, rloo, grpo)")
     params: Annotated[dict[str, Any], Storable] = Field(default_factory=dict,
                                                        description='training parameters, e.g. {"steps": 50}')
 

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from rlhf_cli.output import print_json, print_table, session
 from rlhf.errors import InvalidInput
+from rlhf_cli.output import print_json, print_table, session
 
 gold_app = typer.Typer(help="Gold comparisons: a known answer, mixed into raters' queues to measure them.",
                        no_args_is_help=True)

@@ -74,7 +74,8 @@ def init() -> None:
 
 @users_app.command("add")
 def users_add(name: str, role: str = typer.Option("rater", help="rater, engineer or admin"),
-              password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from stdin")) -> None:
+              password_stdin: bool = typer.Option(False, "--password-stdin",
+                                                  help="read the password from stdin")) -> None:
     """Add a user."""
     from rlhf.services.users import create_user
 
@@ -185,7 +186,8 @@ def prompts_import(file: Path, tag: list[str] = typer.Option([], "--tag", help="
         raise InvalidInput(f"{file}: no such file")
     with session() as s:
         result = import_file(session=s, path=file, tags=tag)
-    typer.echo(f"imported {result.created} prompts" + (f" ({result.skipped} already present)" if result.skipped else ""))
+    skipped = f" ({result.skipped} already present)" if result.skipped else ""
+    typer.echo(f"imported {result.created} prompts{skipped}")
 
 
 def main() -> None:

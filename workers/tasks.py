@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from rlhf.jobs.training import execute_run
 from rlhf.jobs.generation import execute_generation_job
 from rlhf.jobs.labelling import execute_label_job
 from rlhf.jobs.merging import execute_merge_job
+from rlhf.jobs.training import execute_run
 from workers.celery_app import app
 
 log = logging.getLogger(__name__)

@@ -21,12 +21,12 @@ import gradio as gr
 
 from feedback_ui.api import UPLOAD_LIMIT
 from feedback_ui.ui.access import UIContext, lookup_user, require, role_allows
-from feedback_ui.ui.render import error_message, message, optional_int, render_markdown
 from feedback_ui.ui.console_arena import build_arena_section
 from feedback_ui.ui.console_labels import build_labels_section
 from feedback_ui.ui.console_quality import build_quality_section
 from feedback_ui.ui.console_runs import build_training_section
 from feedback_ui.ui.console_users import build_users_section
+from feedback_ui.ui.render import error_message, message, optional_int, render_markdown
 from rlhf.errors import InvalidInput, RLHFError
 from rlhf.jobs.submit import submit_generation
 from rlhf.models import Role
@@ -194,8 +194,8 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
             if temp in (None, ""):
                 raise InvalidInput("give a temperature (above 0, at most 5)")
             with ctx.session() as session:
-                job = submit_generation(session=session, queue=ctx.jobs, per_checkpoint=optional_int(per_checkpoint, "samples per "
-                                                                                        "checkpoint"),
+                job = submit_generation(session=session, queue=ctx.jobs,
+                                        per_checkpoint=optional_int(per_checkpoint, "samples per checkpoint"),
                                         limit=optional_int(n_prompts, "prompts"), tag=(tag or "").strip() or None,
                                         target_votes=(optional_int(votes, "votes per comparison")
                                                       or ctx.settings.votes_per_comparison),

@@ -11,8 +11,6 @@ import html
 from pathlib import Path
 
 import gradio as gr
-
-from rlhf.services.prompts import MAX_PROMPT_CHARS
 import pandas as pd
 
 from feedback_ui.ui.access import UIContext, require
@@ -21,6 +19,7 @@ from rlhf.errors import InvalidInput, RLHFError
 from rlhf.models import Choice, Role
 from rlhf.services import gold, quality
 from rlhf.services import users as users_svc
+from rlhf.services.prompts import MAX_PROMPT_CHARS
 
 RATER_HEADERS = ["Rater", "Votes", "Agreement", "Vote pairs", "Gold accuracy", "Gold answered", "Flagged", "Excluded"]
 UPLOAD_LIMIT = 20 * 1024 * 1024

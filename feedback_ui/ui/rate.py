@@ -22,8 +22,7 @@ import uuid
 import gradio as gr
 
 from feedback_ui.ui.access import UIContext, lookup_user, require
-from feedback_ui.ui.render import (CHOOSE_ON_SUBMIT, TYPING_GUARD, error_message, error_text, message,
-                                   render_markdown)
+from feedback_ui.ui.render import CHOOSE_ON_SUBMIT, TYPING_GUARD, error_message, error_text, message, render_markdown
 from feedback_ui.ui.vote_buttons import CHOICE_LABELS, VOTE_BUTTONS, keys_hint_html
 from rlhf.errors import Conflict, NotFound, RLHFError
 from rlhf.models import Choice, Role, User

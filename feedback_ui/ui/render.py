@@ -15,7 +15,6 @@ from feedback_ui.ui.vote_buttons import table_for_scripts
 from rlhf.errors import InvalidInput, RLHFError, remedy_words
 from rlhf.models import as_utc
 
-
 # --- messages -----------------------------------------------------------------------------------
 
 

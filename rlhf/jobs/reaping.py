@@ -1,4 +1,5 @@
-"""Failing the work of dead workers: every worker job (runs; generation, label and merge jobs) whose heartbeat went silent.
+"""Failing the work of dead workers: every worker job (runs; generation, label and merge jobs)
+whose heartbeat went silent.
 
 Called by every worker at start-up and periodically after (see ``workers.reaper``), and by
 the embedded worker on each pass, so work whose worker was killed ends ``failed`` within

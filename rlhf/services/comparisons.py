@@ -27,8 +27,20 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, func, select
 
 from rlhf.errors import NotFound
-from rlhf.models import (PRIORITY_OF_STRATEGY, PRIORITY_REGULAR, Assignment, Comparison, ComparisonSource,
-                         ComparisonStatus, Prompt, Response, Skip, User, Vote, utcnow)
+from rlhf.models import (
+    PRIORITY_OF_STRATEGY,
+    PRIORITY_REGULAR,
+    Assignment,
+    Comparison,
+    ComparisonSource,
+    ComparisonStatus,
+    Prompt,
+    Response,
+    Skip,
+    User,
+    Vote,
+    utcnow,
+)
 
 LEASE = timedelta(minutes=5)
 # A pair a rater skipped is not handed to them again for this long (others still get it).
@@ -121,7 +133,8 @@ def next_for_rater(*, session: Session, rater: User, lease: timedelta = LEASE,
     """Commits: the comparison this rater should see now (its lease committed), or None when nothing is left.
 
     The lease is committed under the hand-out lock, so no other rater is handed the same
-    place, and the row locks of the candidates passed over are released. A rater who reloads gets the same pair back (their live lease), in the same order.
+    place, and the row locks of the candidates passed over are released. A rater who
+    reloads gets the same pair back (their live lease), in the same order.
     With ``gold_rate`` > 0, that share of hand-outs is a gold pair the rater has not seen,
     as long as regular work remains (gold alone never keeps a rater busy).
     """

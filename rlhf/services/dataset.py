@@ -18,7 +18,8 @@ see :mod:`rlhf.services.machine_labels`), or ``both`` (people's votes, and the m
 of each comparison no person has voted on: a person's vote always wins). A machine row's
 ``label_p`` is its calibrated probability, and it carries ``label_source: "machine"``.
 
-A *snapshot* (:class:`~rlhf.services.snapshots.PreferenceSnapshot`) freezes which votes a run trains on (their ids), the choices above, the
+A *snapshot* (:class:`~rlhf.services.snapshots.PreferenceSnapshot`) freezes which votes a
+run trains on (their ids), the choices above, the
 raters' reliability at that moment (so ``label_p`` is the same whenever the run starts),
 and a hash of the rows' content, so a checkpoint can always say exactly which votes made
 it. With overlap, it also records how often a label is flipped (``label_noise``), as a

@@ -23,8 +23,7 @@ from rlhf.errors import InvalidInput
 from rlhf.input_rules import check_text
 from rlhf.models import Choice, Comparison, ComparisonStatus, Response
 from rlhf.services.comparisons import get_comparison, open_comparison
-from rlhf.services.prompts import (MAX_PROMPT_CHARS, BadLines, PromptRecord, import_records, jsonl_values,
-                                   parse_record)
+from rlhf.services.prompts import MAX_PROMPT_CHARS, BadLines, PromptRecord, import_records, jsonl_values, parse_record
 
 GOLD_TAG = "gold"
 

@@ -21,9 +21,24 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, select
 
 from rlhf.errors import InvalidInput
-from rlhf.models import (Checkpoint, CheckpointKind, Choice, Comparison, ComparisonSource, ComparisonStatus, JobStatus,
-                         LabelJob, PRIORITY_MACHINE_LABELLED, Prompt, Response, Role, TrainingRun, User, Vote,
-                         VoteKind)
+from rlhf.models import (
+    PRIORITY_MACHINE_LABELLED,
+    Checkpoint,
+    CheckpointKind,
+    Choice,
+    Comparison,
+    ComparisonSource,
+    ComparisonStatus,
+    JobStatus,
+    LabelJob,
+    Prompt,
+    Response,
+    Role,
+    TrainingRun,
+    User,
+    Vote,
+    VoteKind,
+)
 from rlhf.services import job_rows
 from rlhf.services.checkpoints import get_checkpoint
 from rlhf.services.users import hash_password

@@ -21,10 +21,30 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from rlhf.errors import Conflict, NotFound
-from rlhf.models import (Assignment, Comparison, ComparisonSource, ComparisonStatus, Skip, TrainingRun, User, Vote,
-                         as_utc, utcnow)
-from rlhf.services.comparisons import (LEASE, SKIP_HIDES, Handout, assignment_for, comparison_lock, get_comparison,
-                                       handout_of, lock_comparison, next_for_rater, rate_queue_for)
+from rlhf.models import (
+    Assignment,
+    Comparison,
+    ComparisonSource,
+    ComparisonStatus,
+    Skip,
+    TrainingRun,
+    User,
+    Vote,
+    as_utc,
+    utcnow,
+)
+from rlhf.services.comparisons import (
+    LEASE,
+    SKIP_HIDES,
+    Handout,
+    assignment_for,
+    comparison_lock,
+    get_comparison,
+    handout_of,
+    lock_comparison,
+    next_for_rater,
+    rate_queue_for,
+)
 from rlhf.services.dataset import Snapshot
 from rlhf.services.votes import VoteResult, record_vote
 

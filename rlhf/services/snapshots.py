@@ -18,8 +18,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Discriminator, PlainSerializer, Tag, TypeAdapter,
-                      model_serializer)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    PlainSerializer,
+    Tag,
+    TypeAdapter,
+    model_serializer,
+)
 
 from rlhf.errors import InvalidInput
 from rlhf.models import TrainingRun

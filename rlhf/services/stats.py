@@ -6,8 +6,18 @@ from typing import Any
 
 from sqlmodel import Session, func, select
 
-from rlhf.models import (Checkpoint, Comparison, ComparisonSource, ComparisonStatus, GenerationJob, Prompt, Response,
-                         TrainingRun, User, Vote)
+from rlhf.models import (
+    Checkpoint,
+    Comparison,
+    ComparisonSource,
+    ComparisonStatus,
+    GenerationJob,
+    Prompt,
+    Response,
+    TrainingRun,
+    User,
+    Vote,
+)
 from rlhf.services.comparisons import remaining_for_rater
 from rlhf.services.vote_kinds import human_vote, machine_vote
 

@@ -20,8 +20,16 @@ import sqlalchemy as sa
 from sqlmodel import Session, func, select
 
 from rlhf.errors import InvalidInput
-from rlhf.models import (PRIORITY_OF_STRATEGY, PRIORITY_REGULAR, Comparison, ComparisonStatus, TrainingRun, User, Vote,
-                         VoteKind)
+from rlhf.models import (
+    PRIORITY_OF_STRATEGY,
+    PRIORITY_REGULAR,
+    Comparison,
+    ComparisonStatus,
+    TrainingRun,
+    User,
+    Vote,
+    VoteKind,
+)
 from rlhf.services.comparisons import comparison_lock
 from rlhf.services.snapshots import Snapshot
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from rlhf.errors import InvalidInput
 from rlhf.modeling.tokens import load_tokenizer
-from rlhf.training.trl_setup import ProgressCallback, final_loss, peft_config, save_model, trainer_kwargs
 from rlhf.training.params import SFTParams
+from rlhf.training.trl_setup import ProgressCallback, final_loss, peft_config, save_model, trainer_kwargs
 
 
 def demonstrations_to_examples(demos: list[dict]) -> list[dict]:

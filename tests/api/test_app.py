@@ -12,8 +12,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from feedback_ui.app import create_app
-from rlhf.errors import (BrokerUnavailable, ConfigError, Conflict, InvalidInput, NotFound, PermissionDenied,
-                         RLHFError, TrainingFailed)
+from rlhf.errors import (
+    BrokerUnavailable,
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    RLHFError,
+    TrainingFailed,
+)
 from rlhf.models import User
 from rlhf.settings import Settings
 from tests import factories

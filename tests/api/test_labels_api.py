@@ -7,7 +7,7 @@ import json
 import pytest
 from sqlmodel import select
 
-from rlhf.models import Choice, CheckpointKind, LabelJob, TrainingRun
+from rlhf.models import CheckpointKind, Choice, LabelJob, TrainingRun
 from rlhf.services.checkpoints import register_checkpoint
 from rlhf.services.machine_labels import record_machine_labels
 from rlhf.training.calibration import MIN_HELDOUT

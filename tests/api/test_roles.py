@@ -10,7 +10,6 @@ import pytest
 
 from tests.api.conftest import basic
 
-
 RANK = {"anonymous": -1, "rater": 0, "engineer": 1, "admin": 2}
 
 
@@ -110,4 +109,5 @@ def test_every_route_is_in_the_table(app):
         if not path.startswith("/api/") or path in ("/api/openapi.json", "/api/docs", "/api/docs/oauth2-redirect"):
             continue
         for method in route.methods - {"HEAD"}:
-            assert (method, path.replace("{user_id}", "{seed_id}")) in listed, f"{method} {path} has no row in ENDPOINTS"
+            row = (method, path.replace("{user_id}", "{seed_id}"))
+            assert row in listed, f"{method} {path} has no row in ENDPOINTS"

@@ -82,8 +82,9 @@ def test_killed_mid_stream_the_rater_sees_an_error_and_the_next_battle_works(set
         assert events[-1] == "error" and "done" not in events
         assert "embedded inference engine" in detail
         # A rater's earlier vote is kept whatever the engine does.
-        from rlhf.models import Comparison, Vote
         from sqlmodel import func, select
+
+        from rlhf.models import Comparison, Vote
 
         battles = session.exec(select(func.count()).select_from(Comparison)).one()
         assert battles == 1

@@ -14,8 +14,8 @@ from sqlmodel import select
 
 from rlhf.models import Checkpoint, CheckpointStatus, JobStatus, Prompt, RunLog, TrainingRun, User
 from rlhf.services.checkpoints import serve_checkpoint
-from rlhf.services.votes import record_vote
 from rlhf.services.simulate import simulate
+from rlhf.services.votes import record_vote
 from tests import factories
 from tests.browser.conftest import DESKTOP, PASSWORD, call_event, login, screenshot
 

@@ -18,11 +18,11 @@ import pytest
 from playwright.sync_api import expect
 from sqlmodel import select
 
-from rlhf.models import Choice, CheckpointKind, JobStatus, LabelJob, TrainingRun, Vote
+from rlhf.models import CheckpointKind, Choice, JobStatus, LabelJob, TrainingRun, Vote
 from rlhf.services.checkpoints import register_checkpoint
 from rlhf.services.dataset import take_snapshot
-from rlhf.services.votes import record_vote
 from rlhf.services.vote_kinds import machine_vote
+from rlhf.services.votes import record_vote
 from rlhf.training.calibration import MIN_HELDOUT
 from tests import factories
 from tests.browser.conftest import DESKTOP, PASSWORD, login, screenshot

@@ -3,7 +3,6 @@
 import json
 
 import pyarrow.parquet as pq
-
 from typer.testing import CliRunner
 
 from rlhf.errors import InvalidInput
@@ -54,6 +53,7 @@ def test_export_labels_chooses_people_machine_or_both(session, tmp_path):
     assert [r["label_source"] for r in table] == [r.get("label_source") for r in both]
 
     bad, _ = _export(tmp_path, "--labels", "robots")
-    assert isinstance(bad.exception, InvalidInput) and "labels must be one of human, machine, both" in str(bad.exception)
+    assert isinstance(bad.exception, InvalidInput)
+    assert "labels must be one of human, machine, both" in str(bad.exception)
     sft, _ = _export(tmp_path, "--kind", "sft", "--labels", "machine")
     assert isinstance(sft.exception, InvalidInput) and "demonstrations are written by people" in str(sft.exception)

@@ -16,8 +16,8 @@ import pytest
 import yaml
 from typer.main import get_command
 
-from rlhf_cli.main import app as cli_app
 from rlhf.settings import EXAMPLE_SECRET_KEYS, Settings
+from rlhf_cli.main import app as cli_app
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_TEXT = (ROOT / "docker-compose.yml").read_text()
@@ -245,7 +245,8 @@ def test_one_dockerignore_for_both_builders_keeps_the_context_small():
     assert {".git", ".venv", "tests", "bench"} <= ignored
     # Whatever pyproject.toml packages reaches the image, including top-level packages added later.
     include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
-    packages = [p for p in ROOT.iterdir() if p.is_dir() and any(re.fullmatch(i.replace("*", ".*"), p.name) for i in include)]
+    packages = [p for p in ROOT.iterdir()
+                if p.is_dir() and any(re.fullmatch(i.replace("*", ".*"), p.name) for i in include)]
     assert packages and not [p.name for p in packages if p.name in ignored]
     assert "pyproject.toml" not in ignored and "README.md" not in ignored and "deploy" not in ignored
 

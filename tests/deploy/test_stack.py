@@ -68,7 +68,8 @@ def _stack(*args: str, env_file: Path, timeout: float = 600, env: dict | None = 
     proc = subprocess.run([str(STACK), action, "--env-file", str(env_file), *rest], capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
     if check and proc.returncode != 0:
-        pytest.fail(f"scripts/stack {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}{proc.stdout[-2000:]}")
+        pytest.fail(f"scripts/stack {' '.join(args)} exited {proc.returncode}:\n"
+                    f"{proc.stderr[-4000:]}{proc.stdout[-2000:]}")
     return proc
 
 
@@ -111,7 +112,8 @@ class Stack:
 
     def wait_generation(self, job_id: int, timeout: float = 300) -> dict:
         job = _wait_until(lambda: (j := self.ok("GET", f"/generate/{job_id}", self.engineer))["status"]
-                          in ("succeeded", "failed", "cancelled") and j, timeout, f"generation job {job_id} did not end")
+                          in ("succeeded", "failed", "cancelled") and j, timeout,
+                          f"generation job {job_id} did not end")
         assert job["status"] == "succeeded", job
         return job
 
@@ -351,5 +353,6 @@ def test_down_leaves_nothing_running(stack):
         httpx.get(f"{stack.url}/api/health", timeout=5)
     if engine_pid is not None:
         assert not Path(f"/proc/{engine_pid}").exists(), "the engine `up` started is still running"
-        shims = subprocess.run(["pgrep", "-f", f"containerd-shim.*{STACK_ROOT}"], capture_output=True, text=True).stdout.split()
+        shims = subprocess.run(["pgrep", "-f", f"containerd-shim.*{STACK_ROOT}"], capture_output=True,
+                               text=True).stdout.split()
         assert not shims, f"container processes left: {shims}"

@@ -71,7 +71,8 @@ def test_two_workers_share_the_jobs_and_run_each_once(env, tmp_path):
             procs.append(start_worker(env, log, queues="generate"))
         engine = db.get_engine(env.vars["RLHF_DATABASE_URL"])
         with db.session_scope(engine) as s:
-            ids = [submit_generation(session=s, queue=job_queue(), limit=LIMIT, per_checkpoint=PER).id for _ in range(JOBS)]
+            ids = [submit_generation(session=s, queue=job_queue(), limit=LIMIT, per_checkpoint=PER).id
+                   for _ in range(JOBS)]
         deadline = time.monotonic() + 300
         while True:
             with db.session_scope(engine) as s:

@@ -27,8 +27,7 @@ from rlhf.services.comparisons import next_for_rater
 from rlhf.services.rating import release_leases, skip_comparison
 from rlhf.services.votes import record_vote
 from tests import factories
-from tests.api.conftest import (PASSWORD, app, basic, cheap_hashing, client,  # noqa: F401  (fixtures)
-                                test_engine_url)
+from tests.api.conftest import PASSWORD, app, basic, cheap_hashing, client, test_engine_url  # noqa: F401  (fixtures)
 
 REFUSED = "handed to another rater"
 

@@ -23,8 +23,8 @@ from feedback_ui.app import create_app
 from rlhf import db
 from rlhf.models import JobStatus, Role, TrainingRun, Vote
 from rlhf.services.checkpoints import register_checkpoint
-from rlhf.settings import get_settings, reset_settings_cache
 from rlhf.services.simulate import simulate
+from rlhf.settings import get_settings, reset_settings_cache
 from tests import factories
 from tests.conftest import _truncate_all
 from tests.faults.conftest import wait_until

@@ -22,8 +22,8 @@ from rlhf import db
 from rlhf.models import Checkpoint, JobStatus, TrainingRun
 from rlhf.services.checkpoints import register_checkpoint
 from rlhf.services.prompts import PromptRecord, import_records
-from rlhf.settings import get_settings, reset_settings_cache
 from rlhf.services.simulate import simulate
+from rlhf.settings import get_settings, reset_settings_cache
 from tests import factories
 from tests.conftest import _truncate_all
 from tests.faults.conftest import wait_until

@@ -13,8 +13,8 @@ from rlhf.jobs.training import execute_run
 from rlhf.models import CheckpointKind, CheckpointStatus, JobStatus, MergeJob, MergeTarget, Response
 from rlhf.services import arena
 from rlhf.services.checkpoints import get_checkpoint, merged_dir, model_ref
-from rlhf.services.merges import create_merge_job
 from rlhf.services.generation_jobs import create_generation_job
+from rlhf.services.merges import create_merge_job
 from rlhf.services.runs import create_run, get_run
 from tests import factories
 from tests.adapters import folder_bytes

@@ -41,7 +41,8 @@ def test_reward_model_learns_the_preference_and_reports_heldout_accuracy(session
     session.expire_all()
     run = get_run(session=session, run_id=run.id)
     ckpt = get_checkpoint(session=session, checkpoint_id=run.output_checkpoint_id)
-    assert ckpt.kind is CheckpointKind.reward and ckpt.parent_id == base.id and ckpt.status is CheckpointStatus.available
+    assert ckpt.kind is CheckpointKind.reward and ckpt.parent_id == base.id
+    assert ckpt.status is CheckpointStatus.available
     assert run.metrics["heldout_pairs"] == 8 and run.metrics["heldout_accuracy"] >= 0.75
     assert ckpt.metrics["snapshot_hash"] == run.snapshot_hash
     assert len(run_log(session=session, run_id=run.id)) >= 10  # the curve

@@ -16,8 +16,8 @@ from sqlmodel import func, select
 from rlhf.errors import Conflict
 from rlhf.jobs.generation import execute_generation_job
 from rlhf.jobs.reaping import reap_stale
-from rlhf.models import Comparison, GenerationJob, JobStatus, LabelJob, Response
 from rlhf.modeling import sampling
+from rlhf.models import Comparison, GenerationJob, JobStatus, LabelJob, Response
 from rlhf.services import job_rows
 from rlhf.services.checkpoints import register_checkpoint
 from rlhf.services.generation_jobs import create_generation_job, get_generation_job

@@ -8,17 +8,17 @@ import math
 import pytest
 
 from rlhf import db
-from rlhf.modeling.sample_stats import evaluate_policy, heldout_prompts
-from rlhf.jobs.training import execute_run
 from rlhf.jobs.generation import execute_generation_job
-from rlhf.models import JobStatus
+from rlhf.jobs.training import execute_run
+from rlhf.modeling.sample_stats import evaluate_policy, heldout_prompts
 from rlhf.modeling.tiny import PROMPTS_PATH
+from rlhf.models import JobStatus
 from rlhf.services.checkpoints import get_checkpoint, register_checkpoint
 from rlhf.services.generation_jobs import create_generation_job
 from rlhf.services.prompts import import_file
 from rlhf.services.runs import create_run, get_run, run_log
-from rlhf.settings import get_settings, reset_settings_cache
 from rlhf.services.simulate import simulate
+from rlhf.settings import get_settings, reset_settings_cache
 
 pytestmark = pytest.mark.slow
 WORD = "please"

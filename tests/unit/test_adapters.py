@@ -15,8 +15,14 @@ from rlhf.errors import Conflict, InvalidInput, NotFound
 from rlhf.modeling.adapters import BASE_FILE, PEFT_CONFIG, merge_in_child
 from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
 from rlhf.models import Checkpoint, CheckpointStatus
-from rlhf.services.checkpoints import (get_checkpoint, merged_dir, model_ref, register_checkpoint, retire_checkpoint,
-                                       served_name)
+from rlhf.services.checkpoints import (
+    get_checkpoint,
+    merged_dir,
+    model_ref,
+    register_checkpoint,
+    retire_checkpoint,
+    served_name,
+)
 from rlhf.services.merges import create_merge_job
 from tests.adapters import make_adapter
 

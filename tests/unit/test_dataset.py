@@ -7,8 +7,8 @@ from sqlmodel import select
 from rlhf.errors import Conflict, InvalidInput
 from rlhf.models import Response
 from rlhf.services.dataset import export, preference_rows, snapshot_rows, take_snapshot
-from rlhf.services.votes import record_vote
 from rlhf.services.simulate import parse_rule, simulate
+from rlhf.services.votes import record_vote
 from tests import factories
 
 

@@ -9,8 +9,18 @@ import pytest
 from sqlmodel import select
 
 from rlhf.errors import InvalidInput
-from rlhf.models import (Choice, CheckpointKind, Comparison, ComparisonStatus, LabelJob, Response, Role, TrainingRun,
-                         Vote, VoteKind)
+from rlhf.models import (
+    CheckpointKind,
+    Choice,
+    Comparison,
+    ComparisonStatus,
+    LabelJob,
+    Response,
+    Role,
+    TrainingRun,
+    Vote,
+    VoteKind,
+)
 from rlhf.services.checkpoints import register_checkpoint
 from rlhf.services.comparisons import next_for_rater
 from rlhf.services.dataset import take_snapshot
@@ -112,7 +122,8 @@ def test_labels_choose_the_snapshot_rows(session):
     machine = take_snapshot(session=session, labels="machine")
     assert (machine.labels, machine.rows, machine.machine_rows) == ({"machine"}, 3, 3)
     both = take_snapshot(session=session, labels="both")
-    assert (both.labels, both.rows, both.machine_rows) == ({"human", "machine"}, 4, 2)  # a person's vote wins on comps[1]
+    # A person's vote wins on comps[1].
+    assert (both.labels, both.rows, both.machine_rows) == ({"human", "machine"}, 4, 2)
     assert both.model_dump(mode="json")["labels"] == "both"  # stored by its name, as before
 
     from rlhf.services.dataset import snapshot_rows

@@ -14,8 +14,8 @@ from sqlmodel import select
 
 from rlhf.errors import InvalidInput
 from rlhf.jobs.generation import execute_generation_job
-from rlhf.models import Comparison, JobStatus, Prompt, Response
 from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
+from rlhf.models import Comparison, JobStatus, Prompt, Response
 from rlhf.services.checkpoints import register_checkpoint, retire_checkpoint
 from rlhf.services.comparisons import next_for_rater
 from rlhf.services.generation_jobs import create_generation_job, get_generation_job

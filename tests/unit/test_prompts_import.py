@@ -42,7 +42,8 @@ def test_reimport_with_same_ids_does_not_duplicate(session, tmp_path):
     ("{not json", "line 3: invalid JSON"),
     (json.dumps({"text": "no prompt field"}), "line 3: missing 'prompt'"),
     (json.dumps({"prompt": ""}), "line 3: 'prompt' must be a non-empty string"),
-    (json.dumps({"messages": [{"role": "assistant", "content": "x"}]}), "line 3: the last message must be from the user"),
+    (json.dumps({"messages": [{"role": "assistant", "content": "x"}]}),
+     "line 3: the last message must be from the user"),
     (json.dumps({"prompt": "x", "tags": "a,b", "id": {"x": 1}}), "line 3: 'id' must be"),
 ])
 def test_malformed_jsonl_names_the_line_and_imports_nothing(session, tmp_path, bad_line, message):

@@ -8,8 +8,7 @@ import sqlalchemy as sa
 from sqlmodel import func, select
 
 from rlhf.errors import Conflict, InvalidInput
-from rlhf.models import (PRIORITY_REGULAR, Choice, Comparison, ComparisonSource, ComparisonStatus, Skip, Vote,
-                         VoteKind)
+from rlhf.models import PRIORITY_REGULAR, Choice, Comparison, ComparisonSource, ComparisonStatus, Skip, Vote, VoteKind
 from rlhf.services import dataset
 from rlhf.services.comparisons import next_for_rater, open_comparison, remaining_for_rater
 from rlhf.services.machine_labels import record_machine_labels

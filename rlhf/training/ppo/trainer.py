@@ -361,7 +361,8 @@ def train_ppo(
     adapters off), a value model (see :func:`_load_value_model`) and the frozen reward
     model. All run in float32, on CUDA when available, otherwise on the CPU.
 
-    ``on_log`` receives one dict every ``logging_steps`` updates (and on evaluation steps and the last): ``step, policy_loss, value_loss, score``
+    ``on_log`` receives one dict every ``logging_steps`` updates (and on evaluation steps
+    and the last): ``step, policy_loss, value_loss, score``
     (mean raw reward-model score of the rollout), ``kl`` (mean over responses of the
     summed per-token KL to the reference, k3 estimator), ``entropy, clipfrac,
     value_clipfrac, response_length, eos_fraction, seconds``; on evaluation steps also
