@@ -17,7 +17,7 @@ import pandas as pd
 from feedback_ui.ui.access import UIContext, require
 from feedback_ui.ui.render import error_message, fmt_time, message, optional_int
 from rlhf.errors import RLHFError
-from rlhf.jobs.submit import submit_run
+from rlhf.jobs.submit import serve, submit_run
 from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus, JobStatus, Role, TrainingRun
 from rlhf.services import checkpoints as ckpt_svc
 from rlhf.services import runs as runs_svc
@@ -194,7 +194,7 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
         extra = gr.Textbox(label="Extra parameters (KEY=VALUE, one per line)", lines=3,
                            placeholder="learning_rate=1e-4\nbeta=0.2")
         with gr.Row():
-            serve = gr.Checkbox(label="Serve the new checkpoint when the run succeeds", value=False)
+            serve_new = gr.Checkbox(label="Serve the new checkpoint when the run succeeds", value=False)
             labels = gr.Radio(["human", "machine", "both"], value="human", label="Labels (whose votes to train on)",
                               info="both: machine labels only where no person voted", elem_id="run-labels")
         with gr.Accordion("Parameters of this algorithm", open=False):
@@ -338,7 +338,7 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
         return params_help(algo)
 
     private = {"api_visibility": "private"}
-    start.click(start_run, [algorithm, base, reward, steps, extra, serve, labels], [selected_run, start_status],
+    start.click(start_run, [algorithm, base, reward, steps, extra, serve_new, labels], [selected_run, start_status],
                 **private).then(refresh, refresh_inputs, refresh_outputs, show_progress="hidden", **private)
     cancel.click(cancel_run, [selected_run], [start_status], **private).then(
         refresh, refresh_inputs, refresh_outputs, show_progress="hidden", **private)
