@@ -108,13 +108,22 @@ def _why_not_in_queue(session: Session, comp: Comparison, rater: User) -> str:
     return f"comparison {comp.id} is {comp.status.value}: nothing to skip"
 
 
-def snapshot_holds(*, session: Session, vote_id: int) -> int | None:
-    """The id of a training run whose frozen snapshot names this vote, or None."""
+def _run_snapshots(session: Session):
+    """(run id, its frozen snapshot) for every run that took one."""
     for run_id, snapshot in session.exec(select(TrainingRun.id, TrainingRun.snapshot)
                                          .where(TrainingRun.snapshot_hash.is_not(None))):
-        if snapshot and vote_id in Snapshot.model_validate(snapshot).vote_ids:
-            return run_id
-    return None
+        if snapshot:
+            yield run_id, Snapshot.model_validate(snapshot)
+
+
+def snapshot_holds(*, session: Session, vote_id: int) -> int | None:
+    """The id of a training run whose frozen snapshot names this vote, or None."""
+    return next((run_id for run_id, snapshot in _run_snapshots(session) if vote_id in snapshot.vote_ids), None)
+
+
+def votes_held_by_runs(*, session: Session) -> set[int]:
+    """Every vote some training run's snapshot names: removing one would break that run's hash."""
+    return {vote_id for _, snapshot in _run_snapshots(session) for vote_id in snapshot.vote_ids}
 
 
 def undo_vote(*, session: Session, rater: User, vote_id: int, window_s: int,

@@ -25,13 +25,12 @@ from rlhf.models import (
     PRIORITY_REGULAR,
     Comparison,
     ComparisonStatus,
-    TrainingRun,
     User,
     Vote,
     VoteKind,
 )
 from rlhf.services.comparisons import comparison_lock
-from rlhf.services.snapshots import Snapshot
+from rlhf.services.rating import votes_held_by_runs
 
 REMOVABLE = (VoteKind.simulated, VoteKind.machine, VoteKind.judge)
 _BATCH = 500  # bounded IN lists, whatever the number of votes
@@ -78,14 +77,6 @@ class Removed:
         return asdict(self)
 
 
-def _held_by_snapshots(session: Session) -> set[int]:
-    held: set[int] = set()
-    for snapshot in session.exec(select(TrainingRun.snapshot).where(TrainingRun.snapshot_hash.is_not(None))):
-        if snapshot:
-            held.update(Snapshot.model_validate(snapshot).vote_ids)
-    return held
-
-
 def remove_votes(*, session: Session, kind: str | VoteKind, source: str | None = None) -> Removed:
     """Commits: deletes every vote of this kind (and source), but those a run's snapshot holds."""
     kind = parse_kind(kind)
@@ -97,7 +88,7 @@ def remove_votes(*, session: Session, kind: str | VoteKind, source: str | None =
         if source:
             query = query.where(Vote.source == source)
         rows = session.exec(query).all()
-        held = _held_by_snapshots(session) if rows else set()
+        held = votes_held_by_runs(session=session) if rows else set()
         doomed = [(vid, cid) for vid, cid in rows if vid not in held]
         per_pair = Counter(cid for _, cid in doomed)
         ids = [vid for vid, _ in doomed]
@@ -118,16 +109,18 @@ def _restore_pairs(session: Session, kind: VoteKind, per_pair: Counter) -> int:
         query = select(Comparison).where(Comparison.id.in_(pair_ids[i:i + _BATCH]))
         if session.bind.dialect.name == "postgresql":
             query = query.with_for_update()  # a vote cast meanwhile counts under the same row lock
-        for comp in session.exec(query).all():
+        batch = session.exec(query).all()
+        # Labels never filled a target; a pair keeps its late place while another label of this kind remains.
+        still_labelled = set() if kind is VoteKind.simulated else set(session.exec(
+            select(Vote.comparison_id).where(Vote.comparison_id.in_([c.id for c in batch]), Vote.kind == kind)))
+        for comp in batch:
             if kind is VoteKind.simulated:
                 comp.vote_count = max(0, comp.vote_count - per_pair[comp.id])
                 if comp.status is ComparisonStatus.closed and comp.vote_count < comp.target_votes:
                     comp.status = ComparisonStatus.open
                     reopened += 1
             else:
-                labelled = session.exec(select(Vote.id).where(Vote.comparison_id == comp.id, Vote.kind == kind)
-                                        .limit(1)).first()
-                if labelled is None:
+                if comp.id not in still_labelled:
                     comp.priority = PRIORITY_OF_STRATEGY.get(comp.strategy, PRIORITY_REGULAR)
             session.add(comp)
     session.flush()
