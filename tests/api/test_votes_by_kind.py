@@ -37,7 +37,11 @@ def test_engineers_list_and_remove_simulated_votes_over_rest(client, app, sessio
     listed = client.get(f"/api/votes?kind=simulated&limit={kinds['simulated'] + 5}", headers=engineer).json()
     assert len(listed) == kinds["simulated"] and {v["kind"] for v in listed} == {"simulated"}
     assert ("simulated:shorter", comps[1].id) in {(v["source"], v["comparison_id"]) for v in listed}
-    assert len(client.get("/api/votes?limit=2", headers=engineer).json()) == 2
+    first_two = client.get("/api/votes?limit=2", headers=engineer).json()
+    assert len(first_two) == 2 and first_two[0]["id"] > first_two[1]["id"]  # newest first
+    assert client.get("/api/votes?limit=1&offset=1", headers=engineer).json()[0]["id"] == first_two[1]["id"]
+    by_source = client.get("/api/votes?source=simulated:shorter&limit=10000", headers=engineer).json()
+    assert by_source and {v["source"] for v in by_source} == {"simulated:shorter"}
 
     refused = client.delete("/api/votes?kind=human", headers=engineer)
     assert refused.status_code == 422 and "people's" in refused.json()["detail"]
