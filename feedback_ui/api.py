@@ -8,67 +8,38 @@ errors propagate to the one handler in :mod:`feedback_ui.app`.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Body, Depends, File, Header, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Header, Query, Request, Response
 
-from feedback_ui.auth import DB, PathId, require_role, web_context
-from feedback_ui.login import SessionsEnded
+from feedback_ui.auth import DB, Engineer, PathId, Rater, web_context
 from feedback_ui.schemas import (
-    CheckpointPublic,
     ComparisonHandout,
-    ComparisonPublic,
-    GenerationJobCreate,
-    GenerationJobPublic,
-    GoldImportPublic,
-    GoldMark,
     GuidelinesBase,
     GuidelinesPublic,
     HealthPublic,
     LeaderboardPublic,
-    PromptImportPublic,
-    RaterExclusion,
-    RunCreate,
-    RunDetail,
-    RunPublic,
     SkipPublic,
-    UserCreate,
-    UserPublic,
-    UserUpdate,
     VoteAndNext,
     VoteCreate,
     VotePublic,
 )
-from rlhf.errors import Conflict, InvalidInput
-from rlhf.jobs.submit import serve, submit_generation, submit_run
-from rlhf.models import Role, TrainingRun, User, Vote
+from rlhf.errors import InvalidInput
+from rlhf.models import Role, Vote
 from rlhf.services import (
     app_settings,
-    checkpoints,
     comparisons,
-    dataset,
-    generation_jobs,
-    gold,
-    prompts,
     quality,
     rating,
-    runs,
     stats,
 )
-from rlhf.services import sessions as sessions_svc
-from rlhf.services import users as users_svc
 from rlhf.services.leaderboard import leaderboard as fit_leaderboard
 from rlhf.services.votes import record_vote
 
 BODY_LIMIT = 2 * 1024 * 1024  # JSON bodies: a prompt list of a few thousand prompts fits
-UPLOAD_LIMIT = 20 * 1024 * 1024  # prompt files
 
 router = APIRouter(prefix="/api")
-Rater = Annotated[User, Depends(require_role(Role.rater))]
-Engineer = Annotated[User, Depends(require_role(Role.engineer))]
-Admin = Annotated[User, Depends(require_role(Role.admin))]
 
 
 @router.get("/health", response_model=HealthPublic, tags=["status"],
@@ -211,214 +182,3 @@ def get_guidelines(user: Rater, session: DB) -> GuidelinesPublic:
 def put_guidelines(body: GuidelinesBase, user: Engineer, session: DB) -> GuidelinesPublic:
     row = app_settings.set_guidelines(session=session, text=body.markdown)
     return GuidelinesPublic(markdown=row.value, updated_at=row.updated_at)
-
-
-# --- data -----------------------------------------------------------------------------------------
-
-_PROMPTS_DOC = ('a JSON list; each item {"prompt": "…"} or {"messages": [{"role", "content"}, …]}, optional '
-                '"id" (re-sending the same id does not duplicate) and "tags"')
-
-
-@router.post("/prompts", response_model=PromptImportPublic, status_code=201, tags=["data"])
-def add_prompts(user: Engineer, session: DB,
-                items: Annotated[list[Any], Body(description=_PROMPTS_DOC,
-                                                 examples=[[{"prompt": "Name a colour."},
-                                                            {"id": "q2", "messages": [{"role": "user",
-                                                                                       "content": "Hi!"}]}]])],
-                tag: Annotated[list[str], Query(description="add this tag to every prompt")] = []):
-    """Import prompts, all or nothing: one bad item refuses the whole list and the error names its index."""
-    if not items:
-        raise InvalidInput("the list of prompts is empty")
-    records = [prompts.parse_record(raw, f"item {i}") for i, raw in enumerate(items)]
-    result = prompts.import_records(session=session, records=records, tags=tag)
-    return PromptImportPublic(created=result.created, skipped=result.skipped, ids=result.ids)
-
-
-@router.post("/comparisons/{comparison_id}/gold", response_model=ComparisonPublic, tags=["data"],
-             responses={404: {"description": "no such comparison"}})
-def mark_gold(comparison_id: PathId, body: GoldMark, user: Engineer, session: DB):
-    """Make a comparison gold with its known answer (stored order), or regular again with ``null``.
-
-    Gold pairs are mixed into every rater's queue at RLHF_GOLD_RATE and score the raters."""
-    comp = gold.mark_gold(session=session, comparison_id=comparison_id, answer=body.answer)
-    return comp
-
-
-@router.post("/gold/upload", response_model=GoldImportPublic, status_code=201, tags=["data"],
-             max_body_size=UPLOAD_LIMIT)
-def upload_gold(user: Engineer, session: DB, file: Annotated[UploadFile, File(description=
-                "JSONL: prompt (or messages), a, b and answer (a, b, tie or both_bad), or prompt, chosen and "
-                "rejected; up to 20 MiB")]):
-    """Import gold comparisons, all or nothing; the error names the line."""
-    ids = gold.import_gold(session=session, path=Path(file.filename or "gold.jsonl").name, data=file.file.read())
-    return GoldImportPublic(created=len(ids), comparison_ids=ids)
-
-
-@router.post("/prompts/upload", response_model=PromptImportPublic, status_code=201, tags=["data"],
-             max_body_size=UPLOAD_LIMIT)
-def upload_prompts(user: Engineer, session: DB, file: Annotated[UploadFile, File(description=
-                   "JSONL (prompt or messages per line), CSV (a prompt column) or Parquet; up to 20 MiB")],
-                   tag: Annotated[list[str], Query(description="add this tag to every prompt")] = []):
-    """Import a prompt file, all or nothing; the error names the line. The type is read from the file name."""
-    name = Path(file.filename or "upload").name
-    result = prompts.import_file(session=session, path=name, data=file.file.read(), tags=tag)
-    return PromptImportPublic(created=result.created, skipped=result.skipped, ids=result.ids)
-
-
-@router.get("/export", tags=["data"], response_class=Response,
-            responses={200: {"content": {"application/x-ndjson": {}, "application/vnd.apache.parquet": {}},
-                             "description": "prompt / chosen / rejected rows in TRL's conversational format"}})
-def export(user: Engineer, session: DB, format: Literal["jsonl", "parquet"] = "jsonl",
-           ties: Literal["drop", "keep"] = "drop", aggregate: Literal["majority", "none"] = "majority",
-           exclude_flagged: bool = True,
-           source: Annotated[list[Literal["queue", "arena", "written"]], Query(
-               description="pairs of these comparison sources only (default: all)")] = [],
-           labels: Annotated[Literal["human", "machine", "both"], Query(
-               description="human: people's votes; machine: a reward model's machine labels (with label_p); "
-                           "both: a machine label only where no person voted")] = "human") -> Response:
-    """The preference dataset as a download: one row per comparison labelled by the majority of its
-    votes (``aggregate=none``: one per vote); gold pairs, excluded and flagged raters left out."""
-    rows = dataset.preference_rows(session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged,
-                                   sources=source or None, labels=labels)
-    if format == "jsonl":
-        content, media = dataset.to_jsonl_bytes(rows), "application/x-ndjson"
-    else:
-        content, media = dataset.to_parquet_bytes(rows), "application/vnd.apache.parquet"
-    return Response(content, media_type=media,
-                    headers={"Content-Disposition": f'attachment; filename="preferences.{format}"'})
-
-
-# --- models and training ----------------------------------------------------------------------------
-
-
-@router.get("/checkpoints", response_model=list[CheckpointPublic], tags=["models"])
-def list_checkpoints(user: Engineer, session: DB):
-    return checkpoints.list_checkpoints(session=session)
-
-
-@router.post("/checkpoints/{checkpoint_id}/serve", response_model=CheckpointPublic, tags=["models"])
-def serve_checkpoint(checkpoint_id: PathId, request: Request, user: Engineer, session: DB):
-    """Serve a policy: its responses enter the next generation job's comparisons. A LoRA one also gets a
-    merge job for the copy an inference engine serves (``GET /api/merge-jobs``); it battles in the arena
-    once that is done."""
-    ctx = web_context(request)
-    ckpt, _ = serve(session=session, queue=ctx.jobs, settings=ctx.settings, checkpoint_id=checkpoint_id,
-                    created_by=user.id)
-    return ckpt
-
-
-@router.post("/checkpoints/{checkpoint_id}/retire", response_model=CheckpointPublic, tags=["models"],
-             responses={409: {"description": "it is the last serving policy (retire it with force=true)"}})
-def retire_checkpoint(checkpoint_id: PathId, user: Engineer, session: DB,
-                      force: Annotated[bool, Query(description="retire even the last serving policy")] = False):
-    """Stop serving a checkpoint; it stays in the registry and on the leaderboard. The last serving
-    policy is refused (nothing would be left to generate from) unless ``force=true``."""
-    ckpt = checkpoints.retire_checkpoint(session=session, checkpoint_id=checkpoint_id, force=force)
-    return ckpt
-
-
-@router.post("/generate", response_model=GenerationJobPublic, status_code=202, tags=["models"],
-             responses={503: {"description": "the job broker does not answer"}})
-def generate(body: GenerationJobCreate, request: Request, user: Engineer, session: DB):
-    """Queue a generation job: sample responses from serving checkpoints and open comparisons.
-
-    ``select=uncertain`` opens first the pairs the reward model is least sure about."""
-    votes = body.target_votes or web_context(request).settings.votes_per_comparison
-    return submit_generation(session=session, queue=web_context(request).jobs, per_checkpoint=body.per_checkpoint,
-                             limit=body.limit, tag=body.tag,
-                             target_votes=votes, strategy=body.select,
-                             reward_checkpoint_id=body.reward_checkpoint_id, pool=body.pool,
-                             sampling={"max_new_tokens": body.max_new_tokens, "temperature": body.temperature})
-
-
-@router.get("/generate/{job_id}", response_model=GenerationJobPublic, tags=["models"])
-def get_generation_job(job_id: PathId, user: Engineer, session: DB):
-    return generation_jobs.get_generation_job(session=session, job_id=job_id)
-
-
-@router.post("/runs", response_model=RunPublic, status_code=202, tags=["models"],
-             responses={503: {"description": "the job broker does not answer"}})
-def start_run(body: RunCreate, request: Request, user: Engineer, session: DB) -> RunPublic:
-    """Start a training run; 202 with the queued run (its ``id``). The votes it trains on are frozen now."""
-    run = submit_run(session=session, queue=web_context(request).jobs, algorithm=body.algorithm,
-                     base_checkpoint_id=body.base_checkpoint_id,
-                     reward_checkpoint_id=body.reward_checkpoint_id, params=body.params,
-                     serve_on_success=body.serve, ties=body.ties, aggregate=body.aggregate,
-                     exclude_flagged=body.exclude_flagged, labels=body.labels, created_by=user.id)
-    return _run_public(run)
-
-
-@router.get("/runs", response_model=list[RunPublic], tags=["models"])
-def list_runs(user: Engineer, session: DB, limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> list[RunPublic]:
-    """Training runs, newest first."""
-    return [_run_public(r) for r in runs.list_runs(session=session, limit=limit)]
-
-
-@router.get("/runs/{run_id}", response_model=RunDetail, tags=["models"])
-def get_run(run_id: PathId, user: Engineer, session: DB) -> RunDetail:
-    """A run with its log: the curves (loss, reward, KL per step)."""
-    run = runs.get_run(session=session, run_id=run_id)
-    log = [{"step": e.step, **e.values} for e in runs.run_log(session=session, run_id=run_id)]
-    return RunDetail(**_run_public(run).model_dump(), log=log)
-
-
-@router.post("/runs/{run_id}/cancel", response_model=RunPublic, tags=["models"],
-             responses={409: {"description": "the run has already finished"}})
-def cancel_run(run_id: PathId, user: Engineer, session: DB) -> RunPublic:
-    """Cancel a queued run at once, or ask a running one to stop (``cancel_requested``)."""
-    return _run_public(runs.cancel_run(session=session, run_id=run_id))
-
-
-def _run_public(run: TrainingRun) -> RunPublic:
-    return RunPublic(**runs.run_summary(run))
-
-
-# --- users ----------------------------------------------------------------------------------------------
-
-
-@router.get("/me", response_model=UserPublic, tags=["users"])
-def me(user: Rater):
-    return user
-
-
-@router.get("/users", response_model=list[UserPublic], tags=["users"])
-def list_users(user: Admin, session: DB):
-    return users_svc.list_users(session=session)
-
-
-@router.post("/users", response_model=UserPublic, status_code=201, tags=["users"],
-             responses={409: {"description": "the name is taken"}})
-def create_user(body: UserCreate, user: Admin, session: DB):
-    created = users_svc.create_user(session=session, name=body.name, role=body.role, password=body.password)
-    return created
-
-
-@router.put("/users/{user_id}/excluded", response_model=UserPublic, tags=["users"])
-def set_excluded(user_id: PathId, body: RaterExclusion, user: Engineer, session: DB):
-    """Leave a rater's votes out of exports and new training runs, or use them again (they stay stored)."""
-    updated = users_svc.set_excluded(session=session, user_id=user_id, excluded=body.excluded)
-    return updated
-
-
-@router.delete("/users/{user_id}/sessions", response_model=SessionsEnded, tags=["users"])
-def end_user_sessions(user_id: PathId, request: Request, user: Admin, session: DB):
-    """End every login (browser session and bearer token) of one user: they must log in again."""
-    target = users_svc.get_user(session=session, user_id=user_id)
-    ended = sessions_svc.revoke_user_sessions(session=session, user_id=target.id, now=web_context(request).clock())
-    return SessionsEnded(ended=ended)
-
-
-@router.patch("/users/{user_id}", response_model=UserPublic, tags=["users"])
-def update_user(user_id: PathId, body: UserUpdate, user: Admin, session: DB):
-    """Deactivate (or reactivate) a user: a deactivated user's tokens and sessions stop working at once.
-    Exclude (or include) a rater: their votes are left out of exports and new runs, and kept."""
-    if body.active is None and body.excluded is None:
-        raise InvalidInput("nothing to change: give active and/or excluded")
-    if user_id == user.id and body.active is False:
-        raise Conflict("you cannot deactivate yourself")
-    updated = users_svc.get_user(session=session, user_id=user_id)
-    if body.active is not None:
-        updated = users_svc.set_active(session=session, user_id=user_id, active=body.active)
-    if body.excluded is not None:
-        updated = users_svc.set_excluded(session=session, user_id=user_id, excluded=body.excluded)
-    return updated

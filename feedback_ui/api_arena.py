@@ -11,23 +11,21 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, format_sse_event
 from starlette.concurrency import run_in_threadpool
 
 from feedback_ui.api_errors import error_body
-from feedback_ui.auth import DB, PathId, WebContext, require_role, web_context
+from feedback_ui.auth import DB, Engineer, PathId, Rater, WebContext, web_context
 from feedback_ui.schemas_arena import ArenaBattle, ArenaCreate, ArenaNames, DemonstrationCreate, DemonstrationPublic
 from rlhf import db
 from rlhf.errors import PermissionDenied, RLHFError
 from rlhf.inference.battle import PairStream
-from rlhf.models import Role, User
+from rlhf.models import User
 from rlhf.services import arena, demonstrations
 
 router = APIRouter(prefix="/api")
-Rater = Annotated[User, Depends(require_role(Role.rater))]
-Engineer = Annotated[User, Depends(require_role(Role.engineer))]
 
 
 def plan(ctx: WebContext, user: User, messages: list[dict]) -> arena.BattlePlan:

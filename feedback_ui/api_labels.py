@@ -8,19 +8,18 @@ the reason.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from feedback_ui.auth import DB, PathId, require_role, web_context
+from feedback_ui.auth import DB, Engineer, PathId, web_context
 from feedback_ui.schemas import UTCDatetime
 from rlhf.jobs.submit import submit_label
-from rlhf.models import JobStatus, Role, User
+from rlhf.models import JobStatus
 from rlhf.services import machine_labels
 
 router = APIRouter(prefix="/api")
-Engineer = Annotated[User, Depends(require_role(Role.engineer))]
 
 
 class LabelJobCreate(BaseModel):

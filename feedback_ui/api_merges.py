@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from feedback_ui.auth import DB, PathId, require_role, web_context
+from feedback_ui.auth import DB, Engineer, PathId, web_context
 from feedback_ui.schemas import UTCDatetime
 from rlhf.jobs.submit import submit_merge
-from rlhf.models import JobStatus, MergeTarget, Role, User
+from rlhf.models import JobStatus, MergeTarget
 from rlhf.services import merges
 
 router = APIRouter(prefix="/api")
-Engineer = Annotated[User, Depends(require_role(Role.engineer))]
 
 
 class MergeJobPublic(BaseModel):

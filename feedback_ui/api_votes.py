@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from feedback_ui.auth import DB, require_role
+from feedback_ui.auth import DB, Engineer
 from feedback_ui.schemas import UTCDatetime
-from rlhf.models import Role, User, VoteKind
+from rlhf.models import VoteKind
 from rlhf.services import vote_admin
 
 router = APIRouter(prefix="/api")
-Engineer = Annotated[User, Depends(require_role(Role.engineer))]
 
 
 class VoteListed(BaseModel):

@@ -28,7 +28,21 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from feedback_ui import api, api_arena, api_labels, api_merges, api_votes, assets, auth, login, metrics, web_security
+from feedback_ui import (
+    api,
+    api_arena,
+    api_data,
+    api_labels,
+    api_merges,
+    api_models,
+    api_users,
+    api_votes,
+    assets,
+    auth,
+    login,
+    metrics,
+    web_security,
+)
 from feedback_ui.api_errors import error_body
 from rlhf import db
 from rlhf.errors import (
@@ -214,6 +228,9 @@ def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None
     app.add_exception_handler(UnicodeEncodeError, not_unicode_response)  # a lone surrogate that got past validation
     app.include_router(login.router)
     app.include_router(api.router)
+    app.include_router(api_data.router)
+    app.include_router(api_models.router)
+    app.include_router(api_users.router)
     app.include_router(api_arena.router)
     app.include_router(api_labels.router)
     app.include_router(api_merges.router)

@@ -191,3 +191,9 @@ def require_role(role: Role | str) -> Callable[..., User]:
 
     dependency.__name__ = f"require_{needed.value}"
     return dependency
+
+
+# The role dependencies every router declares its handlers with.
+Rater = Annotated[User, Depends(require_role(Role.rater))]
+Engineer = Annotated[User, Depends(require_role(Role.engineer))]
+Admin = Annotated[User, Depends(require_role(Role.admin))]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from feedback_ui.api import UPLOAD_LIMIT
+from feedback_ui.api_data import UPLOAD_LIMIT
 from feedback_ui.ui.access import UIContext, lookup_user, require, role_allows
 from feedback_ui.ui.console_arena import build_arena_section
 from feedback_ui.ui.console_labels import build_labels_section

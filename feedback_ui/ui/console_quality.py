@@ -13,6 +13,7 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
+from feedback_ui.api_data import UPLOAD_LIMIT
 from feedback_ui.ui.access import UIContext, require
 from feedback_ui.ui.render import error_message, message
 from rlhf.errors import InvalidInput, RLHFError
@@ -22,7 +23,6 @@ from rlhf.services import users as users_svc
 from rlhf.services.prompts import MAX_PROMPT_CHARS
 
 RATER_HEADERS = ["Rater", "Votes", "Agreement", "Vote pairs", "Gold accuracy", "Gold answered", "Flagged", "Excluded"]
-UPLOAD_LIMIT = 20 * 1024 * 1024
 
 
 def _pct(value: float | None) -> str:
