@@ -302,8 +302,8 @@ def _mount_ui(app: FastAPI, settings: Settings, jobs: JobQueue, inference: Infer
         return await run_in_threadpool(auth.user_from_cookie, request)
 
     gr.mount_gradio_app(app, build_ui(settings, jobs, inference), path="/", auth_dependency=cookie_user,
-                        max_file_size=api.UPLOAD_LIMIT, footer_links=[])
+                        max_file_size=api_data.UPLOAD_LIMIT, footer_links=[])
     # The app-wide body limit is for JSON; the UI's file uploads get the upload limit instead.
     mount = next(r for r in reversed(app.router.routes) if isinstance(r, Mount) and r.path == "")
-    mount.app = RequestBodyLimitMiddleware(mount.app, max_body_size=api.UPLOAD_LIMIT)
+    mount.app = RequestBodyLimitMiddleware(mount.app, max_body_size=api_data.UPLOAD_LIMIT)
     return True
