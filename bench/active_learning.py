@@ -55,8 +55,13 @@ def heldout_rows(tiny: Path, per_prompt: int, seed: int) -> list[dict]:
                 break
             b = min(no, key=lambda t: abs(len(t) - len(a)))
             no.remove(b)
-            rows.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": a}],
-                         "rejected": [{"role": "assistant", "content": b}]})
+            rows.append(
+                {
+                    "prompt": prompt,
+                    "chosen": [{"role": "assistant", "content": a}],
+                    "rejected": [{"role": "assistant", "content": b}],
+                }
+            )
     return rows
 
 
@@ -82,8 +87,9 @@ def world_settings(folder: Path):
     return Settings(data_dir=folder, database_url=f"sqlite:///{folder / 'rlhf.db'}", broker_url="")
 
 
-def open_and_vote(settings, strategy: str, batch: int, reward_id: int | None, noise: float, seed: int,
-                  max_new_tokens: int) -> dict:
+def open_and_vote(
+    settings, strategy: str, batch: int, reward_id: int | None, noise: float, seed: int, max_new_tokens: int
+) -> dict:
     """One round of collection: a generation job opens ``batch`` prompts' pairs; simulated raters vote.
 
     ``seed`` seeds both the sampling and the raters' noise: the two strategies draw alike in
@@ -96,9 +102,15 @@ def open_and_vote(settings, strategy: str, batch: int, reward_id: int | None, no
 
     engine = db.get_engine(settings.database_url)
     with db.session_scope(engine) as s:
-        job_id = create_generation_job(session=s, strategy=strategy, limit=batch, target_votes=1, seed=seed,
-                                       reward_checkpoint_id=reward_id if strategy == "uncertain" else None,
-                                       sampling={"max_new_tokens": max_new_tokens}).id
+        job_id = create_generation_job(
+            session=s,
+            strategy=strategy,
+            limit=batch,
+            target_votes=1,
+            seed=seed,
+            reward_checkpoint_id=reward_id if strategy == "uncertain" else None,
+            sampling={"max_new_tokens": max_new_tokens},
+        ).id
     if execute_generation_job(job_id, settings) is not JobStatus.succeeded:
         with db.session_scope(engine) as s:
             raise SystemExit(f"generation job failed: {get_generation_job(session=s, job_id=job_id).error}")
@@ -128,13 +140,18 @@ def train_round(settings, tiny: Path, name: str, steps: int, seed: int, heldout:
     params, _ = build_params("reward", {"steps": steps, "eval_fraction": 0.0, "seed": seed})
     out = settings.data_dir / "checkpoints" / name
     with contextlib.redirect_stdout(io.StringIO()):  # the trainer prints every logged step
-        train_reward(base=str(tiny), rows=rows, output_dir=out, params=params,
-                     work_dir=settings.data_dir / "work" / name)
+        train_reward(
+            base=str(tiny), rows=rows, output_dir=out, params=params, work_dir=settings.data_dir / "work" / name
+        )
     with db.session_scope(engine) as s:
         reward_id = register_checkpoint(session=s, path=str(out), name=name).id
     model, tok = load_reward_model(str(out))
-    return {"votes": votes, "decided": len(rows), "accuracy": pairwise_accuracy(model, tok, heldout),
-            "reward_id": reward_id}
+    return {
+        "votes": votes,
+        "decided": len(rows),
+        "accuracy": pairwise_accuracy(model, tok, heldout),
+        "reward_id": reward_id,
+    }
 
 
 def votes_to_reach(curve: list[dict], target: float) -> int | None:
@@ -146,12 +163,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=8, help="rounds after the seed round")
     ap.add_argument("--batch", type=int, default=16, help="prompts (one pair each) opened per round")
     ap.add_argument("--seed-votes", type=int, default=16, help="random pairs voted on before the strategies split")
-    ap.add_argument("--seeds", type=int, default=5,
-                    help="repeats with different samples, rater noise and training seeds")
+    ap.add_argument(
+        "--seeds", type=int, default=5, help="repeats with different samples, rater noise and training seeds"
+    )
     ap.add_argument("--noise", type=float, default=0.1, help="probability a simulated rater flips a decided vote")
     ap.add_argument("--steps", type=int, default=40, help="reward-model optimizer steps per round")
-    ap.add_argument("--target-accuracy", type=float, default=0.9,
-                    help="held-out accuracy to reach (the tiny setup reaches ~0.9 within the default rounds)")
+    ap.add_argument(
+        "--target-accuracy",
+        type=float,
+        default=0.9,
+        help="held-out accuracy to reach (the tiny setup reaches ~0.9 within the default rounds)",
+    )
     ap.add_argument("--max-new-tokens", type=int, default=48)
     args = ap.parse_args()
 
@@ -169,15 +191,19 @@ def main() -> None:
         tiny = build_tiny_model(work / "tiny")
     heldout = heldout_rows(tiny, per_prompt=8, seed=1234)
     longer = sum(len(r["chosen"][0]["content"]) > len(r["rejected"][0]["content"]) for r in heldout) / len(heldout)
-    print(f"held-out: {len(heldout)} pairs with exactly one '{WORD}' answer, labelled without noise; "
-          f"the chosen one is the longer in {longer:.0%}")
+    print(
+        f"held-out: {len(heldout)} pairs with exactly one '{WORD}' answer, labelled without noise; "
+        f"the chosen one is the longer in {longer:.0%}"
+    )
     curves: dict[str, list[list[dict]]] = {"random": [], "uncertain": []}
     for seed in range(args.seeds):
         base = new_world(work / f"s{seed}" / "seed-round", tiny)
         open_and_vote(base, "random", args.seed_votes, None, args.noise, seed * 1000 + 1, args.max_new_tokens)
         first = train_round(base, tiny, "rm-0", args.steps, seed, heldout)
-        print(f"seed {seed}: seed round {first['votes']} votes ({first['decided']} decided), "
-              f"accuracy {first['accuracy']:.3f}")
+        print(
+            f"seed {seed}: seed round {first['votes']} votes ({first['decided']} decided), "
+            f"accuracy {first['accuracy']:.3f}"
+        )
         for strategy, runs in curves.items():
             settings = world_settings(work / f"s{seed}" / strategy)
             _copy_database(base.data_dir / "rlhf.db", settings.data_dir / "rlhf.db")
@@ -185,15 +211,22 @@ def main() -> None:
             _repoint(settings, base.data_dir, settings.data_dir)
             curve, reward_id = [first], first["reward_id"]
             for r in range(1, args.rounds + 1):
-                got = open_and_vote(settings, strategy, args.batch, reward_id, args.noise, seed * 1000 + 1 + r,
-                                    args.max_new_tokens)
+                got = open_and_vote(
+                    settings, strategy, args.batch, reward_id, args.noise, seed * 1000 + 1 + r, args.max_new_tokens
+                )
                 point = train_round(settings, tiny, f"rm-{r}", args.steps, seed, heldout)
                 curve.append(point)
                 reward_id = point["reward_id"]
-                print(f"  {strategy:9} round {r}: {point['votes']:4d} votes ({point['decided']:3d} decided) "
-                      f"accuracy {point['accuracy']:.3f}" +
-                      (f"  opened margin median {got['margin_median']:.3f} of candidates' "
-                       f"{got['candidate_margin_median']:.3f}" if "margin_median" in got else ""))
+                print(
+                    f"  {strategy:9} round {r}: {point['votes']:4d} votes ({point['decided']:3d} decided) "
+                    f"accuracy {point['accuracy']:.3f}"
+                    + (
+                        f"  opened margin median {got['margin_median']:.3f} of candidates' "
+                        f"{got['candidate_margin_median']:.3f}"
+                        if "margin_median" in got
+                        else ""
+                    )
+                )
             runs.append(curve)
     report(curves, args)
     shutil.rmtree(work, ignore_errors=True)
@@ -218,7 +251,7 @@ def _repoint(settings, old: Path, new: Path) -> None:
     with db.session_scope(db.get_engine(settings.database_url)) as s:
         for ckpt in s.exec(select(Checkpoint)).all():
             if ckpt.path.startswith(str(old)):
-                ckpt.path = str(new) + ckpt.path[len(str(old)):]
+                ckpt.path = str(new) + ckpt.path[len(str(old)) :]
                 s.add(ckpt)
 
 
@@ -226,36 +259,55 @@ def report(curves: dict[str, list[list[dict]]], args) -> None:
     def mean(values):
         return statistics.fmean(values)
 
-    print(f"\nvotes vs held-out accuracy (contains:{WORD}, noise {args.noise}, batch {args.batch}, "
-          f"{args.steps} steps per reward model, mean of {args.seeds} seed(s))")
-    print(f"{'round':>5} | {'random votes':>12} {'decided':>7} {'accuracy':>8} | "
-          f"{'uncertain votes':>15} {'decided':>7} {'accuracy':>8}")
+    print(
+        f"\nvotes vs held-out accuracy (contains:{WORD}, noise {args.noise}, batch {args.batch}, "
+        f"{args.steps} steps per reward model, mean of {args.seeds} seed(s))"
+    )
+    print(
+        f"{'round':>5} | {'random votes':>12} {'decided':>7} {'accuracy':>8} | "
+        f"{'uncertain votes':>15} {'decided':>7} {'accuracy':>8}"
+    )
     for r in range(args.rounds + 1):
         cells = []
         for strategy in ("random", "uncertain"):
             points = [c[r] for c in curves[strategy]]
             width = 12 if strategy == "random" else 15
-            cells.append(f"{mean([p['votes'] for p in points]):{width}.1f} {mean([p['decided'] for p in points]):7.1f} "
-                         f"{mean([p['accuracy'] for p in points]):8.3f}")
+            cells.append(
+                f"{mean([p['votes'] for p in points]):{width}.1f} {mean([p['decided'] for p in points]):7.1f} "
+                f"{mean([p['accuracy'] for p in points]):8.3f}"
+            )
         print(f"{r:5d} | " + " | ".join(cells))
     # Single runs wander by several points from one round to the next (a few dozen decided
     # votes, 10 % of them flipped), so the target is read off the mean curve over the seeds.
     needed = {}
     for strategy in ("random", "uncertain"):
         per_seed = [votes_to_reach(c, args.target_accuracy) for c in curves[strategy]]
-        mean_curve = [{"votes": mean([c[r]["votes"] for c in curves[strategy]]),
-                       "accuracy": mean([c[r]["accuracy"] for c in curves[strategy]])} for r in range(args.rounds + 1)]
+        mean_curve = [
+            {
+                "votes": mean([c[r]["votes"] for c in curves[strategy]]),
+                "accuracy": mean([c[r]["accuracy"] for c in curves[strategy]]),
+            }
+            for r in range(args.rounds + 1)
+        ]
         needed[strategy] = votes_to_reach(mean_curve, args.target_accuracy)
         shown = ", ".join(str(v) if v is not None else "not reached" for v in per_seed)
-        print(f"{strategy:9}: votes to reach accuracy {args.target_accuracy:.2f}: "
-              f"{f'{needed[strategy]:.0f}' if needed[strategy] is not None else 'not reached'} on the mean curve "
-              f"(per seed: {shown}); final accuracy {mean_curve[-1]['accuracy']:.3f}")
+        print(
+            f"{strategy:9}: votes to reach accuracy {args.target_accuracy:.2f}: "
+            f"{f'{needed[strategy]:.0f}' if needed[strategy] is not None else 'not reached'} on the mean curve "
+            f"(per seed: {shown}); final accuracy {mean_curve[-1]['accuracy']:.3f}"
+        )
     if needed["random"] and needed["uncertain"]:
         print(f"votes needed, uncertain / random = {needed['uncertain'] / needed['random']:.2f}")
     else:
         print("votes needed, uncertain / random: not defined (a strategy did not reach the target)")
-    print(json.dumps({s: [[{k: p[k] for k in ("votes", "decided", "accuracy")} for p in c] for c in cs]
-                      for s, cs in curves.items()}))
+    print(
+        json.dumps(
+            {
+                s: [[{k: p[k] for k in ("votes", "decided", "accuracy")} for p in c] for c in cs]
+                for s, cs in curves.items()
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -21,9 +21,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-ROWS = [{"prompt": [{"role": "user", "content": f"Question {i}?"}],
-         "chosen": [{"role": "assistant", "content": "Yes, please."}],
-         "rejected": [{"role": "assistant", "content": "No."}]} for i in range(8)]
+ROWS = [
+    {
+        "prompt": [{"role": "user", "content": f"Question {i}?"}],
+        "chosen": [{"role": "assistant", "content": "Yes, please."}],
+        "rejected": [{"role": "assistant", "content": "No."}],
+    }
+    for i in range(8)
+]
 
 
 def folder_bytes(folder: Path) -> int:
@@ -63,8 +68,9 @@ def main() -> None:
     for name, base in models.items():
         full = one_round(base, work / f"{name}-full", "none")
         lora = one_round(base, work / f"{name}-lora", "lora")
-        lines.append(f"{name}: full {full / 1e6:.2f} MB, LoRA adapter {lora / 1e6:.2f} MB, "
-                     f"ratio {100 * lora / full:.1f} %")
+        lines.append(
+            f"{name}: full {full / 1e6:.2f} MB, LoRA adapter {lora / 1e6:.2f} MB, ratio {100 * lora / full:.1f} %"
+        )
     print("\n".join(lines))
 
 

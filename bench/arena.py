@@ -41,8 +41,9 @@ class Side:
 
 
 async def timed_battle(inference: Inference, models: list[str], messages: list[dict], seed: int, max_new: int):
-    pair = PairStream(inference, messages, {"a": Side(models[0], seed, max_new), "b": Side(models[1], seed + 1,
-                                                                                          max_new)}, 600.0)
+    pair = PairStream(
+        inference, messages, {"a": Side(models[0], seed, max_new), "b": Side(models[1], seed + 1, max_new)}, 600.0
+    )
     start = time.perf_counter()
     first: dict[str, float] = {}
     async for side, _ in pair.events():
@@ -60,9 +61,16 @@ async def battles(inference: Inference, models: list[str], prompts: list[str], c
     rounds = max(1, 16 // concurrency)  # the same number of battles at every level where possible
     results = []
     for r in range(rounds):
-        batch = [timed_battle(inference, models, [{"role": "user", "content": prompts[(r * concurrency + i)
-                                                                                       % len(prompts)]}],
-                              1000 + r * concurrency + i, max_new) for i in range(concurrency)]
+        batch = [
+            timed_battle(
+                inference,
+                models,
+                [{"role": "user", "content": prompts[(r * concurrency + i) % len(prompts)]}],
+                1000 + r * concurrency + i,
+                max_new,
+            )
+            for i in range(concurrency)
+        ]
         for pair in await asyncio.gather(*batch):
             results.extend(pair)
     return results
@@ -83,7 +91,7 @@ def main() -> None:
         base = build_tiny_model(work / "tiny")
         models = [str(base), str(work / "tiny-b")]
         shutil.copytree(base, models[1])
-        prompts = [json.loads(line)["prompt"] for line in PROMPTS.read_text().splitlines()][:args.prompts]
+        prompts = [json.loads(line)["prompt"] for line in PROMPTS.read_text().splitlines()][: args.prompts]
         engine = ManagedEngine(log_path=work / "inference.log")
         t0 = time.perf_counter()
         engine.ensure()
@@ -96,8 +104,10 @@ def main() -> None:
             rows = asyncio.run(battles(inference, models, prompts, c, args.max_new_tokens))
             ttft = sorted(r[0] for r in rows)
             rate = [r[1] for r in rows]
-            print(f"{c:>10} {len(rows):>8} {statistics.median(ttft):>11.3f} "
-                  f"{ttft[int(0.95 * (len(ttft) - 1))]:>11.3f} {statistics.median(rate):>10.1f}")
+            print(
+                f"{c:>10} {len(rows):>8} {statistics.median(ttft):>11.3f} "
+                f"{ttft[int(0.95 * (len(ttft) - 1))]:>11.3f} {statistics.median(rate):>10.1f}"
+            )
 
         from transformers import AutoTokenizer
 

@@ -50,8 +50,9 @@ def main() -> None:
             db.migrate(settings.database_url)
             engine = db.get_engine(settings.database_url)
             with db.session_scope(engine) as s:
-                register_checkpoint(session=s, path=resolve_base_model("tiny", settings.checkpoints_dir),
-                                    name="base", serve=True)
+                register_checkpoint(
+                    session=s, path=resolve_base_model("tiny", settings.checkpoints_dir), name="base", serve=True
+                )
                 import_file(session=s, path=PROMPTS_PATH, tags=["demo"])
             before, after = demo._headless_round(engine, settings, 1, args.word, seed=seed)
             results.append((seed, before, after))
@@ -60,8 +61,9 @@ def main() -> None:
     for seed, before, after in results:
         print(f"seed {seed}: '{args.word}' in {before:.0%} before, {after:.0%} after")
     afters = [a for _, _, a in results]
-    print(f"after one round: {min(afters):.0%}–{max(afters):.0%} over {len(results)} seeds "
-          f"(before: {results[0][1]:.0%})")
+    print(
+        f"after one round: {min(afters):.0%}–{max(afters):.0%} over {len(results)} seeds (before: {results[0][1]:.0%})"
+    )
 
 
 if __name__ == "__main__":

@@ -130,8 +130,12 @@ def reward_accuracy(settings, labels: str, steps: int, seed: int, eval_fraction:
 
     engine = db.get_engine(settings.database_url)
     with db.session_scope(engine) as s:
-        run_id = create_run(session=s, algorithm="reward", labels=labels,
-                            params={"steps": steps, "seed": seed, "eval_fraction": eval_fraction}).id
+        run_id = create_run(
+            session=s,
+            algorithm="reward",
+            labels=labels,
+            params={"steps": steps, "seed": seed, "eval_fraction": eval_fraction},
+        ).id
     with contextlib.redirect_stdout(io.StringIO()):
         status = execute_run(run_id, settings)
     with db.session_scope(engine) as s:
@@ -141,8 +145,11 @@ def reward_accuracy(settings, labels: str, steps: int, seed: int, eval_fraction:
         path, ckpt_id = get_checkpoint(session=s, checkpoint_id=run.output_checkpoint_id).path, run.output_checkpoint_id
         snapshot = run.snapshot
     model, tok = load_reward_model(path)
-    return ckpt_id, {"accuracy": pairwise_accuracy(model, tok, heldout), "rows": snapshot["rows"],
-                     "machine_rows": snapshot.get("machine_rows", 0)}
+    return ckpt_id, {
+        "accuracy": pairwise_accuracy(model, tok, heldout),
+        "rows": snapshot["rows"],
+        "machine_rows": snapshot.get("machine_rows", 0),
+    }
 
 
 def machine_label(settings, reward_id: int, min_confidence: float) -> dict:
@@ -225,8 +232,9 @@ def main() -> None:
         tiny = build_tiny_model(work / "tiny")
     if args.part != "2":
         eval_prompts = heldout_prompts(16)
-        base_rate = evaluate_policy(str(tiny), eval_prompts, word=WORD, n=args.eval_samples,
-                                    max_new_tokens=48).marker_rate
+        base_rate = evaluate_policy(
+            str(tiny), eval_prompts, word=WORD, n=args.eval_samples, max_new_tokens=48
+        ).marker_rate
         dpo_part(args, tiny, eval_prompts, base_rate, work)
     if args.part != "1":
         reward_part(args, tiny, work)
@@ -235,10 +243,14 @@ def main() -> None:
 
 
 def dpo_part(args, tiny: Path, eval_prompts, base_rate: float, work: Path) -> None:
-    print(f"part 1: DPO on {args.pairs} pairs x 3 simulated votes, {args.steps} steps, {args.seeds} seeds; "
-          f"'{WORD}' in {16 * args.eval_samples} held-out samples: base {base_rate:.3f}")
-    print(f"{'noise':>5} | {'majority wrong':>14} | {'hard (majority)':>15} | {'soft (label_p)':>15} | "
-          f"{'soft/hard gain':>14}")
+    print(
+        f"part 1: DPO on {args.pairs} pairs x 3 simulated votes, {args.steps} steps, {args.seeds} seeds; "
+        f"'{WORD}' in {16 * args.eval_samples} held-out samples: base {base_rate:.3f}"
+    )
+    print(
+        f"{'noise':>5} | {'majority wrong':>14} | {'hard (majority)':>15} | {'soft (label_p)':>15} | "
+        f"{'soft/hard gain':>14}"
+    )
     for noise in args.noise:
         hard, soft, wrong = [], [], []
         for seed in range(args.seeds):
@@ -249,36 +261,50 @@ def dpo_part(args, tiny: Path, eval_prompts, base_rate: float, work: Path) -> No
             soft.append(dpo_gain(settings, tiny, True, args.steps, seed, eval_prompts, args.eval_samples))
         gain_h, gain_s = statistics.fmean(hard) - base_rate, statistics.fmean(soft) - base_rate
         ratio = f"{gain_s / gain_h:.2f}" if gain_h > 0 else "n/a"
-        print(f"{noise:5.1f} | {statistics.fmean(wrong):14.3f} | {_ms(hard):>15} | {_ms(soft):>15} | {ratio:>14}",
-              flush=True)
-
+        print(
+            f"{noise:5.1f} | {statistics.fmean(wrong):14.3f} | {_ms(hard):>15} | {_ms(soft):>15} | {ratio:>14}",
+            flush=True,
+        )
 
 
 def reward_part(args, tiny: Path, work: Path) -> None:
     heldout = heldout_rows(tiny, per_prompt=8, seed=1234)
-    print(f"\npart 2: reward model, {args.human} pairs x 1 person's vote (noise {args.human_noise}), "
-          f"{args.open} pairs open, "
-          f"{args.steps} steps, label at p >= {args.min_confidence}; accuracy on {len(heldout)} noise-free "
-          f"held-out pairs, {args.rm_seeds} seed(s)")
+    print(
+        f"\npart 2: reward model, {args.human} pairs x 1 person's vote (noise {args.human_noise}), "
+        f"{args.open} pairs open, "
+        f"{args.steps} steps, label at p >= {args.min_confidence}; accuracy on {len(heldout)} noise-free "
+        f"held-out pairs, {args.rm_seeds} seed(s)"
+    )
     people, both = [], []
     for seed in range(args.rm_seeds):
         pairs = own_pairs(tiny, args.human + args.open, seed=500 + seed)
-        settings = voted_world(work / f"rm-{seed}", tiny, pairs[:args.human], votes=1, noise=args.human_noise,
-                               seed=seed,
-                               unvoted=pairs[args.human:])
+        settings = voted_world(
+            work / f"rm-{seed}",
+            tiny,
+            pairs[: args.human],
+            votes=1,
+            noise=args.human_noise,
+            seed=seed,
+            unvoted=pairs[args.human :],
+        )
         reward_id, alone = reward_accuracy(settings, "human", args.steps, seed, args.eval_fraction, heldout)
         labelled = machine_label(settings, reward_id, args.min_confidence)
         _, plus = reward_accuracy(settings, "both", args.steps, seed, args.eval_fraction, heldout)
         cal = labelled["calibration"]
         people.append(alone["accuracy"])
         both.append(plus["accuracy"])
-        print(f"  seed {seed}: people only {alone['accuracy']:.3f} ({alone['rows']} rows) | people + machine "
-              f"{plus['accuracy']:.3f} ({plus['rows']} rows, {plus['machine_rows']} machine) | labelled "
-              f"{labelled['labelled']}/{labelled['scored']}, right {machine_label_accuracy(settings) or 0:.3f}; "
-              f"calibration on {cal['heldout']}: accuracy {cal['accuracy']:.3f}, ECE {cal['ece']:.3f}, "
-              f"Brier {cal['brier']:.3f}, scale {cal['scale']:.3g}", flush=True)
-    print(f"people only {_ms(people)} | people + machine {_ms(both)} | ratio "
-          f"{statistics.fmean(both) / statistics.fmean(people):.3f}")
+        print(
+            f"  seed {seed}: people only {alone['accuracy']:.3f} ({alone['rows']} rows) | people + machine "
+            f"{plus['accuracy']:.3f} ({plus['rows']} rows, {plus['machine_rows']} machine) | labelled "
+            f"{labelled['labelled']}/{labelled['scored']}, right {machine_label_accuracy(settings) or 0:.3f}; "
+            f"calibration on {cal['heldout']}: accuracy {cal['accuracy']:.3f}, ECE {cal['ece']:.3f}, "
+            f"Brier {cal['brier']:.3f}, scale {cal['scale']:.3g}",
+            flush=True,
+        )
+    print(
+        f"people only {_ms(people)} | people + machine {_ms(both)} | ratio "
+        f"{statistics.fmean(both) / statistics.fmean(people):.3f}"
+    )
 
 
 def _wrong_majorities(settings) -> float:

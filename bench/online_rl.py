@@ -31,8 +31,14 @@ def reward_model_for(base: str, work: Path, name: str) -> str:
         answer = demo[-1]["content"]
         if "please" in answer.lower():
             plain = answer.replace("please ", "").replace("Please ", "")
-            rows.append({"prompt": demo[:-1], "chosen": [{"role": "assistant", "content": answer}],
-                         "rejected": [{"role": "assistant", "content": plain}], "comparison_id": i})
+            rows.append(
+                {
+                    "prompt": demo[:-1],
+                    "chosen": [{"role": "assistant", "content": answer}],
+                    "rejected": [{"role": "assistant", "content": plain}],
+                    "comparison_id": i,
+                }
+            )
     params, _ = build_params("reward", {"steps": 60})
     out = work / name
     metrics = train_reward(base=base, rows=rows, output_dir=out, params=params, work_dir=work / f"{name}-work")
@@ -55,12 +61,26 @@ def run(algorithm: str, base: str, reward: str, prompts: list[dict], updates: in
     from rlhf.training.online import train_online
     from rlhf.training.params import build_params
 
-    params, trl = build_params(algorithm, {"steps": updates, **({"learning_rate": 2e-4} if algorithm == "ppo" else {}),
-                                           **({"eval_num_prompts": 0} if algorithm == "ppo" else {})})
+    params, trl = build_params(
+        algorithm,
+        {
+            "steps": updates,
+            **({"learning_rate": 2e-4} if algorithm == "ppo" else {}),
+            **({"eval_num_prompts": 0} if algorithm == "ppo" else {}),
+        },
+    )
     out = work / f"{algorithm}-{Path(base).name}"
     start = time.perf_counter()
-    train_online(algorithm=algorithm, base=base, reward_model=reward, prompts=prompts, output_dir=out,
-                 params=params, trl_overrides=trl, work_dir=work / f"{algorithm}-work")
+    train_online(
+        algorithm=algorithm,
+        base=base,
+        reward_model=reward,
+        prompts=prompts,
+        output_dir=out,
+        params=params,
+        trl_overrides=trl,
+        work_dir=work / f"{algorithm}-work",
+    )
     return time.perf_counter() - start, str(out)
 
 
@@ -69,9 +89,18 @@ def build_large(tiny: Path, out: Path) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
     tok = AutoTokenizer.from_pretrained(tiny)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=512, intermediate_size=2048, num_hidden_layers=8,
-                         num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=1024,
-                         tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=512,
+        intermediate_size=2048,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config.eos_token_id = tok.eos_token_id

@@ -60,13 +60,19 @@ MAPPING = [
     ("response length", "max_completion_length=48", "response_length=48, stop_token='eos'"),
     ("KL coefficient", "beta=0.05 (k1 in the reward)", "kl_coef=0.05, kl_estimator='k1'"),
     ("missing-EOS penalty", "missing_eos_penalty=1.0", "missing_eos_penalty=1.0"),
-    ("learning rates", "learning_rate=2e-4, value_learning_rate=None (= policy's), AdamW eps 1e-5",
-     "learning_rate=2e-4 (one AdamW over policy+value), adam_epsilon=1e-5"),
+    (
+        "learning rates",
+        "learning_rate=2e-4, value_learning_rate=None (= policy's), AdamW eps 1e-5",
+        "learning_rate=2e-4 (one AdamW over policy+value), adam_epsilon=1e-5",
+    ),
     ("LR schedule", "anneal_lr=True (linear to 0)", "lr_scheduler_type='linear', no warm-up"),
     ("no-grad forward chunk", "mini_batch_size (8)", "local_rollout_forward_batch_size=16 (one generate call)"),
     ("extra generations", "eval_num_prompts=0", "num_sample_generations=0"),
-    ("gradient clipping", "max_grad_norm=1e6 (off, as TRL's; our default is 1.0)",
-     "none (1.12's PPO loop never clips)"),
+    (
+        "gradient clipping",
+        "max_grad_norm=1e6 (off, as TRL's; our default is 1.0)",
+        "none (1.12's PPO loop never clips)",
+    ),
     ("value model", "value_model_init='reward'", "the reward checkpoint, as value_model"),
     ("reward input", "text re-rendered with the reward model's template", "query + response token ids"),
     ("temperature", "1.0", "1.0"),
@@ -87,8 +93,12 @@ def ensure_trl_venv(venv: Path) -> Path:
     print(f"creating {venv} with trl=={TRL_VERSION} over this environment's packages", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     project_site = sysconfig.get_paths()["purelib"]
-    venv_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+    venv_site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     # addsitedir (not a bare path) so the project's own .pth files, such as an editable
     # install, apply too; it appends, so the venv's TRL 1.12 comes first.
     Path(venv_site, "rlhf-project.pth").write_text(f"import site; site.addsitedir({project_site!r})\n")
@@ -106,9 +116,18 @@ def build_large(tiny: Path, out: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, LlamaConfig
 
     tok = AutoTokenizer.from_pretrained(tiny)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=512, intermediate_size=2048, num_hidden_layers=8,
-                         num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=1024,
-                         tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=512,
+        intermediate_size=2048,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config = GenerationConfig.from_pretrained(tiny)
@@ -137,8 +156,14 @@ def simulated_votes(policy: Path, prompts: list[list[dict]]) -> list[dict]:
             if choice is Choice.tie:
                 continue
             chosen, rejected = (per[a], per[b]) if choice is Choice.a else (per[b], per[a])
-            rows.append({"prompt": prompt, "chosen": [{"role": "assistant", "content": chosen.text}],
-                         "rejected": [{"role": "assistant", "content": rejected.text}], "comparison_id": i})
+            rows.append(
+                {
+                    "prompt": prompt,
+                    "chosen": [{"role": "assistant", "content": chosen.text}],
+                    "rejected": [{"role": "assistant", "content": rejected.text}],
+                    "comparison_id": i,
+                }
+            )
     return rows
 
 
@@ -151,8 +176,9 @@ def train_reward_model(base: Path, rows: list[dict], out: Path) -> float:
 
     params, _ = build_params("reward", {"steps": 60})
     with contextlib.redirect_stdout(io.StringIO()):  # TRL prints every logged step
-        metrics = train_reward(base=str(base), rows=rows, output_dir=out, params=params,
-                               work_dir=out.with_name(out.name + "-work"))
+        metrics = train_reward(
+            base=str(base), rows=rows, output_dir=out, params=params, work_dir=out.with_name(out.name + "-work")
+        )
     return metrics["heldout_accuracy"]
 
 
@@ -207,16 +233,35 @@ def worker_ours(job: dict) -> dict:
     from rlhf.training.ppo.trainer import train_ppo
 
     s = job["settings"]
-    params, _ = build_params("ppo", {
-        "steps": job["updates"], "batch_size": s["rollout"], "mini_batch_size": s["mini_batch"],
-        "num_ppo_epochs": s["epochs"], "max_completion_length": s["response_length"], "beta": s["kl_coef"],
-        "missing_eos_penalty": s["missing_eos_penalty"], "learning_rate": s["learning_rate"],
-        "temperature": s["temperature"], "max_prompt_length": s["max_prompt_length"], "seed": job["seed"],
-        # No clipping on either side: TRL 1.12's PPO loop never clips, and a clipped step learns less.
-        "value_model_init": "reward", "eval_num_prompts": 0, "max_grad_norm": 1e6})
+    params, _ = build_params(
+        "ppo",
+        {
+            "steps": job["updates"],
+            "batch_size": s["rollout"],
+            "mini_batch_size": s["mini_batch"],
+            "num_ppo_epochs": s["epochs"],
+            "max_completion_length": s["response_length"],
+            "beta": s["kl_coef"],
+            "missing_eos_penalty": s["missing_eos_penalty"],
+            "learning_rate": s["learning_rate"],
+            "temperature": s["temperature"],
+            "max_prompt_length": s["max_prompt_length"],
+            "seed": job["seed"],
+            # No clipping on either side: TRL 1.12's PPO loop never clips, and a clipped step learns less.
+            "value_model_init": "reward",
+            "eval_num_prompts": 0,
+            "max_grad_norm": 1e6,
+        },
+    )
     clock = _Clock(job)
-    train_ppo(policy_path=job["policy"], reward_model_path=job["reward"], prompts=job["prompts"],
-              output_dir=job["output_dir"], params=params, on_log=lambda record: clock.mark())
+    train_ppo(
+        policy_path=job["policy"],
+        reward_model_path=job["reward"],
+        prompts=job["prompts"],
+        output_dir=job["output_dir"],
+        params=params,
+        on_log=lambda record: clock.mark(),
+    )
     return clock.result()
 
 
@@ -228,19 +273,42 @@ def worker_trl(job: dict) -> dict:
 
     s = job["settings"]
     tok = AutoTokenizer.from_pretrained(job["policy"], padding_side="left")
-    rows = [tok.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
-            [-s["max_prompt_length"]:] for p in job["prompts"]]
+    rows = [
+        tok.apply_chat_template(p, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"][
+            -s["max_prompt_length"] :
+        ]
+        for p in job["prompts"]
+    ]
     data = Dataset.from_dict({"input_ids": rows})
     cuda = torch.cuda.is_available()
     args = PPOConfig(
-        output_dir=job["output_dir"] + "-work", report_to="none", save_strategy="no", logging_steps=1,
-        disable_tqdm=True, use_cpu=not cuda, bf16=False, gradient_checkpointing=False, seed=job["seed"],
-        dataloader_num_workers=0, per_device_train_batch_size=s["rollout"], gradient_accumulation_steps=1,
-        num_mini_batches=s["rollout"] // s["mini_batch"], num_ppo_epochs=s["epochs"],
-        total_episodes=job["updates"] * s["rollout"], local_rollout_forward_batch_size=s["rollout"],
-        response_length=s["response_length"], stop_token="eos", kl_coef=s["kl_coef"], kl_estimator="k1",
-        missing_eos_penalty=s["missing_eos_penalty"], learning_rate=s["learning_rate"], adam_epsilon=1e-5,
-        lr_scheduler_type="linear", warmup_steps=0, temperature=s["temperature"], num_sample_generations=0,
+        output_dir=job["output_dir"] + "-work",
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        use_cpu=not cuda,
+        bf16=False,
+        gradient_checkpointing=False,
+        seed=job["seed"],
+        dataloader_num_workers=0,
+        per_device_train_batch_size=s["rollout"],
+        gradient_accumulation_steps=1,
+        num_mini_batches=s["rollout"] // s["mini_batch"],
+        num_ppo_epochs=s["epochs"],
+        total_episodes=job["updates"] * s["rollout"],
+        local_rollout_forward_batch_size=s["rollout"],
+        response_length=s["response_length"],
+        stop_token="eos",
+        kl_coef=s["kl_coef"],
+        kl_estimator="k1",
+        missing_eos_penalty=s["missing_eos_penalty"],
+        learning_rate=s["learning_rate"],
+        adam_epsilon=1e-5,
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        temperature=s["temperature"],
+        num_sample_generations=0,
     )
     torch.manual_seed(job["seed"])
     policy = AutoModelForCausalLM.from_pretrained(job["policy"], dtype=torch.float32)
@@ -253,8 +321,17 @@ def worker_trl(job: dict) -> dict:
         def on_step_end(self, *a, **k):  # after each update's optimisation and logging
             clock.mark()
 
-    trainer = PPOTrainer(args=args, processing_class=tok, model=policy, ref_model=reference, reward_model=reward,
-                         value_model=value, train_dataset=data, eval_dataset=data, callbacks=[Clock()])
+    trainer = PPOTrainer(
+        args=args,
+        processing_class=tok,
+        model=policy,
+        ref_model=reference,
+        reward_model=reward,
+        value_model=value,
+        train_dataset=data,
+        eval_dataset=data,
+        callbacks=[Clock()],
+    )
     trainer.train()
     policy.save_pretrained(job["output_dir"])
     tok.save_pretrained(job["output_dir"])
@@ -265,8 +342,12 @@ def run_worker(python: str, which: str, job: dict, work: Path) -> dict:
     job_path = work / f"job-{which}-{job['tag']}.json"
     job_path.write_text(json.dumps(job))
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false", "TRL_EXPERIMENTAL_SILENCE": "1"}
-    out = subprocess.run([python, str(Path(__file__).resolve()), "--worker", which, str(job_path)], env=env,
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [python, str(Path(__file__).resolve()), "--worker", which, str(job_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         sys.exit(f"{which} trainer failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -290,23 +371,37 @@ def compare(label: str, policy: Path, reward: Path, trl_python: Path, prompts, h
         order = ("ours", "trl") if i % 2 == 0 else ("trl", "ours")  # interleaved, alternating who goes first
         for which in order:
             out = work / f"{which}-{policy.name}-s{seed}"
-            job = {"tag": f"{policy.name}-s{seed}", "policy": str(policy), "reward": str(reward), "prompts": prompts,
-                   "output_dir": str(out), "updates": args.updates, "seed": seed, "settings": SETTINGS,
-                   "threads": args.threads}
+            job = {
+                "tag": f"{policy.name}-s{seed}",
+                "policy": str(policy),
+                "reward": str(reward),
+                "prompts": prompts,
+                "output_dir": str(out),
+                "updates": args.updates,
+                "seed": seed,
+                "settings": SETTINGS,
+                "threads": args.threads,
+            }
             python = sys.executable if which == "ours" else str(trl_python)
             r = run_worker(python, which, job, work)
             r["gain"] = (mean_reward(str(out), rm, rtok, held, args.eval_samples) - before) / args.updates
             r["s_update"] = statistics.median(r["seconds"])
             r["cpu_update"] = statistics.median(r["cpu_seconds"])
             results[which].append(r)
-            print(f"  {label} seed {seed} {which:4}: {r['s_update']:.3f} s/update ({r['cpu_update']:.3f} CPU s), "
-                  f"peak {r['peak_mb']:.0f} MB, "
-                  f"reward {r['gain']:+.3f}/update", flush=True)
+            print(
+                f"  {label} seed {seed} {which:4}: {r['s_update']:.3f} s/update ({r['cpu_update']:.3f} CPU s), "
+                f"peak {r['peak_mb']:.0f} MB, "
+                f"reward {r['gain']:+.3f}/update",
+                flush=True,
+            )
     summary = {}
     for which, rs in results.items():
-        summary[which] = {"s_update": statistics.median(r["s_update"] for r in rs),
-                          "cpu_update": statistics.median(r["cpu_update"] for r in rs),
-                          "peak_mb": max(r["peak_mb"] for r in rs), "gains": [r["gain"] for r in rs]}
+        summary[which] = {
+            "s_update": statistics.median(r["s_update"] for r in rs),
+            "cpu_update": statistics.median(r["cpu_update"] for r in rs),
+            "peak_mb": max(r["peak_mb"] for r in rs),
+            "gains": [r["gain"] for r in rs],
+        }
     o, t = summary["ours"], summary["trl"]
     summary["ratio_s"] = o["s_update"] / t["s_update"]
     summary["ratio_mem"] = o["peak_mb"] / t["peak_mb"]
@@ -322,9 +417,13 @@ def main() -> None:
     ap.add_argument("--updates", type=int, default=None, help="PPO updates per run (default 8, quick 6)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--eval-samples", type=int, default=16, help="samples per held-out prompt (16 prompts)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch threads per trainer (0: torch's default); one measures the work rather than how "
-                         "the cores are shared with whatever else runs")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads per trainer (0: torch's default); one measures the work rather than how "
+        "the cores are shared with whatever else runs",
+    )
     ap.add_argument("--models", default="tiny,large", help="which of tiny,large to run (--quick: tiny)")
     ap.add_argument("--work", type=Path, help="work folder; models and reward models already in it are reused")
     ap.add_argument("--trl-venv", type=Path, default=DEFAULT_VENV)
@@ -368,8 +467,10 @@ def main() -> None:
     print(f"  {'setting':22} {'ours':52} TRL 1.12")
     for name, ours, trl in MAPPING:
         print(f"  {name:22} {ours:52} {trl}")
-    print(f"  {args.updates} updates per run, {args.seeds} seeds, {len(votes)} simulated votes, "
-          f"evaluator: 16 held-out prompts x {args.eval_samples} samples\n")
+    print(
+        f"  {args.updates} updates per run, {args.seeds} seeds, {len(votes)} simulated votes, "
+        f"evaluator: 16 held-out prompts x {args.eval_samples} samples\n"
+    )
 
     summaries = {}
     for label, policy in models:
@@ -379,14 +480,18 @@ def main() -> None:
             print(f"{label}: reward model held-out accuracy {accuracy:.2f}", flush=True)
         summaries[label] = compare(label, policy, reward, trl_python, prompts, held, args, work)
 
-    print(f"\n{'model':6} {'s/update ours':>13} {'TRL':>7} {'ratio':>6} {'CPU s ours':>10} {'TRL':>6} {'ratio':>6}"
-          f" {'peak MB ours':>12} {'TRL':>6} {'ratio':>6} {'reward/update ours':>19} {'TRL':>16} {'ratio':>6}")
+    print(
+        f"\n{'model':6} {'s/update ours':>13} {'TRL':>7} {'ratio':>6} {'CPU s ours':>10} {'TRL':>6} {'ratio':>6}"
+        f" {'peak MB ours':>12} {'TRL':>6} {'ratio':>6} {'reward/update ours':>19} {'TRL':>16} {'ratio':>6}"
+    )
     for label, s in summaries.items():
         o, t = s["ours"], s["trl"]
-        print(f"{label:6} {o['s_update']:13.3f} {t['s_update']:7.3f} {s['ratio_s']:6.2f} {o['cpu_update']:10.3f} "
-              f"{t['cpu_update']:6.3f} {o['cpu_update'] / t['cpu_update']:6.2f} {o['peak_mb']:12.0f} "
-              f"{t['peak_mb']:6.0f} {s['ratio_mem']:6.2f} {mean_sd(o['gains']):>19} {mean_sd(t['gains']):>16} "
-              f"{s['ratio_gain']:6.2f}")
+        print(
+            f"{label:6} {o['s_update']:13.3f} {t['s_update']:7.3f} {s['ratio_s']:6.2f} {o['cpu_update']:10.3f} "
+            f"{t['cpu_update']:6.3f} {o['cpu_update'] / t['cpu_update']:6.2f} {o['peak_mb']:12.0f} "
+            f"{t['peak_mb']:6.0f} {s['ratio_mem']:6.2f} {mean_sd(o['gains']):>19} {mean_sd(t['gains']):>16} "
+            f"{s['ratio_gain']:6.2f}"
+        )
     print(f"(total {time.perf_counter() - started:.0f} s; work in {work})")
     first = summaries.get("tiny") or next(iter(summaries.values()))  # the tiny model when it ran
     print(f"ppo s/update ours/TRL: {first['ratio_s']:.2f}; reward gain ours/TRL: {first['ratio_gain']:.2f}")

@@ -29,10 +29,18 @@ def build_model(tiny_dir: Path, out: Path, hidden: int, layers: int) -> int:
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
     tok = AutoTokenizer.from_pretrained(tiny_dir)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 4,
-                         num_hidden_layers=layers, num_attention_heads=max(1, hidden // 64),
-                         num_key_value_heads=max(1, hidden // 64), max_position_embeddings=1024,
-                         tie_word_embeddings=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=hidden * 4,
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden // 64),
+        num_key_value_heads=max(1, hidden // 64),
+        max_position_embeddings=1024,
+        tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config)
     model.generation_config.eos_token_id = tok.eos_token_id
@@ -62,8 +70,12 @@ with db.session_scope(db.engine_from_settings()) as s:
         open_comparison(session=s, prompt_id=pid, response_a_id=a.id, response_b_id=b.id)
 """
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
-    subprocess.run([sys.executable, "-m", "rlhf_cli.main", "simulate", "--rule", "contains:please"], env=env,
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "rlhf_cli.main", "simulate", "--rule", "contains:please"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
 
 
 def timed(cmd: list[str], env: dict) -> float:
@@ -90,8 +102,14 @@ def main() -> None:
 
     tiny = build_tiny_model(work / "tiny")
     n_params = build_model(tiny, work / "model", args.hidden, args.layers)
-    env = {**os.environ, "RLHF_DATA_DIR": str(work / "data"), "RLHF_BASE_MODEL": str(work / "model"),
-           "RLHF_BROKER_URL": "", "PYTHONPATH": str(ROOT), "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "RLHF_DATA_DIR": str(work / "data"),
+        "RLHF_BASE_MODEL": str(work / "model"),
+        "RLHF_BROKER_URL": "",
+        "PYTHONPATH": str(ROOT),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     env.pop("RLHF_DATABASE_URL", None)
     rlhf = [sys.executable, "-m", "rlhf_cli.main"]
     subprocess.run(rlhf + ["init"], env=env, check=True, capture_output=True)
@@ -100,15 +118,49 @@ def main() -> None:
 
     ours, bare = [], []
     for i in range(args.repeats):  # interleaved, so drift in machine load hits both alike
-        ours.append(timed(rlhf + ["train", "dpo", "--wait", "--steps", str(args.steps),
-                                  "--set", f"batch_size={args.batch_size}", "--set", "seed=0",
-                                  "--set", "eval_samples=0"], env))
-        bare.append(timed([sys.executable, str(ROOT / "bench" / "bare_dpo.py"), "--model", str(work / "model"),
-                           "--data", str(work / "prefs.jsonl"), "--out", str(work / f"bare-{i}"),
-                           "--steps", str(args.steps), "--batch-size", str(args.batch_size)], env))
+        ours.append(
+            timed(
+                rlhf
+                + [
+                    "train",
+                    "dpo",
+                    "--wait",
+                    "--steps",
+                    str(args.steps),
+                    "--set",
+                    f"batch_size={args.batch_size}",
+                    "--set",
+                    "seed=0",
+                    "--set",
+                    "eval_samples=0",
+                ],
+                env,
+            )
+        )
+        bare.append(
+            timed(
+                [
+                    sys.executable,
+                    str(ROOT / "bench" / "bare_dpo.py"),
+                    "--model",
+                    str(work / "model"),
+                    "--data",
+                    str(work / "prefs.jsonl"),
+                    "--out",
+                    str(work / f"bare-{i}"),
+                    "--steps",
+                    str(args.steps),
+                    "--batch-size",
+                    str(args.batch_size),
+                ],
+                env,
+            )
+        )
     o, b = statistics.median(ours), statistics.median(bare)
-    print(f"model: {n_params / 1e6:.1f}M parameters (hidden {args.hidden}, {args.layers} layers); "
-          f"{args.pairs} pairs, {args.steps} steps, batch {args.batch_size}, {args.repeats} repeats")
+    print(
+        f"model: {n_params / 1e6:.1f}M parameters (hidden {args.hidden}, {args.layers} layers); "
+        f"{args.pairs} pairs, {args.steps} steps, batch {args.batch_size}, {args.repeats} repeats"
+    )
     print(f"rlhf train dpo --wait : {o:7.1f} s  (runs: {', '.join(f'{t:.1f}' for t in ours)})")
     print(f"bare TRL script       : {b:7.1f} s  (runs: {', '.join(f'{t:.1f}' for t in bare)})")
     print(f"ratio                 : {o / b:7.3f}  (goal <= 1.10)")

@@ -87,18 +87,33 @@ def seed(url: str, raters: int, comparisons: int) -> None:
     engine = db.get_engine(url)
     pw = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD)
     with engine.begin() as conn:
-        conn.execute(sa.insert(User), [{"name": f"rater{i}", "role": Role.rater, "password_hash": pw, "active": True}
-                                       for i in range(raters)])
-        ckpt = conn.execute(sa.insert(Checkpoint).returning(Checkpoint.id),
-                            [{"name": "bench", "path": "org/bench", "status": CheckpointStatus.serving,
-                              "metrics": {}}]).scalar_one()
-        conn.execute(sa.insert(Prompt), [{"messages": [{"role": "user", "content": f"question {i}"}], "tags": []}
-                                         for i in range(comparisons)])
-        conn.execute(sa.insert(Response), [{"prompt_id": p, "checkpoint_id": ckpt, "text": f"answer {p}{side}",
-                                            "params": {}, "finished": True}
-                                           for p in range(1, comparisons + 1) for side in "ab"])
-        conn.execute(sa.insert(Comparison), [{"prompt_id": p, "response_a_id": 2 * p - 1, "response_b_id": 2 * p,
-                                              "target_votes": 1} for p in range(1, comparisons + 1)])
+        conn.execute(
+            sa.insert(User),
+            [{"name": f"rater{i}", "role": Role.rater, "password_hash": pw, "active": True} for i in range(raters)],
+        )
+        ckpt = conn.execute(
+            sa.insert(Checkpoint).returning(Checkpoint.id),
+            [{"name": "bench", "path": "org/bench", "status": CheckpointStatus.serving, "metrics": {}}],
+        ).scalar_one()
+        conn.execute(
+            sa.insert(Prompt),
+            [{"messages": [{"role": "user", "content": f"question {i}"}], "tags": []} for i in range(comparisons)],
+        )
+        conn.execute(
+            sa.insert(Response),
+            [
+                {"prompt_id": p, "checkpoint_id": ckpt, "text": f"answer {p}{side}", "params": {}, "finished": True}
+                for p in range(1, comparisons + 1)
+                for side in "ab"
+            ],
+        )
+        conn.execute(
+            sa.insert(Comparison),
+            [
+                {"prompt_id": p, "response_a_id": 2 * p - 1, "response_b_id": 2 * p, "target_votes": 1}
+                for p in range(1, comparisons + 1)
+            ],
+        )
     with engine.connect() as conn:
         # Planner statistics, as autovacuum would have them a minute after an import; without them
         # PostgreSQL picks a plan for the hand-out query that is several times slower.
@@ -147,8 +162,9 @@ async def _send(client: httpx.AsyncClient, stats: dict, method: str, url: str, *
     return None
 
 
-async def _rater(client: httpx.AsyncClient, token: str, deadline: float, stats: dict, think_s: float,
-                 one_trip: bool = False) -> None:
+async def _rater(
+    client: httpx.AsyncClient, token: str, deadline: float, stats: dict, think_s: float, one_trip: bool = False
+) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     rng = np.random.default_rng(abs(hash(token)) % 2**32)
     if one_trip:
@@ -171,8 +187,14 @@ async def _rater(client: httpx.AsyncClient, token: str, deadline: float, stats: 
             stats["errors"][f"next {r.status_code if r is not None else 'gave up'}"] += 1
             continue
         cid = r.json()["comparison_id"]
-        v = await _send(client, stats, "POST", "/api/votes", json={"comparison_id": cid, "choice": "a"},
-                        headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
+        v = await _send(
+            client,
+            stats,
+            "POST",
+            "/api/votes",
+            json={"comparison_id": cid, "choice": "a"},
+            headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+        )
         t2 = time.perf_counter()
         stats["vote_ms"].append((t2 - t1) * 1000)
         pending_vote_ms = (t2 - t1) * 1000
@@ -192,9 +214,14 @@ async def _rater_one_trip(client, headers: dict, rng, deadline: float, stats: di
         if think_s:
             await asyncio.sleep(rng.exponential(think_s))
         t0 = time.perf_counter()
-        v = await _send(client, stats, "POST", "/api/votes?next=true",
-                        json={"comparison_id": pair["comparison_id"], "choice": "a"},
-                        headers={**headers, "Idempotency-Key": uuid.uuid4().hex})
+        v = await _send(
+            client,
+            stats,
+            "POST",
+            "/api/votes?next=true",
+            json={"comparison_id": pair["comparison_id"], "choice": "a"},
+            headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
+        )
         stats["after_vote_ms"].append((time.perf_counter() - t0) * 1000)
         if v is None or v.status_code not in (200, 201):
             stats["errors"][f"vote+next {v.status_code if v is not None else 'gave up'}"] += 1
@@ -211,6 +238,7 @@ async def load_rlhf(port: int, raters: int, seconds: float, think_s: float = 0.0
     stats = {"next_ms": [], "vote_ms": [], "after_vote_ms": [], "acked": [], "errors": Counter(), "ran_out": 0}
     limits = httpx.Limits(max_connections=raters + 5, max_keepalive_connections=raters + 5)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60) as client:
+
         async def token(i: int) -> str:
             basic = base64.b64encode(f"rater{i}:{PASSWORD}".encode()).decode()
             r = await client.post("/api/token", headers={"Authorization": f"Basic {basic}"})
@@ -228,6 +256,7 @@ async def load_bare(port: int, raters: int, seconds: float) -> dict:
     stats = {"insert_ms": [], "acked": 0, "errors": Counter()}
     limits = httpx.Limits(max_connections=raters + 5, max_keepalive_connections=raters + 5)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60) as client:
+
         async def one(i: int, deadline: float) -> None:
             n = 0
             while time.monotonic() < deadline:
@@ -260,9 +289,14 @@ def bare_app(url: str):
 
     engine = db.get_engine(url)
     meta = sa.MetaData()
-    table = sa.Table("bare_vote", meta, sa.Column("id", sa.Integer, primary_key=True),
-                     sa.Column("rater", sa.Integer), sa.Column("comparison", sa.Integer),
-                     sa.Column("choice", sa.String(16)))
+    table = sa.Table(
+        "bare_vote",
+        meta,
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("rater", sa.Integer),
+        sa.Column("comparison", sa.Integer),
+        sa.Column("choice", sa.String(16)),
+    )
     meta.create_all(engine)
     app = FastAPI()
 
@@ -284,12 +318,18 @@ def verify(url: str, acked: list[int]) -> tuple[int, int]:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
         stored = {row[0] for row in conn.execute(sa.text("SELECT id FROM vote"))}
-        over = conn.execute(sa.text(
-            "SELECT COALESCE(SUM(n - t), 0) FROM (SELECT COUNT(*) AS n, MAX(c.target_votes) AS t FROM vote v "
-            "JOIN comparison c ON c.id = v.comparison_id GROUP BY v.comparison_id) per WHERE n > t")).scalar_one()
-        repeats = conn.execute(sa.text(
-            "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM vote "
-            "GROUP BY rater_id, comparison_id) per WHERE n > 1")).scalar_one()
+        over = conn.execute(
+            sa.text(
+                "SELECT COALESCE(SUM(n - t), 0) FROM (SELECT COUNT(*) AS n, MAX(c.target_votes) AS t FROM vote v "
+                "JOIN comparison c ON c.id = v.comparison_id GROUP BY v.comparison_id) per WHERE n > t"
+            )
+        ).scalar_one()
+        repeats = conn.execute(
+            sa.text(
+                "SELECT COALESCE(SUM(n - 1), 0) FROM (SELECT COUNT(*) AS n FROM vote "
+                "GROUP BY rater_id, comparison_id) per WHERE n > 1"
+            )
+        ).scalar_one()
     engine.dispose()
     return len(set(acked) - stored), int(over) + int(repeats)
 
@@ -307,8 +347,14 @@ def run_one(kind: str, args, workdir: Path) -> list[dict]:
     with fresh_database(kind, workdir, "app") as url:
         seed(url, args.raters, args.comparisons)
         port = free_port()
-        env = {"RLHF_DATABASE_URL": url, "RLHF_DATA_DIR": str(workdir / kind), "RLHF_BROKER_URL": "",
-               "RLHF_SECRET_KEY": SECRET, "RLHF_LOG_LEVEL": "WARNING", "PYTHONPATH": str(ROOT)}
+        env = {
+            "RLHF_DATABASE_URL": url,
+            "RLHF_DATA_DIR": str(workdir / kind),
+            "RLHF_BROKER_URL": "",
+            "RLHF_SECRET_KEY": SECRET,
+            "RLHF_LOG_LEVEL": "WARNING",
+            "PYTHONPATH": str(ROOT),
+        }
         serve = [sys.executable, "-c", f"from rlhf_cli.web import serve; serve(host='127.0.0.1', port={port})"]
         with server(serve, env, port, workdir / f"{kind}-app.log"):
             for flow, one_trip in (("2 requests", False), ("next=true", True)):
@@ -324,13 +370,25 @@ def run_one(kind: str, args, workdir: Path) -> list[dict]:
     out = []
     for flow, full in flows.items():
         votes_per_s = len(full["acked"]) / full["elapsed"]
-        out.append({"kind": kind, "flow": flow, "votes_per_s": votes_per_s, "after": pct(full["after_vote_ms"]),
-                    "after_p50": float(np.percentile(full["after_vote_ms"], 50)) if full["after_vote_ms"] else 0.0,
-                    "acked": len(full["acked"]), "lost": lost, "duplicated": duplicated,
-                    "errors": dict(full["errors"]), "ran_out": full["ran_out"], "bare_per_s": bare_per_s,
-                    "bare": pct(bare["insert_ms"]), "bare_errors": dict(bare["errors"]),
-                    "log": (workdir / f"{kind}-app.log").read_text()[-1500:],
-                    "ratio": votes_per_s / bare_per_s if bare_per_s else float("nan")})
+        out.append(
+            {
+                "kind": kind,
+                "flow": flow,
+                "votes_per_s": votes_per_s,
+                "after": pct(full["after_vote_ms"]),
+                "after_p50": float(np.percentile(full["after_vote_ms"], 50)) if full["after_vote_ms"] else 0.0,
+                "acked": len(full["acked"]),
+                "lost": lost,
+                "duplicated": duplicated,
+                "errors": dict(full["errors"]),
+                "ran_out": full["ran_out"],
+                "bare_per_s": bare_per_s,
+                "bare": pct(bare["insert_ms"]),
+                "bare_errors": dict(bare["errors"]),
+                "log": (workdir / f"{kind}-app.log").read_text()[-1500:],
+                "ratio": votes_per_s / bare_per_s if bare_per_s else float("nan"),
+            }
+        )
     return out
 
 
@@ -340,8 +398,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--comparisons", type=int, default=20_000, help="open comparisons seeded (target 1 vote)")
     parser.add_argument("--databases", default="sqlite,postgresql")
-    parser.add_argument("--think-s", type=float, default=0.0,
-                        help="mean time a rater takes per pair (0: raters vote as fast as answers come back)")
+    parser.add_argument(
+        "--think-s",
+        type=float,
+        default=0.0,
+        help="mean time a rater takes per pair (0: raters vote as fast as answers come back)",
+    )
     parser.add_argument("--serve-bare", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -351,32 +413,47 @@ def main() -> None:
         uvicorn.run(bare_app(args.serve_bare), host="127.0.0.1", port=args.port, log_level="warning")
         return
 
-    print(f"{args.raters} raters, {args.seconds:.0f} s per run, think time {args.think_s:g} s, "
-          f"{os.cpu_count()} CPUs (load generator and server share them)", flush=True)
+    print(
+        f"{args.raters} raters, {args.seconds:.0f} s per run, think time {args.think_s:g} s, "
+        f"{os.cpu_count()} CPUs (load generator and server share them)",
+        flush=True,
+    )
     results = []
     with tempfile.TemporaryDirectory(prefix="rlhf-bench-") as tmp:
         for kind in args.databases.split(","):
             results += run_one(kind, args, Path(tmp))
             print(f"{kind}: done", flush=True)
     print()
-    print("lost and dup count both flows of a database together; 'after vote' is the wait from sending a vote "
-          "to having the next pair")
-    print(f"{'database':11} {'flow':11} {'votes/s':>8} {'after vote ms p50/95/99':>24} {'acked':>7} {'lost':>5} "
-          f"{'dup':>4} {'bare ins/s':>10} {'ratio':>6}")
+    print(
+        "lost and dup count both flows of a database together; 'after vote' is the wait from sending a vote "
+        "to having the next pair"
+    )
+    print(
+        f"{'database':11} {'flow':11} {'votes/s':>8} {'after vote ms p50/95/99':>24} {'acked':>7} {'lost':>5} "
+        f"{'dup':>4} {'bare ins/s':>10} {'ratio':>6}"
+    )
     for r in results:
-        print(f"{r['kind']:11} {r['flow']:11} {r['votes_per_s']:8.1f} {r['after']:>24} {r['acked']:7d} "
-              f"{r['lost']:5d} {r['duplicated']:4d} {r['bare_per_s']:10.1f} {r['ratio']:6.2f}")
+        print(
+            f"{r['kind']:11} {r['flow']:11} {r['votes_per_s']:8.1f} {r['after']:>24} {r['acked']:7d} "
+            f"{r['lost']:5d} {r['duplicated']:4d} {r['bare_per_s']:10.1f} {r['ratio']:6.2f}"
+        )
         if r["errors"] or r["bare_errors"] or r["ran_out"]:
-            print(f"  {r['kind']} {r['flow']}: errors {r['errors'] or '-'}, bare errors {r['bare_errors'] or '-'}, "
-                  f"raters who ran out of comparisons: {r['ran_out']}")
+            print(
+                f"  {r['kind']} {r['flow']}: errors {r['errors'] or '-'}, bare errors {r['bare_errors'] or '-'}, "
+                f"raters who ran out of comparisons: {r['ran_out']}"
+            )
             if r["log"].strip() and r["errors"]:
                 print(f"  end of the {r['kind']} server log:\n{r['log']}")
     for kind in dict.fromkeys(r["kind"] for r in results):
-        two, one = (next(r for r in results if r["kind"] == kind and r["flow"] == f) for f in ("2 requests",
-                                                                                               "next=true"))
+        two, one = (
+            next(r for r in results if r["kind"] == kind and r["flow"] == f) for f in ("2 requests", "next=true")
+        )
         if two["votes_per_s"] and two["after_p50"]:
-            print(f"{kind}: next=true gives {one['votes_per_s'] / two['votes_per_s']:.2f}x the votes/s of two "
-                  f"requests, and {one['after_p50'] / two['after_p50']:.2f}x the median wait for the next pair")
+            print(
+                f"{kind}: next=true gives {one['votes_per_s'] / two['votes_per_s']:.2f}x the votes/s of two "
+                f"requests, and {one['after_p50'] / two['after_p50']:.2f}x the median wait for the next pair"
+            )
+
 
 if __name__ == "__main__":
     main()

@@ -42,8 +42,12 @@ BODY_LIMIT = 2 * 1024 * 1024  # JSON bodies: a prompt list of a few thousand pro
 router = APIRouter(prefix="/api")
 
 
-@router.get("/health", response_model=HealthPublic, tags=["status"],
-            responses={503: {"model": HealthPublic, "description": "the database does not answer"}})
+@router.get(
+    "/health",
+    response_model=HealthPublic,
+    tags=["status"],
+    responses={503: {"model": HealthPublic, "description": "the database does not answer"}},
+)
 def health(request: Request, session: DB, response: Response) -> HealthPublic:
     """Anyone may ask. 503 when the database is down; "degraded" (still 200) when only the broker is,
     since rating goes on without it."""
@@ -61,8 +65,12 @@ def health(request: Request, session: DB, response: Response) -> HealthPublic:
 # --- rating ---------------------------------------------------------------------------------------
 
 
-@router.get("/comparisons/next", response_model=ComparisonHandout, tags=["rating"],
-            responses={204: {"description": "nothing left for this rater"}})
+@router.get(
+    "/comparisons/next",
+    response_model=ComparisonHandout,
+    tags=["rating"],
+    responses={204: {"description": "nothing left for this rater"}},
+)
 def next_comparison(request: Request, user: Rater, session: DB):
     """The pair this rater should judge now, in the order they see it (a = left).
 
@@ -78,16 +86,33 @@ def next_comparison(request: Request, user: Rater, session: DB):
 _NEXT_DOC = "also hand out this rater's next pair (leased to them): answer {vote, next}; without it nothing is leased"
 
 
-@router.post("/votes", response_model=VotePublic | VoteAndNext, status_code=201, tags=["rating"], responses={
-    200: {"model": VotePublic | VoteAndNext,
-          "description": "a repeat: this rater's vote on this comparison was already stored, and is returned "
-                         "unchanged"},
-    404: {"description": "no such comparison"},
-    409: {"description": "the comparison is closed, was not handed to this rater, or the key was used for "
-                          "another vote"}})
-def post_vote(body: VoteCreate, request: Request, user: Rater, session: DB, response: Response,
-              idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
-              next_pair: Annotated[bool, Query(alias="next", description=_NEXT_DOC)] = False):
+@router.post(
+    "/votes",
+    response_model=VotePublic | VoteAndNext,
+    status_code=201,
+    tags=["rating"],
+    responses={
+        200: {
+            "model": VotePublic | VoteAndNext,
+            "description": "a repeat: this rater's vote on this comparison was already stored, and is returned "
+            "unchanged",
+        },
+        404: {"description": "no such comparison"},
+        409: {
+            "description": "the comparison is closed, was not handed to this rater, or the key was used for "
+            "another vote"
+        },
+    },
+)
+def post_vote(
+    body: VoteCreate,
+    request: Request,
+    user: Rater,
+    session: DB,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
+    next_pair: Annotated[bool, Query(alias="next", description=_NEXT_DOC)] = False,
+):
     """Record a vote; 201 when stored. ``choice`` is in the order this rater was shown.
 
     Sending it again (a double click, a retry after a timeout) never makes a second vote:
@@ -97,11 +122,17 @@ def post_vote(body: VoteCreate, request: Request, user: Rater, session: DB, resp
     if body.idempotency_key and idempotency_key and body.idempotency_key != idempotency_key:
         raise InvalidInput("idempotency_key in the body and the Idempotency-Key header differ")
     key = body.idempotency_key or idempotency_key
-    fields = {"comparison_id": body.comparison_id, "choice": body.choice, "rationale": body.rationale,
-              "idempotency_key": f"{user.id}:{key}" if key else None, "require_handout": True}
+    fields = {
+        "comparison_id": body.comparison_id,
+        "choice": body.choice,
+        "rationale": body.rationale,
+        "idempotency_key": f"{user.id}:{key}" if key else None,
+        "require_handout": True,
+    }
     if next_pair:
-        result, handout = rating.vote_then_next(session=session, rater=user,
-                                                gold_rate=web_context(request).settings.gold_rate, **fields)
+        result, handout = rating.vote_then_next(
+            session=session, rater=user, gold_rate=web_context(request).settings.gold_rate, **fields
+        )
     else:
         result, handout = record_vote(session=session, rater=user, **fields), None
     if not result.created:
@@ -112,20 +143,31 @@ def post_vote(body: VoteCreate, request: Request, user: Rater, session: DB, resp
     return VoteAndNext(vote=vote, next=_handout_public(handout) if handout else None)
 
 
-@router.delete("/votes/{vote_id}", response_model=ComparisonHandout, tags=["rating"], responses={
-    404: {"description": "no such vote of this rater's"},
-    409: {"description": "the undo window has passed, or a training run's snapshot already holds the vote"}})
+@router.delete(
+    "/votes/{vote_id}",
+    response_model=ComparisonHandout,
+    tags=["rating"],
+    responses={
+        404: {"description": "no such vote of this rater's"},
+        409: {"description": "the undo window has passed, or a training run's snapshot already holds the vote"},
+    },
+)
 def undo_vote(vote_id: PathId, request: Request, user: Rater, session: DB) -> ComparisonHandout:
     """Take back one's own vote within RLHF_UNDO_WINDOW_S seconds: the pair is reopened and handed back
     (leased to this rater, in the order they saw it), which is the answer."""
-    handout = rating.undo_vote(session=session, rater=user, vote_id=vote_id,
-                               window_s=web_context(request).settings.undo_window_s)
+    handout = rating.undo_vote(
+        session=session, rater=user, vote_id=vote_id, window_s=web_context(request).settings.undo_window_s
+    )
     return _handout_public(handout)
 
 
-@router.post("/comparisons/{comparison_id}/skip", response_model=SkipPublic, status_code=201, tags=["rating"],
-             responses={404: {"description": "no such comparison"},
-                        409: {"description": "this rater already voted on it"}})
+@router.post(
+    "/comparisons/{comparison_id}/skip",
+    response_model=SkipPublic,
+    status_code=201,
+    tags=["rating"],
+    responses={404: {"description": "no such comparison"}, 409: {"description": "this rater already voted on it"}},
+)
 def skip_comparison(comparison_id: PathId, user: Rater, session: DB) -> SkipPublic:
     """Pass on a pair: it goes back to the pool and is not handed to this rater again for a day."""
     skip = rating.skip_comparison(session=session, rater=user, comparison_id=comparison_id)
@@ -144,8 +186,14 @@ def _handout_public(handout: comparisons.Handout) -> ComparisonHandout:
 
 def _vote_public(vote: Vote, created: bool) -> VotePublic:
     choice = vote.choice.swapped() if vote.shown_swapped else vote.choice
-    return VotePublic(id=vote.id, comparison_id=vote.comparison_id, choice=choice, rationale=vote.rationale,
-                      created_at=vote.created_at, created=created)
+    return VotePublic(
+        id=vote.id,
+        comparison_id=vote.comparison_id,
+        choice=choice,
+        rationale=vote.rationale,
+        created_at=vote.created_at,
+        created=created,
+    )
 
 
 @router.get("/stats", tags=["rating"])
@@ -153,21 +201,31 @@ def get_stats(user: Rater, session: DB) -> dict[str, Any]:
     """Counts. A rater sees their own; engineers and admins see everything, plus their own under ``mine``."""
     mine = stats.rater_stats(session=session, rater_id=user.id)
     if user.role.allows(Role.engineer):
-        return {"scope": "all", **stats.overall_stats(session=session),
-                "quality": quality.measure(session=session).as_dict(), "mine": mine}
+        return {
+            "scope": "all",
+            **stats.overall_stats(session=session),
+            "quality": quality.measure(session=session).as_dict(),
+            "mine": mine,
+        }
     return {"scope": "mine", **mine}
 
 
 @router.get("/leaderboard", response_model=LeaderboardPublic, tags=["rating"])
-def get_leaderboard(user: Rater, session: DB, bootstrap: Annotated[int, Query(ge=0, le=1000)] = 200,
-                    include_simulated: bool = False,
-                    source: Annotated[list[Literal["queue", "arena"]], Query(
-                        description="count only votes on comparisons of these sources (default: both)")] = []
-                    ) -> LeaderboardPublic:
+def get_leaderboard(
+    user: Rater,
+    session: DB,
+    bootstrap: Annotated[int, Query(ge=0, le=1000)] = 200,
+    include_simulated: bool = False,
+    source: Annotated[
+        list[Literal["queue", "arena"]],
+        Query(description="count only votes on comparisons of these sources (default: both)"),
+    ] = [],
+) -> LeaderboardPublic:
     """Checkpoints ranked by a Bradley–Terry fit of human votes between them (the Rate queue's and the arena's),
     with 95% bootstrap intervals."""
-    board = fit_leaderboard(session=session, bootstrap=bootstrap, include_simulated=include_simulated,
-                            sources=list(source) or None)
+    board = fit_leaderboard(
+        session=session, bootstrap=bootstrap, include_simulated=include_simulated, sources=list(source) or None
+    )
     return LeaderboardPublic.model_validate(board)
 
 

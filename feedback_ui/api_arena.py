@@ -35,8 +35,9 @@ def plan(ctx: WebContext, user: User, messages: list[dict]) -> arena.BattlePlan:
 
 def store(ctx: WebContext, user: User, battle: arena.BattlePlan, answers) -> int:
     with db.session_scope(ctx.engine) as session:
-        comp = arena.store_battle(session=session, rater=user, plan=battle, answers=answers,
-                                  ttl_s=ctx.settings.arena_battle_ttl_s)
+        comp = arena.store_battle(
+            session=session, rater=user, plan=battle, answers=answers, ttl_s=ctx.settings.arena_battle_ttl_s
+        )
         return comp.id
 
 
@@ -48,12 +49,22 @@ def _event(name: str, payload) -> bytes:
     return format_sse_event(event=name, data_str=json.dumps(payload, ensure_ascii=False))
 
 
-@router.post("/arena", status_code=201, response_model=ArenaBattle, tags=["arena"], responses={
-    201: {"content": {"text/event-stream": {}}, "description": "the battle (JSON), or with stream: true events "
-                                                                "a, b (deltas), done ({comparison_id}) or error"},
-    422: {"description": "an empty or oversized prompt, turns that do not alternate, too many turns"},
-    429: {"description": "too many battles this minute; Retry-After says when to try again"},
-    503: {"description": "the inference engine is down, failed or timed out; nothing was stored"}})
+@router.post(
+    "/arena",
+    status_code=201,
+    response_model=ArenaBattle,
+    tags=["arena"],
+    responses={
+        201: {
+            "content": {"text/event-stream": {}},
+            "description": "the battle (JSON), or with stream: true events "
+            "a, b (deltas), done ({comparison_id}) or error",
+        },
+        422: {"description": "an empty or oversized prompt, turns that do not alternate, too many turns"},
+        429: {"description": "too many battles this minute; Retry-After says when to try again"},
+        503: {"description": "the inference engine is down, failed or timed out; nothing was stored"},
+    },
+)
 async def post_arena(body: ArenaCreate, request: Request, user: Rater):
     """Two anonymous answers to the last user turn, in a comparison leased to you; vote with POST /api/votes."""
     ctx = web_context(request)
@@ -62,8 +73,9 @@ async def post_arena(body: ArenaCreate, request: Request, user: Rater):
     if not body.stream:
         answers = await pair.run()
         comparison_id = await run_in_threadpool(store, ctx, user, battle, answers)
-        return JSONResponse({"comparison_id": comparison_id, "a": answers[0].text, "b": answers[1].text},
-                            status_code=201)
+        return JSONResponse(
+            {"comparison_id": comparison_id, "a": answers[0].text, "b": answers[1].text}, status_code=201
+        )
 
     async def events():
         try:
@@ -78,9 +90,15 @@ async def post_arena(body: ArenaCreate, request: Request, user: Rater):
     return EventSourceResponse(events(), status_code=201, headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/arena/{comparison_id}", response_model=ArenaNames, tags=["arena"], responses={
-    403: {"description": "you have not voted on this battle yet (or names are not revealed here)"},
-    404: {"description": "no such arena battle"}})
+@router.get(
+    "/arena/{comparison_id}",
+    response_model=ArenaNames,
+    tags=["arena"],
+    responses={
+        403: {"description": "you have not voted on this battle yet (or names are not revealed here)"},
+        404: {"description": "no such arena battle"},
+    },
+)
 def get_arena_names(comparison_id: PathId, request: Request, user: Rater, session: DB) -> ArenaNames:
     """The two checkpoints behind a battle, once you have voted on it."""
     if not web_context(request).settings.arena_reveal:
@@ -89,21 +107,34 @@ def get_arena_names(comparison_id: PathId, request: Request, user: Rater, sessio
     return ArenaNames(comparison_id=comparison_id, a=a, b=b)
 
 
-@router.post("/demonstrations", status_code=201, response_model=DemonstrationPublic, tags=["arena"], responses={
-    403: {"description": "the comparison was never shown to you"},
-    404: {"description": "no such comparison"}})
+@router.post(
+    "/demonstrations",
+    status_code=201,
+    response_model=DemonstrationPublic,
+    tags=["arena"],
+    responses={
+        403: {"description": "the comparison was never shown to you"},
+        404: {"description": "no such comparison"},
+    },
+)
 def post_demonstration(body: DemonstrationCreate, request: Request, user: Rater, session: DB):
     """The answer you wanted: to a comparison you were shown (also stored as preferred over both model answers),
     or to a conversation of your own."""
     demo = demonstrations.record_demonstration(
-        session=session, rater=user, text=body.text, comparison_id=body.comparison_id,
+        session=session,
+        rater=user,
+        text=body.text,
+        comparison_id=body.comparison_id,
         messages=[m.model_dump() for m in body.messages] if body.messages is not None else None,
-        max_turns=web_context(request).settings.arena_max_turns)
+        max_turns=web_context(request).settings.arena_max_turns,
+    )
     return DemonstrationPublic.model_validate(demo, from_attributes=True)
 
 
 @router.get("/demonstrations", response_model=list[DemonstrationPublic], tags=["arena"])
 def list_demonstrations(user: Engineer, session: DB, limit: Annotated[int, Query(ge=1, le=10_000)] = 100):
     """Rater-written answers, newest first."""
-    return [DemonstrationPublic.model_validate(d, from_attributes=True)
-            for d in demonstrations.list_demonstrations(session=session, limit=limit)]
+    return [
+        DemonstrationPublic.model_validate(d, from_attributes=True)
+        for d in demonstrations.list_demonstrations(session=session, limit=limit)
+    ]

@@ -21,17 +21,25 @@ router = APIRouter(prefix="/api")
 UPLOAD_LIMIT = 20 * 1024 * 1024  # prompt and gold files
 
 
-_PROMPTS_DOC = ('a JSON list; each item {"prompt": "…"} or {"messages": [{"role", "content"}, …]}, optional '
-                '"id" (re-sending the same id does not duplicate) and "tags"')
+_PROMPTS_DOC = (
+    'a JSON list; each item {"prompt": "…"} or {"messages": [{"role", "content"}, …]}, optional '
+    '"id" (re-sending the same id does not duplicate) and "tags"'
+)
 
 
 @router.post("/prompts", response_model=PromptImportPublic, status_code=201, tags=["data"])
-def add_prompts(user: Engineer, session: DB,
-                items: Annotated[list[Any], Body(description=_PROMPTS_DOC,
-                                                 examples=[[{"prompt": "Name a colour."},
-                                                            {"id": "q2", "messages": [{"role": "user",
-                                                                                       "content": "Hi!"}]}]])],
-                tag: Annotated[list[str], Query(description="add this tag to every prompt")] = []):
+def add_prompts(
+    user: Engineer,
+    session: DB,
+    items: Annotated[
+        list[Any],
+        Body(
+            description=_PROMPTS_DOC,
+            examples=[[{"prompt": "Name a colour."}, {"id": "q2", "messages": [{"role": "user", "content": "Hi!"}]}]],
+        ),
+    ],
+    tag: Annotated[list[str], Query(description="add this tag to every prompt")] = [],
+):
     """Import prompts, all or nothing: one bad item refuses the whole list and the error names its index."""
     if not items:
         raise InvalidInput("the list of prompts is empty")
@@ -40,8 +48,12 @@ def add_prompts(user: Engineer, session: DB,
     return PromptImportPublic(created=result.created, skipped=result.skipped, ids=result.ids)
 
 
-@router.post("/comparisons/{comparison_id}/gold", response_model=ComparisonPublic, tags=["data"],
-             responses={404: {"description": "no such comparison"}})
+@router.post(
+    "/comparisons/{comparison_id}/gold",
+    response_model=ComparisonPublic,
+    tags=["data"],
+    responses={404: {"description": "no such comparison"}},
+)
 def mark_gold(comparison_id: PathId, body: GoldMark, user: Engineer, session: DB):
     """Make a comparison gold with its known answer (stored order), or regular again with ``null``.
 
@@ -50,45 +62,87 @@ def mark_gold(comparison_id: PathId, body: GoldMark, user: Engineer, session: DB
     return comp
 
 
-@router.post("/gold/upload", response_model=GoldImportPublic, status_code=201, tags=["data"],
-             max_body_size=UPLOAD_LIMIT)
-def upload_gold(user: Engineer, session: DB, file: Annotated[UploadFile, File(description=
-                "JSONL: prompt (or messages), a, b and answer (a, b, tie or both_bad), or prompt, chosen and "
-                "rejected; up to 20 MiB")]):
+@router.post(
+    "/gold/upload", response_model=GoldImportPublic, status_code=201, tags=["data"], max_body_size=UPLOAD_LIMIT
+)
+def upload_gold(
+    user: Engineer,
+    session: DB,
+    file: Annotated[
+        UploadFile,
+        File(
+            description="JSONL: prompt (or messages), a, b and answer (a, b, tie or both_bad), or prompt, chosen and "
+            "rejected; up to 20 MiB"
+        ),
+    ],
+):
     """Import gold comparisons, all or nothing; the error names the line."""
     ids = gold.import_gold(session=session, path=Path(file.filename or "gold.jsonl").name, data=file.file.read())
     return GoldImportPublic(created=len(ids), comparison_ids=ids)
 
 
-@router.post("/prompts/upload", response_model=PromptImportPublic, status_code=201, tags=["data"],
-             max_body_size=UPLOAD_LIMIT)
-def upload_prompts(user: Engineer, session: DB, file: Annotated[UploadFile, File(description=
-                   "JSONL (prompt or messages per line), CSV (a prompt column) or Parquet; up to 20 MiB")],
-                   tag: Annotated[list[str], Query(description="add this tag to every prompt")] = []):
+@router.post(
+    "/prompts/upload", response_model=PromptImportPublic, status_code=201, tags=["data"], max_body_size=UPLOAD_LIMIT
+)
+def upload_prompts(
+    user: Engineer,
+    session: DB,
+    file: Annotated[
+        UploadFile,
+        File(description="JSONL (prompt or messages per line), CSV (a prompt column) or Parquet; up to 20 MiB"),
+    ],
+    tag: Annotated[list[str], Query(description="add this tag to every prompt")] = [],
+):
     """Import a prompt file, all or nothing; the error names the line. The type is read from the file name."""
     name = Path(file.filename or "upload").name
     result = prompts.import_file(session=session, path=name, data=file.file.read(), tags=tag)
     return PromptImportPublic(created=result.created, skipped=result.skipped, ids=result.ids)
 
 
-@router.get("/export", tags=["data"], response_class=Response,
-            responses={200: {"content": {"application/x-ndjson": {}, "application/vnd.apache.parquet": {}},
-                             "description": "prompt / chosen / rejected rows in TRL's conversational format"}})
-def export(user: Engineer, session: DB, format: Literal["jsonl", "parquet"] = "jsonl",
-           ties: Literal["drop", "keep"] = "drop", aggregate: Literal["majority", "none"] = "majority",
-           exclude_flagged: bool = True,
-           source: Annotated[list[Literal["queue", "arena", "written"]], Query(
-               description="pairs of these comparison sources only (default: all)")] = [],
-           labels: Annotated[Literal["human", "machine", "both"], Query(
-               description="human: people's votes; machine: a reward model's machine labels (with label_p); "
-                           "both: a machine label only where no person voted")] = "human") -> Response:
+@router.get(
+    "/export",
+    tags=["data"],
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/x-ndjson": {}, "application/vnd.apache.parquet": {}},
+            "description": "prompt / chosen / rejected rows in TRL's conversational format",
+        }
+    },
+)
+def export(
+    user: Engineer,
+    session: DB,
+    format: Literal["jsonl", "parquet"] = "jsonl",
+    ties: Literal["drop", "keep"] = "drop",
+    aggregate: Literal["majority", "none"] = "majority",
+    exclude_flagged: bool = True,
+    source: Annotated[
+        list[Literal["queue", "arena", "written"]],
+        Query(description="pairs of these comparison sources only (default: all)"),
+    ] = [],
+    labels: Annotated[
+        Literal["human", "machine", "both"],
+        Query(
+            description="human: people's votes; machine: a reward model's machine labels (with label_p); "
+            "both: a machine label only where no person voted"
+        ),
+    ] = "human",
+) -> Response:
     """The preference dataset as a download: one row per comparison labelled by the majority of its
     votes (``aggregate=none``: one per vote); gold pairs, excluded and flagged raters left out."""
-    rows = dataset.preference_rows(session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged,
-                                   sources=source or None, labels=labels)
+    rows = dataset.preference_rows(
+        session=session,
+        ties=ties,
+        aggregate=aggregate,
+        exclude_flagged=exclude_flagged,
+        sources=source or None,
+        labels=labels,
+    )
     if format == "jsonl":
         content, media = dataset.to_jsonl_bytes(rows), "application/x-ndjson"
     else:
         content, media = dataset.to_parquet_bytes(rows), "application/vnd.apache.parquet"
-    return Response(content, media_type=media,
-                    headers={"Content-Disposition": f'attachment; filename="preferences.{format}"'})
+    return Response(
+        content, media_type=media, headers={"Content-Disposition": f'attachment; filename="preferences.{format}"'}
+    )

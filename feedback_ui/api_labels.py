@@ -25,8 +25,10 @@ router = APIRouter(prefix="/api")
 class LabelJobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reward_checkpoint_id: int | str = Field(description="the reward model (id or name)")
-    min_confidence: float = Field(description="label a pair when the calibrated probability of the preferred "
-                                              "answer is at least this; strictly between 0.5 and 1")
+    min_confidence: float = Field(
+        description="label a pair when the calibrated probability of the preferred "
+        "answer is at least this; strictly between 0.5 and 1"
+    )
 
 
 class LabelJobPublic(BaseModel):
@@ -35,22 +37,35 @@ class LabelJobPublic(BaseModel):
     status: JobStatus
     reward_checkpoint_id: int
     min_confidence: float
-    result: dict[str, Any] = Field(description="labelled and left for people, and the calibration's reliability: "
-                                               "held-out count, accuracy, ECE, Brier, fitted scale")
+    result: dict[str, Any] = Field(
+        description="labelled and left for people, and the calibration's reliability: "
+        "held-out count, accuracy, ECE, Brier, fitted scale"
+    )
     error: str | None
     created_at: UTCDatetime
     started_at: UTCDatetime | None
     finished_at: UTCDatetime | None
 
 
-@router.post("/labels", response_model=LabelJobPublic, status_code=202, tags=["models"],
-             responses={422: {"description": "bad threshold, not a reward model, or too few held-out votes"},
-                        503: {"description": "the job broker does not answer"}})
+@router.post(
+    "/labels",
+    response_model=LabelJobPublic,
+    status_code=202,
+    tags=["models"],
+    responses={
+        422: {"description": "bad threshold, not a reward model, or too few held-out votes"},
+        503: {"description": "the job broker does not answer"},
+    },
+)
 def start_label_job(body: LabelJobCreate, request: Request, user: Engineer, session: DB):
     """Queue machine labelling: the reward model labels the open comparisons it is sure about."""
-    return submit_label(session=session, queue=web_context(request).jobs,
-                        reward_checkpoint_id=body.reward_checkpoint_id, min_confidence=body.min_confidence,
-                        created_by=user.id)
+    return submit_label(
+        session=session,
+        queue=web_context(request).jobs,
+        reward_checkpoint_id=body.reward_checkpoint_id,
+        min_confidence=body.min_confidence,
+        created_by=user.id,
+    )
 
 
 @router.get("/labels/{job_id}", response_model=LabelJobPublic, tags=["models"])

@@ -26,8 +26,10 @@ class MergeJobPublic(BaseModel):
     id: int
     status: JobStatus
     checkpoint_id: int = Field(description="the adapter checkpoint being merged")
-    target: MergeTarget = Field(description="checkpoint: a new full checkpoint named `name`; serving: the copy an "
-                                            "inference engine serves (queued when a LoRA checkpoint starts serving)")
+    target: MergeTarget = Field(
+        description="checkpoint: a new full checkpoint named `name`; serving: the copy an "
+        "inference engine serves (queued when a LoRA checkpoint starts serving)"
+    )
     name: str | None
     output_checkpoint_id: int | None = Field(description="the new checkpoint, once the job has succeeded")
     result: dict[str, Any]
@@ -37,30 +39,50 @@ class MergeJobPublic(BaseModel):
     finished_at: UTCDatetime | None
 
 
-@router.post("/checkpoints/{checkpoint_id}/merge", response_model=MergeJobPublic, status_code=202, tags=["models"],
-             responses={422: {"description": "not an adapter checkpoint: there is nothing to merge"},
-                        404: {"description": "no such checkpoint"},
-                        409: {"description": "a prompt-tuning adapter (it cannot be merged), or the name is taken"},
-                        503: {"description": "the job broker does not answer"}})
-def merge_checkpoint(checkpoint_id: PathId, request: Request, user: Engineer, session: DB,
-                     name: Annotated[str | None, Query(max_length=200, description="name of the new checkpoint "
-                                                                                   "(default: NAME-merged)")] = None):
+@router.post(
+    "/checkpoints/{checkpoint_id}/merge",
+    response_model=MergeJobPublic,
+    status_code=202,
+    tags=["models"],
+    responses={
+        422: {"description": "not an adapter checkpoint: there is nothing to merge"},
+        404: {"description": "no such checkpoint"},
+        409: {"description": "a prompt-tuning adapter (it cannot be merged), or the name is taken"},
+        503: {"description": "the job broker does not answer"},
+    },
+)
+def merge_checkpoint(
+    checkpoint_id: PathId,
+    request: Request,
+    user: Engineer,
+    session: DB,
+    name: Annotated[
+        str | None, Query(max_length=200, description="name of the new checkpoint (default: NAME-merged)")
+    ] = None,
+):
     """Queue a merge of a LoRA adapter checkpoint into its base: a worker makes a new full checkpoint whose
     parent is the adapter one. Follow it at ``GET /api/merge-jobs/{id}``; ``output_checkpoint_id`` is the new one."""
-    return submit_merge(session=session, queue=web_context(request).jobs, checkpoint_id=checkpoint_id, name=name,
-                        created_by=user.id)
+    return submit_merge(
+        session=session, queue=web_context(request).jobs, checkpoint_id=checkpoint_id, name=name, created_by=user.id
+    )
 
 
 @router.get("/merge-jobs", response_model=list[MergeJobPublic], tags=["models"])
-def list_merge_jobs(user: Engineer, session: DB,
-                    checkpoint_id: Annotated[int | None, Query(ge=1, le=2**63 - 1,
-                                                               description="of this checkpoint only")] = None,
-                    limit: Annotated[int, Query(ge=1, le=1000)] = 50):
+def list_merge_jobs(
+    user: Engineer,
+    session: DB,
+    checkpoint_id: Annotated[int | None, Query(ge=1, le=2**63 - 1, description="of this checkpoint only")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+):
     """Merge jobs, newest first: explicit merges and the copies serving LoRA checkpoints need."""
     return merges.list_merge_jobs(session=session, checkpoint_id=checkpoint_id, limit=limit)
 
 
-@router.get("/merge-jobs/{job_id}", response_model=MergeJobPublic, tags=["models"],
-            responses={404: {"description": "no such merge job"}})
+@router.get(
+    "/merge-jobs/{job_id}",
+    response_model=MergeJobPublic,
+    tags=["models"],
+    responses={404: {"description": "no such merge job"}},
+)
 def get_merge_job(job_id: PathId, user: Engineer, session: DB):
     return merges.get_merge_job(session=session, job_id=job_id)

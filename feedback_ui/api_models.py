@@ -33,33 +33,54 @@ def serve_checkpoint(checkpoint_id: PathId, request: Request, user: Engineer, se
     merge job for the copy an inference engine serves (``GET /api/merge-jobs``); it battles in the arena
     once that is done."""
     ctx = web_context(request)
-    ckpt, _ = serve(session=session, queue=ctx.jobs, settings=ctx.settings, checkpoint_id=checkpoint_id,
-                    created_by=user.id)
+    ckpt, _ = serve(
+        session=session, queue=ctx.jobs, settings=ctx.settings, checkpoint_id=checkpoint_id, created_by=user.id
+    )
     return ckpt
 
 
-@router.post("/checkpoints/{checkpoint_id}/retire", response_model=CheckpointPublic, tags=["models"],
-             responses={409: {"description": "it is the last serving policy (retire it with force=true)"}})
-def retire_checkpoint(checkpoint_id: PathId, user: Engineer, session: DB,
-                      force: Annotated[bool, Query(description="retire even the last serving policy")] = False):
+@router.post(
+    "/checkpoints/{checkpoint_id}/retire",
+    response_model=CheckpointPublic,
+    tags=["models"],
+    responses={409: {"description": "it is the last serving policy (retire it with force=true)"}},
+)
+def retire_checkpoint(
+    checkpoint_id: PathId,
+    user: Engineer,
+    session: DB,
+    force: Annotated[bool, Query(description="retire even the last serving policy")] = False,
+):
     """Stop serving a checkpoint; it stays in the registry and on the leaderboard. The last serving
     policy is refused (nothing would be left to generate from) unless ``force=true``."""
     ckpt = checkpoints.retire_checkpoint(session=session, checkpoint_id=checkpoint_id, force=force)
     return ckpt
 
 
-@router.post("/generate", response_model=GenerationJobPublic, status_code=202, tags=["models"],
-             responses={503: {"description": "the job broker does not answer"}})
+@router.post(
+    "/generate",
+    response_model=GenerationJobPublic,
+    status_code=202,
+    tags=["models"],
+    responses={503: {"description": "the job broker does not answer"}},
+)
 def generate(body: GenerationJobCreate, request: Request, user: Engineer, session: DB):
     """Queue a generation job: sample responses from serving checkpoints and open comparisons.
 
     ``select=uncertain`` opens first the pairs the reward model is least sure about."""
     votes = body.target_votes or web_context(request).settings.votes_per_comparison
-    return submit_generation(session=session, queue=web_context(request).jobs, per_checkpoint=body.per_checkpoint,
-                             limit=body.limit, tag=body.tag,
-                             target_votes=votes, strategy=body.select,
-                             reward_checkpoint_id=body.reward_checkpoint_id, pool=body.pool,
-                             sampling={"max_new_tokens": body.max_new_tokens, "temperature": body.temperature})
+    return submit_generation(
+        session=session,
+        queue=web_context(request).jobs,
+        per_checkpoint=body.per_checkpoint,
+        limit=body.limit,
+        tag=body.tag,
+        target_votes=votes,
+        strategy=body.select,
+        reward_checkpoint_id=body.reward_checkpoint_id,
+        pool=body.pool,
+        sampling={"max_new_tokens": body.max_new_tokens, "temperature": body.temperature},
+    )
 
 
 @router.get("/generate/{job_id}", response_model=GenerationJobPublic, tags=["models"])
@@ -67,15 +88,29 @@ def get_generation_job(job_id: PathId, user: Engineer, session: DB):
     return generation_jobs.get_generation_job(session=session, job_id=job_id)
 
 
-@router.post("/runs", response_model=RunPublic, status_code=202, tags=["models"],
-             responses={503: {"description": "the job broker does not answer"}})
+@router.post(
+    "/runs",
+    response_model=RunPublic,
+    status_code=202,
+    tags=["models"],
+    responses={503: {"description": "the job broker does not answer"}},
+)
 def start_run(body: RunCreate, request: Request, user: Engineer, session: DB) -> RunPublic:
     """Start a training run; 202 with the queued run (its ``id``). The votes it trains on are frozen now."""
-    run = submit_run(session=session, queue=web_context(request).jobs, algorithm=body.algorithm,
-                     base_checkpoint_id=body.base_checkpoint_id,
-                     reward_checkpoint_id=body.reward_checkpoint_id, params=body.params,
-                     serve_on_success=body.serve, ties=body.ties, aggregate=body.aggregate,
-                     exclude_flagged=body.exclude_flagged, labels=body.labels, created_by=user.id)
+    run = submit_run(
+        session=session,
+        queue=web_context(request).jobs,
+        algorithm=body.algorithm,
+        base_checkpoint_id=body.base_checkpoint_id,
+        reward_checkpoint_id=body.reward_checkpoint_id,
+        params=body.params,
+        serve_on_success=body.serve,
+        ties=body.ties,
+        aggregate=body.aggregate,
+        exclude_flagged=body.exclude_flagged,
+        labels=body.labels,
+        created_by=user.id,
+    )
     return _run_public(run)
 
 
@@ -93,8 +128,12 @@ def get_run(run_id: PathId, user: Engineer, session: DB) -> RunDetail:
     return RunDetail(**_run_public(run).model_dump(), log=log)
 
 
-@router.post("/runs/{run_id}/cancel", response_model=RunPublic, tags=["models"],
-             responses={409: {"description": "the run has already finished"}})
+@router.post(
+    "/runs/{run_id}/cancel",
+    response_model=RunPublic,
+    tags=["models"],
+    responses={409: {"description": "the run has already finished"}},
+)
 def cancel_run(run_id: PathId, user: Engineer, session: DB) -> RunPublic:
     """Cancel a queued run at once, or ask a running one to stop (``cancel_requested``)."""
     return _run_public(runs.cancel_run(session=session, run_id=run_id))

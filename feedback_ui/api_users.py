@@ -29,8 +29,13 @@ def list_users(user: Admin, session: DB):
     return users_svc.list_users(session=session)
 
 
-@router.post("/users", response_model=UserPublic, status_code=201, tags=["users"],
-             responses={409: {"description": "the name is taken"}})
+@router.post(
+    "/users",
+    response_model=UserPublic,
+    status_code=201,
+    tags=["users"],
+    responses={409: {"description": "the name is taken"}},
+)
 def create_user(body: UserCreate, user: Admin, session: DB):
     created = users_svc.create_user(session=session, name=body.name, role=body.role, password=body.password)
     return created

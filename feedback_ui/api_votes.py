@@ -40,12 +40,14 @@ class VotesRemoved(BaseModel):
 
 
 @router.get("/votes", response_model=list[VoteListed], tags=["data"])
-def list_votes(user: Engineer, session: DB,
-               kind: Annotated[VoteKind | None, Query(description="only votes of this kind")] = None,
-               source: Annotated[str | None, Query(max_length=128, description="only this source, e.g. "
-                                                                               "simulated:shorter")] = None,
-               limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-               offset: Annotated[int, Query(ge=0)] = 0) -> list[dict]:
+def list_votes(
+    user: Engineer,
+    session: DB,
+    kind: Annotated[VoteKind | None, Query(description="only votes of this kind")] = None,
+    source: Annotated[str | None, Query(max_length=128, description="only this source, e.g. simulated:shorter")] = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[dict]:
     """Votes newest first, with their rater and kind."""
     return vote_admin.list_votes(session=session, kind=kind, source=source, limit=limit, offset=offset)
 
@@ -56,10 +58,17 @@ def vote_kinds(user: Engineer, session: DB) -> dict[str, int]:
     return vote_admin.counts_by_kind(session=session)
 
 
-@router.delete("/votes", response_model=VotesRemoved, tags=["data"],
-               responses={422: {"description": "a kind that is people's votes (human), or an unknown kind"}})
-def remove_votes(user: Engineer, session: DB,
-                 kind: Annotated[VoteKind, Query(description="simulated, machine or judge")],
-                 source: Annotated[str | None, Query(max_length=128, description="only this source")] = None) -> dict:
+@router.delete(
+    "/votes",
+    response_model=VotesRemoved,
+    tags=["data"],
+    responses={422: {"description": "a kind that is people's votes (human), or an unknown kind"}},
+)
+def remove_votes(
+    user: Engineer,
+    session: DB,
+    kind: Annotated[VoteKind, Query(description="simulated, machine or judge")],
+    source: Annotated[str | None, Query(max_length=128, description="only this source")] = None,
+) -> dict:
     """Remove every vote of a kind a program cast (simulated raters, machine labels); pairs they filled reopen."""
     return vote_admin.remove_votes(session=session, kind=kind, source=source).as_dict()

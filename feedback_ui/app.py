@@ -100,8 +100,11 @@ def domain_error_response(request: Request, exc: RLHFError) -> JSONResponse:
 def database_down_response(request: Request, exc: sa.exc.OperationalError) -> JSONResponse:
     # A lost database is an outage to wait out, not a bug in the request.
     log.error("%s %s: database unavailable: %s", request.method, request.url.path, exc.orig)
-    return JSONResponse({"detail": "the database is unavailable; try again shortly", "error": "DatabaseUnavailable"},
-                        status_code=503, headers={"Retry-After": "5"})
+    return JSONResponse(
+        {"detail": "the database is unavailable; try again shortly", "error": "DatabaseUnavailable"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )
 
 
 def _json_safe(value, depth: int = MAX_JSON_DEPTH + 8):
@@ -127,20 +130,22 @@ def request_invalid_response(request: Request, exc: RequestValidationError) -> J
     # any request needs is refused for that alone, before anything walks it level by level.
     errors = exc.errors()
     if any(too_deep(error.get("input")) for error in errors):
-        return ErrorResponse({"detail": f"the request body is {TOO_DEEP}", "error": "InvalidInput"},
-                             status_code=422)
+        return ErrorResponse({"detail": f"the request body is {TOO_DEEP}", "error": "InvalidInput"}, status_code=422)
     return ErrorResponse({"detail": jsonable_encoder(errors)}, status_code=422)
 
 
 def out_of_range_response(request: Request, exc: Exception) -> JSONResponse:
     # A number larger than the database can hold (an id past 2**63): the request is wrong, not the server.
-    return ErrorResponse({"detail": "a number in the request is out of range", "error": "InvalidInput"},
-                        status_code=422)
+    return ErrorResponse(
+        {"detail": "a number in the request is out of range", "error": "InvalidInput"}, status_code=422
+    )
 
 
 def not_unicode_response(request: Request, exc: Exception) -> JSONResponse:
-    return ErrorResponse({"detail": "text in the request is not valid Unicode (a lone surrogate)",
-                          "error": "InvalidInput"}, status_code=422)
+    return ErrorResponse(
+        {"detail": "text in the request is not valid Unicode (a lone surrogate)", "error": "InvalidInput"},
+        status_code=422,
+    )
 
 
 class _WebContextMiddleware:
@@ -156,15 +161,19 @@ class _WebContextMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket"):
             scope[auth.SCOPE_KEY] = self.ctx
-        if (scope["type"] == "http" and scope["method"] not in auth.SAFE_METHODS
-                and not scope["path"].startswith(("/api/", "/login", "/logout"))):
+        if (
+            scope["type"] == "http"
+            and scope["method"] not in auth.SAFE_METHODS
+            and not scope["path"].startswith(("/api/", "/login", "/logout"))
+        ):
             # The UI's events (Gradio's queue) are authenticated by the cookie alone, which the
             # browser also sends from another site's page (SameSite ignores ports and sibling
             # hosts). Browsers name the page a POST comes from; refuse a foreign one.
             request = Request(scope)
             if (request.headers.get("origin") or request.headers.get("referer")) and not auth.same_origin(request):
-                await JSONResponse({"detail": "cross-site request refused: this page may only be used from this "
-                                              "site"}, status_code=403)(scope, receive, send)
+                await JSONResponse(
+                    {"detail": "cross-site request refused: this page may only be used from this site"}, status_code=403
+                )(scope, receive, send)
                 return
         if self.login_redirect and scope["type"] == "http" and scope["path"] == "/" and scope["method"] == "GET":
             # The UI answers a bare 401 to a visitor without a session; send people to the form instead.
@@ -175,8 +184,15 @@ class _WebContextMiddleware:
         await self.app(scope, receive, send)
 
 
-def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None, inference: Inference | None = None,
-               start_worker: bool = True, token_ttl_s: int | None = None, session_ttl_s: int | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    jobs: JobQueue | None = None,
+    inference: Inference | None = None,
+    start_worker: bool = True,
+    token_ttl_s: int | None = None,
+    session_ttl_s: int | None = None,
+) -> FastAPI:
     """The web app. Refuses to start with an example secret key outside demo mode.
 
     ``jobs``: where started runs and generation jobs go. With no broker configured it
@@ -190,15 +206,21 @@ def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None
     settings.check_secrets()
     if jobs is None:
         if not settings.embedded:
-            raise ConfigError("RLHF_BROKER_URL is set: give the web app the broker's job queue "
-                              "(create_app(jobs=workers.dispatch.CeleryQueue()); `rlhf serve` does)")
+            raise ConfigError(
+                "RLHF_BROKER_URL is set: give the web app the broker's job queue "
+                "(create_app(jobs=workers.dispatch.CeleryQueue()); `rlhf serve` does)"
+            )
         jobs = InProcessQueue()
     owns_inference = inference is None
     inference = inference or Inference.from_settings(settings)
-    ctx = auth.WebContext(settings=settings, engine=db.get_engine(settings.database_url), jobs=jobs,
-                          inference=inference,
-                          token_ttl_s=token_ttl_s or settings.token_ttl_s,
-                          session_ttl_s=session_ttl_s or settings.session_ttl_s)
+    ctx = auth.WebContext(
+        settings=settings,
+        engine=db.get_engine(settings.database_url),
+        jobs=jobs,
+        inference=inference,
+        token_ttl_s=token_ttl_s or settings.token_ttl_s,
+        session_ttl_s=session_ttl_s or settings.session_ttl_s,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -214,11 +236,18 @@ def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None
             if owns_inference:
                 await run_in_threadpool(inference.close)
 
-    app = FastAPI(title="RLHF feedback loop", version="1", lifespan=lifespan, openapi_url="/api/openapi.json",
-                  docs_url="/api/docs", redoc_url=None, max_body_size=api.BODY_LIMIT,
-                  description="Raters compare two responses; votes train reward models, DPO and PPO; new "
-                              "checkpoints go back to the raters. Authenticate with HTTP Basic or a bearer token "
-                              "from POST /api/token.")
+    app = FastAPI(
+        title="RLHF feedback loop",
+        version="1",
+        lifespan=lifespan,
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        max_body_size=api.BODY_LIMIT,
+        description="Raters compare two responses; votes train reward models, DPO and PPO; new "
+        "checkpoints go back to the raters. Authenticate with HTTP Basic or a bearer token "
+        "from POST /api/token.",
+    )
     app.state.web = ctx
     app.add_exception_handler(RLHFError, domain_error_response)
     app.add_exception_handler(sa.exc.OperationalError, database_down_response)
@@ -244,13 +273,22 @@ def create_app(settings: Settings | None = None, *, jobs: JobQueue | None = None
     return app
 
 
-_ERROR_SCHEMA = {"title": "Error", "type": "object", "required": ["detail"], "properties": {
-    "detail": {"type": "string", "description": "what went wrong, for a person to read"},
-    "error": {"type": "string", "description": "the kind of error (domain errors only), e.g. InvalidInput"},
-    "param": {"type": "string", "description": "the request field the error concerns, e.g. reward_checkpoint_id"},
-    "allowed": {"type": "array", "items": {"type": "string"},
-                "description": "the values that field would be accepted with here"},
-    "remedy": {"type": "string", "description": "what to do first, as a stable key, e.g. train_reward_model"}}}
+_ERROR_SCHEMA = {
+    "title": "Error",
+    "type": "object",
+    "required": ["detail"],
+    "properties": {
+        "detail": {"type": "string", "description": "what went wrong, for a person to read"},
+        "error": {"type": "string", "description": "the kind of error (domain errors only), e.g. InvalidInput"},
+        "param": {"type": "string", "description": "the request field the error concerns, e.g. reward_checkpoint_id"},
+        "allowed": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "the values that field would be accepted with here",
+        },
+        "remedy": {"type": "string", "description": "what to do first, as a stable key, e.g. train_reward_model"},
+    },
+}
 
 
 def _document_errors(app: FastAPI) -> None:
@@ -272,15 +310,22 @@ def _document_errors(app: FastAPI) -> None:
         for path, operations in doc.get("paths", {}).items():
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
-                for code, meaning in (("4XX", "refused: the reason is in detail"),
-                                      ("503", "the database or the job broker does not answer; retry later")):
-                    responses.setdefault(code, {"description": meaning,
-                                                "content": {"application/json": {"schema": error}}})
+                for code, meaning in (
+                    ("4XX", "refused: the reason is in detail"),
+                    ("503", "the database or the job broker does not answer; retry later"),
+                ):
+                    responses.setdefault(
+                        code, {"description": meaning, "content": {"application/json": {"schema": error}}}
+                    )
                 if operation.get("security"):
-                    responses.setdefault("401", {"description": "no or wrong credentials",
-                                                 "content": {"application/json": {"schema": error}}})
-                    responses.setdefault("403", {"description": "the role may not do this",
-                                                 "content": {"application/json": {"schema": error}}})
+                    responses.setdefault(
+                        "401",
+                        {"description": "no or wrong credentials", "content": {"application/json": {"schema": error}}},
+                    )
+                    responses.setdefault(
+                        "403",
+                        {"description": "the role may not do this", "content": {"application/json": {"schema": error}}},
+                    )
                 declared = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema")
                 if declared is not None and declared != error:
                     responses["422"]["content"]["application/json"]["schema"] = {"anyOf": [declared, error]}
@@ -301,8 +346,14 @@ def _mount_ui(app: FastAPI, settings: Settings, jobs: JobQueue, inference: Infer
     async def cookie_user(request: Request) -> str | None:
         return await run_in_threadpool(auth.user_from_cookie, request)
 
-    gr.mount_gradio_app(app, build_ui(settings, jobs, inference), path="/", auth_dependency=cookie_user,
-                        max_file_size=api_data.UPLOAD_LIMIT, footer_links=[])
+    gr.mount_gradio_app(
+        app,
+        build_ui(settings, jobs, inference),
+        path="/",
+        auth_dependency=cookie_user,
+        max_file_size=api_data.UPLOAD_LIMIT,
+        footer_links=[],
+    )
     # The app-wide body limit is for JSON; the UI's file uploads get the upload limit instead.
     mount = next(r for r in reversed(app.router.routes) if isinstance(r, Mount) and r.path == "")
     mount.app = RequestBodyLimitMiddleware(mount.app, max_body_size=api_data.UPLOAD_LIMIT)

@@ -56,8 +56,11 @@ PathId = Annotated[int, Path(ge=-(2**63), le=2**63 - 1)]
 
 _basic = HTTPBasic(auto_error=False, description="A user name and password (checked on every request: slow).")
 _bearer = HTTPBearer(auto_error=False, description="A token from POST /api/token.")
-_cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False,
-                       description="Set by the /login page; POSTs also need an X-Requested-With header.")
+_cookie = APIKeyCookie(
+    name=SESSION_COOKIE,
+    auto_error=False,
+    description="Set by the /login page; POSTs also need an X-Requested-With header.",
+)
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -85,8 +88,9 @@ def _user_from_signed(ctx: WebContext, session: Session, signer: Signer, token: 
     payload = signer.loads(token, ttl)
     if payload is None or not _row_id(payload.get("uid")) or not _row_id(payload.get("sid")):
         return None  # a cookie or token from before sessions were kept names no login: log in again
-    user = sessions_svc.live_session_user(session=session, session_id=payload["sid"], user_id=payload["uid"],
-                                          now=ctx.clock())
+    user = sessions_svc.live_session_user(
+        session=session, session_id=payload["sid"], user_id=payload["uid"], now=ctx.clock()
+    )
     if user is None or not user.active or not hmac.compare_digest(str(payload.get("pw")), ctx.fingerprint(user)):
         return None
     return user
@@ -97,8 +101,9 @@ def check_password(request: Request, session: Session, name: str, password: str)
     ctx, ip = web_context(request), client_ip(request)
     wait = ctx.limiter.retry_after(name, ip)
     if wait is not None:
-        raise HTTPException(429, f"too many failed logins for {name!r}; try again in {wait} s",
-                            headers={"Retry-After": str(wait)})
+        raise HTTPException(
+            429, f"too many failed logins for {name!r}; try again in {wait} s", headers={"Retry-After": str(wait)}
+        )
     user = authenticate(session=session, name=name, password=password)
     if user is None:
         ctx.limiter.failed(name, ip)
@@ -170,21 +175,36 @@ def require_role(role: Role | str) -> Callable[..., User]:
     """A dependency: the authenticated user, if their role ranks at least ``role`` (rater < engineer < admin)."""
     needed = Role(role)
 
-    def dependency(request: Request, session: DB,
-                   _b: Any = Security(_basic), _t: Any = Security(_bearer), _c: Any = Security(_cookie)) -> User:
+    def dependency(
+        request: Request,
+        session: DB,
+        _b: Any = Security(_basic),
+        _t: Any = Security(_bearer),
+        _c: Any = Security(_cookie),
+    ) -> User:
         user = current_user(request, session)
         # Hand the connection back now: the endpoint waits for a worker thread of its own, and a
         # burst of requests each holding a connection while waiting for a thread, while every
         # thread waits for a connection, stalls the whole app until the pool times out.
         session.commit()
         if user is None:
-            raise HTTPException(401, "authentication required: HTTP Basic, a bearer token from POST /api/token, "
-                                     "or the session cookie from /login",
-                                headers={"WWW-Authenticate": 'Basic realm="rlhf", Bearer realm="rlhf"'})
-        if (request.state.rlhf_auth_via == "cookie" and request.method not in SAFE_METHODS
-                and CSRF_HEADER.lower() not in request.headers and not same_origin(request)):
-            raise HTTPException(403, f"a request authenticated by the session cookie must send an {CSRF_HEADER} "
-                                     "header (cross-site request refused)")
+            raise HTTPException(
+                401,
+                "authentication required: HTTP Basic, a bearer token from POST /api/token, "
+                "or the session cookie from /login",
+                headers={"WWW-Authenticate": 'Basic realm="rlhf", Bearer realm="rlhf"'},
+            )
+        if (
+            request.state.rlhf_auth_via == "cookie"
+            and request.method not in SAFE_METHODS
+            and CSRF_HEADER.lower() not in request.headers
+            and not same_origin(request)
+        ):
+            raise HTTPException(
+                403,
+                f"a request authenticated by the session cookie must send an {CSRF_HEADER} "
+                "header (cross-site request refused)",
+            )
         if not user.role.allows(needed):
             raise HTTPException(403, f"this needs the {needed.value} role or higher; you are a {user.role.value}")
         return user

@@ -58,9 +58,14 @@ class WebContext:
         """A new login for ``user``: commits its session row, then signs a cookie (``sessions``) or token naming it."""
         cookie = signer is self.sessions
         with Session(self.engine) as session:
-            row = sessions_svc.open_session(session=session, user=user, kind="cookie" if cookie else "token",
-                                            now=self.clock(), user_agent=user_agent,
-                                            ttl_s=self.session_ttl_s if cookie else self.token_ttl_s)
+            row = sessions_svc.open_session(
+                session=session,
+                user=user,
+                kind="cookie" if cookie else "token",
+                now=self.clock(),
+                user_agent=user_agent,
+                ttl_s=self.session_ttl_s if cookie else self.token_ttl_s,
+            )
             session.commit()
             sid = row.id
         return signer.dumps({"uid": user.id, "sid": sid, "pw": self.fingerprint(user)})

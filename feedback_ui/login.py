@@ -60,15 +60,28 @@ class SessionsEnded(BaseModel):
     ended: int = Field(description="how many logins stopped working")
 
 
-_CREDENTIALS = {"type": "object", "required": ["username", "password"],
-                "properties": {"username": {"type": "string"}, "password": {"type": "string", "format": "password"}}}
+_CREDENTIALS = {
+    "type": "object",
+    "required": ["username", "password"],
+    "properties": {"username": {"type": "string"}, "password": {"type": "string", "format": "password"}},
+}
 
 
-@router.post("/api/token", response_model=TokenPublic, tags=["auth"],
-             responses={401: {"description": "wrong user name or password"}, 429: {"description": "locked out"}},
-             openapi_extra={"requestBody": {"required": False, "content": {
-                 "application/json": {"schema": _CREDENTIALS},
-                 "application/x-www-form-urlencoded": {"schema": _CREDENTIALS}}}})
+@router.post(
+    "/api/token",
+    response_model=TokenPublic,
+    tags=["auth"],
+    responses={401: {"description": "wrong user name or password"}, 429: {"description": "locked out"}},
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {
+                "application/json": {"schema": _CREDENTIALS},
+                "application/x-www-form-urlencoded": {"schema": _CREDENTIALS},
+            },
+        }
+    },
+)
 async def issue_token(request: Request) -> TokenPublic:
     """A bearer token for ``Authorization: Bearer …`` (valid ``expires_in`` seconds: 12 h unless configured).
 
@@ -91,8 +104,11 @@ async def issue_token(request: Request) -> TokenPublic:
     except ValueError:
         raise HTTPException(422, "send the user name and password as HTTP Basic, JSON or a form") from None
     if not isinstance(name, str) or not isinstance(password, str) or not name:
-        raise HTTPException(401, "send the user name and password as HTTP Basic, JSON or a form",
-                            headers={"WWW-Authenticate": 'Basic realm="rlhf"'})
+        raise HTTPException(
+            401,
+            "send the user name and password as HTTP Basic, JSON or a form",
+            headers={"WWW-Authenticate": 'Basic realm="rlhf"'},
+        )
     ctx = web_context(request)
     user = await run_in_threadpool(_password_login, request, ctx, name, password)
     if user is None:
@@ -112,8 +128,12 @@ def _safe_next(target: str | None) -> str:
     Browsers drop tabs and newlines from URLs and read ``\\`` as ``/``, so ``/<tab>/evil`` or
     ``/\\evil`` would become ``//evil``: any such character refuses the target.
     """
-    if (not target or not target.startswith("/") or target.startswith("//")
-            or any(ch == "\\" or ord(ch) < 0x21 or ord(ch) == 0x7F for ch in target)):
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or any(ch == "\\" or ord(ch) < 0x21 or ord(ch) == 0x7F for ch in target)
+    ):
         return "/"
     return target
 
@@ -123,9 +143,14 @@ _LOGIN_PAGE = (Path(__file__).parent / "templates" / "login.html").read_text(enc
 
 
 def login_page(next_: str = "/", error: str = "", username: str = "", status_code: int = 200) -> HTMLResponse:
-    return HTMLResponse(_LOGIN_PAGE.format(
-        error=f'<p class="error" role="alert">{html.escape(error)}</p>' if error else "",
-        username=html.escape(username), next=html.escape(_safe_next(next_))), status_code=status_code)
+    return HTMLResponse(
+        _LOGIN_PAGE.format(
+            error=f'<p class="error" role="alert">{html.escape(error)}</p>' if error else "",
+            username=html.escape(username),
+            next=html.escape(_safe_next(next_)),
+        ),
+        status_code=status_code,
+    )
 
 
 @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
@@ -134,8 +159,7 @@ def login_form(next: str = "/") -> HTMLResponse:
 
 
 @router.post("/login", include_in_schema=False)
-def login(request: Request, session: DB, username: str = Form(""), password: str = Form(""),
-          next: str = Form("/")):
+def login(request: Request, session: DB, username: str = Form(""), password: str = Form(""), next: str = Form("/")):
     # A cross-site form could log a victim into the attacker's account; refuse foreign origins.
     if request.headers.get("origin") and not same_origin(request):
         return login_page(next, "This login form was sent from another site.", username, 403)
@@ -152,8 +176,15 @@ def login(request: Request, session: DB, username: str = Form(""), password: str
     ctx = web_context(request)
     response = RedirectResponse(_safe_next(next), status_code=303)
     cookie = ctx.issue(ctx.sessions, user, request.headers.get("user-agent"))
-    response.set_cookie(SESSION_COOKIE, cookie, max_age=ctx.session_ttl_s, path="/",
-                        httponly=True, samesite="lax", secure=request.url.scheme == "https")
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=ctx.session_ttl_s,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
     return response
 
 
@@ -180,9 +211,17 @@ def logout(request: Request, session: DB, everywhere: str = Form("")):
 def my_sessions(request: Request, session: DB, user: User = Depends(require_role(Role.rater))):
     """Your live logins: browser sessions (``cookie``) and bearer tokens (``token``), newest first."""
     ctx = web_context(request)
-    return [SessionPublic(id=s.id, kind=s.kind, created_at=s.created_at, expires_at=s.expires_at,
-                          user_agent=s.user_agent, current=s.id == _current_login(ctx, request))
-            for s in sessions_svc.list_sessions(session=session, user_id=user.id, now=ctx.clock())]
+    return [
+        SessionPublic(
+            id=s.id,
+            kind=s.kind,
+            created_at=s.created_at,
+            expires_at=s.expires_at,
+            user_agent=s.user_agent,
+            current=s.id == _current_login(ctx, request),
+        )
+        for s in sessions_svc.list_sessions(session=session, user_id=user.id, now=ctx.clock())
+    ]
 
 
 @router.delete("/api/sessions", response_model=SessionsEnded, tags=["auth"])

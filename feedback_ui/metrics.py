@@ -68,23 +68,34 @@ class LoopCollector(Collector):
         yield from self._queue_depth()
 
     def _from_database(self, session: Session) -> Iterable[Metric]:
-        votes = CounterMetricFamily("rlhf_votes", "Votes recorded, by choice (machine labels not counted)",
-                                    labels=["choice"])
+        votes = CounterMetricFamily(
+            "rlhf_votes", "Votes recorded, by choice (machine labels not counted)", labels=["choice"]
+        )
         counts = _grouped(session, Vote.choice, human_vote())
         for choice in Choice:
             votes.add_metric([choice.value], counts.get(choice.value, 0))
         yield votes
 
         open_ = GaugeMetricFamily("rlhf_open_comparisons", "Comparisons still waiting for votes")
-        open_.add_metric([], session.exec(select(func.count()).select_from(Comparison)
-                                          .where(Comparison.status == ComparisonStatus.open)).one())
+        open_.add_metric(
+            [],
+            session.exec(
+                select(func.count()).select_from(Comparison).where(Comparison.status == ComparisonStatus.open)
+            ).one(),
+        )
         yield open_
 
-        runs = GaugeMetricFamily("rlhf_training_runs", "Training runs, by status and algorithm",
-                                 labels=["status", "algorithm"])
-        counts = {(_value(s), _value(a)): n for s, a, n in session.exec(
-            select(TrainingRun.status, TrainingRun.algorithm, func.count())
-            .group_by(TrainingRun.status, TrainingRun.algorithm)).all()}
+        runs = GaugeMetricFamily(
+            "rlhf_training_runs", "Training runs, by status and algorithm", labels=["status", "algorithm"]
+        )
+        counts = {
+            (_value(s), _value(a)): n
+            for s, a, n in session.exec(
+                select(TrainingRun.status, TrainingRun.algorithm, func.count()).group_by(
+                    TrainingRun.status, TrainingRun.algorithm
+                )
+            ).all()
+        }
         for status in JobStatus:  # zeros too, so an alert on failed runs has a series before the first failure
             for algorithm in Algorithm:
                 runs.add_metric([status.value, algorithm.value], counts.get((status.value, algorithm.value), 0))
@@ -100,8 +111,9 @@ class LoopCollector(Collector):
 
     def _queue_depth(self) -> Iterable[Metric]:
         """Messages waiting in each Celery queue; without a broker, the queued rows the embedded worker polls."""
-        depth = GaugeMetricFamily("rlhf_queue_depth", "Jobs waiting in each queue (source: broker or database)",
-                                  labels=["queue", "source"])
+        depth = GaugeMetricFamily(
+            "rlhf_queue_depth", "Jobs waiting in each queue (source: broker or database)", labels=["queue", "source"]
+        )
         if self.settings.broker_url:
             broker_up = GaugeMetricFamily("rlhf_broker_up", "1 when the broker answered this scrape")
             try:
@@ -116,8 +128,9 @@ class LoopCollector(Collector):
             try:
                 with Session(db.get_engine(self.settings.database_url)) as session:
                     for queue, model in QUEUES.items():
-                        n = session.exec(select(func.count()).select_from(model)
-                                         .where(model.status == JobStatus.queued)).one()
+                        n = session.exec(
+                            select(func.count()).select_from(model).where(model.status == JobStatus.queued)
+                        ).one()
                         depth.add_metric([queue, "database"], n)
             except sa.exc.SQLAlchemyError:
                 pass  # already reported as rlhf_database_up 0
@@ -139,11 +152,14 @@ def _durations(session: Session) -> Metric:
     Computed in Python from the two timestamps: the same code on SQLite and PostgreSQL,
     and a deployment has hundreds of runs, not millions.
     """
-    hist = HistogramMetricFamily("rlhf_training_run_duration_seconds", "Wall time of finished training runs",
-                                 labels=["algorithm", "status"])
-    rows = session.exec(select(TrainingRun.algorithm, TrainingRun.status, TrainingRun.started_at,
-                               TrainingRun.finished_at)
-                        .where(TrainingRun.started_at.is_not(None), TrainingRun.finished_at.is_not(None))).all()
+    hist = HistogramMetricFamily(
+        "rlhf_training_run_duration_seconds", "Wall time of finished training runs", labels=["algorithm", "status"]
+    )
+    rows = session.exec(
+        select(TrainingRun.algorithm, TrainingRun.status, TrainingRun.started_at, TrainingRun.finished_at).where(
+            TrainingRun.started_at.is_not(None), TrainingRun.finished_at.is_not(None)
+        )
+    ).all()
     series: dict[tuple[str, str], list[float]] = {}
     for algorithm, status, started, finished in rows:
         seconds = max(0.0, (as_utc(finished) - as_utc(started)).total_seconds())

@@ -79,9 +79,12 @@ class VoteBase(BaseModel):
 
 class VoteCreate(VoteBase):
     idempotency_key: str | None = Field(
-        default=None, min_length=1, max_length=100,
+        default=None,
+        min_length=1,
+        max_length=100,
         description="any string unique to this vote (or the Idempotency-Key header); a retry with the same key "
-                    "returns the stored vote")
+        "returns the stored vote",
+    )
 
 
 class VotePublic(VoteBase):
@@ -94,8 +97,9 @@ class VoteAndNext(BaseModel):
     """A vote with this rater's next pair (``POST /api/votes?next=true``): one round trip per judgement."""
 
     vote: VotePublic
-    next: ComparisonHandout | None = Field(description="the next pair, already leased to this rater; null when "
-                                                       "nothing is left for them")
+    next: ComparisonHandout | None = Field(
+        description="the next pair, already leased to this rater; null when nothing is left for them"
+    )
 
 
 class SkipPublic(BaseModel):
@@ -118,8 +122,10 @@ class ComparisonPublic(_Public):
 
 
 class GoldMark(BaseModel):
-    answer: Choice | None = Field(description="the known answer in the comparison's stored order (a = response_a); "
-                                              "null makes it a regular comparison again")
+    answer: Choice | None = Field(
+        description="the known answer in the comparison's stored order (a = response_a); "
+        "null makes it a regular comparison again"
+    )
 
 
 class GoldImportPublic(BaseModel):
@@ -156,16 +162,22 @@ class GenerationJobCreate(BaseModel):
     per_checkpoint: PerCheckpoint | None = None
     limit: Limit | None = None
     tag: Annotated[str | None, Storable] = Field(default=None, description="only prompts with this tag")
-    target_votes: TargetVotes | None = Field(default=None, description="votes wanted per comparison "
-                                                                       "(default: RLHF_VOTES_PER_COMPARISON)")
+    target_votes: TargetVotes | None = Field(
+        default=None, description="votes wanted per comparison (default: RLHF_VOTES_PER_COMPARISON)"
+    )
     select: Strategy = Field(
-        default="random", description="pair selection: random, or uncertain (the pairs the reward model is least "
-                                      "sure about, smallest reward margin, are opened and rated first)")
+        default="random",
+        description="pair selection: random, or uncertain (the pairs the reward model is least "
+        "sure about, smallest reward margin, are opened and rated first)",
+    )
     reward_checkpoint_id: Annotated[RowId | str | None, Storable] = Field(
-        default=None, description="id or name of the reward model for select=uncertain; default: the newest one "
-                                  "not retired")
-    pool: Pool | None = Field(default=None, description="select=uncertain: prompts sampled to choose from "
-                                                        "(default 4 x limit; all when no limit)")
+        default=None,
+        description="id or name of the reward model for select=uncertain; default: the newest one not retired",
+    )
+    pool: Pool | None = Field(
+        default=None,
+        description="select=uncertain: prompts sampled to choose from (default 4 x limit; all when no limit)",
+    )
     max_new_tokens: MaxNewTokens = 64
     temperature: Temperature = 1.0
 
@@ -184,23 +196,29 @@ class GenerationJobPublic(_Public):
 class RunBase(BaseModel):
     algorithm: Algorithm
     base_checkpoint_id: Annotated[RowId | str | None, Storable] = Field(
-        default=None, description="id or name; default: the newest serving policy")
+        default=None, description="id or name; default: the newest serving policy"
+    )
     reward_checkpoint_id: Annotated[RowId | str | None, Storable] = Field(
-        default=None, description="a reward model (ppo, rloo, grpo)")
-    params: Annotated[dict[str, Any], Storable] = Field(default_factory=dict,
-                                                       description='training parameters, e.g. {"steps": 50}')
+        default=None, description="a reward model (ppo, rloo, grpo)"
+    )
+    params: Annotated[dict[str, Any], Storable] = Field(
+        default_factory=dict, description='training parameters, e.g. {"steps": 50}'
+    )
 
 
 class RunCreate(RunBase):
     serve: bool = Field(default=False, description="serve the new checkpoint when the run succeeds")
     ties: Literal["drop", "keep"] = "drop"
     aggregate: Literal["majority", "none"] = Field(
-        default="majority", description="majority: one row per comparison, labelled by most of its votes; "
-                                        "none: one row per vote")
+        default="majority",
+        description="majority: one row per comparison, labelled by most of its votes; none: one row per vote",
+    )
     exclude_flagged: bool = Field(default=True, description="leave out raters flagged by their gold accuracy")
     labels: Literal["human", "machine", "both"] = Field(
-        default="human", description="whose votes: human (people only), machine (a reward model's machine labels) "
-                                     "or both (machine labels only where no person voted)")
+        default="human",
+        description="whose votes: human (people only), machine (a reward model's machine labels) "
+        "or both (machine labels only where no person voted)",
+    )
 
 
 class RunPublic(RunBase):
@@ -262,8 +280,9 @@ class UserCreate(UserBase):
 
 class UserUpdate(BaseModel):
     active: bool | None = Field(default=None, description="false: the user can no longer log in")
-    excluded: bool | None = Field(default=None, description="true: this rater's votes are left out of exports "
-                                                            "and new training runs")
+    excluded: bool | None = Field(
+        default=None, description="true: this rater's votes are left out of exports and new training runs"
+    )
 
 
 class RaterExclusion(BaseModel):

@@ -21,9 +21,15 @@ class ChatMessage(BaseModel):
 class ArenaCreate(BaseModel):
     messages: list[ChatMessage] = Field(
         description="the conversation so far: an optional system message, then user and assistant turns "
-                    "alternating, ending with the user turn both models answer", min_length=1, max_length=201)
-    stream: bool = Field(default=False, description="answer as server-sent events: `a` and `b` (JSON string "
-                                                    "deltas), then `done` ({comparison_id}) or `error` ({detail})")
+        "alternating, ending with the user turn both models answer",
+        min_length=1,
+        max_length=201,
+    )
+    stream: bool = Field(
+        default=False,
+        description="answer as server-sent events: `a` and `b` (JSON string "
+        "deltas), then `done` ({comparison_id}) or `error` ({detail})",
+    )
 
 
 class ArenaBattle(BaseModel):
@@ -39,12 +45,15 @@ class ArenaNames(BaseModel):
 
 
 class DemonstrationCreate(BaseModel):
-    comparison_id: RowId | None = Field(default=None, description="a comparison you were shown: its conversation "
-                                                                  "is the prompt, and your answer is also stored as "
-                                                                  "preferred over both model answers")
-    messages: list[ChatMessage] | None = Field(default=None, max_length=201,
-                                               description="a conversation ending with a user turn (without "
-                                                           "comparison_id)")
+    comparison_id: RowId | None = Field(
+        default=None,
+        description="a comparison you were shown: its conversation "
+        "is the prompt, and your answer is also stored as "
+        "preferred over both model answers",
+    )
+    messages: list[ChatMessage] | None = Field(
+        default=None, max_length=201, description="a conversation ending with a user turn (without comparison_id)"
+    )
     text: Annotated[str, Storable] = Field(description="the answer you wanted")
 
 

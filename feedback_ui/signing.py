@@ -29,8 +29,11 @@ class Signer:
 
     def __init__(self, secret: str, purpose: str, clock: Callable[[], float]):
         self._serializer = URLSafeTimedSerializer(
-            secret, salt=f"rlhf:{purpose}", signer=_ClockSigner,
-            signer_kwargs={"clock": clock, "digest_method": hashlib.sha256})
+            secret,
+            salt=f"rlhf:{purpose}",
+            signer=_ClockSigner,
+            signer_kwargs={"clock": clock, "digest_method": hashlib.sha256},
+        )
 
     def dumps(self, payload: dict[str, Any]) -> str:
         return self._serializer.dumps(payload)

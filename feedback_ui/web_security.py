@@ -24,13 +24,17 @@ from starlette.datastructures import MutableHeaders
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
-       "img-src 'self' data: blob:; font-src 'self' data:; media-src 'self' data: blob:; connect-src 'self'; "
-       "worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'")
+CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' 'unsafe-eval'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; font-src 'self' data:; media-src 'self' data: blob:; connect-src 'self'; "
+    "worker-src 'self' blob:; object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'self'"
+)
 # The API docs page loads Swagger UI from its CDN (FastAPI's default page).
-DOCS_CSP = CSP.replace("script-src 'self'", "script-src 'self' https://cdn.jsdelivr.net").replace(
-    "style-src 'self'", "style-src 'self' https://cdn.jsdelivr.net").replace(
-    "img-src 'self'", "img-src 'self' https://fastapi.tiangolo.com")
+DOCS_CSP = (
+    CSP.replace("script-src 'self'", "script-src 'self' https://cdn.jsdelivr.net")
+    .replace("style-src 'self'", "style-src 'self' https://cdn.jsdelivr.net")
+    .replace("img-src 'self'", "img-src 'self' https://fastapi.tiangolo.com")
+)
 HEADERS = {
     "X-Frame-Options": "SAMEORIGIN",
     "X-Content-Type-Options": "nosniff",
@@ -65,8 +69,12 @@ class SecurityHeaders:
 
 def install(app: FastAPI, origins: list[str]) -> None:
     """CORS for ``origins`` only (credentials allowed), and the headers above; call after the UI is mounted."""
-    app.add_middleware(CORSMiddleware, allow_origins=list(origins), allow_credentials=True,
-                       allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-                       allow_headers=["Authorization", "Content-Type", "X-Requested-With", "Idempotency-Key"],
-                       max_age=600)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(origins),
+        allow_credentials=True,
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "X-Requested-With", "Idempotency-Key"],
+        max_age=600,
+    )
     app.add_middleware(SecurityHeaders, docs_path=app.docs_url)

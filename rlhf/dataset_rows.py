@@ -34,10 +34,39 @@ from rlhf.errors import InvalidInput
 
 Message = dict[str, Any]  # {"role": ..., "content": ...}, passed through as stored
 
-_PERSON_KEYS = ("prompt", "chosen", "rejected", "comparison_id", "source", "vote_id", "votes", "agreement",
-                "vote_ids", "rater_ids", "rater_id", "label_p", "rationales", "tie")
-_MACHINE_KEYS = ("prompt", "chosen", "rejected", "comparison_id", "source", "rater_id", "label_p", "rationales",
-                 "label_source", "machine", "vote_id", "votes", "agreement", "vote_ids", "rater_ids")
+_PERSON_KEYS = (
+    "prompt",
+    "chosen",
+    "rejected",
+    "comparison_id",
+    "source",
+    "vote_id",
+    "votes",
+    "agreement",
+    "vote_ids",
+    "rater_ids",
+    "rater_id",
+    "label_p",
+    "rationales",
+    "tie",
+)
+_MACHINE_KEYS = (
+    "prompt",
+    "chosen",
+    "rejected",
+    "comparison_id",
+    "source",
+    "rater_id",
+    "label_p",
+    "rationales",
+    "label_source",
+    "machine",
+    "vote_id",
+    "votes",
+    "agreement",
+    "vote_ids",
+    "rater_ids",
+)
 _BY_MAJORITY = ("votes", "agreement", "vote_ids", "rater_ids")
 
 
@@ -101,16 +130,28 @@ class SFTRow(BaseModel):
 
 def content_hash(rows: Sequence[PreferenceRow]) -> str:
     """The hash a preference snapshot stores: over each row's pair and vote id(s), as it always has been."""
-    canonical = json.dumps([{"prompt": r.prompt, "chosen": r.chosen, "rejected": r.rejected,
-                             **({"vote_id": r.vote_id} if r.vote_id is not None else {"vote_ids": r.vote_ids})}
-                            for r in rows], sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    canonical = json.dumps(
+        [
+            {
+                "prompt": r.prompt,
+                "chosen": r.chosen,
+                "rejected": r.rejected,
+                **({"vote_id": r.vote_id} if r.vote_id is not None else {"vote_ids": r.vote_ids}),
+            }
+            for r in rows
+        ],
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def sft_hash(rows: Sequence[SFTRow]) -> str:
     """The hash an SFT snapshot stores: over the rows' messages, as it always has been."""
-    return hashlib.sha256(json.dumps([r.messages for r in rows], sort_keys=True, ensure_ascii=False)
-                          .encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps([r.messages for r in rows], sort_keys=True, ensure_ascii=False).encode()
+    ).hexdigest()
 
 
 def read_preference_rows(path: str | Path) -> list[dict[str, Any]]:

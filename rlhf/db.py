@@ -78,13 +78,18 @@ def wait_for_database(url: str, timeout_s: float = 60.0) -> None:
     from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
     try:
-        for attempt in Retrying(retry=retry_if_exception_type(sa.exc.OperationalError), wait=wait_fixed(1.0),
-                                stop=stop_after_delay(timeout_s), reraise=True):
+        for attempt in Retrying(
+            retry=retry_if_exception_type(sa.exc.OperationalError),
+            wait=wait_fixed(1.0),
+            stop=stop_after_delay(timeout_s),
+            reraise=True,
+        ):
             with attempt, get_engine(url).connect() as conn:
                 conn.execute(sa.text("SELECT 1"))
     except sa.exc.OperationalError as exc:
-        raise ConfigError(f"database at {sa.engine.make_url(url).render_as_string(hide_password=True)} "
-                          f"does not answer: {exc.orig}") from exc
+        raise ConfigError(
+            f"database at {sa.engine.make_url(url).render_as_string(hide_password=True)} does not answer: {exc.orig}"
+        ) from exc
 
 
 @contextmanager

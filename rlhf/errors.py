@@ -44,8 +44,14 @@ REMEDIES: dict[str, str] = {
 class RLHFError(Exception):
     """Base of every error a user may see; the message is meant for them (fields: see the module)."""
 
-    def __init__(self, message: str = "", *, param: str | None = None, allowed: Iterable[str] | None = None,
-                 remedy: str | None = None):
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        param: str | None = None,
+        allowed: Iterable[str] | None = None,
+        remedy: str | None = None,
+    ):
         super().__init__(message)
         self.message = str(message)
         self.param = param

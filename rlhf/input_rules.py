@@ -60,8 +60,9 @@ def check_tag(tag: Any, where: str) -> str:
     if not tag:
         raise InvalidInput(f"{where}: a tag is empty (only spaces or nothing)")
     if len(tag) > MAX_TAG_CHARS:
-        raise InvalidInput(f"{where}: tag {_short(tag)} is {len(tag)} characters long; a tag may have at most "
-                           f"{MAX_TAG_CHARS}")
+        raise InvalidInput(
+            f"{where}: tag {_short(tag)} is {len(tag)} characters long; a tag may have at most {MAX_TAG_CHARS}"
+        )
     return tag
 
 

@@ -170,8 +170,9 @@ class Prompt(SQLModel, table=True):
     # "import" or "arena". Arena conversations stay out of the pool generation jobs, online RL
     # and the held-out split draw from, until an engineer promotes one (``in_pool``).
     source: str = Field(default="import", sa_column=Column(sa.String(16), nullable=False, server_default="import"))
-    in_pool: bool = Field(default=True, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.true(),
-                                                         index=True))
+    in_pool: bool = Field(
+        default=True, sa_column=Column(sa.Boolean, nullable=False, server_default=sa.true(), index=True)
+    )
     created_at: datetime = _ts()
 
 
@@ -241,12 +242,14 @@ class Comparison(SQLModel, table=True):
     is_gold: bool = False
     gold_choice: Choice | None = Field(default=None, sa_type=_enum_type(Choice))
     job_id: int | None = Field(default=None, foreign_key="generationjob.id")
-    source: ComparisonSource = Field(default=ComparisonSource.queue,
-                                     sa_column=Column(_enum_type(ComparisonSource), nullable=False,
-                                                      server_default="queue", index=True))
+    source: ComparisonSource = Field(
+        default=ComparisonSource.queue,
+        sa_column=Column(_enum_type(ComparisonSource), nullable=False, server_default="queue", index=True),
+    )
     # When it goes out (PRIORITY_*, lowest first): set where the pair is opened or labelled.
-    priority: int = Field(default=PRIORITY_REGULAR, sa_column=Column(sa.Integer, nullable=False,
-                                                                     server_default=str(PRIORITY_REGULAR)))
+    priority: int = Field(
+        default=PRIORITY_REGULAR, sa_column=Column(sa.Integer, nullable=False, server_default=str(PRIORITY_REGULAR))
+    )
     created_at: datetime = _ts()
 
 
@@ -261,8 +264,10 @@ class Vote(SQLModel, table=True):
     rationale: str | None = Field(default=None, sa_type=sa.Text)
     shown_swapped: bool = False
     idempotency_key: str | None = Field(default=None, sa_column=Column(sa.String(128), unique=True))
-    kind: VoteKind = Field(default=VoteKind.human,
-                           sa_column=Column(_enum_type(VoteKind), nullable=False, server_default="human", index=True))
+    kind: VoteKind = Field(
+        default=VoteKind.human,
+        sa_column=Column(_enum_type(VoteKind), nullable=False, server_default="human", index=True),
+    )
     # Its origin in detail: "human", "simulated:<rule>", "machine:<reward checkpoint id>".
     source: str = "human"
     # Machine labels: the calibrated probability that this choice is right. None for people.
@@ -277,9 +282,11 @@ class Assignment(SQLModel, table=True):
     lease at once, so it no longer holds a place that another rater could take.
     """
 
-    __table_args__ = (sa.UniqueConstraint("comparison_id", "rater_id", name="uq_assignment_rater_comparison"),
-                      # "this rater's live lease": a range scan however many pairs they have rated.
-                      sa.Index("ix_assignment_rater_live", "rater_id", "expires_at"))
+    __table_args__ = (
+        sa.UniqueConstraint("comparison_id", "rater_id", name="uq_assignment_rater_comparison"),
+        # "this rater's live lease": a range scan however many pairs they have rated.
+        sa.Index("ix_assignment_rater_live", "rater_id", "expires_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     comparison_id: int = Field(foreign_key="comparison.id", index=True)

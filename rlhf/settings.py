@@ -84,8 +84,10 @@ class Settings(BaseSettings):
     # Proxies whose X-Forwarded-For / -Proto are believed (uvicorn's forwarded_allow_ips):
     # comma-separated addresses or networks, "*" for any (only behind a proxy that overwrites them).
     # uvicorn's own FORWARDED_ALLOW_IPS is still read when this is not set.
-    forwarded_allow_ips: str = Field(default="127.0.0.1", validation_alias=AliasChoices(
-        "RLHF_FORWARDED_ALLOW_IPS", "FORWARDED_ALLOW_IPS", "forwarded_allow_ips"))
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        validation_alias=AliasChoices("RLHF_FORWARDED_ALLOW_IPS", "FORWARDED_ALLOW_IPS", "forwarded_allow_ips"),
+    )
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -96,9 +98,11 @@ class Settings(BaseSettings):
             value = [str(v).strip().removesuffix("/") for v in value]  # a pasted "https://a.example/" means the origin
             for origin in value:
                 if not _ORIGIN.match(origin):
-                    raise ValueError(f"RLHF_CORS_ORIGINS: {origin!r} is not an origin like https://rater.example "
-                                     "(scheme and host, an optional port, no path; no '*', since the cookie "
-                                     "would then be usable by any site)")
+                    raise ValueError(
+                        f"RLHF_CORS_ORIGINS: {origin!r} is not an origin like https://rater.example "
+                        "(scheme and host, an optional port, no path; no '*', since the cookie "
+                        "would then be usable by any site)"
+                    )
             value = [v.lower() for v in value]
         return value
 

@@ -40,8 +40,10 @@ def _credentials(data_dir: Path) -> dict:
         stored = json.loads(path.read_text())
         if stored.get("secret_key") and all(name in stored.get("passwords", {}) for name, _ in DEMO_USERS):
             return stored
-    stored = {"secret_key": secrets.token_urlsafe(32),
-              "passwords": {name: secrets.token_urlsafe(9) for name, _ in DEMO_USERS}}
+    stored = {
+        "secret_key": secrets.token_urlsafe(32),
+        "passwords": {name: secrets.token_urlsafe(9) for name, _ in DEMO_USERS},
+    }
     data_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(stored, indent=2))
@@ -62,8 +64,15 @@ def _use_data_dir(data_dir: str) -> dict:
     return credentials
 
 
-def run_demo(*, data_dir: str, rounds: int = 0, word: str = "please", serve: bool = True, host: str | None = None,
-             port: int | None = None) -> None:
+def run_demo(
+    *,
+    data_dir: str,
+    rounds: int = 0,
+    word: str = "please",
+    serve: bool = True,
+    host: str | None = None,
+    port: int | None = None,
+) -> None:
     from rlhf.jobs.generation import execute_generation_job
     from rlhf.services.checkpoints import register_checkpoint, serving_checkpoints
     from rlhf.services.generation_jobs import create_generation_job
@@ -78,8 +87,9 @@ def run_demo(*, data_dir: str, rounds: int = 0, word: str = "please", serve: boo
     with db.session_scope(engine) as s:
         fresh = not serving_checkpoints(session=s)
         if fresh:
-            register_checkpoint(session=s, path=resolve_base_model("tiny", settings.checkpoints_dir), name="base",
-                                serve=True)
+            register_checkpoint(
+                session=s, path=resolve_base_model("tiny", settings.checkpoints_dir), name="base", serve=True
+            )
             import_file(session=s, path=PROMPTS_PATH, tags=["demo"])
     for round_no in range(1, rounds + 1):
         _headless_round(engine, settings, round_no, word)
@@ -123,8 +133,10 @@ def _headless_round(engine, settings, round_no: int, word: str, seed: int = 0) -
     with db.session_scope(engine) as s:
         counts = simulate(session=s, rule=f"contains:{word}")
         run = create_run(session=s, algorithm="dpo", serve_on_success=True, params={"seed": seed} if seed else None)
-    typer.echo(f"round {round_no}: simulated raters cast {counts.get('votes', 0)} votes preferring '{word}'; "
-               f"training DPO (run {run.id})…")
+    typer.echo(
+        f"round {round_no}: simulated raters cast {counts.get('votes', 0)} votes preferring '{word}'; "
+        f"training DPO (run {run.id})…"
+    )
     _run_with_progress(engine, settings, run.id, round_no, execute_run)
     with db.session_scope(engine) as s:
         run = get_run(session=s, run_id=run.id)
@@ -135,8 +147,10 @@ def _headless_round(engine, settings, round_no: int, word: str, seed: int = 0) -
     typer.echo(f"round {round_no}: counting '{word}' in held-out samples before and after…")
     before = evaluate_policy(before_path, prompts, word=word)
     after = evaluate_policy(after_path, prompts, word=word)
-    typer.echo(f"round {round_no}: '{word}' in {before.marker_rate:.0%} of {before.samples} held-out samples "
-               f"before, {after.marker_rate:.0%} after (checkpoint {run.output_checkpoint_id} now serves)")
+    typer.echo(
+        f"round {round_no}: '{word}' in {before.marker_rate:.0%} of {before.samples} held-out samples "
+        f"before, {after.marker_rate:.0%} after (checkpoint {run.output_checkpoint_id} now serves)"
+    )
     return before.marker_rate, after.marker_rate
 
 

@@ -16,7 +16,7 @@ FLAGS: dict[str, str] = {
 REMEDIES: dict[str, str] = {
     "train_reward_model": "train one with `rlhf train reward`",
     "serve_checkpoint": "serve one with `rlhf checkpoints serve ID`, or register one with "
-                        "`rlhf checkpoints add PATH --serve`",
+    "`rlhf checkpoints add PATH --serve`",
     "import_prompts": "import some with `rlhf prompts import FILE`",
     "rate_comparisons": "rate some comparisons first, or run `rlhf simulate`",
     "label_comparisons": "label some comparisons first (`rlhf label`)",

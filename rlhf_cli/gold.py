@@ -10,8 +10,9 @@ import typer
 from rlhf.errors import InvalidInput
 from rlhf_cli.output import print_json, print_table, session
 
-gold_app = typer.Typer(help="Gold comparisons: a known answer, mixed into raters' queues to measure them.",
-                       no_args_is_help=True)
+gold_app = typer.Typer(
+    help="Gold comparisons: a known answer, mixed into raters' queues to measure them.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer, users_app: typer.Typer) -> None:
@@ -34,8 +35,10 @@ def gold_import(file: Path) -> None:
 
 
 @gold_app.command("mark")
-def gold_mark(comparison: int, answer: Annotated[str, typer.Argument(help="a, b, tie or both_bad, in the "
-                                                                         "comparison's stored order")]) -> None:
+def gold_mark(
+    comparison: int,
+    answer: Annotated[str, typer.Argument(help="a, b, tie or both_bad, in the comparison's stored order")],
+) -> None:
     """Make an existing comparison gold, with its known answer."""
     from rlhf.services.gold import mark_gold
 
@@ -62,9 +65,16 @@ def gold_list(json_: bool = typer.Option(False, "--json")) -> None:
     from rlhf.models import Comparison
 
     with session() as s:
-        rows = [{"id": c.id, "prompt_id": c.prompt_id, "answer": c.gold_choice, "votes": c.vote_count,
-                 "created_at": c.created_at}
-                for c in s.exec(select(Comparison).where(Comparison.is_gold).order_by(Comparison.id))]
+        rows = [
+            {
+                "id": c.id,
+                "prompt_id": c.prompt_id,
+                "answer": c.gold_choice,
+                "votes": c.vote_count,
+                "created_at": c.created_at,
+            }
+            for c in s.exec(select(Comparison).where(Comparison.is_gold).order_by(Comparison.id))
+        ]
     print_json(rows) if json_ else print_table(rows, ["id", "prompt_id", "answer", "votes", "created_at"])
 
 

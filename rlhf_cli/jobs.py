@@ -41,6 +41,7 @@ def run_in_process_or_poll(execute, job_id: int, poll, label: str) -> None:
 
 def wait_for_job(execute, job_id: int, get, label: str) -> dict:
     """``--wait`` for a generation or label job: run or follow it, then its result; not succeeded is an error."""
+
     def poll():
         with session() as s:
             j = get(session=s, job_id=job_id)
@@ -54,21 +55,26 @@ def wait_for_job(execute, job_id: int, get, label: str) -> dict:
         return j.result
 
 
-def generate(per_checkpoint: int = typer.Option(None, help="samples per checkpoint and prompt "
-                                                "(default 2 with one serving checkpoint, else 1)"),
-             limit: int = typer.Option(None, help="at most this many prompts (fewest comparisons first)"),
-             tag: str = typer.Option(None, help="only prompts with this tag"),
-             target_votes: int = typer.Option(None, help="votes wanted per comparison "
-                                              "(default: RLHF_VOTES_PER_COMPARISON, 1 unless set)"),
-             select: str = typer.Option("random", help="pair selection: random, or uncertain (the pairs the "
-                                        "reward model is least sure about first)"),
-             reward_model: str = typer.Option(None, help="reward checkpoint for --select uncertain "
-                                              "(default: the newest one not retired)"),
-             pool: int = typer.Option(None, help="--select uncertain: prompts sampled to choose from "
-                                      "(default 4 x --limit)"),
-             max_new_tokens: int = typer.Option(64, help="longest response, in tokens"),
-             temperature: float = typer.Option(1.0, help="sampling temperature"),
-             wait: bool = typer.Option(False, help="wait until the comparisons are open")) -> None:
+def generate(
+    per_checkpoint: int = typer.Option(
+        None, help="samples per checkpoint and prompt (default 2 with one serving checkpoint, else 1)"
+    ),
+    limit: int = typer.Option(None, help="at most this many prompts (fewest comparisons first)"),
+    tag: str = typer.Option(None, help="only prompts with this tag"),
+    target_votes: int = typer.Option(
+        None, help="votes wanted per comparison (default: RLHF_VOTES_PER_COMPARISON, 1 unless set)"
+    ),
+    select: str = typer.Option(
+        "random", help="pair selection: random, or uncertain (the pairs the reward model is least sure about first)"
+    ),
+    reward_model: str = typer.Option(
+        None, help="reward checkpoint for --select uncertain (default: the newest one not retired)"
+    ),
+    pool: int = typer.Option(None, help="--select uncertain: prompts sampled to choose from (default 4 x --limit)"),
+    max_new_tokens: int = typer.Option(64, help="longest response, in tokens"),
+    temperature: float = typer.Option(1.0, help="sampling temperature"),
+    wait: bool = typer.Option(False, help="wait until the comparisons are open"),
+) -> None:
     """Sample responses from serving checkpoints and open comparisons."""
     from rlhf.jobs.generation import execute_generation_job
     from rlhf.jobs.submit import submit_generation
@@ -76,29 +82,43 @@ def generate(per_checkpoint: int = typer.Option(None, help="samples per checkpoi
     from workers.dispatch import job_queue
 
     with session() as s:
-        job = submit_generation(session=s, queue=job_queue(), per_checkpoint=per_checkpoint, limit=limit, tag=tag,
-                                target_votes=target_votes, strategy=select, reward_checkpoint_id=reward_model,
-                                pool=pool, sampling={"max_new_tokens": max_new_tokens, "temperature": temperature})
+        job = submit_generation(
+            session=s,
+            queue=job_queue(),
+            per_checkpoint=per_checkpoint,
+            limit=limit,
+            tag=tag,
+            target_votes=target_votes,
+            strategy=select,
+            reward_checkpoint_id=reward_model,
+            pool=pool,
+            sampling={"max_new_tokens": max_new_tokens, "temperature": temperature},
+        )
         job_id = job.id
     typer.echo(f"generation job {job_id} queued")
     if not wait:
         return
 
     r = wait_for_job(execute_generation_job, job_id, get_generation_job, f"generation job {job_id}")
-    typer.echo(f"sampled {r['responses']} responses for {r['prompts']} prompts; "
-               f"opened {r['comparisons']} comparisons")
+    typer.echo(f"sampled {r['responses']} responses for {r['prompts']} prompts; opened {r['comparisons']} comparisons")
     if r.get("strategy") == "uncertain" and r.get("comparisons"):
-        typer.echo(f"uncertain: {r['comparisons']} of {r['candidates']} candidate pairs "
-                   f"({r['candidate_prompts']} prompts) by reward model {r['reward_checkpoint_id']}; "
-                   f"margin {r['margin_min']:.3g} to {r['margin_max']:.3g} "
-                   f"(median {r['margin_median']:.3g}; all candidates' median {r['candidate_margin_median']:.3g})")
+        typer.echo(
+            f"uncertain: {r['comparisons']} of {r['candidates']} candidate pairs "
+            f"({r['candidate_prompts']} prompts) by reward model {r['reward_checkpoint_id']}; "
+            f"margin {r['margin_min']:.3g} to {r['margin_max']:.3g} "
+            f"(median {r['margin_median']:.3g}; all candidates' median {r['candidate_margin_median']:.3g})"
+        )
 
 
-def sample(checkpoint: str, prompts: Path = typer.Option(None, help="JSONL/CSV/Parquet prompts "
-                                                          "(default: the bundled held-out prompts)"),
-           n: int = typer.Option(1, help="samples per prompt"), limit: int = typer.Option(8, help="prompts to use"),
-           seed: int = typer.Option(0), max_new_tokens: int = typer.Option(64),
-           json_: bool = typer.Option(False, "--json")) -> None:
+def sample(
+    checkpoint: str,
+    prompts: Path = typer.Option(None, help="JSONL/CSV/Parquet prompts (default: the bundled held-out prompts)"),
+    n: int = typer.Option(1, help="samples per prompt"),
+    limit: int = typer.Option(8, help="prompts to use"),
+    seed: int = typer.Option(0),
+    max_new_tokens: int = typer.Option(64),
+    json_: bool = typer.Option(False, "--json"),
+) -> None:
     """Print generations from a checkpoint, for a quick look at a model."""
     from rlhf.services.checkpoints import get_checkpoint, model_ref
     from rlhf.services.prompts import parse_file
@@ -106,10 +126,12 @@ def sample(checkpoint: str, prompts: Path = typer.Option(None, help="JSONL/CSV/P
     with session() as s:
         path = model_ref(session=s, checkpoint=get_checkpoint(session=s, checkpoint_id=checkpoint))
     records = parse_file(prompts or HELDOUT_PROMPTS_PATH)[:limit]
-    out = sample_checkpoint(path, [r.messages for r in records], n=n,
-                            params=SamplingParams(seed=seed, max_new_tokens=max_new_tokens))
-    rows = [{"prompt": r.messages[-1]["content"], "samples": [x.text for x in samples]}
-            for r, samples in zip(records, out)]
+    out = sample_checkpoint(
+        path, [r.messages for r in records], n=n, params=SamplingParams(seed=seed, max_new_tokens=max_new_tokens)
+    )
+    rows = [
+        {"prompt": r.messages[-1]["content"], "samples": [x.text for x in samples]} for r, samples in zip(records, out)
+    ]
     if json_:
         print_json(rows)
         return
@@ -119,11 +141,13 @@ def sample(checkpoint: str, prompts: Path = typer.Option(None, help="JSONL/CSV/P
             typer.echo(f"  - {text}")
 
 
-def simulate(rule: str = typer.Option(..., help="contains:WORD, avoids:WORD, shorter or longer"),
-             raters: int = typer.Option(1, help="simulated raters (users sim-1 … sim-K)"),
-             noise: float = typer.Option(0.0, help="probability of flipping a decided vote"),
-             limit: int = typer.Option(None, help="at most this many comparisons"),
-             seed: int = typer.Option(0)) -> None:
+def simulate(
+    rule: str = typer.Option(..., help="contains:WORD, avoids:WORD, shorter or longer"),
+    raters: int = typer.Option(1, help="simulated raters (users sim-1 … sim-K)"),
+    noise: float = typer.Option(0.0, help="probability of flipping a decided vote"),
+    limit: int = typer.Option(None, help="at most this many comparisons"),
+    seed: int = typer.Option(0),
+) -> None:
     """Simulated raters vote on open comparisons."""
     from rlhf.services.simulate import simulate as run_simulation
 
@@ -133,20 +157,26 @@ def simulate(rule: str = typer.Option(..., help="contains:WORD, avoids:WORD, sho
     typer.echo(f"recorded {counts.get('votes', 0)} votes" + (f" ({detail})" if detail else ""))
 
 
-def train(algorithm: str = typer.Argument(..., help="sft, reward, dpo, ppo, rloo or grpo"),
-          base: str = typer.Option(None, help="base checkpoint (default: the newest serving policy)"),
-          reward_model: str = typer.Option(None, help="reward checkpoint (ppo, rloo, grpo)"),
-          steps: int = typer.Option(None, help="optimizer steps"),
-          set_: list[str] = typer.Option([], "--set", help="KEY=VALUE training parameter (repeatable)"),
-          ties: str = typer.Option("drop", help="drop or keep tied votes"),
-          aggregate: str = typer.Option("majority", help="majority: one row per comparison, labelled by most of "
-                                                         "its votes; none: one row per vote"),
-          keep_flagged: bool = typer.Option(False, help="also train on raters flagged by their gold accuracy"),
-          labels: str = typer.Option("human", help="whose votes: human (people only), machine (a reward model's "
-                                                   "machine labels, `rlhf label`) or both (machine labels only "
-                                                   "where no person voted)"),
-          wait: bool = typer.Option(False, help="follow the run to its end; exit non-zero if it fails"),
-          serve: bool = typer.Option(False, help="serve the new checkpoint when the run succeeds")) -> None:
+def train(
+    algorithm: str = typer.Argument(..., help="sft, reward, dpo, ppo, rloo or grpo"),
+    base: str = typer.Option(None, help="base checkpoint (default: the newest serving policy)"),
+    reward_model: str = typer.Option(None, help="reward checkpoint (ppo, rloo, grpo)"),
+    steps: int = typer.Option(None, help="optimizer steps"),
+    set_: list[str] = typer.Option([], "--set", help="KEY=VALUE training parameter (repeatable)"),
+    ties: str = typer.Option("drop", help="drop or keep tied votes"),
+    aggregate: str = typer.Option(
+        "majority", help="majority: one row per comparison, labelled by most of its votes; none: one row per vote"
+    ),
+    keep_flagged: bool = typer.Option(False, help="also train on raters flagged by their gold accuracy"),
+    labels: str = typer.Option(
+        "human",
+        help="whose votes: human (people only), machine (a reward model's "
+        "machine labels, `rlhf label`) or both (machine labels only "
+        "where no person voted)",
+    ),
+    wait: bool = typer.Option(False, help="follow the run to its end; exit non-zero if it fails"),
+    serve: bool = typer.Option(False, help="serve the new checkpoint when the run succeeds"),
+) -> None:
     """Start a training run; prints the run id."""
     from rlhf.jobs.submit import submit_run
     from workers.dispatch import job_queue
@@ -155,9 +185,19 @@ def train(algorithm: str = typer.Argument(..., help="sft, reward, dpo, ppo, rloo
     if steps is not None:
         params["steps"] = steps
     with session() as s:
-        run = submit_run(session=s, queue=job_queue(), algorithm=algorithm, base_checkpoint_id=base,
-                         reward_checkpoint_id=reward_model, params=params, serve_on_success=serve, ties=ties,
-                         aggregate=aggregate, exclude_flagged=not keep_flagged, labels=labels)
+        run = submit_run(
+            session=s,
+            queue=job_queue(),
+            algorithm=algorithm,
+            base_checkpoint_id=base,
+            reward_checkpoint_id=reward_model,
+            params=params,
+            serve_on_success=serve,
+            ties=ties,
+            aggregate=aggregate,
+            exclude_flagged=not keep_flagged,
+            labels=labels,
+        )
         run_id = run.id
     typer.echo(run_id)
     if wait:
@@ -201,8 +241,9 @@ def runs_list(json_: bool = typer.Option(False, "--json"), limit: int = typer.Op
     if json_:
         print_json(rows)
     else:
-        print_table(rows, ["id", "algorithm", "status", "step", "base_checkpoint_id", "output_checkpoint_id",
-                           "created_at"])
+        print_table(
+            rows, ["id", "algorithm", "status", "step", "base_checkpoint_id", "output_checkpoint_id", "created_at"]
+        )
 
 
 @runs_app.command("show")
@@ -216,8 +257,18 @@ def runs_show(run_id: int, json_: bool = typer.Option(False, "--json")) -> None:
     if json_:
         print_json(row)
         return
-    for key in ("id", "algorithm", "status", "base_checkpoint_id", "reward_checkpoint_id", "output_checkpoint_id",
-                "votes", "created_at", "started_at", "finished_at"):
+    for key in (
+        "id",
+        "algorithm",
+        "status",
+        "base_checkpoint_id",
+        "reward_checkpoint_id",
+        "output_checkpoint_id",
+        "votes",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ):
         typer.echo(f"{key:22} {row[key] if row[key] is not None else '-'}")
     typer.echo(f"{'params':22} {row['params']}")
     if row["snapshot"]:
@@ -226,8 +277,10 @@ def runs_show(run_id: int, json_: bool = typer.Option(False, "--json")) -> None:
         typer.echo(f"  {k:20} {v:.4g}" if isinstance(v, float) else f"  {k:20} {v}")
     if row["log"]:
         last = row["log"][-1]
-        typer.echo(f"{'last log':22} " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                   for k, v in last.items()))
+        typer.echo(
+            f"{'last log':22} "
+            + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in last.items())
+        )
     if row["error"]:
         typer.echo(f"error: {row['error']}")
 
@@ -242,20 +295,35 @@ def runs_cancel(run_id: int) -> None:
         typer.echo(f"run {run_id}: {'cancelled' if r.status.finished else 'stop requested'}")
 
 
-def export(path: Path, format: str = typer.Option(None, "--format", help="jsonl or parquet (default: by extension)"),
-           kind: str = typer.Option("preference", "--kind", help="preference: chosen/rejected pairs (every source: "
-                                                                  "queue, arena, written); sft: rater-written "
-                                                                  "demonstrations as conversational messages"),
-           source: str = typer.Option("", "--source", help="preference pairs of these comparison sources only, "
-                                                           "comma-separated: queue, arena, written"),
-           ties: str = typer.Option("drop", help="drop or keep tied votes"),
-           aggregate: str = typer.Option("majority", help="majority: one row per comparison, labelled by most of "
-                                                          "its votes, with its agreement; none: one row per vote"),
-           keep_flagged: bool = typer.Option(False, help="also export raters flagged by their gold accuracy"),
-           labels: str = typer.Option("human", "--labels", help="whose labels make preference pairs: human (people's "
-                                                               "votes), machine (a reward model's machine labels, "
-                                                               "with label_p) or both (a machine label only where "
-                                                               "no person voted)")) -> None:
+def export(
+    path: Path,
+    format: str = typer.Option(None, "--format", help="jsonl or parquet (default: by extension)"),
+    kind: str = typer.Option(
+        "preference",
+        "--kind",
+        help="preference: chosen/rejected pairs (every source: "
+        "queue, arena, written); sft: rater-written "
+        "demonstrations as conversational messages",
+    ),
+    source: str = typer.Option(
+        "", "--source", help="preference pairs of these comparison sources only, comma-separated: queue, arena, written"
+    ),
+    ties: str = typer.Option("drop", help="drop or keep tied votes"),
+    aggregate: str = typer.Option(
+        "majority",
+        help="majority: one row per comparison, labelled by most of "
+        "its votes, with its agreement; none: one row per vote",
+    ),
+    keep_flagged: bool = typer.Option(False, help="also export raters flagged by their gold accuracy"),
+    labels: str = typer.Option(
+        "human",
+        "--labels",
+        help="whose labels make preference pairs: human (people's "
+        "votes), machine (a reward model's machine labels, "
+        "with label_p) or both (a machine label only where "
+        "no person voted)",
+    ),
+) -> None:
     """Export preference pairs or demonstrations in TRL's conversational formats (gold pairs and excluded raters
     left out)."""
     from rlhf.services.dataset import export as export_rows
@@ -272,8 +340,16 @@ def export(path: Path, format: str = typer.Option(None, "--format", help="jsonl 
         if kind == "sft":
             n = export_sft(session=s, path=path, fmt=format, exclude_flagged=not keep_flagged)
         else:
-            n = export_rows(session=s, path=path, fmt=format, ties=ties, aggregate=aggregate,
-                            exclude_flagged=not keep_flagged, sources=parse_sources(source), labels=labels)
+            n = export_rows(
+                session=s,
+                path=path,
+                fmt=format,
+                ties=ties,
+                aggregate=aggregate,
+                exclude_flagged=not keep_flagged,
+                sources=parse_sources(source),
+                labels=labels,
+            )
     typer.echo(f"wrote {n} {'demonstrations' if kind == 'sft' else 'preference pairs'} to {path}")
 
 
@@ -296,5 +372,6 @@ def stats(json_: bool = typer.Option(False, "--json")) -> None:
         typer.echo(f"{k:18} {v}")
     if raters:
         typer.echo("")
-        print_table(raters, ["name", "votes", "agreement", "pairs", "gold_accuracy", "gold_answered", "flagged",
-                             "excluded"])
+        print_table(
+            raters, ["name", "votes", "agreement", "pairs", "gold_accuracy", "gold_answered", "flagged", "excluded"]
+        )

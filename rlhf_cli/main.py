@@ -31,8 +31,12 @@ from rlhf_cli import web as web_cli
 from rlhf_cli.error_wording import cli_message
 from rlhf_cli.output import print_json, print_table, session
 
-app = typer.Typer(help="RLHF feedback loop: collect preferences, train on them, serve the result.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="RLHF feedback loop: collect preferences, train on them, serve the result.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 users_app = typer.Typer(help="Raters, engineers and admins.", no_args_is_help=True)
 models_app = typer.Typer(help="Build models offline.", no_args_is_help=True)
 checkpoints_app = typer.Typer(help="The checkpoint registry.", no_args_is_help=True)
@@ -73,9 +77,11 @@ def init() -> None:
 
 
 @users_app.command("add")
-def users_add(name: str, role: str = typer.Option("rater", help="rater, engineer or admin"),
-              password_stdin: bool = typer.Option(False, "--password-stdin",
-                                                  help="read the password from stdin")) -> None:
+def users_add(
+    name: str,
+    role: str = typer.Option("rater", help="rater, engineer or admin"),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="read the password from stdin"),
+) -> None:
     """Add a user."""
     from rlhf.services.users import create_user
 
@@ -108,8 +114,17 @@ def users_list(json_: bool = typer.Option(False, "--json")) -> None:
     from rlhf.services.users import list_users
 
     with session() as s:
-        rows = [{"id": u.id, "name": u.name, "role": u.role, "active": u.active, "excluded": u.excluded,
-                 "created_at": u.created_at} for u in list_users(session=s)]
+        rows = [
+            {
+                "id": u.id,
+                "name": u.name,
+                "role": u.role,
+                "active": u.active,
+                "excluded": u.excluded,
+                "created_at": u.created_at,
+            }
+            for u in list_users(session=s)
+        ]
     print_json(rows) if json_ else print_table(rows, ["id", "name", "role", "active", "excluded", "created_at"])
 
 
@@ -121,9 +136,12 @@ def models_tiny(directory: Path, seed: int = typer.Option(0, help="seed for toke
 
 
 @checkpoints_app.command("add")
-def checkpoints_add(path: str, name: str = typer.Option(..., help="a unique name"),
-                    serve: bool = typer.Option(False, help="serve it to raters right away"),
-                    kind: str = typer.Option(None, help="policy or reward (read from the model when omitted)")) -> None:
+def checkpoints_add(
+    path: str,
+    name: str = typer.Option(..., help="a unique name"),
+    serve: bool = typer.Option(False, help="serve it to raters right away"),
+    kind: str = typer.Option(None, help="policy or reward (read from the model when omitted)"),
+) -> None:
     """Register a model directory or hub id; prints its id."""
     from rlhf.jobs.submit import queue_serving_copy
     from rlhf.services.checkpoints import register_checkpoint
@@ -137,9 +155,19 @@ def checkpoints_add(path: str, name: str = typer.Option(..., help="a unique name
 
 
 def _checkpoint_row(c) -> dict:
-    return {"id": c.id, "name": c.name, "kind": c.kind, "status": c.status, "parent_id": c.parent_id,
-            "run_id": c.run_id, "path": c.path, "created_at": c.created_at, "metrics": c.metrics,
-            "adapter": c.adapter, "base_checkpoint_id": c.base_checkpoint_id}
+    return {
+        "id": c.id,
+        "name": c.name,
+        "kind": c.kind,
+        "status": c.status,
+        "parent_id": c.parent_id,
+        "run_id": c.run_id,
+        "path": c.path,
+        "created_at": c.created_at,
+        "metrics": c.metrics,
+        "adapter": c.adapter,
+        "base_checkpoint_id": c.base_checkpoint_id,
+    }
 
 
 @checkpoints_app.command("list")
@@ -149,8 +177,9 @@ def checkpoints_list(json_: bool = typer.Option(False, "--json")) -> None:
 
     with session() as s:
         rows = [_checkpoint_row(c) for c in list_checkpoints(session=s)]
-    print_json(rows) if json_ else print_table(rows, ["id", "name", "kind", "status", "parent_id", "run_id",
-                                                      "adapter", "base_checkpoint_id", "created_at"])
+    print_json(rows) if json_ else print_table(
+        rows, ["id", "name", "kind", "status", "parent_id", "run_id", "adapter", "base_checkpoint_id", "created_at"]
+    )
 
 
 @checkpoints_app.command("serve")
@@ -166,9 +195,10 @@ def checkpoints_serve(checkpoint: str) -> None:
 
 
 @checkpoints_app.command("retire")
-def checkpoints_retire(checkpoint: str,
-                       force: bool = typer.Option(False, "--force", help="retire it even if it is the last serving "
-                                                                          "policy")) -> None:
+def checkpoints_retire(
+    checkpoint: str,
+    force: bool = typer.Option(False, "--force", help="retire it even if it is the last serving policy"),
+) -> None:
     """Stop serving a checkpoint (it stays in the registry); the last serving policy only with --force."""
     from rlhf.services.checkpoints import retire_checkpoint
 

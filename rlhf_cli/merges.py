@@ -17,18 +17,24 @@ def say_merging(job, *, err: bool = False) -> None:
     if job is None:
         return
     if job.status.value == "failed":
-        typer.echo(f"its merge job {job.id} for the inference engine failed: {job.error}; serve it again to retry",
-                   err=True)
+        typer.echo(
+            f"its merge job {job.id} for the inference engine failed: {job.error}; serve it again to retry", err=True
+        )
     else:
-        typer.echo(f"merge job {job.id} is making its copy for the inference engine; it joins arena battles "
-                   "when that is done", err=err)
+        typer.echo(
+            f"merge job {job.id} is making its copy for the inference engine; it joins arena battles when that is done",
+            err=err,
+        )
 
 
-def merge(checkpoint: str,
-          name: str = typer.Option(None, help="name of the new checkpoint (default: NAME-merged)"),
-          wait: bool = typer.Option(False, help="wait until the new checkpoint is registered and print its id; "
-                                                "exit non-zero if the merge fails"),
-          json_: bool = typer.Option(False, "--json", help="with --wait: print the job's result as JSON")) -> None:
+def merge(
+    checkpoint: str,
+    name: str = typer.Option(None, help="name of the new checkpoint (default: NAME-merged)"),
+    wait: bool = typer.Option(
+        False, help="wait until the new checkpoint is registered and print its id; exit non-zero if the merge fails"
+    ),
+    json_: bool = typer.Option(False, "--json", help="with --wait: print the job's result as JSON"),
+) -> None:
     """Merge a LoRA adapter checkpoint into its base: a worker makes a new full checkpoint whose parent is the
     adapter one. Prints the merge job; with --wait, the new checkpoint's id as the last line."""
     from rlhf.jobs.merging import execute_merge_job

@@ -61,8 +61,13 @@ def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     from rich.table import Table
 
     terminal = sys.stdout.isatty()
-    table = Table(*(c.upper() for c in columns), box=box.SIMPLE_HEAD if terminal else None, show_edge=False,
-                  pad_edge=False, header_style="bold" if terminal else None)
+    table = Table(
+        *(c.upper() for c in columns),
+        box=box.SIMPLE_HEAD if terminal else None,
+        show_edge=False,
+        pad_edge=False,
+        header_style="bold" if terminal else None,
+    )
     for row in rows:
         table.add_row(*(_cell(row.get(c)) for c in columns))
     # Piped output is read by scripts: no colour, and as wide as the rows need.
@@ -88,8 +93,14 @@ def follow(poll: Callable[[], tuple[bool, int | None, int | None, str]], label: 
     if sys.stderr.isatty():
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                      TextColumn("{task.fields[note]}"), TimeElapsedColumn(), transient=False) as bar:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(),
+            transient=False,
+        ) as bar:
             task = bar.add_task(label, total=None, note="")
             while True:
                 done, step, total, note = poll()

@@ -8,8 +8,9 @@ import typer
 
 from rlhf_cli.output import print_json, print_table, session
 
-votes_app = typer.Typer(help="Votes by kind: people's, simulated raters', machine labels, a judge's.",
-                        no_args_is_help=True)
+votes_app = typer.Typer(
+    help="Votes by kind: people's, simulated raters', machine labels, a judge's.", no_args_is_help=True
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -30,11 +31,13 @@ def votes_kinds(json_: bool = typer.Option(False, "--json")) -> None:
 
 
 @votes_app.command("list")
-def votes_list(kind: Annotated[str | None, typer.Option(help="human, simulated, machine or judge")] = None,
-               source: Annotated[str | None, typer.Option(help="only this source, e.g. simulated:shorter")] = None,
-               limit: int = typer.Option(100, help="at most this many, newest first"),
-               offset: int = typer.Option(0, help="skip this many first"),
-               json_: bool = typer.Option(False, "--json")) -> None:
+def votes_list(
+    kind: Annotated[str | None, typer.Option(help="human, simulated, machine or judge")] = None,
+    source: Annotated[str | None, typer.Option(help="only this source, e.g. simulated:shorter")] = None,
+    limit: int = typer.Option(100, help="at most this many, newest first"),
+    offset: int = typer.Option(0, help="skip this many first"),
+    json_: bool = typer.Option(False, "--json"),
+) -> None:
     """Votes newest first, with their rater, kind and source."""
     from rlhf.services.vote_admin import list_votes
 
@@ -47,11 +50,12 @@ def votes_list(kind: Annotated[str | None, typer.Option(help="human, simulated, 
 
 
 @votes_app.command("remove")
-def votes_remove(kind: Annotated[str, typer.Option(help="simulated, machine or judge (people's votes are never "
-                                                        "removed in bulk)")],
-                 source: Annotated[str | None, typer.Option(help="only this source, e.g. simulated:shorter")] = None,
-                 yes: bool = typer.Option(False, "--yes", help="do not ask for confirmation"),
-                 json_: bool = typer.Option(False, "--json")) -> None:
+def votes_remove(
+    kind: Annotated[str, typer.Option(help="simulated, machine or judge (people's votes are never removed in bulk)")],
+    source: Annotated[str | None, typer.Option(help="only this source, e.g. simulated:shorter")] = None,
+    yes: bool = typer.Option(False, "--yes", help="do not ask for confirmation"),
+    json_: bool = typer.Option(False, "--json"),
+) -> None:
     """Remove every vote of a kind a program cast; the pairs simulated votes filled reopen for people.
 
     Votes a training run's snapshot holds stay, so every run can still be verified and redone.
@@ -68,5 +72,7 @@ def votes_remove(kind: Annotated[str, typer.Option(help="simulated, machine or j
     if json_:
         print_json(result)
         return
-    typer.echo(f"removed {result['removed']} {result['kind']} votes; {result['kept_for_runs']} kept (training runs "
-               f"hold them); {result['reopened']} comparisons open again")
+    typer.echo(
+        f"removed {result['removed']} {result['kind']} votes; {result['kept_for_runs']} kept (training runs "
+        f"hold them); {result['reopened']} comparisons open again"
+    )

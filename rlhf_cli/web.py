@@ -22,8 +22,10 @@ def register(app: typer.Typer) -> None:
     app.command()(leaderboard)
 
 
-def serve(host: Annotated[str | None, typer.Option(help="address to listen on (default RLHF_HOST)")] = None,
-          port: Annotated[int | None, typer.Option(help="port (default RLHF_PORT)")] = None) -> None:
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on (default RLHF_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default RLHF_PORT)")] = None,
+) -> None:
     """The web app: REST API under /api, rater and console pages at /."""
     import uvicorn
 
@@ -53,15 +55,22 @@ def uvicorn_config(app, settings, host: str, port: int):
     """
     import uvicorn
 
-    return uvicorn.Config(app, host=host, port=port, log_level=settings.log_level.lower(), proxy_headers=True,
-                          forwarded_allow_ips=settings.forwarded_allow_ips,
-                          log_config=None)  # keep our log format (JSON lines when RLHF_LOG_FORMAT=json)
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        log_config=None,
+    )  # keep our log format (JSON lines when RLHF_LOG_FORMAT=json)
 
 
-def leaderboard(json_: Annotated[bool, typer.Option("--json", help="print only JSON")] = False,
-                bootstrap: Annotated[int, typer.Option(help="resamples for the 95% intervals (0: none)")] = 200,
-                include_simulated: Annotated[bool, typer.Option(help="also count simulated raters' votes")] = False,
-                ) -> None:
+def leaderboard(
+    json_: Annotated[bool, typer.Option("--json", help="print only JSON")] = False,
+    bootstrap: Annotated[int, typer.Option(help="resamples for the 95% intervals (0: none)")] = 200,
+    include_simulated: Annotated[bool, typer.Option(help="also count simulated raters' votes")] = False,
+) -> None:
     """Checkpoints ranked from human votes between them (Bradley–Terry, Elo-like scale, 95% intervals)."""
     from rlhf.services.leaderboard import leaderboard as fit
 
@@ -71,6 +80,8 @@ def leaderboard(json_: Annotated[bool, typer.Option("--json", help="print only J
     if json_:
         print_json({"votes": board.votes, "bootstrap": board.bootstrap, "standings": rows})
         return
-    print_table(rows, ["rank", "checkpoint_id", "name", "status", "rating", "ci_low", "ci_high", "votes", "wins",
-                       "losses", "ties"])
+    print_table(
+        rows,
+        ["rank", "checkpoint_id", "name", "status", "rating", "ci_low", "ci_high", "votes", "wins", "losses", "ties"],
+    )
     typer.echo(f"{board.votes} votes between different checkpoints")

@@ -15,9 +15,11 @@ def make_adapter(base_dir: Path, out_dir: Path, kind: str = "lora", seed: int = 
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(base_dir)
-    config = (LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM",
-                         init_lora_weights=False) if kind == "lora"
-              else PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    config = (
+        LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False)
+        if kind == "lora"
+        else PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)
+    )
     peft_model = get_peft_model(model, config)
     peft_model.save_pretrained(out_dir)
     load_tokenizer(str(base_dir)).save_pretrained(out_dir)

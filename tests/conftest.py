@@ -84,8 +84,12 @@ def sqlite_template(tmp_path_factory):
 def _truncate_all(url: str) -> None:
     engine = db.get_engine(url)
     with engine.begin() as conn:
-        tables = [r[0] for r in conn.execute(sa.text(
-            "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"))]
+        tables = [
+            r[0]
+            for r in conn.execute(
+                sa.text("SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'")
+            )
+        ]
         conn.execute(sa.text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
 
 
@@ -124,8 +128,11 @@ def rollback_databases(sqlite_template, tmp_path_factory):
         leaks = []
         for kind, url in urls.items():
             with _rollback_engine(url).connect() as conn:
-                leaks += [f"{kind}: {table}" for table in ("\"user\"", "prompt", "vote", "checkpoint")
-                          if conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar()]
+                leaks += [
+                    f"{kind}: {table}"
+                    for table in ('"user"', "prompt", "vote", "checkpoint")
+                    if conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar()
+                ]
             _rollback_engine(url).dispose()
     # A test that committed past its rollback would leak rows into every later test here.
     assert not leaks, f"rows committed to the rollback databases (a test there must not commit): {leaks}"
@@ -243,4 +250,3 @@ def browser():
         instance = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield instance
         instance.close()
-

@@ -19,16 +19,22 @@ def comparisons(session, pairs, target_votes=1, checkpoint_path="org/some-model"
     ``messages``: every prompt is this conversation (default: "question i" for the i-th pair).
     """
     ckpt = register_checkpoint(session=session, path=checkpoint_path, name=f"ck-{checkpoint_path}", serve=serve)
-    prompt_ids = import_records(session=session, records=[
-        PromptRecord(messages=messages or [{"role": "user", "content": f"question {i}"}])
-        for i in range(len(pairs))]).ids
+    prompt_ids = import_records(
+        session=session,
+        records=[
+            PromptRecord(messages=messages or [{"role": "user", "content": f"question {i}"}]) for i in range(len(pairs))
+        ],
+    ).ids
     out = []
     for pid, (a, b) in zip(prompt_ids, pairs):
         ra = Response(prompt_id=pid, checkpoint_id=ckpt.id, text=a)
         rb = Response(prompt_id=pid, checkpoint_id=ckpt.id, text=b)
         session.add_all([ra, rb])
         session.flush()
-        out.append(open_comparison(session=session, prompt_id=pid, response_a_id=ra.id, response_b_id=rb.id,
-                                   target_votes=target_votes))
+        out.append(
+            open_comparison(
+                session=session, prompt_id=pid, response_a_id=ra.id, response_b_id=rb.id, target_votes=target_votes
+            )
+        )
     session.commit()
     return out

@@ -86,8 +86,13 @@ class FakeEngine:
 
 
 def _chunk(model: str, delta: dict, finish: str | None, usage: int | None = None) -> str:
-    body = {"id": "fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    body = {
+        "id": "fake",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
     if usage is not None:
         body["usage"] = {"prompt_tokens": 1, "completion_tokens": usage, "total_tokens": usage + 1}
     return f"data: {json.dumps(body)}\n\n"

@@ -14,8 +14,17 @@ from rlhf.services.machine_labels import record_machine_labels
 from rlhf.services.votes import record_vote
 from tests import factories
 
-PAIRS = [("A0 is right", "B0"), ("café ☕ \"quoted\"", "line one\nline two"), ("A2", "B2"), ("A3", "B3"),
-         ("A4", "B4"), ("A5", "B5"), ("A6", "B6"), ("A7", "B7"), ("A8", "B8")]
+PAIRS = [
+    ("A0 is right", "B0"),
+    ('café ☕ "quoted"', "line one\nline two"),
+    ("A2", "B2"),
+    ("A3", "B3"),
+    ("A4", "B4"),
+    ("A5", "B5"),
+    ("A6", "B6"),
+    ("A7", "B7"),
+    ("A8", "B8"),
+]
 # Per comparison: (rater, choice, rationale) in the order they are cast.
 VOTES = {
     0: [("alice", "a", "A is correct"), ("bob", "a", None), ("carol", "b", "B is shorter")],  # 2 of 3
@@ -27,9 +36,11 @@ VOTES = {
     7: [("alice", "a", None)],  # a person's vote: the machine label on it is not used with "both"
 }
 MACHINE = [(6, Choice.b, 0.83), (7, Choice.b, 0.91), (8, Choice.a, 0.6)]  # comparison index, choice, p
-DEMOS = [("alice", [{"role": "user", "content": "write a haiku"}], "old pond / a frog jumps in / splash"),
-         ("bob", [{"role": "system", "content": "be brief"}, {"role": "user", "content": "2+2?"}], "4"),
-         ("dave", [{"role": "user", "content": "hello"}], "hi ✋")]
+DEMOS = [
+    ("alice", [{"role": "user", "content": "write a haiku"}], "old pond / a frog jumps in / splash"),
+    ("bob", [{"role": "system", "content": "be brief"}, {"role": "user", "content": "2+2?"}], "4"),
+    ("dave", [{"role": "user", "content": "hello"}], "hi ✋"),
+]
 
 
 def build(session) -> dict:
@@ -40,10 +51,17 @@ def build(session) -> dict:
     session.add(comps[5])
     for i, votes in VOTES.items():
         for name, choice, why in votes:
-            record_vote(session=session, rater=users[name], comparison_id=comps[i].id, choice=choice,
-                        rationale=why, as_shown=False)
-    record_machine_labels(session=session, reward_checkpoint_id=1,
-                          labels=[(comps[i].id, choice, p) for i, choice, p in MACHINE])
+            record_vote(
+                session=session,
+                rater=users[name],
+                comparison_id=comps[i].id,
+                choice=choice,
+                rationale=why,
+                as_shown=False,
+            )
+    record_machine_labels(
+        session=session, reward_checkpoint_id=1, labels=[(comps[i].id, choice, p) for i, choice, p in MACHINE]
+    )
     for name, messages, text in DEMOS:
         record_demonstration(session=session, rater=users[name], messages=messages, text=text)
     users["dave"].excluded = True

@@ -28,8 +28,12 @@ def make_app() -> Celery:
     app.conf.update(
         task_queues=(Queue("train"), Queue("generate")),
         task_default_queue="generate",
-        task_routes={"rlhf.train": {"queue": "train"}, "rlhf.generate": {"queue": "generate"},
-                     "rlhf.label": {"queue": "generate"}, "rlhf.merge": {"queue": "generate"}},
+        task_routes={
+            "rlhf.train": {"queue": "train"},
+            "rlhf.generate": {"queue": "generate"},
+            "rlhf.label": {"queue": "generate"},
+            "rlhf.merge": {"queue": "generate"},
+        },
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,

@@ -7,8 +7,12 @@ from rlhf.jobs.embedded import InProcessQueue
 from rlhf.jobs.submit import JobKind, JobQueue
 from rlhf.settings import Settings, get_settings
 
-TASKS = {JobKind.train: "rlhf.train", JobKind.generate: "rlhf.generate", JobKind.label: "rlhf.label",
-         JobKind.merge: "rlhf.merge"}
+TASKS = {
+    JobKind.train: "rlhf.train",
+    JobKind.generate: "rlhf.generate",
+    JobKind.label: "rlhf.label",
+    JobKind.merge: "rlhf.merge",
+}
 
 
 class CeleryQueue:
@@ -32,8 +36,13 @@ class CeleryQueue:
         from workers.celery_app import app  # heavy: loads Celery, which the embedded (brokerless) CLI never needs
 
         try:
-            app.send_task(TASKS[kind], args=[job_id], queue=kind.queue, retry=True,
-                          retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
+            app.send_task(
+                TASKS[kind],
+                args=[job_id],
+                queue=kind.queue,
+                retry=True,
+                retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5},
+            )
         except (OperationalError, ConnectionError, OSError) as exc:
             raise BrokerUnavailable(f"the job broker does not answer ({exc}); try again when it is back") from exc
 

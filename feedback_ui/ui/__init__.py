@@ -27,11 +27,13 @@ __all__ = ["build_ui"]
 def _header(name: str | None = None, role: str | None = None) -> str:
     who = ""
     if name:
-        who = (f'<span>Logged in as <strong>{html.escape(name)}</strong> ({html.escape(role or "")})</span> '
-               '<form method="post" action="/logout"><button type="submit">Log out</button></form>'
-               '<form method="post" action="/logout"><input type="hidden" name="everywhere" value="1">'
-               '<button type="submit" title="End every session and token of yours, on every device">'
-               'Log out everywhere</button></form>')
+        who = (
+            f"<span>Logged in as <strong>{html.escape(name)}</strong> ({html.escape(role or '')})</span> "
+            '<form method="post" action="/logout"><button type="submit">Log out</button></form>'
+            '<form method="post" action="/logout"><input type="hidden" name="everywhere" value="1">'
+            '<button type="submit" title="End every session and token of yours, on every device">'
+            "Log out everywhere</button></form>"
+        )
     return f'<div class="rl-header"><h1>RLHF feedback</h1><div class="rl-who">{who}</div></div>'
 
 
@@ -56,9 +58,12 @@ def build_ui(settings: Settings, jobs: JobQueue, inference=None) -> gr.Blocks:
                 return _header(), gr.Tab(visible=False), gr.Accordion(visible=False), gr.skip()
             engineer = role_allows(user, Role.engineer)
             # Engineers and admins land on the Console: opening the app must not lease them a pair.
-            return (_header(user.name, user.role.value), gr.Tab(visible=engineer),
-                    gr.Accordion(visible=role_allows(user, Role.admin)),
-                    gr.Tabs(selected="console") if engineer else gr.skip())
+            return (
+                _header(user.name, user.role.value),
+                gr.Tab(visible=engineer),
+                gr.Accordion(visible=role_allows(user, Role.admin)),
+                gr.Tabs(selected="console") if engineer else gr.skip(),
+            )
 
         # The tab the page shows when a select event is handled. At page load the first tab's
         # select fires before the landing on the Console and can reach the server after it:
@@ -66,8 +71,10 @@ def build_ui(settings: Settings, jobs: JobQueue, inference=None) -> gr.Blocks:
         # screen. Until the page has landed (``rlLanded``, set once ``landed`` has run) a select
         # counts as the Console's own; after, the tab shown in the page says.
         shown_tab = gr.Textbox(visible="hidden", elem_id="rl-shown-tab")
-        shown_tab_js = ("() => window.rlLanded ? (document.querySelector('#rl-tabs [role=\"tab\"]"
-                        "[aria-selected=\"true\"]')?.innerText || '').trim() : 'Console'")
+        shown_tab_js = (
+            '() => window.rlLanded ? (document.querySelector(\'#rl-tabs [role="tab"]'
+            "[aria-selected=\"true\"]')?.innerText || '').trim() : 'Console'"
+        )
 
         def leave_console(shown: str):
             return gr.skip() if shown == "Console" else gr.Timer(active=False)
@@ -76,11 +83,17 @@ def build_ui(settings: Settings, jobs: JobQueue, inference=None) -> gr.Blocks:
             leave(ctx, request)
 
         demo.load(who_am_i, None, [header, console.tab, console.admin_only, tabs], api_visibility="private").then(
-            console.landed, console.landed_inputs, console.landed_outputs, api_visibility="private").then(
-            None, None, None, js="() => { window.rlLanded = true; }")
+            console.landed, console.landed_inputs, console.landed_outputs, api_visibility="private"
+        ).then(None, None, None, js="() => { window.rlLanded = true; }")
         for other in (rate, arena_tab, leaderboard):
-            other.select(leave_console, [shown_tab], [console.timer], js=shown_tab_js, api_visibility="private",
-                         show_progress="hidden")
+            other.select(
+                leave_console,
+                [shown_tab],
+                [console.timer],
+                js=shown_tab_js,
+                api_visibility="private",
+                show_progress="hidden",
+            )
         for other in (console.tab, leaderboard):
             other.select(leave_rate, None, None, api_visibility="private", show_progress="hidden")
         # Closing or reloading the page: the page's script posts to /api/leases/release (see

@@ -67,8 +67,7 @@ def require(ctx: UIContext, request: gr.Request | None, role: Role = Role.rater)
     if user is None:
         raise Refused("Your session has ended or your account is inactive: log in again.", title="Not logged in")
     if not user.role.allows(role):
-        raise Refused(f"This needs the {role.value} role or higher; you are a {user.role.value}.",
-                      title="Not allowed")
+        raise Refused(f"This needs the {role.value} role or higher; you are a {user.role.value}.", title="Not allowed")
     return user
 
 

@@ -59,14 +59,22 @@ def stats_html(counts: dict) -> str:
             body = f"<strong>{values}</strong>"
         return f'<div class="rl-stat"><span>{title}</span>{body}</div>'
 
-    cells = [group("Prompts", counts["prompts"]), group("Responses", counts["responses"]),
-             group("Comparisons", counts["comparisons"]), group("Votes", counts["votes_by_choice"]),
-             group("Checkpoints", counts["checkpoints"]), group("Runs", counts["runs"]),
-             group("Generation jobs", counts["generation_jobs"]), group("Users", counts["users"])]
-    style = ("<style>.rl-stats{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:.5rem}"
-             ".rl-stat{border:1px solid var(--border-color-primary);border-radius:8px;padding:.45rem .7rem;"
-             "display:flex;flex-direction:column}.rl-stat span{font-size:.8rem;color:var(--body-text-color-subdued)}"
-             ".rl-stat strong{font-size:1.2rem}.rl-stat small{color:var(--body-text-color-subdued)}</style>")
+    cells = [
+        group("Prompts", counts["prompts"]),
+        group("Responses", counts["responses"]),
+        group("Comparisons", counts["comparisons"]),
+        group("Votes", counts["votes_by_choice"]),
+        group("Checkpoints", counts["checkpoints"]),
+        group("Runs", counts["runs"]),
+        group("Generation jobs", counts["generation_jobs"]),
+        group("Users", counts["users"]),
+    ]
+    style = (
+        "<style>.rl-stats{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:.5rem}"
+        ".rl-stat{border:1px solid var(--border-color-primary);border-radius:8px;padding:.45rem .7rem;"
+        "display:flex;flex-direction:column}.rl-stat span{font-size:.8rem;color:var(--body-text-color-subdued)}"
+        ".rl-stat strong{font-size:1.2rem}.rl-stat small{color:var(--body-text-color-subdued)}</style>"
+    )
     return f'{style}<div class="rl-stats" id="console-stats">{"".join(cells)}</div>'
 
 
@@ -100,10 +108,14 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
         with gr.Accordion("Prompts and generation", open=True):
             with gr.Row():
                 with gr.Column(min_width=300):
-                    upload = gr.File(label=f"Prompt file (JSONL, CSV or Parquet; up to 20 MiB, "
-                                           f"{prompts.MAX_PROMPT_CHARS:,} characters per prompt)",
-                                     file_types=PROMPT_TYPES, type="filepath", height=120,
-                                     elem_id="prompt-upload")
+                    upload = gr.File(
+                        label=f"Prompt file (JSONL, CSV or Parquet; up to 20 MiB, "
+                        f"{prompts.MAX_PROMPT_CHARS:,} characters per prompt)",
+                        file_types=PROMPT_TYPES,
+                        type="filepath",
+                        height=120,
+                        elem_id="prompt-upload",
+                    )
                     tags = gr.Textbox(label="Tags for every imported prompt (comma-separated)")
                     import_btn = gr.Button("Import prompts", variant="primary")
                     import_status = gr.HTML()
@@ -112,21 +124,29 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
                         # Textboxes, not Numbers: blank (the default) must stay blank, not become 0.
                         limit = gr.Textbox(label="Prompts", placeholder="all", min_width=120)
                         per_ckpt = gr.Textbox(label="Samples per checkpoint", placeholder="auto", min_width=120)
-                        target = gr.Number(label="Votes per comparison", value=ctx.settings.votes_per_comparison,
-                                           precision=0, minimum=1, maximum=100, min_width=120)
+                        target = gr.Number(
+                            label="Votes per comparison",
+                            value=ctx.settings.votes_per_comparison,
+                            precision=0,
+                            minimum=1,
+                            maximum=100,
+                            min_width=120,
+                        )
                     with gr.Row():
-                        select = gr.Dropdown([("random", "random"),
-                                              ("uncertain: smallest reward margin first", "uncertain")],
-                                             value="random", label="Pair selection", min_width=200,
-                                             elem_id="pair-selection")
-                        reward_model = gr.Textbox(label="Reward model (uncertain)", placeholder="newest",
-                                                  min_width=120)
+                        select = gr.Dropdown(
+                            [("random", "random"), ("uncertain: smallest reward margin first", "uncertain")],
+                            value="random",
+                            label="Pair selection",
+                            min_width=200,
+                            elem_id="pair-selection",
+                        )
+                        reward_model = gr.Textbox(label="Reward model (uncertain)", placeholder="newest", min_width=120)
                     with gr.Row():
                         gen_tag = gr.Textbox(label="Only prompts tagged", min_width=120)
-                        max_tokens = gr.Number(label="Max new tokens", value=64, precision=0, minimum=1,
-                                               maximum=4096, min_width=120)
-                        temperature = gr.Number(label="Temperature", value=1.0, minimum=0.01, maximum=5,
-                                                min_width=120)
+                        max_tokens = gr.Number(
+                            label="Max new tokens", value=64, precision=0, minimum=1, maximum=4096, min_width=120
+                        )
+                        temperature = gr.Number(label="Temperature", value=1.0, minimum=0.01, maximum=5, min_width=120)
                     gen_btn = gr.Button("Start generation", variant="primary")
                     # What the button said (an error stays until the next click); the timer writes
                     # the job's progress beside it, never over it.
@@ -139,8 +159,9 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
         build_arena_section(ctx)
         with gr.Accordion("Export and guidelines", open=False):
             with gr.Row():
-                ties = gr.Dropdown([("drop ties", "drop"), ("keep ties", "keep")], value="drop",
-                                   label="Ties", min_width=140, scale=1)
+                ties = gr.Dropdown(
+                    [("drop ties", "drop"), ("keep ties", "keep")], value="drop", label="Ties", min_width=140, scale=1
+                )
                 export_btn = gr.Button("Export preferences (JSONL)", size="md", scale=2, min_width=200)
             export_file = gr.File(label="Download", visible=False, interactive=False, elem_id="export-file")
             export_dir = gr.State(None)
@@ -177,14 +198,16 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
             tag_list = [t.strip() for t in (tag_text or "").split(",") if t.strip()]
             with ctx.session() as session:
                 # All or nothing: a bad line raises inside the unit of work, which is then rolled back.
-                result = prompts.import_file(session=session, path=Path(path).name, data=Path(path).read_bytes(),
-                                             tags=tag_list)
+                result = prompts.import_file(
+                    session=session, path=Path(path).name, data=Path(path).read_bytes(), tags=tag_list
+                )
         except RLHFError as exc:
             # The message names the file and its bad lines; the file stays picked (as for gold), so
             # the engineer sees which one was refused.
             return error_message(exc), gr.skip()
-        note = f"Imported {result.created} prompts" + (f" ({result.skipped} already present)." if result.skipped
-                                                       else ".")
+        note = f"Imported {result.created} prompts" + (
+            f" ({result.skipped} already present)." if result.skipped else "."
+        )
         return message(note, "ok"), None
 
     def start_generation(n_prompts, per_checkpoint, votes, tag, tokens, temp, strategy, reward, request: gr.Request):
@@ -194,16 +217,18 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
             if temp in (None, ""):
                 raise InvalidInput("give a temperature (above 0, at most 5)")
             with ctx.session() as session:
-                job = submit_generation(session=session, queue=ctx.jobs,
-                                        per_checkpoint=optional_int(per_checkpoint, "samples per checkpoint"),
-                                        limit=optional_int(n_prompts, "prompts"), tag=(tag or "").strip() or None,
-                                        target_votes=(optional_int(votes, "votes per comparison")
-                                                      or ctx.settings.votes_per_comparison),
-                                        strategy=strategy or "random",
-                                        # The field is ignored for random pairs, so a leftover name is harmless.
-                                        reward_checkpoint_id=((reward or "").strip() or None
-                                                              if strategy == "uncertain" else None),
-                                        sampling={"max_new_tokens": tokens, "temperature": float(temp)})
+                job = submit_generation(
+                    session=session,
+                    queue=ctx.jobs,
+                    per_checkpoint=optional_int(per_checkpoint, "samples per checkpoint"),
+                    limit=optional_int(n_prompts, "prompts"),
+                    tag=(tag or "").strip() or None,
+                    target_votes=(optional_int(votes, "votes per comparison") or ctx.settings.votes_per_comparison),
+                    strategy=strategy or "random",
+                    # The field is ignored for random pairs, so a leftover name is harmless.
+                    reward_checkpoint_id=((reward or "").strip() or None if strategy == "uncertain" else None),
+                    sampling={"max_new_tokens": tokens, "temperature": float(temp)},
+                )
         except RLHFError as exc:
             return error_message(exc), gr.skip()
         return message(f"Generation job #{job.id} queued.", "ok"), job.id
@@ -217,8 +242,11 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
             path, n = _export_file(ctx, ties_mode)
         except RLHFError as exc:
             return gr.File(visible=False), error_message(exc), None
-        return (gr.File(value=str(path), visible=True), message(f"{n} preference rows exported.", "ok"),
-                str(path.parent))
+        return (
+            gr.File(value=str(path), visible=True),
+            message(f"{n} preference rows exported.", "ok"),
+            str(path.parent),
+        )
 
     def save(text: str, request: gr.Request):
         require(ctx, request, Role.engineer)
@@ -231,28 +259,41 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
 
     private = {"api_visibility": "private"}
     tab.select(opened, [guidelines], [timer, guidelines, preview], **private).then(
-        refresh_counts, [job_id], [counts, job_line], **private).then(
-        training.refresh, training.refresh_inputs, training.refresh_outputs, **private)
+        refresh_counts, [job_id], [counts, job_line], **private
+    ).then(training.refresh, training.refresh_inputs, training.refresh_outputs, **private)
     timer.tick(refresh_counts, [job_id], [counts, job_line], show_progress="hidden", **private)
-    timer.tick(training.refresh, training.refresh_inputs, training.refresh_outputs, show_progress="hidden",
-               **private)
+    timer.tick(training.refresh, training.refresh_inputs, training.refresh_outputs, show_progress="hidden", **private)
     import_btn.click(import_prompts, [upload, tags], [import_status, upload], **private).then(
-        refresh_counts, [job_id], [counts, job_line], show_progress="hidden", **private)
-    gen_btn.click(start_generation, [limit, per_ckpt, target, gen_tag, max_tokens, temperature, select,
-                                     reward_model],
-                  [gen_status, job_id], **private)
+        refresh_counts, [job_id], [counts, job_line], show_progress="hidden", **private
+    )
+    gen_btn.click(
+        start_generation,
+        [limit, per_ckpt, target, gen_tag, max_tokens, temperature, select, reward_model],
+        [gen_status, job_id],
+        **private,
+    )
     export_btn.click(export, [ties, export_dir], [export_file, export_status, export_dir], **private)
     save_guidelines.click(save, [guidelines], [guidelines_status, preview], **private)
+
     def landed(draft: str, job: int | None, run_id, base_id, reward_id, ckpt_id, last: dict, request: gr.Request):
         if not role_allows(lookup_user(ctx, request), Role.engineer):
             return tuple(gr.skip() for _ in landed_outputs)
-        return (*opened(draft, request), *refresh_counts(job, request),
-                *training.refresh(run_id, base_id, reward_id, ckpt_id, last, request))
+        return (
+            *opened(draft, request),
+            *refresh_counts(job, request),
+            *training.refresh(run_id, base_id, reward_id, ckpt_id, last, request),
+        )
 
     landed_inputs = [guidelines, job_id, *training.refresh_inputs]
     landed_outputs = [timer, guidelines, preview, counts, job_line, *training.refresh_outputs]
-    return ConsoleTab(tab=tab, timer=timer, admin_only=admin_only, landed=landed, landed_inputs=landed_inputs,
-                      landed_outputs=landed_outputs)
+    return ConsoleTab(
+        tab=tab,
+        timer=timer,
+        admin_only=admin_only,
+        landed=landed,
+        landed_inputs=landed_inputs,
+        landed_outputs=landed_outputs,
+    )
 
 
 def _preview(text: str | None) -> str:

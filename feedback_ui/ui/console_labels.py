@@ -27,18 +27,28 @@ def job_html(job) -> str:
     if not r:
         return message(head + ".")
     c = r["calibration"]
-    return message((
-        f"{head}. Labelled {r['labelled']} of {r['scored']} open pairs at p ≥ {r['min_confidence']:g}; "
-        f"{r['left_for_people']} go to people first. Calibration on {c['heldout']} held-out human pairs: "
-        f"accuracy {c['accuracy']:.3f}, ECE {c['ece']:.3f}, Brier {c['brier']:.3f}, scale {c['scale']:.4g}."), "ok")
+    return message(
+        (
+            f"{head}. Labelled {r['labelled']} of {r['scored']} open pairs at p ≥ {r['min_confidence']:g}; "
+            f"{r['left_for_people']} go to people first. Calibration on {c['heldout']} held-out human pairs: "
+            f"accuracy {c['accuracy']:.3f}, ECE {c['ece']:.3f}, Brier {c['brier']:.3f}, scale {c['scale']:.4g}."
+        ),
+        "ok",
+    )
 
 
 def build_labels_section(ctx: UIContext) -> gr.Accordion:
     with gr.Accordion("Machine labels", open=False) as section:
         with gr.Row():
             reward = gr.Dropdown([], value=None, label="Reward model", min_width=200, elem_id="label-reward")
-            confidence = gr.Number(value=0.9, label="Minimum confidence (0.5 < P < 1)", minimum=0.5, maximum=1.0,
-                                   step=0.01, elem_id="label-min-confidence")
+            confidence = gr.Number(
+                value=0.9,
+                label="Minimum confidence (0.5 < P < 1)",
+                minimum=0.5,
+                maximum=1.0,
+                step=0.01,
+                elem_id="label-min-confidence",
+            )
             start = gr.Button("Label the pairs it is sure of", variant="primary", min_width=200)
             check = gr.Button("Refresh", size="md", min_width=100, elem_id="label-refresh")
         job_id = gr.State(None)
@@ -57,8 +67,13 @@ def build_labels_section(ctx: UIContext) -> gr.Accordion:
             return None, message("Pick a reward model first (train one with the reward algorithm).", "warn")
         try:
             with ctx.session() as session:
-                job = submit_label(session=session, queue=ctx.jobs, reward_checkpoint_id=int(reward_id),
-                                   min_confidence=p, created_by=user.id)
+                job = submit_label(
+                    session=session,
+                    queue=ctx.jobs,
+                    reward_checkpoint_id=int(reward_id),
+                    min_confidence=p,
+                    created_by=user.id,
+                )
                 return job.id, job_html(job)
         except RLHFError as exc:
             return None, error_message(exc)

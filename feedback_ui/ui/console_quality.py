@@ -32,15 +32,19 @@ def _pct(value: float | None) -> str:
 def summary_html(q: quality.Quality, settings) -> str:
     alpha = "–" if q.krippendorff_alpha is None else f"{q.krippendorff_alpha:.2f}"
     counts = ", ".join(f"{n} with {k}" for k, n in sorted(q.vote_counts.items())) or "none"
-    parts = [f"Agreement <strong>{_pct(q.agreement)}</strong> over {q.pairs} vote pairs on "
-             f"{q.overlap_comparisons} shared comparisons; Krippendorff's alpha <strong>{alpha}</strong>.",
-             f"Votes per comparison: {html.escape(counts)}.",
-             f"Gold comparisons: <strong>{q.gold_comparisons}</strong> (shown at {settings.gold_rate:.0%} of "
-             f"hand-outs); raters under {settings.gold_min_accuracy:.0%} gold accuracy after "
-             f"{settings.gold_min_answered} answers are flagged: <strong>{len(q.flagged)}</strong>."]
+    parts = [
+        f"Agreement <strong>{_pct(q.agreement)}</strong> over {q.pairs} vote pairs on "
+        f"{q.overlap_comparisons} shared comparisons; Krippendorff's alpha <strong>{alpha}</strong>.",
+        f"Votes per comparison: {html.escape(counts)}.",
+        f"Gold comparisons: <strong>{q.gold_comparisons}</strong> (shown at {settings.gold_rate:.0%} of "
+        f"hand-outs); raters under {settings.gold_min_accuracy:.0%} gold accuracy after "
+        f"{settings.gold_min_answered} answers are flagged: <strong>{len(q.flagged)}</strong>.",
+    ]
     if q.unreachable:
-        parts.append(f'<span class="rl-warn">{q.unreachable} open comparisons ask for more votes than there are '
-                     "active users: they cannot reach their target.</span>")
+        parts.append(
+            f'<span class="rl-warn">{q.unreachable} open comparisons ask for more votes than there are '
+            "active users: they cannot reach their target.</span>"
+        )
     return '<div id="quality-summary">' + "<br>".join(parts) + "</div>"
 
 
@@ -54,16 +58,29 @@ def build_quality_section(ctx: UIContext) -> gr.Accordion:
             include = gr.Button("Use their votes", size="md", scale=1, min_width=140)
         with gr.Row():
             with gr.Column(min_width=300):
-                upload = gr.File(label="Gold comparisons (JSONL: prompt, a, b, answer — or prompt, chosen, rejected; "
-                                       f"up to {MAX_PROMPT_CHARS:,} characters per text)",
-                                 file_types=[".jsonl"], type="filepath", height=110, elem_id="gold-upload")
+                upload = gr.File(
+                    label="Gold comparisons (JSONL: prompt, a, b, answer — or prompt, chosen, rejected; "
+                    f"up to {MAX_PROMPT_CHARS:,} characters per text)",
+                    file_types=[".jsonl"],
+                    type="filepath",
+                    height=110,
+                    elem_id="gold-upload",
+                )
                 import_btn = gr.Button("Import gold", variant="primary")
             with gr.Column(min_width=300):
                 with gr.Row():
                     comparison = gr.Textbox(label="Comparison id", min_width=120)
-                    answer = gr.Dropdown([("A (response_a) is right", "a"), ("B (response_b) is right", "b"),
-                                          ("Tie", "tie"), ("Both bad", "both_bad")], value="a",
-                                         label="Known answer", min_width=160)
+                    answer = gr.Dropdown(
+                        [
+                            ("A (response_a) is right", "a"),
+                            ("B (response_b) is right", "b"),
+                            ("Tie", "tie"),
+                            ("Both bad", "both_bad"),
+                        ],
+                        value="a",
+                        label="Known answer",
+                        min_width=160,
+                    )
                 with gr.Row():
                     mark = gr.Button("Mark as gold", variant="primary", size="md")
                     unmark = gr.Button("Make regular again", size="md")
@@ -74,8 +91,19 @@ def build_quality_section(ctx: UIContext) -> gr.Accordion:
         with ctx.session() as session:
             q = quality.measure(session=session)
             users = users_svc.list_users(session=session)
-        rows = [[r.name, r.votes, _pct(r.agreement), r.pairs, _pct(r.gold_accuracy), r.gold_answered,
-                 "yes" if r.flagged else "", "yes" if r.excluded else ""] for r in q.raters]
+        rows = [
+            [
+                r.name,
+                r.votes,
+                _pct(r.agreement),
+                r.pairs,
+                _pct(r.gold_accuracy),
+                r.gold_answered,
+                "yes" if r.flagged else "",
+                "yes" if r.excluded else "",
+            ]
+            for r in q.raters
+        ]
         choices = [(f"{u.name}{' (excluded)' if u.excluded else ''}", u.id) for u in users]
         return summary_html(q, ctx.settings), pd.DataFrame(rows, columns=RATER_HEADERS), gr.Dropdown(choices=choices)
 

@@ -67,16 +67,39 @@ def _rows_trained(run: TrainingRun) -> int | str:
 
 
 def run_rows(runs: list[TrainingRun], by_id: dict[int, Checkpoint]) -> pd.DataFrame:
-    rows = [[r.id, r.algorithm.value, r.status.value, _step(r), _label(by_id.get(r.base_checkpoint_id)),
-             _label(by_id.get(r.output_checkpoint_id)), _rows_trained(r), fmt_time(r.created_at),
-             fmt_time(r.finished_at), r.error or ""] for r in runs]
+    rows = [
+        [
+            r.id,
+            r.algorithm.value,
+            r.status.value,
+            _step(r),
+            _label(by_id.get(r.base_checkpoint_id)),
+            _label(by_id.get(r.output_checkpoint_id)),
+            _rows_trained(r),
+            fmt_time(r.created_at),
+            fmt_time(r.finished_at),
+            r.error or "",
+        ]
+        for r in runs
+    ]
     return pd.DataFrame(rows, columns=RUN_HEADERS)
 
 
 def checkpoint_rows(ckpts: list[Checkpoint]) -> pd.DataFrame:
     by_id = {c.id: c for c in ckpts}
-    rows = [[c.id, c.name, c.kind.value, c.status.value, _label(by_id.get(c.parent_id)) if c.parent_id else "",
-             c.run_id or "", fmt_time(c.created_at), c.path] for c in reversed(ckpts)]
+    rows = [
+        [
+            c.id,
+            c.name,
+            c.kind.value,
+            c.status.value,
+            _label(by_id.get(c.parent_id)) if c.parent_id else "",
+            c.run_id or "",
+            fmt_time(c.created_at),
+            c.path,
+        ]
+        for c in reversed(ckpts)
+    ]
     return pd.DataFrame(rows, columns=CKPT_HEADERS)
 
 
@@ -99,9 +122,13 @@ def _frame(points: list[tuple[int, float, str]]) -> pd.DataFrame | None:
     # (empty) colour scale and axis types, and later lines are drawn without a stroke.
     if not points:
         return None
-    return pd.DataFrame({"step": pd.Series([p[0] for p in points], dtype="int64"),
-                         "value": pd.Series([p[1] for p in points], dtype="float64"),
-                         "series": pd.Series([p[2] for p in points], dtype="object")})
+    return pd.DataFrame(
+        {
+            "step": pd.Series([p[0] for p in points], dtype="int64"),
+            "value": pd.Series([p[1] for p in points], dtype="float64"),
+            "series": pd.Series([p[2] for p in points], dtype="object"),
+        }
+    )
 
 
 def run_detail(run: TrainingRun | None, by_id: dict[int, Checkpoint]) -> str:
@@ -134,17 +161,24 @@ def run_detail(run: TrainingRun | None, by_id: dict[int, Checkpoint]) -> str:
 
 def _results_html(run: TrainingRun) -> str:
     """The finished run's evaluation and the data it trained on, as ``rlhf runs show`` has them."""
-    rows = [(key.removeprefix("eval/").replace("_", " "), value) for key, value in sorted((run.metrics or {}).items())
-            if key.startswith("eval/") and isinstance(value, (int, float)) and not isinstance(value, bool)]
+    rows = [
+        (key.removeprefix("eval/").replace("_", " "), value)
+        for key, value in sorted((run.metrics or {}).items())
+        if key.startswith("eval/") and isinstance(value, (int, float)) and not isinstance(value, bool)
+    ]
     snapshot = Snapshot.of(run)
     if snapshot is not None:
-        rows += [("trained on", f"{snapshot.rows} rows from {len(snapshot.vote_ids)} votes"),
-                 ("snapshot hash", snapshot.hash)]
+        rows += [
+            ("trained on", f"{snapshot.rows} rows from {len(snapshot.vote_ids)} votes"),
+            ("snapshot hash", snapshot.hash),
+        ]
     if not rows:
         return ""
-    body = "".join(f"<tr><th>{html.escape(name)}</th><td><code>"
-                   f"{html.escape(f'{value:.4g}' if isinstance(value, float) else str(value))}</code></td></tr>"
-                   for name, value in rows)
+    body = "".join(
+        f"<tr><th>{html.escape(name)}</th><td><code>"
+        f"{html.escape(f'{value:.4g}' if isinstance(value, float) else str(value))}</code></td></tr>"
+        for name, value in rows
+    )
     return f'<div class="rl-md" id="run-results"><table><tbody>{body}</tbody></table></div>'
 
 
@@ -163,10 +197,15 @@ def params_help(algorithm: str) -> str:
         rows = describe(algorithm)
     except RLHFError as exc:
         return error_message(exc)
-    body = "".join(f"<tr><td><code>{html.escape(name)}</code></td><td><code>{html.escape(repr(default))}</code>"
-                   f"</td><td>{html.escape(text)}</td></tr>" for name, default, text in rows)
-    return (f'<div class="rl-md"><table><thead><tr><th>parameter</th><th>default</th><th>meaning</th></tr>'
-            f'</thead><tbody>{body}</tbody></table><p>Any TRL config field: <code>trl.NAME=VALUE</code>.</p></div>')
+    body = "".join(
+        f"<tr><td><code>{html.escape(name)}</code></td><td><code>{html.escape(repr(default))}</code>"
+        f"</td><td>{html.escape(text)}</td></tr>"
+        for name, default, text in rows
+    )
+    return (
+        f'<div class="rl-md"><table><thead><tr><th>parameter</th><th>default</th><th>meaning</th></tr>'
+        f"</thead><tbody>{body}</tbody></table><p>Any TRL config field: <code>trl.NAME=VALUE</code>.</p></div>"
+    )
 
 
 def _choices(ckpts: list[Checkpoint]) -> tuple[list, list, list]:
@@ -191,12 +230,18 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
             base = gr.Dropdown([("newest serving policy", 0)], value=0, label="Base checkpoint", min_width=200)
             reward = gr.Dropdown([("none", 0)], value=0, label="Reward model (ppo, rloo, grpo)", min_width=200)
             steps = gr.Textbox(label="Steps", placeholder="algorithm default", min_width=120)
-        extra = gr.Textbox(label="Extra parameters (KEY=VALUE, one per line)", lines=3,
-                           placeholder="learning_rate=1e-4\nbeta=0.2")
+        extra = gr.Textbox(
+            label="Extra parameters (KEY=VALUE, one per line)", lines=3, placeholder="learning_rate=1e-4\nbeta=0.2"
+        )
         with gr.Row():
             serve_new = gr.Checkbox(label="Serve the new checkpoint when the run succeeds", value=False)
-            labels = gr.Radio(["human", "machine", "both"], value="human", label="Labels (whose votes to train on)",
-                              info="both: machine labels only where no person voted", elem_id="run-labels")
+            labels = gr.Radio(
+                ["human", "machine", "both"],
+                value="human",
+                label="Labels (whose votes to train on)",
+                info="both: machine labels only where no person voted",
+                elem_id="run-labels",
+            )
         with gr.Accordion("Parameters of this algorithm", open=False):
             help_html = gr.HTML(params_help("dpo"))
         start = gr.Button("Start run", variant="primary")
@@ -207,12 +252,28 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
             cancel = gr.Button("Cancel run", variant="stop", size="md", scale=1, min_width=120)
         detail = gr.HTML(elem_id="run-detail-box")
         with gr.Row():
-            loss_plot = gr.LinePlot(None, x="step", y="value", color="series", title="Loss", height=260,
-                                    min_width=300, elem_id="loss-plot")
-            reward_plot = gr.LinePlot(None, x="step", y="value", color="series", title="Reward, margins, KL",
-                                      height=260, min_width=300, elem_id="reward-plot")
-        runs_table = gr.Dataframe(headers=RUN_HEADERS, interactive=False, wrap=True, label="Runs (newest first)",
-                                  max_height=360, elem_id="runs-table", column_widths=RUN_WIDTHS)
+            loss_plot = gr.LinePlot(
+                None, x="step", y="value", color="series", title="Loss", height=260, min_width=300, elem_id="loss-plot"
+            )
+            reward_plot = gr.LinePlot(
+                None,
+                x="step",
+                y="value",
+                color="series",
+                title="Reward, margins, KL",
+                height=260,
+                min_width=300,
+                elem_id="reward-plot",
+            )
+        runs_table = gr.Dataframe(
+            headers=RUN_HEADERS,
+            interactive=False,
+            wrap=True,
+            label="Runs (newest first)",
+            max_height=360,
+            elem_id="runs-table",
+            column_widths=RUN_WIDTHS,
+        )
     with gr.Accordion("Checkpoints", open=True):
         with gr.Row():
             picked = gr.Dropdown([], value=None, label="Checkpoint", min_width=220, scale=3)
@@ -221,10 +282,15 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
         force_retire = gr.Checkbox(label="Retire even the last serving policy", value=False)
         ckpt_status = gr.HTML()
         lineage = gr.HTML()
-        ckpt_table = gr.Dataframe(headers=CKPT_HEADERS, interactive=False, wrap=True, max_height=360,
-                                  column_widths=CKPT_WIDTHS,
-                                  label="Registry (newest first); parent = the checkpoint it was trained from",
-                                  elem_id="checkpoints-table")
+        ckpt_table = gr.Dataframe(
+            headers=CKPT_HEADERS,
+            interactive=False,
+            wrap=True,
+            max_height=360,
+            column_widths=CKPT_WIDTHS,
+            label="Registry (newest first); parent = the checkpoint it was trained from",
+            elem_id="checkpoints-table",
+        )
 
     def lineage_html(checkpoint_id: int | None) -> str:
         if not checkpoint_id:
@@ -250,10 +316,17 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
         base_choices, reward_choices, all_choices = _choices(ckpts)
         ckpt_id = _keep(ckpt_id, all_choices)
         fresh = {
-            "run": (run_choices, run_id), "detail": run_detail(run, by_id), "loss": loss, "rewards": rewards,
-            "runs": run_rows(runs, by_id), "base": (base_choices, _keep(base_id, base_choices)),
-            "reward": (reward_choices, _keep(reward_id, reward_choices)), "picked": (all_choices, ckpt_id),
-            "ckpts": checkpoint_rows(ckpts), "lineage": lineage_html(ckpt_id)}
+            "run": (run_choices, run_id),
+            "detail": run_detail(run, by_id),
+            "loss": loss,
+            "rewards": rewards,
+            "runs": run_rows(runs, by_id),
+            "base": (base_choices, _keep(base_id, base_choices)),
+            "reward": (reward_choices, _keep(reward_id, reward_choices)),
+            "picked": (all_choices, ckpt_id),
+            "ckpts": checkpoint_rows(ckpts),
+            "lineage": lineage_html(ckpt_id),
+        }
         # Only what changed goes to the page: a re-sent table or dropdown loses its scroll position
         # or closes under the engineer's pointer.
         marks = {key: _fingerprint(value) for key, value in fresh.items()}
@@ -268,24 +341,43 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
         return (*out, marks)
 
     refresh_inputs = [selected_run, base, reward, picked, seen]
-    refresh_outputs = [selected_run, detail, loss_plot, reward_plot, runs_table, base, reward, picked, ckpt_table,
-                       lineage, seen]
+    refresh_outputs = [
+        selected_run,
+        detail,
+        loss_plot,
+        reward_plot,
+        runs_table,
+        base,
+        reward,
+        picked,
+        ckpt_table,
+        lineage,
+        seen,
+    ]
 
     def start_run(algo, base_id, reward_id, n_steps, extra_text, serve_new, labels_from, request: gr.Request):
         user = require(ctx, request, Role.engineer)
         try:
             params = parse_params(n_steps, extra_text)
             with ctx.session() as session:
-                run = submit_run(session=session, queue=ctx.jobs, algorithm=algo, base_checkpoint_id=base_id or None,
-                                 reward_checkpoint_id=reward_id or None, params=params,
-                                 serve_on_success=bool(serve_new), labels=labels_from or "human",
-                                 created_by=user.id)
+                run = submit_run(
+                    session=session,
+                    queue=ctx.jobs,
+                    algorithm=algo,
+                    base_checkpoint_id=base_id or None,
+                    reward_checkpoint_id=reward_id or None,
+                    params=params,
+                    serve_on_success=bool(serve_new),
+                    labels=labels_from or "human",
+                    created_by=user.id,
+                )
         except RLHFError as exc:
             return gr.skip(), error_message(exc)
         votes = _rows_trained(run)
         note = f"Run #{run.id} ({run.algorithm.value}) queued" + (f" on {votes} votes." if votes else ".")
-        return gr.Dropdown(choices=[(f"#{run.id} {run.algorithm.value} · queued", run.id)], value=run.id), \
-            message(note, "ok")
+        return gr.Dropdown(choices=[(f"#{run.id} {run.algorithm.value} · queued", run.id)], value=run.id), message(
+            note, "ok"
+        )
 
     def cancel_run(run_id, request: gr.Request):
         require(ctx, request, Role.engineer)
@@ -308,15 +400,21 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
             try:
                 with ctx.session() as session:
                     if action == "serve":
-                        ckpt, merge = serve(session=session, queue=ctx.jobs, settings=ctx.settings,
-                                            checkpoint_id=int(checkpoint_id))
+                        ckpt, merge = serve(
+                            session=session, queue=ctx.jobs, settings=ctx.settings, checkpoint_id=int(checkpoint_id)
+                        )
                     else:
-                        ckpt = ckpt_svc.retire_checkpoint(session=session, checkpoint_id=int(checkpoint_id),
-                                                          force=bool(force))
+                        ckpt = ckpt_svc.retire_checkpoint(
+                            session=session, checkpoint_id=int(checkpoint_id), force=bool(force)
+                        )
             except RLHFError as exc:
                 return error_message(exc)
-            note = (f" Merge job #{merge.id} is making its copy for the inference engine; it joins arena battles "
-                    "when that is done." if merge is not None else "")
+            note = (
+                f" Merge job #{merge.id} is making its copy for the inference engine; it joins arena battles "
+                "when that is done."
+                if merge is not None
+                else ""
+            )
             return message(f"{_label(ckpt)} is now {ckpt.status.value}.{note}", "ok")
 
         return act
@@ -338,13 +436,16 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
         return params_help(algo)
 
     private = {"api_visibility": "private"}
-    start.click(start_run, [algorithm, base, reward, steps, extra, serve_new, labels], [selected_run, start_status],
-                **private).then(refresh, refresh_inputs, refresh_outputs, show_progress="hidden", **private)
+    start.click(
+        start_run, [algorithm, base, reward, steps, extra, serve_new, labels], [selected_run, start_status], **private
+    ).then(refresh, refresh_inputs, refresh_outputs, show_progress="hidden", **private)
     cancel.click(cancel_run, [selected_run], [start_status], **private).then(
-        refresh, refresh_inputs, refresh_outputs, show_progress="hidden", **private)
+        refresh, refresh_inputs, refresh_outputs, show_progress="hidden", **private
+    )
     for button, action in ((serve_btn, "serve"), (retire_btn, "retire")):
         button.click(change_checkpoint(action), [picked, force_retire], [ckpt_status], **private).then(
-            refresh, refresh_inputs, refresh_outputs, show_progress="hidden", **private)
+            refresh, refresh_inputs, refresh_outputs, show_progress="hidden", **private
+        )
     selected_run.input(show_run, [selected_run], [detail, loss_plot, reward_plot], **private)
     picked.input(show_lineage, [picked], [lineage], **private)
     algorithm.input(describe_algorithm, [algorithm], [help_html], **private)

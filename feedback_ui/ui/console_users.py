@@ -51,8 +51,9 @@ def build_users_section(ctx: UIContext) -> gr.Accordion:
         require(ctx, request, Role.admin)
         try:
             with ctx.session() as session:
-                user = users_svc.create_user(session=session, name=(new_name or "").strip(), role=new_role,
-                                             password=new_password or "")
+                user = users_svc.create_user(
+                    session=session, name=(new_name or "").strip(), role=new_role, password=new_password or ""
+                )
         except RLHFError as exc:
             return error_message(exc), gr.skip(), gr.skip()
         return message(f"Added {user.name} as {user.role.value}.", "ok"), "", ""
@@ -89,7 +90,8 @@ def build_users_section(ctx: UIContext) -> gr.Accordion:
     private = {"api_visibility": "private"}
     section.expand(listing, None, [table, who], **private)
     add.click(add_user, [name, role, password], [status, name, password], **private).then(
-        listing, None, [table, who], **private)
+        listing, None, [table, who], **private
+    )
     deactivate.click(set_active(False), [who], [status], **private).then(listing, None, [table, who], **private)
     reactivate.click(set_active(True), [who], [status], **private).then(listing, None, [table, who], **private)
     end_logins.click(end_sessions, [who], [status], **private)

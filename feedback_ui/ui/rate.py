@@ -37,13 +37,17 @@ _ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
 def _prompt_html(messages: list[dict]) -> str:
     turns = "".join(
         f'<div class="rl-turn"><div class="rl-role">{_ROLE_NAMES.get(m.get("role"), "Message")}</div>'
-        f'<div class="rl-md">{render_markdown(m.get("content", ""))}</div></div>' for m in messages)
+        f'<div class="rl-md">{render_markdown(m.get("content", ""))}</div></div>'
+        for m in messages
+    )
     return f'<div class="rl-prompt" aria-label="Prompt">{turns}</div>'
 
 
 def _card(title: str, text: str) -> str:
-    return (f'<section class="rl-card" aria-label="{title}"><div class="rl-card-title">{title}</div>'
-            f'<div class="rl-card-body rl-md" tabindex="0">{render_markdown(text)}</div></section>')
+    return (
+        f'<section class="rl-card" aria-label="{title}"><div class="rl-card-title">{title}</div>'
+        f'<div class="rl-card-body rl-md" tabindex="0">{render_markdown(text)}</div></section>'
+    )
 
 
 def _progress_html(ctx: UIContext, user: User) -> str:
@@ -51,31 +55,50 @@ def _progress_html(ctx: UIContext, user: User) -> str:
         mine = stats.rater_stats(session=session, rater_id=user.id)
     # What this rater can still do, not the open total: gold pairs they answered stay open for
     # others, and pairs other raters hold are not theirs to take.
-    return (f'<div class="rl-progress" role="status">Your votes: <strong>{mine["votes"]}</strong> · '
-            f'left for you: <strong>{mine["left_for_you"]}</strong></div>')
+    return (
+        f'<div class="rl-progress" role="status">Your votes: <strong>{mine["votes"]}</strong> · '
+        f"left for you: <strong>{mine['left_for_you']}</strong></div>"
+    )
 
 
 def _guidelines_html(ctx: UIContext) -> str:
     with ctx.session() as session:
         row = app_settings.get_guidelines(session=session)
     if row is None or not row.value.strip():
-        return '<div class="rl-md"><p>No guidelines yet. Prefer the response that is more helpful, correct and ' \
-               'harmless; pick <em>Tie</em> when they are equally good and <em>Both bad</em> when neither ' \
-               'is acceptable.</p></div>'
+        return (
+            '<div class="rl-md"><p>No guidelines yet. Prefer the response that is more helpful, correct and '
+            "harmless; pick <em>Tie</em> when they are equally good and <em>Both bad</em> when neither "
+            "is acceptable.</p></div>"
+        )
     return f'<div class="rl-md">{render_markdown(row.value)}</div>'
 
 
 def _pair_outputs(user: User, handout: Handout | None, after_vote: bool) -> dict:
     """The pair (or the empty state) for this rater: keyed by component name, see :func:`build_rate_tab`."""
     if handout is None:
-        return {"state": None, "pair": gr.Column(visible=False), "empty": gr.Column(visible=True),
-                "votes": gr.Row(visible=False), "skip": gr.Button(visible=False)}
-    state = {"comparison_id": handout.comparison_id, "key": f"{user.id}:ui:{uuid.uuid4().hex}",
-             "guard_until": time.monotonic() + DOUBLE_CLICK_S if after_vote else 0.0}
-    return {"state": state, "prompt": _prompt_html(handout.prompt), "left": _card("Response A", handout.a),
-            "right": _card("Response B", handout.b), "pair": gr.Column(visible=True),
-            "empty": gr.Column(visible=False), "votes": gr.Row(visible=True), "skip": gr.Button(visible=True),
-            "rationale": ""}
+        return {
+            "state": None,
+            "pair": gr.Column(visible=False),
+            "empty": gr.Column(visible=True),
+            "votes": gr.Row(visible=False),
+            "skip": gr.Button(visible=False),
+        }
+    state = {
+        "comparison_id": handout.comparison_id,
+        "key": f"{user.id}:ui:{uuid.uuid4().hex}",
+        "guard_until": time.monotonic() + DOUBLE_CLICK_S if after_vote else 0.0,
+    }
+    return {
+        "state": state,
+        "prompt": _prompt_html(handout.prompt),
+        "left": _card("Response A", handout.a),
+        "right": _card("Response B", handout.b),
+        "pair": gr.Column(visible=True),
+        "empty": gr.Column(visible=False),
+        "votes": gr.Row(visible=True),
+        "skip": gr.Button(visible=True),
+        "rationale": "",
+    }
 
 
 def _vote_note(choice: Choice, created: bool) -> str:
@@ -101,35 +124,60 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
                     right = gr.HTML(elem_id="response-b")
             # The shortcut guard (render.TYPING_GUARD) keeps number keys out of this box; Ctrl+Enter
             # then a number votes with what was typed (render.CHOOSE_ON_SUBMIT).
-            rationale = gr.Textbox(label="Rationale (optional)", lines=2, max_lines=8,
-                                   max_length=MAX_RATIONALE_CHARS, placeholder="Why is one better? (optional)",
-                                   elem_id="rate-rationale", elem_classes=[TYPING_GUARD, CHOOSE_ON_SUBMIT])
+            rationale = gr.Textbox(
+                label="Rationale (optional)",
+                lines=2,
+                max_lines=8,
+                max_length=MAX_RATIONALE_CHARS,
+                placeholder="Why is one better? (optional)",
+                elem_id="rate-rationale",
+                elem_classes=[TYPING_GUARD, CHOOSE_ON_SUBMIT],
+            )
         with gr.Column(visible=False, elem_id="rate-empty") as empty:
-            gr.HTML('<div class="rl-empty" role="status"><strong>Nothing left to rate.</strong><br>'
-                    'New pairs appear when an engineer starts a generation job.</div>')
+            gr.HTML(
+                '<div class="rl-empty" role="status"><strong>Nothing left to rate.</strong><br>'
+                "New pairs appear when an engineer starts a generation job.</div>"
+            )
             check_again = gr.Button("Check again", size="md")
         # The choice bar stays on screen however long the answers are (sticky, see static/rlhf.css).
         with gr.Column(elem_id="rate-bar", elem_classes="rl-choice-bar"):
             status = gr.HTML(elem_id="rate-status")
             with gr.Row(elem_classes="rl-vote-row", visible=False) as vote_row:
-                buttons = [gr.Button(b.label, elem_id=b.rate, variant=b.variant, min_width=150)
-                           for b in VOTE_BUTTONS]
+                buttons = [gr.Button(b.label, elem_id=b.rate, variant=b.variant, min_width=150) for b in VOTE_BUTTONS]
             with gr.Row(elem_classes="rl-after-row"):
                 skip_btn = gr.Button("Skip this pair", size="sm", visible=False, elem_id="rate-skip", min_width=120)
                 undo_btn = gr.Button("Undo last vote", size="sm", visible=False, elem_id="rate-undo", min_width=120)
             gr.HTML(keys_hint_html())
 
-    named = {"state": state, "prompt": prompt, "left": left, "right": right, "progress": progress,
-             "status": status, "pair": pair, "empty": empty, "rationale": rationale, "votes": vote_row,
-             "skip": skip_btn, "undo": undo_btn, "last": last_vote}
+    named = {
+        "state": state,
+        "prompt": prompt,
+        "left": left,
+        "right": right,
+        "progress": progress,
+        "status": status,
+        "pair": pair,
+        "empty": empty,
+        "rationale": rationale,
+        "votes": vote_row,
+        "skip": skip_btn,
+        "undo": undo_btn,
+        "last": last_vote,
+    }
     outputs = list(named.values())
 
-    def screen(user: User, handout: Handout | None, status_html: str = "", after_vote: bool = False,
-               last: dict | None = None) -> dict:
+    def screen(
+        user: User, handout: Handout | None, status_html: str = "", after_vote: bool = False, last: dict | None = None
+    ) -> dict:
         """Every output of the tab: the pair (or empty state), the counter, the status, the undo button."""
         shown = {named[k]: v for k, v in _pair_outputs(user, handout, after_vote).items()}
-        return {**shown, progress: _progress_html(ctx, user), status: status_html, last_vote: last,
-                undo_btn: gr.Button(visible=last is not None)}
+        return {
+            **shown,
+            progress: _progress_html(ctx, user),
+            status: status_html,
+            last_vote: last,
+            undo_btn: gr.Button(visible=last is not None),
+        }
 
     def fetch(user: User) -> Handout | None:
         with ctx.session() as session:
@@ -155,19 +203,33 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
             if time.monotonic() < current.get("guard_until", 0.0):
                 # The second click of a double click on the previous pair: not a judgement of this one.
                 return {status: message("Ignored a click that came right after this pair appeared.", "warn")}
-            fields = {"comparison_id": current["comparison_id"], "choice": choice,
-                      "rationale": (why or "").strip() or None, "idempotency_key": current["key"]}
+            fields = {
+                "comparison_id": current["comparison_id"],
+                "choice": choice,
+                "rationale": (why or "").strip() or None,
+                "idempotency_key": current["key"],
+            }
             try:
                 with ctx.session() as session:
-                    result, handout = rating.vote_then_next(session=session, rater=user,
-                                                            gold_rate=ctx.settings.gold_rate, **fields)
+                    result, handout = rating.vote_then_next(
+                        session=session, rater=user, gold_rate=ctx.settings.gold_rate, **fields
+                    )
             except (Conflict, NotFound) as exc:  # closed, or its place went to another rater: say which
-                return screen(user, fetch(user), message(f"Your vote was not stored: {error_text(exc)}. "
-                                                         "Here is the next pair.", "warn"), after_vote=True)
+                return screen(
+                    user,
+                    fetch(user),
+                    message(f"Your vote was not stored: {error_text(exc)}. Here is the next pair.", "warn"),
+                    after_vote=True,
+                )
             except RLHFError as exc:  # e.g. a rationale that is too long: the pair stays for another try
                 return {status: error_message(exc)}
-            return screen(user, handout, _vote_note(choice, result.created), after_vote=True,
-                          last={"id": result.vote.id, "choice": choice.value})
+            return screen(
+                user,
+                handout,
+                _vote_note(choice, result.created),
+                after_vote=True,
+                last={"id": result.vote.id, "choice": choice.value},
+            )
 
         return vote
 
@@ -177,8 +239,9 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
             return {status: message("No vote to undo.", "warn"), undo_btn: gr.Button(visible=False)}
         try:
             with ctx.session() as session:
-                handout = rating.undo_vote(session=session, rater=user, vote_id=last["id"],
-                                           window_s=ctx.settings.undo_window_s)
+                handout = rating.undo_vote(
+                    session=session, rater=user, vote_id=last["id"], window_s=ctx.settings.undo_window_s
+                )
         except RLHFError as exc:
             return {status: error_message(exc), undo_btn: gr.Button(visible=False), last_vote: None}
         label = CHOICE_LABELS[Choice(last["choice"])]
@@ -193,16 +256,23 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
                 rating.skip_comparison(session=session, rater=user, comparison_id=current["comparison_id"])
         except RLHFError as exc:
             return {status: error_message(exc)}
-        return screen(user, fetch(user), message("Skipped: you will not be shown that pair again today.", "info"),
-                      after_vote=True)
+        return screen(
+            user, fetch(user), message("Skipped: you will not be shown that pair again today.", "info"), after_vote=True
+        )
 
     demo.load(show, inputs=None, outputs=[*outputs, guidelines], api_visibility="private")
     private = {"api_visibility": "private", "show_progress": "hidden"}
     tab.select(opened, inputs=None, outputs=outputs, **private)
     check_again.click(opened, inputs=None, outputs=outputs, **private)
     for button, vote_button in zip(buttons, VOTE_BUTTONS):
-        button.click(make_vote(vote_button.choice), inputs=[state, rationale], outputs=outputs, trigger_mode="once",
-                     concurrency_limit=None, **private)
+        button.click(
+            make_vote(vote_button.choice),
+            inputs=[state, rationale],
+            outputs=outputs,
+            trigger_mode="once",
+            concurrency_limit=None,
+            **private,
+        )
     undo_btn.click(undo, inputs=[last_vote], outputs=outputs, trigger_mode="once", **private)
     skip_btn.click(skip, inputs=[state], outputs=outputs, trigger_mode="once", **private)
     return tab

@@ -80,8 +80,10 @@ def _markdown():
         src = token.attrGet("src") or ""
         if not src:
             return f'<span class="rl-img">[{alt}]</span>'
-        return (f'<a class="rl-img" href="{escapeHtml(src)}" target="_blank" rel="noopener noreferrer nofollow">'
-                f'[image: {alt}]</a>')
+        return (
+            f'<a class="rl-img" href="{escapeHtml(src)}" target="_blank" rel="noopener noreferrer nofollow">'
+            f"[image: {alt}]</a>"
+        )
 
     md.add_render_rule("image", image)
 
@@ -136,8 +138,7 @@ SUBMIT_PREFIX = "rl-submit-"
 
 def script_settings() -> dict:
     """What the page's scripts read as ``window.RLHF``: the vote buttons and the guard's class names."""
-    return {"votes": table_for_scripts(), "guard": TYPING_GUARD, "choose": CHOOSE_ON_SUBMIT,
-            "submit": SUBMIT_PREFIX}
+    return {"votes": table_for_scripts(), "guard": TYPING_GUARD, "choose": CHOOSE_ON_SUBMIT, "submit": SUBMIT_PREFIX}
 
 
 def script_tag(name: str) -> str:
@@ -155,5 +156,7 @@ def page_head() -> str:
     """
     settings = json.dumps(script_settings(), separators=(",", ":"))
     settings = settings.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-    return (f'<link rel="stylesheet" href="{html.escape(assets.url("rlhf.css"))}">'
-            f"<script>window.RLHF = {settings};</script>{script_tag('rate.js')}")
+    return (
+        f'<link rel="stylesheet" href="{html.escape(assets.url("rlhf.css"))}">'
+        f"<script>window.RLHF = {settings};</script>{script_tag('rate.js')}"
+    )

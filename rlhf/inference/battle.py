@@ -35,8 +35,9 @@ class PairStream:
         async def run(side: str) -> None:
             contender = self.sides[side]
             try:
-                async for delta in self.inference.stream(contender.model, self.messages, contender.sampling,
-                                                         self.states[side]):
+                async for delta in self.inference.stream(
+                    contender.model, self.messages, contender.sampling, self.states[side]
+                ):
                     await queue.put((side, delta))
                 await queue.put((side, None))
             except Exception as exc:
@@ -57,8 +58,10 @@ class PairStream:
                     else:
                         yield side, item
         except TimeoutError:
-            raise InferenceUnavailable(f"{self.inference.describe()} did not finish both answers within "
-                                       f"{self.timeout_s:g} s (RLHF_ARENA_TIMEOUT_S)") from None
+            raise InferenceUnavailable(
+                f"{self.inference.describe()} did not finish both answers within "
+                f"{self.timeout_s:g} s (RLHF_ARENA_TIMEOUT_S)"
+            ) from None
         finally:
             for task in tasks:
                 task.cancel()

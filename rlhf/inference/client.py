@@ -37,8 +37,11 @@ class ChatSampling:
 
     def request_fields(self) -> dict[str, Any]:
         # ``n`` and ``stream_options`` are refused by transformers serve; one answer per request.
-        fields: dict[str, Any] = {"max_tokens": self.max_new_tokens, "temperature": self.temperature,
-                                  "top_p": self.top_p}
+        fields: dict[str, Any] = {
+            "max_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+        }
         if self.seed is not None:
             fields["seed"] = self.seed
         return fields
@@ -61,8 +64,9 @@ class StreamState:
     deltas: int = 0
 
     def completion(self) -> Completion:
-        return Completion(text=clean_text(self.text), finished=self.finish_reason == "stop",
-                          tokens=self.tokens or self.deltas)
+        return Completion(
+            text=clean_text(self.text), finished=self.finish_reason == "stop", tokens=self.tokens or self.deltas
+        )
 
 
 def served_model_name(*, name: str, path: str, mapping: dict[str, str] | None = None) -> str:
@@ -90,10 +94,17 @@ class Inference:
     def from_settings(cls, settings: "Settings") -> "Inference":
         engine = None
         if not settings.inference_url:
-            engine = ManagedEngine(log_path=settings.data_dir / "logs" / "inference.log",
-                                   model_timeout_s=settings.inference_model_timeout_s)
-        return cls(url=settings.inference_url, engine=engine, api_key=settings.inference_api_key,
-                   timeout_s=settings.arena_timeout_s, models=dict(settings.inference_models))
+            engine = ManagedEngine(
+                log_path=settings.data_dir / "logs" / "inference.log",
+                model_timeout_s=settings.inference_model_timeout_s,
+            )
+        return cls(
+            url=settings.inference_url,
+            engine=engine,
+            api_key=settings.inference_api_key,
+            timeout_s=settings.arena_timeout_s,
+            models=dict(settings.inference_models),
+        )
 
     @property
     def embedded(self) -> bool:
@@ -138,19 +149,23 @@ class Inference:
         if known is None or known[0] != base_url:
             api = base_url.rstrip("/")
             api = api if api.endswith("/v1") else api + "/v1"
-            known = (base_url, openai.AsyncOpenAI(base_url=api, api_key=self.api_key or "none", max_retries=0,
-                                                  timeout=self.timeout_s))
+            known = (
+                base_url,
+                openai.AsyncOpenAI(base_url=api, api_key=self.api_key or "none", max_retries=0, timeout=self.timeout_s),
+            )
             self._clients[loop] = known
         return known[1]
 
-    async def stream(self, model: str, messages: list[dict], sampling: ChatSampling,
-                     state: StreamState | None = None) -> AsyncIterator[str]:
+    async def stream(
+        self, model: str, messages: list[dict], sampling: ChatSampling, state: StreamState | None = None
+    ) -> AsyncIterator[str]:
         """Text deltas of one answer as the engine sends them; ``state`` collects the whole."""
         state = state if state is not None else StreamState()
         base = await asyncio.to_thread(self._base_url_or_fail)
         try:
             response = await self._client(base).chat.completions.create(
-                model=model, messages=messages, stream=True, **sampling.request_fields())
+                model=model, messages=messages, stream=True, **sampling.request_fields()
+            )
             async for chunk in response:
                 if chunk.usage is not None:
                     state.tokens = chunk.usage.completion_tokens

@@ -42,8 +42,14 @@ def free_port() -> int:
 class ManagedEngine:
     """One ``transformers serve`` process, owned by the app that made this object."""
 
-    def __init__(self, *, log_path: Path, model_timeout_s: int = 3600, startup_timeout_s: float = 180.0,
-                 env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        *,
+        log_path: Path,
+        model_timeout_s: int = 3600,
+        startup_timeout_s: float = 180.0,
+        env: dict[str, str] | None = None,
+    ):
         self.log_path = Path(log_path)
         self.model_timeout_s = model_timeout_s
         self.startup_timeout_s = startup_timeout_s
@@ -73,32 +79,54 @@ class ManagedEngine:
             if self._proc is not None:
                 code = self._proc.poll()
                 if time.monotonic() - self._started_at < CRASH_LOOP_S and self.starts > 1:
-                    raise InferenceUnavailable(f"the embedded inference engine died again (exit code {code}) "
-                                               f"soon after a restart; see {self.log_path}")
+                    raise InferenceUnavailable(
+                        f"the embedded inference engine died again (exit code {code}) "
+                        f"soon after a restart; see {self.log_path}"
+                    )
                 log.warning("the embedded inference engine died (exit code %s); restarting it", code)
             self._start()
             return self.url
 
     def _command(self, port: int) -> list[str]:
-        return [sys.executable, "-m", "transformers.cli.transformers", "serve", "--host", HOST, "--port", str(port),
-                "--model-timeout", str(self.model_timeout_s), "--log-level", "info"]
+        return [
+            sys.executable,
+            "-m",
+            "transformers.cli.transformers",
+            "serve",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--model-timeout",
+            str(self.model_timeout_s),
+            "--log-level",
+            "info",
+        ]
 
     def _start(self) -> None:
         port = free_port()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **(self.env or {})}
         with self.log_path.open("ab") as out:
-            self._proc = subprocess.Popen(self._command(port), stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+            self._proc = subprocess.Popen(
+                self._command(port),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
         self.url, self._loaded, self._started_at = f"http://{HOST}:{port}", set(), time.monotonic()
         self.starts += 1
-        log.info("started the embedded inference engine (pid %s) at %s; log: %s", self._proc.pid, self.url,
-                 self.log_path)
+        log.info(
+            "started the embedded inference engine (pid %s) at %s; log: %s", self._proc.pid, self.url, self.log_path
+        )
         deadline = time.monotonic() + self.startup_timeout_s
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise InferenceUnavailable(f"the embedded inference engine exited at start (code "
-                                           f"{self._proc.returncode}); see {self.log_path}")
+                raise InferenceUnavailable(
+                    f"the embedded inference engine exited at start (code {self._proc.returncode}); see {self.log_path}"
+                )
             try:
                 if httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200:
                     return
@@ -106,8 +134,10 @@ class ManagedEngine:
                 pass
             time.sleep(0.25)
         self._terminate()
-        raise InferenceUnavailable(f"the embedded inference engine did not become healthy in "
-                                   f"{self.startup_timeout_s:.0f} s; see {self.log_path}")
+        raise InferenceUnavailable(
+            f"the embedded inference engine did not become healthy in "
+            f"{self.startup_timeout_s:.0f} s; see {self.log_path}"
+        )
 
     def preload(self, models: list[str]) -> None:
         """Load these checkpoints now, each once per engine process (blocking until loaded)."""
@@ -116,14 +146,16 @@ class ManagedEngine:
             if model in self._loaded:
                 continue
             try:
-                with httpx.stream("POST", f"{url}/load_model", json={"model": model},
-                                  timeout=self.startup_timeout_s) as response:
+                with httpx.stream(
+                    "POST", f"{url}/load_model", json={"model": model}, timeout=self.startup_timeout_s
+                ) as response:
                     body = b"".join(response.iter_bytes())
             except httpx.HTTPError as exc:
                 raise InferenceUnavailable(f"the embedded inference engine did not load {model}: {exc}") from exc
             if response.status_code != 200 or b'"status": "error"' in body:
-                raise InferenceUnavailable(f"the embedded inference engine could not load {model}: "
-                                           f"{body.decode(errors='replace')[-300:]}")
+                raise InferenceUnavailable(
+                    f"the embedded inference engine could not load {model}: {body.decode(errors='replace')[-300:]}"
+                )
             self._loaded.add(model)
 
     def _terminate(self) -> None:

@@ -19,8 +19,9 @@ from rlhf.modeling.sampling import Sample, SamplingParams, clean_text
 JOB_REQUEST_TIMEOUT_S = 600.0
 
 
-def sample_through_engine(inference: Inference, model: str, prompts: list[list[dict]], n: int,
-                          params: SamplingParams, concurrency: int = 16) -> list[list[Sample]]:
+def sample_through_engine(
+    inference: Inference, model: str, prompts: list[list[dict]], n: int, params: SamplingParams, concurrency: int = 16
+) -> list[list[Sample]]:
     """``n`` samples per prompt from ``model`` on the engine (blocking; runs its own event loop)."""
     inference = dataclasses.replace(inference, timeout_s=JOB_REQUEST_TIMEOUT_S)
 
@@ -28,13 +29,17 @@ def sample_through_engine(inference: Inference, model: str, prompts: list[list[d
         gate = asyncio.Semaphore(concurrency)
 
         async def one(i: int, k: int) -> Sample:
-            sampling = ChatSampling(max_new_tokens=params.max_new_tokens, temperature=params.temperature,
-                                    top_p=params.top_p, seed=params.seed * 100_003 + i * n + k)
+            sampling = ChatSampling(
+                max_new_tokens=params.max_new_tokens,
+                temperature=params.temperature,
+                top_p=params.top_p,
+                seed=params.seed * 100_003 + i * n + k,
+            )
             async with gate:
                 answer = await inference.complete(model, prompts[i], sampling)
             return Sample(clean_text(answer.text), answer.finished)
 
         samples = await asyncio.gather(*(one(i, k) for i in range(len(prompts)) for k in range(n)))
-        return [list(samples[i * n:(i + 1) * n]) for i in range(len(prompts))]
+        return [list(samples[i * n : (i + 1) * n]) for i in range(len(prompts))]
 
     return asyncio.run(main())

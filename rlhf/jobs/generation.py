@@ -70,8 +70,15 @@ def _plan(session, settings: Settings, job_id: int):
     # yet, sample in this worker, with the same parameters.
     plan = [(c.id, model_ref(session=session, checkpoint=c)) for c in checkpoints]
     in_worker = {c.id for c in checkpoints if unmergeable_reason(c) or not engine_ready(settings, c)}
-    served = ({c.id: served_name(session=session, settings=settings, checkpoint=c)
-               for c in checkpoints if c.id not in in_worker} if settings.inference_url else {})
+    served = (
+        {
+            c.id: served_name(session=session, settings=settings, checkpoint=c)
+            for c in checkpoints
+            if c.id not in in_worker
+        }
+        if settings.inference_url
+        else {}
+    )
     return p, plan, in_worker, served, [(pr.id, pr.messages) for pr in prompts]
 
 
@@ -85,17 +92,23 @@ def _generate(engine, settings: Settings, job_id: int) -> dict:
     reward_path = None
     if uncertain:
         with db.session_scope(engine) as session:
-            reward_path = model_ref(session=session, checkpoint=get_checkpoint(
-                session=session, checkpoint_id=p.reward_checkpoint_id))
+            reward_path = model_ref(
+                session=session, checkpoint=get_checkpoint(session=session, checkpoint_id=p.reward_checkpoint_id)
+            )
     per = p.per_checkpoint or (2 if len(plan) == 1 else 1)
     sampling = SamplingParams(seed=p.seed if p.seed is not None else job_id, **p.sampling.model_dump())
     samples = {}
     for ckpt_id, path in plan:
         log.info("generation job %s: sampling %d x %d from checkpoint %s", job_id, len(prompt_rows), per, ckpt_id)
         if settings.inference_url and ckpt_id not in in_worker:
-            samples[ckpt_id] = sample_through_engine(Inference.from_settings(settings), served[ckpt_id],
-                                                     [m for _, m in prompt_rows], n=per, params=sampling,
-                                                     concurrency=settings.inference_concurrency)
+            samples[ckpt_id] = sample_through_engine(
+                Inference.from_settings(settings),
+                served[ckpt_id],
+                [m for _, m in prompt_rows],
+                n=per,
+                params=sampling,
+                concurrency=settings.inference_concurrency,
+            )
         else:
             samples[ckpt_id] = sample_checkpoint(path, [m for _, m in prompt_rows], n=per, params=sampling)
     # Scored before the session opens: no transaction waits on the reward model.
@@ -106,8 +119,9 @@ def _generate(engine, settings: Settings, job_id: int) -> dict:
         else:
             result = _store(session, job_id, plan, prompt_rows, samples, per, sampling, p)
         # In the storing transaction: a job the reaper failed meanwhile stores nothing.
-        job_rows.finish_job(session=session, table=GenerationJob, job_id=job_id, status=JobStatus.succeeded,
-                            result=result)
+        job_rows.finish_job(
+            session=session, table=GenerationJob, job_id=job_id, status=JobStatus.succeeded, result=result
+        )
     return result
 
 
@@ -120,8 +134,14 @@ def _pair_indices(plan, per) -> list[tuple[tuple[int, int], tuple[int, int]]]:
 
 
 def _response(prompt_id, ckpt_id, job_id, sample, k, sampling) -> Response:
-    return Response(prompt_id=prompt_id, checkpoint_id=ckpt_id, job_id=job_id, text=sample.text,
-                    finished=sample.finished, params={**sampling.as_dict(), "sample": k})
+    return Response(
+        prompt_id=prompt_id,
+        checkpoint_id=ckpt_id,
+        job_id=job_id,
+        text=sample.text,
+        finished=sample.finished,
+        params={**sampling.as_dict(), "sample": k},
+    )
 
 
 def _store(session, job_id, plan, prompt_rows, samples, per, sampling, p) -> dict:
@@ -140,11 +160,23 @@ def _store(session, job_id, plan, prompt_rows, samples, per, sampling, p) -> dic
             a, b = stored[ca][ka], stored[cb][kb]
             if a.text.strip() == b.text.strip():
                 continue
-            open_comparison(session=session, prompt_id=prompt_id, response_a_id=a.id, response_b_id=b.id,
-                            target_votes=p.target_votes, strategy=p.strategy, job_id=job_id)
+            open_comparison(
+                session=session,
+                prompt_id=prompt_id,
+                response_a_id=a.id,
+                response_b_id=b.id,
+                target_votes=p.target_votes,
+                strategy=p.strategy,
+                job_id=job_id,
+            )
             n_comparisons += 1
-    return {"prompts": len(prompt_rows), "responses": n_responses, "comparisons": n_comparisons,
-            "checkpoints": [c for c, _ in plan], "strategy": "random"}
+    return {
+        "prompts": len(prompt_rows),
+        "responses": n_responses,
+        "comparisons": n_comparisons,
+        "checkpoints": [c for c, _ in plan],
+        "strategy": "random",
+    }
 
 
 def score_candidates(reward_path, prompt_rows, samples, plan, per) -> list[tuple[float, int, tuple, tuple]]:
@@ -159,8 +191,10 @@ def score_candidates(reward_path, prompt_rows, samples, plan, per) -> list[tuple
     conversations = []
     for idx, (ca, ka), (cb, kb) in candidates:
         messages = prompt_rows[idx][1]
-        conversations += [messages + [{"role": "assistant", "content": samples[ca][idx][ka].text}],
-                          messages + [{"role": "assistant", "content": samples[cb][idx][kb].text}]]
+        conversations += [
+            messages + [{"role": "assistant", "content": samples[ca][idx][ka].text}],
+            messages + [{"role": "assistant", "content": samples[cb][idx][kb].text}],
+        ]
     model, tokenizer = load_reward_model(reward_path)
     scores = score_conversations(model, tokenizer, conversations)
     return [(abs(scores[2 * i] - scores[2 * i + 1]), *c) for i, c in enumerate(candidates)]
@@ -172,7 +206,7 @@ def _store_uncertain(session, job_id, plan, prompt_rows, samples, sampling, p, s
     closest: dict[int, float] = {}
     for margin, idx, _, _ in scored:
         closest[idx] = min(margin, closest.get(idx, margin))
-    chosen = set(sorted(closest, key=lambda i: (closest[i], i))[:p.limit or len(closest)])
+    chosen = set(sorted(closest, key=lambda i: (closest[i], i))[: p.limit or len(closest)])
     opened = sorted((c for c in scored if c[1] in chosen), key=lambda c: (c[0], c[1]))
     # Only the responses of opened pairs are stored: an unopened response is never shown to a
     # rater nor trained on, and its prompt, still without a comparison, comes first in the next
@@ -186,21 +220,37 @@ def _store_uncertain(session, job_id, plan, prompt_rows, samples, sampling, p, s
                 session.add(r)
                 stored[(idx, ckpt_id, k)] = r
         session.flush()
-        comp = open_comparison(session=session, prompt_id=prompt_id, response_a_id=stored[(idx, *side_a)].id,
-                               response_b_id=stored[(idx, *side_b)].id, target_votes=p.target_votes,
-                               strategy="uncertain", job_id=job_id)
+        comp = open_comparison(
+            session=session,
+            prompt_id=prompt_id,
+            response_a_id=stored[(idx, *side_a)].id,
+            response_b_id=stored[(idx, *side_b)].id,
+            target_votes=p.target_votes,
+            strategy="uncertain",
+            job_id=job_id,
+        )
         comp.reward_margin = margin
         session.add(comp)
         session.flush()
-    return {"prompts": len(chosen), "responses": len(stored), "comparisons": len(opened),
-            "checkpoints": [c for c, _ in plan], "strategy": "uncertain",
-            "reward_checkpoint_id": p.reward_checkpoint_id, "candidate_prompts": len(prompt_rows),
-            "candidates": len(scored), **_margin_stats("margin", [c[0] for c in opened]),
-            **_margin_stats("candidate_margin", [c[0] for c in scored])}
+    return {
+        "prompts": len(chosen),
+        "responses": len(stored),
+        "comparisons": len(opened),
+        "checkpoints": [c for c, _ in plan],
+        "strategy": "uncertain",
+        "reward_checkpoint_id": p.reward_checkpoint_id,
+        "candidate_prompts": len(prompt_rows),
+        "candidates": len(scored),
+        **_margin_stats("margin", [c[0] for c in opened]),
+        **_margin_stats("candidate_margin", [c[0] for c in scored]),
+    }
 
 
 def _margin_stats(prefix: str, margins: list[float]) -> dict[str, float]:
     if not margins:
         return {}
-    return {f"{prefix}_min": round(min(margins), 6), f"{prefix}_median": round(statistics.median(margins), 6),
-            f"{prefix}_max": round(max(margins), 6)}
+    return {
+        f"{prefix}_min": round(min(margins), 6),
+        f"{prefix}_median": round(statistics.median(margins), 6),
+        f"{prefix}_max": round(max(margins), 6),
+    }

@@ -4,17 +4,27 @@ This name still imports, for code written against it.
 """
 
 from rlhf.services.generation_params import (
-                                             GenerationParams,
-                                             Limit,
-                                             MaxNewTokens,
-                                             PerCheckpoint,
-                                             Pool,
-                                             Sampling,
-                                             Strategy,
-                                             TargetVotes,
-                                             Temperature,
-                                             TopP,
+    GenerationParams,
+    Limit,
+    MaxNewTokens,
+    PerCheckpoint,
+    Pool,
+    Sampling,
+    Strategy,
+    TargetVotes,
+    Temperature,
+    TopP,
 )
 
-__all__ = ["GenerationParams", "Limit", "MaxNewTokens", "PerCheckpoint", "Pool", "Sampling", "Strategy",
-           "TargetVotes", "Temperature", "TopP"]
+__all__ = [
+    "GenerationParams",
+    "Limit",
+    "MaxNewTokens",
+    "PerCheckpoint",
+    "Pool",
+    "Sampling",
+    "Strategy",
+    "TargetVotes",
+    "Temperature",
+    "TopP",
+]

@@ -56,8 +56,9 @@ def _beating(engine, settings: Settings, table: JobTable, job_id: int) -> Iterat
         with db.session_scope(engine) as session:
             beat(session=session, table=table, job_id=job_id)
 
-    thread = PollingThread(f"rlhf-heartbeat-{table.__name__}-{job_id}", beat_interval(settings), once,
-                           first_wait=True).start()
+    thread = PollingThread(
+        f"rlhf-heartbeat-{table.__name__}-{job_id}", beat_interval(settings), once, first_wait=True
+    ).start()
     try:
         yield
     finally:

@@ -35,8 +35,11 @@ def heldout_rows(session, checkpoint) -> list[dict]:
     """The people's rows the reward model's run held out (the calibration set)."""
     run, heldout = labels_svc.calibration_source(session=session, checkpoint=checkpoint)
     held = set(heldout)
-    return [r for r in snapshot_rows(session=session, snapshot=Snapshot.model_validate(run.snapshot))
-            if r.get("comparison_id") in held and r.get("label_source") != "machine"]
+    return [
+        r
+        for r in snapshot_rows(session=session, snapshot=Snapshot.model_validate(run.snapshot))
+        if r.get("comparison_id") in held and r.get("label_source") != "machine"
+    ]
 
 
 def label_pairs(reward_path, calibration_rows: list[dict], candidates, min_confidence: float):
@@ -44,12 +47,15 @@ def label_pairs(reward_path, calibration_rows: list[dict], candidates, min_confi
     model, tokenizer = load_reward_model(reward_path)
     chosen = score_conversations(model, tokenizer, [r["prompt"] + r["chosen"] for r in calibration_rows])
     rejected = score_conversations(model, tokenizer, [r["prompt"] + r["rejected"] for r in calibration_rows])
-    calibration = calibrate([c - r for c, r in zip(chosen, rejected)],
-                            [float(r.get("label_p", 1.0)) for r in calibration_rows])
+    calibration = calibrate(
+        [c - r for c, r in zip(chosen, rejected)], [float(r.get("label_p", 1.0)) for r in calibration_rows]
+    )
     conversations = []
     for _, messages, a, b in candidates:
-        conversations += [messages + [{"role": "assistant", "content": a}],
-                          messages + [{"role": "assistant", "content": b}]]
+        conversations += [
+            messages + [{"role": "assistant", "content": a}],
+            messages + [{"role": "assistant", "content": b}],
+        ]
     scores = score_conversations(model, tokenizer, conversations) if conversations else []
     picked = []
     for i, (comparison_id, *_rest) in enumerate(candidates):
@@ -78,11 +84,15 @@ def _label(engine, job_id: int) -> dict:
     with db.session_scope(engine) as session:
         labelled = labels_svc.record_machine_labels(session=session, reward_checkpoint_id=reward_id, labels=picked)
         probs = [p for _, _, p in picked]
-        result = {"reward_checkpoint_id": reward_id, "min_confidence": min_confidence,
-                  "calibration": {"estimator": "temperature scaling on held-out margins", **calibration.as_dict()},
-                  "scored": len(candidates), "labelled": labelled, "left_for_people": len(candidates) - labelled,
-                  "mean_label_p": round(sum(probs) / len(probs), 6) if probs else None}
+        result = {
+            "reward_checkpoint_id": reward_id,
+            "min_confidence": min_confidence,
+            "calibration": {"estimator": "temperature scaling on held-out margins", **calibration.as_dict()},
+            "scored": len(candidates),
+            "labelled": labelled,
+            "left_for_people": len(candidates) - labelled,
+            "mean_label_p": round(sum(probs) / len(probs), 6) if probs else None,
+        }
         # In the recording transaction: a job the reaper failed meanwhile leaves no labels.
-        job_rows.finish_job(session=session, table=LabelJob, job_id=job_id, status=JobStatus.succeeded,
-                            result=result)
+        job_rows.finish_job(session=session, table=LabelJob, job_id=job_id, status=JobStatus.succeeded, result=result)
     return result

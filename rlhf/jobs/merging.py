@@ -52,19 +52,33 @@ def _merge(engine, settings: Settings, job_id: int) -> dict:
     if serving:
         result = {"path": str(dest), "made": not cached}
         with db.session_scope(engine) as session:
-            job_rows.finish_job(session=session, table=MergeJob, job_id=job_id, status=JobStatus.succeeded,
-                                result=result)
+            job_rows.finish_job(
+                session=session, table=MergeJob, job_id=job_id, status=JobStatus.succeeded, result=result
+            )
         return result
     try:
         with db.session_scope(engine) as session:
             job = get_merge_job(session=session, job_id=job_id)
             source = get_checkpoint(session=session, checkpoint_id=job.checkpoint_id)
-            new = register_checkpoint(session=session, path=str(dest), name=job.name, kind=source.kind,
-                                      parent_id=source.id, run_id=source.run_id, metrics={"merged_from": source.id})
+            new = register_checkpoint(
+                session=session,
+                path=str(dest),
+                name=job.name,
+                kind=source.kind,
+                parent_id=source.id,
+                run_id=source.run_id,
+                metrics={"merged_from": source.id},
+            )
             result = {"path": str(dest), "checkpoint_id": new.id}
             # In the registering transaction: a job reaped meanwhile registers nothing.
-            job_rows.finish_job(session=session, table=MergeJob, job_id=job_id, status=JobStatus.succeeded,
-                                result=result, output_checkpoint_id=new.id)
+            job_rows.finish_job(
+                session=session,
+                table=MergeJob,
+                job_id=job_id,
+                status=JobStatus.succeeded,
+                result=result,
+                output_checkpoint_id=new.id,
+            )
     except Exception:
         shutil.rmtree(dest, ignore_errors=True)  # its row was rolled back: no folder without one
         raise

@@ -30,17 +30,22 @@ def reap_stale(settings: Settings | None = None, engine=None) -> dict[str, list[
     engine = engine or db.get_engine(settings.database_url)
     timeout = timedelta(seconds=settings.heartbeat_timeout_s)
     with db.session_scope(engine) as session:
-        reaped = {f"{what}s": reap_stale_jobs(session=session, table=table, timeout=timeout)
-                  for table, what in WORKER_JOBS.items()}
+        reaped = {
+            f"{what}s": reap_stale_jobs(session=session, table=table, timeout=timeout)
+            for table, what in WORKER_JOBS.items()
+        }
     for run_id in reaped["runs"]:
         for leftover in settings.checkpoints_dir.glob(f".tmp-run{run_id}-*"):
             shutil.rmtree(leftover, ignore_errors=True)
     for job_id in reaped["merge jobs"]:
-        for leftover in [settings.checkpoints_dir / f"merged-job{job_id}",
-                         *settings.checkpoints_dir.glob(f".tmp-merged-job{job_id}-*")]:
+        for leftover in [
+            settings.checkpoints_dir / f"merged-job{job_id}",
+            *settings.checkpoints_dir.glob(f".tmp-merged-job{job_id}-*"),
+        ]:
             shutil.rmtree(leftover, ignore_errors=True)
     for kind, ids in reaped.items():
         if ids:
-            log.warning("marked %s %s failed: their worker stopped reporting for %s s", kind, ids,
-                        settings.heartbeat_timeout_s)
+            log.warning(
+                "marked %s %s failed: their worker stopped reporting for %s s", kind, ids, settings.heartbeat_timeout_s
+            )
     return reaped

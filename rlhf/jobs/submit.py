@@ -52,8 +52,9 @@ class JobQueue(Protocol):
 Row = TypeVar("Row", TrainingRun, GenerationJob, LabelJob, MergeJob)
 
 
-def _submit(session: Session, queue: JobQueue, kind: JobKind, create: Callable[[], Row],
-            fail: Callable[[int, str], Any]) -> Row:
+def _submit(
+    session: Session, queue: JobQueue, kind: JobKind, create: Callable[[], Row], fail: Callable[[int, str], Any]
+) -> Row:
     status = queue.status()
     if status.startswith("unavailable"):
         raise BrokerUnavailable(f"the job broker is {status}; nothing was started, try again when it is back")
@@ -75,33 +76,53 @@ def submit_run(*, session: Session, queue: JobQueue, **run_fields: Any) -> Train
     fails between the commit and the send leaves the run failed with the reason, never
     queued with nobody to run it. ``run_fields`` are :func:`rlhf.services.runs.create_run`'s.
     """
-    return _submit(session, queue, JobKind.train, lambda: create_run(session=session, **run_fields),
-                   lambda run_id, error: finish_run(session=session, run_id=run_id, status=JobStatus.failed,
-                                                    error=error))
+    return _submit(
+        session,
+        queue,
+        JobKind.train,
+        lambda: create_run(session=session, **run_fields),
+        lambda run_id, error: finish_run(session=session, run_id=run_id, status=JobStatus.failed, error=error),
+    )
 
 
 def submit_generation(*, session: Session, queue: JobQueue, **job_fields: Any) -> GenerationJob:
     """Commits: stores the generation job, commits it, then queues its id (as :func:`submit_run`)."""
-    return _submit(session, queue, JobKind.generate, lambda: create_generation_job(session=session, **job_fields),
-                   lambda job_id, error: fail_job(session=session, table=GenerationJob, job_id=job_id, error=error))
+    return _submit(
+        session,
+        queue,
+        JobKind.generate,
+        lambda: create_generation_job(session=session, **job_fields),
+        lambda job_id, error: fail_job(session=session, table=GenerationJob, job_id=job_id, error=error),
+    )
 
 
 def submit_label(*, session: Session, queue: JobQueue, **job_fields: Any) -> LabelJob:
     """Commits: stores the label job, commits it, then queues its id (as :func:`submit_run`).
     ``job_fields`` are :func:`rlhf.services.machine_labels.create_label_job`'s."""
-    return _submit(session, queue, JobKind.label, lambda: create_label_job(session=session, **job_fields),
-                   lambda job_id, error: fail_job(session=session, table=LabelJob, job_id=job_id, error=error))
+    return _submit(
+        session,
+        queue,
+        JobKind.label,
+        lambda: create_label_job(session=session, **job_fields),
+        lambda job_id, error: fail_job(session=session, table=LabelJob, job_id=job_id, error=error),
+    )
 
 
 def submit_merge(*, session: Session, queue: JobQueue, **job_fields: Any) -> MergeJob:
     """Commits: stores a merge job making a new full checkpoint, commits it, then queues its id (as
     :func:`submit_run`). ``job_fields`` are :func:`rlhf.services.merges.create_merge_job`'s."""
-    return _submit(session, queue, JobKind.merge, lambda: create_merge_job(session=session, **job_fields),
-                   lambda job_id, error: fail_job(session=session, table=MergeJob, job_id=job_id, error=error))
+    return _submit(
+        session,
+        queue,
+        JobKind.merge,
+        lambda: create_merge_job(session=session, **job_fields),
+        lambda job_id, error: fail_job(session=session, table=MergeJob, job_id=job_id, error=error),
+    )
 
 
-def queue_serving_copy(*, session: Session, queue: JobQueue, settings: Settings, checkpoint: Checkpoint,
-                       created_by: int | None = None) -> MergeJob | None:
+def queue_serving_copy(
+    *, session: Session, queue: JobQueue, settings: Settings, checkpoint: Checkpoint, created_by: int | None = None
+) -> MergeJob | None:
     """Commits: the work so far, and the merge job making a serving LoRA checkpoint's engine copy when it
     needs one (:func:`rlhf.services.merges.serving_copy_job`); then queues its id.
 
@@ -120,13 +141,13 @@ def queue_serving_copy(*, session: Session, queue: JobQueue, settings: Settings,
     return job
 
 
-def serve(*, session: Session, queue: JobQueue, settings: Settings, checkpoint_id: int | str,
-          created_by: int | None = None) -> tuple[Checkpoint, MergeJob | None]:
+def serve(
+    *, session: Session, queue: JobQueue, settings: Settings, checkpoint_id: int | str, created_by: int | None = None
+) -> tuple[Checkpoint, MergeJob | None]:
     """Commits: serves a checkpoint, and queues the merged copy an inference engine needs of a LoRA one.
 
     The web app, the CLI and the console serve through this, so no battle ever waits on a merge."""
     ckpt = serve_checkpoint(session=session, checkpoint_id=checkpoint_id)
     session.flush()
-    job = queue_serving_copy(session=session, queue=queue, settings=settings, checkpoint=ckpt,
-                             created_by=created_by)
+    job = queue_serving_copy(session=session, queue=queue, settings=settings, checkpoint=ckpt, created_by=created_by)
     return ckpt, job

@@ -66,11 +66,14 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
         if run.params.get("data"):
             data = demonstrations_to_examples(read_jsonl(run.params["data"]))
         elif isinstance(snapshot, SFTSnapshot):
-            data = demonstrations_to_examples([r.model_dump() for r in snapshot_demonstrations(session=session,
-                                                                                               snapshot=snapshot)])
+            data = demonstrations_to_examples(
+                [r.model_dump() for r in snapshot_demonstrations(session=session, snapshot=snapshot)]
+            )
         else:
-            data = [{"prompt": r["prompt"], "completion": r["chosen"]}
-                    for r in snapshot_rows(session=session, snapshot=snapshot)]
+            data = [
+                {"prompt": r["prompt"], "completion": r["chosen"]}
+                for r in snapshot_rows(session=session, snapshot=snapshot)
+            ]
     tag = run.params.get("prompt_tag") or None
     train_prompts, heldout = split_heldout(list_prompts(session=session, tag=tag))
     if algorithm.needs_reward_model:
@@ -78,8 +81,9 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
         if not data:
             raise InvalidInput("no prompts to train on", remedy="import_prompts")
     base_path, base_merge = _full_weights(session, settings, base, reward=False, role="base")
-    reward_path, reward_merge = (_full_weights(session, settings, reward, reward=True, role="reward model") if reward
-                                 else (None, None))
+    reward_path, reward_merge = (
+        _full_weights(session, settings, reward, reward=True, role="reward model") if reward else (None, None)
+    )
     data_path = rdir / "data.jsonl"
     data_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data), encoding="utf-8")
     settings.checkpoints_dir.mkdir(parents=True, exist_ok=True)
@@ -103,16 +107,19 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
     return spec
 
 
-def _full_weights(session, settings: Settings, ckpt: Checkpoint, *, reward: bool,
-                  role: str) -> tuple[str, MergeStep | None]:
+def _full_weights(
+    session, settings: Settings, ckpt: Checkpoint, *, reward: bool, role: str
+) -> tuple[str, MergeStep | None]:
     """The folder TRL loads for a checkpoint: its own, or (an adapter) its merged copy, with the step
     the trainer takes to make it."""
     if not ckpt.adapter:
         return ckpt.path, None
     reason = unmergeable_reason(ckpt)
     if reason:
-        raise InvalidInput(f"checkpoint {ckpt.id} ({ckpt.name}) cannot be the {role} of a run: {reason}; "
-                           f"train from its base, checkpoint {ckpt.base_checkpoint_id}, instead")
+        raise InvalidInput(
+            f"checkpoint {ckpt.id} ({ckpt.name}) cannot be the {role} of a run: {reason}; "
+            f"train from its base, checkpoint {ckpt.base_checkpoint_id}, instead"
+        )
     dest = str(merged_dir(settings, ckpt))
     return dest, MergeStep(dest=dest, ref=model_ref(session=session, checkpoint=ckpt), reward=reward)
 
@@ -169,8 +176,10 @@ def _failure_reason(log_path: Path, returncode: int) -> str:
     # The last exception line says what went wrong; the tail helps whoever digs further.
     last_error = next((line for line in reversed(tail) if "Error" in line or "Exception" in line), "")
     if any("couldn't connect to" in line or "offline mode" in line for line in tail):
-        head += (" (a model id could not be fetched from the hub: register a local model directory as a "
-                 "checkpoint, or point RLHF_BASE_MODEL at one)")
+        head += (
+            " (a model id could not be fetched from the hub: register a local model directory as a "
+            "checkpoint, or point RLHF_BASE_MODEL at one)"
+        )
     return head + (f": {last_error.strip()}" if last_error else "") + ("\n\n" + "\n".join(tail) if tail else "")
 
 
@@ -238,11 +247,13 @@ def _finish(run_id: int, spec: TrainerSpec, settings: Settings, engine, returnco
             return _register(session, settings, run, output_dir, metrics)
         shutil.rmtree(output_dir, ignore_errors=True)
         if run.cancel_requested:
-            runs_svc.finish_run(session=session, run_id=run_id, status=JobStatus.cancelled,
-                                error="cancelled while training")
+            runs_svc.finish_run(
+                session=session, run_id=run_id, status=JobStatus.cancelled, error="cancelled while training"
+            )
             return JobStatus.cancelled
-        runs_svc.finish_run(session=session, run_id=run_id, status=JobStatus.failed,
-                            error=_failure_reason(log_path, returncode))
+        runs_svc.finish_run(
+            session=session, run_id=run_id, status=JobStatus.failed, error=_failure_reason(log_path, returncode)
+        )
         return JobStatus.failed
 
 
@@ -257,8 +268,13 @@ def _merge_for_engines(engine, settings: Settings, run_id: int) -> None:
         job_id = job.id if job is not None and job.status is JobStatus.queued else None
     if job_id is not None:
         status = execute_merge_job(job_id, settings)
-        log.info("run %s: checkpoint %s serves; merge job %s for inference engines: %s", run_id, ckpt.id, job_id,
-                 status.value if status else "taken by another worker")
+        log.info(
+            "run %s: checkpoint %s serves; merge job %s for inference engines: %s",
+            run_id,
+            ckpt.id,
+            job_id,
+            status.value if status else "taken by another worker",
+        )
 
 
 def _report(engine, run_id: int, tail: _Tail) -> bool:
@@ -286,22 +302,30 @@ def _register(session, settings: Settings, run: TrainingRun, output_dir: Path, m
     os.replace(output_dir, final)
     kind = CheckpointKind.reward if run.algorithm is Algorithm.reward else CheckpointKind.policy
     # An adapter run's folder applies over the run's base checkpoint (named by id, see register_checkpoint).
-    ckpt = register_checkpoint(session=session, path=str(final), name=final.name, kind=kind,
-                               serve=run.serve_on_success and kind is CheckpointKind.policy,
-                               parent_id=run.base_checkpoint_id, run_id=run.id,
-                               metrics={**metrics, "snapshot_hash": run.snapshot_hash},
-                               base_checkpoint_id=run.base_checkpoint_id)
+    ckpt = register_checkpoint(
+        session=session,
+        path=str(final),
+        name=final.name,
+        kind=kind,
+        serve=run.serve_on_success and kind is CheckpointKind.policy,
+        parent_id=run.base_checkpoint_id,
+        run_id=run.id,
+        metrics={**metrics, "snapshot_hash": run.snapshot_hash},
+        base_checkpoint_id=run.base_checkpoint_id,
+    )
     session.flush()
     try:
-        runs_svc.finish_run(session=session, run_id=run.id, status=JobStatus.succeeded, metrics=metrics,
-                            output_checkpoint_id=ckpt.id)
+        runs_svc.finish_run(
+            session=session, run_id=run.id, status=JobStatus.succeeded, metrics=metrics, output_checkpoint_id=ckpt.id
+        )
     except Conflict:
         # Reaped or cancelled in the moment since it was read: that ending stands, and the folder,
         # whose row is rolled back with it, must not stay behind unregistered.
         session.rollback()
         shutil.rmtree(final, ignore_errors=True)
         status = runs_svc.get_run(session=session, run_id=run.id).status
-        log.warning("run %s ended as %s while its checkpoint was registered; its output is discarded", run.id,
-                    status.value)
+        log.warning(
+            "run %s ended as %s while its checkpoint was registered; its output is discarded", run.id, status.value
+        )
         return status
     return JobStatus.succeeded

@@ -30,9 +30,11 @@ BASE_FILE = "rlhf_adapter.json"
 LORA, PROMPT_TUNING = "lora", "prompt_tuning"
 _PEFT_TYPES = {"LORA": LORA, "PROMPT_TUNING": PROMPT_TUNING}
 # Why each adapter kind that cannot be merged into weights cannot: shown by merge and the arena.
-NOT_MERGEABLE = {PROMPT_TUNING: "a prompt-tuning adapter is a set of learned virtual input tokens, not a change to "
-                                "any weight, so there is nothing to merge into the base (PEFT's merge_and_unload "
-                                "does not exist for it)"}
+NOT_MERGEABLE = {
+    PROMPT_TUNING: "a prompt-tuning adapter is a set of learned virtual input tokens, not a change to "
+    "any weight, so there is nothing to merge into the base (PEFT's merge_and_unload "
+    "does not exist for it)"
+}
 
 
 @dataclass(frozen=True)
@@ -80,8 +82,12 @@ def name_base(folder: str | Path, *, base_checkpoint_id: int, base_name: str) ->
     config = json.loads(config_path.read_text())
     config["base_model_name_or_path"] = None
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
-    (folder / BASE_FILE).write_text(json.dumps({"adapter": adapter_kind(folder), "base_checkpoint_id":
-                                                base_checkpoint_id, "base_name": base_name}, indent=2))
+    (folder / BASE_FILE).write_text(
+        json.dumps(
+            {"adapter": adapter_kind(folder), "base_checkpoint_id": base_checkpoint_id, "base_name": base_name},
+            indent=2,
+        )
+    )
 
 
 def named_base(folder: str | Path) -> dict[str, Any] | None:
@@ -182,8 +188,12 @@ def merge_in_child(ref: ModelRef, dest: str | Path) -> Path:
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=dest.parent, delete=False) as fh:
         json.dump(ref.to_dict(), fh)
     try:
-        done = subprocess.run([sys.executable, "-m", "rlhf.modeling.adapters", fh.name, str(dest)],
-                              capture_output=True, text=True, preexec_fn=_die_with_parent)
+        done = subprocess.run(
+            [sys.executable, "-m", "rlhf.modeling.adapters", fh.name, str(dest)],
+            capture_output=True,
+            text=True,
+            preexec_fn=_die_with_parent,
+        )
     finally:
         Path(fh.name).unlink(missing_ok=True)
     if done.returncode != 0:

@@ -24,8 +24,9 @@ class PolicyEval:
     finished_rate: float
 
 
-def evaluate_policy(path, prompts: list[list[dict]], *, word: str | None = None, n: int = 16,
-                    seed: int = 1234, max_new_tokens: int = 64) -> PolicyEval:
+def evaluate_policy(
+    path, prompts: list[list[dict]], *, word: str | None = None, n: int = 16, seed: int = 1234, max_new_tokens: int = 64
+) -> PolicyEval:
     out = sample_checkpoint(path, prompts, n=n, params=SamplingParams(seed=seed, max_new_tokens=max_new_tokens))
     texts = [s for per_prompt in out for s in per_prompt]
     pattern = re.compile(rf"\b{re.escape(word)}\b", re.IGNORECASE) if word else None

@@ -37,7 +37,8 @@ def load_policy(path: str | ModelRef):
     except OSError as exc:
         raise ConfigError(
             f"cannot load model {path!r}: {exc}. If this is a hub id, this machine may not reach the hub: "
-            "download it elsewhere and register the local directory, or set RLHF_BASE_MODEL=tiny") from exc
+            "download it elsewhere and register the local directory, or set RLHF_BASE_MODEL=tiny"
+        ) from exc
     model.eval()
     return model, tokenizer
 
@@ -46,14 +47,16 @@ def render_prompts(tokenizer, prompts: list[list[dict]], max_prompt_tokens: int)
     """Chat-template each prompt; long prompts keep their end (the question), losing the start."""
     out = []
     for messages in prompts:
-        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
-                                            return_dict=True)["input_ids"]
+        ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)[
+            "input_ids"
+        ]
         out.append(list(ids[-max_prompt_tokens:]))
     return out
 
 
-def generate(model, tokenizer, prompts: list[list[dict]], n: int = 1,
-             params: SamplingParams | None = None) -> list[list[Sample]]:
+def generate(
+    model, tokenizer, prompts: list[list[dict]], n: int = 1, params: SamplingParams | None = None
+) -> list[list[Sample]]:
     """``n`` samples for each prompt, from an already loaded model."""
     import torch
     from trl.trainer.utils import pad
@@ -67,17 +70,24 @@ def generate(model, tokenizer, prompts: list[list[dict]], n: int = 1,
     results: list[list[Sample]] = [[] for _ in prompts]
     device = next(model.parameters()).device
     for start in range(0, len(jobs), params.batch_size):
-        batch = jobs[start:start + params.batch_size]
+        batch = jobs[start : start + params.batch_size]
         # Left padding: every prompt ends at the same position, where generation starts.
         input_ids = pad([torch.tensor(ids) for _, ids in batch], padding_value=pad_id, padding_side="left")
-        attention = pad([torch.ones(len(ids), dtype=torch.long) for _, ids in batch], padding_value=0,
-                        padding_side="left")
+        attention = pad(
+            [torch.ones(len(ids), dtype=torch.long) for _, ids in batch], padding_value=0, padding_side="left"
+        )
         width = input_ids.shape[1]
         with torch.no_grad():
-            out = model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                                 do_sample=params.temperature > 0, temperature=params.temperature or None,
-                                 top_p=params.top_p, max_new_tokens=params.max_new_tokens,
-                                 eos_token_id=eos_ids, pad_token_id=pad_id)
+            out = model.generate(
+                input_ids=input_ids.to(device),
+                attention_mask=attention.to(device),
+                do_sample=params.temperature > 0,
+                temperature=params.temperature or None,
+                top_p=params.top_p,
+                max_new_tokens=params.max_new_tokens,
+                eos_token_id=eos_ids,
+                pad_token_id=pad_id,
+            )
         for row, (i, _) in enumerate(batch):
             tokens = out[row, width:].tolist()
             finished = False
@@ -97,7 +107,8 @@ def clean_text(text: str) -> str:
     return text.translate(_CONTROL).replace("\ufffd", "").strip()
 
 
-def sample_checkpoint(path: str | ModelRef, prompts: list[list[dict]], n: int = 1,
-                      params: SamplingParams | None = None) -> list[list[Sample]]:
+def sample_checkpoint(
+    path: str | ModelRef, prompts: list[list[dict]], n: int = 1, params: SamplingParams | None = None
+) -> list[list[Sample]]:
     model, tokenizer = load_policy(path)
     return generate(model, tokenizer, prompts, n=n, params=params)

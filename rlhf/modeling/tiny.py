@@ -200,8 +200,7 @@ def build_tiny_model(output_dir: str | Path, *, seed: int = 0, warmup_steps: int
         # (web app, workers), possibly as other users, so give it the usual permissions.
         tmp.chmod(0o755)
         if warmup_steps > 0:
-            model = _warm_up(model, tokenizer, demonstrations, seed=seed, steps=warmup_steps,
-                             work_dir=tmp / "trainer")
+            model = _warm_up(model, tokenizer, demonstrations, seed=seed, steps=warmup_steps, work_dir=tmp / "trainer")
             shutil.rmtree(tmp / "trainer", ignore_errors=True)
         # Plain ancestral sampling by default (no top-k/top-p), so the samples follow the
         # model's own distribution, which is what preference training reasons about.

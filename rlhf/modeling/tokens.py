@@ -20,9 +20,12 @@ def eos_token_ids(model, tokenizer) -> list[int]:
     names; missing one would let a response run on past its end.
     """
     ids: list[int] = []
-    for value in (tokenizer.eos_token_id, getattr(model.generation_config, "eos_token_id", None),
-                  getattr(model.config, "eos_token_id", None)):
-        for i in ([value] if isinstance(value, int) else list(value or [])):
+    for value in (
+        tokenizer.eos_token_id,
+        getattr(model.generation_config, "eos_token_id", None),
+        getattr(model.config, "eos_token_id", None),
+    ):
+        for i in [value] if isinstance(value, int) else list(value or []):
             if i is not None and i not in ids:
                 ids.append(i)
     return ids

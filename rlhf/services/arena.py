@@ -85,8 +85,10 @@ def validate_conversation(messages: Any, *, max_chars: int, max_turns: int) -> l
         if not content.strip():
             raise InvalidInput(f"messages[{i}] is empty: write a prompt")
         if len(content) > max_chars:
-            raise InvalidInput(f"messages[{i}] is {len(content)} characters long; the limit is {max_chars} "
-                               "(RLHF_ARENA_MAX_PROMPT_CHARS)")
+            raise InvalidInput(
+                f"messages[{i}] is {len(content)} characters long; the limit is {max_chars} "
+                "(RLHF_ARENA_MAX_PROMPT_CHARS)"
+            )
         if "\x00" in content:
             raise InvalidInput(f"messages[{i}] contains a NUL character")
         out.append({"role": m["role"], "content": content})
@@ -94,37 +96,59 @@ def validate_conversation(messages: Any, *, max_chars: int, max_turns: int) -> l
     for i, m in enumerate(turns):
         expected = "user" if i % 2 == 0 else "assistant"
         if m["role"] != expected:
-            raise InvalidInput(f"turns must alternate user/assistant after an optional system message, starting "
-                               f"and ending with the user: turn {i} is {m['role']}, expected {expected}")
+            raise InvalidInput(
+                f"turns must alternate user/assistant after an optional system message, starting "
+                f"and ending with the user: turn {i} is {m['role']}, expected {expected}"
+            )
     if not turns or turns[-1]["role"] != "user":
         raise InvalidInput("the last message must be the user's (the turn the models answer)")
     user_turns = sum(m["role"] == "user" for m in turns)
     if user_turns > max_turns:
-        raise InvalidInput(f"{user_turns} user turns; the limit is {max_turns} per conversation "
-                           "(RLHF_ARENA_MAX_TURNS): start a new conversation")
+        raise InvalidInput(
+            f"{user_turns} user turns; the limit is {max_turns} per conversation "
+            "(RLHF_ARENA_MAX_TURNS): start a new conversation"
+        )
     return out
 
 
 def check_rate(*, session: Session, rater: User, per_minute: int) -> None:
     """Refuse a battle past ``per_minute`` battles of this rater in the last minute."""
     since = utcnow() - RATE_WINDOW
-    recent = list(session.exec(
-        select(Comparison.created_at).join(Assignment, Assignment.comparison_id == Comparison.id)
-        .where(Assignment.rater_id == rater.id, Comparison.source == ComparisonSource.arena,
-               Comparison.created_at > since).order_by(Comparison.created_at)))
+    recent = list(
+        session.exec(
+            select(Comparison.created_at)
+            .join(Assignment, Assignment.comparison_id == Comparison.id)
+            .where(
+                Assignment.rater_id == rater.id,
+                Comparison.source == ComparisonSource.arena,
+                Comparison.created_at > since,
+            )
+            .order_by(Comparison.created_at)
+        )
+    )
     if len(recent) >= per_minute:
         oldest = as_utc(recent[len(recent) - per_minute])
         wait = (oldest + RATE_WINDOW - utcnow()).total_seconds()
-        raise RateLimited(f"at most {per_minute} arena battles a minute (RLHF_ARENA_BATTLES_PER_MINUTE); "
-                          f"try again in {max(1, round(wait))} s", retry_after_s=int(wait) + 1)
+        raise RateLimited(
+            f"at most {per_minute} arena battles a minute (RLHF_ARENA_BATTLES_PER_MINUTE); "
+            f"try again in {max(1, round(wait))} s",
+            retry_after_s=int(wait) + 1,
+        )
 
 
 def expire_battles(*, session: Session, ttl_s: int) -> int:
     """Close unvoted arena battles older than ``ttl_s`` as expired; returns how many."""
     cutoff = utcnow() - timedelta(seconds=ttl_s)
-    result = session.execute(sa.update(Comparison).where(
-        Comparison.source == ComparisonSource.arena, Comparison.status == ComparisonStatus.open,
-        Comparison.vote_count == 0, Comparison.created_at < cutoff).values(status=ComparisonStatus.expired))
+    result = session.execute(
+        sa.update(Comparison)
+        .where(
+            Comparison.source == ComparisonSource.arena,
+            Comparison.status == ComparisonStatus.open,
+            Comparison.vote_count == 0,
+            Comparison.created_at < cutoff,
+        )
+        .values(status=ComparisonStatus.expired)
+    )
     session.flush()
     return result.rowcount or 0
 
@@ -132,11 +156,14 @@ def expire_battles(*, session: Session, ttl_s: int) -> int:
 def arena_pair_counts(*, session: Session) -> dict[tuple[int, int], int]:
     """Arena comparisons so far per unordered pair of checkpoints (same checkpoint: (c, c))."""
     ra, rb = aliased(Response), aliased(Response)
-    rows = session.exec(select(ra.checkpoint_id, rb.checkpoint_id, func.count())
-                        .select_from(Comparison)
-                        .join(ra, ra.id == Comparison.response_a_id).join(rb, rb.id == Comparison.response_b_id)
-                        .where(Comparison.source == ComparisonSource.arena)
-                        .group_by(ra.checkpoint_id, rb.checkpoint_id)).all()
+    rows = session.exec(
+        select(ra.checkpoint_id, rb.checkpoint_id, func.count())
+        .select_from(Comparison)
+        .join(ra, ra.id == Comparison.response_a_id)
+        .join(rb, rb.id == Comparison.response_b_id)
+        .where(Comparison.source == ComparisonSource.arena)
+        .group_by(ra.checkpoint_id, rb.checkpoint_id)
+    ).all()
     counts: dict[tuple[int, int], int] = {}
     for a, b, n in rows:
         key = tuple(sorted((a, b)))
@@ -144,19 +171,24 @@ def arena_pair_counts(*, session: Session) -> dict[tuple[int, int], int]:
     return counts
 
 
-def plan_battle(*, session: Session, rater: User, messages: Any, settings: Settings,
-                rng: random.Random | None = None) -> BattlePlan:
+def plan_battle(
+    *, session: Session, rater: User, messages: Any, settings: Settings, rng: random.Random | None = None
+) -> BattlePlan:
     """Validate the conversation, apply the rate limit and pick the two contenders."""
     rng = rng or random.Random()
-    messages = validate_conversation(messages, max_chars=settings.arena_max_prompt_chars,
-                                     max_turns=settings.arena_max_turns)
+    messages = validate_conversation(
+        messages, max_chars=settings.arena_max_prompt_chars, max_turns=settings.arena_max_turns
+    )
     check_rate(session=session, rater=rater, per_minute=settings.arena_battles_per_minute)
     expire_battles(session=session, ttl_s=settings.arena_battle_ttl_s)
     serving, skipped = arena_checkpoints(session=session, settings=settings)
     if not serving:
         why = "; ".join(f"checkpoint {c.id} ({c.name}) is skipped: {reason}" for c, reason in skipped)
-        raise InvalidInput(f"no serving checkpoint can battle yet ({why})" if why else
-                           "no serving checkpoint to battle: an engineer must serve one first")
+        raise InvalidInput(
+            f"no serving checkpoint can battle yet ({why})"
+            if why
+            else "no serving checkpoint to battle: an engineer must serve one first"
+        )
     if len(serving) == 1:
         first = second = serving[0]
     else:
@@ -168,12 +200,16 @@ def plan_battle(*, session: Session, rater: User, messages: Any, settings: Setti
             first, second = second, first
     seed_a = rng.randrange(2**31)
     seed_b = seed_a + 1  # two samples of one checkpoint must not repeat each other
-    return BattlePlan(messages=messages, a=_contender(session, first, settings, seed_a),
-                      b=_contender(session, second, settings, seed_b))
+    return BattlePlan(
+        messages=messages,
+        a=_contender(session, first, settings, seed_a),
+        b=_contender(session, second, settings, seed_b),
+    )
 
 
-def arena_checkpoints(*, session: Session, settings: Settings | None = None
-                      ) -> tuple[list[Checkpoint], list[tuple[Checkpoint, str]]]:
+def arena_checkpoints(
+    *, session: Session, settings: Settings | None = None
+) -> tuple[list[Checkpoint], list[tuple[Checkpoint, str]]]:
     """The serving policies the arena battles, and those it skips with the reason (prompt tuning; a LoRA
     checkpoint whose merged copy for the engine is not made yet)."""
     settings = settings or get_settings()
@@ -183,8 +219,14 @@ def arena_checkpoints(*, session: Session, settings: Settings | None = None
     for ckpt in candidates:
         reason = unmergeable_reason(ckpt)
         if reason:
-            skipped.append((ckpt, "no OpenAI-compatible engine serves a prompt-tuning adapter (" + reason
-                            + "); it answers in generation jobs, sampled in the worker"))
+            skipped.append(
+                (
+                    ckpt,
+                    "no OpenAI-compatible engine serves a prompt-tuning adapter ("
+                    + reason
+                    + "); it answers in generation jobs, sampled in the worker",
+                )
+            )
         elif ckpt.id in merging:
             skipped.append((ckpt, merging[ckpt.id]))
         else:
@@ -195,14 +237,20 @@ def arena_checkpoints(*, session: Session, settings: Settings | None = None
 
 
 def _contender(session: Session, ckpt: Checkpoint, settings: Settings, seed: int) -> Contender:
-    sampling = ChatSampling(max_new_tokens=settings.arena_max_new_tokens, temperature=settings.arena_temperature,
-                            seed=seed)
-    return Contender(checkpoint_id=ckpt.id, name=ckpt.name, sampling=sampling,
-                     model=served_name(session=session, settings=settings, checkpoint=ckpt))
+    sampling = ChatSampling(
+        max_new_tokens=settings.arena_max_new_tokens, temperature=settings.arena_temperature, seed=seed
+    )
+    return Contender(
+        checkpoint_id=ckpt.id,
+        name=ckpt.name,
+        sampling=sampling,
+        model=served_name(session=session, settings=settings, checkpoint=ckpt),
+    )
 
 
-def store_battle(*, session: Session, rater: User, plan: BattlePlan, answers: tuple[Completion, Completion],
-                 ttl_s: int) -> Comparison:
+def store_battle(
+    *, session: Session, rater: User, plan: BattlePlan, answers: tuple[Completion, Completion], ttl_s: int
+) -> Comparison:
     """Store a battle whose two answers both exist: its prompt (out of the pool), answers, comparison and lease."""
     prompt = Prompt(messages=plan.messages, tags=["arena"], source="arena", in_pool=False)
     session.add(prompt)
@@ -210,20 +258,39 @@ def store_battle(*, session: Session, rater: User, plan: BattlePlan, answers: tu
     stored = []
     for contender, answer in zip((plan.a, plan.b), answers):
         s = contender.sampling
-        params = {"temperature": s.temperature, "top_p": s.top_p, "max_new_tokens": s.max_new_tokens,
-                  "seed": s.seed, "source": "arena"}
-        r = Response(prompt_id=prompt.id, checkpoint_id=contender.checkpoint_id, text=answer.text,
-                     finished=answer.finished, params=params)
+        params = {
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "max_new_tokens": s.max_new_tokens,
+            "seed": s.seed,
+            "source": "arena",
+        }
+        r = Response(
+            prompt_id=prompt.id,
+            checkpoint_id=contender.checkpoint_id,
+            text=answer.text,
+            finished=answer.finished,
+            params=params,
+        )
         session.add(r)
         stored.append(r)
     session.flush()
-    comp = Comparison(prompt_id=prompt.id, response_a_id=stored[0].id, response_b_id=stored[1].id, target_votes=1,
-                      strategy="arena", source=ComparisonSource.arena)
+    comp = Comparison(
+        prompt_id=prompt.id,
+        response_a_id=stored[0].id,
+        response_b_id=stored[1].id,
+        target_votes=1,
+        strategy="arena",
+        source=ComparisonSource.arena,
+    )
     session.add(comp)
     session.flush()
     # The rater sees A and B in stored order: the contenders' sides were drawn at random already.
-    session.add(Assignment(comparison_id=comp.id, rater_id=rater.id, swapped=False,
-                           expires_at=utcnow() + timedelta(seconds=ttl_s)))
+    session.add(
+        Assignment(
+            comparison_id=comp.id, rater_id=rater.id, swapped=False, expires_at=utcnow() + timedelta(seconds=ttl_s)
+        )
+    )
     session.flush()
     return comp
 
@@ -233,8 +300,7 @@ def battle_names(*, session: Session, rater: User, comparison_id: int) -> tuple[
     comp = session.get(Comparison, comparison_id)
     if comp is None or comp.source is not ComparisonSource.arena:
         raise NotFound(f"no arena battle {comparison_id}")
-    voted = session.exec(select(Vote.id).where(Vote.comparison_id == comparison_id,
-                                               Vote.rater_id == rater.id)).first()
+    voted = session.exec(select(Vote.id).where(Vote.comparison_id == comparison_id, Vote.rater_id == rater.id)).first()
     if voted is None:
         raise PermissionDenied("the names are shown only after you have voted on this battle")
     names = []
@@ -247,19 +313,36 @@ def battle_names(*, session: Session, rater: User, comparison_id: int) -> tuple[
 
 def arena_counts(*, session: Session) -> dict[str, int]:
     """Battles by status, arena votes, rater-written preferences and demonstrations, arena prompts promoted."""
-    by_status = dict(session.exec(select(Comparison.status, func.count())
-                                  .where(Comparison.source == ComparisonSource.arena)
-                                  .group_by(Comparison.status)).all())
-    votes = session.exec(select(func.count()).select_from(Vote).join(Comparison, Comparison.id == Vote.comparison_id)
-                         .where(Comparison.source == ComparisonSource.arena)).one()
-    written = session.exec(select(func.count()).select_from(Comparison)
-                           .where(Comparison.source == ComparisonSource.written)).one()
+    by_status = dict(
+        session.exec(
+            select(Comparison.status, func.count())
+            .where(Comparison.source == ComparisonSource.arena)
+            .group_by(Comparison.status)
+        ).all()
+    )
+    votes = session.exec(
+        select(func.count())
+        .select_from(Vote)
+        .join(Comparison, Comparison.id == Vote.comparison_id)
+        .where(Comparison.source == ComparisonSource.arena)
+    ).one()
+    written = session.exec(
+        select(func.count()).select_from(Comparison).where(Comparison.source == ComparisonSource.written)
+    ).one()
     demos = session.exec(select(func.count()).select_from(Demonstration)).one()
-    promoted = session.exec(select(func.count()).select_from(Prompt)
-                            .where(Prompt.source == "arena", Prompt.in_pool)).one()
-    return {"battles": sum(by_status.values()), "voted": by_status.get(ComparisonStatus.closed, 0),
-            "open": by_status.get(ComparisonStatus.open, 0), "expired": by_status.get(ComparisonStatus.expired, 0),
-            "votes": votes, "written_preferences": written, "demonstrations": demos, "promoted_prompts": promoted}
+    promoted = session.exec(
+        select(func.count()).select_from(Prompt).where(Prompt.source == "arena", Prompt.in_pool)
+    ).one()
+    return {
+        "battles": sum(by_status.values()),
+        "voted": by_status.get(ComparisonStatus.closed, 0),
+        "open": by_status.get(ComparisonStatus.open, 0),
+        "expired": by_status.get(ComparisonStatus.expired, 0),
+        "votes": votes,
+        "written_preferences": written,
+        "demonstrations": demos,
+        "promoted_prompts": promoted,
+    }
 
 
 def promote_prompts(*, session: Session, prompt_ids: list[int]) -> int:

@@ -23,9 +23,18 @@ from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus
 from rlhf.settings import Settings
 
 
-def register_checkpoint(*, session: Session, path: str, name: str, kind: CheckpointKind | str | None = None,
-                        serve: bool = False, parent_id: int | None = None, run_id: int | None = None,
-                        metrics: dict[str, Any] | None = None, base_checkpoint_id: int | None = None) -> Checkpoint:
+def register_checkpoint(
+    *,
+    session: Session,
+    path: str,
+    name: str,
+    kind: CheckpointKind | str | None = None,
+    serve: bool = False,
+    parent_id: int | None = None,
+    run_id: int | None = None,
+    metrics: dict[str, Any] | None = None,
+    base_checkpoint_id: int | None = None,
+) -> Checkpoint:
     """Register a local model directory, a PEFT adapter directory over a base checkpoint, or a hub id.
 
     A local directory must hold a model config or an adapter config; its kind (policy or
@@ -40,8 +49,10 @@ def register_checkpoint(*, session: Session, path: str, name: str, kind: Checkpo
         adapter = adapter_kind(local)
         base_checkpoint_id = base_checkpoint_id or (named_base(local) or {}).get("base_checkpoint_id")
         if base_checkpoint_id is None:
-            raise InvalidInput(f"{path}: a PEFT adapter that names no base checkpoint; register its base model "
-                               "and train from it, or merge the adapter into a full model first")
+            raise InvalidInput(
+                f"{path}: a PEFT adapter that names no base checkpoint; register its base model "
+                "and train from it, or merge the adapter into a full model first"
+            )
         base = get_checkpoint(session=session, checkpoint_id=base_checkpoint_id)
         name_base(local, base_checkpoint_id=base.id, base_name=base.name)
         path = str(local.resolve())
@@ -59,9 +70,17 @@ def register_checkpoint(*, session: Session, path: str, name: str, kind: Checkpo
         kind = CheckpointKind(kind or CheckpointKind.policy)  # a hub id; loading will say if it is unreachable
     if serve and kind is not CheckpointKind.policy:
         raise InvalidInput("only a policy checkpoint can serve; this one is a reward model")
-    ckpt = Checkpoint(name=name, path=path, kind=kind, parent_id=parent_id, run_id=run_id, metrics=metrics or {},
-                      status=CheckpointStatus.serving if serve else CheckpointStatus.available,
-                      adapter=adapter, base_checkpoint_id=base_checkpoint_id if adapter else None)
+    ckpt = Checkpoint(
+        name=name,
+        path=path,
+        kind=kind,
+        parent_id=parent_id,
+        run_id=run_id,
+        metrics=metrics or {},
+        status=CheckpointStatus.serving if serve else CheckpointStatus.available,
+        adapter=adapter,
+        base_checkpoint_id=base_checkpoint_id if adapter else None,
+    )
     session.add(ckpt)
     session.flush()
     return ckpt
@@ -89,8 +108,9 @@ def get_checkpoint(*, session: Session, checkpoint_id: int | str) -> Checkpoint:
     return ckpt
 
 
-def list_checkpoints(*, session: Session, kind: CheckpointKind | None = None,
-                     status: CheckpointStatus | None = None) -> list[Checkpoint]:
+def list_checkpoints(
+    *, session: Session, kind: CheckpointKind | None = None, status: CheckpointStatus | None = None
+) -> list[Checkpoint]:
     query = select(Checkpoint).order_by(Checkpoint.id)
     if kind:
         query = query.where(Checkpoint.kind == kind)
@@ -119,9 +139,12 @@ def retire_checkpoint(*, session: Session, checkpoint_id: int | str, force: bool
     if not force and ckpt.status is CheckpointStatus.serving and ckpt.kind is CheckpointKind.policy:
         others = [c for c in serving_checkpoints(session=session) if c.id != ckpt.id]
         if not others:
-            raise Conflict(f"checkpoint {ckpt.id} ({ckpt.name}) is the last serving policy: retiring it leaves "
-                           "nothing to generate new comparisons from; serve another checkpoint first, "
-                           "or retire it anyway", param="force")
+            raise Conflict(
+                f"checkpoint {ckpt.id} ({ckpt.name}) is the last serving policy: retiring it leaves "
+                "nothing to generate new comparisons from; serve another checkpoint first, "
+                "or retire it anyway",
+                param="force",
+            )
     ckpt.status = CheckpointStatus.retired
     session.add(ckpt)
     return ckpt
@@ -160,16 +183,20 @@ def model_ref(*, session: Session, checkpoint: Checkpoint) -> ModelRef:
         chain.append(ckpt)
         base = session.get(Checkpoint, ckpt.base_checkpoint_id) if ckpt.base_checkpoint_id else None
         if base is None:
-            raise NotFound(f"checkpoint {ckpt.id} ({ckpt.name}) is an adapter over checkpoint "
-                           f"{ckpt.base_checkpoint_id}, which no longer exists: its base cannot be loaded")
+            raise NotFound(
+                f"checkpoint {ckpt.id} ({ckpt.name}) is an adapter over checkpoint "
+                f"{ckpt.base_checkpoint_id}, which no longer exists: its base cannot be loaded"
+            )
         ckpt = base
     ref = ModelRef(path=ckpt.path)
     for adapter in reversed(chain):
         ref = ModelRef(path=adapter.path, base=ref, adapter=adapter.adapter)
     for c in [*chain, ckpt]:
         if c is not checkpoint and c.path.startswith(("/", ".", "~")) and not Path(c.path).exists():
-            raise NotFound(f"checkpoint {checkpoint.id} ({checkpoint.name}) needs its base checkpoint {c.id} "
-                           f"({c.name}), whose folder {c.path} is gone")
+            raise NotFound(
+                f"checkpoint {checkpoint.id} ({checkpoint.name}) needs its base checkpoint {c.id} "
+                f"({c.name}), whose folder {c.path} is gone"
+            )
     return ref
 
 
@@ -213,6 +240,8 @@ def served_name(*, session: Session, settings: Settings, checkpoint: Checkpoint)
     if reason:
         raise Conflict(f"checkpoint {checkpoint.id} ({checkpoint.name}) has no full-weights form: {reason}")
     if not has_merged_copy(settings, checkpoint):
-        raise Conflict(f"checkpoint {checkpoint.id} ({checkpoint.name}) has no merged copy for the inference engine "
-                       "yet: a merge job makes it when the checkpoint is served")
+        raise Conflict(
+            f"checkpoint {checkpoint.id} ({checkpoint.name}) has no merged copy for the inference engine "
+            "yet: a merge job makes it when the checkpoint is served"
+        )
     return str(merged_dir(settings, checkpoint))

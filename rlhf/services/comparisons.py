@@ -61,11 +61,25 @@ class Handout:
     swapped: bool
 
 
-def open_comparison(*, session: Session, prompt_id: int, response_a_id: int, response_b_id: int,
-                    target_votes: int = 1, strategy: str = "random", job_id: int | None = None) -> Comparison:
-    comp = Comparison(prompt_id=prompt_id, response_a_id=response_a_id, response_b_id=response_b_id,
-                      target_votes=max(1, target_votes), strategy=strategy, job_id=job_id,
-                      priority=PRIORITY_OF_STRATEGY.get(strategy, PRIORITY_REGULAR))
+def open_comparison(
+    *,
+    session: Session,
+    prompt_id: int,
+    response_a_id: int,
+    response_b_id: int,
+    target_votes: int = 1,
+    strategy: str = "random",
+    job_id: int | None = None,
+) -> Comparison:
+    comp = Comparison(
+        prompt_id=prompt_id,
+        response_a_id=response_a_id,
+        response_b_id=response_b_id,
+        target_votes=max(1, target_votes),
+        strategy=strategy,
+        job_id=job_id,
+        priority=PRIORITY_OF_STRATEGY.get(strategy, PRIORITY_REGULAR),
+    )
     session.add(comp)
     session.flush()
     return comp
@@ -83,16 +97,21 @@ def _not_voted_by(rater_id: int):
 
 
 def _not_skipped_by(rater_id: int, now):
-    return ~sa.exists().where(Skip.comparison_id == Comparison.id, Skip.rater_id == rater_id,
-                              Skip.created_at > now - SKIP_HIDES)
+    return ~sa.exists().where(
+        Skip.comparison_id == Comparison.id, Skip.rater_id == rater_id, Skip.created_at > now - SKIP_HIDES
+    )
 
 
 def rate_queue_for(rater_id: int, now) -> list:
     """SQL conditions: an open comparison of the rate queue (not an arena battle) that this rater
     has neither voted on nor skipped lately. Whether a place is left in it is apart
     (:func:`_others_leases`), as gold pairs hold none."""
-    return [Comparison.status == ComparisonStatus.open, Comparison.source == ComparisonSource.queue,
-            _not_voted_by(rater_id), _not_skipped_by(rater_id, now)]
+    return [
+        Comparison.status == ComparisonStatus.open,
+        Comparison.source == ComparisonSource.queue,
+        _not_voted_by(rater_id),
+        _not_skipped_by(rater_id, now),
+    ]
 
 
 def _others_leases(rater_id: int, now):
@@ -100,10 +119,18 @@ def _others_leases(rater_id: int, now):
     has voted on it. A vote ends its lease at the vote's time, which can be after a hand-out's
     ``now`` when that hand-out waited on a lock: counted, the vote would hold two places."""
     voted = sa.exists().where(Vote.comparison_id == Assignment.comparison_id, Vote.rater_id == Assignment.rater_id)
-    return (select(func.count()).select_from(Assignment)
-            .where(Assignment.comparison_id == Comparison.id, Assignment.expires_at > now,
-                   Assignment.rater_id != rater_id, ~voted)
-            .correlate(Comparison).scalar_subquery())
+    return (
+        select(func.count())
+        .select_from(Assignment)
+        .where(
+            Assignment.comparison_id == Comparison.id,
+            Assignment.expires_at > now,
+            Assignment.rater_id != rater_id,
+            ~voted,
+        )
+        .correlate(Comparison)
+        .scalar_subquery()
+    )
 
 
 def _candidates(session: Session, rater_id: int, now, limit: int, gold: bool, wait: bool = False):
@@ -114,9 +141,11 @@ def _candidates(session: Session, rater_id: int, now, limit: int, gold: bool, wa
     meet them in the same sequence.
     """
     mine = aliased(Assignment)
-    query = (select(Comparison.id, mine.id, mine.swapped)
-             .outerjoin(mine, sa.and_(mine.comparison_id == Comparison.id, mine.rater_id == rater_id))
-             .where(*rate_queue_for(rater_id, now), Comparison.is_gold == gold))
+    query = (
+        select(Comparison.id, mine.id, mine.swapped)
+        .outerjoin(mine, sa.and_(mine.comparison_id == Comparison.id, mine.rater_id == rater_id))
+        .where(*rate_queue_for(rater_id, now), Comparison.is_gold == gold)
+    )
     if gold:
         query = query.order_by(func.random())
     else:
@@ -128,8 +157,9 @@ def _candidates(session: Session, rater_id: int, now, limit: int, gold: bool, wa
     return session.exec(query.limit(limit)).all()
 
 
-def next_for_rater(*, session: Session, rater: User, lease: timedelta = LEASE,
-                   rng: random.Random | None = None, gold_rate: float = 0.0) -> Handout | None:
+def next_for_rater(
+    *, session: Session, rater: User, lease: timedelta = LEASE, rng: random.Random | None = None, gold_rate: float = 0.0
+) -> Handout | None:
     """Commits: the comparison this rater should see now (its lease committed), or None when nothing is left.
 
     The lease is committed under the hand-out lock, so no other rater is handed the same
@@ -143,11 +173,17 @@ def next_for_rater(*, session: Session, rater: User, lease: timedelta = LEASE,
     current = session.exec(
         select(Assignment.comparison_id, Assignment.swapped)
         .join(Comparison, Comparison.id == Assignment.comparison_id)
-        .where(Assignment.rater_id == rater.id, Assignment.expires_at > now,
-               Comparison.status == ComparisonStatus.open, _not_voted_by(rater.id),
-               # An arena battle is leased to its rater too, but it belongs to the Arena tab.
-               Comparison.source == ComparisonSource.queue)
-        .order_by(Assignment.id.desc()).limit(1)).first()
+        .where(
+            Assignment.rater_id == rater.id,
+            Assignment.expires_at > now,
+            Comparison.status == ComparisonStatus.open,
+            _not_voted_by(rater.id),
+            # An arena battle is leased to its rater too, but it belongs to the Arena tab.
+            Comparison.source == ComparisonSource.queue,
+        )
+        .order_by(Assignment.id.desc())
+        .limit(1)
+    ).first()
     if current is not None:
         return _handout(session, *current)
 
@@ -184,8 +220,11 @@ def remaining_for_rater(*, session: Session, rater_id: int) -> int:
     now = utcnow()
 
     def count(gold: bool) -> int:
-        query = (select(func.count()).select_from(Comparison)
-                 .where(*rate_queue_for(rater_id, now), Comparison.is_gold == gold))
+        query = (
+            select(func.count())
+            .select_from(Comparison)
+            .where(*rate_queue_for(rater_id, now), Comparison.is_gold == gold)
+        )
         if not gold:
             query = query.where(Comparison.vote_count + _others_leases(rater_id, now) < Comparison.target_votes)
         return session.exec(query).one()
@@ -194,8 +233,9 @@ def remaining_for_rater(*, session: Session, rater_id: int) -> int:
     return regular + count(True) if regular else 0
 
 
-def _lease(session: Session, rater_id: int, comparison_id: int, own_id: int | None, own_swapped: bool | None,
-           expires_at, rng) -> Handout:
+def _lease(
+    session: Session, rater_id: int, comparison_id: int, own_id: int | None, own_swapped: bool | None, expires_at, rng
+) -> Handout:
     if own_id is None:
         swapped = rng.random() < 0.5
         session.add(Assignment(comparison_id=comparison_id, rater_id=rater_id, swapped=swapped, expires_at=expires_at))
@@ -207,8 +247,11 @@ def _lease(session: Session, rater_id: int, comparison_id: int, own_id: int | No
 
 def _taken(session: Session, comparison_id: int, rater_id: int, now) -> tuple[int, int]:
     """(votes plus other raters' live leases, target) of one comparison."""
-    return session.exec(select(Comparison.vote_count + _others_leases(rater_id, now), Comparison.target_votes)
-                        .where(Comparison.id == comparison_id)).one()
+    return session.exec(
+        select(Comparison.vote_count + _others_leases(rater_id, now), Comparison.target_votes).where(
+            Comparison.id == comparison_id
+        )
+    ).one()
 
 
 def place_is_free(*, session: Session, comparison_id: int, rater_id: int, now) -> bool:
@@ -259,15 +302,18 @@ def _handout(session: Session, comparison_id: int, swapped: bool) -> Handout:
     messages, text_a, text_b = session.exec(
         select(Prompt.messages, ra.text, rb.text)
         .join(Comparison, Comparison.prompt_id == Prompt.id)
-        .join(ra, ra.id == Comparison.response_a_id).join(rb, rb.id == Comparison.response_b_id)
-        .where(Comparison.id == comparison_id)).one()
+        .join(ra, ra.id == Comparison.response_a_id)
+        .join(rb, rb.id == Comparison.response_b_id)
+        .where(Comparison.id == comparison_id)
+    ).one()
     left, right = (text_b, text_a) if swapped else (text_a, text_b)
     return Handout(comparison_id=comparison_id, prompt=messages, a=left, b=right, swapped=swapped)
 
 
 def assignment_for(*, session: Session, rater_id: int, comparison_id: int) -> Assignment | None:
-    return session.exec(select(Assignment).where(Assignment.rater_id == rater_id,
-                                                 Assignment.comparison_id == comparison_id)).first()
+    return session.exec(
+        select(Assignment).where(Assignment.rater_id == rater_id, Assignment.comparison_id == comparison_id)
+    ).first()
 
 
 def open_comparisons(*, session: Session, limit: int | None = None) -> list[Comparison]:
@@ -280,6 +326,9 @@ def open_comparisons(*, session: Session, limit: int | None = None) -> list[Comp
 def vote_counts(*, session: Session, comparison_ids: list[int]) -> dict[int, int]:
     if not comparison_ids:
         return {}
-    rows = session.exec(select(Vote.comparison_id, func.count()).where(Vote.comparison_id.in_(comparison_ids))
-                        .group_by(Vote.comparison_id))
+    rows = session.exec(
+        select(Vote.comparison_id, func.count())
+        .where(Vote.comparison_id.in_(comparison_ids))
+        .group_by(Vote.comparison_id)
+    )
     return dict(rows.all())

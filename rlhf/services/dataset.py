@@ -46,9 +46,21 @@ from rlhf.services.snapshots import PreferenceSnapshot, Snapshot, parse_labels
 from rlhf.services.soft_labels import rater_reliability, single_vote_p, vote_split_p
 from rlhf.services.vote_kinds import human_vote, is_machine, machine_vote
 
-__all__ = ["Snapshot", "PreferenceSnapshot", "content_hash", "eligible_votes", "export", "label_noise",
-           "parse_sources", "preference_rows", "snapshot_rows", "take_snapshot", "to_jsonl_bytes", "to_parquet_bytes",
-           "write_rows"]
+__all__ = [
+    "Snapshot",
+    "PreferenceSnapshot",
+    "content_hash",
+    "eligible_votes",
+    "export",
+    "label_noise",
+    "parse_sources",
+    "preference_rows",
+    "snapshot_rows",
+    "take_snapshot",
+    "to_jsonl_bytes",
+    "to_parquet_bytes",
+    "write_rows",
+]
 LabelsArg = str | Iterable[str]  # a name (human, machine, both) or vote kinds: see rlhf.services.snapshots
 
 TIES = ("drop", "keep")
@@ -69,10 +81,13 @@ def _pair(prompts, responses, comp: Comparison, choice: Choice) -> dict[str, Any
     """The fields every row has: the pair in the label's order, and its comparison."""
     a, b = responses[comp.response_a_id], responses[comp.response_b_id]
     chosen, rejected = (b, a) if choice is Choice.b else (a, b)
-    return {"prompt": prompts[comp.prompt_id].messages,
-            "chosen": [{"role": "assistant", "content": chosen.text}],
-            "rejected": [{"role": "assistant", "content": rejected.text}],
-            "comparison_id": comp.id, "source": comp.source.value}
+    return {
+        "prompt": prompts[comp.prompt_id].messages,
+        "chosen": [{"role": "assistant", "content": chosen.text}],
+        "rejected": [{"role": "assistant", "content": rejected.text}],
+        "comparison_id": comp.id,
+        "source": comp.source.value,
+    }
 
 
 def _choose_labels(votes: list[Vote], kinds: frozenset[str]) -> tuple[list[Vote], list[Vote]]:
@@ -86,8 +101,14 @@ def _choose_labels(votes: list[Vote], kinds: frozenset[str]) -> tuple[list[Vote]
     return human, machine
 
 
-def _rows(session: Session, votes: list[Vote], ties: str, aggregate: str,
-          reliability: dict[int, float] | None = None, labels: LabelsArg = "human") -> list[PreferenceRow]:
+def _rows(
+    session: Session,
+    votes: list[Vote],
+    ties: str,
+    aggregate: str,
+    reliability: dict[int, float] | None = None,
+    labels: LabelsArg = "human",
+) -> list[PreferenceRow]:
     """Votes as training rows: one per vote (``none``) or one per comparison (``majority``).
 
     A majority row carries its label's share of the votes (``agreement``); a comparison
@@ -106,24 +127,38 @@ def _machine_rows(session: Session, votes: list[Vote], aggregate: str) -> list[P
     comps, responses, prompts = _lookups(session, votes)
     rows = []
     for v in sorted(votes, key=lambda v: (v.comparison_id, v.id)):
-        held = ({"vote_id": v.id} if aggregate == "none"
-                else {"votes": 1, "agreement": 1.0, "vote_ids": [v.id], "rater_ids": [v.rater_id]})
-        rows.append(PreferenceRow(**_pair(prompts, responses, comps[v.comparison_id], v.choice), **held,
-                                  rater_id=v.rater_id, label_p=float(v.label_p if v.label_p is not None else 1.0),
-                                  rationales=[], label_source="machine", machine=v.source))
+        held = (
+            {"vote_id": v.id}
+            if aggregate == "none"
+            else {"votes": 1, "agreement": 1.0, "vote_ids": [v.id], "rater_ids": [v.rater_id]}
+        )
+        rows.append(
+            PreferenceRow(
+                **_pair(prompts, responses, comps[v.comparison_id], v.choice),
+                **held,
+                rater_id=v.rater_id,
+                label_p=float(v.label_p if v.label_p is not None else 1.0),
+                rationales=[],
+                label_source="machine",
+                machine=v.source,
+            )
+        )
     return rows
 
 
 def _lookups(session: Session, votes: list[Vote]):
     comps = {c.id: c for c in _by_ids(session, Comparison, {v.comparison_id for v in votes})}
-    responses = {r.id: r for r in _by_ids(session, Response, {rid for c in comps.values()
-                                                               for rid in (c.response_a_id, c.response_b_id)})}
+    responses = {
+        r.id: r
+        for r in _by_ids(session, Response, {rid for c in comps.values() for rid in (c.response_a_id, c.response_b_id)})
+    }
     prompts = {p.id: p for p in _by_ids(session, Prompt, {c.prompt_id for c in comps.values()})}
     return comps, responses, prompts
 
 
-def _human_rows(session: Session, votes: list[Vote], ties: str, aggregate: str,
-                reliability: dict[int, float] | None) -> list[PreferenceRow]:
+def _human_rows(
+    session: Session, votes: list[Vote], ties: str, aggregate: str, reliability: dict[int, float] | None
+) -> list[PreferenceRow]:
     comps, responses, prompts = _lookups(session, votes)
 
     def usable(choice: Choice) -> bool:
@@ -133,10 +168,16 @@ def _human_rows(session: Session, votes: list[Vote], ties: str, aggregate: str,
     if aggregate == "none":
         for v in votes:
             if usable(v.choice):
-                rows.append(PreferenceRow(**_pair(prompts, responses, comps[v.comparison_id], v.choice),
-                                          vote_id=v.id, rater_id=v.rater_id,
-                                          label_p=single_vote_p(v.rater_id, reliability), rationales=_rationales([v]),
-                                          tie=v.choice is Choice.tie if ties == "keep" else None))
+                rows.append(
+                    PreferenceRow(
+                        **_pair(prompts, responses, comps[v.comparison_id], v.choice),
+                        vote_id=v.id,
+                        rater_id=v.rater_id,
+                        label_p=single_vote_p(v.rater_id, reliability),
+                        rationales=_rationales([v]),
+                        tie=v.choice is Choice.tie if ties == "keep" else None,
+                    )
+                )
         return rows
     grouped: dict[int, list[Vote]] = defaultdict(list)
     for v in votes:
@@ -146,12 +187,22 @@ def _human_rows(session: Session, votes: list[Vote], ties: str, aggregate: str,
         label, share = majority([v.choice.value for v in group])
         if label is None or not usable(Choice(label)):
             continue
-        rows.append(PreferenceRow(
-            **_pair(prompts, responses, comps[comp_id], Choice(label)), votes=len(group), agreement=round(share, 4),
-            vote_ids=[v.id for v in group], rater_ids=[v.rater_id for v in group],
-            label_p=(vote_split_p(label, [v.choice.value for v in group]) if len(group) > 1
-                     else single_vote_p(group[0].rater_id, reliability)),
-            rationales=_rationales(group), tie=label == Choice.tie.value if ties == "keep" else None))
+        rows.append(
+            PreferenceRow(
+                **_pair(prompts, responses, comps[comp_id], Choice(label)),
+                votes=len(group),
+                agreement=round(share, 4),
+                vote_ids=[v.id for v in group],
+                rater_ids=[v.rater_id for v in group],
+                label_p=(
+                    vote_split_p(label, [v.choice.value for v in group])
+                    if len(group) > 1
+                    else single_vote_p(group[0].rater_id, reliability)
+                ),
+                rationales=_rationales(group),
+                tie=label == Choice.tie.value if ties == "keep" else None,
+            )
+        )
     return rows
 
 
@@ -164,7 +215,7 @@ def _by_ids(session: Session, model, ids: set[int]) -> list:
     ids = sorted(ids)
     out = []
     for i in range(0, len(ids), 500):
-        out += list(session.exec(select(model).where(model.id.in_(ids[i:i + 500]))))
+        out += list(session.exec(select(model).where(model.id.in_(ids[i : i + 500]))))
     return out
 
 
@@ -180,8 +231,9 @@ def parse_sources(sources: str | list[str] | None) -> list[str] | None:
     return items or None
 
 
-def eligible_votes(*, session: Session, exclude_flagged: bool = True,
-                   sources: list[str] | None = None, labels: LabelsArg = "human") -> tuple[list[Vote], dict[str, Any]]:
+def eligible_votes(
+    *, session: Session, exclude_flagged: bool = True, sources: list[str] | None = None, labels: LabelsArg = "human"
+) -> tuple[list[Vote], dict[str, Any]]:
     """The votes data may be built from now, and what was left out: gold pairs' votes (they
     measure raters), raters excluded by an engineer, and (``exclude_flagged``) raters whose
     gold accuracy flagged them. ``sources``: only comparisons of these sources (queue, arena,
@@ -189,8 +241,9 @@ def eligible_votes(*, session: Session, exclude_flagged: bool = True,
     kinds = _check("drop", "majority", labels)
     left_out = left_out_raters(session=session, exclude_flagged=exclude_flagged)
     skip = set(left_out["excluded"]) | set(left_out["flagged"])
-    query = (select(Vote).join(Comparison, Comparison.id == Vote.comparison_id)
-             .where(~Comparison.is_gold).order_by(Vote.id))
+    query = (
+        select(Vote).join(Comparison, Comparison.id == Vote.comparison_id).where(~Comparison.is_gold).order_by(Vote.id)
+    )
     sources = parse_sources(sources)
     if sources:
         query = query.where(Comparison.source.in_([ComparisonSource(s) for s in sources]))
@@ -205,22 +258,46 @@ def eligible_votes(*, session: Session, exclude_flagged: bool = True,
     return votes, info
 
 
-def preference_rows(*, session: Session, vote_ids: list[int] | None = None, ties: str = "drop",
-                    aggregate: str = "majority", exclude_flagged: bool = True,
-                    reliability: dict[int, float] | None = None, sources: list[str] | None = None,
-                    labels: LabelsArg = "human") -> list[dict[str, Any]]:
+def preference_rows(
+    *,
+    session: Session,
+    vote_ids: list[int] | None = None,
+    ties: str = "drop",
+    aggregate: str = "majority",
+    exclude_flagged: bool = True,
+    reliability: dict[int, float] | None = None,
+    sources: list[str] | None = None,
+    labels: LabelsArg = "human",
+) -> list[dict[str, Any]]:
     """Rows from the given votes, or else from every eligible vote (see :func:`eligible_votes`), as written.
 
     ``label_p`` of single votes uses ``reliability``, else the raters' reliability now.
     """
-    return _written(_preference_records(session=session, vote_ids=vote_ids, ties=ties, aggregate=aggregate,
-                                        exclude_flagged=exclude_flagged, reliability=reliability, sources=sources,
-                                        labels=labels))
+    return _written(
+        _preference_records(
+            session=session,
+            vote_ids=vote_ids,
+            ties=ties,
+            aggregate=aggregate,
+            exclude_flagged=exclude_flagged,
+            reliability=reliability,
+            sources=sources,
+            labels=labels,
+        )
+    )
 
 
-def _preference_records(*, session: Session, vote_ids: list[int] | None, ties: str, aggregate: str,
-                        exclude_flagged: bool, reliability: dict[int, float] | None, sources: list[str] | None,
-                        labels: LabelsArg) -> list[PreferenceRow]:
+def _preference_records(
+    *,
+    session: Session,
+    vote_ids: list[int] | None,
+    ties: str,
+    aggregate: str,
+    exclude_flagged: bool,
+    reliability: dict[int, float] | None,
+    sources: list[str] | None,
+    labels: LabelsArg,
+) -> list[PreferenceRow]:
     _check(ties, aggregate, labels)
     if reliability is None:
         reliability = rater_reliability(session=session)
@@ -244,31 +321,54 @@ def label_noise(rows: Sequence[PreferenceRow]) -> float:
     return round(min(0.49, sum(1 - r.agreement for r in shared) / len(shared)), 4)
 
 
-def take_snapshot(*, session: Session, ties: str = "drop", aggregate: str = "majority",
-                  exclude_flagged: bool = True, sources: list[str] | None = None,
-                  labels: LabelsArg = "human") -> PreferenceSnapshot:
+def take_snapshot(
+    *,
+    session: Session,
+    ties: str = "drop",
+    aggregate: str = "majority",
+    exclude_flagged: bool = True,
+    sources: list[str] | None = None,
+    labels: LabelsArg = "human",
+) -> PreferenceSnapshot:
     """Freeze the usable votes now, and the choices that made them; raises if there are none."""
     kinds = _check(ties, aggregate, labels)
     votes, info = eligible_votes(session=session, exclude_flagged=exclude_flagged, sources=sources, labels=labels)
     reliability = rater_reliability(session=session)
     rows = _rows(session, votes, ties, aggregate, reliability, labels)
     if not rows:
-        raise InvalidInput("no usable votes yet (ties and 'both bad' do not count)",
-                           remedy="label_comparisons" if "human" not in kinds else "rate_comparisons")
+        raise InvalidInput(
+            "no usable votes yet (ties and 'both bad' do not count)",
+            remedy="label_comparisons" if "human" not in kinds else "rate_comparisons",
+        )
     human_rows = [r for r in rows if not r.is_machine]
-    return PreferenceSnapshot(vote_ids=[i for r in rows for i in r.held_vote_ids], ties=ties, aggregate=aggregate,
-                              rows=len(rows), hash=content_hash(rows), label_noise=label_noise(human_rows),
-                              rater_reliability=reliability, labels=kinds, machine_rows=len(rows) - len(human_rows),
-                              **info)
+    return PreferenceSnapshot(
+        vote_ids=[i for r in rows for i in r.held_vote_ids],
+        ties=ties,
+        aggregate=aggregate,
+        rows=len(rows),
+        hash=content_hash(rows),
+        label_noise=label_noise(human_rows),
+        rater_reliability=reliability,
+        labels=kinds,
+        machine_rows=len(rows) - len(human_rows),
+        **info,
+    )
 
 
 def snapshot_rows(*, session: Session, snapshot: PreferenceSnapshot) -> list[dict[str, Any]]:
     """The rows a snapshot froze, as written; refuses if the stored data no longer matches its hash."""
     if not isinstance(snapshot, PreferenceSnapshot):
         raise InvalidInput(f"a snapshot of {snapshot.aggregate} holds no preference rows")
-    rows = _preference_records(session=session, vote_ids=snapshot.vote_ids, ties=snapshot.ties,
-                               aggregate=snapshot.aggregate, exclude_flagged=snapshot.exclude_flagged,
-                               reliability=snapshot.rater_reliability, sources=None, labels=snapshot.labels)
+    rows = _preference_records(
+        session=session,
+        vote_ids=snapshot.vote_ids,
+        ties=snapshot.ties,
+        aggregate=snapshot.aggregate,
+        exclude_flagged=snapshot.exclude_flagged,
+        reliability=snapshot.rater_reliability,
+        sources=None,
+        labels=snapshot.labels,
+    )
     if content_hash(rows) != snapshot.hash:
         raise Conflict("the votes of this run's snapshot changed since it was taken (hash mismatch)")
     return _written(rows)
@@ -297,14 +397,30 @@ def write_rows(rows: Sequence[BaseModel | dict[str, Any]], path: str | Path, fmt
     return path
 
 
-def export(*, session: Session, path: str | Path, fmt: str | None = None, ties: str = "drop",
-           aggregate: str = "majority", exclude_flagged: bool = True, sources: list[str] | None = None,
-           labels: LabelsArg = "human") -> int:
+def export(
+    *,
+    session: Session,
+    path: str | Path,
+    fmt: str | None = None,
+    ties: str = "drop",
+    aggregate: str = "majority",
+    exclude_flagged: bool = True,
+    sources: list[str] | None = None,
+    labels: LabelsArg = "human",
+) -> int:
     """Write the preference pairs (every comparison source unless ``sources`` says; people's votes
     unless ``labels`` says); returns the row count. Demonstrations (SFT) are written by
     :func:`rlhf.services.demonstrations.export_sft`."""
-    rows = _preference_records(session=session, vote_ids=None, ties=ties, aggregate=aggregate,
-                               exclude_flagged=exclude_flagged, reliability=None, sources=sources, labels=labels)
+    rows = _preference_records(
+        session=session,
+        vote_ids=None,
+        ties=ties,
+        aggregate=aggregate,
+        exclude_flagged=exclude_flagged,
+        reliability=None,
+        sources=sources,
+        labels=labels,
+    )
     write_rows(rows, path, fmt)
     return len(rows)
 

@@ -35,8 +35,15 @@ from rlhf.services.snapshots import SFTSnapshot
 MAX_DEMONSTRATION_CHARS = 20_000
 
 
-def record_demonstration(*, session: Session, rater: User, text: str, comparison_id: int | None = None,
-                         messages: Any = None, max_turns: int = 1000) -> Demonstration:
+def record_demonstration(
+    *,
+    session: Session,
+    rater: User,
+    text: str,
+    comparison_id: int | None = None,
+    messages: Any = None,
+    max_turns: int = 1000,
+) -> Demonstration:
     """Store the answer a rater wanted, for a comparison they were shown or a conversation of their own."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput("text is empty: write the answer you wanted")
@@ -57,22 +64,32 @@ def record_demonstration(*, session: Session, rater: User, text: str, comparison
     if assignment_for(session=session, rater_id=rater.id, comparison_id=comparison_id) is None:
         raise PermissionDenied(f"you were never shown comparison {comparison_id}")
     prompt = session.get(Prompt, comp.prompt_id)
-    if messages is not None and validate_conversation(messages, max_chars=MAX_DEMONSTRATION_CHARS,
-                                                      max_turns=max_turns) != prompt.messages:
+    if (
+        messages is not None
+        and validate_conversation(messages, max_chars=MAX_DEMONSTRATION_CHARS, max_turns=max_turns) != prompt.messages
+    ):
         raise InvalidInput(f"messages differ from the conversation of comparison {comparison_id}; send one of them")
     demo = Demonstration(rater_id=rater.id, comparison_id=comparison_id, messages=prompt.messages, text=text)
     session.add(demo)
-    written = Response(prompt_id=prompt.id, checkpoint_id=None, text=text,
-                       params={"source": "written", "rater_id": rater.id})
+    written = Response(
+        prompt_id=prompt.id, checkpoint_id=None, text=text, params={"source": "written", "rater_id": rater.id}
+    )
     session.add(written)
     session.flush()
     for model_response_id in (comp.response_a_id, comp.response_b_id):
         model_answer = session.get(Response, model_response_id)
         if model_answer.text.strip() == text:
             continue  # the rater kept this answer as it was: nothing to prefer over it
-        pref = Comparison(prompt_id=prompt.id, response_a_id=written.id, response_b_id=model_response_id,
-                          status=ComparisonStatus.closed, target_votes=1, vote_count=1, strategy="written",
-                          source=ComparisonSource.written)
+        pref = Comparison(
+            prompt_id=prompt.id,
+            response_a_id=written.id,
+            response_b_id=model_response_id,
+            status=ComparisonStatus.closed,
+            target_votes=1,
+            vote_count=1,
+            strategy="written",
+            source=ComparisonSource.written,
+        )
         session.add(pref)
         session.flush()
         session.add(Vote(comparison_id=pref.id, rater_id=rater.id, choice=Choice.a, source="human"))
@@ -80,8 +97,9 @@ def record_demonstration(*, session: Session, rater: User, text: str, comparison
     return demo
 
 
-def list_demonstrations(*, session: Session, limit: int | None = None,
-                        rater_id: int | None = None) -> list[Demonstration]:
+def list_demonstrations(
+    *, session: Session, limit: int | None = None, rater_id: int | None = None
+) -> list[Demonstration]:
     query = select(Demonstration).order_by(Demonstration.id.desc())
     if rater_id is not None:
         query = query.where(Demonstration.rater_id == rater_id)
@@ -97,8 +115,14 @@ def sft_rows(*, session: Session, exclude_raters: set[int] | None = None) -> lis
     for d in session.exec(select(Demonstration).order_by(Demonstration.id)):
         if d.rater_id in skip:
             continue
-        rows.append(SFTRow(messages=[*d.messages, {"role": "assistant", "content": d.text}],
-                           demonstration_id=d.id, rater_id=d.rater_id, comparison_id=d.comparison_id))
+        rows.append(
+            SFTRow(
+                messages=[*d.messages, {"role": "assistant", "content": d.text}],
+                demonstration_id=d.id,
+                rater_id=d.rater_id,
+                comparison_id=d.comparison_id,
+            )
+        )
     return rows
 
 
@@ -115,8 +139,12 @@ def demonstration_snapshot(*, session: Session, exclude_raters: set[int] | None 
     rows = sft_rows(session=session, exclude_raters=exclude_raters)
     if not rows:
         return None
-    return SFTSnapshot(rows=len(rows), hash=sft_hash(rows), aggregate="demonstrations",
-                       demonstration_ids=[r.demonstration_id for r in rows])
+    return SFTSnapshot(
+        rows=len(rows),
+        hash=sft_hash(rows),
+        aggregate="demonstrations",
+        demonstration_ids=[r.demonstration_id for r in rows],
+    )
 
 
 def snapshot_demonstrations(*, session: Session, snapshot: SFTSnapshot) -> list[SFTRow]:

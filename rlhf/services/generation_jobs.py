@@ -16,11 +16,19 @@ from rlhf.settings import get_settings
 POOL_FACTOR = 4  # "uncertain" samples this many times the prompts it opens, to have low-margin pairs to pick
 
 
-def create_generation_job(*, session: Session, per_checkpoint: int | None = None, limit: int | None = None,
-                          target_votes: int | None = None, strategy: str = "random",
-                          reward_checkpoint_id: int | str | None = None, pool: int | None = None,
-                          tag: str | None = None, seed: int | None = None,
-                          sampling: dict[str, Any] | Sampling | None = None) -> GenerationJob:
+def create_generation_job(
+    *,
+    session: Session,
+    per_checkpoint: int | None = None,
+    limit: int | None = None,
+    target_votes: int | None = None,
+    strategy: str = "random",
+    reward_checkpoint_id: int | str | None = None,
+    pool: int | None = None,
+    tag: str | None = None,
+    seed: int | None = None,
+    sampling: dict[str, Any] | Sampling | None = None,
+) -> GenerationJob:
     """Validate and store a generation job's parameters (the job itself runs in a worker).
 
     Every limit is checked here (see :mod:`rlhf.services.generation_params`), so a bad value is
@@ -32,23 +40,40 @@ def create_generation_job(*, session: Session, per_checkpoint: int | None = None
     """
     if target_votes is None:
         target_votes = get_settings().votes_per_comparison
-    params = GenerationParams.parse({"per_checkpoint": per_checkpoint, "limit": limit, "target_votes": target_votes,
-                                     "strategy": strategy, "tag": tag, "seed": seed, "pool": pool,
-                                     "sampling": sampling if sampling is not None else {}})
+    params = GenerationParams.parse(
+        {
+            "per_checkpoint": per_checkpoint,
+            "limit": limit,
+            "target_votes": target_votes,
+            "strategy": strategy,
+            "tag": tag,
+            "seed": seed,
+            "pool": pool,
+            "sampling": sampling if sampling is not None else {},
+        }
+    )
     if not serving_checkpoints(session=session):
         raise InvalidInput("no serving checkpoint to sample from", remedy="serve_checkpoint")
     if params.strategy == "random":
         if reward_checkpoint_id is not None or pool is not None:
-            raise InvalidInput("a reward model and a candidate pool only apply to uncertain pair selection",
-                               param="select", allowed=["uncertain"])
+            raise InvalidInput(
+                "a reward model and a candidate pool only apply to uncertain pair selection",
+                param="select",
+                allowed=["uncertain"],
+            )
     else:
         if pool is not None and limit is not None and pool < limit:
-            raise InvalidInput("the candidate pool must be at least the prompt limit (it is where the opened prompts "
-                               "are picked from)", param="pool")
+            raise InvalidInput(
+                "the candidate pool must be at least the prompt limit (it is where the opened prompts are picked from)",
+                param="pool",
+            )
         reward = uncertainty_reward_model(session=session, checkpoint_id=reward_checkpoint_id)
-        params = params.model_copy(update={"reward_checkpoint_id": reward.id,
-                                           "pool": pool if pool is not None else (POOL_FACTOR * limit if limit
-                                                                                  else None)})
+        params = params.model_copy(
+            update={
+                "reward_checkpoint_id": reward.id,
+                "pool": pool if pool is not None else (POOL_FACTOR * limit if limit else None),
+            }
+        )
     job = GenerationJob(params=params.model_dump(mode="json"))
     session.add(job)
     session.flush()
@@ -70,11 +95,18 @@ def uncertainty_reward_model(*, session: Session, checkpoint_id: int | str | Non
         if ckpt.kind is not CheckpointKind.reward:
             raise InvalidInput(f"checkpoint {ckpt.id} ({ckpt.name}) is a policy, not a reward model")
         return ckpt
-    candidates = [c for c in list_checkpoints(session=session, kind=CheckpointKind.reward)
-                  if c.status is not CheckpointStatus.retired]
+    candidates = [
+        c
+        for c in list_checkpoints(session=session, kind=CheckpointKind.reward)
+        if c.status is not CheckpointStatus.retired
+    ]
     if not candidates:
-        raise InvalidInput("uncertain pair selection needs a reward model, and none is registered", param="select",
-                           allowed=["random"], remedy="train_reward_model")
+        raise InvalidInput(
+            "uncertain pair selection needs a reward model, and none is registered",
+            param="select",
+            allowed=["random"],
+            remedy="train_reward_model",
+        )
     return candidates[-1]
 
 
@@ -84,5 +116,7 @@ def get_generation_job(*, session: Session, job_id: int) -> GenerationJob:
 
 def queued_ids(*, session: Session) -> tuple[list[int], list[int]]:
     """Queued generation jobs and training runs, oldest first (the embedded worker's to-do list)."""
-    return (job_rows.queued_job_ids(session=session, table=GenerationJob),
-            job_rows.queued_job_ids(session=session, table=TrainingRun))
+    return (
+        job_rows.queued_job_ids(session=session, table=GenerationJob),
+        job_rows.queued_job_ids(session=session, table=TrainingRun),
+    )

@@ -17,11 +17,15 @@ from rlhf.errors import InvalidInput
 
 Strategy = Literal["random", "uncertain"]
 Temperature = Annotated[float, Field(gt=0, le=5, description="sampling temperature (above 0, at most 5)")]
-TopP = Annotated[float, Field(gt=0, le=1, description="nucleus sampling: keep the smallest set of tokens whose "
-                                                      "probability reaches this")]
+TopP = Annotated[
+    float,
+    Field(gt=0, le=1, description="nucleus sampling: keep the smallest set of tokens whose probability reaches this"),
+]
 MaxNewTokens = Annotated[int, Field(ge=1, le=4096, description="longest response, in tokens")]
-PerCheckpoint = Annotated[int, Field(ge=1, le=64, description="samples per checkpoint and prompt (default 2 with "
-                                                              "one serving checkpoint, else 1)")]
+PerCheckpoint = Annotated[
+    int,
+    Field(ge=1, le=64, description="samples per checkpoint and prompt (default 2 with one serving checkpoint, else 1)"),
+]
 TargetVotes = Annotated[int, Field(ge=1, le=100, description="votes (distinct raters) wanted per comparison")]
 Limit = Annotated[int, Field(ge=1, description="at most this many prompts (fewest comparisons first)")]
 Pool = Annotated[int, Field(ge=1, description="select=uncertain: prompts sampled to choose from")]

@@ -85,13 +85,15 @@ def _gold_line(raw: Any, where: str) -> GoldRecord:
         raise InvalidInput(f"{where}: expected an object")
     prompt = parse_record({k: raw[k] for k in ("prompt", "messages") if k in raw}, where)
     if "chosen" in raw or "rejected" in raw:
-        a, b, answer = _text(raw.get("chosen"), "chosen", where), _text(raw.get("rejected"), "rejected", where), \
-            Choice.a
+        a, b, answer = (
+            _text(raw.get("chosen"), "chosen", where),
+            _text(raw.get("rejected"), "rejected", where),
+            Choice.a,
+        )
     else:
         if "answer" not in raw:
             raise InvalidInput(f"{where}: missing 'answer' (a, b, tie or both_bad), or give chosen/rejected")
-        a, b, answer = _text(raw.get("a"), "a", where), _text(raw.get("b"), "b", where), \
-            _answer(raw["answer"], where)
+        a, b, answer = _text(raw.get("a"), "a", where), _text(raw.get("b"), "b", where), _answer(raw["answer"], where)
     if a.strip() == b.strip():
         raise InvalidInput(f"{where}: the two responses are the same")
     return GoldRecord(prompt=prompt, a=a, b=b, answer=answer)
@@ -117,8 +119,9 @@ def import_gold(*, session: Session, path: str | Path, data: bytes | None = None
         ra, rb = Response(prompt_id=prompt_id, text=rec.a), Response(prompt_id=prompt_id, text=rec.b)
         session.add_all([ra, rb])
         session.flush()
-        comp = open_comparison(session=session, prompt_id=prompt_id, response_a_id=ra.id, response_b_id=rb.id,
-                               strategy="gold")
+        comp = open_comparison(
+            session=session, prompt_id=prompt_id, response_a_id=ra.id, response_b_id=rb.id, strategy="gold"
+        )
         mark_gold(session=session, comparison_id=comp.id, answer=rec.answer)
         ids.append(comp.id)
     return ids

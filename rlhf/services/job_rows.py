@@ -31,8 +31,12 @@ from rlhf.errors import Conflict, NotFound
 from rlhf.models import GenerationJob, JobStatus, LabelJob, MergeJob, TrainingRun, as_utc, utcnow
 
 # The tables that opt in to the lifecycle, and what one row is called in messages.
-WORKER_JOBS: dict[type, str] = {TrainingRun: "run", GenerationJob: "generation job", LabelJob: "label job",
-                                MergeJob: "merge job"}
+WORKER_JOBS: dict[type, str] = {
+    TrainingRun: "run",
+    GenerationJob: "generation job",
+    LabelJob: "label job",
+    MergeJob: "merge job",
+}
 Job = TypeVar("Job", TrainingRun, GenerationJob, LabelJob, MergeJob)
 JobTable = type[TrainingRun] | type[GenerationJob] | type[LabelJob] | type[MergeJob]
 
@@ -73,8 +77,9 @@ def claim_job(*, session: Session, table: JobTable, job_id: int, worker: str | N
     values: dict[str, Any] = {"status": JobStatus.running, "started_at": now, "heartbeat_at": now}
     if _names_its_worker(table):
         values["worker"] = worker or socket.gethostname()
-    result = session.execute(sa.update(table).where(table.id == job_id, table.status == JobStatus.queued)
-                             .values(**values))
+    result = session.execute(
+        sa.update(table).where(table.id == job_id, table.status == JobStatus.queued).values(**values)
+    )
     session.commit()
     return result.rowcount == 1
 
@@ -85,14 +90,18 @@ def beat(*, session: Session, table: JobTable, job_id: int, values: Mapping[str,
     ``values`` are columns written with the heartbeat (a run's progress).
     """
     what(table)
-    result = session.execute(sa.update(table).where(table.id == job_id, table.status == JobStatus.running)
-                             .values(**(values or {}), heartbeat_at=utcnow()))
+    result = session.execute(
+        sa.update(table)
+        .where(table.id == job_id, table.status == JobStatus.running)
+        .values(**(values or {}), heartbeat_at=utcnow())
+    )
     session.commit()
     return result.rowcount == 1
 
 
-def finish_job(*, session: Session, table: JobTable, job_id: int, status: JobStatus, error: str | None = None,
-               **columns: Any) -> None:
+def finish_job(
+    *, session: Session, table: JobTable, job_id: int, status: JobStatus, error: str | None = None, **columns: Any
+) -> None:
     """Ends a queued or running job; one already ended (the reaper failed it) raises ``Conflict``.
 
     ``columns`` are the job's other outcome columns (``result``; a run's ``metrics`` and
@@ -104,12 +113,15 @@ def finish_job(*, session: Session, table: JobTable, job_id: int, status: JobSta
     values: dict[str, Any] = {k: v for k, v in {**columns, "error": error}.items() if v is not None}
     values.update(status=status, finished_at=utcnow())
     unfinished = table.status.in_([JobStatus.queued, JobStatus.running])
-    done = session.execute(sa.update(table).where(table.id == job_id, unfinished)
-                           .values(**values).execution_options(synchronize_session=False))
+    done = session.execute(
+        sa.update(table)
+        .where(table.id == job_id, unfinished)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
     if done.rowcount != 1:
         job = get_job(session=session, table=table, job_id=job_id)
-        raise Conflict(f"{name} {job_id} is {job.status.value}, already ended: "
-                       f"{job.error or 'it was ended elsewhere'}")
+        raise Conflict(f"{name} {job_id} is {job.status.value}, already ended: {job.error or 'it was ended elsewhere'}")
     session.flush()
     session.expire_all()
 
@@ -132,19 +144,25 @@ def reap_stale_jobs(*, session: Session, table: JobTable, timeout: timedelta) ->
     what(table)
     cutoff = utcnow() - timeout
     named = _names_its_worker(table)
-    candidates = [(j.id, j.heartbeat_at, j.worker if named else None)
-                  for j in session.exec(select(table).where(table.status == JobStatus.running))
-                  if (as_utc(j.heartbeat_at) or as_utc(j.started_at) or cutoff) < cutoff]
+    candidates = [
+        (j.id, j.heartbeat_at, j.worker if named else None)
+        for j in session.exec(select(table).where(table.status == JobStatus.running))
+        if (as_utc(j.heartbeat_at) or as_utc(j.started_at) or cutoff) < cutoff
+    ]
     silence = f"stopped reporting (no heartbeat for {int(timeout.total_seconds())} s)"
     reaped = []
     for job_id, heartbeat_at, worker in candidates:
         error = f"worker {worker or '?'} {silence}" if named else f"its worker {silence}"
         result = session.execute(
             sa.update(table)
-            .where(table.id == job_id, table.status == JobStatus.running,
-                   table.heartbeat_at.is_(None) if heartbeat_at is None else table.heartbeat_at == heartbeat_at)
+            .where(
+                table.id == job_id,
+                table.status == JobStatus.running,
+                table.heartbeat_at.is_(None) if heartbeat_at is None else table.heartbeat_at == heartbeat_at,
+            )
             .values(status=JobStatus.failed, finished_at=utcnow(), error=error)
-            .execution_options(synchronize_session=False))
+            .execution_options(synchronize_session=False)
+        )
         if result.rowcount == 1:
             reaped.append(job_id)
     session.flush()

@@ -55,16 +55,20 @@ class Leaderboard:
     bootstrap: int = 0
 
 
-def _cross_checkpoint_votes(session: Session, include_simulated: bool,
-                            sources: list[str] | None = None) -> list[tuple[str, int, int]]:
+def _cross_checkpoint_votes(
+    session: Session, include_simulated: bool, sources: list[str] | None = None
+) -> list[tuple[str, int, int]]:
     ra, rb = aliased(Response), aliased(Response)
-    query = (select(Vote.choice, ra.checkpoint_id, rb.checkpoint_id)
-             .join(Comparison, Comparison.id == Vote.comparison_id)
-             .join(ra, ra.id == Comparison.response_a_id)
-             .join(rb, rb.id == Comparison.response_b_id)
-             # Gold pairs are answered by every rater: counted here, one pair would outweigh the rest.
-             .where(ra.checkpoint_id != rb.checkpoint_id, ~Comparison.is_gold,
-                    Vote.choice.in_([Choice.a, Choice.b, Choice.tie])))
+    query = (
+        select(Vote.choice, ra.checkpoint_id, rb.checkpoint_id)
+        .join(Comparison, Comparison.id == Vote.comparison_id)
+        .join(ra, ra.id == Comparison.response_a_id)
+        .join(rb, rb.id == Comparison.response_b_id)
+        # Gold pairs are answered by every rater: counted here, one pair would outweigh the rest.
+        .where(
+            ra.checkpoint_id != rb.checkpoint_id, ~Comparison.is_gold, Vote.choice.in_([Choice.a, Choice.b, Choice.tie])
+        )
+    )
     if not include_simulated:
         query = query.where(Vote.kind == VoteKind.human)
     else:  # simulated raters stand in for people; a reward model's machine labels never rank checkpoints
@@ -97,8 +101,14 @@ def _ratings(p: np.ndarray) -> np.ndarray:
     return r - r.mean(axis=-1, keepdims=True) + CENTRE
 
 
-def leaderboard(*, session: Session, bootstrap: int = 200, seed: int = 0,
-                include_simulated: bool = False, sources: list[str] | None = None) -> Leaderboard:
+def leaderboard(
+    *,
+    session: Session,
+    bootstrap: int = 200,
+    seed: int = 0,
+    include_simulated: bool = False,
+    sources: list[str] | None = None,
+) -> Leaderboard:
     """Every policy checkpoint, rated ones first (best first), unrated ones after by id.
 
     ``include_simulated`` also counts votes of simulated raters (``rlhf simulate``), which
@@ -153,10 +163,18 @@ def leaderboard(*, session: Session, bootstrap: int = 200, seed: int = 0,
     standings = []
     for c in listed:
         t = tally.get(c.id, {"wins": 0, "losses": 0, "ties": 0})
-        standings.append(Standing(
-            checkpoint_id=c.id, name=c.name, status=c.status.value,
-            rating=_round(rating.get(c.id)), ci_low=_round(low.get(c.id)), ci_high=_round(high.get(c.id)),
-            votes=t["wins"] + t["losses"] + t["ties"], **t))
+        standings.append(
+            Standing(
+                checkpoint_id=c.id,
+                name=c.name,
+                status=c.status.value,
+                rating=_round(rating.get(c.id)),
+                ci_low=_round(low.get(c.id)),
+                ci_high=_round(high.get(c.id)),
+                votes=t["wins"] + t["losses"] + t["ties"],
+                **t,
+            )
+        )
     standings.sort(key=lambda s: (s.rating is None, -(s.rating or 0.0), s.checkpoint_id))
     for n, s in enumerate(x for x in standings if x.rating is not None):
         s.rank = n + 1

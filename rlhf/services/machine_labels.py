@@ -53,11 +53,15 @@ def check_min_confidence(value: Any) -> float:
     try:
         p = float(value)
     except (TypeError, ValueError):
-        raise InvalidInput(f"the minimum confidence must be a number in (0.5, 1), not {value!r}",
-                           param="min_confidence") from None
+        raise InvalidInput(
+            f"the minimum confidence must be a number in (0.5, 1), not {value!r}", param="min_confidence"
+        ) from None
     if not 0.5 < p < 1.0:
-        raise InvalidInput(f"the minimum confidence must lie strictly between 0.5 and 1 (got {p:g}): at 0.5 a coin "
-                           "flip would qualify, and no calibrated probability reaches 1", param="min_confidence")
+        raise InvalidInput(
+            f"the minimum confidence must lie strictly between 0.5 and 1 (got {p:g}): at 0.5 a coin "
+            "flip would qualify, and no calibrated probability reaches 1",
+            param="min_confidence",
+        )
     return p
 
 
@@ -66,16 +70,22 @@ def calibration_source(*, session: Session, checkpoint: Checkpoint) -> tuple[Tra
     heldout = (checkpoint.metrics or {}).get("heldout_comparison_ids")
     run = session.get(TrainingRun, checkpoint.run_id) if checkpoint.run_id is not None else None
     if run is None or heldout is None or not run.snapshot:
-        raise InvalidInput(f"reward model {checkpoint.id} ({checkpoint.name}) has no record of held-out human "
-                           "votes to calibrate on", param="reward_model", remedy="train_reward_model")
+        raise InvalidInput(
+            f"reward model {checkpoint.id} ({checkpoint.name}) has no record of held-out human votes to calibrate on",
+            param="reward_model",
+            remedy="train_reward_model",
+        )
     if len(heldout) < MIN_HELDOUT:
-        raise InvalidInput(f"reward model {checkpoint.id} held out only {len(heldout)} comparisons; calibration "
-                           f"needs at least {MIN_HELDOUT}. Train it on more votes, or with a larger eval_fraction")
+        raise InvalidInput(
+            f"reward model {checkpoint.id} held out only {len(heldout)} comparisons; calibration "
+            f"needs at least {MIN_HELDOUT}. Train it on more votes, or with a larger eval_fraction"
+        )
     return run, list(heldout)
 
 
-def create_label_job(*, session: Session, reward_checkpoint_id: int | str, min_confidence: Any,
-                     created_by: int | None = None) -> LabelJob:
+def create_label_job(
+    *, session: Session, reward_checkpoint_id: int | str, min_confidence: Any, created_by: int | None = None
+) -> LabelJob:
     """Validate and store a label job (it runs in a worker: scoring loads the model)."""
     p = check_min_confidence(min_confidence)
     ckpt = get_checkpoint(session=session, checkpoint_id=reward_checkpoint_id)
@@ -100,8 +110,9 @@ def machine_rater(*, session: Session) -> User:
     """The machine rater: inactive, role ``machine``, a password nobody knows (it can never log in)."""
     user = session.exec(select(User).where(User.name == MACHINE_RATER)).first()
     if user is None:
-        user = User(name=MACHINE_RATER, role=Role.machine, active=False,
-                    password_hash=hash_password(secrets.token_urlsafe(24)))
+        user = User(
+            name=MACHINE_RATER, role=Role.machine, active=False, password_hash=hash_password(secrets.token_urlsafe(24))
+        )
         session.add(user)
         session.flush()
     return user
@@ -111,17 +122,27 @@ def unlabelled_open(*, session: Session) -> list[tuple[int, list[dict], str, str
     """(id, prompt messages, text a, text b) of open queue comparisons, not gold, with no machine label yet."""
     ra, rb = aliased(Response), aliased(Response)
     labelled = sa.exists().where(Vote.comparison_id == Comparison.id, machine_vote())
-    return [tuple(r) for r in session.exec(
-        select(Comparison.id, Prompt.messages, ra.text, rb.text)
-        .join(Prompt, Prompt.id == Comparison.prompt_id)
-        .join(ra, ra.id == Comparison.response_a_id).join(rb, rb.id == Comparison.response_b_id)
-        .where(Comparison.status == ComparisonStatus.open, ~Comparison.is_gold,
-               Comparison.source == ComparisonSource.queue, ~labelled)
-        .order_by(Comparison.id)).all()]
+    return [
+        tuple(r)
+        for r in session.exec(
+            select(Comparison.id, Prompt.messages, ra.text, rb.text)
+            .join(Prompt, Prompt.id == Comparison.prompt_id)
+            .join(ra, ra.id == Comparison.response_a_id)
+            .join(rb, rb.id == Comparison.response_b_id)
+            .where(
+                Comparison.status == ComparisonStatus.open,
+                ~Comparison.is_gold,
+                Comparison.source == ComparisonSource.queue,
+                ~labelled,
+            )
+            .order_by(Comparison.id)
+        ).all()
+    ]
 
 
-def record_machine_labels(*, session: Session, reward_checkpoint_id: int,
-                          labels: list[tuple[int, Choice, float]]) -> int:
+def record_machine_labels(
+    *, session: Session, reward_checkpoint_id: int, labels: list[tuple[int, Choice, float]]
+) -> int:
     """Store (comparison id, choice, calibrated p) as machine votes; returns how many were new.
 
     The comparison's vote count and status are left alone: a machine label is not a vote
@@ -132,20 +153,33 @@ def record_machine_labels(*, session: Session, reward_checkpoint_id: int,
     still_open: set[int] = set()
     done: set[int] = set()
     for i in range(0, len(ids), 500):  # bounded IN lists, whatever the number of pairs
-        part = ids[i:i + 500]
-        still_open |= set(session.exec(select(Comparison.id).where(Comparison.id.in_(part),
-                                                                   Comparison.status == ComparisonStatus.open)))
-        done |= set(session.exec(select(Vote.comparison_id).where(Vote.comparison_id.in_(part),
-                                                                  Vote.rater_id == rater.id)))
+        part = ids[i : i + 500]
+        still_open |= set(
+            session.exec(
+                select(Comparison.id).where(Comparison.id.in_(part), Comparison.status == ComparisonStatus.open)
+            )
+        )
+        done |= set(
+            session.exec(select(Vote.comparison_id).where(Vote.comparison_id.in_(part), Vote.rater_id == rater.id))
+        )
     new: list[int] = []
     for comparison_id, choice, p in labels:
         if comparison_id in still_open and comparison_id not in done:
-            session.add(Vote(comparison_id=comparison_id, rater_id=rater.id, choice=choice, label_p=round(p, 6),
-                             kind=VoteKind.machine, source=machine_source(reward_checkpoint_id)))
+            session.add(
+                Vote(
+                    comparison_id=comparison_id,
+                    rater_id=rater.id,
+                    choice=choice,
+                    label_p=round(p, 6),
+                    kind=VoteKind.machine,
+                    source=machine_source(reward_checkpoint_id),
+                )
+            )
             new.append(comparison_id)
     # A labelled pair goes to people last.
     for i in range(0, len(new), 500):
-        session.exec(sa.update(Comparison).where(Comparison.id.in_(new[i:i + 500]))
-                     .values(priority=PRIORITY_MACHINE_LABELLED))
+        session.exec(
+            sa.update(Comparison).where(Comparison.id.in_(new[i : i + 500])).values(priority=PRIORITY_MACHINE_LABELLED)
+        )
     session.flush()
     return len(new)

@@ -33,8 +33,10 @@ MAX_NAME_CHARS = 256  # the checkpoint name column's width
 def check_mergeable(checkpoint: Checkpoint) -> None:
     """Refuse a full model (nothing to merge) and a prompt-tuning adapter (it cannot be merged), saying why."""
     if not checkpoint.adapter:
-        raise InvalidInput(f"checkpoint {checkpoint.id} ({checkpoint.name}) is a full model already, not an adapter: "
-                           "there is nothing to merge")
+        raise InvalidInput(
+            f"checkpoint {checkpoint.id} ({checkpoint.name}) is a full model already, not an adapter: "
+            "there is nothing to merge"
+        )
     reason = unmergeable_reason(checkpoint)
     if reason:
         raise Conflict(f"checkpoint {checkpoint.id} ({checkpoint.name}) cannot be merged: {reason}")
@@ -43,19 +45,24 @@ def check_mergeable(checkpoint: Checkpoint) -> None:
 def _name_taken(session: Session, name: str) -> bool:
     if session.exec(select(Checkpoint.id).where(Checkpoint.name == name)).first() is not None:
         return True
-    return session.exec(select(MergeJob.id).where(MergeJob.name == name, MergeJob.status.in_(_UNFINISHED))
-                        ).first() is not None
+    return (
+        session.exec(select(MergeJob.id).where(MergeJob.name == name, MergeJob.status.in_(_UNFINISHED))).first()
+        is not None
+    )
 
 
-def create_merge_job(*, session: Session, checkpoint_id: int | str, name: str | None = None,
-                     created_by: int | None = None) -> MergeJob:
+def create_merge_job(
+    *, session: Session, checkpoint_id: int | str, name: str | None = None, created_by: int | None = None
+) -> MergeJob:
     """Validate and store a merge job that makes a new full checkpoint (default name: ``NAME-merged``)."""
     ckpt = get_checkpoint(session=session, checkpoint_id=checkpoint_id)
     check_mergeable(ckpt)
     name = check_text(name, "the merge", "name") if name else f"{ckpt.name}-merged"
     if len(name) > MAX_NAME_CHARS:
-        raise InvalidInput(f"the merged checkpoint's name is {len(name)} characters long; the limit is "
-                           f"{MAX_NAME_CHARS}: give a shorter name")
+        raise InvalidInput(
+            f"the merged checkpoint's name is {len(name)} characters long; the limit is "
+            f"{MAX_NAME_CHARS}: give a shorter name"
+        )
     if _name_taken(session, name):
         raise Conflict(f"a checkpoint named {name!r} already exists (or a merge job is making one)")
     job = MergeJob(checkpoint_id=ckpt.id, target=MergeTarget.checkpoint, name=name, created_by=created_by)
@@ -66,12 +73,17 @@ def create_merge_job(*, session: Session, checkpoint_id: int | str, name: str | 
 
 def needs_serving_copy(settings: Settings, checkpoint: Checkpoint) -> bool:
     """A serving LoRA policy an engine cannot load as it is, whose merged copy is not there yet."""
-    return (checkpoint.kind is CheckpointKind.policy and checkpoint.status is CheckpointStatus.serving
-            and unmergeable_reason(checkpoint) is None and not engine_ready(settings, checkpoint))
+    return (
+        checkpoint.kind is CheckpointKind.policy
+        and checkpoint.status is CheckpointStatus.serving
+        and unmergeable_reason(checkpoint) is None
+        and not engine_ready(settings, checkpoint)
+    )
 
 
-def serving_copy_job(*, session: Session, settings: Settings, checkpoint: Checkpoint,
-                     created_by: int | None = None) -> MergeJob | None:
+def serving_copy_job(
+    *, session: Session, settings: Settings, checkpoint: Checkpoint, created_by: int | None = None
+) -> MergeJob | None:
     """The merge job making this serving checkpoint's engine copy: the one queued or running, else a new one;
     None when it needs no copy (a full model, a mapped one, a prompt-tuning one, or the copy exists)."""
     if not needs_serving_copy(settings, checkpoint):
@@ -89,8 +101,11 @@ def latest_serving_jobs(*, session: Session, checkpoint_ids: list[int]) -> dict[
     """The newest serving merge job of each of these checkpoints that has one."""
     if not checkpoint_ids:
         return {}
-    rows = session.exec(select(MergeJob).where(MergeJob.checkpoint_id.in_(checkpoint_ids),
-                                               MergeJob.target == MergeTarget.serving).order_by(MergeJob.id))
+    rows = session.exec(
+        select(MergeJob)
+        .where(MergeJob.checkpoint_id.in_(checkpoint_ids), MergeJob.target == MergeTarget.serving)
+        .order_by(MergeJob.id)
+    )
     return {job.checkpoint_id: job for job in rows}
 
 
@@ -102,12 +117,15 @@ def serving_copy_state(*, session: Session, settings: Settings, checkpoints: lis
     for ckpt in waiting:
         job = jobs.get(ckpt.id)
         if job is not None and job.status in _UNFINISHED:
-            state[ckpt.id] = (f"it is being merged for the inference engine (merge job {job.id}, "
-                              f"{job.status.value}); it battles once that is done")
+            state[ckpt.id] = (
+                f"it is being merged for the inference engine (merge job {job.id}, "
+                f"{job.status.value}); it battles once that is done"
+            )
         elif job is not None and job.status is JobStatus.failed:
             first = (job.error or "no reason stored").strip().splitlines()[0]
-            state[ckpt.id] = (f"its merge for the inference engine failed (merge job {job.id}: {first}); "
-                              "serve it again to retry")
+            state[ckpt.id] = (
+                f"its merge for the inference engine failed (merge job {job.id}: {first}); serve it again to retry"
+            )
         else:
             state[ckpt.id] = "it has no merged copy for the inference engine; serve it again to make one"
     return state

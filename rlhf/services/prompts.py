@@ -84,8 +84,12 @@ class _RecordIn(BaseModel):
 
 
 # What each field's type error means to the person who wrote the file.
-_FIELD_ERRORS = {"prompt": "'prompt' must be a non-empty string", "messages": "'messages' must be a non-empty list",
-                 "id": "'id' must be a string or an integer", "tags": "'tags' must be a list of strings"}
+_FIELD_ERRORS = {
+    "prompt": "'prompt' must be a non-empty string",
+    "messages": "'messages' must be a non-empty list",
+    "id": "'id' must be a string or an integer",
+    "tags": "'tags' must be a list of strings",
+}
 
 
 def parse_record(raw: Any, where: str) -> PromptRecord:
@@ -97,8 +101,9 @@ def parse_record(raw: Any, where: str) -> PromptRecord:
     except ValidationError as exc:
         loc = exc.errors()[0]["loc"]
         if loc[0] == "messages" and len(loc) > 1 and isinstance(loc[1], int):
-            raise InvalidInput(f"{where}: messages[{loc[1]}] needs a role (system/user/assistant) and string "
-                               "content") from None
+            raise InvalidInput(
+                f"{where}: messages[{loc[1]}] needs a role (system/user/assistant) and string content"
+            ) from None
         raise InvalidInput(f"{where}: {_FIELD_ERRORS[str(loc[0])]}") from None
     if record.messages is not None:
         if not record.messages:
@@ -158,7 +163,7 @@ def jsonl_values(data: bytes, name: str, bad: BadLines) -> Iterator[tuple[str, A
     whatever is wrong with it, is the one named. A value nested deeper than any record
     (:data:`~rlhf.input_rules.MAX_JSON_DEPTH`) is a bad line too: the parser, and whatever
     walks the value after it, would run out of stack."""
-    data = data[len(codecs.BOM_UTF8):] if data.startswith(codecs.BOM_UTF8) else data
+    data = data[len(codecs.BOM_UTF8) :] if data.startswith(codecs.BOM_UTF8) else data
     for lineno, raw_line in enumerate(data.split(b"\n"), start=1):
         where = f"{name} line {lineno}"
         try:
@@ -287,18 +292,20 @@ def import_records(*, session: Session, records: Iterable[PromptRecord], tags: l
     return ImportResult(created=len(created), skipped=len(records) - len(created), ids=[p.id for p in created])
 
 
-def import_file(*, session: Session, path: str | Path, data: bytes | None = None,
-                tags: list[str] | None = None) -> ImportResult:
+def import_file(
+    *, session: Session, path: str | Path, data: bytes | None = None, tags: list[str] | None = None
+) -> ImportResult:
     return import_records(session=session, records=parse_file(path, data), tags=tags)
 
 
 def _chunks(items: list, n: int) -> Iterable[list]:
     for i in range(0, len(items), n):
-        yield items[i:i + n]
+        yield items[i : i + n]
 
 
-def list_prompts(*, session: Session, tag: str | None = None, limit: int | None = None,
-                 pool_only: bool = True) -> list[Prompt]:
+def list_prompts(
+    *, session: Session, tag: str | None = None, limit: int | None = None, pool_only: bool = True
+) -> list[Prompt]:
     """Prompts in id order. ``pool_only``: only the pool generation jobs, online RL and the held-out
     split draw from (arena conversations join it only when an engineer promotes them)."""
     query = select(Prompt).order_by(Prompt.id)

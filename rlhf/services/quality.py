@@ -73,11 +73,17 @@ class Quality:
         return [r.rater_id for r in self.raters if r.flagged]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"overlap_comparisons": self.overlap_comparisons, "pairs": self.pairs,
-                "agreement": _round(self.agreement), "krippendorff_alpha": _round(self.krippendorff_alpha),
-                "vote_counts": {str(k): v for k, v in sorted(self.vote_counts.items())},
-                "unreachable": self.unreachable, "gold_comparisons": self.gold_comparisons,
-                "flagged": self.flagged, "raters": [r.as_dict() for r in self.raters]}
+        return {
+            "overlap_comparisons": self.overlap_comparisons,
+            "pairs": self.pairs,
+            "agreement": _round(self.agreement),
+            "krippendorff_alpha": _round(self.krippendorff_alpha),
+            "vote_counts": {str(k): v for k, v in sorted(self.vote_counts.items())},
+            "unreachable": self.unreachable,
+            "gold_comparisons": self.gold_comparisons,
+            "flagged": self.flagged,
+            "raters": [r.as_dict() for r in self.raters],
+        }
 
 
 def _round(value: float | None) -> float | None:
@@ -103,8 +109,11 @@ def krippendorff_alpha(units: list[list[str]]) -> float | None:
     for j, unit in enumerate(pairable):
         for i, value in enumerate(unit):
             data[i, j] = CATEGORIES.index(value)
-    return float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal",
-                                    value_domain=list(range(len(CATEGORIES)))))
+    return float(
+        krippendorff.alpha(
+            reliability_data=data, level_of_measurement="nominal", value_domain=list(range(len(CATEGORIES)))
+        )
+    )
 
 
 def is_flagged(rater: RaterQuality, min_accuracy: float, min_answered: int) -> bool:
@@ -119,8 +128,9 @@ def _thresholds(min_accuracy: float | None, min_answered: int | None) -> tuple[f
     return min_accuracy, min_answered
 
 
-def measure(*, session: Session, gold_min_accuracy: float | None = None,
-            gold_min_answered: int | None = None) -> Quality:
+def measure(
+    *, session: Session, gold_min_accuracy: float | None = None, gold_min_answered: int | None = None
+) -> Quality:
     """Agreement and gold figures over every vote; thresholds default to the settings."""
     gold_min_accuracy, gold_min_answered = _thresholds(gold_min_accuracy, gold_min_answered)
     users = {u.id: u for u in session.exec(select(User))}
@@ -132,10 +142,12 @@ def measure(*, session: Session, gold_min_accuracy: float | None = None,
             raters[uid] = RaterQuality(rater_id=uid, name=u.name, excluded=u.excluded)
         return raters[uid]
 
-    rows = session.exec(select(Vote.comparison_id, Vote.rater_id, Vote.choice, Comparison.is_gold,
-                               Comparison.gold_choice)
-                        .join(Comparison, Comparison.id == Vote.comparison_id).where(human_vote())
-                        .order_by(Vote.id)).all()
+    rows = session.exec(
+        select(Vote.comparison_id, Vote.rater_id, Vote.choice, Comparison.is_gold, Comparison.gold_choice)
+        .join(Comparison, Comparison.id == Vote.comparison_id)
+        .where(human_vote())
+        .order_by(Vote.id)
+    ).all()
     by_comparison: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for comp_id, uid, choice, is_gold, gold_choice in rows:
         r = rater(uid)
@@ -159,27 +171,43 @@ def measure(*, session: Session, gold_min_accuracy: float | None = None,
     for r in raters.values():
         r.flagged = is_flagged(r, gold_min_accuracy, gold_min_answered)
 
-    counts = session.exec(select(Comparison.vote_count, func.count()).where(~Comparison.is_gold)
-                          .group_by(Comparison.vote_count)).all()
+    counts = session.exec(
+        select(Comparison.vote_count, func.count()).where(~Comparison.is_gold).group_by(Comparison.vote_count)
+    ).all()
     active = sum(1 for u in users.values() if u.active and u.role is not Role.machine)
-    unreachable = session.exec(select(func.count()).select_from(Comparison).where(
-        Comparison.status == ComparisonStatus.open, ~Comparison.is_gold, Comparison.target_votes > active)).one()
+    unreachable = session.exec(
+        select(func.count())
+        .select_from(Comparison)
+        .where(Comparison.status == ComparisonStatus.open, ~Comparison.is_gold, Comparison.target_votes > active)
+    ).one()
     gold = session.exec(select(func.count()).select_from(Comparison).where(Comparison.is_gold)).one()
     units = [[c for _, c in votes] for votes in by_comparison.values()]
-    return Quality(overlap_comparisons=sum(1 for u in units if len(u) >= 2), pairs=pairs,
-                   agreement=agreeing / pairs if pairs else None, krippendorff_alpha=krippendorff_alpha(units),
-                   vote_counts=dict(counts), unreachable=unreachable, gold_comparisons=gold,
-                   raters=sorted(raters.values(), key=lambda r: r.name))
+    return Quality(
+        overlap_comparisons=sum(1 for u in units if len(u) >= 2),
+        pairs=pairs,
+        agreement=agreeing / pairs if pairs else None,
+        krippendorff_alpha=krippendorff_alpha(units),
+        vote_counts=dict(counts),
+        unreachable=unreachable,
+        gold_comparisons=gold,
+        raters=sorted(raters.values(), key=lambda r: r.name),
+    )
 
 
-def left_out_raters(*, session: Session, exclude_flagged: bool = True, gold_min_accuracy: float | None = None,
-                    gold_min_answered: int | None = None) -> dict[str, list[int]]:
+def left_out_raters(
+    *,
+    session: Session,
+    exclude_flagged: bool = True,
+    gold_min_accuracy: float | None = None,
+    gold_min_answered: int | None = None,
+) -> dict[str, list[int]]:
     """Raters whose votes an export or a run leaves out: excluded by hand, and flagged by gold."""
     excluded = sorted(session.exec(select(User.id).where(User.excluded)).all())
     flagged: list[int] = []
     if exclude_flagged:
-        flagged = measure(session=session, gold_min_accuracy=gold_min_accuracy,
-                          gold_min_answered=gold_min_answered).flagged
+        flagged = measure(
+            session=session, gold_min_accuracy=gold_min_accuracy, gold_min_answered=gold_min_answered
+        ).flagged
     return {"excluded": excluded, "flagged": sorted(set(flagged) - set(excluded))}
 
 

@@ -49,8 +49,9 @@ from rlhf.services.dataset import Snapshot
 from rlhf.services.votes import VoteResult, record_vote
 
 
-def vote_then_next(*, session: Session, rater: User, gold_rate: float = 0.0, **vote: Any
-                   ) -> tuple[VoteResult, Handout | None]:
+def vote_then_next(
+    *, session: Session, rater: User, gold_rate: float = 0.0, **vote: Any
+) -> tuple[VoteResult, Handout | None]:
     """Commits: the vote (see :func:`~rlhf.services.votes.record_vote`), then this rater's next pair, leased.
 
     One call per judgement for the Rate tab and ``POST /api/votes?next=true``; the vote is
@@ -66,9 +67,11 @@ def release_leases(*, session: Session, rater_id: int) -> int:
     The rater may still vote on such a pair while nobody else has taken its place (a late vote,
     see :func:`~rlhf.services.votes.record_vote`).
     """
-    result = session.exec(sa.update(Assignment)
-                          .where(Assignment.rater_id == rater_id, Assignment.expires_at > utcnow())
-                          .values(expires_at=utcnow()))
+    result = session.exec(
+        sa.update(Assignment)
+        .where(Assignment.rater_id == rater_id, Assignment.expires_at > utcnow())
+        .values(expires_at=utcnow())
+    )
     session.flush()
     return result.rowcount or 0
 
@@ -82,17 +85,21 @@ def skip_comparison(*, session: Session, rater: User, comparison_id: int) -> Ski
     """
     comp = get_comparison(session=session, comparison_id=comparison_id)
     now = utcnow()
-    if session.exec(select(Comparison.id).where(Comparison.id == comp.id, *rate_queue_for(rater.id, now))).first() \
-            is None:
-        earlier = session.exec(select(Skip).where(Skip.comparison_id == comp.id, Skip.rater_id == rater.id)
-                               .order_by(Skip.id.desc())).first()
+    if (
+        session.exec(select(Comparison.id).where(Comparison.id == comp.id, *rate_queue_for(rater.id, now))).first()
+        is None
+    ):
+        earlier = session.exec(
+            select(Skip).where(Skip.comparison_id == comp.id, Skip.rater_id == rater.id).order_by(Skip.id.desc())
+        ).first()
         if earlier is not None and as_utc(earlier.created_at) > now - SKIP_HIDES:
             return earlier  # skipped already (a second click): one skip
         raise Conflict(_why_not_in_queue(session, comp, rater))
-    session.exec(sa.update(Assignment)
-                 .where(Assignment.rater_id == rater.id, Assignment.comparison_id == comp.id,
-                        Assignment.expires_at > utcnow())
-                 .values(expires_at=utcnow()))
+    session.exec(
+        sa.update(Assignment)
+        .where(Assignment.rater_id == rater.id, Assignment.comparison_id == comp.id, Assignment.expires_at > utcnow())
+        .values(expires_at=utcnow())
+    )
     skip = Skip(comparison_id=comp.id, rater_id=rater.id)
     session.add(skip)
     session.flush()
@@ -110,8 +117,9 @@ def _why_not_in_queue(session: Session, comp: Comparison, rater: User) -> str:
 
 def _run_snapshots(session: Session):
     """(run id, its frozen snapshot) for every run that took one."""
-    for run_id, snapshot in session.exec(select(TrainingRun.id, TrainingRun.snapshot)
-                                         .where(TrainingRun.snapshot_hash.is_not(None))):
+    for run_id, snapshot in session.exec(
+        select(TrainingRun.id, TrainingRun.snapshot).where(TrainingRun.snapshot_hash.is_not(None))
+    ):
         if snapshot:
             yield run_id, Snapshot.model_validate(snapshot)
 
@@ -126,8 +134,7 @@ def votes_held_by_runs(*, session: Session) -> set[int]:
     return {vote_id for _, snapshot in _run_snapshots(session) for vote_id in snapshot.vote_ids}
 
 
-def undo_vote(*, session: Session, rater: User, vote_id: int, window_s: int,
-              lease: timedelta = LEASE) -> Handout:
+def undo_vote(*, session: Session, rater: User, vote_id: int, window_s: int, lease: timedelta = LEASE) -> Handout:
     """Commits: deletes the rater's own vote and hands the pair back to them, under the comparison's lock.
 
     Refused after ``window_s`` seconds, and once a run's snapshot holds the vote. The pair is
@@ -156,8 +163,9 @@ def undo_vote(*, session: Session, rater: User, vote_id: int, window_s: int,
         assignment = assignment_for(session=session, rater_id=rater.id, comparison_id=comp.id)
         swapped = vote.shown_swapped
         if assignment is None:
-            session.add(Assignment(comparison_id=comp.id, rater_id=rater.id, swapped=swapped,
-                                   expires_at=utcnow() + lease))
+            session.add(
+                Assignment(comparison_id=comp.id, rater_id=rater.id, swapped=swapped, expires_at=utcnow() + lease)
+            )
         else:
             assignment.expires_at = utcnow() + lease
             session.add(assignment)

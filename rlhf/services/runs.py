@@ -37,10 +37,20 @@ def parse_algorithm(algorithm: str | Algorithm) -> Algorithm:
         raise InvalidInput(f"unknown algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS)}") from None
 
 
-def create_run(*, session: Session, algorithm: str | Algorithm, base_checkpoint_id: int | str | None = None,
-               reward_checkpoint_id: int | str | None = None, params: dict[str, Any] | None = None,
-               serve_on_success: bool = False, created_by: int | None = None, ties: str = "drop",
-               aggregate: str = "majority", exclude_flagged: bool = True, labels: str = "human") -> TrainingRun:
+def create_run(
+    *,
+    session: Session,
+    algorithm: str | Algorithm,
+    base_checkpoint_id: int | str | None = None,
+    reward_checkpoint_id: int | str | None = None,
+    params: dict[str, Any] | None = None,
+    serve_on_success: bool = False,
+    created_by: int | None = None,
+    ties: str = "drop",
+    aggregate: str = "majority",
+    exclude_flagged: bool = True,
+    labels: str = "human",
+) -> TrainingRun:
     """Validate everything a worker would trip over later, freeze the data, and store the run.
 
     Nothing is queued here: the caller enqueues the id after the commit. ``aggregate`` and
@@ -50,19 +60,27 @@ def create_run(*, session: Session, algorithm: str | Algorithm, base_checkpoint_
     global ``label_smoothing`` is derived from them: that would count the noise twice.
     """
     algorithm = parse_algorithm(algorithm)
-    base = (get_checkpoint(session=session, checkpoint_id=base_checkpoint_id) if base_checkpoint_id is not None
-            else default_base(session=session))
+    base = (
+        get_checkpoint(session=session, checkpoint_id=base_checkpoint_id)
+        if base_checkpoint_id is not None
+        else default_base(session=session)
+    )
     if base.kind is not CheckpointKind.policy:
         raise InvalidInput(f"base checkpoint {base.id} is a reward model; training starts from a policy")
     if unmergeable_reason(base):
-        raise InvalidInput(f"checkpoint {base.id} ({base.name}) cannot be the base of a run: "
-                           f"{unmergeable_reason(base)}; train from its base, checkpoint {base.base_checkpoint_id}")
+        raise InvalidInput(
+            f"checkpoint {base.id} ({base.name}) cannot be the base of a run: "
+            f"{unmergeable_reason(base)}; train from its base, checkpoint {base.base_checkpoint_id}"
+        )
     model_ref(session=session, checkpoint=base)  # its base must still exist
     reward = None
     if algorithm.needs_reward_model:
         if reward_checkpoint_id is None:
-            raise InvalidInput(f"{algorithm.value} needs a reward model to train against, and none was named",
-                               param="reward_model", remedy="train_reward_model")
+            raise InvalidInput(
+                f"{algorithm.value} needs a reward model to train against, and none was named",
+                param="reward_model",
+                remedy="train_reward_model",
+            )
         reward = get_checkpoint(session=session, checkpoint_id=reward_checkpoint_id)
         if reward.kind is not CheckpointKind.reward:
             raise InvalidInput(f"checkpoint {reward.id} ({reward.name}) is not a reward model")
@@ -74,18 +92,25 @@ def create_run(*, session: Session, algorithm: str | Algorithm, base_checkpoint_
     if algorithm is Algorithm.sft and not params.get("data"):
         # SFT trains on the demonstrations raters wrote; with none stored yet, on the chosen responses.
         left_out = left_out_raters(session=session, exclude_flagged=exclude_flagged)
-        snapshot = demonstration_snapshot(session=session,
-                                          exclude_raters=set(left_out["excluded"]) | set(left_out["flagged"]))
+        snapshot = demonstration_snapshot(
+            session=session, exclude_raters=set(left_out["excluded"]) | set(left_out["flagged"])
+        )
     if snapshot is None and (algorithm.needs_votes or (algorithm is Algorithm.sft and not params.get("data"))):
-        snapshot = take_snapshot(session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged,
-                                 labels=labels)
+        snapshot = take_snapshot(
+            session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged, labels=labels
+        )
         if algorithm is Algorithm.reward and snapshot.rows < 2:
             raise InvalidInput("a reward model needs at least 2 usable votes (some are held out for accuracy)")
-    run = TrainingRun(algorithm=algorithm, base_checkpoint_id=base.id,
-                      reward_checkpoint_id=reward.id if reward else None, params=params,
-                      snapshot=snapshot.model_dump(mode="json") if snapshot else {},
-                      snapshot_hash=snapshot.hash if snapshot else None, serve_on_success=serve_on_success,
-                      created_by=created_by)
+    run = TrainingRun(
+        algorithm=algorithm,
+        base_checkpoint_id=base.id,
+        reward_checkpoint_id=reward.id if reward else None,
+        params=params,
+        snapshot=snapshot.model_dump(mode="json") if snapshot else {},
+        snapshot_hash=snapshot.hash if snapshot else None,
+        serve_on_success=serve_on_success,
+        created_by=created_by,
+    )
     session.add(run)
     session.flush()
     return run
@@ -95,13 +120,25 @@ def run_summary(run: TrainingRun) -> dict[str, Any]:
     """A run as plain values, for every edge that shows one: its snapshot without the vote ids."""
     snapshot = dict(s.summary()) if (s := Snapshot.of(run)) else {}
     votes = snapshot.pop("votes", 0)
-    return {"id": run.id, "algorithm": run.algorithm, "status": run.status,
-            "base_checkpoint_id": run.base_checkpoint_id,
-            "reward_checkpoint_id": run.reward_checkpoint_id, "output_checkpoint_id": run.output_checkpoint_id,
-            "params": run.params, "progress": run.progress, "metrics": run.metrics, "error": run.error,
-            "snapshot": snapshot, "votes": votes, "serve_on_success": run.serve_on_success,
-            "cancel_requested": run.cancel_requested, "created_at": run.created_at, "started_at": run.started_at,
-            "finished_at": run.finished_at}
+    return {
+        "id": run.id,
+        "algorithm": run.algorithm,
+        "status": run.status,
+        "base_checkpoint_id": run.base_checkpoint_id,
+        "reward_checkpoint_id": run.reward_checkpoint_id,
+        "output_checkpoint_id": run.output_checkpoint_id,
+        "params": run.params,
+        "progress": run.progress,
+        "metrics": run.metrics,
+        "error": run.error,
+        "snapshot": snapshot,
+        "votes": votes,
+        "serve_on_success": run.serve_on_success,
+        "cancel_requested": run.cancel_requested,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    }
 
 
 def get_run(*, session: Session, run_id: int) -> TrainingRun:
@@ -150,17 +187,30 @@ def run_log(*, session: Session, run_id: int) -> list[RunLog]:
     return list(session.exec(select(RunLog).where(RunLog.run_id == run_id).order_by(RunLog.step, RunLog.id)))
 
 
-def finish_run(*, session: Session, run_id: int, status: JobStatus, metrics: dict[str, Any] | None = None,
-               error: str | None = None, output_checkpoint_id: int | None = None) -> TrainingRun:
+def finish_run(
+    *,
+    session: Session,
+    run_id: int,
+    status: JobStatus,
+    metrics: dict[str, Any] | None = None,
+    error: str | None = None,
+    output_checkpoint_id: int | None = None,
+) -> TrainingRun:
     """Ends a queued or running run, ``metrics`` added to those it has; one already ended raises ``Conflict``.
 
     Called in the transaction that registers its checkpoint, so a run the reaper failed
     meanwhile registers none (:func:`rlhf.services.job_rows.finish_job`).
     """
     run = get_run(session=session, run_id=run_id)
-    job_rows.finish_job(session=session, table=TrainingRun, job_id=run_id, status=status, error=error,
-                        metrics={**(run.metrics or {}), **metrics} if metrics is not None else None,
-                        output_checkpoint_id=output_checkpoint_id)
+    job_rows.finish_job(
+        session=session,
+        table=TrainingRun,
+        job_id=run_id,
+        status=status,
+        error=error,
+        metrics={**(run.metrics or {}), **metrics} if metrics is not None else None,
+        output_checkpoint_id=output_checkpoint_id,
+    )
     return get_run(session=session, run_id=run_id)
 
 

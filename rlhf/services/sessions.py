@@ -38,16 +38,25 @@ def _key(name: str) -> str:
     return name.lower()[:128]
 
 
-def open_session(*, session: Session, user: User, kind: str, now: float, ttl_s: int,
-                 user_agent: str | None = None) -> AuthSession:
+def open_session(
+    *, session: Session, user: User, kind: str, now: float, ttl_s: int, user_agent: str | None = None
+) -> AuthSession:
     """A new login for ``user`` (a ``cookie`` or a ``token``), valid ``ttl_s`` seconds from ``now``."""
     if kind not in SESSION_KINDS:
         raise ValueError(f"kind must be one of {SESSION_KINDS}")
     # The user's expired rows go as new ones come, so the table holds only live logins and recent history.
-    session.exec(sa.delete(AuthSession).where(col(AuthSession.user_id) == user.id,
-                                              col(AuthSession.expires_at) < _at(now - 86_400)))
-    row = AuthSession(user_id=user.id, kind=kind, created_at=_at(now), expires_at=_at(now + ttl_s),
-                      user_agent=(user_agent or "")[:256] or None)
+    session.exec(
+        sa.delete(AuthSession).where(
+            col(AuthSession.user_id) == user.id, col(AuthSession.expires_at) < _at(now - 86_400)
+        )
+    )
+    row = AuthSession(
+        user_id=user.id,
+        kind=kind,
+        created_at=_at(now),
+        expires_at=_at(now + ttl_s),
+        user_agent=(user_agent or "")[:256] or None,
+    )
     session.add(row)
     session.flush()
     return row
@@ -56,35 +65,55 @@ def open_session(*, session: Session, user: User, kind: str, now: float, ttl_s: 
 def live_session_user(*, session: Session, session_id: int, user_id: int, now: float) -> User | None:
     """The user of a live (unrevoked, unexpired) session ``session_id`` that belongs to ``user_id``, else None."""
     found = session.exec(
-        select(User).join(AuthSession, col(AuthSession.user_id) == col(User.id))
-        .where(col(AuthSession.id) == session_id, col(AuthSession.user_id) == user_id,
-               col(AuthSession.revoked_at).is_(None), col(AuthSession.expires_at) > _at(now))).first()
+        select(User)
+        .join(AuthSession, col(AuthSession.user_id) == col(User.id))
+        .where(
+            col(AuthSession.id) == session_id,
+            col(AuthSession.user_id) == user_id,
+            col(AuthSession.revoked_at).is_(None),
+            col(AuthSession.expires_at) > _at(now),
+        )
+    ).first()
     return found
 
 
 def revoke_session(*, session: Session, session_id: int, now: float) -> bool:
     """End one login; True if it was live."""
-    result = session.exec(sa.update(AuthSession).where(col(AuthSession.id) == session_id,
-                                                       col(AuthSession.revoked_at).is_(None))
-                          .values(revoked_at=_at(now)))
+    result = session.exec(
+        sa.update(AuthSession)
+        .where(col(AuthSession.id) == session_id, col(AuthSession.revoked_at).is_(None))
+        .values(revoked_at=_at(now))
+    )
     return bool(result.rowcount)
 
 
 def revoke_user_sessions(*, session: Session, user_id: int, now: float) -> int:
     """End every live login of one user (its cookies and tokens); how many there were."""
-    result = session.exec(sa.update(AuthSession).where(col(AuthSession.user_id) == user_id,
-                                                       col(AuthSession.revoked_at).is_(None),
-                                                       col(AuthSession.expires_at) > _at(now))
-                          .values(revoked_at=_at(now)))
+    result = session.exec(
+        sa.update(AuthSession)
+        .where(
+            col(AuthSession.user_id) == user_id,
+            col(AuthSession.revoked_at).is_(None),
+            col(AuthSession.expires_at) > _at(now),
+        )
+        .values(revoked_at=_at(now))
+    )
     return int(result.rowcount or 0)
 
 
 def list_sessions(*, session: Session, user_id: int, now: float) -> list[AuthSession]:
     """A user's live logins, newest first."""
-    return list(session.exec(select(AuthSession).where(col(AuthSession.user_id) == user_id,
-                                                       col(AuthSession.revoked_at).is_(None),
-                                                       col(AuthSession.expires_at) > _at(now))
-                             .order_by(col(AuthSession.id).desc())).all())
+    return list(
+        session.exec(
+            select(AuthSession)
+            .where(
+                col(AuthSession.user_id) == user_id,
+                col(AuthSession.revoked_at).is_(None),
+                col(AuthSession.expires_at) > _at(now),
+            )
+            .order_by(col(AuthSession.id).desc())
+        ).all()
+    )
 
 
 # --- the login throttle ---------------------------------------------------------------------------------
@@ -92,9 +121,11 @@ def list_sessions(*, session: Session, user_id: int, now: float) -> list[AuthSes
 
 def login_delay(*, session: Session, name: str, now: float) -> int | None:
     """Seconds before ``name`` may try a password again, or None if it may now."""
-    count, last = session.exec(select(sa.func.count(), sa.func.max(LoginFailure.at))
-                               .where(col(LoginFailure.name) == _key(name),
-                                      col(LoginFailure.at) > now - FAILURE_WINDOW_S)).one()
+    count, last = session.exec(
+        select(sa.func.count(), sa.func.max(LoginFailure.at)).where(
+            col(LoginFailure.name) == _key(name), col(LoginFailure.at) > now - FAILURE_WINDOW_S
+        )
+    ).one()
     if count < FREE_FAILURES or last is None:
         return None
     delay = min(BASE_DELAY_S * 2 ** (count - FREE_FAILURES), MAX_DELAY_S)
@@ -104,8 +135,11 @@ def login_delay(*, session: Session, name: str, now: float) -> int | None:
 
 def record_login_failure(*, session: Session, name: str, address: str, now: float) -> None:
     """Commits: a failure must count even though the request that made it is answered with an error."""
-    session.exec(sa.delete(LoginFailure).where(col(LoginFailure.name) == _key(name),
-                                               col(LoginFailure.at) <= now - FAILURE_WINDOW_S))
+    session.exec(
+        sa.delete(LoginFailure).where(
+            col(LoginFailure.name) == _key(name), col(LoginFailure.at) <= now - FAILURE_WINDOW_S
+        )
+    )
     session.add(LoginFailure(name=_key(name), address=address[:64], at=now))
     session.commit()
 

@@ -57,14 +57,16 @@ def simulated_raters(*, session: Session, k: int) -> list[User]:
         name = f"sim-{i}"
         user = find_user(session=session, name=name)
         # A random password nobody knows: simulated raters cannot log in.
-        raters.append(user or create_user(session=session, name=name, role=Role.rater,
-                                          password=secrets.token_urlsafe(24)))
+        raters.append(
+            user or create_user(session=session, name=name, role=Role.rater, password=secrets.token_urlsafe(24))
+        )
     session.flush()
     return raters
 
 
-def simulate(*, session: Session, rule: str, raters: int = 1, noise: float = 0.0, limit: int | None = None,
-             seed: int = 0) -> dict[str, int]:
+def simulate(
+    *, session: Session, rule: str, raters: int = 1, noise: float = 0.0, limit: int | None = None, seed: int = 0
+) -> dict[str, int]:
     """Vote on open comparisons until each reaches its target or the raters run out."""
     decide = parse_rule(rule)
     if not 0.0 <= noise <= 1.0:
@@ -88,8 +90,15 @@ def simulate(*, session: Session, rule: str, raters: int = 1, noise: float = 0.0
                 choice = choice.swapped()
             if not place_is_free(session=session, comparison_id=comp.id, rater_id=user.id, now=utcnow()):
                 break  # people hold every place left in this pair: theirs to vote on, not ours
-            record_vote(session=session, rater=user, comparison_id=comp.id, choice=choice, as_shown=False,
-                        kind=VoteKind.simulated, source=f"simulated:{rule}")
+            record_vote(
+                session=session,
+                rater=user,
+                comparison_id=comp.id,
+                choice=choice,
+                as_shown=False,
+                kind=VoteKind.simulated,
+                source=f"simulated:{rule}",
+            )
             counts[choice.value] += 1
     counts["votes"] = sum(v for k, v in counts.items() if k != "votes")
     return dict(counts)

@@ -36,8 +36,11 @@ Ties = Literal["drop", "keep"]
 VoteKind = Literal["human", "machine"]  # whose votes make rows (a judge's and simulated raters' may follow)
 VOTE_KINDS: tuple[str, ...] = get_args(VoteKind)
 # Names stored snapshots and the edges use for sets of kinds; "both" is people's votes and machine labels.
-LABEL_NAMES: dict[str, frozenset[str]] = {"human": frozenset({"human"}), "machine": frozenset({"machine"}),
-                                          "both": frozenset({"human", "machine"})}
+LABEL_NAMES: dict[str, frozenset[str]] = {
+    "human": frozenset({"human"}),
+    "machine": frozenset({"machine"}),
+    "both": frozenset({"human", "machine"}),
+}
 
 
 def parse_labels(labels: str | Iterable[str]) -> frozenset[str]:
@@ -145,8 +148,11 @@ def _kind(data: Any) -> str:
     return "sft" if aggregate == "demonstrations" else "preference"
 
 
-_ANY: TypeAdapter[PreferenceSnapshot | SFTSnapshot] = TypeAdapter(Annotated[
-    Annotated[PreferenceSnapshot, Tag("preference")] | Annotated[SFTSnapshot, Tag("sft")], Discriminator(_kind)])
+_ANY: TypeAdapter[PreferenceSnapshot | SFTSnapshot] = TypeAdapter(
+    Annotated[
+        Annotated[PreferenceSnapshot, Tag("preference")] | Annotated[SFTSnapshot, Tag("sft")], Discriminator(_kind)
+    ]
+)
 
 
 def parse_snapshot(data: dict[str, Any]) -> PreferenceSnapshot | SFTSnapshot:

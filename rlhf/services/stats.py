@@ -35,10 +35,14 @@ def rater_stats(*, session: Session, rater_id: int) -> dict[str, Any]:
     """This rater's votes, the open comparisons, and how many of those they could still be handed
     (``left_for_you``: not the ones they answered, skipped or others hold, nor gold pairs without regular work)."""
     mine = _grouped_where(session, Vote.choice, Vote.rater_id == rater_id)
-    return {"votes": sum(mine.values()), "by_choice": mine,
-            "open_comparisons": _count(session, Comparison, Comparison.status == ComparisonStatus.open,
-                                       Comparison.source == ComparisonSource.queue),
-            "left_for_you": remaining_for_rater(session=session, rater_id=rater_id)}
+    return {
+        "votes": sum(mine.values()),
+        "by_choice": mine,
+        "open_comparisons": _count(
+            session, Comparison, Comparison.status == ComparisonStatus.open, Comparison.source == ComparisonSource.queue
+        ),
+        "left_for_you": remaining_for_rater(session=session, rater_id=rater_id),
+    }
 
 
 def _grouped_where(session: Session, column, *where) -> dict[str, int]:
@@ -48,8 +52,13 @@ def _grouped_where(session: Session, column, *where) -> dict[str, int]:
 
 def overall_stats(*, session: Session) -> dict[str, Any]:
     # Votes are people's (and simulated raters'); a reward model's machine labels are counted apart.
-    per_rater = session.exec(select(User.name, func.count(Vote.id)).join(Vote, Vote.rater_id == User.id)
-                             .where(human_vote()).group_by(User.name).order_by(User.name)).all()
+    per_rater = session.exec(
+        select(User.name, func.count(Vote.id))
+        .join(Vote, Vote.rater_id == User.id)
+        .where(human_vote())
+        .group_by(User.name)
+        .order_by(User.name)
+    ).all()
     return {
         "prompts": _count(session, Prompt),
         "responses": _count(session, Response),

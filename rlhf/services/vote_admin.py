@@ -49,8 +49,14 @@ def counts_by_kind(*, session: Session) -> dict[str, int]:
     return {k.value: rows.get(k, 0) for k in VoteKind}
 
 
-def list_votes(*, session: Session, kind: str | VoteKind | None = None, source: str | None = None,
-               limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+def list_votes(
+    *,
+    session: Session,
+    kind: str | VoteKind | None = None,
+    source: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[dict[str, Any]]:
     """Votes newest first, with their rater's name: of one kind and source where given."""
     if not 1 <= limit <= 10_000 or offset < 0:
         raise InvalidInput("limit must be between 1 and 10000, and offset at least 0")
@@ -60,9 +66,19 @@ def list_votes(*, session: Session, kind: str | VoteKind | None = None, source: 
     if source:
         query = query.where(Vote.source == source)
     rows = session.exec(query.order_by(Vote.id.desc()).offset(offset).limit(limit)).all()
-    return [{"id": v.id, "comparison_id": v.comparison_id, "rater": name, "kind": v.kind.value,
-             "source": v.source, "choice": v.choice.value, "label_p": v.label_p, "created_at": v.created_at}
-            for v, name in rows]
+    return [
+        {
+            "id": v.id,
+            "comparison_id": v.comparison_id,
+            "rater": name,
+            "kind": v.kind.value,
+            "source": v.source,
+            "choice": v.choice.value,
+            "label_p": v.label_p,
+            "created_at": v.created_at,
+        }
+        for v, name in rows
+    ]
 
 
 @dataclass
@@ -81,8 +97,10 @@ def remove_votes(*, session: Session, kind: str | VoteKind, source: str | None =
     """Commits: deletes every vote of this kind (and source), but those a run's snapshot holds."""
     kind = parse_kind(kind)
     if kind not in REMOVABLE:
-        raise InvalidInput(f"{kind.value} votes are people's and are never removed in bulk; "
-                           f"removable kinds: {', '.join(k.value for k in REMOVABLE)}")
+        raise InvalidInput(
+            f"{kind.value} votes are people's and are never removed in bulk; "
+            f"removable kinds: {', '.join(k.value for k in REMOVABLE)}"
+        )
     with comparison_lock(session):
         query = select(Vote.id, Vote.comparison_id).where(Vote.kind == kind)
         if source:
@@ -93,11 +111,12 @@ def remove_votes(*, session: Session, kind: str | VoteKind, source: str | None =
         per_pair = Counter(cid for _, cid in doomed)
         ids = [vid for vid, _ in doomed]
         for i in range(0, len(ids), _BATCH):
-            session.exec(sa.delete(Vote).where(Vote.id.in_(ids[i:i + _BATCH])))
+            session.exec(sa.delete(Vote).where(Vote.id.in_(ids[i : i + _BATCH])))
         reopened = _restore_pairs(session, kind, per_pair)
         session.commit()
-    return Removed(kind=kind.value, source=source, removed=len(ids), kept_for_runs=len(rows) - len(ids),
-                   reopened=reopened)
+    return Removed(
+        kind=kind.value, source=source, removed=len(ids), kept_for_runs=len(rows) - len(ids), reopened=reopened
+    )
 
 
 def _restore_pairs(session: Session, kind: VoteKind, per_pair: Counter) -> int:
@@ -106,13 +125,20 @@ def _restore_pairs(session: Session, kind: VoteKind, per_pair: Counter) -> int:
     pair_ids = list(per_pair)
     reopened = 0
     for i in range(0, len(pair_ids), _BATCH):
-        query = select(Comparison).where(Comparison.id.in_(pair_ids[i:i + _BATCH]))
+        query = select(Comparison).where(Comparison.id.in_(pair_ids[i : i + _BATCH]))
         if session.bind.dialect.name == "postgresql":
             query = query.with_for_update()  # a vote cast meanwhile counts under the same row lock
         batch = session.exec(query).all()
         # Labels never filled a target; a pair keeps its late place while another label of this kind remains.
-        still_labelled = set() if kind is VoteKind.simulated else set(session.exec(
-            select(Vote.comparison_id).where(Vote.comparison_id.in_([c.id for c in batch]), Vote.kind == kind)))
+        still_labelled = (
+            set()
+            if kind is VoteKind.simulated
+            else set(
+                session.exec(
+                    select(Vote.comparison_id).where(Vote.comparison_id.in_([c.id for c in batch]), Vote.kind == kind)
+                )
+            )
+        )
         for comp in batch:
             if kind is VoteKind.simulated:
                 comp.vote_count = max(0, comp.vote_count - per_pair[comp.id])

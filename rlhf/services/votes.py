@@ -27,10 +27,19 @@ def parse_choice(choice: str | Choice) -> Choice:
         raise InvalidInput(f"unknown choice {choice!r}; use a, b, tie or both_bad") from None
 
 
-def record_vote(*, session: Session, rater: User, comparison_id: int, choice: str | Choice,
-                rationale: str | None = None, idempotency_key: str | None = None,
-                as_shown: bool = True, kind: VoteKind = VoteKind.human, source: str = "human",
-                require_handout: bool = False) -> VoteResult:
+def record_vote(
+    *,
+    session: Session,
+    rater: User,
+    comparison_id: int,
+    choice: str | Choice,
+    rationale: str | None = None,
+    idempotency_key: str | None = None,
+    as_shown: bool = True,
+    kind: VoteKind = VoteKind.human,
+    source: str = "human",
+    require_handout: bool = False,
+) -> VoteResult:
     """Commits: stores one vote, committed under the comparison's lock.
 
     The commit is the point: a concurrent duplicate or the vote that fills the target must
@@ -76,14 +85,24 @@ def record_vote(*, session: Session, rater: User, comparison_id: int, choice: st
             raise Conflict(f"comparison {comparison_id} was not handed to you: GET /api/comparisons/next first")
         now = utcnow()
         lease = assignment if assignment is not None and as_utc(assignment.expires_at) > now else None
-        if not (lease is not None or comp.is_gold
-                or place_is_free(session=session, comparison_id=comparison_id, rater_id=rater.id, now=now)):
+        if not (
+            lease is not None
+            or comp.is_gold
+            or place_is_free(session=session, comparison_id=comparison_id, rater_id=rater.id, now=now)
+        ):
             session.rollback()
             raise Conflict(_late_vote_refused(comparison_id, had_lease=assignment is not None))
         swapped = bool(assignment and assignment.swapped) if as_shown else False
-        vote = Vote(comparison_id=comparison_id, rater_id=rater.id, choice=choice.swapped() if swapped else choice,
-                    rationale=(rationale or "").strip() or None, shown_swapped=swapped,
-                    idempotency_key=idempotency_key, kind=kind, source=source)
+        vote = Vote(
+            comparison_id=comparison_id,
+            rater_id=rater.id,
+            choice=choice.swapped() if swapped else choice,
+            rationale=(rationale or "").strip() or None,
+            shown_swapped=swapped,
+            idempotency_key=idempotency_key,
+            kind=kind,
+            source=source,
+        )
         session.add(vote)
         if lease is not None:  # the vote ends the lease: its place is filled by the vote itself
             lease.expires_at = now
@@ -109,8 +128,10 @@ def record_vote(*, session: Session, rater: User, comparison_id: int, choice: st
 
 def _late_vote_refused(comparison_id: int, had_lease: bool) -> str:
     if had_lease:
-        return (f"comparison {comparison_id} was handed to another rater after you gave it back (or your lease "
-                "on it ran out); it needs no more votes")
+        return (
+            f"comparison {comparison_id} was handed to another rater after you gave it back (or your lease "
+            "on it ran out); it needs no more votes"
+        )
     return f"comparison {comparison_id} needs no more votes: other raters hold every place left in it"
 
 

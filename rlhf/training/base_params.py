@@ -29,9 +29,12 @@ class CommonParams:
     gradient_accumulation_steps: int = param(1, "micro-batches accumulated into one optimizer step")
     seed: int = param(0, "random seed for data order and initialisation")
     logging_steps: int = param(1, "log losses every N steps (these become the run's curves)")
-    peft: str = param("none", "what a run trains: 'none' (all weights), 'lora' (LoRA adapters) or 'prompt_tuning' "
-                              "(virtual tokens before the prompt); adapter runs save only the adapter, naming "
-                              "their base checkpoint (use_lora=true is the old spelling of peft=lora)")
+    peft: str = param(
+        "none",
+        "what a run trains: 'none' (all weights), 'lora' (LoRA adapters) or 'prompt_tuning' "
+        "(virtual tokens before the prompt); adapter runs save only the adapter, naming "
+        "their base checkpoint (use_lora=true is the old spelling of peft=lora)",
+    )
     num_virtual_tokens: int = param(8, "virtual tokens learned by a prompt-tuning run (peft=prompt_tuning)")
     lora_r: int = param(16, "LoRA rank")
     lora_alpha: int = param(32, "LoRA scaling alpha")

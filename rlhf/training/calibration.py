@@ -80,14 +80,16 @@ def _figures(margins: list[float], targets: list[float], probs: list[float]) -> 
     """(ece, brier, log loss) of predicted P(chosen) ``probs`` against soft labels ``targets``."""
     brier = sum((p - y) ** 2 for p, y in zip(probs, targets)) / len(probs)
     eps = 1e-12
-    log_loss = -sum(y * math.log(max(p, eps)) + (1 - y) * math.log(max(1 - p, eps))
-                    for p, y in zip(probs, targets)) / len(probs)
+    log_loss = -sum(
+        y * math.log(max(p, eps)) + (1 - y) * math.log(max(1 - p, eps)) for p, y in zip(probs, targets)
+    ) / len(probs)
     bins: list[list[tuple[float, float]]] = [[] for _ in range(_BINS)]
     for m, p, y in zip(margins, probs, targets):
         confidence, right = (p, y) if m >= 0 else (1 - p, 1 - y)
         bins[min(_BINS - 1, int((confidence - 0.5) * 2 * _BINS))].append((confidence, right))
-    ece = sum(abs(sum(c for c, _ in b) / len(b) - sum(r for _, r in b) / len(b)) * len(b)
-              for b in bins if b) / len(probs)
+    ece = sum(abs(sum(c for c, _ in b) / len(b) - sum(r for _, r in b) / len(b)) * len(b) for b in bins if b) / len(
+        probs
+    )
     return ece, brier, log_loss
 
 
@@ -96,8 +98,10 @@ def calibrate(margins: list[float], targets: list[float], min_heldout: int = MIN
     if len(margins) != len(targets):
         raise ValueError("one target per margin")
     if len(margins) < min_heldout:
-        raise InvalidInput(f"only {len(margins)} held-out human comparisons to calibrate on; at least {min_heldout} "
-                           "are needed. Train the reward model on more votes, or with a larger eval_fraction")
+        raise InvalidInput(
+            f"only {len(margins)} held-out human comparisons to calibrate on; at least {min_heldout} "
+            "are needed. Train the reward model on more votes, or with a larger eval_fraction"
+        )
     scale = fit_scale(margins, targets)
     accuracy = sum((y if m > 0 else (1 - y) if m < 0 else 0.5) for m, y in zip(margins, targets)) / len(margins)
     probs = [0.0] * len(margins)

@@ -47,8 +47,13 @@ def run(spec: TrainerSpec) -> dict[str, Any]:
         return stop_path.exists()
 
     callback = ProgressCallback(on_log, should_stop)
-    common = {"base": spec.base, "output_dir": Path(spec.output_dir), "params": params,
-              "trl_overrides": trl_overrides, "work_dir": Path(spec.work_dir)}
+    common = {
+        "base": spec.base,
+        "output_dir": Path(spec.output_dir),
+        "params": params,
+        "trl_overrides": trl_overrides,
+        "work_dir": Path(spec.work_dir),
+    }
     # Preference rows are checked against the type the worker wrote them as (rlhf.dataset_rows).
     data = read_preference_rows(spec.data) if spec.algorithm in ("dpo", "reward") else read_jsonl(spec.data)
     # Each trainer's module only when its algorithm runs: together they load every TRL trainer.
@@ -66,8 +71,14 @@ def run(spec: TrainerSpec) -> dict[str, Any]:
         return train_sft(examples=data, callbacks=[callback], **common)
     from rlhf.training.online import train_online  # heavy: loads torch and transformers
 
-    return train_online(algorithm=spec.algorithm, prompts=data, reward_model=spec.reward_model,
-                        on_log=on_log, should_stop=should_stop, **common)
+    return train_online(
+        algorithm=spec.algorithm,
+        prompts=data,
+        reward_model=spec.reward_model,
+        on_log=on_log,
+        should_stop=should_stop,
+        **common,
+    )
 
 
 def make_merged_copies(spec: TrainerSpec) -> None:
@@ -89,9 +100,16 @@ def evaluate(spec: TrainerSpec, metrics: dict[str, Any]) -> dict[str, Any]:
     params, _ = spec.typed_params()
     if not spec.eval_prompts or not params.eval_samples or metrics.get("stopped"):
         return metrics
-    return {**metrics, **parent_comparison.compare_with_parent(
-        policy_path=trained_model(spec), parent_path=spec.base, prompts=spec.eval_prompts,
-        reward_model_path=spec.reward_model, samples_per_prompt=params.eval_samples)}
+    return {
+        **metrics,
+        **parent_comparison.compare_with_parent(
+            policy_path=trained_model(spec),
+            parent_path=spec.base,
+            prompts=spec.eval_prompts,
+            reward_model_path=spec.reward_model,
+            samples_per_prompt=params.eval_samples,
+        ),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,18 +20,31 @@ def dpo_config(params: DPOParams, work_dir: Path, trl_overrides: dict | None = N
     """TRL's config for a run; ``soft`` precomputes the reference log-probs the soft term reads."""
     from trl import DPOConfig
 
-    return DPOConfig(**trainer_kwargs(params, work_dir, {
-        "beta": params.beta,
-        "loss_type": list(params.loss_type),
-        "loss_weights": list(params.loss_weights) if params.loss_weights else None,
-        "max_length": params.max_length,
-        **({"precompute_ref_log_probs": True} if soft else {}),
-        **(trl_overrides or {}),
-    }))
+    return DPOConfig(
+        **trainer_kwargs(
+            params,
+            work_dir,
+            {
+                "beta": params.beta,
+                "loss_type": list(params.loss_type),
+                "loss_weights": list(params.loss_weights) if params.loss_weights else None,
+                "max_length": params.max_length,
+                **({"precompute_ref_log_probs": True} if soft else {}),
+                **(trl_overrides or {}),
+            },
+        )
+    )
 
 
-def build_dpo_trainer(*, base: str, rows: list[dict], params: DPOParams, work_dir: Path,
-                      trl_overrides: dict | None = None, callbacks: list[ProgressCallback] = ()):
+def build_dpo_trainer(
+    *,
+    base: str,
+    rows: list[dict],
+    params: DPOParams,
+    work_dir: Path,
+    trl_overrides: dict | None = None,
+    callbacks: list[ProgressCallback] = (),
+):
     """The trainer a run uses (not yet trained): the soft one when some pair's target is below 1."""
     from datasets import Dataset
     from trl import DPOTrainer
@@ -47,20 +60,43 @@ def build_dpo_trainer(*, base: str, rows: list[dict], params: DPOParams, work_di
     args = dpo_config(params, work_dir, trl_overrides, soft=soft)
     # The reference model is loaded from the saved base path, so ``base`` must be a saved model.
     cls = SoftDPOTrainer if soft else DPOTrainer
-    trainer = cls(model=base, args=args, train_dataset=Dataset.from_list(data), processing_class=tokenizer,
-                  callbacks=list(callbacks), peft_config=peft_config(params))
+    trainer = cls(
+        model=base,
+        args=args,
+        train_dataset=Dataset.from_list(data),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+        peft_config=peft_config(params),
+    )
     return trainer, tokenizer, targets
 
 
-def train_dpo(*, base: str, rows: list[dict], output_dir: Path, params: DPOParams, trl_overrides: dict | None = None,
-              work_dir: Path, callbacks: list[ProgressCallback] = ()) -> dict[str, Any]:
+def train_dpo(
+    *,
+    base: str,
+    rows: list[dict],
+    output_dir: Path,
+    params: DPOParams,
+    trl_overrides: dict | None = None,
+    work_dir: Path,
+    callbacks: list[ProgressCallback] = (),
+) -> dict[str, Any]:
     """Train ``base`` on preference rows (conversational prompt/chosen/rejected); save to ``output_dir``."""
-    trainer, tokenizer, targets = build_dpo_trainer(base=base, rows=rows, params=params, work_dir=work_dir,
-                                                    trl_overrides=trl_overrides, callbacks=callbacks)
+    trainer, tokenizer, targets = build_dpo_trainer(
+        base=base, rows=rows, params=params, work_dir=work_dir, trl_overrides=trl_overrides, callbacks=callbacks
+    )
     result = trainer.train()
     save_model(trainer, output_dir, tokenizer)
-    last = {k: v for k, v in (trainer.state.log_history[-2] if len(trainer.state.log_history) > 1 else {}).items()
-            if k.startswith("rewards/")}
-    return {"train_loss": float(result.training_loss), "final_loss": final_loss(trainer),
-            "steps": trainer.state.global_step, "pairs": len(rows),
-            "mean_label_p": round(sum(targets) / len(targets), 4) if targets else None, **last}
+    last = {
+        k: v
+        for k, v in (trainer.state.log_history[-2] if len(trainer.state.log_history) > 1 else {}).items()
+        if k.startswith("rewards/")
+    }
+    return {
+        "train_loss": float(result.training_loss),
+        "final_loss": final_loss(trainer),
+        "steps": trainer.state.global_step,
+        "pairs": len(rows),
+        "mean_label_p": round(sum(targets) / len(targets), 4) if targets else None,
+        **last,
+    }

@@ -16,9 +16,13 @@ from rlhf.training.trl_setup import ProgressCallback, final_loss, peft_config, s
 
 def truncate_prompt(tokenizer, messages: list[dict], max_tokens: int) -> list[dict]:
     """Drop the oldest turns, then the start of the last one, until the rendered prompt fits."""
+
     def length(msgs):
-        return len(tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True,
-                                                 return_dict=True)["input_ids"])
+        return len(
+            tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True, return_dict=True)[
+                "input_ids"
+            ]
+        )
 
     msgs = [dict(m) for m in messages]
     while length(msgs) > max_tokens and len(msgs) > 1:
@@ -26,7 +30,7 @@ def truncate_prompt(tokenizer, messages: list[dict], max_tokens: int) -> list[di
         msgs.pop(drop)
     while length(msgs) > max_tokens and len(msgs[-1]["content"]) > 1:
         content = msgs[-1]["content"]
-        msgs[-1]["content"] = content[len(content) // 4 or 1:]
+        msgs[-1]["content"] = content[len(content) // 4 or 1 :]
     return msgs
 
 
@@ -50,13 +54,19 @@ def online_config(algorithm: str, params, work_dir: Path, trl_overrides: dict | 
         from trl import GRPOConfig as Config
     else:
         raise ValueError(f"unknown online algorithm {algorithm!r}")
-    return Config(**trainer_kwargs(params, work_dir, {
-        "num_generations": params.num_generations,
-        "max_completion_length": params.max_completion_length,
-        "temperature": params.temperature,
-        "beta": params.beta,
-        **(trl_overrides or {}),
-    }))
+    return Config(
+        **trainer_kwargs(
+            params,
+            work_dir,
+            {
+                "num_generations": params.num_generations,
+                "max_completion_length": params.max_completion_length,
+                "temperature": params.temperature,
+                "beta": params.beta,
+                **(trl_overrides or {}),
+            },
+        )
+    )
 
 
 def online_prompts(tokenizer, prompts: list[dict], params) -> list[dict]:
@@ -64,8 +74,19 @@ def online_prompts(tokenizer, prompts: list[dict], params) -> list[dict]:
     return [{"prompt": truncate_prompt(tokenizer, p["prompt"], params.max_prompt_length)} for p in prompts]
 
 
-def train_online(*, algorithm: str, base: str, reward_model: str, prompts: list[dict], output_dir: Path, params,
-                 trl_overrides: dict | None, work_dir: Path, on_log=None, should_stop=None) -> dict[str, Any]:
+def train_online(
+    *,
+    algorithm: str,
+    base: str,
+    reward_model: str,
+    prompts: list[dict],
+    output_dir: Path,
+    params,
+    trl_overrides: dict | None,
+    work_dir: Path,
+    on_log=None,
+    should_stop=None,
+) -> dict[str, Any]:
     if algorithm == "ppo":
         return _ppo(base, reward_model, prompts, output_dir, params, on_log, should_stop)
     from datasets import Dataset
@@ -76,15 +97,27 @@ def train_online(*, algorithm: str, base: str, reward_model: str, prompts: list[
     args = online_config(algorithm, params, work_dir, trl_overrides)
     Trainer = _trainer_class(algorithm)
     reward_tok = load_tokenizer(reward_model)
-    trainer = Trainer(model=base, reward_funcs=reward_model, args=args, train_dataset=data,
-                      processing_class=tokenizer, reward_processing_classes=reward_tok,
-                      callbacks=[ProgressCallback(on_log, should_stop)], peft_config=peft_config(params))
+    trainer = Trainer(
+        model=base,
+        reward_funcs=reward_model,
+        args=args,
+        train_dataset=data,
+        processing_class=tokenizer,
+        reward_processing_classes=reward_tok,
+        callbacks=[ProgressCallback(on_log, should_stop)],
+        peft_config=peft_config(params),
+    )
     result = trainer.train()
     save_model(trainer, output_dir, tokenizer)
     rewards = [e["reward"] for e in trainer.state.log_history if "reward" in e]
-    return {"train_loss": float(result.training_loss), "final_loss": final_loss(trainer),
-            "steps": trainer.state.global_step, "prompts": len(prompts),
-            "reward_first": rewards[0] if rewards else None, "reward_last": rewards[-1] if rewards else None}
+    return {
+        "train_loss": float(result.training_loss),
+        "final_loss": final_loss(trainer),
+        "steps": trainer.state.global_step,
+        "prompts": len(prompts),
+        "reward_first": rewards[0] if rewards else None,
+        "reward_last": rewards[-1] if rewards else None,
+    }
 
 
 def _ppo(base, reward_model, prompts, output_dir, params, on_log, should_stop) -> dict[str, Any]:
@@ -95,7 +128,14 @@ def _ppo(base, reward_model, prompts, output_dir, params, on_log, should_stop) -
             on_log(int(values.get("step", 0)), {**values, "max_steps": params.steps})
 
     try:
-        return train_ppo(policy_path=base, reward_model_path=reward_model, prompts=[p["prompt"] for p in prompts],
-                         output_dir=str(output_dir), params=params, on_log=log, should_stop=should_stop)
+        return train_ppo(
+            policy_path=base,
+            reward_model_path=reward_model,
+            prompts=[p["prompt"] for p in prompts],
+            output_dir=str(output_dir),
+            params=params,
+            on_log=log,
+            should_stop=should_stop,
+        )
     except TrainingStopped:
         return {"stopped": True}  # the child sees the stop file and exits as cancelled

@@ -49,21 +49,30 @@ class SFTParams(OfflineParams):
 class PreferenceParams(OfflineParams):
     """Training on votes: each row's label is trusted as far as its votes say (see ``soft_targets``)."""
 
-    soft_labels: bool = param(True, "train each pair towards the probability its votes give it (vote split, or the "
-                                    "rater's measured reliability); false: every label is taken as certain")
-    label_smoothing: float = param(0.0, "conservative DPO's flip probability, applied on top of each pair's own: "
-                                        "p(1-e) + (1-p)e (not TRL's robust/EXO label_smoothing: that is "
-                                        "trl.label_smoothing)")
+    soft_labels: bool = param(
+        True,
+        "train each pair towards the probability its votes give it (vote split, or the "
+        "rater's measured reliability); false: every label is taken as certain",
+    )
+    label_smoothing: float = param(
+        0.0,
+        "conservative DPO's flip probability, applied on top of each pair's own: "
+        "p(1-e) + (1-p)e (not TRL's robust/EXO label_smoothing: that is "
+        "trl.label_smoothing)",
+    )
 
 
 @dataclass
 class RewardParams(PreferenceParams):
     # Shared fields that cannot act on this algorithm: refused, with the reason, rather than ignored.
     INAPPLICABLE: ClassVar[dict[str, str]] = {
-        "eval_samples": "a reward model is measured on its held-out votes (eval_fraction), not by sampling"}
-    NO_PROMPT_TUNING: ClassVar[str] = ("online RL hands a reward checkpoint to TRL (reward_funcs) and to PPO's "
-                                       "value model as plain weights, made by merging an adapter; prompt tuning "
-                                       "cannot be merged (use peft=lora)")
+        "eval_samples": "a reward model is measured on its held-out votes (eval_fraction), not by sampling"
+    }
+    NO_PROMPT_TUNING: ClassVar[str] = (
+        "online RL hands a reward checkpoint to TRL (reward_funcs) and to PPO's "
+        "value model as plain weights, made by merging an adapter; prompt tuning "
+        "cannot be merged (use peft=lora)"
+    )
     learning_rate: float = param(1e-3, "peak learning rate")
     steps: int = param(100, "optimizer steps to train for")
     eval_fraction: float = param(0.2, "share of votes held out to measure accuracy")
@@ -83,8 +92,10 @@ class DPOParams(PreferenceParams):
 class GroupParams(OnlineParams):
     """RLOO and GRPO (TRL): advantages from a group of completions per prompt, no value model."""
 
-    NO_PROMPT_TUNING: ClassVar[str] = ("prompt tuning is offered for DPO and SFT; rollouts with virtual tokens "
-                                       "are not verified for RLOO/GRPO here (use peft=lora)")
+    NO_PROMPT_TUNING: ClassVar[str] = (
+        "prompt tuning is offered for DPO and SFT; rollouts with virtual tokens "
+        "are not verified for RLOO/GRPO here (use peft=lora)"
+    )
     # Moves the tiny model within ~20 steps; scale down (1e-6..1e-5) for billion-parameter models.
     learning_rate: float = param(5e-4, "peak learning rate")
     steps: int = param(30, "optimizer steps")
@@ -103,12 +114,27 @@ class GRPOParams(GroupParams):
 
 
 PARAMS_BY_ALGORITHM: dict[str, type[CommonParams]] = {
-    "sft": SFTParams, "reward": RewardParams, "dpo": DPOParams,
-    "rloo": RLOOParams, "grpo": GRPOParams, "ppo": PPOParams,
+    "sft": SFTParams,
+    "reward": RewardParams,
+    "dpo": DPOParams,
+    "rloo": RLOOParams,
+    "grpo": GRPOParams,
+    "ppo": PPOParams,
 }
 # Fields that must be at least 1 wherever a class has them.
-_POSITIVE = ("steps", "batch_size", "gradient_accumulation_steps", "max_length", "num_processes", "mini_batch_size",
-             "num_ppo_epochs", "max_prompt_length", "max_completion_length", "num_generations", "logging_steps")
+_POSITIVE = (
+    "steps",
+    "batch_size",
+    "gradient_accumulation_steps",
+    "max_length",
+    "num_processes",
+    "mini_batch_size",
+    "num_ppo_epochs",
+    "max_prompt_length",
+    "max_completion_length",
+    "num_generations",
+    "logging_steps",
+)
 _CHOICES = {"value_model_init": ("auto", "reward", "policy"), "peft": ("none", "lora", "prompt_tuning")}
 
 
@@ -180,18 +206,24 @@ def validate_params(algorithm: Any, params: dict[str, Any]) -> dict[str, Any]:
             _check_trl_name(name, key[4:])
             continue
         if key not in fields:
-            hint = ("; online RL bounds prompt and answer apart: max_prompt_length, max_completion_length"
-                    if key == "max_length" and issubclass(cls, OnlineParams) else "")
+            hint = (
+                "; online RL bounds prompt and answer apart: max_prompt_length, max_completion_length"
+                if key == "max_length" and issubclass(cls, OnlineParams)
+                else ""
+            )
             known = ", ".join(sorted(fields))
-            raise InvalidInput(f"unknown parameter {key!r} for {name}{hint}; "
-                               f"known: {known} (or trl.<name> for any TRL config field)")
+            raise InvalidInput(
+                f"unknown parameter {key!r} for {name}{hint}; known: {known} (or trl.<name> for any TRL config field)"
+            )
         params[key] = _coerce(key, params[key], fields[key])
     if "loss_type" in params and issubclass(cls, DPOParams):
         # One weight per term: loss_type=sigmoid alone weighs it 1 rather than failing in TRL later.
         params.setdefault("loss_weights", [1.0] * len(params["loss_type"]))
         if len(params["loss_weights"]) != len(params["loss_type"]):
-            raise InvalidInput(f"loss_weights has {len(params['loss_weights'])} weights for "
-                               f"{len(params['loss_type'])} loss_type terms; give one weight per term")
+            raise InvalidInput(
+                f"loss_weights has {len(params['loss_weights'])} weights for "
+                f"{len(params['loss_type'])} loss_type terms; give one weight per term"
+            )
     for key in _POSITIVE:
         if key in params and params[key] < 1:
             raise InvalidInput(f"parameter {key} must be at least 1")
@@ -208,13 +240,17 @@ def validate_params(algorithm: Any, params: dict[str, Any]) -> dict[str, Any]:
     if "num_virtual_tokens" in params and peft != "prompt_tuning":
         raise InvalidInput("parameter num_virtual_tokens acts only on a prompt-tuning run: set peft=prompt_tuning")
     if issubclass(cls, GroupParams):
-        merged = {f: params.get(f, _default(fields[f])) for f in ("batch_size", "gradient_accumulation_steps",
-                                                                   "num_processes", "num_generations")}
+        merged = {
+            f: params.get(f, _default(fields[f]))
+            for f in ("batch_size", "gradient_accumulation_steps", "num_processes", "num_generations")
+        }
         per_step = merged["batch_size"] * merged["gradient_accumulation_steps"] * merged["num_processes"]
         if per_step % merged["num_generations"]:
-            raise InvalidInput(f"{name} samples batch_size x gradient_accumulation_steps x num_processes = {per_step} "
-                               f"completions per step, which must divide by num_generations "
-                               f"({merged['num_generations']})")
+            raise InvalidInput(
+                f"{name} samples batch_size x gradient_accumulation_steps x num_processes = {per_step} "
+                f"completions per step, which must divide by num_generations "
+                f"({merged['num_generations']})"
+            )
     if getattr(cls, "SINGLE_PROCESS", False) and params.get("num_processes", 1) > 1:
         raise InvalidInput(f"{name} trains in one process: num_processes must be 1")
     if getattr(cls, "SINGLE_PROCESS", False) and params.get("accelerate_config"):
@@ -242,9 +278,11 @@ def _peft_spelling(algorithm: str, params: dict[str, Any]) -> None:
 
 def _check_trl_name(algorithm: str, name: str) -> None:
     if algorithm not in CONFIGS:
-        raise InvalidInput(f"{algorithm} is the project's own trainer, not TRL's: trl.{name} has nowhere to go; "
-                           f"its parameters are: "
-                           f"{', '.join(f.name for f in dataclasses.fields(params_class(algorithm)))}")
+        raise InvalidInput(
+            f"{algorithm} is the project's own trainer, not TRL's: trl.{name} has nowhere to go; "
+            f"its parameters are: "
+            f"{', '.join(f.name for f in dataclasses.fields(params_class(algorithm)))}"
+        )
     fields = shipped_fields()[algorithm]
     if name not in fields:
         close = difflib.get_close_matches(name, fields, n=5, cutoff=0.6)
@@ -274,9 +312,14 @@ def describe(algorithm: Any) -> list[tuple[str, Any, str]]:
     """(name, default, help) for every parameter: used by --help texts and the console."""
     cls = params_class(algorithm)
     formerly = {new: old for old, new in getattr(cls, "ALIASES", {}).items()}
-    return [(f.name, _default(f), f.metadata["help"] + (f" (also accepted as {formerly[f.name]})"
-                                                          if f.name in formerly else ""))
-            for f in dataclasses.fields(cls)]
+    return [
+        (
+            f.name,
+            _default(f),
+            f.metadata["help"] + (f" (also accepted as {formerly[f.name]})" if f.name in formerly else ""),
+        )
+        for f in dataclasses.fields(cls)
+    ]
 
 
 def parse_set_options(pairs: list[str]) -> dict[str, Any]:

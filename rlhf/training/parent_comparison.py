@@ -19,15 +19,22 @@ def _sequence_logprobs(model, input_ids, attention_mask, start: int):
     import torch
 
     with torch.no_grad():
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, start - 1:-1].float()
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, start - 1 : -1].float()
     targets = input_ids[:, start:]
     logp = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return (logp * attention_mask[:, start:]).sum(-1)
 
 
-def compare_with_parent(*, policy_path, parent_path: str, prompts: list[list[dict]],
-                        reward_model_path: str | None = None, samples_per_prompt: int = 4, seed: int = 1234,
-                        max_new_tokens: int = 48) -> dict[str, Any]:
+def compare_with_parent(
+    *,
+    policy_path,
+    parent_path: str,
+    prompts: list[list[dict]],
+    reward_model_path: str | None = None,
+    samples_per_prompt: int = 4,
+    seed: int = 1234,
+    max_new_tokens: int = 48,
+) -> dict[str, Any]:
     import torch
 
     if not prompts or samples_per_prompt < 1:
@@ -46,8 +53,9 @@ def compare_with_parent(*, policy_path, parent_path: str, prompts: list[list[dic
                 continue
             seq = torch.tensor([ids + resp])
             mask = torch.ones_like(seq)
-            kls.append(float(_sequence_logprobs(policy, seq, mask, len(ids)) - _sequence_logprobs(parent, seq, mask,
-                                                                                                 len(ids))))
+            kls.append(
+                float(_sequence_logprobs(policy, seq, mask, len(ids)) - _sequence_logprobs(parent, seq, mask, len(ids)))
+            )
             lengths.append(len(resp))
     out: dict[str, Any] = {
         "eval/prompts": len(prompts),
@@ -59,8 +67,9 @@ def compare_with_parent(*, policy_path, parent_path: str, prompts: list[list[dic
         rm, rtok = load_reward_model(reward_model_path)
 
         def mean_score(all_samples):
-            convs = [p + [{"role": "assistant", "content": s.text}] for p, per in zip(prompts, all_samples)
-                     for s in per]
+            convs = [
+                p + [{"role": "assistant", "content": s.text}] for p, per in zip(prompts, all_samples) for s in per
+            ]
             scores = score_conversations(rm, rtok, convs)
             return sum(scores) / len(scores)
 

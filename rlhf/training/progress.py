@@ -46,8 +46,12 @@ class RunProgress:
     def from_dict(cls, data: Mapping[str, Any]) -> RunProgress:
         """A stored or logged report; any key besides step, max_steps and phase is a logged value."""
         max_steps = data.get("max_steps")
-        return cls(step=int(data.get("step") or 0), max_steps=int(max_steps) if max_steps else max_steps,
-                   values={k: v for k, v in data.items() if k not in _OWN_KEYS}, phase=data.get("phase"))
+        return cls(
+            step=int(data.get("step") or 0),
+            max_steps=int(max_steps) if max_steps else max_steps,
+            values={k: v for k, v in data.items() if k not in _OWN_KEYS},
+            phase=data.get("phase"),
+        )
 
     @classmethod
     def stored(cls, data: Mapping[str, Any] | None) -> RunProgress | None:

@@ -30,8 +30,15 @@ def reward_config(params: RewardParams, work_dir: Path, trl_overrides: dict | No
     return RewardConfig(**trainer_kwargs(params, work_dir, {"max_length": params.max_length, **(trl_overrides or {})}))
 
 
-def build_reward_trainer(*, base: str, rows: list[dict], params: RewardParams, work_dir: Path,
-                         trl_overrides: dict | None = None, callbacks: list[ProgressCallback] = ()):
+def build_reward_trainer(
+    *,
+    base: str,
+    rows: list[dict],
+    params: RewardParams,
+    work_dir: Path,
+    trl_overrides: dict | None = None,
+    callbacks: list[ProgressCallback] = (),
+):
     """The trainer for the training rows (not yet trained): the soft one when some pair's target is below 1."""
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification
@@ -49,31 +56,49 @@ def build_reward_trainer(*, base: str, rows: list[dict], params: RewardParams, w
     if soft:  # with every target at 1 TRL's own trainer runs, as it always has
         data = [{**d, LABEL_P: t} for d, t in zip(data, targets)]
     trainer = (SoftRewardTrainer if soft else RewardTrainer)(
-        model=model, args=args, train_dataset=Dataset.from_list(data), processing_class=tokenizer,
-        callbacks=list(callbacks), peft_config=peft_config(params, "SEQ_CLS"))
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(data),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+        peft_config=peft_config(params, "SEQ_CLS"),
+    )
     return trainer, tokenizer, targets
 
 
-def train_reward(*, base: str, rows: list[dict], output_dir: Path, params: RewardParams,
-                 trl_overrides: dict | None = None, work_dir: Path,
-                 callbacks: list[ProgressCallback] = ()) -> dict[str, Any]:
+def train_reward(
+    *,
+    base: str,
+    rows: list[dict],
+    output_dir: Path,
+    params: RewardParams,
+    trl_overrides: dict | None = None,
+    work_dir: Path,
+    callbacks: list[ProgressCallback] = (),
+) -> dict[str, Any]:
     """A sequence-classification reward model initialised from ``base``; returns held-out accuracy.
 
     The result names the comparisons it held out (``heldout_comparison_ids``): machine
     labelling calibrates on exactly those human votes, which the model never saw.
     """
     train_rows, heldout = split_rows(rows, params.eval_fraction, params.seed)
-    trainer, tokenizer, targets = build_reward_trainer(base=base, rows=train_rows, params=params, work_dir=work_dir,
-                                                       trl_overrides=trl_overrides, callbacks=callbacks)
+    trainer, tokenizer, targets = build_reward_trainer(
+        base=base, rows=train_rows, params=params, work_dir=work_dir, trl_overrides=trl_overrides, callbacks=callbacks
+    )
     result = trainer.train()
     save_model(trainer, output_dir, tokenizer)
     model = trainer.model.merge_and_unload() if hasattr(trainer.model, "merge_and_unload") else trainer.model
     model.eval()
     margins = [e["margin"] for e in trainer.state.log_history if "margin" in e]
-    return {"train_loss": float(result.training_loss), "final_loss": final_loss(trainer),
-            "steps": trainer.state.global_step, "train_pairs": len(train_rows), "heldout_pairs": len(heldout),
-            "heldout_comparison_ids": sorted({r["comparison_id"] for r in heldout if "comparison_id" in r}),
-            "heldout_accuracy": pairwise_accuracy(model, tokenizer, heldout),
-            "train_accuracy": pairwise_accuracy(model, tokenizer, train_rows[:256]),
-            "final_margin": margins[-1] if margins else None,
-            "mean_label_p": round(sum(targets) / len(targets), 4) if targets else None}
+    return {
+        "train_loss": float(result.training_loss),
+        "final_loss": final_loss(trainer),
+        "steps": trainer.state.global_step,
+        "train_pairs": len(train_rows),
+        "heldout_pairs": len(heldout),
+        "heldout_comparison_ids": sorted({r["comparison_id"] for r in heldout if "comparison_id" in r}),
+        "heldout_accuracy": pairwise_accuracy(model, tokenizer, heldout),
+        "train_accuracy": pairwise_accuracy(model, tokenizer, train_rows[:256]),
+        "final_margin": margins[-1] if margins else None,
+        "mean_label_p": round(sum(targets) / len(targets), 4) if targets else None,
+    }

@@ -35,16 +35,19 @@ def token_scores(model, input_ids, attention_mask):
     if head is None:
         raise ConfigError(
             f"{type(model).__name__} has no `score` head; a reward model must be a decoder-style "
-            "sequence-classification model")
+            "sequence-classification model"
+        )
     position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
     backbone = getattr(model, model.base_model_prefix)
-    hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                      use_cache=False).last_hidden_state
+    hidden = backbone(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False
+    ).last_hidden_state
     return head(hidden).squeeze(-1)
 
 
-def reward_scores(model, tokenizer, conversations: list[list[dict[str, Any]]], batch_size: int = 16,
-                  max_length: int | None = 1024):
+def reward_scores(
+    model, tokenizer, conversations: list[list[dict[str, Any]]], batch_size: int = 16, max_length: int | None = 1024
+):
     """One score per conversation (prompt messages + assistant answer), a float tensor on the model's device.
 
     Long conversations keep their end (the answer), within ``max_length`` and the model's
@@ -64,7 +67,7 @@ def reward_scores(model, tokenizer, conversations: list[list[dict[str, Any]]], b
     scores = []
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
-            part = rows[start:start + batch_size]
+            part = rows[start : start + batch_size]
             ids = pad(part, padding_value=pad_id, padding_side="right").to(device)
             mask = pad([torch.ones_like(r) for r in part], padding_value=0, padding_side="right").to(device)
             if getattr(model, "score", None) is None:  # e.g. an encoder with a `classifier`: its own pooling
@@ -75,8 +78,9 @@ def reward_scores(model, tokenizer, conversations: list[list[dict[str, Any]]], b
     return torch.cat(scores) if scores else torch.zeros(0, device=device)
 
 
-def score_conversations(model, tokenizer, conversations: list[list[dict[str, Any]]], batch_size: int = 16,
-                        max_length: int = 1024) -> list[float]:
+def score_conversations(
+    model, tokenizer, conversations: list[list[dict[str, Any]]], batch_size: int = 16, max_length: int = 1024
+) -> list[float]:
     """One scalar per conversation (prompt messages + assistant answer)."""
     return reward_scores(model, tokenizer, conversations, batch_size, max_length).tolist()
 

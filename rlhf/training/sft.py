@@ -28,18 +28,35 @@ def sft_config(params: SFTParams, work_dir: Path, trl_overrides: dict | None = N
     return SFTConfig(**trainer_kwargs(params, work_dir, {"max_length": params.max_length, **(trl_overrides or {})}))
 
 
-def train_sft(*, base: str, examples: list[dict], output_dir: Path, params: SFTParams,
-              trl_overrides: dict | None = None, work_dir: Path,
-              callbacks: list[ProgressCallback] = ()) -> dict[str, Any]:
+def train_sft(
+    *,
+    base: str,
+    examples: list[dict],
+    output_dir: Path,
+    params: SFTParams,
+    trl_overrides: dict | None = None,
+    work_dir: Path,
+    callbacks: list[ProgressCallback] = (),
+) -> dict[str, Any]:
     """Fine-tune ``base`` on prompt/completion examples (conversational)."""
     from datasets import Dataset
     from trl import SFTTrainer
 
     tokenizer = load_tokenizer(base)
     args = sft_config(params, work_dir, trl_overrides)
-    trainer = SFTTrainer(model=base, args=args, train_dataset=Dataset.from_list(examples),
-                         processing_class=tokenizer, callbacks=list(callbacks), peft_config=peft_config(params))
+    trainer = SFTTrainer(
+        model=base,
+        args=args,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+        peft_config=peft_config(params),
+    )
     result = trainer.train()
     save_model(trainer, output_dir, tokenizer)
-    return {"train_loss": float(result.training_loss), "final_loss": final_loss(trainer),
-            "steps": trainer.state.global_step, "examples": len(examples)}
+    return {
+        "train_loss": float(result.training_loss),
+        "final_loss": final_loss(trainer),
+        "steps": trainer.state.global_step,
+        "examples": len(examples),
+    }

@@ -55,8 +55,11 @@ def check_soft_config(args) -> None:
     if getattr(args, "sync_ref_model", False):
         problems.append("sync_ref_model is on (soft labels need precomputed reference log-probs)")
     if problems:
-        raise ConfigError("soft labels work with plain sigmoid DPO; here " + "; ".join(problems)
-                          + ": set soft_labels=false and label_smoothing=0 (or trl.label_smoothing for TRL's own)")
+        raise ConfigError(
+            "soft labels work with plain sigmoid DPO; here "
+            + "; ".join(problems)
+            + ": set soft_labels=false and label_smoothing=0 (or trl.label_smoothing for TRL's own)"
+        )
 
 
 class SoftDPOTrainer(DPOTrainer):

@@ -14,8 +14,7 @@ from pathlib import Path
 
 PATH = Path(__file__).with_name("trl_fields.json")
 # Which TRL config each algorithm's ``trl.`` keys go to; PPO is the project's own (no TRL config).
-CONFIGS = {"sft": "SFTConfig", "reward": "RewardConfig", "dpo": "DPOConfig", "rloo": "RLOOConfig",
-           "grpo": "GRPOConfig"}
+CONFIGS = {"sft": "SFTConfig", "reward": "RewardConfig", "dpo": "DPOConfig", "rloo": "RLOOConfig", "grpo": "GRPOConfig"}
 
 
 @lru_cache(maxsize=1)
@@ -29,9 +28,13 @@ def installed_fields() -> dict[str, list[str]]:
 
     import trl
 
-    return {"trl_version": [trl.__version__],
-            **{alg: sorted(f.name for f in dataclasses.fields(getattr(trl, name)) if f.init)
-               for alg, name in CONFIGS.items()}}
+    return {
+        "trl_version": [trl.__version__],
+        **{
+            alg: sorted(f.name for f in dataclasses.fields(getattr(trl, name)) if f.init)
+            for alg, name in CONFIGS.items()
+        },
+    }
 
 
 def main() -> None:

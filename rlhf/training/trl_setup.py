@@ -55,8 +55,13 @@ def peft_config(params: CommonParams, task_type: str = "CAUSAL_LM"):
     if peft == "lora":
         from peft import LoraConfig
 
-        return LoraConfig(r=params.lora_r, lora_alpha=params.lora_alpha, lora_dropout=params.lora_dropout,
-                          task_type=task_type, target_modules="all-linear")
+        return LoraConfig(
+            r=params.lora_r,
+            lora_alpha=params.lora_alpha,
+            lora_dropout=params.lora_dropout,
+            task_type=task_type,
+            target_modules="all-linear",
+        )
     if peft == "prompt_tuning":
         from peft import PromptTuningConfig
 
@@ -104,4 +109,3 @@ def final_loss(trainer) -> float | None:
         if "loss" in entry:
             return float(entry["loss"])
     return None
-

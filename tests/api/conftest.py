@@ -93,8 +93,14 @@ def world(session) -> World:
     run = create_run(session=session, algorithm="dpo")
     job = create_generation_job(session=session)
     session.commit()
-    return World(users=users, seed_rater=seed, checkpoint_id=_checkpoint_of(session, comps[0]),
-                 comparison_ids=[c.id for c in comps], run_id=run.id, job_id=job.id)
+    return World(
+        users=users,
+        seed_rater=seed,
+        checkpoint_id=_checkpoint_of(session, comps[0]),
+        comparison_ids=[c.id for c in comps],
+        run_id=run.id,
+        job_id=job.id,
+    )
 
 
 def _checkpoint_of(session, comparison) -> int:

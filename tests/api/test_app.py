@@ -35,10 +35,19 @@ def test_example_secret_is_refused_outside_demo_mode(settings):
     create_app(settings.model_copy(update={"secret_key": "changeme", "demo": True}), start_worker=False)
 
 
-@pytest.mark.parametrize("error, status", [
-    (NotFound("no run 7"), 404), (InvalidInput("line 3: bad"), 422), (Conflict("closed"), 409),
-    (PermissionDenied("no"), 403), (BrokerUnavailable("down"), 503), (ConfigError("RLHF_X missing"), 500),
-    (TrainingFailed("run 3 failed"), 409), (RLHFError("other"), 400)])
+@pytest.mark.parametrize(
+    "error, status",
+    [
+        (NotFound("no run 7"), 404),
+        (InvalidInput("line 3: bad"), 422),
+        (Conflict("closed"), 409),
+        (PermissionDenied("no"), 403),
+        (BrokerUnavailable("down"), 503),
+        (ConfigError("RLHF_X missing"), 500),
+        (TrainingFailed("run 3 failed"), 409),
+        (RLHFError("other"), 400),
+    ],
+)
 def test_domain_errors_map_to_statuses_in_one_place(settings, error, status):
     app = create_app(settings, start_worker=False)
 
@@ -54,8 +63,11 @@ def test_domain_errors_map_to_statuses_in_one_place(settings, error, status):
 
 
 def test_database_down_is_503(tmp_path):
-    settings = Settings(data_dir=tmp_path, secret_key="a-long-enough-test-secret",
-                        database_url="postgresql+psycopg://postgres@127.0.0.1:1/nothing")
+    settings = Settings(
+        data_dir=tmp_path,
+        secret_key="a-long-enough-test-secret",
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/nothing",
+    )
     app = create_app(settings, start_worker=False)
     ctx = app.state.web  # a token signed as a login would be; checking it needs the database
     token = ctx.tokens.dumps({"uid": 1, "sid": 1, "pw": ctx.fingerprint(User(id=1, name="x", password_hash="h"))})
@@ -86,9 +98,11 @@ def test_embedded_worker_runs_while_the_app_is_up(settings):
 
 
 def test_the_web_process_loads_no_model_libraries(settings):
-    code = ("import sys; from feedback_ui.app import create_app; from rlhf.settings import get_settings; "
-            "create_app(get_settings(), start_worker=False); "
-            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets') if m in sys.modules))")
+    code = (
+        "import sys; from feedback_ui.app import create_app; from rlhf.settings import get_settings; "
+        "create_app(get_settings(), start_worker=False); "
+        "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 

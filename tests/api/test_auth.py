@@ -15,9 +15,11 @@ def test_basic_auth_and_wrong_password(client, world):
 
 
 def test_token_from_basic_json_or_form(client, world):
-    for kwargs in ({"headers": basic("engineer")},
-                   {"json": {"username": "engineer", "password": PASSWORD}},
-                   {"data": {"username": "engineer", "password": PASSWORD}}):
+    for kwargs in (
+        {"headers": basic("engineer")},
+        {"json": {"username": "engineer", "password": PASSWORD}},
+        {"data": {"username": "engineer", "password": PASSWORD}},
+    ):
         response = client.post("/api/token", **kwargs)
         assert response.status_code == 200, response.text
         body = response.json()
@@ -59,8 +61,9 @@ def test_tokens_end_when_the_user_is_deactivated_or_the_password_changes(client,
 def test_login_cookie_then_csrf_header_required_for_posts(client, world):
     page = client.get("/login?next=/api/me")
     assert page.status_code == 200 and 'name="password"' in page.text
-    response = client.post("/login", data={"username": "rater", "password": PASSWORD, "next": "/api/me"},
-                           follow_redirects=False)
+    response = client.post(
+        "/login", data={"username": "rater", "password": PASSWORD, "next": "/api/me"}, follow_redirects=False
+    )
     assert response.status_code == 303 and response.headers["location"] == "/api/me"
     cookie = response.headers["set-cookie"]
     assert "rlhf_session=" in cookie and "HttpOnly" in cookie and "samesite=lax" in cookie.lower()
@@ -76,8 +79,9 @@ def test_login_cookie_then_csrf_header_required_for_posts(client, world):
     assert client.post("/api/votes", json=vote, headers={"X-Requested-With": "fetch"}).status_code == 201
     same_site = client.post("/api/votes", json=vote, headers={"Origin": "http://testserver"})
     assert same_site.status_code == 200  # a repeat of the stored vote
-    proxied = client.post("/api/votes", json=vote, headers={"Origin": "https://rlhf.example",
-                                                            "X-Forwarded-Host": "rlhf.example"})
+    proxied = client.post(
+        "/api/votes", json=vote, headers={"Origin": "https://rlhf.example", "X-Forwarded-Host": "rlhf.example"}
+    )
     assert proxied.status_code == 200
 
 
@@ -94,11 +98,13 @@ def test_login_page_refuses_bad_passwords_and_open_redirects(client, world):
     bad = client.post("/login", data={"username": "rater", "password": "wrong-one"})
     assert bad.status_code == 401 and "Wrong user name or password" in bad.text
     for target in ("//evil.example/", "https://evil.example/", "/\t/evil.example", "/\\evil.example"):
-        response = client.post("/login", data={"username": "rater", "password": PASSWORD, "next": target},
-                               follow_redirects=False)
+        response = client.post(
+            "/login", data={"username": "rater", "password": PASSWORD, "next": target}, follow_redirects=False
+        )
         assert response.headers["location"] == "/", target
-    foreign = client.post("/login", data={"username": "rater", "password": PASSWORD},
-                          headers={"Origin": "https://evil.example"})
+    foreign = client.post(
+        "/login", data={"username": "rater", "password": PASSWORD}, headers={"Origin": "https://evil.example"}
+    )
     assert foreign.status_code == 403
 
 

@@ -29,16 +29,24 @@ def _until_finished(client, headers, job_id: int, timeout_s: float = 180.0) -> d
     raise AssertionError(f"merge job {job_id} did not finish in {timeout_s} s: {job}")
 
 
-def test_merge_endpoint_queues_a_job_the_worker_runs(settings, session, tiny_model_dir, tmp_path, test_engine_url,
-                                                     monkeypatch):
+def test_merge_endpoint_queues_a_job_the_worker_runs(
+    settings, session, tiny_model_dir, tmp_path, test_engine_url, monkeypatch
+):
     factories.user(session, name="eng", role="engineer", password="pw-engineer-1")
     factories.user(session, name="rat", role="rater", password="pw-rater-1")
     base = register_checkpoint(session=session, path=str(tiny_model_dir), name="tiny", serve=True)
-    lora = register_checkpoint(session=session, path=str(make_adapter(tiny_model_dir, tmp_path / "lora")),
-                               name="lora", base_checkpoint_id=base.id)
-    pt = register_checkpoint(session=session, path=str(make_adapter(tiny_model_dir, tmp_path / "pt",
-                                                                    kind="prompt_tuning")),
-                             name="pt", base_checkpoint_id=base.id)
+    lora = register_checkpoint(
+        session=session,
+        path=str(make_adapter(tiny_model_dir, tmp_path / "lora")),
+        name="lora",
+        base_checkpoint_id=base.id,
+    )
+    pt = register_checkpoint(
+        session=session,
+        path=str(make_adapter(tiny_model_dir, tmp_path / "pt", kind="prompt_tuning")),
+        name="pt",
+        base_checkpoint_id=base.id,
+    )
     session.commit()
     eng, rater = basic("eng", "pw-engineer-1"), basic("rat", "pw-rater-1")
     request_thread = []
@@ -59,8 +67,13 @@ def test_merge_endpoint_queues_a_job_the_worker_runs(settings, session, tiny_mod
         made = client.post(f"/api/checkpoints/{lora.id}/merge", headers=eng, params={"name": "lora-full"})
         assert made.status_code == 202, made.text
         queued = made.json()
-        assert (queued["status"], queued["checkpoint_id"], queued["target"], queued["name"],
-                queued["output_checkpoint_id"]) == ("queued", lora.id, "checkpoint", "lora-full", None)
+        assert (
+            queued["status"],
+            queued["checkpoint_id"],
+            queued["target"],
+            queued["name"],
+            queued["output_checkpoint_id"],
+        ) == ("queued", lora.id, "checkpoint", "lora-full", None)
         again = client.post(f"/api/checkpoints/{lora.id}/merge", headers=eng, params={"name": "lora-full"})
         assert again.status_code == 409 and "a merge job is making one" in again.json()["detail"]
 
@@ -69,8 +82,12 @@ def test_merge_endpoint_queues_a_job_the_worker_runs(settings, session, tiny_mod
         assert request_thread == ["rlhf-embedded-worker"]  # the worker merged it, not the request
         listed = {c["id"]: c for c in client.get("/api/checkpoints", headers=eng).json()}
         new = listed[done["output_checkpoint_id"]]
-        assert (new["name"], new["parent_id"], new["adapter"], new["base_checkpoint_id"]) == \
-            ("lora-full", lora.id, None, None)
+        assert (new["name"], new["parent_id"], new["adapter"], new["base_checkpoint_id"]) == (
+            "lora-full",
+            lora.id,
+            None,
+            None,
+        )
         assert Path(new["path"], "config.json").is_file() and done["result"]["checkpoint_id"] == new["id"]
         assert listed[lora.id]["adapter"] == "lora" and listed[lora.id]["base_checkpoint_id"] == base.id
         jobs = client.get("/api/merge-jobs", headers=eng, params={"checkpoint_id": lora.id}).json()

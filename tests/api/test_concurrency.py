@@ -54,8 +54,11 @@ def test_one_vote_sent_fifty_times_at_once_is_stored_once(client, app, session):
 
     def send(_: int):
         start.wait()
-        return client.post("/api/votes", headers={**headers, "Idempotency-Key": "double-click"},
-                           json={"comparison_id": cid, "choice": "b"})
+        return client.post(
+            "/api/votes",
+            headers={**headers, "Idempotency-Key": "double-click"},
+            json={"comparison_id": cid, "choice": "b"},
+        )
 
     with ThreadPoolExecutor(50) as pool:
         responses = list(pool.map(send, range(50)))

@@ -36,8 +36,11 @@ def test_next_and_vote_in_the_order_shown(client, app, session, world):
     assert set(handout) == {"comparison_id", "prompt", "a", "b"}
     assert handout["prompt"][-1]["role"] == "user"
     assert client.get("/api/comparisons/next", headers=headers).json() == handout  # the lease holds
-    response = client.post("/api/votes", headers=headers,
-                           json={"comparison_id": handout["comparison_id"], "choice": "a", "rationale": "clearer"})
+    response = client.post(
+        "/api/votes",
+        headers=headers,
+        json={"comparison_id": handout["comparison_id"], "choice": "a", "rationale": "clearer"},
+    )
     assert response.status_code == 201
     body = response.json()
     assert body["created"] and body["choice"] == "a" and body["rationale"] == "clearer"
@@ -50,21 +53,27 @@ def test_next_and_vote_in_the_order_shown(client, app, session, world):
 def test_repeated_vote_returns_the_stored_one(client, app, session, world):
     headers = bearer(app, world.users["rater"])
     cid = client.get("/api/comparisons/next", headers=headers).json()["comparison_id"]
-    first = client.post("/api/votes", headers={**headers, "Idempotency-Key": "k-1"},
-                        json={"comparison_id": cid, "choice": "b"})
-    again = client.post("/api/votes", headers={**headers, "Idempotency-Key": "k-1"},
-                        json={"comparison_id": cid, "choice": "a"})
+    first = client.post(
+        "/api/votes", headers={**headers, "Idempotency-Key": "k-1"}, json={"comparison_id": cid, "choice": "b"}
+    )
+    again = client.post(
+        "/api/votes", headers={**headers, "Idempotency-Key": "k-1"}, json={"comparison_id": cid, "choice": "a"}
+    )
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["id"] == first.json()["id"] and again.json()["choice"] == "b"
     assert not again.json()["created"]
     assert _count(session, Vote) == 4  # three from the world, one here
     # The same key for another vote is a conflict, not a silent overwrite.
     other = client.get("/api/comparisons/next", headers=headers).json()["comparison_id"]
-    clash = client.post("/api/votes", headers={**headers, "Idempotency-Key": "k-1"},
-                        json={"comparison_id": other, "choice": "a"})
+    clash = client.post(
+        "/api/votes", headers={**headers, "Idempotency-Key": "k-1"}, json={"comparison_id": other, "choice": "a"}
+    )
     assert clash.status_code == 409 and "idempotency key" in clash.json()["detail"]
-    differ = client.post("/api/votes", headers={**headers, "Idempotency-Key": "x"},
-                         json={"comparison_id": other, "choice": "a", "idempotency_key": "y"})
+    differ = client.post(
+        "/api/votes",
+        headers={**headers, "Idempotency-Key": "x"},
+        json={"comparison_id": other, "choice": "a", "idempotency_key": "y"},
+    )
     assert differ.status_code == 422
 
 
@@ -82,14 +91,16 @@ def test_bad_votes_are_refused_with_a_reason(client, app, world):
     assert unknown.status_code == 404 and "no comparison 9999" in unknown.json()["detail"]
     closed = client.post("/api/votes", headers=headers, json={"comparison_id": world.comparison_ids[0], "choice": "a"})
     assert closed.status_code == 409 and "closed" in closed.json()["detail"]
-    not_handed = client.post("/api/votes", headers=headers,
-                             json={"comparison_id": world.comparison_ids[-1], "choice": "a"})
+    not_handed = client.post(
+        "/api/votes", headers=headers, json={"comparison_id": world.comparison_ids[-1], "choice": "a"}
+    )
     assert not_handed.status_code == 409 and "not handed to you" in not_handed.json()["detail"]
     cid = client.get("/api/comparisons/next", headers=headers).json()["comparison_id"]
     choice = client.post("/api/votes", headers=headers, json={"comparison_id": cid, "choice": "left"})
     assert choice.status_code == 422 and "choice" in json.dumps(choice.json()["detail"])
-    long = client.post("/api/votes", headers=headers,
-                       json={"comparison_id": cid, "choice": "a", "rationale": "x" * 5001})
+    long = client.post(
+        "/api/votes", headers=headers, json={"comparison_id": cid, "choice": "a", "rationale": "x" * 5001}
+    )
     assert long.status_code == 422
     nul = client.post("/api/votes", headers=headers, json={"comparison_id": cid, "choice": "a", "rationale": "a\x00b"})
     assert nul.status_code == 422 and nul.json()["error"] == "InvalidInput"
@@ -116,18 +127,31 @@ def test_stats_rater_sees_own_engineer_sees_all(client, app, world):
 def test_prompt_list_is_all_or_nothing_and_names_the_bad_item(client, app, session, world):
     headers = bearer(app, world.users["engineer"])
     before = _count(session, Prompt)
-    bad = client.post("/api/prompts", headers=headers, json=[{"prompt": "fine"}, {"prompt": "also fine"},
-                                                              {"messages": [{"role": "robot", "content": "x"}]}])
+    bad = client.post(
+        "/api/prompts",
+        headers=headers,
+        json=[{"prompt": "fine"}, {"prompt": "also fine"}, {"messages": [{"role": "robot", "content": "x"}]}],
+    )
     assert bad.status_code == 422 and bad.json()["detail"].startswith("item 2:")
-    assert client.post("/api/prompts", headers=headers, json=[{"prompt": "ok"}, "just a string"]).json()[
-        "detail"].startswith("item 1:")
+    assert (
+        client.post("/api/prompts", headers=headers, json=[{"prompt": "ok"}, "just a string"])
+        .json()["detail"]
+        .startswith("item 1:")
+    )
     assert client.post("/api/prompts", headers=headers, json={"prompt": "not a list"}).status_code == 422
     assert client.post("/api/prompts", headers=headers, json=[]).status_code == 422
     assert _count(session, Prompt) == before
-    good = client.post("/api/prompts?tag=api", headers=headers,
-                       json=[{"id": "p1", "prompt": "Name a colour."},
-                             {"messages": [{"role": "system", "content": "Be brief."},
-                                           {"role": "user", "content": "Hi"}], "tags": ["greeting"]}])
+    good = client.post(
+        "/api/prompts?tag=api",
+        headers=headers,
+        json=[
+            {"id": "p1", "prompt": "Name a colour."},
+            {
+                "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+                "tags": ["greeting"],
+            },
+        ],
+    )
     assert good.status_code == 201 and good.json()["created"] == 2
     again = client.post("/api/prompts", headers=headers, json=[{"id": "p1", "prompt": "Name a colour."}]).json()
     assert again == {"created": 0, "skipped": 1, "ids": []}
@@ -139,13 +163,17 @@ def test_prompt_upload_jsonl_csv_parquet(client, app, session, world):
     headers = bearer(app, world.users["engineer"])
     buffer = io.BytesIO()
     pq.write_table(pa.Table.from_pylist([{"prompt": "From parquet"}]), buffer)
-    files = [("a.jsonl", b'{"prompt": "From jsonl"}\n{"prompt": "Second"}\n'),
-             ("b.csv", b"prompt,tags\nFrom csv,\"x,y\"\n"), ("c.parquet", buffer.getvalue())]
+    files = [
+        ("a.jsonl", b'{"prompt": "From jsonl"}\n{"prompt": "Second"}\n'),
+        ("b.csv", b'prompt,tags\nFrom csv,"x,y"\n'),
+        ("c.parquet", buffer.getvalue()),
+    ]
     for name, data in files:
         response = client.post("/api/prompts/upload", headers=headers, files={"file": (name, data)})
         assert response.status_code == 201, response.text
-    bad = client.post("/api/prompts/upload", headers=headers,
-                      files={"file": ("d.jsonl", b'{"prompt": "ok"}\n{"prompt": 5}\n')})
+    bad = client.post(
+        "/api/prompts/upload", headers=headers, files={"file": ("d.jsonl", b'{"prompt": "ok"}\n{"prompt": 5}\n')}
+    )
     assert bad.status_code == 422 and "line 2" in bad.json()["detail"]
     assert client.post("/api/prompts/upload", headers=headers, files={"file": ("e.txt", b"x")}).status_code == 422
     assert client.post("/api/prompts/upload", headers=headers).status_code == 422  # no file at all
@@ -191,8 +219,7 @@ def test_checkpoints_serve_and_retire(client, app, world):
 
 def test_generate_queues_a_job(client, app, world):
     headers = bearer(app, world.users["engineer"])
-    response = client.post("/api/generate", headers=headers, json={"limit": 4, "target_votes": 2,
-                                                                    "max_new_tokens": 32})
+    response = client.post("/api/generate", headers=headers, json={"limit": 4, "target_votes": 2, "max_new_tokens": 32})
     assert response.status_code == 202
     job = response.json()
     assert job["status"] == "queued" and job["params"]["sampling"]["max_new_tokens"] == 32
@@ -203,8 +230,9 @@ def test_generate_queues_a_job(client, app, world):
 
 def test_runs_start_list_show_cancel(client, app, session, world):
     headers = bearer(app, world.users["engineer"])
-    response = client.post("/api/runs", headers=headers,
-                           json={"algorithm": "dpo", "params": {"steps": 5}, "serve": True})
+    response = client.post(
+        "/api/runs", headers=headers, json={"algorithm": "dpo", "params": {"steps": 5}, "serve": True}
+    )
     assert response.status_code == 202
     run = response.json()
     assert run["status"] == "queued" and run["votes"] == 3 and run["serve_on_success"]
@@ -221,8 +249,11 @@ def test_runs_start_list_show_cancel(client, app, session, world):
     assert cancelled["status"] == "cancelled"
     again = client.post(f"/api/runs/{run['id']}/cancel", headers=headers)
     assert again.status_code == 409 and "already cancelled" in again.json()["detail"]
-    for body, reason in [({"algorithm": "pp0"}, "algorithm"), ({"algorithm": "dpo", "params": {"stepz": 1}}, "stepz"),
-                         ({"algorithm": "ppo"}, "needs a reward model")]:
+    for body, reason in [
+        ({"algorithm": "pp0"}, "algorithm"),
+        ({"algorithm": "dpo", "params": {"stepz": 1}}, "stepz"),
+        ({"algorithm": "ppo"}, "needs a reward model"),
+    ]:
         refused = client.post("/api/runs", headers=headers, json=body)
         assert refused.status_code == 422 and reason in json.dumps(refused.json()["detail"])
     no_base = client.post("/api/runs", headers=headers, json={"algorithm": "dpo", "base_checkpoint_id": 99})
@@ -288,16 +319,21 @@ def test_users_admin(client, app, world):
     names = [u["name"] for u in client.get("/api/users", headers=admin).json()]
     assert names == ["rater", "engineer", "admin", "seed"]
     assert "password_hash" not in client.get("/api/users", headers=admin).text
-    created = client.post("/api/users", headers=admin, json={"name": "carol", "role": "engineer",
-                                                             "password": "carols-password"})
+    created = client.post(
+        "/api/users", headers=admin, json={"name": "carol", "role": "engineer", "password": "carols-password"}
+    )
     assert created.status_code == 201 and created.json()["role"] == "engineer"
     assert client.get("/api/me", headers=basic("carol", "carols-password")).json()["name"] == "carol"
     taken = client.post("/api/users", headers=admin, json={"name": "carol", "password": "another-pass"})
     assert taken.status_code == 409
     assert client.post("/api/users", headers=admin, json={"name": "dave", "password": "short"}).status_code == 422
     assert client.post("/api/users", headers=admin, json={"name": "x y", "password": "long-enough"}).status_code == 422
-    assert client.post("/api/users", headers=admin, json={"name": "eve", "role": "god",
-                                                          "password": "long-enough"}).status_code == 422
+    assert (
+        client.post(
+            "/api/users", headers=admin, json={"name": "eve", "role": "god", "password": "long-enough"}
+        ).status_code
+        == 422
+    )
     me = world.users["admin"].id
     assert client.patch(f"/api/users/{me}", headers=admin, json={"active": False}).status_code == 409
     assert client.patch("/api/users/999", headers=admin, json={"active": False}).status_code == 404

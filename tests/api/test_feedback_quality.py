@@ -63,10 +63,15 @@ def test_gold_pairs_flag_a_careless_rater_and_leave_their_votes_out(client, app,
     factories.comparisons(session, [(f"long answer {i}", f"short {i}") for i in range(30)], target_votes=2, serve=True)
     careful, careless = factories.user(session, "careful"), factories.user(session, "careless")
     session.commit()
-    lines = [json.dumps({"prompt": f"gold question {i}", "a": f"right {i}", "b": f"wrong {i}", "answer": "a"})
-             for i in range(6)]
-    up = client.post("/api/gold/upload", headers=engineer,
-                     files={"file": ("gold.jsonl", "\n".join(lines).encode(), "application/jsonl")})
+    lines = [
+        json.dumps({"prompt": f"gold question {i}", "a": f"right {i}", "b": f"wrong {i}", "answer": "a"})
+        for i in range(6)
+    ]
+    up = client.post(
+        "/api/gold/upload",
+        headers=engineer,
+        files={"file": ("gold.jsonl", "\n".join(lines).encode(), "application/jsonl")},
+    )
     assert up.status_code == 201, up.text
     gold_ids = set(up.json()["comparison_ids"])
 
@@ -104,8 +109,9 @@ def test_gold_pairs_flag_a_careless_rater_and_leave_their_votes_out(client, app,
     rows = [json.loads(line) for line in client.get("/api/export", headers=engineer).text.splitlines()]
     assert rows and all(careless.id not in r["rater_ids"] for r in rows)
     assert all(r["comparison_id"] not in gold_ids for r in rows)
-    kept = [json.loads(line) for line in
-            client.get("/api/export?exclude_flagged=false", headers=engineer).text.splitlines()]
+    kept = [
+        json.loads(line) for line in client.get("/api/export?exclude_flagged=false", headers=engineer).text.splitlines()
+    ]
     assert any(careless.id in r["rater_ids"] for r in kept)
 
     run = client.post("/api/runs", headers=engineer, json={"algorithm": "dpo", "params": {"steps": 1}})
@@ -134,19 +140,25 @@ def test_an_excluded_rater_is_left_out_until_included_again(client, app, session
     assert raters() == {alice.id, bob.id}
 
 
-@pytest.mark.parametrize("line, error", [
-    ('{"prompt": "q", "a": "x", "b": "y", "answer": "c"}', "line 2: answer 'c' names neither response"),
-    ('{"prompt": "q", "a": "x", "b": "y"}', "line 2: missing 'answer'"),
-    ('{"prompt": "q", "chosen": "x"}', "line 2: 'rejected' must be a non-empty string"),
-    ('{"prompt": "q", "a": "same", "b": "same", "answer": "a"}', "line 2: the two responses are the same"),
-    ("not json", "line 2: invalid JSON"),
-])
+@pytest.mark.parametrize(
+    "line, error",
+    [
+        ('{"prompt": "q", "a": "x", "b": "y", "answer": "c"}', "line 2: answer 'c' names neither response"),
+        ('{"prompt": "q", "a": "x", "b": "y"}', "line 2: missing 'answer'"),
+        ('{"prompt": "q", "chosen": "x"}', "line 2: 'rejected' must be a non-empty string"),
+        ('{"prompt": "q", "a": "same", "b": "same", "answer": "a"}', "line 2: the two responses are the same"),
+        ("not json", "line 2: invalid JSON"),
+    ],
+)
 def test_a_bad_gold_line_is_named_and_nothing_is_imported(client, app, session, line, error):
     engineer = bearer(app, factories.user(session, "eng", "engineer"))
     session.commit()
     good = '{"prompt": "2+2?", "chosen": "4", "rejected": "5"}'
-    r = client.post("/api/gold/upload", headers=engineer,
-                    files={"file": ("g.jsonl", f"{good}\n{line}\n".encode(), "application/jsonl")})
+    r = client.post(
+        "/api/gold/upload",
+        headers=engineer,
+        files={"file": ("g.jsonl", f"{good}\n{line}\n".encode(), "application/jsonl")},
+    )
     assert r.status_code == 422 and error in r.json()["detail"]
     session.expire_all()
     assert session.exec(select(Comparison)).all() == []

@@ -18,8 +18,14 @@ def _reward_model(session, heldout=MIN_HELDOUT):
     run = TrainingRun(algorithm="reward", snapshot={"vote_ids": [], "rows": 0, "hash": "x"})
     session.add(run)
     session.flush()
-    ckpt = register_checkpoint(session=session, path="org/rm", name="rm", kind=CheckpointKind.reward, run_id=run.id,
-                               metrics={"heldout_comparison_ids": list(range(heldout))})
+    ckpt = register_checkpoint(
+        session=session,
+        path="org/rm",
+        name="rm",
+        kind=CheckpointKind.reward,
+        run_id=run.id,
+        metrics={"heldout_comparison_ids": list(range(heldout))},
+    )
     session.commit()
     return ckpt
 
@@ -27,8 +33,11 @@ def _reward_model(session, heldout=MIN_HELDOUT):
 @pytest.mark.parametrize("bad", [0.5, 1, 0.2, 7])
 def test_a_threshold_outside_the_open_interval_is_a_422_with_the_reason(client, app, session, world, bad):
     rm = _reward_model(session)
-    response = client.post("/api/labels", headers=bearer(app, world.users["engineer"]),
-                           json={"reward_checkpoint_id": rm.id, "min_confidence": bad})
+    response = client.post(
+        "/api/labels",
+        headers=bearer(app, world.users["engineer"]),
+        json={"reward_checkpoint_id": rm.id, "min_confidence": bad},
+    )
     assert response.status_code == 422
     assert "strictly between 0.5 and 1" in response.json()["detail"]
     session.expire_all()
@@ -47,8 +56,11 @@ def test_label_jobs_are_for_engineers_and_queued_for_a_worker(client, app, sessi
     assert shown["id"] == job["id"] and shown["status"] == "queued"
     few = register_checkpoint(session=session, path="org/rm-few", name="rm-few", kind=CheckpointKind.reward)
     session.commit()
-    refused = client.post("/api/labels", headers=bearer(app, world.users["engineer"]),
-                          json={"reward_checkpoint_id": few.id, "min_confidence": 0.9})
+    refused = client.post(
+        "/api/labels",
+        headers=bearer(app, world.users["engineer"]),
+        json={"reward_checkpoint_id": few.id, "min_confidence": 0.9},
+    )
     assert refused.status_code == 422 and "held-out human votes" in refused.json()["detail"]
 
 

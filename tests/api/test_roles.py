@@ -50,14 +50,24 @@ ENDPOINTS = [
     ("GET", "/api/guidelines", "rater", 200, None),
     ("PUT", "/api/guidelines", "engineer", 200, {"json": {"markdown": "# Be kind"}}),
     ("POST", "/api/prompts", "engineer", 201, {"json": [{"prompt": "Name a colour."}]}),
-    ("POST", "/api/prompts/upload", "engineer", 201,
-     {"files": {"file": ("p.jsonl", b'{"prompt": "Name a colour."}\n', "application/jsonl")}}),
+    (
+        "POST",
+        "/api/prompts/upload",
+        "engineer",
+        201,
+        {"files": {"file": ("p.jsonl", b'{"prompt": "Name a colour."}\n', "application/jsonl")}},
+    ),
     ("GET", "/api/export", "engineer", 200, None),
     ("GET", "/api/export?format=parquet&ties=keep", "engineer", 200, None),
     ("GET", "/api/export?aggregate=none&exclude_flagged=false", "engineer", 200, None),
     ("POST", "/api/comparisons/{comparison_id}/gold", "engineer", 200, {"json": {"answer": "b"}}),
-    ("POST", "/api/gold/upload", "engineer", 201,
-     {"files": {"file": ("g.jsonl", b'{"prompt": "2+2?", "chosen": "4", "rejected": "5"}\n', "application/jsonl")}}),
+    (
+        "POST",
+        "/api/gold/upload",
+        "engineer",
+        201,
+        {"files": {"file": ("g.jsonl", b'{"prompt": "2+2?", "chosen": "4", "rejected": "5"}\n', "application/jsonl")}},
+    ),
     ("GET", "/api/checkpoints", "engineer", 200, None),
     ("POST", "/api/checkpoints/{checkpoint_id}/serve", "engineer", 200, None),
     ("POST", "/api/checkpoints/{checkpoint_id}/retire?force=true", "engineer", 200, None),
@@ -76,18 +86,29 @@ ENDPOINTS = [
     ("PUT", "/api/users/{seed_id}/excluded", "engineer", 200, {"json": {"excluded": True}}),
     ("PATCH", "/api/users/{seed_id}", "admin", 200, {"json": {"active": False}}),
 ]
-CASES = [pytest.param(method, path, minimum, success, args, who, id=f"{method} {path} as {who}")
-         for method, path, minimum, success, args in ENDPOINTS for who in RANK]
+CASES = [
+    pytest.param(method, path, minimum, success, args, who, id=f"{method} {path} as {who}")
+    for method, path, minimum, success, args in ENDPOINTS
+    for who in RANK
+]
 
 
 @pytest.mark.parametrize("method, path, minimum, success, args, who", CASES)
 def test_role_matrix(client, world, method, path, minimum, success, args, who):
     headers = {} if who == "anonymous" else basic(who)
-    url = path.format(checkpoint_id=world.checkpoint_id, job_id=world.job_id, run_id=world.run_id,
-                      seed_id=world.seed_rater.id, comparison_id=world.comparison_ids[-1],
-                      vote_id=1)
-    kwargs = args(client, headers, world) if callable(args) and RANK[who] >= RANK[minimum] else (
-        args if isinstance(args, dict) else {})
+    url = path.format(
+        checkpoint_id=world.checkpoint_id,
+        job_id=world.job_id,
+        run_id=world.run_id,
+        seed_id=world.seed_rater.id,
+        comparison_id=world.comparison_ids[-1],
+        vote_id=1,
+    )
+    kwargs = (
+        args(client, headers, world)
+        if callable(args) and RANK[who] >= RANK[minimum]
+        else (args if isinstance(args, dict) else {})
+    )
     url = kwargs.pop("url", url)
     response = client.request(method, url, headers=headers, **kwargs)
     if RANK[who] >= RANK[minimum]:

@@ -17,10 +17,12 @@ from tests.api.conftest import bearer
 
 
 def _votes(session):
-    comps = factories.comparisons(session, [("short", "longer one"), ("tiny", "a bit longer")],
-                                  checkpoint_path="org/votes-model", serve=True)
-    record_vote(session=session, rater=factories.user(session, "person"), comparison_id=comps[0].id, choice="b",
-                as_shown=False)
+    comps = factories.comparisons(
+        session, [("short", "longer one"), ("tiny", "a bit longer")], checkpoint_path="org/votes-model", serve=True
+    )
+    record_vote(
+        session=session, rater=factories.user(session, "person"), comparison_id=comps[0].id, choice="b", as_shown=False
+    )
     simulate(session=session, rule="shorter")
     session.commit()
     return comps

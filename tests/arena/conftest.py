@@ -40,11 +40,14 @@ def tiny_copies(tiny_model_dir, tmp_path_factory) -> list[str]:
 
 @pytest.fixture
 def arena_world(session, tiny_copies):
-    users = {role: factories.user(session, name=role, role=role, password=PASSWORD)
-             for role in ("rater", "engineer", "admin")}
+    users = {
+        role: factories.user(session, name=role, role=role, password=PASSWORD)
+        for role in ("rater", "engineer", "admin")
+    }
     factories.user(session, name="other", role="rater", password=PASSWORD)
-    ckpts = [register_checkpoint(session=session, path=p, name=n, serve=True) for p, n in zip(tiny_copies,
-                                                                                             ("alpha", "beta"))]
+    ckpts = [
+        register_checkpoint(session=session, path=p, name=n, serve=True) for p, n in zip(tiny_copies, ("alpha", "beta"))
+    ]
     session.commit()
     return {"users": users, "checkpoints": ckpts}
 

@@ -46,8 +46,10 @@ def test_a_battle_answers_stores_and_is_voted_like_any_comparison(arena_client, 
     # Another rater may not see names of a battle they never voted on, nor vote on it.
     other = basic("other")
     assert arena_client.get(f"/api/arena/{comp.id}", headers=other).status_code == 403
-    assert arena_client.post("/api/votes", json={"comparison_id": comp.id, "choice": "b"},
-                             headers=other).status_code == 409
+    assert (
+        arena_client.post("/api/votes", json={"comparison_id": comp.id, "choice": "b"}, headers=other).status_code
+        == 409
+    )
 
 
 def test_streaming_sends_deltas_of_both_answers_then_done(arena_client, session):
@@ -86,8 +88,9 @@ def test_a_second_turn_has_the_conversation_as_its_prompt(arena_client, session)
 
 def test_demonstrations_for_a_battle_become_preferences_over_both_answers(arena_client, session):
     battle = arena_client.post("/api/arena", json={"messages": HELLO}, headers=RATER).json()
-    r = arena_client.post("/api/demonstrations", json={"comparison_id": battle["comparison_id"],
-                                                       "text": "Blue."}, headers=RATER)
+    r = arena_client.post(
+        "/api/demonstrations", json={"comparison_id": battle["comparison_id"], "text": "Blue."}, headers=RATER
+    )
     assert r.status_code == 201, r.text
     assert r.json()["messages"] == HELLO and r.json()["text"] == "Blue."
     written = session.exec(select(Comparison).where(Comparison.source == ComparisonSource.written)).all()
@@ -98,8 +101,9 @@ def test_demonstrations_for_a_battle_become_preferences_over_both_answers(arena_
         assert vote.choice.value == "a"
     # A demonstration for a comparison the rater never saw is refused, and nothing is stored.
     before = _count(session, Demonstration)
-    r = arena_client.post("/api/demonstrations", json={"comparison_id": battle["comparison_id"], "text": "x"},
-                          headers=basic("other"))
+    r = arena_client.post(
+        "/api/demonstrations", json={"comparison_id": battle["comparison_id"], "text": "x"}, headers=basic("other")
+    )
     assert r.status_code == 403 and "never shown" in r.json()["detail"]
     assert _count(session, Demonstration) == before
     # One of the rater's own, without a comparison.
@@ -109,15 +113,24 @@ def test_demonstrations_for_a_battle_become_preferences_over_both_answers(arena_
     assert [d["text"] for d in listed] == ["Green.", "Blue."]
 
 
-@pytest.mark.parametrize("messages, needle", [
-    ([{"role": "user", "content": "   "}], "empty"),
-    ([{"role": "user", "content": "x" * 4001}], "limit is 4000"),
-    ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], "alternate"),
-    ([{"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}], "alternate"),
-    ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "last message"),
-    ([m for i in range(9) for m in ({"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"})][:-1],
-     "limit is 8"),
-])
+@pytest.mark.parametrize(
+    "messages, needle",
+    [
+        ([{"role": "user", "content": "   "}], "empty"),
+        ([{"role": "user", "content": "x" * 4001}], "limit is 4000"),
+        ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], "alternate"),
+        ([{"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}], "alternate"),
+        ([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}], "last message"),
+        (
+            [
+                m
+                for i in range(9)
+                for m in ({"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a"})
+            ][:-1],
+            "limit is 8",
+        ),
+    ],
+)
 def test_bad_conversations_are_refused_with_the_reason(arena_client, session, messages, needle):
     r = arena_client.post("/api/arena", json={"messages": messages}, headers=RATER)
     assert r.status_code == 422 and needle in r.json()["detail"], r.text
@@ -168,8 +181,7 @@ def test_names_stay_hidden_when_reveal_is_off(settings, arena_world, fake_engine
     assert r.status_code == 403 and "RLHF_ARENA_REVEAL" in r.json()["detail"]
 
 
-def test_the_model_map_setting_names_the_model_the_engine_is_asked_for(settings, arena_world, fake_engine,
-                                                                       monkeypatch):
+def test_the_model_map_setting_names_the_model_the_engine_is_asked_for(settings, arena_world, fake_engine, monkeypatch):
     monkeypatch.setattr(settings, "inference_models", {"alpha": "served-alpha", "beta": "served-beta"})
     with TestClient(create_app(settings, start_worker=False, inference=Inference(url=fake_engine.url))) as client:
         assert client.post("/api/arena", json={"messages": HELLO}, headers=RATER).status_code == 201

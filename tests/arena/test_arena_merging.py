@@ -24,17 +24,24 @@ def _no_merging(*_args, **_kwargs):
     raise AssertionError("a model was merged inside a web request")
 
 
-def test_an_unmerged_lora_checkpoint_sits_out_the_arena_until_its_merge_job_is_done(settings, session, tiny_model_dir,
-                                                                                     tmp_path, fake_engine,
-                                                                                     monkeypatch):
+def test_an_unmerged_lora_checkpoint_sits_out_the_arena_until_its_merge_job_is_done(
+    settings, session, tiny_model_dir, tmp_path, fake_engine, monkeypatch
+):
     for role in ("rater", "engineer"):
         factories.user(session, name=role, role=role, password=PASSWORD)
     base = register_checkpoint(session=session, path=str(tiny_model_dir), name="tiny", serve=True)
-    lora = register_checkpoint(session=session, path=str(make_adapter(tiny_model_dir, tmp_path / "lora")),
-                               name="lora", base_checkpoint_id=base.id)
-    pt = register_checkpoint(session=session, path=str(make_adapter(tiny_model_dir, tmp_path / "pt",
-                                                                    kind="prompt_tuning")),
-                             name="pt", base_checkpoint_id=base.id)
+    lora = register_checkpoint(
+        session=session,
+        path=str(make_adapter(tiny_model_dir, tmp_path / "lora")),
+        name="lora",
+        base_checkpoint_id=base.id,
+    )
+    pt = register_checkpoint(
+        session=session,
+        path=str(make_adapter(tiny_model_dir, tmp_path / "pt", kind="prompt_tuning")),
+        name="pt",
+        base_checkpoint_id=base.id,
+    )
     session.commit()
     monkeypatch.setattr("rlhf.modeling.adapters.merge_in_child", _no_merging)
     app = create_app(settings, start_worker=False, inference=Inference(url=fake_engine.url))
@@ -48,8 +55,10 @@ def test_an_unmerged_lora_checkpoint_sits_out_the_arena_until_its_merge_job_is_d
         assert len(client.get("/api/merge-jobs", headers=ENGINEER).json()) == 1  # serving again: the same job
 
         # Only the LoRA and the prompt-tuning checkpoint serve: nothing can battle, and the arena says why.
-        assert client.post(f"/api/checkpoints/{base.id}/retire", headers=ENGINEER,
-                           params={"force": "true"}).status_code == 200
+        assert (
+            client.post(f"/api/checkpoints/{base.id}/retire", headers=ENGINEER, params={"force": "true"}).status_code
+            == 200
+        )
         refused = client.post("/api/arena", json={"messages": HELLO}, headers=RATER)
         assert refused.status_code == 422, refused.text
         detail = refused.json()["detail"]

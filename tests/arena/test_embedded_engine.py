@@ -26,16 +26,16 @@ def _loads(log_path) -> int:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_one_engine_serves_ten_battles_on_two_checkpoints_and_stops_with_the_app(settings, arena_world,
-                                                                                monkeypatch):
+def test_one_engine_serves_ten_battles_on_two_checkpoints_and_stops_with_the_app(settings, arena_world, monkeypatch):
     monkeypatch.setattr(settings, "arena_battles_per_minute", 100)
     app = create_app(settings, start_worker=False)
     inference = app.state.web.inference
     assert inference.embedded and inference.engine.pid is None  # nothing started before it is needed
     with TestClient(app) as client:
         for i in range(10):
-            r = client.post("/api/arena", json={"messages": [{"role": "user", "content": f"Question {i}?"}]},
-                            headers=RATER)
+            r = client.post(
+                "/api/arena", json={"messages": [{"role": "user", "content": f"Question {i}?"}]}, headers=RATER
+            )
             assert r.status_code == 201, r.text
         engine = inference.engine
         pid = engine.pid
@@ -49,8 +49,9 @@ def test_one_engine_serves_ten_battles_on_two_checkpoints_and_stops_with_the_app
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_killed_mid_stream_the_rater_sees_an_error_and_the_next_battle_works(settings, arena_world, session,
-                                                                             monkeypatch, tiny_model_dir, tmp_path):
+def test_killed_mid_stream_the_rater_sees_an_error_and_the_next_battle_works(
+    settings, arena_world, session, monkeypatch, tiny_model_dir, tmp_path
+):
     # Checkpoints that write at least 400 tokens (their generation_config says so), so the engine
     # is still answering when it is killed at the first delta.
     for name in ("wordy-a", "wordy-b"):
@@ -91,16 +92,18 @@ def test_killed_mid_stream_the_rater_sees_an_error_and_the_next_battle_works(set
         again = client.post("/api/arena", json={"messages": HELLO}, headers=RATER)
         assert again.status_code == 201, again.text
         assert engine.pid != first_pid and engine.starts == 2
-        vote = client.post("/api/votes", json={"comparison_id": again.json()["comparison_id"], "choice": "a"},
-                           headers=RATER)
+        vote = client.post(
+            "/api/votes", json={"comparison_id": again.json()["comparison_id"], "choice": "a"}, headers=RATER
+        )
         assert vote.status_code == 201
         session.expire_all()
         assert session.exec(select(func.count()).select_from(Vote)).one() == 1
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_a_lora_checkpoint_is_served_as_its_merged_copy_made_once(settings, arena_world, session, tiny_copies,
-                                                                  tmp_path, monkeypatch):
+def test_a_lora_checkpoint_is_served_as_its_merged_copy_made_once(
+    settings, arena_world, session, tiny_copies, tmp_path, monkeypatch
+):
     # transformers serve cannot load an adapter folder: the engine gets a merged copy, made once, by a worker.
     from rlhf.jobs.embedded import work_once
     from rlhf.services.merges import serving_copy_job
@@ -108,8 +111,9 @@ def test_a_lora_checkpoint_is_served_as_its_merged_copy_made_once(settings, aren
 
     alpha, beta = arena_world["checkpoints"]
     adapter_dir = make_adapter(Path(tiny_copies[0]), tmp_path / "lora")
-    lora = register_checkpoint(session=session, path=str(adapter_dir), name="lora", serve=True,
-                               base_checkpoint_id=alpha.id)
+    lora = register_checkpoint(
+        session=session, path=str(adapter_dir), name="lora", serve=True, base_checkpoint_id=alpha.id
+    )
     retire_checkpoint(session=session, checkpoint_id=beta.id)
     retire_checkpoint(session=session, checkpoint_id=alpha.id)  # a retired base still loads
     assert serving_copy_job(session=session, settings=settings, checkpoint=lora) is not None

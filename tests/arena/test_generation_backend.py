@@ -17,8 +17,10 @@ pytestmark = pytest.mark.integration
 def _world(session, paths, n_prompts=3):
     for i, path in enumerate(paths):
         register_checkpoint(session=session, path=path, name=f"gen-{i}", serve=True)
-    import_records(session=session, records=[PromptRecord(messages=[{"role": "user", "content": f"Question {i}?"}])
-                                             for i in range(n_prompts)])
+    import_records(
+        session=session,
+        records=[PromptRecord(messages=[{"role": "user", "content": f"Question {i}?"}]) for i in range(n_prompts)],
+    )
     session.commit()
 
 
@@ -30,8 +32,9 @@ def _job(session, settings, **sampling):
     return job.id, list(session.exec(select(Response).where(Response.job_id == job.id).order_by(Response.id)))
 
 
-def test_a_job_through_the_engine_stores_what_the_in_worker_path_stores(settings, session, engine, tiny_copies,
-                                                                        monkeypatch):
+def test_a_job_through_the_engine_stores_what_the_in_worker_path_stores(
+    settings, session, engine, tiny_copies, monkeypatch
+):
     _world(session, tiny_copies)
     _, in_worker = _job(session, settings)
     monkeypatch.setattr(settings, "inference_url", engine.url)
@@ -43,12 +46,14 @@ def test_a_job_through_the_engine_stores_what_the_in_worker_path_stores(settings
     assert [strip(r.params) for r in through_engine] == [strip(r.params) for r in in_worker]
     # Two copies of one model with the same seeds answer alike: such pairs are not opened, on either path.
     opened = session.exec(select(Comparison).where(Comparison.job_id == job_id)).all()
-    assert all(session.get(Response, c.response_a_id).text != session.get(Response, c.response_b_id).text
-               for c in opened)
+    assert all(
+        session.get(Response, c.response_a_id).text != session.get(Response, c.response_b_id).text for c in opened
+    )
 
 
-def test_the_engine_gets_concurrent_requests_with_the_jobs_sampling(settings, session, fake_engine, tiny_copies,
-                                                                    monkeypatch):
+def test_the_engine_gets_concurrent_requests_with_the_jobs_sampling(
+    settings, session, fake_engine, tiny_copies, monkeypatch
+):
     fake_engine.delay_s = 0.05
     _world(session, tiny_copies[:1], n_prompts=8)
     monkeypatch.setattr(settings, "inference_url", fake_engine.url)

@@ -32,8 +32,14 @@ from rlhf import db
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("RLHF_TEST_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PASSWORD = "correct-horse-battery"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
@@ -79,15 +85,29 @@ def server(tmp_path, sqlite_template, server_env) -> Iterator[Server]:
     shutil.copy(sqlite_template, data_dir / "rlhf.db")
     url = f"sqlite:///{data_dir / 'rlhf.db'}"
     port = _free_port()
-    env = {**os.environ, "RLHF_DATA_DIR": str(data_dir), "RLHF_DATABASE_URL": url, "RLHF_BROKER_URL": "",
-           "RLHF_SECRET_KEY": "browser-test-secret-key", "RLHF_LOG_LEVEL": "WARNING", "HF_HUB_OFFLINE": "1",
-           "GRADIO_ANALYTICS_ENABLED": "False", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT),
-           **server_env}
+    env = {
+        **os.environ,
+        "RLHF_DATA_DIR": str(data_dir),
+        "RLHF_DATABASE_URL": url,
+        "RLHF_BROKER_URL": "",
+        "RLHF_SECRET_KEY": "browser-test-secret-key",
+        "RLHF_LOG_LEVEL": "WARNING",
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONPATH": str(ROOT),
+        **server_env,
+    }
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "rlhf_cli.main", "serve", "--host", "127.0.0.1", "--port",
-                                 str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rlhf_cli.main", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
     srv = Server(base_url=f"http://127.0.0.1:{port}", database_url=url, data_dir=data_dir, log_path=log_path)
     try:
         deadline = time.monotonic() + 90
@@ -157,14 +177,25 @@ def call_event(server: Server, cookies: list[dict], button_text: str, data: list
     jar = {c["name"]: c["value"] for c in cookies}
     with httpx.Client(base_url=server.base_url, cookies=jar, timeout=timeout) as client:
         config = client.get("/config").json()
-        component = next(c["id"] for c in config["components"]
-                         if c.get("type") == "button" and c.get("props", {}).get("value") == button_text)
-        fn_index = next(d["id"] for d in config["dependencies"]
-                        if any(t[0] == component and t[1] == "click" for t in d["targets"]))
+        component = next(
+            c["id"]
+            for c in config["components"]
+            if c.get("type") == "button" and c.get("props", {}).get("value") == button_text
+        )
+        fn_index = next(
+            d["id"] for d in config["dependencies"] if any(t[0] == component and t[1] == "click" for t in d["targets"])
+        )
         session_hash = f"crafted{time.monotonic_ns()}"
-        joined = client.post("/gradio_api/queue/join", json={"data": data, "fn_index": fn_index,
-                                                             "session_hash": session_hash, "event_data": None,
-                                                             "trigger_id": component})
+        joined = client.post(
+            "/gradio_api/queue/join",
+            json={
+                "data": data,
+                "fn_index": fn_index,
+                "session_hash": session_hash,
+                "event_data": None,
+                "trigger_id": component,
+            },
+        )
         joined.raise_for_status()
         with client.stream("GET", "/gradio_api/queue/data", params={"session_hash": session_hash}) as stream:
             for line in stream.iter_lines():

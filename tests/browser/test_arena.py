@@ -35,8 +35,12 @@ def _battle(page, text: str, key: str, check_buttons: bool = False) -> None:
     page.locator("#arena-send").click()
     page.locator("#arena-vote-a").wait_for(state="visible", timeout=120_000)
     if check_buttons:  # the Rate tab's labels, with their keys drawn beside them
-        for label, elem, shortcut in (("A is better", "a", "1"), ("B is better", "b", "2"), ("Tie", "tie", "3"),
-                                      ("Both bad", "bad", "4")):
+        for label, elem, shortcut in (
+            ("A is better", "a", "1"),
+            ("B is better", "b", "2"),
+            ("Tie", "tie", "3"),
+            ("Both bad", "bad", "4"),
+        ):
             button = page.locator(f"#arena-vote-{elem}")
             assert button.inner_text().strip() == label
             assert button.evaluate("e => getComputedStyle(e, '::after').content") == f'"{shortcut}"'
@@ -77,32 +81,48 @@ def test_a_rater_battles_continues_and_writes_a_better_answer(server, new_page, 
 
     with server.session() as s:
         rita = s.exec(select(User).where(User.name == "rita")).one()
-        battles = s.exec(select(Comparison).where(Comparison.source == ComparisonSource.arena)
-                         .order_by(Comparison.id)).all()
+        battles = s.exec(
+            select(Comparison).where(Comparison.source == ComparisonSource.arena).order_by(Comparison.id)
+        ).all()
         assert len(battles) == 2
         second_prompt = s.get(Prompt, battles[1].prompt_id).messages
         assert [m["role"] for m in second_prompt] == ["user", "assistant", "user"]
         assert second_prompt[1]["content"].strip() == first_a.strip()
-        arena_votes = s.exec(select(Vote).join(Comparison, Comparison.id == Vote.comparison_id)
-                             .where(Comparison.source == ComparisonSource.arena)).all()
+        arena_votes = s.exec(
+            select(Vote)
+            .join(Comparison, Comparison.id == Vote.comparison_id)
+            .where(Comparison.source == ComparisonSource.arena)
+        ).all()
         assert sorted(v.choice.value for v in arena_votes) == ["a", "b"] and {v.rater_id for v in arena_votes} == {
-            rita.id}
+            rita.id
+        }
         demos = s.exec(select(Demonstration)).all()
         assert len(demos) == 1 and demos[0].messages == second_prompt
     # Neither battle is ever handed out in the Rate tab.
     page.get_by_role("tab", name="Rate").click()
     page.get_by_text("Nothing left to rate.").wait_for()
 
-    env = {**os.environ, "RLHF_DATA_DIR": str(server.data_dir), "RLHF_DATABASE_URL": server.database_url,
-           "PYTHONPATH": str(ROOT), "RLHF_SECRET_KEY": "browser-test-secret-key"}
+    env = {
+        **os.environ,
+        "RLHF_DATA_DIR": str(server.data_dir),
+        "RLHF_DATABASE_URL": server.database_url,
+        "PYTHONPATH": str(ROOT),
+        "RLHF_SECRET_KEY": "browser-test-secret-key",
+    }
     sft, prefs = tmp_path / "sft.jsonl", tmp_path / "prefs.jsonl"
     for path, kind in ((sft, "sft"), (prefs, "preference")):
-        subprocess.run([sys.executable, "-m", "rlhf_cli.main", "export", str(path), "--kind", kind], env=env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "rlhf_cli.main", "export", str(path), "--kind", kind],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
     sft_rows = [json.loads(line) for line in sft.read_text().splitlines()]
     assert len(sft_rows) == 1
-    assert sft_rows[0]["messages"] == [*second_prompt, {"role": "assistant",
-                                                        "content": "Blue, because the sky is blue."}]
+    assert sft_rows[0]["messages"] == [
+        *second_prompt,
+        {"role": "assistant", "content": "Blue, because the sky is blue."},
+    ]
     pref_rows = [json.loads(line) for line in prefs.read_text().splitlines()]
     assert {r["source"] for r in pref_rows} >= {"arena", "written"}
     _train_with_trl(tiny_model_dir, sft_rows, pref_rows, tmp_path)
@@ -115,16 +135,29 @@ def _train_with_trl(model_dir, sft_rows, pref_rows, tmp_path):
     from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    common = {"max_steps": 2, "per_device_train_batch_size": 2, "report_to": "none", "use_cpu": True,
-              "bf16": False, "gradient_checkpointing": False, "save_strategy": "no", "logging_steps": 1}
-    sft = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), processing_class=tokenizer,
-                     args=SFTConfig(output_dir=str(tmp_path / "sft"), **common),
-                     train_dataset=Dataset.from_list([{"messages": r["messages"]} for r in sft_rows]))
+    common = {
+        "max_steps": 2,
+        "per_device_train_batch_size": 2,
+        "report_to": "none",
+        "use_cpu": True,
+        "bf16": False,
+        "gradient_checkpointing": False,
+        "save_strategy": "no",
+        "logging_steps": 1,
+    }
+    sft = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(model_dir),
+        processing_class=tokenizer,
+        args=SFTConfig(output_dir=str(tmp_path / "sft"), **common),
+        train_dataset=Dataset.from_list([{"messages": r["messages"]} for r in sft_rows]),
+    )
     assert sft.train().training_loss > 0
-    dpo = DPOTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), processing_class=tokenizer,
-                     args=DPOConfig(output_dir=str(tmp_path / "dpo"), **common),
-                     train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")}
-                                                      for r in pref_rows]))
+    dpo = DPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(model_dir),
+        processing_class=tokenizer,
+        args=DPOConfig(output_dir=str(tmp_path / "dpo"), **common),
+        train_dataset=Dataset.from_list([{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in pref_rows]),
+    )
     assert dpo.train().training_loss > 0
 
 
@@ -139,10 +172,15 @@ def test_engineers_see_arena_counts_browse_demonstrations_and_promote_prompts(se
         rita = factories.user(s, name="rita", role="rater", password=PASSWORD)
         factories.user(s, name="erin", role="engineer", password=PASSWORD)
         register_checkpoint(session=s, path="org/one", name="one", serve=True)
-        plan = arena.plan_battle(session=s, rater=rita, messages=[{"role": "user", "content": "Name a fruit."}],
-                                 settings=Settings(secret_key="x" * 20))
-        comp = arena.store_battle(session=s, rater=rita, plan=plan, ttl_s=60,
-                                  answers=(Completion("Apple.", True), Completion("Pear.", True)))
+        plan = arena.plan_battle(
+            session=s,
+            rater=rita,
+            messages=[{"role": "user", "content": "Name a fruit."}],
+            settings=Settings(secret_key="x" * 20),
+        )
+        comp = arena.store_battle(
+            session=s, rater=rita, plan=plan, ttl_s=60, answers=(Completion("Apple.", True), Completion("Pear.", True))
+        )
         record_demonstration(session=s, rater=rita, comparison_id=comp.id, text="A ripe mango.")
         prompt_id = comp.prompt_id
     page = new_page(DESKTOP)

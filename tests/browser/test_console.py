@@ -32,8 +32,9 @@ def _pick(page, label: str, option: str) -> None:
 def test_engineer_trains_dpo_watches_it_and_serves_the_result(server, new_page, tiny_model_dir):
     with server.session() as s:
         factories.user(s, name="erin", role="engineer", password=PASSWORD)
-        comps = factories.comparisons(s, [(f"please answer {i}", f"answer {i}") for i in range(8)],
-                                      checkpoint_path=str(tiny_model_dir))
+        comps = factories.comparisons(
+            s, [(f"please answer {i}", f"answer {i}") for i in range(8)], checkpoint_path=str(tiny_model_dir)
+        )
         base = s.exec(select(Checkpoint)).one()
         serve_checkpoint(session=s, checkpoint_id=base.id)
         s.commit()
@@ -80,7 +81,8 @@ def test_engineer_trains_dpo_watches_it_and_serves_the_result(server, new_page, 
     with server.session() as s:
         assert s.get(Checkpoint, new.id).status is CheckpointStatus.serving
     expect(page.locator("#checkpoints-table")).to_contain_text(
-        re.compile(rf"{re.escape(new.name)}\s+policy\s+serving"), use_inner_text=True)
+        re.compile(rf"{re.escape(new.name)}\s+policy\s+serving"), use_inner_text=True
+    )
 
 
 def test_raters_cannot_use_the_console_even_by_hand(server, new_page):
@@ -127,8 +129,10 @@ def _pick_file(page, upload, path: Path) -> None:
     On a loaded machine a file set while Gradio redraws the picker is sometimes not taken (the
     picker stays empty); a person picks it again, and so does this.
     """
-    taken = ("() => { const box = document.querySelector('#prompt-upload');"
-             f" return box.textContent.includes({path.name!r}) || !box.querySelector('input[type=file]'); }}")
+    taken = (
+        "() => { const box = document.querySelector('#prompt-upload');"
+        f" return box.textContent.includes({path.name!r}) || !box.querySelector('input[type=file]'); }}"
+    )
     upload.set_input_files(str(path))
     try:
         page.wait_for_function(taken, timeout=8000)

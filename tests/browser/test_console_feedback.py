@@ -28,12 +28,17 @@ def _world(server):
         done = create_run(session=s, algorithm="dpo")
         evaluating = create_run(session=s, algorithm="dpo")
         base = s.exec(select(Checkpoint)).one()
-        out = register_checkpoint(session=s, path="org/trained", name="dpo-run1", serve=True, parent_id=base.id,
-                                  run_id=done.id)
+        out = register_checkpoint(
+            session=s, path="org/trained", name="dpo-run1", serve=True, parent_id=base.id, run_id=done.id
+        )
         base.status = CheckpointStatus.retired
         done.status, done.output_checkpoint_id = JobStatus.succeeded, out.id
-        done.metrics = {"final_loss": 0.41, "eval/kl_to_parent": 0.123, "eval/response_tokens": 17.5,
-                        "eval/samples": 64}
+        done.metrics = {
+            "final_loss": 0.41,
+            "eval/kl_to_parent": 0.123,
+            "eval/response_tokens": 17.5,
+            "eval/samples": 64,
+        }
         evaluating.status = JobStatus.running
         evaluating.progress = {"step": 50, "max_steps": 50, "phase": "evaluating"}
         s.add_all([base, done, evaluating])

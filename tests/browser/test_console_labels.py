@@ -38,8 +38,9 @@ SURE = AGREE / HELDOUT  # the calibrated p of a pair with the held-out rows' two
 
 def _comparisons_on_one_prompt(s, pairs, checkpoint_path, target_votes=1):
     """One comparison per (text a, text b), each on its own prompt row, every prompt the same question."""
-    return factories.comparisons(s, pairs, target_votes=target_votes, checkpoint_path=checkpoint_path,
-                                 messages=QUESTION)
+    return factories.comparisons(
+        s, pairs, target_votes=target_votes, checkpoint_path=checkpoint_path, messages=QUESTION
+    )
 
 
 def _preferred_and_other(reward_dir) -> tuple[str, str]:
@@ -47,8 +48,9 @@ def _preferred_and_other(reward_dir) -> tuple[str, str]:
     from rlhf.training.scoring import load_reward_model, score_conversations
 
     model, tokenizer = load_reward_model(str(reward_dir))
-    scores = score_conversations(model, tokenizer, [QUESTION + [{"role": "assistant", "content": t}]
-                                                    for t in CANDIDATES])
+    scores = score_conversations(
+        model, tokenizer, [QUESTION + [{"role": "assistant", "content": t}] for t in CANDIDATES]
+    )
     ranked = sorted(zip(scores, CANDIDATES))
     (low, worst), (high, best) = ranked[0], ranked[-1]
     # A seeded head on any warm-up tells these apart by far more than float noise, and by far less than
@@ -64,20 +66,29 @@ def _reward_model_with_heldout_votes(s, reward_dir, good: str, bad: str) -> int:
     person picks ``good``, the model's choice, on AGREE of them: a confident model, not a certain one.
     """
     voter = factories.user(s, name="vic", password=PASSWORD)
-    held = _comparisons_on_one_prompt(s, [(good, bad) if i % 2 else (bad, good) for i in range(HELDOUT)],
-                                      "org/some-model")
+    held = _comparisons_on_one_prompt(
+        s, [(good, bad) if i % 2 else (bad, good) for i in range(HELDOUT)], "org/some-model"
+    )
     for i, comp in enumerate(held):
         agree = i % 6 != 0
         good_is_a = i % 2 == 1
-        record_vote(session=s, rater=voter, comparison_id=comp.id, choice="a" if good_is_a == agree else "b",
-                    as_shown=False)
+        record_vote(
+            session=s, rater=voter, comparison_id=comp.id, choice="a" if good_is_a == agree else "b", as_shown=False
+        )
     assert sum(i % 6 != 0 for i in range(HELDOUT)) == AGREE
-    run = TrainingRun(algorithm="reward", status=JobStatus.succeeded,
-                      snapshot=take_snapshot(session=s).model_dump(mode="json"))
+    run = TrainingRun(
+        algorithm="reward", status=JobStatus.succeeded, snapshot=take_snapshot(session=s).model_dump(mode="json")
+    )
     s.add(run)
     s.flush()
-    reward = register_checkpoint(session=s, path=str(reward_dir), name="rm-seeded", kind=CheckpointKind.reward,
-                                 run_id=run.id, metrics={"heldout_comparison_ids": [c.id for c in held]})
+    reward = register_checkpoint(
+        session=s,
+        path=str(reward_dir),
+        name="rm-seeded",
+        kind=CheckpointKind.reward,
+        run_id=run.id,
+        metrics={"heldout_comparison_ids": [c.id for c in held]},
+    )
     s.commit()
     return reward.id
 
@@ -105,8 +116,11 @@ def test_engineer_labels_open_pairs_from_the_console(server, new_page, reward_di
         # Three pairs the model is 5/6 sure of (either way round), three it cannot tell apart.
         sure = {0: Choice.a, 2: Choice.b, 5: Choice.a}
         open_pairs = _comparisons_on_one_prompt(
-            s, [(good, bad), (bad, bad), (bad, good), (good, good), (CANDIDATES[2],) * 2, (good, bad)],
-            "org/other", target_votes=2)
+            s,
+            [(good, bad), (bad, bad), (bad, good), (good, good), (CANDIDATES[2],) * 2, (good, bad)],
+            "org/other",
+            target_votes=2,
+        )
         expected = {open_pairs[i].id: choice for i, choice in sure.items()}
 
     page = new_page(DESKTOP)
@@ -142,6 +156,8 @@ def test_engineer_labels_open_pairs_from_the_console(server, new_page, reward_di
     assert r["scored"] == len(open_pairs) and r["labelled"] == len(labelled) == len(sure)
     assert {v.comparison_id: v.choice for v in labelled} == expected
     assert all(v.label_p == pytest.approx(SURE, abs=1e-3) for v in labelled), [v.label_p for v in labelled]
-    assert (f"Labelled {len(sure)} of {len(open_pairs)} open pairs at p ≥ 0.8; "
-            f"{len(open_pairs) - len(sure)} go to people first.") in text
+    assert (
+        f"Labelled {len(sure)} of {len(open_pairs)} open pairs at p ≥ 0.8; "
+        f"{len(open_pairs) - len(sure)} go to people first."
+    ) in text
     assert f"Calibration on {HELDOUT} held-out human pairs" in text

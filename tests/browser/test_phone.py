@@ -34,7 +34,7 @@ def test_leaderboard_shows_every_column_on_a_phone_and_whole_words_on_a_laptop(s
             assert box["width"] > 0 and box["x"] >= 0 and box["x"] + box["width"] <= width, (viewport, i, box)
         if viewport is PHONE:
             labels = cells.evaluate_all("cs => cs.map(c => getComputedStyle(c, '::before').content)")
-            assert labels[:len(COLUMNS)] == [f'"{c}"' for c in COLUMNS]
+            assert labels[: len(COLUMNS)] == [f'"{c}"' for c in COLUMNS]
         else:
             for header in page.locator("#leaderboard-table th").all():
                 # One line per header: nothing split inside a word.
@@ -47,8 +47,10 @@ def test_key_badges_and_hint_are_not_shown_on_a_touch_screen(server, browser):
         factories.user(s, name="rita", role="rater", password=PASSWORD)
         factories.comparisons(s, [("a", "b")])
     assert CHROMIUM
-    contexts = [browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True),
-                browser.new_context(viewport=LAPTOP)]
+    contexts = [
+        browser.new_context(viewport=PHONE, has_touch=True, is_mobile=True),
+        browser.new_context(viewport=LAPTOP),
+    ]
     try:
         shown = []
         for context in contexts:

@@ -25,9 +25,12 @@ def _shown(page) -> tuple[str, str]:
 
 
 def _wait_for_new_pair(page, before: tuple[str, str]) -> None:
-    page.wait_for_function("([a, b]) => { const x = document.querySelector('#response-a .rl-card-body'); "
-                           "const y = document.querySelector('#response-b .rl-card-body'); "
-                           "return x && y && (x.innerText !== a || y.innerText !== b); }", arg=list(before))
+    page.wait_for_function(
+        "([a, b]) => { const x = document.querySelector('#response-a .rl-card-body'); "
+        "const y = document.querySelector('#response-b .rl-card-body'); "
+        "return x && y && (x.innerText !== a || y.innerText !== b); }",
+        arg=list(before),
+    )
 
 
 def _stored_votes(server, rater: str) -> list[tuple[Vote, str, str]]:

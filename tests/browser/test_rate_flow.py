@@ -19,8 +19,11 @@ LAPTOP = {"width": 1366, "height": 850}
 def _live_leases(server, name: str) -> int:
     with server.session() as s:
         user = s.exec(select(User).where(User.name == name)).one()
-        return s.exec(select(func.count()).select_from(Assignment)
-                      .where(Assignment.rater_id == user.id, Assignment.expires_at > utcnow())).one()
+        return s.exec(
+            select(func.count())
+            .select_from(Assignment)
+            .where(Assignment.rater_id == user.id, Assignment.expires_at > utcnow())
+        ).one()
 
 
 def _eventually(check, timeout_s: float = 10.0, page=None) -> None:
@@ -119,7 +122,10 @@ def test_typing_guard_hint_escape_submit_and_no_leaks(server, new_page):
 
     votes = _stored_votes(server, "rita")
     assert [(v.rationale, v.choice is Choice.tie) for v, _, _ in votes] == [
-        ("1 is clearer", False), ("both fine", True), ("shorter", False)]
+        ("1 is clearer", False),
+        ("both fine", True),
+        ("shorter", False),
+    ]
     (v1, a1, b1), _, (v3, a3, b3) = votes
     assert {Choice.a: a1, Choice.b: b1}[v1.choice] == first[0]
     assert {Choice.a: a3, Choice.b: b3}[v3.choice] == third[1]

@@ -9,8 +9,7 @@ from rlhf_cli import demo
 from tests import factories
 
 
-def test_a_round_prints_the_runs_steps_and_its_evaluation_while_it_trains(session, settings, monkeypatch,
-                                                                         capsys):
+def test_a_round_prints_the_runs_steps_and_its_evaluation_while_it_trains(session, settings, monkeypatch, capsys):
     rater = factories.user(session)
     (comp,) = factories.comparisons(session, [("x", "y")], serve=True)
     record_vote(session=session, rater=rater, comparison_id=comp.id, choice="a")
@@ -22,8 +21,11 @@ def test_a_round_prints_the_runs_steps_and_its_evaluation_while_it_trains(sessio
     def fake_training(run_id, _settings):  # reports as the worker's tail of the trainer does
         with db.session_scope(engine) as s:
             claim_run(session=s, run_id=run_id, worker="w")
-        for progress in ({"step": 10, "max_steps": 20, "loss": 0.69}, {"step": 20, "max_steps": 20, "loss": 0.4},
-                         {"step": 20, "max_steps": 20, "loss": 0.4, "phase": "evaluating"}):
+        for progress in (
+            {"step": 10, "max_steps": 20, "loss": 0.69},
+            {"step": 20, "max_steps": 20, "loss": 0.4},
+            {"step": 20, "max_steps": 20, "loss": 0.4, "phase": "evaluating"},
+        ):
             with db.session_scope(engine) as s:
                 heartbeat(session=s, run_id=run_id, progress=progress)
             time.sleep(0.3)

@@ -9,13 +9,16 @@ from rlhf.services.checkpoints import register_checkpoint
 from rlhf_cli.main import app
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--temperature", "-1"], "temperature: input should be greater than 0"),
-    (["--temperature", "9"], "temperature: input should be less than or equal to 5"),
-    (["--max-new-tokens", "0"], "max new tokens: input should be greater than or equal to 1"),
-    (["--per-checkpoint", "0"], "per checkpoint: input should be greater than or equal to 1"),
-    (["--select", "best"], "unknown pair selection 'best'; use random or uncertain"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--temperature", "-1"], "temperature: input should be greater than 0"),
+        (["--temperature", "9"], "temperature: input should be less than or equal to 5"),
+        (["--max-new-tokens", "0"], "max new tokens: input should be greater than or equal to 1"),
+        (["--per-checkpoint", "0"], "per checkpoint: input should be greater than or equal to 1"),
+        (["--select", "best"], "unknown pair selection 'best'; use random or uncertain"),
+    ],
+)
 def test_bad_values_are_refused_before_a_job_is_queued(session, args, message):
     register_checkpoint(session=session, path="org/model", name="m", serve=True)
     session.commit()

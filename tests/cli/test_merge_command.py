@@ -15,8 +15,12 @@ pytestmark = pytest.mark.slow
 
 def test_merge_queues_a_job_and_wait_prints_the_new_checkpoint(session, tiny_model_dir, tmp_path):
     base = register_checkpoint(session=session, path=str(tiny_model_dir), name="tiny", serve=True)
-    lora = register_checkpoint(session=session, path=str(make_adapter(tiny_model_dir, tmp_path / "lora")),
-                               name="lora", base_checkpoint_id=base.id)
+    lora = register_checkpoint(
+        session=session,
+        path=str(make_adapter(tiny_model_dir, tmp_path / "lora")),
+        name="lora",
+        base_checkpoint_id=base.id,
+    )
     session.commit()
 
     queued = CliRunner().invoke(app, ["checkpoints", "merge", "lora", "--name", "later"])

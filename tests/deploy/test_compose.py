@@ -155,8 +155,11 @@ def test_secrets_are_required_not_defaulted():
 
 
 def test_env_example_documents_every_variable_with_refused_placeholders():
-    example = dict(line.split("=", 1) for line in (ROOT / ".env.example").read_text().splitlines()
-                   if line and not line.startswith("#"))
+    example = dict(
+        line.split("=", 1)
+        for line in (ROOT / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
     referenced = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)", COMPOSE_TEXT))
     assert referenced <= set(example), f"missing from .env.example: {referenced - set(example)}"
     assert example["RLHF_SECRET_KEY"].strip().lower() in EXAMPLE_SECRET_KEYS
@@ -240,13 +243,17 @@ def test_one_dockerignore_for_both_builders_keeps_the_context_small():
     """The legacy builder reads only the root .dockerignore; BuildKit would prefer a
     <Dockerfile>.dockerignore next to the Dockerfile, so there must be none to drift."""
     assert not list((ROOT / "deploy").glob("*.dockerignore"))
-    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip().rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert {".git", ".venv", "tests", "bench"} <= ignored
     # Whatever pyproject.toml packages reaches the image, including top-level packages added later.
     include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
-    packages = [p for p in ROOT.iterdir()
-                if p.is_dir() and any(re.fullmatch(i.replace("*", ".*"), p.name) for i in include)]
+    packages = [
+        p for p in ROOT.iterdir() if p.is_dir() and any(re.fullmatch(i.replace("*", ".*"), p.name) for i in include)
+    ]
     assert packages and not [p.name for p in packages if p.name in ignored]
     assert "pyproject.toml" not in ignored and "README.md" not in ignored and "deploy" not in ignored
 
@@ -297,9 +304,19 @@ def test_accelerate_config_is_passed_to_accelerate_launch(tmp_path):
     from rlhf.training.spec import TrainerSpec
 
     config = "/app/deploy/accelerate/zero3.yaml"
-    spec = TrainerSpec(run_id=1, algorithm="dpo", base="b", reward_model=None, data="d", output_dir="o",
-                       work_dir="w", progress="p", result="r", stop="s",
-                       params={"num_processes": 4, "accelerate_config": config})
+    spec = TrainerSpec(
+        run_id=1,
+        algorithm="dpo",
+        base="b",
+        reward_model=None,
+        data="d",
+        output_dir="o",
+        work_dir="w",
+        progress="p",
+        result="r",
+        stop="s",
+        params={"num_processes": 4, "accelerate_config": config},
+    )
     cmd = trainer_command(tmp_path / "spec.json", spec)
     assert cmd[cmd.index("--num_processes") + 1] == "4"
     assert cmd[cmd.index("--config_file") + 1] == config

@@ -26,8 +26,24 @@ from tests.conftest import REDIS_URL, _truncate_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # How this machine's Redis is started (scripts/services); restarted exactly so.
-REDIS_START = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
-               "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis", "--logfile", "/var/log/redis/ci.log"]
+REDIS_START = [
+    "redis-server",
+    "--daemonize",
+    "yes",
+    "--bind",
+    "127.0.0.1",
+    "-::1",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "/var/log/redis/ci.log",
+]
 
 
 def _ping(url: str) -> bool:
@@ -90,8 +106,9 @@ def test_broker_outage_degrades_health_refuses_runs_and_keeps_voting(app_with_br
 
             pair = client.get("/api/comparisons/next", headers=as_rater)
             assert pair.status_code == 200
-            vote = client.post("/api/votes", headers=as_rater,
-                               json={"comparison_id": pair.json()["comparison_id"], "choice": "a"})
+            vote = client.post(
+                "/api/votes", headers=as_rater, json={"comparison_id": pair.json()["comparison_id"], "choice": "a"}
+            )
             assert vote.status_code == 201
 
             run = client.post("/api/runs", headers=as_engineer, json={"algorithm": "dpo"})

@@ -62,14 +62,22 @@ def _env_values(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
-def _stack(*args: str, env_file: Path, timeout: float = 600, env: dict | None = None,
-           check: bool = True) -> subprocess.CompletedProcess:
+def _stack(
+    *args: str, env_file: Path, timeout: float = 600, env: dict | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     action, *rest = args
-    proc = subprocess.run([str(STACK), action, "--env-file", str(env_file), *rest], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [str(STACK), action, "--env-file", str(env_file), *rest],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
     if check and proc.returncode != 0:
-        pytest.fail(f"scripts/stack {' '.join(args)} exited {proc.returncode}:\n"
-                    f"{proc.stderr[-4000:]}{proc.stdout[-2000:]}")
+        pytest.fail(
+            f"scripts/stack {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-4000:]}{proc.stdout[-2000:]}"
+        )
     return proc
 
 
@@ -111,9 +119,15 @@ class Stack:
         return self.compose("ps", "-q", service).stdout.strip()
 
     def wait_generation(self, job_id: int, timeout: float = 300) -> dict:
-        job = _wait_until(lambda: (j := self.ok("GET", f"/generate/{job_id}", self.engineer))["status"]
-                          in ("succeeded", "failed", "cancelled") and j, timeout,
-                          f"generation job {job_id} did not end")
+        job = _wait_until(
+            lambda: (
+                (j := self.ok("GET", f"/generate/{job_id}", self.engineer))["status"]
+                in ("succeeded", "failed", "cancelled")
+                and j
+            ),
+            timeout,
+            f"generation job {job_id} did not end",
+        )
         assert job["status"] == "succeeded", job
         return job
 
@@ -121,8 +135,11 @@ class Stack:
         return self.ok("GET", f"/runs/{run_id}", self.engineer)
 
     def wait_run(self, run_id: int, timeout: float = 600) -> dict:
-        return _wait_until(lambda: (r := self.run(run_id))["status"] in ("succeeded", "failed", "cancelled") and r,
-                           timeout, f"run {run_id} did not end")
+        return _wait_until(
+            lambda: (r := self.run(run_id))["status"] in ("succeeded", "failed", "cancelled") and r,
+            timeout,
+            f"run {run_id} did not end",
+        )
 
     def vote_all(self) -> int:
         n = 0
@@ -172,8 +189,9 @@ def test_up_builds_the_images_and_the_stack_is_healthy(stack, pytestconfig):
     assert stack.url == f"http://127.0.0.1:{PORT}", "the last line of `up` is the web URL"
     health = httpx.get(f"{stack.url}/api/health", timeout=10)
     assert health.status_code == 200 and health.json() == {"status": "ok", "database": "ok", "broker": "ok"}
-    rows = [json.loads(line) for line in stack.compose("ps", "-a", "--format", "json").stdout.splitlines()
-            if line.strip()]
+    rows = [
+        json.loads(line) for line in stack.compose("ps", "-a", "--format", "json").stdout.splitlines() if line.strip()
+    ]
     if len(rows) == 1 and isinstance(rows[0], list):
         rows = rows[0]
     state = {r["Service"]: r for r in rows}
@@ -220,14 +238,19 @@ def test_every_app_service_sees_the_database_the_broker_and_the_data_volume(stac
         out = stack.compose("exec", "-T", service, "python", "-c", PROBE, service, timeout=120).stdout
         assert f"probe-{service}" in out
     # migrate has exited: a one-off container of it, with its environment and mounts.
-    out = stack.compose("run", "--rm", "--no-deps", "-T", "migrate", "python", "-c", PROBE, "migrate",
-                        timeout=120).stdout
+    out = stack.compose(
+        "run", "--rm", "--no-deps", "-T", "migrate", "python", "-c", PROBE, "migrate", timeout=120
+    ).stdout
     assert "['probe-migrate', 'probe-web', 'probe-worker']" in out, "the three do not share one data volume"
 
 
 def test_a_whole_round_runs_in_the_containers(stack):
-    stack.ok("POST", "/users", stack.admin, json={"name": stack.engineer[0], "role": "engineer",
-                                                  "password": stack.engineer[1]})
+    stack.ok(
+        "POST",
+        "/users",
+        stack.admin,
+        json={"name": stack.engineer[0], "role": "engineer", "password": stack.engineer[1]},
+    )
     stack.ok("POST", "/users", stack.admin, json={"name": stack.rater[0], "role": "rater", "password": stack.rater[1]})
     prompts = [{"prompt": f"Say something kind about topic {i}."} for i in range(8)]
     assert stack.ok("POST", "/prompts", stack.engineer, json=prompts)["created"] == 8
@@ -237,12 +260,17 @@ def test_a_whole_round_runs_in_the_containers(stack):
     job = stack.ok("POST", "/generate", stack.engineer, json={"limit": 8, "max_new_tokens": 16})
     job = stack.wait_generation(job["id"])
     assert job["result"]["comparisons"] == 8 and job["result"]["checkpoints"] == [base[0]["id"]]
-    assert f"generation job {job['id']}: succeeded" in stack.compose("logs", "worker").stdout, \
+    assert f"generation job {job['id']}: succeeded" in stack.compose("logs", "worker").stdout, (
         "the generation did not run on the worker container"
+    )
     assert stack.vote_all() == 8
 
-    run = stack.ok("POST", "/runs", stack.engineer,
-                   json={"algorithm": "dpo", "serve": True, "params": {"steps": 10, "eval_samples": 0}})
+    run = stack.ok(
+        "POST",
+        "/runs",
+        stack.engineer,
+        json={"algorithm": "dpo", "serve": True, "params": {"steps": 10, "eval_samples": 0}},
+    )
     run = stack.wait_run(run["id"])
     assert run["status"] == "succeeded", run["error"]
     assert run["votes"] == 8
@@ -252,8 +280,9 @@ def test_a_whole_round_runs_in_the_containers(stack):
     stack.compose("exec", "-T", "web", "test", "-f", f"{new['path']}/config.json", timeout=60)
 
     # Next round: the new checkpoint's samples come back to the raters, against the base model.
-    job2 = stack.wait_generation(stack.ok("POST", "/generate", stack.engineer,
-                                          json={"limit": 8, "max_new_tokens": 16})["id"])
+    job2 = stack.wait_generation(
+        stack.ok("POST", "/generate", stack.engineer, json={"limit": 8, "max_new_tokens": 16})["id"]
+    )
     assert new["id"] in job2["result"]["checkpoints"] and job2["result"]["comparisons"] > 0
     assert stack.vote_all() == job2["result"]["comparisons"]
     standings = {s["checkpoint_id"]: s for s in stack.ok("GET", "/leaderboard", stack.engineer)["standings"]}
@@ -274,10 +303,14 @@ def test_worker_killed_mid_run_is_reaped_and_the_restarted_worker_takes_the_next
     assert "round" in stack.state, "needs the round above"
     worker = stack.container("worker")
     restarts = int(stack.docker("inspect", "-f", "{{.RestartCount}}", worker))
-    run_id = stack.ok("POST", "/runs", stack.engineer,
-                      json={"algorithm": "dpo", "params": {"steps": 100000, "eval_samples": 0}})["id"]
-    _wait_until(lambda: stack.run(run_id)["status"] == "running" and stack.run(run_id)["progress"].get("step"),
-                300, "the long run never started training")
+    run_id = stack.ok(
+        "POST", "/runs", stack.engineer, json={"algorithm": "dpo", "params": {"steps": 100000, "eval_samples": 0}}
+    )["id"]
+    _wait_until(
+        lambda: stack.run(run_id)["status"] == "running" and stack.run(run_id)["progress"].get("step"),
+        300,
+        "the long run never started training",
+    )
     # SIGKILL to the container's PID 1 from the host, as the kernel's OOM killer would: the
     # worker and its trainer die at once, and Docker, which did not stop it, restarts it
     # (`docker kill` would count as stopped by hand: `unless-stopped` would leave it down).
@@ -285,16 +318,25 @@ def test_worker_killed_mid_run_is_reaped_and_the_restarted_worker_takes_the_next
     os.kill(pid, 9)
     killed = time.monotonic()
 
-    run = _wait_until(lambda: (r := stack.run(run_id))["status"] != "running" and r, HEARTBEAT_TIMEOUT_S + 240,
-                      "the run stayed 'running' after its worker was killed")
-    _report(pytestconfig, f"killed run failed {time.monotonic() - killed:.0f} s after the kill "
-                          f"(heartbeat timeout {HEARTBEAT_TIMEOUT_S} s)")
+    run = _wait_until(
+        lambda: (r := stack.run(run_id))["status"] != "running" and r,
+        HEARTBEAT_TIMEOUT_S + 240,
+        "the run stayed 'running' after its worker was killed",
+    )
+    _report(
+        pytestconfig,
+        f"killed run failed {time.monotonic() - killed:.0f} s after the kill "
+        f"(heartbeat timeout {HEARTBEAT_TIMEOUT_S} s)",
+    )
     assert run["status"] == "failed" and "stopped reporting" in (run["error"] or ""), run
     assert run["output_checkpoint_id"] is None
     assert int(stack.docker("inspect", "-f", "{{.RestartCount}}", worker)) > restarts, "the worker was not restarted"
 
-    nxt = stack.wait_run(stack.ok("POST", "/runs", stack.engineer,
-                                  json={"algorithm": "dpo", "params": {"steps": 2, "eval_samples": 0}})["id"])
+    nxt = stack.wait_run(
+        stack.ok("POST", "/runs", stack.engineer, json={"algorithm": "dpo", "params": {"steps": 2, "eval_samples": 0}})[
+            "id"
+        ]
+    )
     assert nxt["status"] == "succeeded", nxt["error"]
     assert stack.run(run_id)["status"] == "failed"
     stack.state["killed_run"] = run_id
@@ -307,16 +349,21 @@ def test_restart_of_everything_keeps_every_vote_run_and_checkpoint(stack):
     before_checkpoints = {c["id"]: (c["status"], c["path"]) for c in stack.ok("GET", "/checkpoints", stack.engineer)}
 
     stack.compose("restart", timeout=600)
-    _wait_until(lambda: (h := stack.health()) and h["database"] == "ok" and h["broker"] == "ok", 300,
-                "the web app did not come back after the restart", interval=2)
+    _wait_until(
+        lambda: (h := stack.health()) and h["database"] == "ok" and h["broker"] == "ok",
+        300,
+        "the web app did not come back after the restart",
+        interval=2,
+    )
 
     after_stats = stack.ok("GET", "/stats", stack.engineer)
     for key in ("votes", "comparisons", "prompts", "responses"):
         if key in before_stats:
             assert after_stats[key] == before_stats[key], key
     assert {r["id"]: r["status"] for r in stack.ok("GET", "/runs", stack.engineer)} == before_runs
-    assert {c["id"]: (c["status"], c["path"]) for c in stack.ok("GET", "/checkpoints", stack.engineer)} \
-        == before_checkpoints
+    assert {
+        c["id"]: (c["status"], c["path"]) for c in stack.ok("GET", "/checkpoints", stack.engineer)
+    } == before_checkpoints
     new = stack.state["round"]["checkpoint"]
     stack.compose("exec", "-T", "worker", "test", "-f", f"{new['path']}/config.json", timeout=60)
     # The queue works again: a job after the restart is taken and done.
@@ -325,8 +372,13 @@ def test_restart_of_everything_keeps_every_vote_run_and_checkpoint(stack):
 
 def test_a_failing_build_names_its_step(stack, tmp_path):
     env_file = _write_env(tmp_path / "broken.env", RLHF_IMAGE="rlhf-loop:broken-torch-index", WEB_PORT=str(PORT + 1))
-    proc = _stack("up", env_file=env_file, timeout=600, check=False,
-                  env={"RLHF_STACK_TORCH_WHEELS": "none", "TORCH_INDEX_URL": "http://127.0.0.1:9/simple"})
+    proc = _stack(
+        "up",
+        env_file=env_file,
+        timeout=600,
+        check=False,
+        env={"RLHF_STACK_TORCH_WHEELS": "none", "TORCH_INDEX_URL": "http://127.0.0.1:9/simple"},
+    )
     assert proc.returncode != 0
     assert re.search(r"building app failed at Step \d+/\d+ : RUN .*torch==2\.13\.0", proc.stderr), proc.stderr[-3000:]
     assert httpx.get(f"{stack.url}/api/health", timeout=10).status_code == 200, "the running stack was touched"
@@ -353,6 +405,7 @@ def test_down_leaves_nothing_running(stack):
         httpx.get(f"{stack.url}/api/health", timeout=5)
     if engine_pid is not None:
         assert not Path(f"/proc/{engine_pid}").exists(), "the engine `up` started is still running"
-        shims = subprocess.run(["pgrep", "-f", f"containerd-shim.*{STACK_ROOT}"], capture_output=True,
-                               text=True).stdout.split()
+        shims = subprocess.run(
+            ["pgrep", "-f", f"containerd-shim.*{STACK_ROOT}"], capture_output=True, text=True
+        ).stdout.split()
         assert not shims, f"container processes left: {shims}"

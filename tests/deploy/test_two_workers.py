@@ -42,8 +42,9 @@ def env(postgres_db, broker8, tmp_path, tiny_model_dir, monkeypatch):
     env = Env(data_dir, postgres_db, broker8)
     env.rlhf("checkpoints", "add", str(tiny_model_dir), "--name", "tiny", "--serve")
     prompts = tmp_path / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"prompt": f"Say something about topic {i}."}) + "\n"
-                               for i in range(PROMPTS)))
+    prompts.write_text(
+        "".join(json.dumps({"prompt": f"Say something about topic {i}."}) + "\n" for i in range(PROMPTS))
+    )
     env.rlhf("prompts", "import", str(prompts))
     # This process queues the jobs, as the web app would: same settings as the workers.
     for key in ("RLHF_DATA_DIR", "RLHF_DATABASE_URL", "RLHF_BROKER_URL", "RLHF_SECRET_KEY"):
@@ -71,8 +72,9 @@ def test_two_workers_share_the_jobs_and_run_each_once(env, tmp_path):
             procs.append(start_worker(env, log, queues="generate"))
         engine = db.get_engine(env.vars["RLHF_DATABASE_URL"])
         with db.session_scope(engine) as s:
-            ids = [submit_generation(session=s, queue=job_queue(), limit=LIMIT, per_checkpoint=PER).id
-                   for _ in range(JOBS)]
+            ids = [
+                submit_generation(session=s, queue=job_queue(), limit=LIMIT, per_checkpoint=PER).id for _ in range(JOBS)
+            ]
         deadline = time.monotonic() + 300
         while True:
             with db.session_scope(engine) as s:
@@ -93,10 +95,14 @@ def test_two_workers_share_the_jobs_and_run_each_once(env, tmp_path):
     assert all(per_worker), f"both workers must take jobs: {per_worker}"
 
     with engine.connect() as conn:
-        responses = dict(conn.execute(sa.text(
-            "SELECT job_id, count(*) FROM response WHERE job_id IS NOT NULL GROUP BY job_id")).all())
-        pairs = conn.execute(sa.text(
-            "SELECT response_a_id, response_b_id, job_id FROM comparison WHERE job_id IS NOT NULL")).all()
+        responses = dict(
+            conn.execute(
+                sa.text("SELECT job_id, count(*) FROM response WHERE job_id IS NOT NULL GROUP BY job_id")
+            ).all()
+        )
+        pairs = conn.execute(
+            sa.text("SELECT response_a_id, response_b_id, job_id FROM comparison WHERE job_id IS NOT NULL")
+        ).all()
         results = dict(conn.execute(sa.text("SELECT id, result FROM generationjob")).all())
     # A job run twice would have sampled (and stored) twice.
     assert responses == {job_id: LIMIT * PER for job_id in ids}

@@ -44,11 +44,13 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.1) -> f
 
 
 def _pg_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or ([shutil.which(name)] if shutil.which(name)
-                                                                       else [])
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or (
+        [shutil.which(name)] if shutil.which(name) else []
+    )
     if not found:
-        pytest.fail(f"PostgreSQL's {name} is required for the fault tests and was not found "
-                    "(apt-get install postgresql)")
+        pytest.fail(
+            f"PostgreSQL's {name} is required for the fault tests and was not found (apt-get install postgresql)"
+        )
     return found[-1]
 
 
@@ -73,19 +75,35 @@ class PrivatePostgres:
         full = (["runuser", "-u", "postgres", "--"] if self.as_root else []) + list(cmd)
         proc = subprocess.run(full, capture_output=True, text=True, timeout=timeout, cwd=self.root)
         if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}\n"
-                                 f"{self.log.read_text() if self.log.exists() else ''}")
+            raise AssertionError(
+                f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}\n"
+                f"{self.log.read_text() if self.log.exists() else ''}"
+            )
         return proc
 
     def init(self) -> None:
-        self._run(_pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync",
-                  "-E", "UTF8", "--locale", "C")
+        self._run(
+            _pg_bin("initdb"),
+            "-D",
+            str(self.data),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "--no-sync",
+            "-E",
+            "UTF8",
+            "--locale",
+            "C",
+        )
 
     def start(self) -> None:
-        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200 "
-                   "-c shared_buffers=32MB")
-        self._run(_pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60",
-                  "start")
+        options = (
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=32MB"
+        )
+        self._run(
+            _pg_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", options, "-w", "-t", "60", "start"
+        )
 
     def stop(self, mode: str = "fast") -> None:
         """``fast``: clients are disconnected, a clean shutdown; ``immediate``: as if the server crashed."""
@@ -128,11 +146,23 @@ class PrivateRedis:
             return False
 
     def start(self) -> None:
-        persistence = (["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly
-                       else ["--appendonly", "no"])
-        self.proc = subprocess.Popen([self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--dir", str(self.dir), *persistence],
-                                     stdout=(self.dir / "redis.log").open("ab"), stderr=subprocess.STDOUT)
+        persistence = ["--appendonly", "yes", "--appendfsync", "always"] if self.appendonly else ["--appendonly", "no"]
+        self.proc = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--dir",
+                str(self.dir),
+                *persistence,
+            ],
+            stdout=(self.dir / "redis.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
         wait_until(self.ping, 10, f"private redis-server on port {self.port} did not answer")
 
     def stop(self) -> None:
@@ -193,9 +223,18 @@ class Server:
         self.log_path = tmp_path / f"server-{self.port}.log"
         data_dir = tmp_path / "data"
         data_dir.mkdir(exist_ok=True)
-        self.env = {**os.environ, "RLHF_DATA_DIR": str(data_dir), "RLHF_DATABASE_URL": database_url,
-                    "RLHF_BROKER_URL": "", "RLHF_SECRET_KEY": "fault-test-secret-key", "RLHF_LOG_LEVEL": "WARNING",
-                    "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(ROOT), **env}
+        self.env = {
+            **os.environ,
+            "RLHF_DATA_DIR": str(data_dir),
+            "RLHF_DATABASE_URL": database_url,
+            "RLHF_BROKER_URL": "",
+            "RLHF_SECRET_KEY": "fault-test-secret-key",
+            "RLHF_LOG_LEVEL": "WARNING",
+            "HF_HUB_OFFLINE": "1",
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "PYTHONPATH": str(ROOT),
+            **env,
+        }
         self.cwd = tmp_path
         self.proc: subprocess.Popen | None = None
 
@@ -205,9 +244,14 @@ class Server:
         import httpx
 
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "rlhf_cli.main", "serve", "--host", "127.0.0.1",
-                                          "--port", str(self.port)], env=self.env, stdout=log,
-                                         stderr=subprocess.STDOUT, cwd=self.cwd, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "rlhf_cli.main", "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.cwd,
+                start_new_session=True,
+            )
 
         def up() -> bool:
             if self.proc.poll() is not None:

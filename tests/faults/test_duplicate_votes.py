@@ -36,11 +36,14 @@ def _run(coroutine):
 
 async def _send_all(base_url: str, token: str, body: dict) -> list[httpx.Response]:
     limits = httpx.Limits(max_connections=COPIES, max_keepalive_connections=COPIES)
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=120,
-                                 headers={"Authorization": f"Bearer {token}"}) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, limits=limits, timeout=120, headers={"Authorization": f"Bearer {token}"}
+    ) as client:
         # Half the copies carry the key in the header, as a retrying client would; all are the same vote.
-        requests = [client.post("/api/votes", json=body, headers={"Idempotency-Key": "click-1"} if i % 2 else {})
-                    for i in range(COPIES)]
+        requests = [
+            client.post("/api/votes", json=body, headers={"Idempotency-Key": "click-1"} if i % 2 else {})
+            for i in range(COPIES)
+        ]
         return await asyncio.gather(*requests)
 
 
@@ -54,8 +57,9 @@ def test_a_thousand_concurrent_copies_of_one_vote_store_one(db_url, serve):
     handout = httpx.get(f"{server.base_url}/api/comparisons/next", headers={"Authorization": f"Bearer {token}"})
     cid = handout.json()["comparison_id"]
 
-    responses = _run(_send_all(server.base_url, token, {"comparison_id": cid, "choice": "b",
-                                                        "idempotency_key": "click-1"}))
+    responses = _run(
+        _send_all(server.base_url, token, {"comparison_id": cid, "choice": "b", "idempotency_key": "click-1"})
+    )
     statuses = Counter(r.status_code for r in responses)
     stored = count(db_url, "SELECT count(*) FROM vote")
     print(f"{db_url.split(':')[0]}: {COPIES} copies sent, answers {dict(statuses)}, {stored} vote stored")
@@ -73,6 +77,7 @@ async def _rate_until_done(base_url: str, tokens: list[str]) -> Counter:
     answers: Counter = Counter()
     limits = httpx.Limits(max_connections=len(tokens) + 5, max_keepalive_connections=len(tokens) + 5)
     async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
+
         async def rater(token: str) -> None:
             headers = {"Authorization": f"Bearer {token}"}
             while True:
@@ -80,8 +85,11 @@ async def _rate_until_done(base_url: str, tokens: list[str]) -> Counter:
                 answers[f"next {handout.status_code}"] += 1
                 if handout.status_code != 200:
                     return
-                vote = await client.post("/api/votes", headers=headers,
-                                         json={"comparison_id": handout.json()["comparison_id"], "choice": "a"})
+                vote = await client.post(
+                    "/api/votes",
+                    headers=headers,
+                    json={"comparison_id": handout.json()["comparison_id"], "choice": "a"},
+                )
                 answers[f"vote {vote.status_code}"] += 1
 
         await asyncio.gather(*(rater(t) for t in tokens))
@@ -101,8 +109,10 @@ def test_fifty_raters_at_once_over_http_empty_the_queue_without_an_error(db_url,
             factories.user(s, f"r{i}", role=Role.rater, password=PASSWORD)
     db.get_engine(db_url).dispose()
     server = serve(db_url)
-    tokens = [httpx.post(f"{server.base_url}/api/token", auth=(f"r{i}", PASSWORD), timeout=30).json()["access_token"]
-              for i in range(50)]
+    tokens = [
+        httpx.post(f"{server.base_url}/api/token", auth=(f"r{i}", PASSWORD), timeout=30).json()["access_token"]
+        for i in range(50)
+    ]
     answers = _run(_rate_until_done(server.base_url, tokens))
     print(f"{db_url.split(':')[0]}: {dict(answers)}")
     assert answers["vote 201"] == 150 and answers["next 204"] == 50, answers

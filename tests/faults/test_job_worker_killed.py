@@ -44,15 +44,22 @@ def _job(job_id: int) -> GenerationJob:
         return s.get(GenerationJob, job_id)
 
 
-def test_worker_killed_mid_generation_fails_the_job(postgres_db, private_redis, tmp_path, tiny_model_dir,
-                                                    silent_engine, monkeypatch):
+def test_worker_killed_mid_generation_fails_the_job(
+    postgres_db, private_redis, tmp_path, tiny_model_dir, silent_engine, monkeypatch
+):
     _truncate_all(postgres_db)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     env = Env(data_dir, postgres_db, private_redis.url)
     env.vars.update(RLHF_HEARTBEAT_TIMEOUT_S=str(HEARTBEAT_TIMEOUT_S), RLHF_INFERENCE_URL=silent_engine)
-    for key in ("RLHF_DATA_DIR", "RLHF_DATABASE_URL", "RLHF_BROKER_URL", "RLHF_SECRET_KEY",
-                "RLHF_HEARTBEAT_TIMEOUT_S", "RLHF_INFERENCE_URL"):
+    for key in (
+        "RLHF_DATA_DIR",
+        "RLHF_DATABASE_URL",
+        "RLHF_BROKER_URL",
+        "RLHF_SECRET_KEY",
+        "RLHF_HEARTBEAT_TIMEOUT_S",
+        "RLHF_INFERENCE_URL",
+    ):
         monkeypatch.setenv(key, env.vars[key])
     reset_settings_cache()
     import workers.celery_app as celery_app
@@ -60,8 +67,9 @@ def test_worker_killed_mid_generation_fails_the_job(postgres_db, private_redis, 
     monkeypatch.setattr(celery_app, "app", celery_app.make_app())
     with db.session_scope(db.get_engine(postgres_db)) as s:
         register_checkpoint(session=s, path=str(tiny_model_dir), name="tiny", serve=True)
-        import_records(session=s, records=[PromptRecord(messages=[{"role": "user", "content": f"Say {i}."}])
-                                           for i in range(4)])
+        import_records(
+            session=s, records=[PromptRecord(messages=[{"role": "user", "content": f"Say {i}."}]) for i in range(4)]
+        )
     logs = {name: tmp_path / f"{name}.log" for name in ("sampler", "survivor")}
     # The survivor takes no generation jobs: the job is certainly the sampler's.
     survivor = start_worker(env, logs["survivor"], queues="train")
@@ -84,10 +92,15 @@ def test_worker_killed_mid_generation_fails_the_job(postgres_db, private_redis, 
         os.killpg(sampler.pid, signal.SIGKILL)  # the worker and its pool process, mid-request
         killed_at = time.monotonic()
         sampler.wait(10)
-        wait_until(lambda: _job(job_id).status is not JobStatus.running, HEARTBEAT_TIMEOUT_S + 30,
-                   "the job stayed 'running' after its worker died")
-        print(f"generation job {job_id}: failed {time.monotonic() - killed_at:.1f} s after its worker was killed "
-              f"(heartbeat timeout {HEARTBEAT_TIMEOUT_S} s)")
+        wait_until(
+            lambda: _job(job_id).status is not JobStatus.running,
+            HEARTBEAT_TIMEOUT_S + 30,
+            "the job stayed 'running' after its worker died",
+        )
+        print(
+            f"generation job {job_id}: failed {time.monotonic() - killed_at:.1f} s after its worker was killed "
+            f"(heartbeat timeout {HEARTBEAT_TIMEOUT_S} s)"
+        )
         job = _job(job_id)
         assert job.status is JobStatus.failed and "stopped reporting" in job.error
         with db.session_scope(db.get_engine(postgres_db)) as s:

@@ -181,8 +181,9 @@ def test_gold_pairs_take_a_late_vote_from_every_rater(session):
     (comp,) = factories.comparisons(session, [("x", "y")])
     gold.mark_gold(session=session, comparison_id=comp.id, answer="a")
     session.add(Assignment(comparison_id=comp.id, rater_id=ann.id, swapped=False, expires_at=utcnow()))
-    session.add(Assignment(comparison_id=comp.id, rater_id=bob.id, swapped=False,
-                           expires_at=utcnow() + timedelta(minutes=5)))
+    session.add(
+        Assignment(comparison_id=comp.id, rater_id=bob.id, swapped=False, expires_at=utcnow() + timedelta(minutes=5))
+    )
     session.commit()
     assert record_vote(session=session, rater=ann, comparison_id=comp.id, choice="a").created
     assert record_vote(session=session, rater=bob, comparison_id=comp.id, choice="a").created
@@ -198,15 +199,22 @@ def test_an_arena_battle_takes_its_raters_vote_after_the_rate_tab_released_it(se
     (ann,) = _raters(session, "ann")
     register_checkpoint(session=session, path="org/x", name="x", serve=True)
     register_checkpoint(session=session, path="org/y", name="y", serve=True)
-    plan = arena.plan_battle(session=session, rater=ann, messages=[{"role": "user", "content": "Hi?"}],
-                             settings=settings, rng=random.Random(0))
-    battle = arena.store_battle(session=session, rater=ann, plan=plan,
-                                answers=(Completion("one", True), Completion("two", True)), ttl_s=60)
+    plan = arena.plan_battle(
+        session=session,
+        rater=ann,
+        messages=[{"role": "user", "content": "Hi?"}],
+        settings=settings,
+        rng=random.Random(0),
+    )
+    battle = arena.store_battle(
+        session=session, rater=ann, plan=plan, answers=(Completion("one", True), Completion("two", True)), ttl_s=60
+    )
     session.commit()
     assert release_leases(session=session, rater_id=ann.id) == 1
     session.commit()
-    assert record_vote(session=session, rater=ann, comparison_id=battle.id, choice="b",
-                       idempotency_key="arena-1").created
+    assert record_vote(
+        session=session, rater=ann, comparison_id=battle.id, choice="b", idempotency_key="arena-1"
+    ).created
 
 
 def test_late_votes_racing_hand_outs_never_take_the_holders_place(db_url, settings):
@@ -228,8 +236,7 @@ def test_late_votes_racing_hand_outs_never_take_the_holders_place(db_url, settin
         for cid in ids:
             with db.session_scope(engine) as s:
                 try:
-                    stored += record_vote(session=s, rater=s.get(User, ann_id), comparison_id=cid,
-                                          choice="a").created
+                    stored += record_vote(session=s, rater=s.get(User, ann_id), comparison_id=cid, choice="a").created
                 except Conflict:
                     pass
         return stored
@@ -243,8 +250,9 @@ def test_late_votes_racing_hand_outs_never_take_the_holders_place(db_url, settin
                 handout = next_for_rater(session=s, rater=rater)
                 if handout is None:
                     return stored
-                stored += record_vote(session=s, rater=rater, comparison_id=handout.comparison_id,
-                                      choice="b").created  # a Conflict here fails the test
+                stored += record_vote(
+                    session=s, rater=rater, comparison_id=handout.comparison_id, choice="b"
+                ).created  # a Conflict here fails the test
 
     with ThreadPoolExecutor(2) as pool:
         late, held = pool.submit(late_votes), pool.submit(holder)

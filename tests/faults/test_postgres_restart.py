@@ -36,8 +36,10 @@ def test_votes_survive_postgres_restarts_and_the_app_recovers_by_itself(private_
             factories.user(s, f"rater{i}", role=Role.rater, password=PASSWORD)
     db.get_engine(pg.url).dispose()
     server = serve(pg.url)
-    tokens = [httpx.post(f"{server.base_url}/api/token", auth=(f"rater{i}", PASSWORD), timeout=30).json()
-              ["access_token"] for i in range(RATERS)]
+    tokens = [
+        httpx.post(f"{server.base_url}/api/token", auth=(f"rater{i}", PASSWORD), timeout=30).json()["access_token"]
+        for i in range(RATERS)
+    ]
 
     stop = threading.Event()
     lock = threading.Lock()
@@ -67,8 +69,9 @@ def test_votes_survive_postgres_restarts_and_the_app_recovers_by_itself(private_
 
     def rate(token: str) -> None:
         try:
-            with httpx.Client(base_url=server.base_url, headers={"Authorization": f"Bearer {token}"},
-                              timeout=15) as client:
+            with httpx.Client(
+                base_url=server.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=15
+            ) as client:
                 while not stop.is_set():
                     handout = call(client, "GET", "/api/comparisons/next")
                     if handout.status_code == 204:
@@ -77,8 +80,13 @@ def test_votes_survive_postgres_restarts_and_the_app_recovers_by_itself(private_
                     cid = handout.json()["comparison_id"]
                     with lock:
                         sent.append(cid)
-                    vote = call(client, "POST", "/api/votes", json={"comparison_id": cid, "choice": "a"},
-                                headers={"Idempotency-Key": uuid.uuid4().hex})
+                    vote = call(
+                        client,
+                        "POST",
+                        "/api/votes",
+                        json={"comparison_id": cid, "choice": "a"},
+                        headers={"Idempotency-Key": uuid.uuid4().hex},
+                    )
                     with lock:
                         if vote.status_code == 409:  # told so: the rater knows this one did not count
                             refused.append((cid, vote.json()["detail"]))
@@ -101,8 +109,11 @@ def test_votes_survive_postgres_restarts_and_the_app_recovers_by_itself(private_
             time.sleep(down_s)
             pg.start()
             back = time.monotonic()
-            wait_until(lambda: httpx.get(f"{server.base_url}/api/health", timeout=5).status_code == 200, 30,
-                       "the web app did not recover by itself")
+            wait_until(
+                lambda: httpx.get(f"{server.base_url}/api/health", timeout=5).status_code == 200,
+                30,
+                "the web app did not recover by itself",
+            )
             health_s = time.monotonic() - back
             wait_until(lambda: len(acknowledged) > before + RATERS, 30, "votes are not acknowledged again")
             recoveries.append((mode, health_s, time.monotonic() - back, len(refused) - refused_before))
@@ -116,10 +127,14 @@ def test_votes_survive_postgres_restarts_and_the_app_recovers_by_itself(private_
     stored_ids = {row for row in _vote_ids(pg.url)}
     missing = set(acknowledged.values()) - stored_ids
     for mode, health_s, votes_s, lost_leases in recoveries:
-        print(f"PostgreSQL {mode} restart: health 200 {health_s:.2f} s and votes acknowledged again "
-              f"{votes_s:.2f} s after the database was back; {lost_leases} votes refused (409)")
-    print(f"votes sent {len(sent)}, acknowledged {len(acknowledged)}, refused {len(refused)} {refused}, "
-          f"stored {stored}; answers {dict(statuses)}")
+        print(
+            f"PostgreSQL {mode} restart: health 200 {health_s:.2f} s and votes acknowledged again "
+            f"{votes_s:.2f} s after the database was back; {lost_leases} votes refused (409)"
+        )
+    print(
+        f"votes sent {len(sent)}, acknowledged {len(acknowledged)}, refused {len(refused)} {refused}, "
+        f"stored {stored}; answers {dict(statuses)}"
+    )
     assert not problems, problems
     assert statuses[503] + sum(v for k, v in statuses.items() if isinstance(k, str)) > 0, "no request saw the outage"
     assert statuses[500] == 0, "a database outage must be a 503, never a 500"

@@ -50,12 +50,14 @@ def stack(postgres_db, private_redis, tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setattr(celery_app, "app", celery_app.make_app())
     with db.session_scope(db.get_engine(postgres_db)) as s:
         register_checkpoint(session=s, path=str(tiny_model_dir), name="tiny", serve=True)
-        factories.comparisons(s, [("Yes, please sit.", "Sit."), ("Wait.", "Please wait.")] * 4,
-                              checkpoint_path="org/train")
+        factories.comparisons(
+            s, [("Yes, please sit.", "Sit."), ("Wait.", "Please wait.")] * 4, checkpoint_path="org/train"
+        )
         simulate(session=s, rule="contains:please")
         factories.comparisons(s, [(f"left {i}", f"right {i}") for i in range(PAIRS)], checkpoint_path="org/rate")
         users = [factories.user(s, f"rater{i}") for i in range(RATERS)] + [
-            factories.user(s, "engineer", role=Role.engineer)]
+            factories.user(s, "engineer", role=Role.engineer)
+        ]
     from workers.dispatch import job_queue
 
     app = create_app(get_settings(), jobs=job_queue(), start_worker=False)
@@ -84,13 +86,15 @@ def _count(model) -> int:
 def test_redis_outage_keeps_votes_refuses_runs_and_the_queued_run_goes_on(stack):
     client, raters, engineer, redis_server = stack
     assert client.get("/api/health").json()["broker"] == "ok"
-    busy = client.post("/api/runs", headers=engineer, json={"algorithm": "dpo", "params": {"steps": 5000,
-                                                                                            "eval_samples": 0}})
+    busy = client.post(
+        "/api/runs", headers=engineer, json={"algorithm": "dpo", "params": {"steps": 5000, "eval_samples": 0}}
+    )
     assert busy.status_code == 202, busy.text
     busy_id = busy.json()["id"]
     wait_until(lambda: _status(busy_id) is JobStatus.running, 60, "the worker never started the first run")
-    queued = client.post("/api/runs", headers=engineer, json={"algorithm": "dpo", "params": {"steps": 2,
-                                                                                              "eval_samples": 0}})
+    queued = client.post(
+        "/api/runs", headers=engineer, json={"algorithm": "dpo", "params": {"steps": 2, "eval_samples": 0}}
+    )
     assert queued.status_code == 202, queued.text
     queued_id = queued.json()["id"]
     votes_before, runs_before = _count(Vote), _count(TrainingRun)
@@ -111,8 +115,9 @@ def test_redis_outage_keeps_votes_refuses_runs_and_the_queued_run_goes_on(stack)
             if handout.status_code == 204:
                 return
             assert handout.status_code == 200, handout.text
-            vote = client.post("/api/votes", headers=headers,
-                               json={"comparison_id": handout.json()["comparison_id"], "choice": "a"})
+            vote = client.post(
+                "/api/votes", headers=headers, json={"comparison_id": handout.json()["comparison_id"], "choice": "a"}
+            )
             with lock:
                 sent.append(handout.json()["comparison_id"])
                 if vote.status_code == 201:
@@ -138,8 +143,11 @@ def test_redis_outage_keeps_votes_refuses_runs_and_the_queued_run_goes_on(stack)
     print(f"Redis was down {time.monotonic() - down_at:.1f} s")
     back_at = time.monotonic()
     wait_until(lambda: client.get("/api/health").json()["status"] == "ok", 10, "health did not recover")
-    took = wait_until(lambda: _status(queued_id) is not JobStatus.queued, 60,
-                      "the worker did not take the queued run after Redis came back")
+    took = wait_until(
+        lambda: _status(queued_id) is not JobStatus.queued,
+        60,
+        "the worker did not take the queued run after Redis came back",
+    )
     print(f"worker took the queued run {took:.1f} s after Redis was back")
     wait_until(lambda: _status(queued_id).finished, 120, "the queued run did not finish")
     assert _status(queued_id) is JobStatus.succeeded

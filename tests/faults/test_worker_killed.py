@@ -53,8 +53,13 @@ def two_workers(postgres_db, private_redis, tmp_path, tiny_model_dir, monkeypatc
         simulate(session=s, rule="contains:please")
         # Held-out prompts make the evaluation after training take a few seconds, with the
         # trained model already saved under its temporary name: the window to kill in.
-        import_records(session=s, records=[PromptRecord(messages=[{"role": "user", "content": f"Tell me {i}."}],
-                                                        tags=["heldout"]) for i in range(16)])
+        import_records(
+            session=s,
+            records=[
+                PromptRecord(messages=[{"role": "user", "content": f"Tell me {i}."}], tags=["heldout"])
+                for i in range(16)
+            ],
+        )
     workers = []
     try:
         workers = [start_worker(env, tmp_path / f"worker-{i}.log", queues="train") for i in (1, 2)]
@@ -85,7 +90,8 @@ def _run(run_id: int) -> TrainingRun:
 def _trainer(run_id: int) -> psutil.Process | None:
     for p in psutil.process_iter(["cmdline"]):
         if "rlhf.training.child" in " ".join(p.info["cmdline"] or []) and f"run-{run_id}/" in " ".join(
-                p.info["cmdline"]):
+            p.info["cmdline"]
+        ):
             return p
     return None
 
@@ -98,8 +104,12 @@ def test_worker_killed_mid_run_fails_the_run_and_leaves_no_half_checkpoint(two_w
     def half_checkpoint():
         return [p for p in checkpoints.glob(f".tmp-run{run_id}-*") if (p / "config.json").exists()]
 
-    wait_until(lambda: half_checkpoint() or _run(run_id).status.finished, 240,
-               "the trainer never saved its model", interval=0.02)
+    wait_until(
+        lambda: half_checkpoint() or _run(run_id).status.finished,
+        240,
+        "the trainer never saved its model",
+        interval=0.02,
+    )
     trainer = _trainer(run_id)
     assert trainer is not None and half_checkpoint(), f"the run ended before the kill: {_run(run_id).status}"
     owner = next(w for w in workers if os.getpgid(trainer.parent().pid) == w.pid)
@@ -109,15 +119,23 @@ def test_worker_killed_mid_run_fails_the_run_and_leaves_no_half_checkpoint(two_w
     owner.wait(10)
 
     # The trainer dies with its worker (it must not keep a GPU busy as an orphan) ...
-    wait_until(lambda: not trainer.is_running() or trainer.status() == psutil.STATUS_ZOMBIE, 10,
-               "the trainer outlived its worker")
+    wait_until(
+        lambda: not trainer.is_running() or trainer.status() == psutil.STATUS_ZOMBIE,
+        10,
+        "the trainer outlived its worker",
+    )
     # ... and the surviving worker's reaper fails the run once its heartbeat is stale.
-    wait_until(lambda: _run(run_id).status is not JobStatus.running, HEARTBEAT_TIMEOUT_S + 20,
-               "the run stayed 'running' after its worker died")
+    wait_until(
+        lambda: _run(run_id).status is not JobStatus.running,
+        HEARTBEAT_TIMEOUT_S + 20,
+        "the run stayed 'running' after its worker died",
+    )
     reaped_after = time.monotonic() - killed_at
     run = _run(run_id)
-    print(f"run {run_id}: failed {reaped_after:.1f} s after its worker was killed "
-          f"(heartbeat timeout {HEARTBEAT_TIMEOUT_S} s)")
+    print(
+        f"run {run_id}: failed {reaped_after:.1f} s after its worker was killed "
+        f"(heartbeat timeout {HEARTBEAT_TIMEOUT_S} s)"
+    )
     assert run.status is JobStatus.failed and "stopped reporting" in run.error
     assert run.output_checkpoint_id is None
     with db.session_scope(db.get_engine(get_settings().database_url)) as s:

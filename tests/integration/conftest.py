@@ -29,14 +29,28 @@ class Env:
     """The environment a user's shell would have: settings in RLHF_* variables."""
 
     def __init__(self, data_dir: Path, database_url: str, broker_url: str = ""):
-        self.vars = {**os.environ, "RLHF_DATA_DIR": str(data_dir), "RLHF_DATABASE_URL": database_url,
-                     "RLHF_BROKER_URL": broker_url, "RLHF_SECRET_KEY": "integration-test-secret-key",
-                     "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT)}
+        self.vars = {
+            **os.environ,
+            "RLHF_DATA_DIR": str(data_dir),
+            "RLHF_DATABASE_URL": database_url,
+            "RLHF_BROKER_URL": broker_url,
+            "RLHF_SECRET_KEY": "integration-test-secret-key",
+            "HF_HUB_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONPATH": str(ROOT),
+        }
         self.data_dir = data_dir
 
     def rlhf(self, *args: str, check: bool = True, timeout: float = 600, stdin: str | None = None):
-        proc = subprocess.run([*RLHF, *args], env=self.vars, capture_output=True, text=True, timeout=timeout,
-                              input=stdin, cwd=self.data_dir.parent)
+        proc = subprocess.run(
+            [*RLHF, *args],
+            env=self.vars,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=stdin,
+            cwd=self.data_dir.parent,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"rlhf {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
         return proc
@@ -45,8 +59,14 @@ class Env:
 def start_worker(env: Env, log_path: Path, queues: str = "train,generate") -> subprocess.Popen:
     """A real `rlhf worker` process; returns once Celery says it is ready."""
     log = log_path.open("w")
-    proc = subprocess.Popen([*RLHF, "worker", "--queues", queues], env=env.vars, stdout=log,
-                            stderr=subprocess.STDOUT, cwd=env.data_dir.parent, start_new_session=True)
+    proc = subprocess.Popen(
+        [*RLHF, "worker", "--queues", queues],
+        env=env.vars,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=env.data_dir.parent,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:

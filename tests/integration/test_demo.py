@@ -25,9 +25,14 @@ def _free_port() -> int:
 
 def _start_demo(env: dict, port: int, *args: str) -> tuple[subprocess.Popen, str]:
     """``rlhf demo`` in the background; returns once it printed where to open it, with what it printed."""
-    proc = subprocess.Popen([sys.executable, "-m", "rlhf_cli.main", "demo", "--host", "127.0.0.1", "--port",
-                             str(port), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlhf_cli.main", "demo", "--host", "127.0.0.1", "--port", str(port), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     output = []
     deadline = time.monotonic() + 300
     while not any("open http://" in line for line in output):
@@ -81,9 +86,25 @@ def test_demo_serves_comparisons_to_the_printed_rater(tmp_path, tiny_model_dir):
     shutil.copytree(tiny_model_dir, data_dir / "checkpoints" / "tiny-base")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("RLHF_")}
-    proc = subprocess.Popen([sys.executable, "-m", "rlhf_cli.main", "demo", "--data-dir", str(data_dir),
-                             "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rlhf_cli.main",
+            "demo",
+            "--data-dir",
+            str(data_dir),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     output = []
     try:
         deadline = time.monotonic() + 300

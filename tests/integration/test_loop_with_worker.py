@@ -133,16 +133,20 @@ def test_a_label_job_runs_on_the_worker(loop_env, tiny_model_dir):
         env.rlhf("generate", "--limit", "64", "--wait")
         env.rlhf("simulate", "--rule", "shorter")
     assert _decisive_votes(env) >= 60
-    run_id = env.rlhf("train", "reward", "--steps", "20", "--set", "eval_fraction=0.5",
-                      "--wait").stdout.strip().splitlines()[0]
+    run_id = (
+        env.rlhf("train", "reward", "--steps", "20", "--set", "eval_fraction=0.5", "--wait")
+        .stdout.strip()
+        .splitlines()[0]
+    )
     run = _json(env, "runs", "show", run_id)
     assert run["status"] == "succeeded", run["error"]
     assert "opened" in env.rlhf("generate", "--limit", "16", "--wait").stdout
 
-    out = env.rlhf("label", "--reward-model", str(run["output_checkpoint_id"]), "--min-confidence", "0.7",
-                   "--wait", "--json").stdout
+    out = env.rlhf(
+        "label", "--reward-model", str(run["output_checkpoint_id"]), "--min-confidence", "0.7", "--wait", "--json"
+    ).stdout
     assert out.startswith("label job ")
-    result = json.loads(out[out.index("{"):])
+    result = json.loads(out[out.index("{") :])
     assert result["reward_checkpoint_id"] == run["output_checkpoint_id"] and result["scored"] > 0
     assert result["labelled"] + result["left_for_people"] == result["scored"]
     assert result["calibration"]["heldout"] >= 20
@@ -172,8 +176,11 @@ def test_merge_jobs_run_on_the_worker(loop_env, tiny_model_dir, tmp_path):
     deadline = time.monotonic() + 120
     with engine.connect() as conn:
         while time.monotonic() < deadline:
-            statuses = dict(conn.execute(sa.text("SELECT target, status FROM mergejob WHERE checkpoint_id = :c"),
-                                         {"c": lora_id}).all())
+            statuses = dict(
+                conn.execute(
+                    sa.text("SELECT target, status FROM mergejob WHERE checkpoint_id = :c"), {"c": lora_id}
+                ).all()
+            )
             if statuses.get("serving") not in ("queued", "running"):
                 break
             time.sleep(0.5)

@@ -26,8 +26,7 @@ from rlhf_cli.web import uvicorn_config
 from tests.api.conftest import PASSWORD, basic
 
 sqlite_only = pytest.mark.parametrize("fresh_db_url", ["sqlite"], indirect=True)
-PREFLIGHT = {"Access-Control-Request-Method": "POST",
-             "Access-Control-Request-Headers": "content-type,x-requested-with"}
+PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,x-requested-with"}
 
 
 def _preflight(client, path: str, origin: str, host: str | None = None):
@@ -73,7 +72,9 @@ def test_the_origins_setting_refuses_a_wildcard_and_paths():
         with pytest.raises(ValueError, match="RLHF_CORS_ORIGINS"):
             Settings(cors_origins=bad)
     assert Settings(cors_origins="https://a.example, http://[::1]:8080").cors_origins == [
-        "https://a.example", "http://[::1]:8080"]
+        "https://a.example",
+        "http://[::1]:8080",
+    ]
 
 
 def test_gradio_stands_aside_when_the_parent_app_configures_cors():
@@ -114,8 +115,13 @@ def test_the_locked_login_page_says_when_to_come_back(client, app, world):
 @sqlite_only
 def test_path_ids_carry_the_databases_bound_in_the_schema(client, world):
     doc = client.get("/api/openapi.json").json()
-    ids = [(path, p["schema"]) for path, ops in doc["paths"].items() for op in ops.values()
-           for p in op.get("parameters", []) if p["in"] == "path"]
+    ids = [
+        (path, p["schema"])
+        for path, ops in doc["paths"].items()
+        for op in ops.values()
+        for p in op.get("parameters", [])
+        if p["in"] == "path"
+    ]
     assert len(ids) >= 10
     for path, schema in ids:
         assert schema["maximum"] == 2**63 - 1 and schema["minimum"] == -(2**63), path
@@ -158,8 +164,9 @@ def _addresses(url: str) -> list[str]:
 
 @sqlite_only
 @pytest.mark.parametrize("trusted, expected", [("127.0.0.1", "203.0.113.9"), ("10.9.9.9", "127.0.0.1")])
-def test_forwarded_addresses_are_believed_only_from_configured_proxies(settings, world, test_engine_url,
-                                                                     monkeypatch, trusted, expected):
+def test_forwarded_addresses_are_believed_only_from_configured_proxies(
+    settings, world, test_engine_url, monkeypatch, trusted, expected
+):
     monkeypatch.setenv("RLHF_FORWARDED_ALLOW_IPS", trusted)
     reset_settings_cache()
     conf = get_settings()
@@ -180,12 +187,16 @@ def test_guesses_from_changing_addresses_are_slowed_all_the_same(settings, world
     start = app.state.web.clock()
     app.state.web.clock = lambda: start
     with _Served(app, conf) as base:
-        codes = [httpx.post(f"{base}/api/token", headers={"X-Forwarded-For": f"198.51.100.{i}",
-                                                          **basic("admin", f"guess-{i}")}).status_code
-                 for i in range(10)]
+        codes = [
+            httpx.post(
+                f"{base}/api/token", headers={"X-Forwarded-For": f"198.51.100.{i}", **basic("admin", f"guess-{i}")}
+            ).status_code
+            for i in range(10)
+        ]
         right = httpx.post(f"{base}/api/token", headers={"X-Forwarded-For": "192.0.2.77", **basic("admin")})
-        page = httpx.post(f"{base}/login", data={"username": "admin", "password": PASSWORD},
-                          headers={"X-Forwarded-For": "192.0.2.78"})
+        page = httpx.post(
+            f"{base}/login", data={"username": "admin", "password": PASSWORD}, headers={"X-Forwarded-For": "192.0.2.78"}
+        )
     assert codes == [401] * 5 + [429] * 5
     assert right.status_code == 429 and page.status_code == 429
     assert len(set(_addresses(conf.database_url))) == 5  # the five addresses it claimed were all counted

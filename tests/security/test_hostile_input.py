@@ -42,8 +42,9 @@ def _counts(db_url: str) -> dict[str, int]:
     engine = sa.create_engine(db_url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
         tables = set(sa.inspect(conn).get_table_names())
-        out = {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES
-               if t.strip('"') in tables}
+        out = {
+            t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES if t.strip('"') in tables
+        }
     engine.dispose()
     return out
 

@@ -25,8 +25,12 @@ from rlhf.services.prompts import MAX_PROMPT_CHARS, import_file
 
 pytestmark = pytest.mark.parametrize("fresh_db_url", ["sqlite", "postgresql"], indirect=True)
 EXAMPLES = 150
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 # Any character a file may hold (no lone surrogates: they cannot be written as UTF-8).
 text = st.text(st.characters(codec="utf-8"), max_size=40)
 prompt_text = text.filter(lambda t: t.strip() and "\x00" not in t)
@@ -40,9 +44,26 @@ def _count(session) -> int:
 @st.composite
 def jsonl_line(draw, index: int):
     """(bytes of one line, None if valid else the reason it is not)."""
-    kind = draw(st.sampled_from(["prompt", "messages", "blank"] * 3 + [
-        "not json", "no prompt", "empty prompt", "nul", "too long", "bad id", "bad tags", "bad role",
-        "assistant last", "not utf-8", "not an object", "lone surrogate", "bad tag"]))
+    kind = draw(
+        st.sampled_from(
+            ["prompt", "messages", "blank"] * 3
+            + [
+                "not json",
+                "no prompt",
+                "empty prompt",
+                "nul",
+                "too long",
+                "bad id",
+                "bad tags",
+                "bad role",
+                "assistant last",
+                "not utf-8",
+                "not an object",
+                "lone surrogate",
+                "bad tag",
+            ]
+        )
+    )
     tags = draw(st.lists(tag_text, max_size=2))
     if kind == "prompt":
         record = {"prompt": draw(prompt_text), "id": f"id-{index}", "tags": tags}
@@ -76,7 +97,7 @@ def jsonl_line(draw, index: int):
     elif kind == "lone surrogate":  # valid JSON, but not text anything can store
         return json.dumps({"prompt": draw(text) + chr(draw(st.integers(0xD800, 0xDFFF)))}).encode(), kind
     elif kind == "not utf-8":
-        return json.dumps({"prompt": "caf"}).encode()[:-2] + b"\xe9\"}", kind
+        return json.dumps({"prompt": "caf"}).encode()[:-2] + b'\xe9"}', kind
     else:
         record = draw(st.sampled_from([[1, 2], "prompt", 3, None]))
     # Both spellings occur in real files: escaped, or raw UTF-8 (ensure_ascii=False).
@@ -96,7 +117,9 @@ def _expect_refusal(session, path, data, before, line_no):
     with pytest.raises(InvalidInput) as refused:
         import_file(session=session, path=path, data=data)
     assert f"line {line_no}" in str(refused.value) or (line_no is None and "no prompts" in str(refused.value)), (
-        str(refused.value), line_no)
+        str(refused.value),
+        line_no,
+    )
     session.rollback()
     assert _count(session) == before, "a refused import must store nothing"
 
@@ -133,8 +156,12 @@ def csv_file(draw):
     first_bad, valid = None, 0
     for i in range(draw(st.integers(1, 10))):
         kind = draw(st.sampled_from(["ok"] * 4 + ["empty", "blank", "too long"]))
-        prompt = {"ok": draw(prompt_text), "empty": "", "blank": draw(st.sampled_from([" ", "\t"])),
-                  "too long": "y" * (MAX_PROMPT_CHARS + 1)}[kind]
+        prompt = {
+            "ok": draw(prompt_text),
+            "empty": "",
+            "blank": draw(st.sampled_from([" ", "\t"])),
+            "too long": "y" * (MAX_PROMPT_CHARS + 1),
+        }[kind]
         prompt = prompt.replace("\x00", "")  # the csv module itself refuses NUL (tested below)
         if kind == "ok" and not prompt.strip():
             kind = "blank"

@@ -44,16 +44,18 @@ def _nested(depth: int, shape: str) -> str:
 @pytest.mark.parametrize("depth", [500, 900])
 def test_a_vote_nested_too_deeply_is_a_422_that_says_so(client, app, world, shape, depth):
     body = '{"comparison_id": %s, "choice": "a"}' % _nested(depth, shape)
-    response = client.post("/api/votes", headers={**bearer(app, world.users["rater"]),
-                                                  "Content-Type": "application/json"}, content=body)
+    response = client.post(
+        "/api/votes", headers={**bearer(app, world.users["rater"]), "Content-Type": "application/json"}, content=body
+    )
     assert response.status_code == 422, (response.status_code, response.text[:300])
     assert "nested too deeply" in response.json()["detail"]
 
 
 def test_a_vote_nested_past_what_json_can_read_is_still_a_4xx(client, app, world):
     body = '{"comparison_id": %s, "choice": "a"}' % _nested(5000, "array")
-    response = client.post("/api/votes", headers={**bearer(app, world.users["rater"]),
-                                                  "Content-Type": "application/json"}, content=body)
+    response = client.post(
+        "/api/votes", headers={**bearer(app, world.users["rater"]), "Content-Type": "application/json"}, content=body
+    )
     assert 400 <= response.status_code < 500, (response.status_code, response.text[:300])
     assert response.json()["detail"]
 
@@ -84,11 +86,15 @@ def test_the_cli_refuses_a_nested_file_naming_the_line(session, tmp_path):
     assert _count(session) == 0
 
 
-@pytest.mark.parametrize("line, message", [
-    ('{"prompt": "x", "id": 1%s}' % ("0" * 5000), "unreadable JSON"),  # past Python's integer-string limit
-    ('{"prompt": "x", "id": "%s"}' % ("i" * 257), "'id' longer than 256 characters"),  # wider than the column
-    ('{"prompt": "x", "id": "a\\u0000b"}', "'id' contains a NUL character"),
-], ids=["5000-digit-id", "id-too-wide", "nul-in-id"])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"prompt": "x", "id": 1%s}' % ("0" * 5000), "unreadable JSON"),  # past Python's integer-string limit
+        ('{"prompt": "x", "id": "%s"}' % ("i" * 257), "'id' longer than 256 characters"),  # wider than the column
+        ('{"prompt": "x", "id": "a\\u0000b"}', "'id' contains a NUL character"),
+    ],
+    ids=["5000-digit-id", "id-too-wide", "nul-in-id"],
+)
 def test_an_id_nothing_can_store_is_refused_naming_the_line(line, message):
     with pytest.raises(InvalidInput, match=f"ids.jsonl line 2: {message}"):
         parse_file("ids.jsonl", b'{"prompt": "fine"}\n' + line.encode())
@@ -117,18 +123,24 @@ STRAY = [
 ]
 
 
-@pytest.mark.parametrize("text, line", STRAY, ids=["probe", "crlf", "after-a-multi-line-field", "first-row",
-                                                  "second-column", "past-the-field-size-limit"])
+@pytest.mark.parametrize(
+    "text, line",
+    STRAY,
+    ids=["probe", "crlf", "after-a-multi-line-field", "first-row", "second-column", "past-the-field-size-limit"],
+)
 def test_a_csv_quote_never_closed_refuses_the_file_naming_the_line_it_opens_on(text, line):
     with pytest.raises(InvalidInput) as refused:
         parse_file("stray.csv", text.encode())
     assert f"stray.csv line {line}:" in str(refused.value) and "never closed" in str(refused.value)
 
 
-@pytest.mark.parametrize("text, line", [
-    ('"prompt\nfine\n', 1),  # the header itself
-    ('prompt\nfine\n"quoted" then more\nok\n', 3),  # text after a closing quote: the reader's own error
-])
+@pytest.mark.parametrize(
+    "text, line",
+    [
+        ('"prompt\nfine\n', 1),  # the header itself
+        ('prompt\nfine\n"quoted" then more\nok\n', 3),  # text after a closing quote: the reader's own error
+    ],
+)
 def test_other_broken_quoting_names_its_line(text, line):
     with pytest.raises(InvalidInput, match=f"broken.csv line {line}: "):
         parse_file("broken.csv", text.encode())
@@ -151,8 +163,13 @@ def test_multi_line_prompts_in_quoted_csv_fields_still_import(session):
 
 # --- tags: the same text rules as every other field, and a length limit ----------------------------
 
-BAD_TAGS = [("", "empty"), ("   ", "empty"), ("a\x00b", "NUL"), ("x" * (MAX_TAG_CHARS + 1), str(MAX_TAG_CHARS)),
-            ("x" * 5000, str(MAX_TAG_CHARS))]
+BAD_TAGS = [
+    ("", "empty"),
+    ("   ", "empty"),
+    ("a\x00b", "NUL"),
+    ("x" * (MAX_TAG_CHARS + 1), str(MAX_TAG_CHARS)),
+    ("x" * 5000, str(MAX_TAG_CHARS)),
+]
 BAD_TAG_IDS = ["empty", "blank", "nul", "one-too-long", "5000"]
 
 
@@ -175,8 +192,9 @@ def test_a_bad_tag_in_a_file_is_refused_naming_the_line(fmt, tag, reason):
     assert str(refused.value).startswith(f"{where}: ") and reason in str(refused.value)
 
 
-@pytest.mark.parametrize("tag, reason", [("a\x00b", "NUL"), ("x" * (MAX_TAG_CHARS + 1), str(MAX_TAG_CHARS))],
-                         ids=["nul", "too-long"])
+@pytest.mark.parametrize(
+    "tag, reason", [("a\x00b", "NUL"), ("x" * (MAX_TAG_CHARS + 1), str(MAX_TAG_CHARS))], ids=["nul", "too-long"]
+)
 def test_a_bad_tag_in_a_csv_is_refused_naming_the_line(tag, reason):
     data = f'prompt,tags\nfine,ok\nalso fine,"ok,{tag}"\n'.encode()
     with pytest.raises(InvalidInput) as refused:
@@ -212,8 +230,12 @@ def test_a_bad_tag_over_rest_is_a_422_and_stores_nothing(client, app, world, ses
     assert response.json()["error"] == "InvalidInput" and reason in response.json()["detail"]
     if where == "body":
         assert response.json()["detail"].startswith("item 0: ")
-    upload = client.post("/api/prompts/upload", headers=headers, params={"tag": tag},
-                         files={"file": ("p.jsonl", b'{"prompt": "fine"}\n')})
+    upload = client.post(
+        "/api/prompts/upload",
+        headers=headers,
+        params={"tag": tag},
+        files={"file": ("p.jsonl", b'{"prompt": "fine"}\n')},
+    )
     assert upload.status_code == 422 and reason in upload.json()["detail"]
     assert _count(session) == before
 

@@ -35,8 +35,13 @@ def test_logs_carry_no_secret(serve, tmp_path, sqlite_template):
         create_user(session=s, name="root", role=Role.admin, password=ADMIN_PASSWORD)
     db.get_engine(url).dispose()
     server = serve(url, RLHF_SECRET_KEY=SECRET_KEY, RLHF_LOG_FORMAT="json", RLHF_LOG_LEVEL="DEBUG")
-    secrets = [SECRET_KEY, ADMIN_PASSWORD, NEW_PASSWORD, GUESS,
-               base64.b64encode(f"root:{ADMIN_PASSWORD}".encode()).decode()]
+    secrets = [
+        SECRET_KEY,
+        ADMIN_PASSWORD,
+        NEW_PASSWORD,
+        GUESS,
+        base64.b64encode(f"root:{ADMIN_PASSWORD}".encode()).decode(),
+    ]
     with httpx.Client(base_url=server.base_url, timeout=30) as client:
         assert client.post("/login", data={"username": "root", "password": GUESS}).status_code == 401
         login = client.post("/login", data={"username": "root", "password": ADMIN_PASSWORD})
@@ -46,8 +51,11 @@ def test_logs_carry_no_secret(serve, tmp_path, sqlite_template):
         token = client.post("/api/token", json={"username": "root", "password": ADMIN_PASSWORD}).json()
         secrets.append(token["access_token"])
         bearer = {"Authorization": f"Bearer {token['access_token']}"}
-        created = client.post("/api/users", headers={**bearer, "X-Requested-With": "x"},
-                              json={"name": "rita", "role": "rater", "password": NEW_PASSWORD})
+        created = client.post(
+            "/api/users",
+            headers={**bearer, "X-Requested-With": "x"},
+            json={"name": "rita", "role": "rater", "password": NEW_PASSWORD},
+        )
         assert created.status_code == 201
         rater = client.post("/api/token", auth=("rita", NEW_PASSWORD)).json()["access_token"]
         secrets.append(rater)
@@ -57,8 +65,10 @@ def test_logs_carry_no_secret(serve, tmp_path, sqlite_template):
         for _ in range(6):  # into the login limit
             client.post("/api/token", auth=("rita", GUESS))
         assert client.post("/api/token", auth=("rita", GUESS)).status_code == 429
-        assert client.post("/api/users", headers=bearer, json={"name": "bad name!", "password": NEW_PASSWORD}
-                           ).status_code == 422
+        assert (
+            client.post("/api/users", headers=bearer, json={"name": "bad name!", "password": NEW_PASSWORD}).status_code
+            == 422
+        )
     server.stop()
     log = server.log_path.read_text(errors="replace")
     records = [json.loads(line) for line in log.splitlines() if line.startswith("{")]

@@ -20,8 +20,9 @@ XHR = {"X-Requested-With": "fetch"}
 def _browser(app, name: str) -> TestClient:
     """A second browser: its own cookie jar, logged in through the form."""
     browser = TestClient(app)
-    assert browser.post("/login", data={"username": name, "password": PASSWORD},
-                        follow_redirects=False).status_code == 303
+    assert (
+        browser.post("/login", data={"username": name, "password": PASSWORD}, follow_redirects=False).status_code == 303
+    )
     return browser
 
 
@@ -104,8 +105,15 @@ def test_a_token_signed_with_the_key_but_of_the_wrong_shape_is_refused_not_a_cra
     """Only the secret key can sign one; a payload that is not ours must give 401, never 500."""
     ctx = app.state.web
     forge = ctx.tokens._serializer.dumps  # signs anything, as only the key's holder can
-    for payload in ([1, 2, 3], "text", None, {"uid": 1}, {"uid": True, "sid": 1, "pw": "x"},
-                    {"uid": "1", "sid": "1", "pw": "x"}, {"uid": 1, "sid": 2**70, "pw": "x"}):
+    for payload in (
+        [1, 2, 3],
+        "text",
+        None,
+        {"uid": 1},
+        {"uid": True, "sid": 1, "pw": "x"},
+        {"uid": "1", "sid": "1", "pw": "x"},
+        {"uid": 1, "sid": 2**70, "pw": "x"},
+    ):
         answer = client.get("/api/me", headers={"Authorization": f"Bearer {forge(payload)}"})
         assert answer.status_code == 401, (payload, answer.text)
     # A cookie or token from before logins were kept (no session id) is refused: log in again.

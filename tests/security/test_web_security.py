@@ -56,23 +56,36 @@ def test_session_and_token_lifetimes_come_from_the_settings(settings, world, mon
         assert page.status_code == 303 and page.headers["location"].startswith("/login")
 
 
-STATE_CHANGING = [(m, p, minimum, ok, args) for m, p, minimum, ok, args in ENDPOINTS
-                  if m not in ("GET", "HEAD") and p != "/api/token"]
+STATE_CHANGING = [
+    (m, p, minimum, ok, args) for m, p, minimum, ok, args in ENDPOINTS if m not in ("GET", "HEAD") and p != "/api/token"
+]
 
 
 @sqlite_only
-@pytest.mark.parametrize("method, path, minimum, success, args", STATE_CHANGING,
-                         ids=[f"{m} {p}" for m, p, *_ in STATE_CHANGING])
-def test_cookie_requests_that_change_state_must_come_from_this_site(client, world, method, path, minimum,
-                                                                    success, args):
+@pytest.mark.parametrize(
+    "method, path, minimum, success, args", STATE_CHANGING, ids=[f"{m} {p}" for m, p, *_ in STATE_CHANGING]
+)
+def test_cookie_requests_that_change_state_must_come_from_this_site(
+    client, world, method, path, minimum, success, args
+):
     """A page on another site can make the browser send our cookie; only our own pages may change things."""
     assert client.post("/login", data={"username": "admin", "password": PASSWORD}).status_code == 200
-    url = path.format(checkpoint_id=world.checkpoint_id, job_id=world.job_id, run_id=world.run_id,
-                      seed_id=world.seed_rater.id, comparison_id=world.comparison_ids[-1], vote_id=1)
+    url = path.format(
+        checkpoint_id=world.checkpoint_id,
+        job_id=world.job_id,
+        run_id=world.run_id,
+        seed_id=world.seed_rater.id,
+        comparison_id=world.comparison_ids[-1],
+        vote_id=1,
+    )
     kwargs = args(client, {"X-Requested-With": "fetch"}, world) if callable(args) else dict(args or {})
     url = kwargs.pop("url", url)
-    for forged in ({}, {"Origin": "https://evil.example"}, {"Referer": "https://evil.example/page"},
-                   {"Origin": "null"}):
+    for forged in (
+        {},
+        {"Origin": "https://evil.example"},
+        {"Referer": "https://evil.example/page"},
+        {"Origin": "null"},
+    ):
         refused = client.request(method, url, headers=forged, **kwargs)
         assert refused.status_code == 403, (forged, refused.text)
     allowed = client.request(method, url, headers={"X-Requested-With": "fetch"}, **kwargs)
@@ -99,13 +112,53 @@ class _Tags(HTMLParser):
         self.attrs += attrs
 
 
-MARKDOWN_TAGS = {"p", "em", "strong", "code", "pre", "a", "ul", "ol", "li", "blockquote", "hr", "br", "h1", "h2",
-                 "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td", "s"}
-HOSTILE = st.sampled_from(["<script>alert(1)</script>", '<img src=x onerror="alert(1)">', "<iframe src=//x>",
-                           "[click](javascript:alert(1))", "<a href='javascript:x'>y</a>",
-                           '<svg onload=alert(1)>', "<style>*{}</style>", "`<b>`", "```\n<script>\n```", "&lt;",
-                           "**bold**", "\n\n", "| a | b |\n|---|---|\n| <i>x</i> | y |",
-                           "[x](http://example.com)", "![img](http://example.com/i.png)", "<http://example.com>"])
+MARKDOWN_TAGS = {
+    "p",
+    "em",
+    "strong",
+    "code",
+    "pre",
+    "a",
+    "ul",
+    "ol",
+    "li",
+    "blockquote",
+    "hr",
+    "br",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "s",
+}
+HOSTILE = st.sampled_from(
+    [
+        "<script>alert(1)</script>",
+        '<img src=x onerror="alert(1)">',
+        "<iframe src=//x>",
+        "[click](javascript:alert(1))",
+        "<a href='javascript:x'>y</a>",
+        "<svg onload=alert(1)>",
+        "<style>*{}</style>",
+        "`<b>`",
+        "```\n<script>\n```",
+        "&lt;",
+        "**bold**",
+        "\n\n",
+        "| a | b |\n|---|---|\n| <i>x</i> | y |",
+        "[x](http://example.com)",
+        "![img](http://example.com/i.png)",
+        "<http://example.com>",
+    ]
+)
 
 
 @settings(max_examples=300, deadline=None, database=None)
@@ -129,8 +182,11 @@ def test_passwords_are_stored_as_argon2id_hashes(client, world, session):
     from rlhf.models import User
     from rlhf.services.users import verify_password
 
-    created = client.post("/api/users", headers=basic("admin"),
-                          json={"name": "newbie", "role": "rater", "password": "a-long-new-password"})
+    created = client.post(
+        "/api/users",
+        headers=basic("admin"),
+        json={"name": "newbie", "role": "rater", "password": "a-long-new-password"},
+    )
     assert created.status_code == 201 and "password" not in created.text and "argon2" not in created.text
     session.expire_all()
     for user in session.exec(select(User)):
@@ -145,11 +201,21 @@ def test_the_production_hasher_is_memory_hard(tmp_path, sqlite_template):
     import shutil
 
     shutil.copy(sqlite_template, tmp_path / "rlhf.db")
-    env = {**os.environ, "RLHF_DATA_DIR": str(tmp_path), "RLHF_SECRET_KEY": "a-real-secret-for-this-test",
-           "PYTHONPATH": ROOT}
-    subprocess.run([sys.executable, "-m", "rlhf_cli.main", "users", "add", "ann", "--role", "rater",
-                    "--password-stdin"], env=env, input="ann-password-1\n", text=True, check=True,
-                   capture_output=True, cwd=tmp_path)
+    env = {
+        **os.environ,
+        "RLHF_DATA_DIR": str(tmp_path),
+        "RLHF_SECRET_KEY": "a-real-secret-for-this-test",
+        "PYTHONPATH": ROOT,
+    }
+    subprocess.run(
+        [sys.executable, "-m", "rlhf_cli.main", "users", "add", "ann", "--role", "rater", "--password-stdin"],
+        env=env,
+        input="ann-password-1\n",
+        text=True,
+        check=True,
+        capture_output=True,
+        cwd=tmp_path,
+    )
     import sqlite3
 
     (stored,) = sqlite3.connect(tmp_path / "rlhf.db").execute("SELECT password_hash FROM user").fetchone()
@@ -159,31 +225,56 @@ def test_the_production_hasher_is_memory_hard(tmp_path, sqlite_template):
 
 @pytest.mark.parametrize("secret", ["changeme", " ChangeMe ", "abc", "fifteen-chars-x"])
 def test_serve_refuses_an_example_or_short_secret_key_outside_demo_mode(tmp_path, secret):
-    env = {**os.environ, "RLHF_DATA_DIR": str(tmp_path), "RLHF_SECRET_KEY": secret, "RLHF_DEMO": "false",
-           "PYTHONPATH": ROOT}
-    proc = subprocess.run([sys.executable, "-m", "rlhf_cli.main", "serve", "--port", "1"], env=env,
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    env = {
+        **os.environ,
+        "RLHF_DATA_DIR": str(tmp_path),
+        "RLHF_SECRET_KEY": secret,
+        "RLHF_DEMO": "false",
+        "PYTHONPATH": ROOT,
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "rlhf_cli.main", "serve", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert proc.returncode != 0
     assert "RLHF_SECRET_KEY" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 def _ui_event(client, button: str, data: list, headers: dict):
     config = client.get("/config").json()
-    component = next(c["id"] for c in config["components"]
-                     if c.get("type") == "button" and c.get("props", {}).get("value") == button)
-    fn_index = next(d["id"] for d in config["dependencies"]
-                    if any(t[0] == component and t[1] == "click" for t in d["targets"]))
-    return client.post("/gradio_api/queue/join", headers=headers,
-                       json={"data": data, "fn_index": fn_index, "session_hash": f"s{time.monotonic_ns()}",
-                             "event_data": None, "trigger_id": component})
+    component = next(
+        c["id"] for c in config["components"] if c.get("type") == "button" and c.get("props", {}).get("value") == button
+    )
+    fn_index = next(
+        d["id"] for d in config["dependencies"] if any(t[0] == component and t[1] == "click" for t in d["targets"])
+    )
+    return client.post(
+        "/gradio_api/queue/join",
+        headers=headers,
+        json={
+            "data": data,
+            "fn_index": fn_index,
+            "session_hash": f"s{time.monotonic_ns()}",
+            "event_data": None,
+            "trigger_id": component,
+        },
+    )
 
 
 @sqlite_only
 def test_ui_events_from_another_site_are_refused(client, world):
     """The console's buttons act with the engineer's cookie; a foreign page must not press them."""
     assert client.post("/login", data={"username": "engineer", "password": PASSWORD}).status_code == 200
-    for foreign in ({"Origin": "https://evil.example"}, {"Origin": "http://testserver.evil.example"},
-                    {"Referer": "http://evil.example:80/x"}, {"Origin": "null"}):
+    for foreign in (
+        {"Origin": "https://evil.example"},
+        {"Origin": "http://testserver.evil.example"},
+        {"Referer": "http://evil.example:80/x"},
+        {"Origin": "null"},
+    ):
         refused = _ui_event(client, "Save guidelines", ["# planted"], foreign)
         assert refused.status_code == 403, (foreign, refused.text)
     time.sleep(1.0)

@@ -62,23 +62,35 @@ def test_a_lora_round_stores_the_adapter_and_the_next_round_trains_from_it(sessi
     assert ref.base.path == first.path and ref.base.base.path == base.path  # adapter over adapter over base
 
     # A LoRA reward model loads over its base for scoring too.
-    reward = _train(session, settings, "reward", base_checkpoint_id=base.id,
-                    params={"steps": 5, "peft": "lora", "eval_fraction": 0.0})
+    reward = _train(
+        session,
+        settings,
+        "reward",
+        base_checkpoint_id=base.id,
+        params={"steps": 5, "peft": "lora", "eval_fraction": 0.0},
+    )
     assert reward.kind is CheckpointKind.reward and reward.adapter == "lora"
     assert not merged_dir(settings, reward).exists()
     from rlhf.training.scoring import load_reward_model, score_conversations
 
     conversation = [[{"role": "user", "content": "Sit?"}, {"role": "assistant", "content": "Yes."}]]
-    scores = [score_conversations(*load_reward_model(model_ref(session=session, checkpoint=reward)), conversation)
-              for _ in range(2)]
+    scores = [
+        score_conversations(*load_reward_model(model_ref(session=session, checkpoint=reward)), conversation)
+        for _ in range(2)
+    ]
     assert scores[0] == scores[1]  # the trained score head comes with the adapter (a fresh one would be random)
 
 
 @sqlite_only
 def test_a_prompt_tuning_run_trains_samples_in_the_worker_and_sits_out_the_arena(session, settings, tiny_model_dir):
     base = _setup(session, tiny_model_dir, n=8)
-    pt = _train(session, settings, "dpo", params={"steps": 3, "peft": "prompt_tuning", "num_virtual_tokens": 4},
-                serve_on_success=True)
+    pt = _train(
+        session,
+        settings,
+        "dpo",
+        params={"steps": 3, "peft": "prompt_tuning", "num_virtual_tokens": 4},
+        serve_on_success=True,
+    )
     assert (pt.adapter, pt.base_checkpoint_id) == ("prompt_tuning", base.id)
     factories.comparisons(session, [("x", "y")], checkpoint_path="org/other")
     assert _responses(session, settings, pt.id)
@@ -96,8 +108,13 @@ def test_a_prompt_tuning_run_trains_samples_in_the_worker_and_sits_out_the_arena
     usable, skipped = arena.arena_checkpoints(session=session, settings=settings)
     assert pt.id not in {c.id for c in usable} and [c.id for c, _ in skipped] == [pt.id]
     assert "no OpenAI-compatible engine serves a prompt-tuning adapter" in skipped[0][1]
-    plan = arena.plan_battle(session=session, rater=rater, messages=[{"role": "user", "content": "Hi"}],
-                             settings=settings, rng=random.Random(0))
+    plan = arena.plan_battle(
+        session=session,
+        rater=rater,
+        messages=[{"role": "user", "content": "Hi"}],
+        settings=settings,
+        rng=random.Random(0),
+    )
     assert pt.id not in (plan.a.checkpoint_id, plan.b.checkpoint_id)
 
 
@@ -107,9 +124,19 @@ def test_sft_trains_a_prompt_tuning_adapter(session, settings, tiny_model_dir, t
 
     _setup(session, tiny_model_dir, n=4)
     demos = tmp_path / "demos.jsonl"
-    demos.write_text("\n".join(json.dumps({"messages": [{"role": "user", "content": f"Say hi {i}"},
-                                                        {"role": "assistant", "content": "Hi there."}]})
-                               for i in range(8)))
+    demos.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"Say hi {i}"},
+                        {"role": "assistant", "content": "Hi there."},
+                    ]
+                }
+            )
+            for i in range(8)
+        )
+    )
     ckpt = _train(session, settings, "sft", params={"data": str(demos), "steps": 3, "peft": "prompt_tuning"})
     assert ckpt.adapter == "prompt_tuning"
     from rlhf.modeling.sampling import sample_checkpoint
@@ -134,6 +161,8 @@ def test_a_lora_round_on_a_35m_model_stores_under_a_tenth_of_a_full_one(tiny_mod
     merged = merge_into(ref, tmp_path / "merged")
     prompts = [[{"role": "user", "content": "Tell me about cats."}], [{"role": "user", "content": "Where is Lisbon?"}]]
     params = SamplingParams(seed=3, max_new_tokens=12)
-    texts = [[[s.text for s in per] for per in sample_checkpoint(model, prompts, n=2, params=params)]
-             for model in (ref, str(merged))]
+    texts = [
+        [[s.text for s in per] for per in sample_checkpoint(model, prompts, n=2, params=params)]
+        for model in (ref, str(merged))
+    ]
     assert texts[0] == texts[1]

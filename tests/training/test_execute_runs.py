@@ -24,8 +24,9 @@ PLAIN = ["Sit down.", "Wait here.", "Come in now.", "Take one."]
 
 def _setup(session, tiny_model_dir, n=24):
     base = register_checkpoint(session=session, path=str(tiny_model_dir), name="tiny", serve=True)
-    pairs = [(PLEASE[i % 4] + f" {i}", PLAIN[i % 4] + f" {i}") if i % 2 else (PLAIN[i % 4], PLEASE[i % 4])
-             for i in range(n)]
+    pairs = [
+        (PLEASE[i % 4] + f" {i}", PLAIN[i % 4] + f" {i}") if i % 2 else (PLAIN[i % 4], PLEASE[i % 4]) for i in range(n)
+    ]
     factories.comparisons(session, pairs, checkpoint_path="org/sampler")
     simulate(session=session, rule="contains:please")
     session.commit()
@@ -54,8 +55,9 @@ def test_reward_model_learns_the_preference_and_reports_heldout_accuracy(session
 
     model, tok = load_reward_model(ckpt.path)
     q = [{"role": "user", "content": "May I ask something?"}]
-    scores = score_conversations(model, tok, [q + [{"role": "assistant", "content": f"{t} 99"}]
-                                              for pair in zip(PLEASE, PLAIN) for t in pair])
+    scores = score_conversations(
+        model, tok, [q + [{"role": "assistant", "content": f"{t} 99"}] for pair in zip(PLEASE, PLAIN) for t in pair]
+    )
     margins = [scores[2 * i] - scores[2 * i + 1] for i in range(len(PLEASE))]
     assert min(margins) > 0, margins
 
@@ -64,11 +66,20 @@ def test_reward_model_learns_the_preference_and_reports_heldout_accuracy(session
 def test_sft_on_a_demonstrations_file(session, settings, tiny_model_dir, tmp_path):
     register_checkpoint(session=session, path=str(tiny_model_dir), name="tiny", serve=True)
     demos = tmp_path / "demos.jsonl"
-    demos.write_text("\n".join(json.dumps({"messages": [{"role": "user", "content": f"Say hi {i}"},
-                                                        {"role": "assistant", "content": "Hi there, friend."}]})
-                               for i in range(16)))
-    run = create_run(session=session, algorithm="sft", params={"data": str(demos), "steps": 5},
-                     serve_on_success=True)
+    demos.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": f"Say hi {i}"},
+                        {"role": "assistant", "content": "Hi there, friend."},
+                    ]
+                }
+            )
+            for i in range(16)
+        )
+    )
+    run = create_run(session=session, algorithm="sft", params={"data": str(demos), "steps": 5}, serve_on_success=True)
     session.commit()
     assert execute_run(run.id, settings) is JobStatus.succeeded
     session.expire_all()

@@ -24,9 +24,19 @@ def test_bare_trl_dpo_trains_on_the_exported_jsonl(session, tmp_path, tiny_model
 
     data = load_dataset("json", data_files=str(path), split="train")
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    args = DPOConfig(output_dir=str(tmp_path / "out"), max_steps=8, per_device_train_batch_size=4,
-                     learning_rate=5e-4, logging_steps=1, report_to="none", use_cpu=True, bf16=False,
-                     activation_checkpointing=False, save_strategy="no", disable_tqdm=True)
+    args = DPOConfig(
+        output_dir=str(tmp_path / "out"),
+        max_steps=8,
+        per_device_train_batch_size=4,
+        learning_rate=5e-4,
+        logging_steps=1,
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        activation_checkpointing=False,
+        save_strategy="no",
+        disable_tqdm=True,
+    )
     trainer = DPOTrainer(model=str(tiny_model_dir), args=args, train_dataset=data, processing_class=tokenizer)
     trainer.train()
     logs = [e for e in trainer.state.log_history if "rewards/margins" in e]

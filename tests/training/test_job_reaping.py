@@ -36,14 +36,14 @@ def _label_job(session, tiny_model_dir) -> LabelJob:
 
 def _generation_job(session, tiny_model_dir) -> GenerationJob:
     register_checkpoint(session=session, path=str(tiny_model_dir), name="tiny", serve=True)
-    import_records(session=session, records=[PromptRecord(messages=[{"role": "user", "content": f"Hi {i}"}])
-                                             for i in range(2)])
+    import_records(
+        session=session, records=[PromptRecord(messages=[{"role": "user", "content": f"Hi {i}"}]) for i in range(2)]
+    )
     return create_generation_job(session=session, per_checkpoint=2)
 
 
 @pytest.mark.parametrize("make", [_generation_job, _label_job], ids=["generation", "label"])
-def test_a_silent_job_is_failed_with_the_reason_a_beating_one_and_a_queued_one_are_not(session, tiny_model_dir,
-                                                                                        make):
+def test_a_silent_job_is_failed_with_the_reason_a_beating_one_and_a_queued_one_are_not(session, tiny_model_dir, make):
     table = type(silent := make(session, tiny_model_dir))
     beating, queued = table(params=silent.params), table(params=silent.params)
     if table is LabelJob:
@@ -66,8 +66,9 @@ def test_a_silent_job_is_failed_with_the_reason_a_beating_one_and_a_queued_one_a
     # The dead job's worker, if it comes back, can neither beat nor finish it, and its reason stays.
     assert not job_rows.beat(session=session, table=table, job_id=silent.id)
     with pytest.raises(Conflict, match="already ended"):
-        job_rows.finish_job(session=session, table=table, job_id=silent.id, status=JobStatus.succeeded,
-                            result={"done": 1})
+        job_rows.finish_job(
+            session=session, table=table, job_id=silent.id, status=JobStatus.succeeded, result={"done": 1}
+        )
     assert not job_rows.fail_job(session=session, table=table, job_id=silent.id, error="later reason")
     session.commit()
     session.expire_all()
@@ -98,8 +99,9 @@ def test_a_job_reaped_while_it_samples_stores_nothing(session, settings, tiny_mo
 
 
 @sqlite_only
-def test_a_job_that_works_longer_than_the_timeout_keeps_beating_and_succeeds(session, settings, tiny_model_dir,
-                                                                             monkeypatch):
+def test_a_job_that_works_longer_than_the_timeout_keeps_beating_and_succeeds(
+    session, settings, tiny_model_dir, monkeypatch
+):
     job = _generation_job(session, tiny_model_dir)
     session.commit()
     short = settings.model_copy(update={"heartbeat_timeout_s": 1})
@@ -120,8 +122,7 @@ def test_a_job_that_works_longer_than_the_timeout_keeps_beating_and_succeeds(ses
 
 
 @sqlite_only
-def test_a_run_reaped_as_its_checkpoint_is_registered_leaves_no_folder_and_no_row(session, settings,
-                                                                                   tiny_model_dir):
+def test_a_run_reaped_as_its_checkpoint_is_registered_leaves_no_folder_and_no_row(session, settings, tiny_model_dir):
     """The reaper fails the run between the worker's last look and its finish: the failure stands."""
     from rlhf.jobs.training import _register, final_dir
     from rlhf.models import Algorithm, Checkpoint, TrainingRun

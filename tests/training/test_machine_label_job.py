@@ -24,8 +24,9 @@ sqlite_only = pytest.mark.parametrize("fresh_db_url", ["sqlite"], indirect=True)
 
 
 @sqlite_only
-def test_label_job_calibrates_on_the_heldout_votes_and_labels_only_above_the_threshold(session, settings,
-                                                                                       tiny_model_dir):
+def test_label_job_calibrates_on_the_heldout_votes_and_labels_only_above_the_threshold(
+    session, settings, tiny_model_dir
+):
     _setup(session, tiny_model_dir, n=48)
     run = create_run(session=session, algorithm="reward", params={"steps": 40, "eval_fraction": 0.5})
     session.commit()
@@ -40,8 +41,10 @@ def test_label_job_calibrates_on_the_heldout_votes_and_labels_only_above_the_thr
     # New open pairs for people: clear ones (one answer says please), ones the rule cannot tell apart (the
     # model's p for them is whatever training made it, anywhere from ½ to 1), and ones whose two answers are
     # the same text: a margin of 0, p = ½, left to people by any reward model at any threshold.
-    clear = [(PLEASE[i % 4] + f" #{i}", PLAIN[i % 4] + f" #{i}") if i % 2 else (PLAIN[i % 4], PLEASE[i % 4])
-             for i in range(12)]
+    clear = [
+        (PLEASE[i % 4] + f" #{i}", PLAIN[i % 4] + f" #{i}") if i % 2 else (PLAIN[i % 4], PLEASE[i % 4])
+        for i in range(12)
+    ]
     unsure = [(PLAIN[i % 4] + " ok", PLAIN[(i + 1) % 4] + " ok") for i in range(4)]
     same = [(PLAIN[i], PLAIN[i]) for i in range(2)]
     new = factories.comparisons(session, clear + unsure + same, target_votes=3, checkpoint_path="org/next")
@@ -49,8 +52,9 @@ def test_label_job_calibrates_on_the_heldout_votes_and_labels_only_above_the_thr
     bad = CliRunner().invoke(app, ["label", "--reward-model", str(reward.id), "--min-confidence", "1"])
     assert bad.exit_code != 0 and "strictly between 0.5 and 1" in str(bad.exception)
     threshold = 0.8
-    result = CliRunner().invoke(app, ["label", "--reward-model", str(reward.id), "--min-confidence",
-                                      str(threshold), "--wait"])
+    result = CliRunner().invoke(
+        app, ["label", "--reward-model", str(reward.id), "--min-confidence", str(threshold), "--wait"]
+    )
     assert result.exit_code == 0, (result.output, result.exception)
     assert "held-out human comparisons" in result.output
     session.expire_all()
@@ -67,13 +71,14 @@ def test_label_job_calibrates_on_the_heldout_votes_and_labels_only_above_the_thr
     model, tok = load_reward_model(reward.path)
     q = [{"role": "user", "content": f"question {i}"} for i in range(len(new))]
     texts = clear + unsure + same
-    scores = score_conversations(model, tok, [[q[i], {"role": "assistant", "content": t}]
-                                              for i, pair in enumerate(texts) for t in pair])
+    scores = score_conversations(
+        model, tok, [[q[i], {"role": "assistant", "content": t}] for i, pair in enumerate(texts) for t in pair]
+    )
     labels = {v.comparison_id: v for v in session.exec(select(Vote).where(machine_vote()))}
     # The threshold decides: the identical answers (margin 0) are never labelled, whatever the run; the clear
     # pairs' margins are many times the calibration's unit on a run that learned the rule (p ≈ 1 on every run
     # measured, on other thread counts and BLAS kernels too), so some are. The unsure ones may go either way.
-    assert {c.id for c in new[len(clear) + len(unsure):]}.isdisjoint(labels)
+    assert {c.id for c in new[len(clear) + len(unsure) :]}.isdisjoint(labels)
     assert 0 < len(labels) <= len(new) - len(same)
     for i, comp in enumerate(new):
         margin = scores[2 * i] - scores[2 * i + 1]

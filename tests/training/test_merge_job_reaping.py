@@ -17,12 +17,15 @@ from tests.adapters import make_adapter
 
 def _lora(session, tiny_model_dir, tmp_path) -> Checkpoint:
     base = register_checkpoint(session=session, path=str(tiny_model_dir), name="tiny", serve=True)
-    return register_checkpoint(session=session, path=str(make_adapter(tiny_model_dir, tmp_path / "lora")),
-                               name="lora", base_checkpoint_id=base.id)
+    return register_checkpoint(
+        session=session,
+        path=str(make_adapter(tiny_model_dir, tmp_path / "lora")),
+        name="lora",
+        base_checkpoint_id=base.id,
+    )
 
 
-def test_a_silent_merge_job_is_failed_and_its_half_written_folder_removed(session, settings, tiny_model_dir,
-                                                                          tmp_path):
+def test_a_silent_merge_job_is_failed_and_its_half_written_folder_removed(session, settings, tiny_model_dir, tmp_path):
     lora = _lora(session, tiny_model_dir, tmp_path)
     silent, queued = (create_merge_job(session=session, checkpoint_id=lora.id, name=n) for n in ("a", "b"))
     session.commit()
@@ -42,8 +45,7 @@ def test_a_silent_merge_job_is_failed_and_its_half_written_folder_removed(sessio
     assert not half.exists() and other.exists()  # only the dead job's folder goes
 
 
-def test_a_merge_job_reaped_while_it_merges_registers_nothing(session, settings, tiny_model_dir, tmp_path,
-                                                              monkeypatch):
+def test_a_merge_job_reaped_while_it_merges_registers_nothing(session, settings, tiny_model_dir, tmp_path, monkeypatch):
     """The worker was thought dead (a database outage longer than the timeout) but finished merging."""
     lora = _lora(session, tiny_model_dir, tmp_path)
     job = create_merge_job(session=session, checkpoint_id=lora.id, name="full")

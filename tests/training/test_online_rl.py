@@ -67,8 +67,13 @@ def base_eval(world):
 def test_online_rl_raises_reward_and_marker_rate(world, base_eval, algorithm):
     settings, engine = world["settings"], world["engine"]
     with db.session_scope(engine) as s:
-        run = create_run(session=s, algorithm=algorithm, base_checkpoint_id=world["base"].id,
-                         reward_checkpoint_id=world["reward_run"].output_checkpoint_id, params=PARAMS[algorithm])
+        run = create_run(
+            session=s,
+            algorithm=algorithm,
+            base_checkpoint_id=world["base"].id,
+            reward_checkpoint_id=world["reward_run"].output_checkpoint_id,
+            params=PARAMS[algorithm],
+        )
     assert execute_run(run.id, settings) is JobStatus.succeeded
     with db.session_scope(engine) as s:
         run = get_run(session=s, run_id=run.id)

@@ -17,8 +17,11 @@ def test_label_smoothing_shrinks_the_dpo_margin_and_runs_repeat_exactly(session,
     _setup(session, tiny_model_dir, n=16)
     margins = []
     for smoothing in (0.0, 0.45, 0.0):
-        run = create_run(session=session, algorithm="dpo",
-                         params={"steps": 16, "batch_size": 4, "eval_samples": 0, "label_smoothing": smoothing})
+        run = create_run(
+            session=session,
+            algorithm="dpo",
+            params={"steps": 16, "batch_size": 4, "eval_samples": 0, "label_smoothing": smoothing},
+        )
         session.commit()
         assert execute_run(run.id, settings) is JobStatus.succeeded
         session.expire_all()

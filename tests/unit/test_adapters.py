@@ -88,8 +88,9 @@ def test_a_retired_base_still_loads_and_a_missing_one_is_named(session, settings
 
 
 @sqlite_only
-def test_merge_refuses_a_full_checkpoint_and_a_prompt_tuning_one_saying_why(session, settings, lora, tiny_model_dir,
-                                                                            tmp_path):
+def test_merge_refuses_a_full_checkpoint_and_a_prompt_tuning_one_saying_why(
+    session, settings, lora, tiny_model_dir, tmp_path
+):
     base, ckpt = lora
     with pytest.raises(InvalidInput, match="full model already"):
         create_merge_job(session=session, checkpoint_id=base.id)
@@ -113,8 +114,9 @@ def test_an_adapter_folder_that_names_no_base_is_refused(session, tiny_model_dir
 
 
 @sqlite_only
-def test_an_engine_is_handed_a_lora_checkpoint_s_merged_copy_and_asking_never_merges(session, settings, lora,
-                                                                                      monkeypatch):
+def test_an_engine_is_handed_a_lora_checkpoint_s_merged_copy_and_asking_never_merges(
+    session, settings, lora, monkeypatch
+):
     def no_merging(*_args, **_kwargs):
         raise AssertionError("served_name runs inside web requests: it must never merge")
 

@@ -26,8 +26,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("rlhf", "rlhf_cli", "feedback_ui", "workers")
-EDGES = ("gradio", "celery", "kombu", "fastapi", "starlette", "uvicorn", "typer", "rlhf_cli", "feedback_ui",
-         "workers")
+EDGES = ("gradio", "celery", "kombu", "fastapi", "starlette", "uvicorn", "typer", "rlhf_cli", "feedback_ui", "workers")
 MAX_LINES = 500
 # The model libraries: seconds to import and gigabytes once a model loads.
 HEAVY = ("torch", "transformers", "trl", "peft", "datasets", "accelerate")
@@ -152,17 +151,22 @@ def _function_imports(path: Path, module: str, modules: dict[str, Path]) -> list
     source = path.read_text(encoding="utf-8")
     tree, lines = ast.parse(source), source.splitlines()
     top = set().union(*(_targets(n, path, module, modules) for n in _top_level_imports(tree)))
-    nodes = {(n.lineno, n.col_offset): n for fn in ast.walk(tree)
-             if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-             for n in ast.walk(fn) if isinstance(n, (ast.Import, ast.ImportFrom))}
+    nodes = {
+        (n.lineno, n.col_offset): n
+        for fn in ast.walk(tree)
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        for n in ast.walk(fn)
+        if isinstance(n, (ast.Import, ast.ImportFrom))
+    }
     found = []
     for _, node in sorted(nodes.items()):
         targets = _targets(node, path, module, modules)
         if not targets:
             continue
         above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
-        why = (any(REASON.search(line) for line in lines[node.lineno - 1:node.end_lineno])
-               or (above.startswith("#") and REASON.search(above) is not None))
+        why = any(REASON.search(line) for line in lines[node.lineno - 1 : node.end_lineno]) or (
+            above.startswith("#") and REASON.search(above) is not None
+        )
         found.append((node.lineno, targets, why, targets & top))
     return found
 
@@ -170,36 +174,56 @@ def _function_imports(path: Path, module: str, modules: dict[str, Path]) -> list
 def _lazy_project_imports() -> list[tuple[str, set[str], bool, set[str]]]:
     """:func:`_function_imports` for every module of the domain, the web app and the workers."""
     modules = _modules()
-    return [(f"{path.relative_to(ROOT)}:{line}", targets, why, again) for name, path in sorted(modules.items())
-            if name.split(".")[0] in ("rlhf", "feedback_ui", "workers")
-            for line, targets, why, again in _function_imports(path, name, modules)]
+    return [
+        (f"{path.relative_to(ROOT)}:{line}", targets, why, again)
+        for name, path in sorted(modules.items())
+        if name.split(".")[0] in ("rlhf", "feedback_ui", "workers")
+        for line, targets, why, again in _function_imports(path, name, modules)
+    ]
 
 
 def test_the_domain_imports_no_edge_at_any_depth():
-    bad = sorted(f"{name} imports {imported}" for name, path in _modules().items() if name.split(".")[0] == "rlhf"
-                 for imported in _imports(path, name) if imported.split(".")[0] in EDGES)
+    bad = sorted(
+        f"{name} imports {imported}"
+        for name, path in _modules().items()
+        if name.split(".")[0] == "rlhf"
+        for imported in _imports(path, name)
+        if imported.split(".")[0] in EDGES
+    )
     assert not bad, "rlhf/ must not import the web stack, Celery, the CLI or the workers:\n" + "\n".join(bad)
 
 
 def test_the_web_app_does_not_import_the_workers_or_the_cli():
-    bad = sorted(f"{name} imports {imported}" for name, path in _modules().items()
-                 if name.split(".")[0] == "feedback_ui" for imported in _imports(path, name)
-                 if imported.split(".")[0] in ("workers", "rlhf_cli", "celery"))
+    bad = sorted(
+        f"{name} imports {imported}"
+        for name, path in _modules().items()
+        if name.split(".")[0] == "feedback_ui"
+        for imported in _imports(path, name)
+        if imported.split(".")[0] in ("workers", "rlhf_cli", "celery")
+    )
     assert not bad, "\n".join(bad)
 
 
 def test_services_do_not_import_the_jobs_that_run_them():
     """``rlhf.jobs`` (what a worker runs) calls the services; what both need lives in the services or below."""
-    bad = sorted(f"{name} imports {imported}" for name, path in _modules().items()
-                 if name == "rlhf.services" or name.startswith("rlhf.services.")
-                 for imported in _imports(path, name) if imported == "rlhf.jobs" or imported.startswith("rlhf.jobs."))
+    bad = sorted(
+        f"{name} imports {imported}"
+        for name, path in _modules().items()
+        if name == "rlhf.services" or name.startswith("rlhf.services.")
+        for imported in _imports(path, name)
+        if imported == "rlhf.jobs" or imported.startswith("rlhf.jobs.")
+    )
     assert not bad, "rlhf/services/ must not import rlhf.jobs, at any depth:\n" + "\n".join(bad)
 
 
 def test_the_workers_import_neither_the_web_app_nor_the_cli():
-    bad = sorted(f"{name} imports {imported}" for name, path in _modules().items()
-                 if name.split(".")[0] == "workers" for imported in _imports(path, name)
-                 if imported.split(".")[0] in ("feedback_ui", "rlhf_cli"))
+    bad = sorted(
+        f"{name} imports {imported}"
+        for name, path in _modules().items()
+        if name.split(".")[0] == "workers"
+        for imported in _imports(path, name)
+        if imported.split(".")[0] in ("feedback_ui", "rlhf_cli")
+    )
     assert not bad, "workers/ may import only rlhf:\n" + "\n".join(bad)
 
 
@@ -219,10 +243,13 @@ def test_no_two_packages_import_each_other():
 
 
 def test_an_import_inside_a_function_says_why():
-    bad = sorted(f"{where}: {', '.join(sorted(targets))}" for where, targets, why, _ in _lazy_project_imports()
-                 if not why)
-    assert not bad, ("import these at the module's top, or say why not on the import's line or the line above "
-                     "('# heavy: loads torch', '# cycle: rlhf.x imports this module'):\n" + "\n".join(bad))
+    bad = sorted(
+        f"{where}: {', '.join(sorted(targets))}" for where, targets, why, _ in _lazy_project_imports() if not why
+    )
+    assert not bad, (
+        "import these at the module's top, or say why not on the import's line or the line above "
+        "('# heavy: loads torch', '# cycle: rlhf.x imports this module'):\n" + "\n".join(bad)
+    )
 
 
 def test_no_function_imports_what_its_module_already_imports_at_the_top():
@@ -240,18 +267,27 @@ def test_the_web_app_and_the_cli_start_without_a_model_library(module):
 
 
 def test_no_module_is_over_500_lines():
-    long = sorted(f"{path.relative_to(ROOT)}: {n}" for path in _modules().values()
-                  if (n := path.read_text(encoding="utf-8").count("\n")) > MAX_LINES)
+    long = sorted(
+        f"{path.relative_to(ROOT)}: {n}"
+        for path in _modules().values()
+        if (n := path.read_text(encoding="utf-8").count("\n")) > MAX_LINES
+    )
     assert not long, "split these modules:\n" + "\n".join(long)
 
 
-@pytest.mark.parametrize("module, source, expected", [
-    ("rlhf.mod", "import celery\n", {"celery"}),
-    ("rlhf.mod", "def f():\n    from workers.dispatch import job_queue\n",
-     {"workers.dispatch", "workers.dispatch.job_queue"}),
-    ("rlhf.mod", "from . import db\n", {"rlhf", "rlhf.db"}),
-    ("rlhf.jobs.mod", "from ..services import runs\n", {"rlhf.services", "rlhf.services.runs"}),
-])
+@pytest.mark.parametrize(
+    "module, source, expected",
+    [
+        ("rlhf.mod", "import celery\n", {"celery"}),
+        (
+            "rlhf.mod",
+            "def f():\n    from workers.dispatch import job_queue\n",
+            {"workers.dispatch", "workers.dispatch.job_queue"},
+        ),
+        ("rlhf.mod", "from . import db\n", {"rlhf", "rlhf.db"}),
+        ("rlhf.jobs.mod", "from ..services import runs\n", {"rlhf.services", "rlhf.services.runs"}),
+    ],
+)
 def test_the_import_reader_sees_lazy_and_relative_imports(tmp_path, module, source, expected):
     path = tmp_path / "mod.py"
     path.write_text(source)
@@ -260,17 +296,22 @@ def test_the_import_reader_sees_lazy_and_relative_imports(tmp_path, module, sour
 
 def test_the_function_import_reader_sees_reasons_and_repeats(tmp_path):
     path = tmp_path / "mod.py"
-    path.write_text("from rlhf import db\n"
-                    "def f():\n"
-                    "    from rlhf.db import get_engine\n"
-                    "    # heavy: loads torch\n"
-                    "    from rlhf.training.sft import train_sft\n"
-                    "    import json\n"
-                    "    from rlhf.settings import get_settings  # cycle: rlhf.settings imports this module\n"
-                    "    from rlhf.errors import ConfigError\n")
+    path.write_text(
+        "from rlhf import db\n"
+        "def f():\n"
+        "    from rlhf.db import get_engine\n"
+        "    # heavy: loads torch\n"
+        "    from rlhf.training.sft import train_sft\n"
+        "    import json\n"
+        "    from rlhf.settings import get_settings  # cycle: rlhf.settings imports this module\n"
+        "    from rlhf.errors import ConfigError\n"
+    )
     assert _function_imports(path, "rlhf.mod", _modules()) == [
-        (3, {"rlhf.db"}, False, {"rlhf.db"}), (5, {"rlhf.training.sft"}, True, set()),
-        (7, {"rlhf.settings"}, True, set()), (8, {"rlhf.errors"}, False, set())]
+        (3, {"rlhf.db"}, False, {"rlhf.db"}),
+        (5, {"rlhf.training.sft"}, True, set()),
+        (7, {"rlhf.settings"}, True, set()),
+        (8, {"rlhf.errors"}, False, set()),
+    ]
 
 
 def test_the_cycle_finder_finds_a_cycle_round_three_modules():

@@ -24,8 +24,9 @@ HELLO = [{"role": "user", "content": "Hi?"}]
 
 def _battle(session, rater, settings, rng):
     plan = arena.plan_battle(session=session, rater=rater, messages=HELLO, settings=settings, rng=rng)
-    return plan, arena.store_battle(session=session, rater=rater, plan=plan,
-                                    answers=(Completion("one", True), Completion("two", True)), ttl_s=60)
+    return plan, arena.store_battle(
+        session=session, rater=rater, plan=plan, answers=(Completion("one", True), Completion("two", True)), ttl_s=60
+    )
 
 
 def test_battles_go_to_the_pair_compared_least(rollback_session):
@@ -37,8 +38,11 @@ def test_battles_go_to_the_pair_compared_least(rollback_session):
     rng = random.Random(0)
     pairs = [frozenset((p.a.name, p.b.name)) for p, _ in (_battle(s, rater, settings, rng) for _ in range(9))]
     # Three checkpoints, three pairs: nine battles are three of each, never a checkpoint against itself.
-    assert {pair: pairs.count(pair) for pair in set(pairs)} == {frozenset("xy"): 3, frozenset("xz"): 3,
-                                                                 frozenset("yz"): 3}
+    assert {pair: pairs.count(pair) for pair in set(pairs)} == {
+        frozenset("xy"): 3,
+        frozenset("xz"): 3,
+        frozenset("yz"): 3,
+    }
     assert set(pairs[:3]) == {frozenset("xy"), frozenset("xz"), frozenset("yz")}
 
 
@@ -57,8 +61,9 @@ def test_unvoted_battles_expire_and_arena_prompts_stay_out_of_the_pool_until_pro
     register_checkpoint(session=s, path="org/x", name="x", serve=True)
     _, comp = _battle(s, rater, settings, random.Random(1))
     assert list_prompts(session=s) == []
-    s.execute(sa.update(Comparison).where(Comparison.id == comp.id)
-              .values(created_at=comp.created_at - timedelta(hours=2)))
+    s.execute(
+        sa.update(Comparison).where(Comparison.id == comp.id).values(created_at=comp.created_at - timedelta(hours=2))
+    )
     assert arena.expire_battles(session=s, ttl_s=3600) == 1
     s.refresh(comp)
     assert comp.status is ComparisonStatus.expired
@@ -84,13 +89,25 @@ def test_upgrade_keeps_comparisons_in_the_queue_and_prompts_in_the_pool(tmp_path
     engine = sa.create_engine(url)
     with engine.begin() as conn:
         conn.execute(sa.text("INSERT INTO prompt (messages, tags, created_at) VALUES ('[]', '[]', '2026-01-01')"))
-        conn.execute(sa.text("INSERT INTO checkpoint (name, kind, status, path, metrics, created_at) "
-                             "VALUES ('c', 'policy', 'serving', 'p', '{}', '2026-01-01')"))
-        conn.execute(sa.text("INSERT INTO response (prompt_id, checkpoint_id, text, params, finished, created_at) "
-                             "VALUES (1, 1, 'a', '{}', 1, '2026-01-01'), (1, 1, 'b', '{}', 1, '2026-01-01')"))
-        conn.execute(sa.text("INSERT INTO comparison (prompt_id, response_a_id, response_b_id, status, target_votes, "
-                             "strategy, vote_count, is_gold, created_at) VALUES (1, 1, 2, 'open', 1, 'random', 0, 0, "
-                             "'2026-01-01')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO checkpoint (name, kind, status, path, metrics, created_at) "
+                "VALUES ('c', 'policy', 'serving', 'p', '{}', '2026-01-01')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO response (prompt_id, checkpoint_id, text, params, finished, created_at) "
+                "VALUES (1, 1, 'a', '{}', 1, '2026-01-01'), (1, 1, 'b', '{}', 1, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO comparison (prompt_id, response_a_id, response_b_id, status, target_votes, "
+                "strategy, vote_count, is_gold, created_at) VALUES (1, 1, 2, 'open', 1, 'random', 0, 0, "
+                "'2026-01-01')"
+            )
+        )
     engine.dispose()
     db.migrate(url)
     with db.session_scope(db.get_engine(url)) as s:

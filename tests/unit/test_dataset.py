@@ -63,15 +63,18 @@ def test_snapshot_without_usable_votes_says_why(session):
         take_snapshot(session=session)
 
 
-@pytest.mark.parametrize("rule, a, b, expected", [
-    ("contains:please", "yes please", "no", "a"),
-    ("contains:please", "no", "Please do", "b"),
-    ("contains:please", "pleased", "no", "tie"),  # whole words only
-    ("avoids:please", "yes please", "no", "b"),
-    ("shorter", "abc", "ab", "b"),
-    ("longer", "abc", "ab", "a"),
-    ("longer", "ab", "cd", "tie"),
-])
+@pytest.mark.parametrize(
+    "rule, a, b, expected",
+    [
+        ("contains:please", "yes please", "no", "a"),
+        ("contains:please", "no", "Please do", "b"),
+        ("contains:please", "pleased", "no", "tie"),  # whole words only
+        ("avoids:please", "yes please", "no", "b"),
+        ("shorter", "abc", "ab", "b"),
+        ("longer", "abc", "ab", "a"),
+        ("longer", "ab", "cd", "tie"),
+    ],
+)
 def test_simulation_rules(rule, a, b, expected):
     assert parse_rule(rule)(a, b).value == expected
 
@@ -95,8 +98,7 @@ def test_exports_carry_the_raters_rationales_in_jsonl_and_parquet(session, tmp_p
     alice, bob, carol = (factories.user(session, name) for name in ("alice", "bob", "carol"))
     (comp,) = factories.comparisons(session, [("A", "B")], target_votes=3)
     for rater, choice, why in ((alice, "a", "A is correct"), (bob, "a", None), (carol, "b", "B is shorter")):
-        record_vote(session=session, rater=rater, comparison_id=comp.id, choice=choice, rationale=why,
-                    as_shown=False)
+        record_vote(session=session, rater=rater, comparison_id=comp.id, choice=choice, rationale=why, as_shown=False)
     (row,) = preference_rows(session=session)
     assert row["rationales"] == ["A is correct", "B is shorter"]  # all of the comparison's votes, like vote_ids
     per_vote = preference_rows(session=session, aggregate="none")

@@ -29,8 +29,12 @@ def test_every_golden_row_reads_as_its_type_and_writes_the_same_bytes():
 def test_a_row_is_per_vote_or_by_majority_never_both():
     row = json.loads(_lines("export")[0])  # by majority
     assert PreferenceRow.model_validate(row).held_vote_ids == row["vote_ids"]
-    for bad in ({**row, "vote_id": 1}, {k: v for k, v in row.items() if k != "agreement"},
-                {**row, "label_source": "machine"}, {**row, "colour": "red"}):
+    for bad in (
+        {**row, "vote_id": 1},
+        {k: v for k, v in row.items() if k != "agreement"},
+        {**row, "label_source": "machine"},
+        {**row, "colour": "red"},
+    ):
         with pytest.raises(ValidationError):
             PreferenceRow.model_validate(bad)
 

@@ -24,11 +24,18 @@ def test_the_text_ends_with_the_remedy_in_neutral_words_and_a_failed_job_records
 
 
 def test_fields_survive_pickling():
-    exc = InvalidInput("uncertain pair selection needs a reward model", param="select", allowed=["random"],
-                       remedy="train_reward_model")
+    exc = InvalidInput(
+        "uncertain pair selection needs a reward model", param="select", allowed=["random"], remedy="train_reward_model"
+    )
     back = pickle.loads(pickle.dumps(exc))
-    assert (type(back), back.message, back.param, back.allowed, back.remedy, str(back)) == \
-        (InvalidInput, exc.message, "select", ("random",), "train_reward_model", str(exc))
+    assert (type(back), back.message, back.param, back.allowed, back.remedy, str(back)) == (
+        InvalidInput,
+        exc.message,
+        "select",
+        ("random",),
+        "train_reward_model",
+        str(exc),
+    )
 
 
 def test_fields_are_keyword_only():

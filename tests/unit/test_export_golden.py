@@ -36,15 +36,17 @@ def _sections() -> list[tuple[str, dict[str, str], int, bytes]]:
     out = []
     for head, nxt in zip(heads, [*heads[1:], None]):
         options = dict(kv.split("=") for kv in head.group(2).decode().split())
-        out.append((head.group(1).decode(), options, int(head.group(3)),
-                    text[head.end():nxt.start() if nxt else len(text)]))
+        out.append(
+            (head.group(1).decode(), options, int(head.group(3)), text[head.end() : nxt.start() if nxt else len(text)])
+        )
     return out
 
 
 def test_the_golden_file_covers_every_mode():
     modes = {(o.get("aggregate"), o.get("ties"), o.get("labels")) for kind, o, _, _ in _sections() if kind == "export"}
-    assert modes >= {(a, t, lab) for a in ("majority", "none") for t in ("drop", "keep")
-                     for lab in ("human", "machine", "both")}
+    assert modes >= {
+        (a, t, lab) for a in ("majority", "none") for t in ("drop", "keep") for lab in ("human", "machine", "both")
+    }
     assert any(kind == "export_sft" for kind, *_ in _sections())
 
 

@@ -16,12 +16,15 @@ TABLES = [TrainingRun, GenerationJob, LabelJob, MergeJob]
 
 
 def _rows(session, table, n: int) -> list:
-    ckpt = register_checkpoint(session=session, path="org/m", name=f"m-{table.__name__}",
-                               kind="reward" if table is LabelJob else None)
-    make = {TrainingRun: lambda: TrainingRun(algorithm=Algorithm.dpo, base_checkpoint_id=ckpt.id),
-            GenerationJob: lambda: GenerationJob(params={}),
-            LabelJob: lambda: LabelJob(reward_checkpoint_id=ckpt.id, min_confidence=0.9),
-            MergeJob: lambda: MergeJob(checkpoint_id=ckpt.id)}[table]
+    ckpt = register_checkpoint(
+        session=session, path="org/m", name=f"m-{table.__name__}", kind="reward" if table is LabelJob else None
+    )
+    make = {
+        TrainingRun: lambda: TrainingRun(algorithm=Algorithm.dpo, base_checkpoint_id=ckpt.id),
+        GenerationJob: lambda: GenerationJob(params={}),
+        LabelJob: lambda: LabelJob(reward_checkpoint_id=ckpt.id, min_confidence=0.9),
+        MergeJob: lambda: MergeJob(checkpoint_id=ckpt.id),
+    }[table]
     rows = [make() for _ in range(n)]
     session.add_all(rows)
     session.commit()
@@ -68,9 +71,11 @@ def test_the_embedded_workers_to_do_list_is_the_queued_rows(session):
 
 def test_a_table_that_has_not_opted_in_is_never_claimed_or_reaped(session):
     """An autopilot round waits days on raters: it is not a worker job and nothing here may touch it."""
-    for call in (lambda: job_rows.claim_job(session=session, table=Prompt, job_id=1),
-                 lambda: job_rows.reap_stale_jobs(session=session, table=Prompt, timeout=timedelta(0)),
-                 lambda: job_rows.beat(session=session, table=Prompt, job_id=1)):
+    for call in (
+        lambda: job_rows.claim_job(session=session, table=Prompt, job_id=1),
+        lambda: job_rows.reap_stale_jobs(session=session, table=Prompt, timeout=timedelta(0)),
+        lambda: job_rows.beat(session=session, table=Prompt, job_id=1),
+    ):
         with pytest.raises(TypeError, match="not a worker job table"):
             call()
     assert set(job_rows.WORKER_JOBS) == set(TABLES)

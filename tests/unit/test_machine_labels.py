@@ -40,13 +40,20 @@ def _reward_model(session, heldout: int = MIN_HELDOUT):
     run = TrainingRun(algorithm="reward", snapshot={"vote_ids": [], "rows": 0, "hash": "x"})
     session.add(run)
     session.flush()
-    return register_checkpoint(session=session, path="org/rm", name=f"rm-{heldout}", kind=CheckpointKind.reward,
-                               run_id=run.id, metrics={"heldout_comparison_ids": list(range(heldout))})
+    return register_checkpoint(
+        session=session,
+        path="org/rm",
+        name=f"rm-{heldout}",
+        kind=CheckpointKind.reward,
+        run_id=run.id,
+        metrics={"heldout_comparison_ids": list(range(heldout))},
+    )
 
 
 def _label(session, comps, choices, p=0.95, reward_id=1):
-    return record_machine_labels(session=session, reward_checkpoint_id=reward_id,
-                                 labels=[(c.id, Choice(x), p) for c, x in zip(comps, choices)])
+    return record_machine_labels(
+        session=session, reward_checkpoint_id=reward_id, labels=[(c.id, Choice(x), p) for c, x in zip(comps, choices)]
+    )
 
 
 def test_a_machine_label_leaves_the_pair_open_with_its_vote_count(session):
@@ -57,8 +64,7 @@ def test_a_machine_label_leaves_the_pair_open_with_its_vote_count(session):
         comp = session.get(Comparison, comp.id)
         assert comp.status is ComparisonStatus.open and comp.vote_count == 0
     # A person still votes on it, and that vote (not the machine's) fills the target.
-    record_vote(session=session, rater=factories.user(session), comparison_id=comps[0].id, choice="b",
-                as_shown=False)
+    record_vote(session=session, rater=factories.user(session), comparison_id=comps[0].id, choice="b", as_shown=False)
     session.expire_all()
     assert session.get(Comparison, comps[0].id).status is ComparisonStatus.closed
     assert _label(session, comps, "ab") == 0  # labelled once; a closed pair is not labelled again
@@ -86,8 +92,19 @@ def test_machine_labels_count_in_no_agreement_reliability_gold_or_vote_statistic
     mark_gold(session=session, comparison_id=gold.id, answer="a")
     before = measure(session=session).as_dict()
     # The machine disagrees with everyone, on the shared pairs and on the gold pair.
-    session.add_all([Vote(comparison_id=c.id, rater_id=machine_rater(session=session).id, choice=Choice.b,
-                          label_p=0.9, kind=VoteKind.machine, source="machine:1") for c in comps + [gold]])
+    session.add_all(
+        [
+            Vote(
+                comparison_id=c.id,
+                rater_id=machine_rater(session=session).id,
+                choice=Choice.b,
+                label_p=0.9,
+                kind=VoteKind.machine,
+                source="machine:1",
+            )
+            for c in comps + [gold]
+        ]
+    )
     session.flush()
     after = measure(session=session).as_dict()
     assert after == before and after["agreement"] == 1.0
@@ -191,6 +208,6 @@ def test_temperature_scaling_recovers_the_scale_and_refuses_too_few_votes():
     assert cal.probability(1.0) == pytest.approx(1 / (1 + math.exp(-cal.scale)))
     assert cal.probability(-1.0) == cal.probability(1.0)  # the probability of the preferred answer
     with pytest.raises(InvalidInput, match=f"at least {MIN_HELDOUT}"):
-        calibrate(margins[:MIN_HELDOUT - 1], targets[:MIN_HELDOUT - 1])
+        calibrate(margins[: MIN_HELDOUT - 1], targets[: MIN_HELDOUT - 1])
     # Margins that say nothing give a scale of 0: every probability is one half, nothing is labelled.
     assert fit_scale([1.0, 1.0, -1.0, -1.0], [0.0, 1.0, 0.0, 1.0]) == 0.0

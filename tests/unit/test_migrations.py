@@ -28,17 +28,37 @@ def test_upgrade_from_the_first_schema_counts_existing_votes(tmp_path):
     command.upgrade(cfg, "0001")
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO user (name, role, password_hash, active, created_at) "
-                             "VALUES ('r1', 'rater', 'x', 1, '2026-01-01'), ('r2', 'rater', 'x', 1, '2026-01-01')"))
-        conn.execute(sa.text("INSERT INTO checkpoint (name, kind, status, path, metrics, created_at) "
-                             "VALUES ('c', 'policy', 'serving', 'p', '{}', '2026-01-01')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO user (name, role, password_hash, active, created_at) "
+                "VALUES ('r1', 'rater', 'x', 1, '2026-01-01'), ('r2', 'rater', 'x', 1, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO checkpoint (name, kind, status, path, metrics, created_at) "
+                "VALUES ('c', 'policy', 'serving', 'p', '{}', '2026-01-01')"
+            )
+        )
         conn.execute(sa.text("INSERT INTO prompt (messages, tags, created_at) VALUES ('[]', '[]', '2026-01-01')"))
-        conn.execute(sa.text("INSERT INTO response (prompt_id, checkpoint_id, text, params, finished, created_at) "
-                             "VALUES (1, 1, 'a', '{}', 1, '2026-01-01'), (1, 1, 'b', '{}', 1, '2026-01-01')"))
-        conn.execute(sa.text("INSERT INTO comparison (prompt_id, response_a_id, response_b_id, status, target_votes, "
-                             "strategy, created_at) VALUES (1, 1, 2, 'open', 3, 'random', '2026-01-01')"))
-        conn.execute(sa.text("INSERT INTO vote (comparison_id, rater_id, choice, shown_swapped, source, created_at) "
-                             "VALUES (1, 1, 'a', 0, 'human', '2026-01-01'), (1, 2, 'b', 0, 'human', '2026-01-01')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO response (prompt_id, checkpoint_id, text, params, finished, created_at) "
+                "VALUES (1, 1, 'a', '{}', 1, '2026-01-01'), (1, 1, 'b', '{}', 1, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO comparison (prompt_id, response_a_id, response_b_id, status, target_votes, "
+                "strategy, created_at) VALUES (1, 1, 2, 'open', 3, 'random', '2026-01-01')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO vote (comparison_id, rater_id, choice, shown_swapped, source, created_at) "
+                "VALUES (1, 1, 'a', 0, 'human', '2026-01-01'), (1, 2, 'b', 0, 'human', '2026-01-01')"
+            )
+        )
     engine.dispose()
     db.migrate(url)
     engine = sa.create_engine(url)
@@ -53,18 +73,28 @@ def test_adapters_migration_keeps_checkpoints_as_full_models_and_goes_both_ways(
     from tests.conftest import _postgres_database
 
     with contextlib.ExitStack() as stack:
-        url = (f"sqlite:///{tmp_path / 'old.db'}" if kind == "sqlite"
-               else stack.enter_context(_postgres_database("rlhf_mig")))
+        url = (
+            f"sqlite:///{tmp_path / 'old.db'}"
+            if kind == "sqlite"
+            else stack.enter_context(_postgres_database("rlhf_mig"))
+        )
         cfg = db._alembic_config(url)
         command.downgrade(cfg, "0004") if kind == "postgresql" else command.upgrade(cfg, "0004")
         engine = sa.create_engine(url)
         with engine.begin() as conn:
-            conn.execute(sa.text("INSERT INTO checkpoint (name, kind, status, path, metrics, created_at) "
-                                 "VALUES ('c', 'policy', 'serving', 'p', '{}', '2026-01-01')"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO checkpoint (name, kind, status, path, metrics, created_at) "
+                    "VALUES ('c', 'policy', 'serving', 'p', '{}', '2026-01-01')"
+                )
+            )
         command.upgrade(cfg, "0005")
         with engine.connect() as conn:
-            assert conn.execute(sa.text("SELECT name, adapter, base_checkpoint_id FROM checkpoint")).one() == \
-                ("c", None, None)
+            assert conn.execute(sa.text("SELECT name, adapter, base_checkpoint_id FROM checkpoint")).one() == (
+                "c",
+                None,
+                None,
+            )
         command.downgrade(cfg, "0004")
         with engine.connect() as conn:
             assert "adapter" not in {c["name"] for c in sa.inspect(conn).get_columns("checkpoint")}
@@ -78,17 +108,37 @@ def test_machine_labels_migration_keeps_votes_and_downgrades(tmp_path):
     command.upgrade(cfg, "0004")
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO user (name, role, password_hash, active, excluded, created_at) "
-                             "VALUES ('r1', 'rater', 'x', 1, 0, '2026-01-01')"))
-        conn.execute(sa.text("INSERT INTO prompt (messages, tags, source, in_pool, created_at) "
-                             "VALUES ('[]', '[]', 'import', 1, '2026-01-01')"))
-        conn.execute(sa.text("INSERT INTO response (prompt_id, text, params, finished, created_at) "
-                             "VALUES (1, 'a', '{}', 1, '2026-01-01'), (1, 'b', '{}', 1, '2026-01-01')"))
-        conn.execute(sa.text("INSERT INTO comparison (prompt_id, response_a_id, response_b_id, status, target_votes, "
-                             "vote_count, strategy, is_gold, source, created_at) "
-                             "VALUES (1, 1, 2, 'open', 3, 1, 'random', 0, 'queue', '2026-01-01')"))
-        conn.execute(sa.text("INSERT INTO vote (comparison_id, rater_id, choice, shown_swapped, source, created_at) "
-                             "VALUES (1, 1, 'a', 0, 'human', '2026-01-01')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO user (name, role, password_hash, active, excluded, created_at) "
+                "VALUES ('r1', 'rater', 'x', 1, 0, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO prompt (messages, tags, source, in_pool, created_at) "
+                "VALUES ('[]', '[]', 'import', 1, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO response (prompt_id, text, params, finished, created_at) "
+                "VALUES (1, 'a', '{}', 1, '2026-01-01'), (1, 'b', '{}', 1, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO comparison (prompt_id, response_a_id, response_b_id, status, target_votes, "
+                "vote_count, strategy, is_gold, source, created_at) "
+                "VALUES (1, 1, 2, 'open', 3, 1, 'random', 0, 'queue', '2026-01-01')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO vote (comparison_id, rater_id, choice, shown_swapped, source, created_at) "
+                "VALUES (1, 1, 'a', 0, 'human', '2026-01-01')"
+            )
+        )
     engine.dispose()
     command.upgrade(cfg, "0006")
     engine = sa.create_engine(url)
@@ -111,8 +161,11 @@ def test_vote_kind_migration_reads_the_kind_from_the_source_and_orders_the_queue
     from tests.conftest import _postgres_database
 
     with contextlib.ExitStack() as stack:
-        url = (f"sqlite:///{tmp_path / 'old.db'}" if kind == "sqlite"
-               else stack.enter_context(_postgres_database("rlhf_mig")))
+        url = (
+            f"sqlite:///{tmp_path / 'old.db'}"
+            if kind == "sqlite"
+            else stack.enter_context(_postgres_database("rlhf_mig"))
+        )
         _vote_kind_migration(url)
 
 
@@ -121,27 +174,53 @@ def _vote_kind_migration(url: str) -> None:
     command.downgrade(cfg, "0007") if url.startswith("postgresql") else command.upgrade(cfg, "0007")
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text("INSERT INTO \"user\" (name, role, password_hash, active, excluded, created_at) "
-                             "VALUES ('r1', 'rater', 'x', true, false, '2026-01-01')"))
-        conn.execute(sa.text("INSERT INTO prompt (messages, tags, source, in_pool, created_at) "
-                             "VALUES ('[]', '[]', 'import', true, '2026-01-01')"))
-        conn.execute(sa.text("INSERT INTO response (prompt_id, text, params, finished, created_at) "
-                             "VALUES (1, 'a', '{}', true, '2026-01-01'), (1, 'b', '{}', true, '2026-01-01')"))
+        conn.execute(
+            sa.text(
+                'INSERT INTO "user" (name, role, password_hash, active, excluded, created_at) '
+                "VALUES ('r1', 'rater', 'x', true, false, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO prompt (messages, tags, source, in_pool, created_at) "
+                "VALUES ('[]', '[]', 'import', true, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO response (prompt_id, text, params, finished, created_at) "
+                "VALUES (1, 'a', '{}', true, '2026-01-01'), (1, 'b', '{}', true, '2026-01-01')"
+            )
+        )
         for strategy in ("random", "uncertain", "random"):
-            conn.execute(sa.text("INSERT INTO comparison (prompt_id, response_a_id, response_b_id, status, "
-                                 "target_votes, vote_count, strategy, is_gold, source, created_at) "
-                                 f"VALUES (1, 1, 2, 'open', 3, 0, '{strategy}', false, 'queue', '2026-01-01')"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO comparison (prompt_id, response_a_id, response_b_id, status, "
+                    "target_votes, vote_count, strategy, is_gold, source, created_at) "
+                    f"VALUES (1, 1, 2, 'open', 3, 0, '{strategy}', false, 'queue', '2026-01-01')"
+                )
+            )
         for comp, source in ((1, "human"), (2, "simulated:shorter"), (3, "machine:7")):
-            conn.execute(sa.text("INSERT INTO vote (comparison_id, rater_id, choice, shown_swapped, source, "
-                                 f"created_at) VALUES ({comp}, 1, 'a', false, '{source}', '2026-01-01')"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO vote (comparison_id, rater_id, choice, shown_swapped, source, "
+                    f"created_at) VALUES ({comp}, 1, 'a', false, '{source}', '2026-01-01')"
+                )
+            )
     engine.dispose()
     command.upgrade(cfg, "0008")
     engine = sa.create_engine(url)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT source, kind FROM vote ORDER BY id")).all() == [
-            ("human", "human"), ("simulated:shorter", "simulated"), ("machine:7", "machine")]
+            ("human", "human"),
+            ("simulated:shorter", "simulated"),
+            ("machine:7", "machine"),
+        ]
         assert conn.execute(sa.text("SELECT id, priority FROM comparison ORDER BY id")).all() == [
-            (1, 20), (2, 10), (3, 40)]
+            (1, 20),
+            (2, 10),
+            (3, 40),
+        ]
     engine.dispose()
     command.downgrade(cfg, "0007")
     engine = sa.create_engine(url)

@@ -22,21 +22,43 @@ pytestmark = pytest.mark.slow
 
 CASES = [(alg, f.name) for alg, cls in PARAMS_BY_ALGORITHM.items() for f in dataclasses.fields(cls)]
 # The value each parameter is changed to (else: a bool flipped, a number moved, a list changed).
-CHANGED = {"value_learning_rate": 0.01, "missing_eos_penalty": None, "value_model_init": "policy",
-           "lora_target_modules": ["q_proj"], "accelerate_config": "deploy/accelerate/other.yaml",
-           "loss_type": ["sigmoid"], "loss_weights": [1.0, 0.5], "max_grad_norm": 1e-3, "cliprange": 1e-3,
-           "cliprange_value": 1e-3, "eval_every": 1, "logging_steps": 2, "eval_fraction": 0.5,
-           "num_generations": 2, "gamma": 0.5, "lam": 0.5, "peft": "lora",
-           # Per algorithm where the generic change would be refused or is the base already.
-           ("rloo", "batch_size"): 4, ("grpo", "batch_size"): 4, ("rloo", "max_prompt_length"): 8,
-           ("grpo", "max_prompt_length"): 8, ("ppo", "max_prompt_length"): 4}
+CHANGED = {
+    "value_learning_rate": 0.01,
+    "missing_eos_penalty": None,
+    "value_model_init": "policy",
+    "lora_target_modules": ["q_proj"],
+    "accelerate_config": "deploy/accelerate/other.yaml",
+    "loss_type": ["sigmoid"],
+    "loss_weights": [1.0, 0.5],
+    "max_grad_norm": 1e-3,
+    "cliprange": 1e-3,
+    "cliprange_value": 1e-3,
+    "eval_every": 1,
+    "logging_steps": 2,
+    "eval_fraction": 0.5,
+    "num_generations": 2,
+    "gamma": 0.5,
+    "lam": 0.5,
+    "peft": "lora",
+    # Per algorithm where the generic change would be refused or is the base already.
+    ("rloo", "batch_size"): 4,
+    ("grpo", "batch_size"): 4,
+    ("rloo", "max_prompt_length"): 8,
+    ("grpo", "max_prompt_length"): 8,
+    ("ppo", "max_prompt_length"): 4,
+}
 # Where a parameter only acts together with another, the context it is changed in.
-CONTEXT = {"lora_r": {"use_lora": True}, "lora_alpha": {"use_lora": True}, "lora_dropout": {"use_lora": True},
-           "lora_target_modules": {"use_lora": True}, "accelerate_config": {"num_processes": 2},
-           ("ppo", "accelerate_config"): {},  # PPO refuses num_processes > 1 whatever else is set
-           # Acts on DPO's and SFT's prompt-tuning adapter; refused elsewhere (and without prompt tuning).
-           ("dpo", "num_virtual_tokens"): {"peft": "prompt_tuning"},
-           ("sft", "num_virtual_tokens"): {"peft": "prompt_tuning"}}
+CONTEXT = {
+    "lora_r": {"use_lora": True},
+    "lora_alpha": {"use_lora": True},
+    "lora_dropout": {"use_lora": True},
+    "lora_target_modules": {"use_lora": True},
+    "accelerate_config": {"num_processes": 2},
+    ("ppo", "accelerate_config"): {},  # PPO refuses num_processes > 1 whatever else is set
+    # Acts on DPO's and SFT's prompt-tuning adapter; refused elsewhere (and without prompt tuning).
+    ("dpo", "num_virtual_tokens"): {"peft": "prompt_tuning"},
+    ("sft", "num_virtual_tokens"): {"peft": "prompt_tuning"},
+}
 # Shaping what a run trains on, not the trainer: shown by test_job_level_parameters_change_the_data below.
 JOB_LEVEL = {("sft", "data"), ("rloo", "prompt_tag"), ("grpo", "prompt_tag"), ("ppo", "prompt_tag")}
 
@@ -60,19 +82,31 @@ def _changed(alg, cls, name):
 def _trl_config(alg, params, trl, tmp_path):
     if alg == "dpo":
         from rlhf.training.dpo import dpo_config
+
         return dpo_config(params, tmp_path, trl)
     if alg == "reward":
         from rlhf.training.reward import reward_config
+
         return reward_config(params, tmp_path, trl)
     if alg == "sft":
         from rlhf.training.sft import sft_config
+
         return sft_config(params, tmp_path, trl)
     from rlhf.training.online import online_config
+
     return online_config(alg, params, tmp_path, trl)
 
 
-ROWS = [{"prompt": [{"role": "user", "content": "hi " * 40}], "chosen": [{"role": "assistant", "content": "x"}],
-         "rejected": [{"role": "assistant", "content": "y"}], "comparison_id": i, "label_p": 0.7} for i in range(10)]
+ROWS = [
+    {
+        "prompt": [{"role": "user", "content": "hi " * 40}],
+        "chosen": [{"role": "assistant", "content": "x"}],
+        "rejected": [{"role": "assistant", "content": "y"}],
+        "comparison_id": i,
+        "label_p": 0.7,
+    }
+    for i in range(10)
+]
 
 
 def _observe(alg, given, tmp_path, models):
@@ -88,12 +122,24 @@ def _observe(alg, given, tmp_path, models):
         params, trl = build_params(alg, given)
     except RLHFError as exc:
         return f"refused: {exc}"
-    spec = TrainerSpec(run_id=1, algorithm=alg, base="b", reward_model=None, params=given, data="d",
-                       output_dir="o", work_dir="w", progress="p", result="r", stop=str(tmp_path / "STOP"),
-                       eval_prompts=[[{"role": "user", "content": "q"}]])
+    spec = TrainerSpec(
+        run_id=1,
+        algorithm=alg,
+        base="b",
+        reward_model=None,
+        params=given,
+        data="d",
+        output_dir="o",
+        work_dir="w",
+        progress="p",
+        result="r",
+        stop=str(tmp_path / "STOP"),
+        eval_prompts=[[{"role": "user", "content": "q"}]],
+    )
     seen = {"command": trainer_command(Path("spec.json"), spec), "peft": repr(peft_config(params))}
     calls = []
     import rlhf.training.parent_comparison as pc
+
     real, pc.compare_with_parent = pc.compare_with_parent, lambda **kw: calls.append(kw) or {}
     try:
         evaluate(spec, {})
@@ -101,12 +147,12 @@ def _observe(alg, given, tmp_path, models):
         pc.compare_with_parent = real
     seen["evaluation"] = repr(calls)
     if hasattr(params, "soft_labels"):
-        seen["targets"] = training_targets(ROWS, soft_labels=params.soft_labels,
-                                           label_smoothing=params.label_smoothing)
+        seen["targets"] = training_targets(ROWS, soft_labels=params.soft_labels, label_smoothing=params.label_smoothing)
     if hasattr(params, "eval_fraction"):
         seen["heldout"] = repr(split_rows(ROWS, params.eval_fraction, params.seed)[1])
     if alg in ("rloo", "grpo"):
         from rlhf.training.online import online_prompts
+
         seen["prompts"] = online_prompts(models["tokenizer"], ROWS[:2], params)
     if alg == "ppo":
         seen["ppo"] = _ppo_run(params, tmp_path, models)
@@ -122,12 +168,20 @@ def _ppo_run(params, tmp_path, models):
 
     logs = []
     out = tmp_path / f"ppo-{len(list(tmp_path.iterdir()))}"
-    metrics = train_ppo(policy_path=str(models["policy"]), reward_model_path=str(models["reward"]), prompts=PROMPTS,
-                        output_dir=str(out), params=params, on_log=logs.append)
+    metrics = train_ppo(
+        policy_path=str(models["policy"]),
+        reward_model_path=str(models["reward"]),
+        prompts=PROMPTS,
+        output_dir=str(out),
+        params=params,
+        on_log=logs.append,
+    )
     from safetensors.torch import load_file
+
     saved = out / "model.safetensors"  # a LoRA run saves its adapter alone
     weights = load_file(str(saved if saved.exists() else out / "adapter_model.safetensors"))
     digest = hashlib.sha256(b"".join(weights[k].numpy().tobytes() for k in sorted(weights))).hexdigest()
+
     def timeless(d):  # wall-clock seconds differ between any two runs
         return {k: v for k, v in d.items() if k != "seconds"}
 
@@ -140,12 +194,22 @@ def models(tmp_path_factory):
 
     policy, reward = _tiny_models(tmp_path_factory.mktemp("noop"))
     from rlhf.modeling.tokens import load_tokenizer
+
     return {"policy": policy, "reward": reward, "tokenizer": load_tokenizer(str(policy))}
 
 
 # PPO on tiny models: small enough that each parameter can be seen acting in two updates.
-PPO_BASE = dict(steps=2, batch_size=4, mini_batch_size=2, num_ppo_epochs=2, max_completion_length=6,
-                max_prompt_length=8, eval_num_prompts=2, eval_samples_per_prompt=2, seed=3)
+PPO_BASE = dict(
+    steps=2,
+    batch_size=4,
+    mini_batch_size=2,
+    num_ppo_epochs=2,
+    max_completion_length=6,
+    max_prompt_length=8,
+    eval_num_prompts=2,
+    eval_samples_per_prompt=2,
+    seed=3,
+)
 
 
 _BEFORE: dict[str, str] = {}
@@ -184,16 +248,20 @@ def test_job_level_parameters_change_the_data(session, settings, tmp_path):
     rater = factories.user(session, "r")
     for comp in factories.comparisons(session, [(f"a{i}", f"b{i}") for i in range(4)], serve=True):
         record_vote(session=session, rater=rater, comparison_id=comp.id, choice="a", as_shown=False)
-    import_records(session=session, records=[PromptRecord(messages=[{"role": "user", "content": f"tagged {i}"}],
-                                                          tags=["mine"]) for i in range(12)])
+    import_records(
+        session=session,
+        records=[PromptRecord(messages=[{"role": "user", "content": f"tagged {i}"}], tags=["mine"]) for i in range(12)],
+    )
     reward = register_checkpoint(session=session, path="org/rm", name="rm", kind="reward")
     demos = tmp_path / "demos.jsonl"
-    demos.write_text(json.dumps({"messages": [{"role": "user", "content": "q"},
-                                              {"role": "assistant", "content": "a"}]}) + "\n")
+    demos.write_text(
+        json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}) + "\n"
+    )
 
     def data(alg, params):
-        run = create_run(session=session, algorithm=alg, params=params,
-                         reward_checkpoint_id=reward.id if alg != "sft" else None)
+        run = create_run(
+            session=session, algorithm=alg, params=params, reward_checkpoint_id=reward.id if alg != "sft" else None
+        )
         return open(_prepare(session, settings, run).data).read()
 
     for alg, name in sorted(JOB_LEVEL):

@@ -25,16 +25,28 @@ from rlhf.training.scoring import load_reward_model, score_conversations
 from tests import factories
 
 sqlite_only = pytest.mark.parametrize("fresh_db_url", ["sqlite"], indirect=True)
-QUESTIONS = ["What do goats eat?", "Which country is Rome in?", "What is 9 times 12?", "Is it sunny today?",
-             "How do I boil an egg?", "Can I sit here?", "What colour is the sky?", "Name a fruit.",
-             "Where is the station?", "May I borrow a pen?", "What time is it?", "Why is snow white?"]
+QUESTIONS = [
+    "What do goats eat?",
+    "Which country is Rome in?",
+    "What is 9 times 12?",
+    "Is it sunny today?",
+    "How do I boil an egg?",
+    "Can I sit here?",
+    "What colour is the sky?",
+    "Name a fruit.",
+    "Where is the station?",
+    "May I borrow a pen?",
+    "What time is it?",
+    "Why is snow white?",
+]
 SAMPLING = {"max_new_tokens": 24}
 
 
 def _world(session, tiny_model_dir, reward_dir=None):
     register_checkpoint(session=session, path=str(tiny_model_dir), name="tiny", serve=True)
-    import_records(session=session, records=[PromptRecord(messages=[{"role": "user", "content": q}])
-                                             for q in QUESTIONS])
+    import_records(
+        session=session, records=[PromptRecord(messages=[{"role": "user", "content": q}]) for q in QUESTIONS]
+    )
     rm = register_checkpoint(session=session, path=str(reward_dir), name="rm") if reward_dir else None
     session.commit()
     return rm
@@ -73,11 +85,13 @@ def test_uncertain_opens_the_lowest_margin_pairs_first(session, settings, tiny_m
 
     # They are the three smallest margins of every candidate pair the job sampled (same seed, same draws).
     prompts = [p.messages for p in session.exec(select(Prompt).order_by(Prompt.id))]
-    samples = sample_checkpoint(str(tiny_model_dir), prompts, n=2,
-                                params=SamplingParams(seed=job.params["seed"], **SAMPLING))
+    samples = sample_checkpoint(
+        str(tiny_model_dir), prompts, n=2, params=SamplingParams(seed=job.params["seed"], **SAMPLING)
+    )
     pairs = [(p, a.text, b.text) for p, (a, b) in zip(prompts, samples) if a.text.strip() != b.text.strip()]
-    all_scores = score_conversations(model, tok, [p + [{"role": "assistant", "content": t}]
-                                                  for p, a, b in pairs for t in (a, b)])
+    all_scores = score_conversations(
+        model, tok, [p + [{"role": "assistant", "content": t}] for p, a, b in pairs for t in (a, b)]
+    )
     every = sorted(abs(all_scores[2 * i] - all_scores[2 * i + 1]) for i in range(len(pairs)))
     assert result["candidates"] == len(pairs) > 3, "there was a choice to make"
     assert margins == pytest.approx(every[:3], abs=1e-4)
@@ -89,21 +103,27 @@ def test_uncertain_opens_the_lowest_margin_pairs_first(session, settings, tiny_m
 
 
 @sqlite_only
-def test_uncertain_needs_a_reward_model_and_takes_the_newest_not_retired(session, settings, tiny_model_dir,
-                                                                          reward_dir):
+def test_uncertain_needs_a_reward_model_and_takes_the_newest_not_retired(session, settings, tiny_model_dir, reward_dir):
     _world(session, tiny_model_dir)
     with pytest.raises(InvalidInput, match="needs a reward model, and none is registered") as refused:
         create_generation_job(session=session, strategy="uncertain")
-    assert (refused.value.param, refused.value.allowed, refused.value.remedy) == ("select", ("random",),
-                                                                                  "train_reward_model")
+    assert (refused.value.param, refused.value.allowed, refused.value.remedy) == (
+        "select",
+        ("random",),
+        "train_reward_model",
+    )
     older = register_checkpoint(session=session, path=str(reward_dir), name="rm-1")
     newer = register_checkpoint(session=session, path=str(reward_dir), name="rm-2")
     assert create_generation_job(session=session, strategy="uncertain").params["reward_checkpoint_id"] == newer.id
     retire_checkpoint(session=session, checkpoint_id=newer.id)
     job = create_generation_job(session=session, strategy="uncertain", limit=2)
     assert job.params["reward_checkpoint_id"] == older.id and job.params["pool"] == 8
-    assert create_generation_job(session=session, strategy="uncertain",
-                                 reward_checkpoint_id="rm-2").params["reward_checkpoint_id"] == newer.id
+    assert (
+        create_generation_job(session=session, strategy="uncertain", reward_checkpoint_id="rm-2").params[
+            "reward_checkpoint_id"
+        ]
+        == newer.id
+    )
     with pytest.raises(InvalidInput, match="not a reward model"):
         create_generation_job(session=session, strategy="uncertain", reward_checkpoint_id="tiny")
     with pytest.raises(InvalidInput, match="only apply to uncertain pair selection"):

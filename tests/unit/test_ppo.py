@@ -237,15 +237,27 @@ def _tiny_models(tmp_path, reward_words=WORDS):
 
 PROMPTS = [
     [{"role": "user", "content": "hello what is the sun"}],
-    [{"role": "user", "content": "why rain"}, {"role": "assistant", "content": "the rain"},
-     {"role": "user", "content": "please why"}],
+    [
+        {"role": "user", "content": "why rain"},
+        {"role": "assistant", "content": "the rain"},
+        {"role": "user", "content": "please why"},
+    ],
     [{"role": "user", "content": "a cat or a dog"}],
 ]
 
 
 def _params(**overrides) -> PPOParams:
-    base = dict(steps=2, batch_size=4, mini_batch_size=2, num_ppo_epochs=2,
-                max_completion_length=6, max_prompt_length=8, eval_num_prompts=2, eval_samples_per_prompt=2, seed=3)
+    base = dict(
+        steps=2,
+        batch_size=4,
+        mini_batch_size=2,
+        num_ppo_epochs=2,
+        max_completion_length=6,
+        max_prompt_length=8,
+        eval_num_prompts=2,
+        eval_samples_per_prompt=2,
+        seed=3,
+    )
     return PPOParams(**(base | overrides))
 
 
@@ -301,13 +313,17 @@ def test_train_ppo_with_lora_a_foreign_reward_tokenizer_and_stop(tmp_path, monke
     monkeypatch.setattr("rlhf.training.ppo.trainer.AutoModelForSequenceClassification", Recording)
     out = tmp_path / "lora"
     metrics = train_ppo(
-        policy_path=str(policy_dir), reward_model_path=str(reward_dir), prompts=PROMPTS, output_dir=str(out),
+        policy_path=str(policy_dir),
+        reward_model_path=str(reward_dir),
+        prompts=PROMPTS,
+        output_dir=str(out),
         params=_params(steps=1, peft="lora", lora_r=4, eval_num_prompts=0),
     )
     assert metrics["updates"] == 1 and math.isfinite(metrics["value_loss_final"])
     # The adapter alone is saved (PEFT's format), and it loads over the policy it was trained on.
     assert (out / "adapter_config.json").exists() and not (out / "config.json").exists()
     from rlhf.modeling.adapters import ModelRef, load_causal_lm
+
     merged = load_causal_lm(ModelRef(path=str(out), base=ModelRef(path=str(policy_dir)), adapter="lora"))
     assert not hasattr(merged, "peft_config")
     assert loaded == [str(policy_dir), str(reward_dir)]  # value model, then reward model
@@ -315,8 +331,11 @@ def test_train_ppo_with_lora_a_foreign_reward_tokenizer_and_stop(tmp_path, monke
     calls = iter([False, True])
     with pytest.raises(TrainingStopped):
         train_ppo(
-            policy_path=str(policy_dir), reward_model_path=str(reward_dir), prompts=PROMPTS,
-            output_dir=str(tmp_path / "stopped"), params=_params(eval_num_prompts=0),
+            policy_path=str(policy_dir),
+            reward_model_path=str(reward_dir),
+            prompts=PROMPTS,
+            output_dir=str(tmp_path / "stopped"),
+            params=_params(eval_num_prompts=0),
             should_stop=lambda: next(calls),
         )
     assert not (tmp_path / "stopped").exists()
@@ -336,9 +355,14 @@ def test_shared_fields_logging_steps_and_gradient_accumulation_act_on_ppo(tmp_pa
 
     monkeypatch.setattr(trainer, "_response_logits", recording)
     logs: list[dict] = []
-    train_ppo(policy_path=str(policy_dir), reward_model_path=str(reward_dir), prompts=PROMPTS,
-              output_dir=str(tmp_path / "out"), on_log=logs.append,
-              params=_params(steps=3, logging_steps=2, gradient_accumulation_steps=2, eval_num_prompts=0))
+    train_ppo(
+        policy_path=str(policy_dir),
+        reward_model_path=str(reward_dir),
+        prompts=PROMPTS,
+        output_dir=str(tmp_path / "out"),
+        on_log=logs.append,
+        params=_params(steps=3, logging_steps=2, gradient_accumulation_steps=2, eval_num_prompts=0),
+    )
     assert [r["step"] for r in logs] == [2, 3]  # every 2nd update, and the last
     # Minibatches of 2 split into 2 micro-batches: the training passes see one response each.
     assert rows and set(rows) == {1}

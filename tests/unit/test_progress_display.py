@@ -6,8 +6,7 @@ from rlhf_cli.jobs import _run_row
 
 
 def _run(status: JobStatus, progress: dict, **fields) -> TrainingRun:
-    return TrainingRun(id=3, algorithm=Algorithm.dpo, base_checkpoint_id=1, status=status, progress=progress,
-                       **fields)
+    return TrainingRun(id=3, algorithm=Algorithm.dpo, base_checkpoint_id=1, status=status, progress=progress, **fields)
 
 
 def test_a_running_run_shows_its_step_and_loss_then_that_it_evaluates():

@@ -16,11 +16,17 @@ def _count(session):
 
 def test_jsonl_with_prompt_messages_ids_and_tags(session, tmp_path):
     f = tmp_path / "p.jsonl"
-    f.write_text("\n".join([
-        json.dumps({"id": "q1", "prompt": "What is red?", "tags": ["colours"]}),
-        "",
-        json.dumps({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]}),
-    ]))
+    f.write_text(
+        "\n".join(
+            [
+                json.dumps({"id": "q1", "prompt": "What is red?", "tags": ["colours"]}),
+                "",
+                json.dumps(
+                    {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]}
+                ),
+            ]
+        )
+    )
     result = import_file(session=session, path=f)
     assert result.created == 2
     prompts = session.exec(select(Prompt).order_by(Prompt.id)).all()
@@ -38,14 +44,19 @@ def test_reimport_with_same_ids_does_not_duplicate(session, tmp_path):
     assert _count(session) == 2
 
 
-@pytest.mark.parametrize("bad_line, message", [
-    ("{not json", "line 3: invalid JSON"),
-    (json.dumps({"text": "no prompt field"}), "line 3: missing 'prompt'"),
-    (json.dumps({"prompt": ""}), "line 3: 'prompt' must be a non-empty string"),
-    (json.dumps({"messages": [{"role": "assistant", "content": "x"}]}),
-     "line 3: the last message must be from the user"),
-    (json.dumps({"prompt": "x", "tags": "a,b", "id": {"x": 1}}), "line 3: 'id' must be"),
-])
+@pytest.mark.parametrize(
+    "bad_line, message",
+    [
+        ("{not json", "line 3: invalid JSON"),
+        (json.dumps({"text": "no prompt field"}), "line 3: missing 'prompt'"),
+        (json.dumps({"prompt": ""}), "line 3: 'prompt' must be a non-empty string"),
+        (
+            json.dumps({"messages": [{"role": "assistant", "content": "x"}]}),
+            "line 3: the last message must be from the user",
+        ),
+        (json.dumps({"prompt": "x", "tags": "a,b", "id": {"x": 1}}), "line 3: 'id' must be"),
+    ],
+)
 def test_malformed_jsonl_names_the_line_and_imports_nothing(session, tmp_path, bad_line, message):
     f = tmp_path / "p.jsonl"
     f.write_text(json.dumps({"prompt": "fine"}) + "\n" + json.dumps({"prompt": "fine too"}) + "\n" + bad_line + "\n")
@@ -64,7 +75,7 @@ def test_csv_needs_prompt_column_and_reports_row_line(session, tmp_path):
     with pytest.raises(InvalidInput, match="line 1: a CSV needs a 'prompt' column"):
         import_file(session=session, path=bad)
     empty_cell = tmp_path / "empty.csv"
-    empty_cell.write_text("prompt\nok\n\"\"\n")
+    empty_cell.write_text('prompt\nok\n""\n')
     with pytest.raises(InvalidInput, match="line 3"):
         import_file(session=session, path=empty_cell)
     assert _count(session) == 2

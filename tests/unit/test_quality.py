@@ -47,8 +47,9 @@ def test_pairwise_agreement_per_rater_and_overall(session):
     by_name = {r.name: r for r in q.raters}
     assert (by_name["r1"].pairs, by_name["r1"].agreeing_pairs) == (6, 4)
     assert (by_name["r3"].pairs, by_name["r3"].agreeing_pairs) == (2, 0)
-    assert q.krippendorff_alpha == pytest.approx(krippendorff_alpha(
-        [["a", "a"], ["a", "a"], ["b", "b"], ["a", "b"], ["a", "a", "b"]]))
+    assert q.krippendorff_alpha == pytest.approx(
+        krippendorff_alpha([["a", "a"], ["a", "a"], ["b", "b"], ["a", "b"], ["a", "a", "b"]])
+    )
     assert q.vote_counts == {2: 4, 3: 1}
 
 

@@ -18,10 +18,19 @@ build_tiny_model(sys.argv[2], warmup_steps=3)
 
 
 def _run(tmp_path, level: str) -> str:
-    out = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), str(tmp_path / f"tiny-{level}"), level],
-                         capture_output=True, text=True, timeout=300, cwd=ROOT,
-                         env={"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-                              "TOKENIZERS_PARALLELISM": "false"})
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(tmp_path), str(tmp_path / f"tiny-{level}"), level],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={
+            "PYTHONPATH": str(ROOT),
+            "HF_HUB_OFFLINE": "1",
+            "PATH": "/usr/bin:/bin",
+            "TOKENIZERS_PARALLELISM": "false",
+        },
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout + out.stderr
 

@@ -117,6 +117,10 @@ def test_left_for_you_leaves_out_answered_gold_and_pairs_others_hold(session):
     assert remaining_for_rater(session=session, rater_id=alice.id) == 1
     record_vote(session=session, rater=alice, comparison_id=two.id, choice="b")
     # Open comparisons remain (bob's, and gold), but none alice can be handed.
-    assert session.exec(select(func.count()).select_from(Comparison)
-                        .where(Comparison.status == ComparisonStatus.open)).one() == 2
+    assert (
+        session.exec(
+            select(func.count()).select_from(Comparison).where(Comparison.status == ComparisonStatus.open)
+        ).one()
+        == 2
+    )
     assert remaining_for_rater(session=session, rater_id=alice.id) == 0

@@ -49,8 +49,10 @@ def test_web_errors_name_the_page_fields_not_command_line_flags(session):
 
 
 def test_a_page_shows_an_error_without_fields_as_it_is():
-    assert html.unescape(error_message(InvalidInput("line 3: bad"))) == \
-        '<div class="rl-msg rl-msg-error" role="alert">line 3: bad</div>'
+    assert (
+        html.unescape(error_message(InvalidInput("line 3: bad")))
+        == '<div class="rl-msg rl-msg-error" role="alert">line 3: bad</div>'
+    )
 
 
 def test_one_vote_button_table_with_the_public_labels_and_keys():
@@ -58,11 +60,16 @@ def test_one_vote_button_table_with_the_public_labels_and_keys():
     from rlhf.models import Choice
 
     assert [(b.choice, b.label, b.key) for b in VOTE_BUTTONS] == [
-        (Choice.a, "A is better", "1"), (Choice.b, "B is better", "2"), (Choice.tie, "Tie", "3"),
-        (Choice.both_bad, "Both bad", "4")]
+        (Choice.a, "A is better", "1"),
+        (Choice.b, "B is better", "2"),
+        (Choice.tie, "Tie", "3"),
+        (Choice.both_bad, "Both bad", "4"),
+    ]
     assert CHOICE_LABELS[Choice.both_bad] == "Both bad"
-    assert keys_hint_html() == ('<div class="rl-keys-hint">Keyboard: <kbd>1</kbd> A is better · <kbd>2</kbd> B is '
-                                'better · <kbd>3</kbd> Tie · <kbd>4</kbd> Both bad</div>')
+    assert keys_hint_html() == (
+        '<div class="rl-keys-hint">Keyboard: <kbd>1</kbd> A is better · <kbd>2</kbd> B is '
+        "better · <kbd>3</kbd> Tie · <kbd>4</kbd> Both bad</div>"
+    )
 
 
 def test_the_page_head_hands_the_scripts_their_settings_as_json():

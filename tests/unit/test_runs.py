@@ -35,13 +35,16 @@ def test_training_without_votes_fails_before_anything_is_queued(session):
         create_run(session=session, algorithm="dpo")
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"algorithm": "pp0"}, "unknown algorithm"),
-    ({"algorithm": "dpo", "params": {"stepz": 3}}, "unknown parameter 'stepz'"),
-    ({"algorithm": "dpo", "params": {"steps": "many"}}, "steps: cannot read"),
-    ({"algorithm": "dpo", "params": {"steps": 0}}, "steps must be at least 1"),
-    ({"algorithm": "dpo", "base_checkpoint_id": 999}, "no checkpoint 999"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"algorithm": "pp0"}, "unknown algorithm"),
+        ({"algorithm": "dpo", "params": {"stepz": 3}}, "unknown parameter 'stepz'"),
+        ({"algorithm": "dpo", "params": {"steps": "many"}}, "steps: cannot read"),
+        ({"algorithm": "dpo", "params": {"steps": 0}}, "steps must be at least 1"),
+        ({"algorithm": "dpo", "base_checkpoint_id": 999}, "no checkpoint 999"),
+    ],
+)
 def test_bad_run_requests_are_refused_with_a_reason(session, kwargs, message):
     _with_votes(session)
     with pytest.raises((InvalidInput, NotFound), match=message):
@@ -127,19 +130,23 @@ def test_every_algorithm_shares_the_common_parameter_names():
 
 
 def test_old_ppo_spellings_are_read_as_the_shared_names():
-    params = validate_params("ppo", {"total_updates": "4", "kl_coef": "0.3", "rollout_batch_size": 6,
-                                     "max_new_tokens": 12})
+    params = validate_params(
+        "ppo", {"total_updates": "4", "kl_coef": "0.3", "rollout_batch_size": 6, "max_new_tokens": 12}
+    )
     assert params == {"steps": 4, "beta": 0.3, "batch_size": 6, "max_completion_length": 12}
     with pytest.raises(InvalidInput, match="give only 'steps'"):
         validate_params("ppo", {"total_updates": 4, "steps": 5})
 
 
-@pytest.mark.parametrize("algorithm, params, message", [
-    ("grpo", {"max_length": 64}, "max_prompt_length, max_completion_length"),
-    ("ppo", {"num_processes": 2}, "trains in one process"),
-    ("ppo", {"value_model_init": "value"}, "must be one of auto, reward, policy"),
-    ("ppo", {"mini_batch_size": 0}, "mini_batch_size must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "algorithm, params, message",
+    [
+        ("grpo", {"max_length": 64}, "max_prompt_length, max_completion_length"),
+        ("ppo", {"num_processes": 2}, "trains in one process"),
+        ("ppo", {"value_model_init": "value"}, "must be one of auto, reward, policy"),
+        ("ppo", {"mini_batch_size": 0}, "mini_batch_size must be at least 1"),
+    ],
+)
 def test_parameters_that_would_do_nothing_or_fail_later_are_refused(algorithm, params, message):
     with pytest.raises(InvalidInput, match=message):
         validate_params(algorithm, params)
@@ -147,16 +154,20 @@ def test_parameters_that_would_do_nothing_or_fail_later_are_refused(algorithm, p
 
 def test_ppo_optional_numbers_can_be_switched_off_and_on():
     assert validate_params("ppo", {"missing_eos_penalty": "null", "value_learning_rate": "1e-4"}) == {
-        "missing_eos_penalty": None, "value_learning_rate": 1e-4}
+        "missing_eos_penalty": None,
+        "value_learning_rate": 1e-4,
+    }
 
 
 def test_validating_parameters_loads_no_model_library():
     import subprocess
     import sys
 
-    code = ("import sys; from rlhf.training.params import validate_params, describe; "
-            "[validate_params(a, {'steps': '2', 'beta': '0.1'}) for a in ('ppo', 'grpo', 'rloo', 'dpo')]; "
-            "[describe(a) for a in ('ppo', 'sft', 'reward')]; "
-            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets') if m in sys.modules))")
+    code = (
+        "import sys; from rlhf.training.params import validate_params, describe; "
+        "[validate_params(a, {'steps': '2', 'beta': '0.1'}) for a in ('ppo', 'grpo', 'rloo', 'dpo')]; "
+        "[describe(a) for a in ('ppo', 'sft', 'reward')]; "
+        "print(sorted(m for m in ('torch', 'transformers', 'trl', 'peft', 'datasets') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -22,8 +22,9 @@ from rlhf.services.dataset import Snapshot, snapshot_rows
 from rlhf.services.snapshots import PreferenceSnapshot, SFTSnapshot, labels_name, parse_labels, parse_snapshot
 from tests import fixed_votes
 
-STORED = json.loads((Path(__file__).resolve().parent.parent / "data" / "stored_snapshots.json")
-                    .read_text(encoding="utf-8"))
+STORED = json.loads(
+    (Path(__file__).resolve().parent.parent / "data" / "stored_snapshots.json").read_text(encoding="utf-8")
+)
 WRITTEN_BY_THE_CODE = [name for name in STORED if name != "first_format"]  # as stored, every field
 
 
@@ -38,8 +39,9 @@ def session(committed_session):
 
 
 def _run(session, algorithm: Algorithm, snapshot: dict) -> TrainingRun:
-    run = TrainingRun(algorithm=algorithm, base_checkpoint_id=1, params={}, snapshot=snapshot,
-                      snapshot_hash=snapshot["hash"])
+    run = TrainingRun(
+        algorithm=algorithm, base_checkpoint_id=1, params={}, snapshot=snapshot, snapshot_hash=snapshot["hash"]
+    )
     session.add(run)
     session.flush()
     return run
@@ -89,8 +91,10 @@ def test_stored_snapshots_read_as_their_kind_with_labels_as_vote_kinds():
     assert Snapshot.model_validate(STORED["sft"]["snapshot"]) == kinds["sft"]  # the base reads either kind
 
 
-@pytest.mark.parametrize("change", [{"surprise": 1}, {"ties": "maybe"}, {"aggregate": "mean"}, {"labels": "robots"},
-                                    {"labels": ["human", "judge"]}])
+@pytest.mark.parametrize(
+    "change",
+    [{"surprise": 1}, {"ties": "maybe"}, {"aggregate": "mean"}, {"labels": "robots"}, {"labels": ["human", "judge"]}],
+)
 def test_a_snapshot_has_only_its_declared_fields_and_values(change):
     with pytest.raises(ValidationError):
         parse_snapshot({**STORED["majority"]["snapshot"], **change})

@@ -18,9 +18,15 @@ pytestmark = pytest.mark.slow
 
 
 def _rows(ps):
-    return [{"prompt": [{"role": "user", "content": f"Say something nice {i}"}],
-             "chosen": [{"role": "assistant", "content": f"Yes please, thank you {i}"}],
-             "rejected": [{"role": "assistant", "content": f"No {i}"}], "label_p": p} for i, p in enumerate(ps)]
+    return [
+        {
+            "prompt": [{"role": "user", "content": f"Say something nice {i}"}],
+            "chosen": [{"role": "assistant", "content": f"Yes please, thank you {i}"}],
+            "rejected": [{"role": "assistant", "content": f"No {i}"}],
+            "label_p": p,
+        }
+        for i, p in enumerate(ps)
+    ]
 
 
 def _completion_logps(model, batch):
@@ -45,8 +51,10 @@ def test_soft_loss_gradient_with_respect_to_the_logit_is_sigmoid_minus_p():
     p = torch.tensor([0.8, 0.6])
     loss = soft_preference_loss(x, p).sum()
     # By hand: -(p log s(x) + (1-p) log s(-x)).
-    by_hand = sum(-(pi * math.log(1 / (1 + math.exp(-xi))) + (1 - pi) * math.log(1 / (1 + math.exp(xi))))
-                  for xi, pi in zip([0.7, -1.3], [0.8, 0.6]))
+    by_hand = sum(
+        -(pi * math.log(1 / (1 + math.exp(-xi))) + (1 - pi) * math.log(1 / (1 + math.exp(xi))))
+        for xi, pi in zip([0.7, -1.3], [0.8, 0.6])
+    )
     assert loss.item() == pytest.approx(by_hand, rel=1e-6)
     (grad,) = torch.autograd.grad(loss, x)
     assert grad.tolist() == pytest.approx((torch.sigmoid(x) - p).tolist(), rel=1e-6)
@@ -59,8 +67,9 @@ def test_soft_dpo_loss_and_gradient_on_a_two_row_batch(tmp_path, tiny_model_dir)
     from rlhf.training.soft_dpo import SoftDPOTrainer
 
     params, _ = build_params("dpo", {"loss_type": ["sigmoid"], "loss_weights": [1.0], "beta": 0.5})
-    trainer, _, targets = build_dpo_trainer(base=str(tiny_model_dir), rows=_rows([0.7, 0.9]), params=params,
-                                            work_dir=tmp_path)
+    trainer, _, targets = build_dpo_trainer(
+        base=str(tiny_model_dir), rows=_rows([0.7, 0.9]), params=params, work_dir=tmp_path
+    )
     assert isinstance(trainer, SoftDPOTrainer) and targets == [0.7, 0.9]
     model = trainer.model
     torch.manual_seed(0)
@@ -93,8 +102,9 @@ def test_soft_reward_loss_on_a_two_row_batch(tmp_path, tiny_model_dir):
     from rlhf.training.soft_reward import SoftRewardTrainer
 
     params, _ = build_params("reward", {})
-    trainer, _, _ = build_reward_trainer(base=str(tiny_model_dir), rows=_rows([0.6, 0.8]), params=params,
-                                         work_dir=tmp_path)
+    trainer, _, _ = build_reward_trainer(
+        base=str(tiny_model_dir), rows=_rows([0.6, 0.8]), params=params, work_dir=tmp_path
+    )
     assert isinstance(trainer, SoftRewardTrainer)
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(2)])
     p = batch["label_p"]
@@ -113,12 +123,14 @@ def test_hard_labels_and_certain_rows_train_with_trl_s_own_trainers(tmp_path, ti
     from rlhf.training.reward import build_reward_trainer
 
     hard, _ = build_params("dpo", {"soft_labels": "false"})
-    trainer, _, targets = build_dpo_trainer(base=str(tiny_model_dir), rows=_rows([0.6, 0.7]), params=hard,
-                                            work_dir=tmp_path / "a")
+    trainer, _, targets = build_dpo_trainer(
+        base=str(tiny_model_dir), rows=_rows([0.6, 0.7]), params=hard, work_dir=tmp_path / "a"
+    )
     assert type(trainer) is DPOTrainer and targets == [1.0, 1.0] and not trainer.args.precompute_ref_log_probs
     certain, _ = build_params("reward", {})
-    trainer, _, _ = build_reward_trainer(base=str(tiny_model_dir), rows=_rows([1.0, 1.0]), params=certain,
-                                         work_dir=tmp_path / "b")
+    trainer, _, _ = build_reward_trainer(
+        base=str(tiny_model_dir), rows=_rows([1.0, 1.0]), params=certain, work_dir=tmp_path / "b"
+    )
     assert type(trainer) is RewardTrainer
 
 
@@ -155,4 +167,5 @@ def _source_hash(dotted: str) -> str:
 def test_the_trl_code_the_soft_trainers_extend_is_the_pinned_one(dotted):
     assert _source_hash(dotted) == PINNED_TRL[dotted], (
         f"{dotted} changed in this TRL: check rlhf/training/soft_dpo.py / soft_reward.py against it, "
-        "then update PINNED_TRL")
+        "then update PINNED_TRL"
+    )

@@ -41,7 +41,7 @@ def _sample(model, tokenizer, n: int, seed: int = 0) -> tuple[list[str], list[bo
     with torch.no_grad():
         out = model.generate(**batch)
     answers, ended, lengths = [], [], []
-    for row in out[:, batch["input_ids"].shape[1]:].tolist():
+    for row in out[:, batch["input_ids"].shape[1] :].tolist():
         stop = tokenizer.eos_token_id in row
         row = row[: row.index(tokenizer.eos_token_id)] if stop else row
         answers.append(tokenizer.decode(row, skip_special_tokens=True))

@@ -33,14 +33,23 @@ def test_pairs_go_out_uncertain_first_then_regular_then_machine_labelled(session
     regular = factories.comparisons(session, [("x0", "y0"), ("x1", "y1"), ("x2", "y2")])
     # Opened after the regular ones, but a reward model is unsure of it: a person's vote teaches the most.
     late = regular[0]
-    uncertain = open_comparison(session=session, prompt_id=late.prompt_id, response_a_id=late.response_a_id,
-                                response_b_id=late.response_b_id, strategy="uncertain")
+    uncertain = open_comparison(
+        session=session,
+        prompt_id=late.prompt_id,
+        response_a_id=late.response_a_id,
+        response_b_id=late.response_b_id,
+        strategy="uncertain",
+    )
     session.commit()
     record_machine_labels(session=session, reward_checkpoint_id=1, labels=[(regular[0].id, Choice.a, 0.95)])
     session.commit()
     assert session.get(Comparison, regular[0].id).priority > PRIORITY_REGULAR > uncertain.priority
-    assert _hand_out_all(session, factories.user(session)) == [uncertain.id, regular[1].id, regular[2].id,
-                                                                regular[0].id]
+    assert _hand_out_all(session, factories.user(session)) == [
+        uncertain.id,
+        regular[1].id,
+        regular[2].id,
+        regular[0].id,
+    ]
 
 
 def test_the_hand_out_reads_the_priority_index_and_sorts_nothing(session):
@@ -89,8 +98,9 @@ def test_a_raters_open_arena_battle_is_not_left_for_them_nor_skippable_in_the_qu
 
 def test_simulated_votes_count_like_peoples_and_are_listed_and_removed_by_kind(session):
     person = factories.user(session, "person")
-    comps = factories.comparisons(session, [("short", "longer one"), ("tiny", "a bit longer"), ("a", "bb")],
-                                  target_votes=1, serve=True)
+    comps = factories.comparisons(
+        session, [("short", "longer one"), ("tiny", "a bit longer"), ("a", "bb")], target_votes=1, serve=True
+    )
     record_vote(session=session, rater=person, comparison_id=comps[0].id, choice="a", as_shown=False)
     assert simulate(session=session, rule="shorter")["votes"] == 2
     session.expire_all()
@@ -105,8 +115,11 @@ def test_simulated_votes_count_like_peoples_and_are_listed_and_removed_by_kind(s
     removed = remove_votes(session=session, kind="simulated")
     assert (removed.removed, removed.kept_for_runs, removed.reopened) == (2, 0, 2)
     session.expire_all()
-    assert [session.get(Comparison, c.id).status for c in comps] == [ComparisonStatus.closed,
-                                                                     ComparisonStatus.open, ComparisonStatus.open]
+    assert [session.get(Comparison, c.id).status for c in comps] == [
+        ComparisonStatus.closed,
+        ComparisonStatus.open,
+        ComparisonStatus.open,
+    ]
     assert [session.get(Comparison, c.id).vote_count for c in comps] == [1, 0, 0]
     assert counts_by_kind(session=session)["human"] == 1  # the person's vote is untouched
     # The reopened pairs go to people.

@@ -53,7 +53,10 @@ def _response_logits(policy, input_ids, attention_mask, context_length: int, tem
     position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
     keep = input_ids.shape[1] - context_length + 1
     logits = policy(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=False,
         logits_to_keep=keep,
     ).logits[:, :-1]
     return logits if temperature == 1.0 else logits / temperature
@@ -84,8 +87,10 @@ def _score_responses(m: _Models, prompts: Sequence[list[dict]], responses: Seque
     Rendered with the reward model's own tokenizer and chat template, as ``RewardTrainer``
     rendered its training pairs (see :func:`rlhf.training.scoring.reward_scores`).
     """
-    conversations = [[*messages, {"role": "assistant", "content": response}]
-                     for messages, response in zip(prompts, responses, strict=True)]
+    conversations = [
+        [*messages, {"role": "assistant", "content": response}]
+        for messages, response in zip(prompts, responses, strict=True)
+    ]
     return reward_scores(m.reward, m.reward_tokenizer, conversations, batch_size=chunk, max_length=None)
 
 
@@ -321,8 +326,11 @@ def _optimise(m: _Models, exp: dict, optimizer, params: PPOParams) -> dict[str, 
             optimizer.step()
         epoch = stats["value_loss"][epoch_start:]
         epoch_value_loss.append(sum(epoch) / len(epoch))
-    return {**{key: sum(values) / len(values) for key, values in stats.items()},
-            "value_loss_first_epoch": epoch_value_loss[0], "value_loss_last_epoch": epoch_value_loss[-1]}
+    return {
+        **{key: sum(values) / len(values) for key, values in stats.items()},
+        "value_loss_first_epoch": epoch_value_loss[0],
+        "value_loss_last_epoch": epoch_value_loss[-1],
+    }
 
 
 def _evaluate(m: _Models, prompts: list[list[dict]], params: PPOParams) -> tuple[float, float]:
@@ -473,4 +481,3 @@ def train_ppo(
         metrics["eval_score_before"] = eval_before
         metrics["eval_score_after"] = eval_before if eval_after is None else eval_after
     return metrics
-
