@@ -25,6 +25,15 @@ def as_utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=timezone.utc)
 
 
+def stored_id(row: SQLModel) -> int:
+    """A stored row's primary key, typed ``int``: ``id`` is ``None`` only before the row is flushed,
+    so reading it earlier is a bug, and it says which row."""
+    value = getattr(row, "id", None)
+    if value is None:
+        raise RuntimeError(f"{type(row).__name__} has no id yet: flush it before reading its id")
+    return int(value)
+
+
 def _ts(**kw: Any) -> Any:
     return Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True), **kw)
 
