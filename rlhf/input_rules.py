@@ -18,6 +18,7 @@ callers that gather errors line by line.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from rlhf.errors import InvalidInput
@@ -82,6 +83,7 @@ def too_deep(value: Any, limit: int = MAX_JSON_DEPTH) -> bool:
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(item, dict):
             children = item.values()
         elif isinstance(item, (list, tuple)):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import statistics
 
-from sqlmodel import func, select
+from sqlmodel import col, func, select
 
 from rlhf import db
 from rlhf.errors import RLHFError
@@ -29,7 +29,7 @@ from rlhf.inference.client import Inference
 from rlhf.inference.generate import sample_through_engine
 from rlhf.jobs.heartbeat import run_job
 from rlhf.modeling.sampling import SamplingParams, sample_checkpoint
-from rlhf.models import Comparison, GenerationJob, JobStatus, Prompt, Response
+from rlhf.models import Comparison, GenerationJob, JobStatus, Prompt, Response, stored_id
 from rlhf.services import generation_jobs as jobs
 from rlhf.services import job_rows
 from rlhf.services.checkpoints import (
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 def pick_prompts(session, limit: int | None, tag: str | None) -> list[Prompt]:
     """Prompts with the fewest comparisons first, so every prompt gets its turn."""
-    counts = dict(session.exec(select(Comparison.prompt_id, func.count()).group_by(Comparison.prompt_id)).all())
+    counts = dict(session.exec(select(Comparison.prompt_id, func.count()).group_by(col(Comparison.prompt_id))).all())
     prompts = sorted(list_prompts(session=session, tag=tag), key=lambda p: (counts.get(p.id, 0), p.id))
     return prompts[:limit] if limit else prompts
 
@@ -163,8 +163,8 @@ def _store(session, job_id, plan, prompt_rows, samples, per, sampling, p) -> dic
             open_comparison(
                 session=session,
                 prompt_id=prompt_id,
-                response_a_id=a.id,
-                response_b_id=b.id,
+                response_a_id=stored_id(a),
+                response_b_id=stored_id(b),
                 target_votes=p.target_votes,
                 strategy=p.strategy,
                 job_id=job_id,
@@ -223,8 +223,8 @@ def _store_uncertain(session, job_id, plan, prompt_rows, samples, sampling, p, s
         comp = open_comparison(
             session=session,
             prompt_id=prompt_id,
-            response_a_id=stored[(idx, *side_a)].id,
-            response_b_id=stored[(idx, *side_b)].id,
+            response_a_id=stored_id(stored[(idx, *side_a)]),
+            response_b_id=stored_id(stored[(idx, *side_b)]),
             target_votes=p.target_votes,
             strategy="uncertain",
             job_id=job_id,

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from rlhf import db
+from rlhf.errors import RLHFError
 from rlhf.jobs.heartbeat import run_job
 from rlhf.modeling import adapters  # looked up at call time, so a test can stand in for the merging child
 from rlhf.models import JobStatus, MergeJob, MergeTarget
@@ -60,6 +61,8 @@ def _merge(engine, settings: Settings, job_id: int) -> dict:
         with db.session_scope(engine) as session:
             job = get_merge_job(session=session, job_id=job_id)
             source = get_checkpoint(session=session, checkpoint_id=job.checkpoint_id)
+            if job.name is None:  # create_merge_job names every job that makes a checkpoint
+                raise RLHFError(f"merge job {job_id} names no checkpoint to make")
             new = register_checkpoint(
                 session=session,
                 path=str(dest),

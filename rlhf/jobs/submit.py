@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 from sqlmodel import Session
 
 from rlhf.errors import BrokerUnavailable
-from rlhf.models import Checkpoint, GenerationJob, JobStatus, LabelJob, MergeJob, TrainingRun
+from rlhf.models import Checkpoint, GenerationJob, JobStatus, LabelJob, MergeJob, TrainingRun, stored_id
 from rlhf.services.checkpoints import serve_checkpoint
 from rlhf.services.generation_jobs import create_generation_job
 from rlhf.services.job_rows import fail_job
@@ -61,9 +61,9 @@ def _submit(
     row = create()
     session.commit()  # a worker may take the id at once: it must find the row
     try:
-        queue.send(kind, row.id)
+        queue.send(kind, stored_id(row))
     except BrokerUnavailable as exc:
-        fail(row.id, str(exc))
+        fail(stored_id(row), str(exc))
         session.commit()
         raise
     return row
@@ -134,9 +134,9 @@ def queue_serving_copy(
     if job is None or job.status is not JobStatus.queued:
         return job
     try:
-        queue.send(JobKind.merge, job.id)
+        queue.send(JobKind.merge, stored_id(job))
     except BrokerUnavailable as exc:
-        fail_job(session=session, table=MergeJob, job_id=job.id, error=str(exc))
+        fail_job(session=session, table=MergeJob, job_id=stored_id(job), error=str(exc))
         session.commit()
     return job
 

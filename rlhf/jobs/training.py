@@ -23,14 +23,14 @@ from pathlib import Path
 from rlhf import db
 from rlhf.errors import Conflict, InvalidInput, RLHFError
 from rlhf.jobs.merging import execute_merge_job
-from rlhf.models import Algorithm, Checkpoint, CheckpointKind, JobStatus, TrainingRun
+from rlhf.models import Algorithm, Checkpoint, CheckpointKind, JobStatus, TrainingRun, stored_id
 from rlhf.services import runs as runs_svc
 from rlhf.services.checkpoints import merged_dir, model_ref, register_checkpoint, unmergeable_reason
 from rlhf.services.dataset import Snapshot, snapshot_rows
 from rlhf.services.demonstrations import snapshot_demonstrations
 from rlhf.services.merges import serving_copy_job
 from rlhf.services.prompts import list_prompts, split_heldout
-from rlhf.services.snapshots import SFTSnapshot
+from rlhf.services.snapshots import PreferenceSnapshot, SFTSnapshot
 from rlhf.settings import Settings, get_settings
 from rlhf.training.progress import RunProgress
 from rlhf.training.spec import MergeStep, TrainerSpec, read_jsonl
@@ -48,9 +48,16 @@ def final_dir(settings: Settings, run: TrainingRun) -> Path:
     return settings.checkpoints_dir / f"{run.algorithm.value}-run{run.id}"
 
 
+def _votes(snapshot: Snapshot | None) -> PreferenceSnapshot:
+    """A run's snapshot as the votes it froze: DPO, reward and SFT-from-votes runs store one."""
+    if not isinstance(snapshot, PreferenceSnapshot):
+        raise InvalidInput("the run's snapshot holds no preference rows")
+    return snapshot
+
+
 def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
     """Write everything the trainer reads; nothing in it refers back to the database."""
-    rdir = run_dir(settings, run.id)
+    rdir = run_dir(settings, stored_id(run))
     if rdir.exists():
         shutil.rmtree(rdir)  # leftovers of an earlier attempt at this run
     rdir.mkdir(parents=True)
@@ -58,7 +65,7 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
     reward = session.get(Checkpoint, run.reward_checkpoint_id) if run.reward_checkpoint_id else None
     algorithm = run.algorithm
     if algorithm in (Algorithm.dpo, Algorithm.reward):
-        data = snapshot_rows(session=session, snapshot=Snapshot.of(run))
+        data = snapshot_rows(session=session, snapshot=_votes(Snapshot.of(run)))
     elif algorithm is Algorithm.sft:
         from rlhf.training.sft import demonstrations_to_examples  # heavy: loads torch into the worker's parent
 
@@ -72,7 +79,7 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
         else:
             data = [
                 {"prompt": r["prompt"], "completion": r["chosen"]}
-                for r in snapshot_rows(session=session, snapshot=snapshot)
+                for r in snapshot_rows(session=session, snapshot=_votes(snapshot))
             ]
     tag = run.params.get("prompt_tag") or None
     train_prompts, heldout = split_heldout(list_prompts(session=session, tag=tag))
@@ -88,7 +95,7 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
     data_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data), encoding="utf-8")
     settings.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     spec = TrainerSpec(
-        run_id=run.id,
+        run_id=stored_id(run),
         algorithm=algorithm.value,
         base=base_path,
         reward_model=reward_path,
@@ -266,7 +273,7 @@ def _merge_for_engines(engine, settings: Settings, run_id: int) -> None:
         ckpt = session.get(Checkpoint, run.output_checkpoint_id) if run.output_checkpoint_id else None
         job = serving_copy_job(session=session, settings=settings, checkpoint=ckpt) if ckpt else None
         job_id = job.id if job is not None and job.status is JobStatus.queued else None
-    if job_id is not None:
+    if job_id is not None and ckpt is not None:  # a job is made only for a checkpoint
         status = execute_merge_job(job_id, settings)
         log.info(
             "run %s: checkpoint %s serves; merge job %s for inference engines: %s",
@@ -316,14 +323,18 @@ def _register(session, settings: Settings, run: TrainingRun, output_dir: Path, m
     session.flush()
     try:
         runs_svc.finish_run(
-            session=session, run_id=run.id, status=JobStatus.succeeded, metrics=metrics, output_checkpoint_id=ckpt.id
+            session=session,
+            run_id=stored_id(run),
+            status=JobStatus.succeeded,
+            metrics=metrics,
+            output_checkpoint_id=ckpt.id,
         )
     except Conflict:
         # Reaped or cancelled in the moment since it was read: that ending stands, and the folder,
         # whose row is rolled back with it, must not stay behind unregistered.
         session.rollback()
         shutil.rmtree(final, ignore_errors=True)
-        status = runs_svc.get_run(session=session, run_id=run.id).status
+        status = runs_svc.get_run(session=session, run_id=stored_id(run)).status
         log.warning(
             "run %s ended as %s while its checkpoint was registered; its output is discarded", run.id, status.value
         )

@@ -138,6 +138,16 @@ def tokenizer_path(model: str | ModelRef) -> str:
     return model.path if isinstance(model, ModelRef) else str(model)
 
 
+def _unmergeable_adapter(ref: ModelRef) -> str:
+    """The kind of the adapter that makes ``ref`` unmergeable: its own, else the nearest one down its bases."""
+    node: ModelRef | None = ref
+    while node is not None:
+        if node.adapter is not None and node.adapter in NOT_MERGEABLE:
+            return node.adapter
+        node = node.base
+    raise ValueError(f"{ref.path} can be merged")
+
+
 def merge_into(ref: ModelRef, dest: str | Path, *, reward: bool | None = None) -> Path:
     """Save ``ref`` merged into one full model folder at ``dest`` (written under a temporary name, then renamed).
 
@@ -148,8 +158,7 @@ def merge_into(ref: ModelRef, dest: str | Path, *, reward: bool | None = None) -
     import uuid
 
     if not ref.mergeable:
-        kind = ref.adapter if ref.adapter in NOT_MERGEABLE else ref.base.adapter
-        raise Conflict(f"cannot merge: {NOT_MERGEABLE[kind]}")
+        raise Conflict(f"cannot merge: {NOT_MERGEABLE[_unmergeable_adapter(ref)]}")
     dest = Path(dest)
     if reward is None:
         reward = adapter_task(ref.path) == "SEQ_CLS"

@@ -45,6 +45,8 @@ def set_text(*, session: Session, key: str, value: str) -> AppSetting:
             return row
         except sa.exc.IntegrityError:
             row = session.get(AppSetting, key, populate_existing=True)
+            if row is None:  # the winner's row is gone again: report the conflict itself
+                raise
     row.value, row.updated_at = value, utcnow()
     session.add(row)
     session.flush()

@@ -26,7 +26,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from rlhf.errors import InvalidInput, NotFound, PermissionDenied, RateLimited
 from rlhf.inference.client import ChatSampling, Completion
@@ -42,6 +42,7 @@ from rlhf.models import (
     User,
     Vote,
     as_utc,
+    stored_id,
     utcnow,
 )
 from rlhf.services.checkpoints import served_name, serving_checkpoints, unmergeable_reason
@@ -117,13 +118,13 @@ def check_rate(*, session: Session, rater: User, per_minute: int) -> None:
     recent = list(
         session.exec(
             select(Comparison.created_at)
-            .join(Assignment, Assignment.comparison_id == Comparison.id)
+            .join(Assignment, col(Assignment.comparison_id) == Comparison.id)
             .where(
                 Assignment.rater_id == rater.id,
                 Comparison.source == ComparisonSource.arena,
                 Comparison.created_at > since,
             )
-            .order_by(Comparison.created_at)
+            .order_by(col(Comparison.created_at))
         )
     )
     if len(recent) >= per_minute:
@@ -139,13 +140,13 @@ def check_rate(*, session: Session, rater: User, per_minute: int) -> None:
 def expire_battles(*, session: Session, ttl_s: int) -> int:
     """Close unvoted arena battles older than ``ttl_s`` as expired; returns how many."""
     cutoff = utcnow() - timedelta(seconds=ttl_s)
-    result = session.execute(
+    result = session.exec(
         sa.update(Comparison)
         .where(
-            Comparison.source == ComparisonSource.arena,
-            Comparison.status == ComparisonStatus.open,
-            Comparison.vote_count == 0,
-            Comparison.created_at < cutoff,
+            col(Comparison.source) == ComparisonSource.arena,
+            col(Comparison.status) == ComparisonStatus.open,
+            col(Comparison.vote_count) == 0,
+            col(Comparison.created_at) < cutoff,
         )
         .values(status=ComparisonStatus.expired)
     )
@@ -159,16 +160,23 @@ def arena_pair_counts(*, session: Session) -> dict[tuple[int, int], int]:
     rows = session.exec(
         select(ra.checkpoint_id, rb.checkpoint_id, func.count())
         .select_from(Comparison)
-        .join(ra, ra.id == Comparison.response_a_id)
-        .join(rb, rb.id == Comparison.response_b_id)
+        .join(ra, col(ra.id) == Comparison.response_a_id)
+        .join(rb, col(rb.id) == Comparison.response_b_id)
         .where(Comparison.source == ComparisonSource.arena)
-        .group_by(ra.checkpoint_id, rb.checkpoint_id)
+        .group_by(col(ra.checkpoint_id), col(rb.checkpoint_id))
     ).all()
     counts: dict[tuple[int, int], int] = {}
     for a, b, n in rows:
-        key = tuple(sorted((a, b)))
+        if a is None or b is None:
+            continue  # only a written answer has no checkpoint, and no battle holds one
+        key = _pair_key(a, b)
         counts[key] = counts.get(key, 0) + n
     return counts
+
+
+def _pair_key(a: int, b: int) -> tuple[int, int]:
+    """An unordered pair of checkpoint ids, as :func:`arena_pair_counts` keys it."""
+    return (a, b) if a <= b else (b, a)
 
 
 def plan_battle(
@@ -194,8 +202,10 @@ def plan_battle(
     else:
         counts = arena_pair_counts(session=session)
         pairs = list(combinations(serving, 2))
-        fewest = min(counts.get(tuple(sorted((x.id, y.id))), 0) for x, y in pairs)
-        first, second = rng.choice([p for p in pairs if counts.get(tuple(sorted((p[0].id, p[1].id))), 0) == fewest])
+        fewest = min(counts.get(_pair_key(stored_id(x), stored_id(y)), 0) for x, y in pairs)
+        first, second = rng.choice(
+            [p for p in pairs if counts.get(_pair_key(stored_id(p[0]), stored_id(p[1])), 0) == fewest]
+        )
         if rng.random() < 0.5:
             first, second = second, first
     seed_a = rng.randrange(2**31)
@@ -241,7 +251,7 @@ def _contender(session: Session, ckpt: Checkpoint, settings: Settings, seed: int
         max_new_tokens=settings.arena_max_new_tokens, temperature=settings.arena_temperature, seed=seed
     )
     return Contender(
-        checkpoint_id=ckpt.id,
+        checkpoint_id=stored_id(ckpt),
         name=ckpt.name,
         sampling=sampling,
         model=served_name(session=session, settings=settings, checkpoint=ckpt),
@@ -255,6 +265,7 @@ def store_battle(
     prompt = Prompt(messages=plan.messages, tags=["arena"], source="arena", in_pool=False)
     session.add(prompt)
     session.flush()
+    prompt_id = stored_id(prompt)
     stored = []
     for contender, answer in zip((plan.a, plan.b), answers):
         s = contender.sampling
@@ -266,7 +277,7 @@ def store_battle(
             "source": "arena",
         }
         r = Response(
-            prompt_id=prompt.id,
+            prompt_id=prompt_id,
             checkpoint_id=contender.checkpoint_id,
             text=answer.text,
             finished=answer.finished,
@@ -276,9 +287,9 @@ def store_battle(
         stored.append(r)
     session.flush()
     comp = Comparison(
-        prompt_id=prompt.id,
-        response_a_id=stored[0].id,
-        response_b_id=stored[1].id,
+        prompt_id=prompt_id,
+        response_a_id=stored_id(stored[0]),
+        response_b_id=stored_id(stored[1]),
         target_votes=1,
         strategy="arena",
         source=ComparisonSource.arena,
@@ -288,7 +299,10 @@ def store_battle(
     # The rater sees A and B in stored order: the contenders' sides were drawn at random already.
     session.add(
         Assignment(
-            comparison_id=comp.id, rater_id=rater.id, swapped=False, expires_at=utcnow() + timedelta(seconds=ttl_s)
+            comparison_id=stored_id(comp),
+            rater_id=stored_id(rater),
+            swapped=False,
+            expires_at=utcnow() + timedelta(seconds=ttl_s),
         )
     )
     session.flush()
@@ -305,7 +319,7 @@ def battle_names(*, session: Session, rater: User, comparison_id: int) -> tuple[
         raise PermissionDenied("the names are shown only after you have voted on this battle")
     names = []
     for rid in (comp.response_a_id, comp.response_b_id):
-        ckpt_id = session.get(Response, rid).checkpoint_id
+        ckpt_id = session.get_one(Response, rid).checkpoint_id  # a comparison's responses always exist
         ckpt = session.get(Checkpoint, ckpt_id) if ckpt_id is not None else None
         names.append(ckpt.name if ckpt else "unknown")
     return names[0], names[1]
@@ -323,7 +337,7 @@ def arena_counts(*, session: Session) -> dict[str, int]:
     votes = session.exec(
         select(func.count())
         .select_from(Vote)
-        .join(Comparison, Comparison.id == Vote.comparison_id)
+        .join(Comparison, col(Comparison.id) == Vote.comparison_id)
         .where(Comparison.source == ComparisonSource.arena)
     ).one()
     written = session.exec(
@@ -347,7 +361,7 @@ def arena_counts(*, session: Session) -> dict[str, int]:
 
 def promote_prompts(*, session: Session, prompt_ids: list[int]) -> int:
     """Put arena prompts into the pool generation jobs, online RL and the held-out split draw from."""
-    prompts = list(session.exec(select(Prompt).where(Prompt.id.in_(prompt_ids))))
+    prompts = list(session.exec(select(Prompt).where(col(Prompt.id).in_(prompt_ids))))
     missing = sorted(set(prompt_ids) - {p.id for p in prompts})
     if missing:
         raise NotFound(f"no prompt {missing[0]}")

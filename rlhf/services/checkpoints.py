@@ -14,12 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from rlhf.errors import Conflict, InvalidInput, NotFound
 from rlhf.inference.client import served_model_name
 from rlhf.modeling.adapters import NOT_MERGEABLE, ModelRef, adapter_kind, adapter_task, name_base, named_base
-from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus
+from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus, stored_id
 from rlhf.settings import Settings
 
 
@@ -54,7 +54,7 @@ def register_checkpoint(
                 "and train from it, or merge the adapter into a full model first"
             )
         base = get_checkpoint(session=session, checkpoint_id=base_checkpoint_id)
-        name_base(local, base_checkpoint_id=base.id, base_name=base.name)
+        name_base(local, base_checkpoint_id=stored_id(base), base_name=base.name)
         path = str(local.resolve())
         detected = CheckpointKind.reward if adapter_task(local) == "SEQ_CLS" else CheckpointKind.policy
         kind = CheckpointKind(kind) if kind else detected
@@ -111,7 +111,7 @@ def get_checkpoint(*, session: Session, checkpoint_id: int | str) -> Checkpoint:
 def list_checkpoints(
     *, session: Session, kind: CheckpointKind | None = None, status: CheckpointStatus | None = None
 ) -> list[Checkpoint]:
-    query = select(Checkpoint).order_by(Checkpoint.id)
+    query = select(Checkpoint).order_by(col(Checkpoint.id))
     if kind:
         query = query.where(Checkpoint.kind == kind)
     if status:

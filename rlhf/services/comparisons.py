@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from rlhf.errors import NotFound
 from rlhf.models import (
@@ -39,6 +40,7 @@ from rlhf.models import (
     Skip,
     User,
     Vote,
+    stored_id,
     utcnow,
 )
 
@@ -93,12 +95,14 @@ def get_comparison(*, session: Session, comparison_id: int) -> Comparison:
 
 
 def _not_voted_by(rater_id: int):
-    return ~sa.exists().where(Vote.comparison_id == Comparison.id, Vote.rater_id == rater_id)
+    return ~sa.exists().where(col(Vote.comparison_id) == Comparison.id, col(Vote.rater_id) == rater_id)
 
 
 def _not_skipped_by(rater_id: int, now):
     return ~sa.exists().where(
-        Skip.comparison_id == Comparison.id, Skip.rater_id == rater_id, Skip.created_at > now - SKIP_HIDES
+        col(Skip.comparison_id) == Comparison.id,
+        col(Skip.rater_id) == rater_id,
+        col(Skip.created_at) > now - SKIP_HIDES,
     )
 
 
@@ -118,7 +122,9 @@ def _others_leases(rater_id: int, now):
     """Places other raters hold on the comparison: their live leases, not counting any whose rater
     has voted on it. A vote ends its lease at the vote's time, which can be after a hand-out's
     ``now`` when that hand-out waited on a lock: counted, the vote would hold two places."""
-    voted = sa.exists().where(Vote.comparison_id == Assignment.comparison_id, Vote.rater_id == Assignment.rater_id)
+    voted = sa.exists().where(
+        col(Vote.comparison_id) == Assignment.comparison_id, col(Vote.rater_id) == Assignment.rater_id
+    )
     return (
         select(func.count())
         .select_from(Assignment)
@@ -143,7 +149,7 @@ def _candidates(session: Session, rater_id: int, now, limit: int, gold: bool, wa
     mine = aliased(Assignment)
     query = (
         select(Comparison.id, mine.id, mine.swapped)
-        .outerjoin(mine, sa.and_(mine.comparison_id == Comparison.id, mine.rater_id == rater_id))
+        .outerjoin(mine, sa.and_(col(mine.comparison_id) == Comparison.id, col(mine.rater_id) == rater_id))
         .where(*rate_queue_for(rater_id, now), Comparison.is_gold == gold)
     )
     if gold:
@@ -151,8 +157,8 @@ def _candidates(session: Session, rater_id: int, now, limit: int, gold: bool, wa
     else:
         query = query.where(Comparison.vote_count + _others_leases(rater_id, now) < Comparison.target_votes)
         # The hand-out index's own order: no sort of the open pairs, however many there are.
-        query = query.order_by(Comparison.priority, Comparison.id)
-        if session.bind.dialect.name == "postgresql":
+        query = query.order_by(col(Comparison.priority), col(Comparison.id))
+        if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=not wait, of=Comparison)
     return session.exec(query.limit(limit)).all()
 
@@ -168,43 +174,45 @@ def next_for_rater(
     With ``gold_rate`` > 0, that share of hand-outs is a gold pair the rater has not seen,
     as long as regular work remains (gold alone never keeps a rater busy).
     """
-    rng = rng or random
+    # The module's shared generator unless the caller brings its own (tests, for a set order).
+    draw = rng.random if rng is not None else random.random
+    rater_id = stored_id(rater)
     now = utcnow()
     current = session.exec(
         select(Assignment.comparison_id, Assignment.swapped)
-        .join(Comparison, Comparison.id == Assignment.comparison_id)
+        .join(Comparison, col(Comparison.id) == Assignment.comparison_id)
         .where(
-            Assignment.rater_id == rater.id,
+            Assignment.rater_id == rater_id,
             Assignment.expires_at > now,
             Comparison.status == ComparisonStatus.open,
-            _not_voted_by(rater.id),
+            _not_voted_by(rater_id),
             # An arena battle is leased to its rater too, but it belongs to the Arena tab.
             Comparison.source == ComparisonSource.queue,
         )
-        .order_by(Assignment.id.desc())
+        .order_by(col(Assignment.id).desc())
         .limit(1)
     ).first()
     if current is not None:
         return _handout(session, *current)
 
     with comparison_lock(session):
-        candidates = _candidates(session, rater.id, now, limit=2, gold=False)
-        if not candidates and session.bind.dialect.name == "postgresql":
+        candidates = _candidates(session, rater_id, now, limit=2, gold=False)
+        if not candidates and session.get_bind().dialect.name == "postgresql":
             # Every candidate may be locked for a moment by other raters' hand-outs: wait for
             # the first one rather than tell this rater that nothing is left.
-            candidates = _candidates(session, rater.id, now, limit=1, gold=False, wait=True)
+            candidates = _candidates(session, rater_id, now, limit=1, gold=False, wait=True)
         for comp_id, own_id, own_swapped in candidates:
-            if session.bind.dialect.name == "postgresql":
+            if session.get_bind().dialect.name == "postgresql":
                 # The candidate query's view of the lease table predates this row's lock: a lease
                 # committed in the meantime is only visible to a new statement, so count again now.
-                taken, target = _taken(session, comp_id, rater.id, now)
+                taken, target = _taken(session, comp_id, rater_id, now)
                 if taken >= target:
                     continue
-            if gold_rate > 0 and rng.random() < gold_rate:
-                gold = _candidates(session, rater.id, now, limit=1, gold=True)
+            if gold_rate > 0 and draw() < gold_rate:
+                gold = _candidates(session, rater_id, now, limit=1, gold=True)
                 if gold:
                     comp_id, own_id, own_swapped = gold[0]
-            handout = _lease(session, rater.id, comp_id, own_id, own_swapped, now + lease, rng)
+            handout = _lease(session, rater_id, comp_id, own_id, own_swapped, now + lease, draw)
             session.commit()
             return handout
         session.commit()  # releases the row locks of the candidates passed over
@@ -234,14 +242,20 @@ def remaining_for_rater(*, session: Session, rater_id: int) -> int:
 
 
 def _lease(
-    session: Session, rater_id: int, comparison_id: int, own_id: int | None, own_swapped: bool | None, expires_at, rng
+    session: Session,
+    rater_id: int,
+    comparison_id: int,
+    own_id: int | None,
+    own_swapped: bool | None,
+    expires_at,
+    draw: Callable[[], float],
 ) -> Handout:
     if own_id is None:
-        swapped = rng.random() < 0.5
+        swapped = draw() < 0.5
         session.add(Assignment(comparison_id=comparison_id, rater_id=rater_id, swapped=swapped, expires_at=expires_at))
     else:  # an expired lease of this rater's own: renew it, keep its order
         swapped = bool(own_swapped)
-        session.exec(sa.update(Assignment).where(Assignment.id == own_id).values(expires_at=expires_at))
+        session.exec(sa.update(Assignment).where(col(Assignment.id) == own_id).values(expires_at=expires_at))
     return _handout(session, comparison_id, swapped)
 
 
@@ -273,7 +287,7 @@ def comparison_lock(session: Session):
     thread holding the lock while it waits for a connection, when every connection belongs
     to a thread waiting for the lock, would stall everyone until the pool times out.
     """
-    if session.bind.dialect.name != "sqlite":
+    if session.get_bind().dialect.name != "sqlite":
         yield
         return
     session.connection()
@@ -284,7 +298,7 @@ def comparison_lock(session: Session):
 def lock_comparison(*, session: Session, comparison_id: int) -> Comparison:
     """The comparison row, locked until commit on PostgreSQL, so a vote's count-then-insert is atomic."""
     query = select(Comparison).where(Comparison.id == comparison_id).execution_options(populate_existing=True)
-    if session.bind.dialect.name == "postgresql":
+    if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update()
     comp = session.exec(query).first()
     if comp is None:
@@ -301,13 +315,13 @@ def _handout(session: Session, comparison_id: int, swapped: bool) -> Handout:
     ra, rb = aliased(Response), aliased(Response)
     messages, text_a, text_b = session.exec(
         select(Prompt.messages, ra.text, rb.text)
-        .join(Comparison, Comparison.prompt_id == Prompt.id)
-        .join(ra, ra.id == Comparison.response_a_id)
-        .join(rb, rb.id == Comparison.response_b_id)
+        .join(Comparison, col(Comparison.prompt_id) == Prompt.id)
+        .join(ra, col(ra.id) == Comparison.response_a_id)
+        .join(rb, col(rb.id) == Comparison.response_b_id)
         .where(Comparison.id == comparison_id)
     ).one()
     left, right = (text_b, text_a) if swapped else (text_a, text_b)
-    return Handout(comparison_id=comparison_id, prompt=messages, a=left, b=right, swapped=swapped)
+    return Handout(comparison_id=comparison_id, prompt=list(messages), a=left, b=right, swapped=swapped)
 
 
 def assignment_for(*, session: Session, rater_id: int, comparison_id: int) -> Assignment | None:
@@ -317,7 +331,7 @@ def assignment_for(*, session: Session, rater_id: int, comparison_id: int) -> As
 
 
 def open_comparisons(*, session: Session, limit: int | None = None) -> list[Comparison]:
-    query = select(Comparison).where(Comparison.status == ComparisonStatus.open).order_by(Comparison.id)
+    query = select(Comparison).where(Comparison.status == ComparisonStatus.open).order_by(col(Comparison.id))
     if limit:
         query = query.limit(limit)
     return list(session.exec(query))
@@ -328,7 +342,7 @@ def vote_counts(*, session: Session, comparison_ids: list[int]) -> dict[int, int
         return {}
     rows = session.exec(
         select(Vote.comparison_id, func.count())
-        .where(Vote.comparison_id.in_(comparison_ids))
-        .group_by(Vote.comparison_id)
+        .where(col(Vote.comparison_id).in_(comparison_ids))
+        .group_by(col(Vote.comparison_id))
     )
     return dict(rows.all())

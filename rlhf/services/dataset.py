@@ -36,13 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from rlhf.dataset_rows import PreferenceRow, content_hash
 from rlhf.errors import Conflict, InvalidInput
-from rlhf.models import Choice, Comparison, ComparisonSource, Prompt, Response, Vote
+from rlhf.models import Choice, Comparison, ComparisonSource, Prompt, Response, Vote, stored_id
 from rlhf.services.quality import left_out_raters, majority
-from rlhf.services.snapshots import PreferenceSnapshot, Snapshot, parse_labels
+from rlhf.services.snapshots import Aggregate, PreferenceSnapshot, Snapshot, Ties, VoteKind, parse_labels
 from rlhf.services.soft_labels import rater_reliability, single_vote_p, vote_split_p
 from rlhf.services.vote_kinds import human_vote, is_machine, machine_vote
 
@@ -63,18 +63,18 @@ __all__ = [
 ]
 LabelsArg = str | Iterable[str]  # a name (human, machine, both) or vote kinds: see rlhf.services.snapshots
 
-TIES = ("drop", "keep")
-AGGREGATES = ("majority", "none")
+TIES: tuple[Ties, ...] = ("drop", "keep")
+AGGREGATES: tuple[Aggregate, ...] = ("majority", "none")
 
 
-def _check(ties: str, aggregate: str, labels: LabelsArg = "human") -> frozenset[str]:
-    """The vote kinds ``labels`` names, once every choice is known to be valid."""
+def _check(ties: str, aggregate: str, labels: LabelsArg = "human") -> tuple[Ties, Aggregate, frozenset[VoteKind]]:
+    """The choices as checked values: ``ties``, ``aggregate`` and the vote kinds ``labels`` names."""
     kinds = parse_labels(labels)
+    if ties in TIES and aggregate in AGGREGATES:  # tested this way round so mypy narrows both
+        return ties, aggregate, kinds
     if ties not in TIES:
         raise InvalidInput(f"ties must be one of {', '.join(TIES)}")
-    if aggregate not in AGGREGATES:
-        raise InvalidInput(f"aggregate must be one of {', '.join(AGGREGATES)}")
-    return kinds
+    raise InvalidInput(f"aggregate must be one of {', '.join(AGGREGATES)}")
 
 
 def _pair(prompts, responses, comp: Comparison, choice: Choice) -> dict[str, Any]:
@@ -106,7 +106,7 @@ def _rows(
     votes: list[Vote],
     ties: str,
     aggregate: str,
-    reliability: dict[int, float] | None = None,
+    reliability: dict[int, float],
     labels: LabelsArg = "human",
 ) -> list[PreferenceRow]:
     """Votes as training rows: one per vote (``none``) or one per comparison (``majority``).
@@ -116,7 +116,7 @@ def _rows(
     row (there is nothing to prefer), and ties only with ``ties="keep"``. Machine rows
     (``labels``) follow the people's, in comparison order.
     """
-    votes, machine = _choose_labels(votes, _check(ties, aggregate, labels))
+    votes, machine = _choose_labels(votes, _check(ties, aggregate, labels)[2])
     rows = _human_rows(session, votes, ties, aggregate, reliability)
     if machine:
         rows += _machine_rows(session, machine, aggregate)
@@ -157,7 +157,7 @@ def _lookups(session: Session, votes: list[Vote]):
 
 
 def _human_rows(
-    session: Session, votes: list[Vote], ties: str, aggregate: str, reliability: dict[int, float] | None
+    session: Session, votes: list[Vote], ties: str, aggregate: str, reliability: dict[int, float]
 ) -> list[PreferenceRow]:
     comps, responses, prompts = _lookups(session, votes)
 
@@ -192,7 +192,7 @@ def _human_rows(
                 **_pair(prompts, responses, comps[comp_id], Choice(label)),
                 votes=len(group),
                 agreement=round(share, 4),
-                vote_ids=[v.id for v in group],
+                vote_ids=[stored_id(v) for v in group],
                 rater_ids=[v.rater_id for v in group],
                 label_p=(
                     vote_split_p(label, [v.choice.value for v in group])
@@ -212,10 +212,10 @@ def _rationales(votes: list[Vote]) -> list[str]:
 
 
 def _by_ids(session: Session, model, ids: set[int]) -> list:
-    ids = sorted(ids)
+    ordered = sorted(ids)
     out = []
-    for i in range(0, len(ids), 500):
-        out += list(session.exec(select(model).where(model.id.in_(ids[i : i + 500]))))
+    for i in range(0, len(ordered), 500):
+        out += list(session.exec(select(model).where(model.id.in_(ordered[i : i + 500]))))
     return out
 
 
@@ -238,15 +238,18 @@ def eligible_votes(
     measure raters), raters excluded by an engineer, and (``exclude_flagged``) raters whose
     gold accuracy flagged them. ``sources``: only comparisons of these sources (queue, arena,
     written); all by default. ``labels``: people's votes, machine labels or both (see above)."""
-    kinds = _check("drop", "majority", labels)
+    _, _, kinds = _check("drop", "majority", labels)
     left_out = left_out_raters(session=session, exclude_flagged=exclude_flagged)
     skip = set(left_out["excluded"]) | set(left_out["flagged"])
     query = (
-        select(Vote).join(Comparison, Comparison.id == Vote.comparison_id).where(~Comparison.is_gold).order_by(Vote.id)
+        select(Vote)
+        .join(Comparison, col(Comparison.id) == Vote.comparison_id)
+        .where(~col(Comparison.is_gold))
+        .order_by(col(Vote.id))
     )
     sources = parse_sources(sources)
     if sources:
-        query = query.where(Comparison.source.in_([ComparisonSource(s) for s in sources]))
+        query = query.where(col(Comparison.source).in_([ComparisonSource(s) for s in sources]))
     if "machine" not in kinds:
         query = query.where(human_vote())
     elif "human" not in kinds:
@@ -304,7 +307,7 @@ def _preference_records(
     if vote_ids is None:
         votes, _ = eligible_votes(session=session, exclude_flagged=exclude_flagged, sources=sources, labels=labels)
     else:
-        votes = sorted(_by_ids(session, Vote, set(vote_ids)), key=lambda v: v.id)
+        votes = sorted(_by_ids(session, Vote, set(vote_ids)), key=stored_id)
     return _rows(session, votes, ties, aggregate, reliability, labels)
 
 
@@ -315,10 +318,11 @@ def _written(rows: Sequence[PreferenceRow]) -> list[dict[str, Any]]:
 def label_noise(rows: Sequence[PreferenceRow]) -> float:
     """The share of votes that disagree with their comparison's label, on comparisons with more
     than one vote: an estimate of how often a label is flipped (0 without overlap)."""
-    shared = [r for r in rows if (r.votes or 1) > 1]
+    # A row with several votes is a majority row, so it has an agreement.
+    shared = [r.agreement for r in rows if (r.votes or 1) > 1 and r.agreement is not None]
     if not shared:
         return 0.0
-    return round(min(0.49, sum(1 - r.agreement for r in shared) / len(shared)), 4)
+    return round(min(0.49, sum(1 - a for a in shared) / len(shared)), 4)
 
 
 def take_snapshot(
@@ -331,7 +335,7 @@ def take_snapshot(
     labels: LabelsArg = "human",
 ) -> PreferenceSnapshot:
     """Freeze the usable votes now, and the choices that made them; raises if there are none."""
-    kinds = _check(ties, aggregate, labels)
+    checked_ties, checked_aggregate, kinds = _check(ties, aggregate, labels)
     votes, info = eligible_votes(session=session, exclude_flagged=exclude_flagged, sources=sources, labels=labels)
     reliability = rater_reliability(session=session)
     rows = _rows(session, votes, ties, aggregate, reliability, labels)
@@ -343,8 +347,8 @@ def take_snapshot(
     human_rows = [r for r in rows if not r.is_machine]
     return PreferenceSnapshot(
         vote_ids=[i for r in rows for i in r.held_vote_ids],
-        ties=ties,
-        aggregate=aggregate,
+        ties=checked_ties,
+        aggregate=checked_aggregate,
         rows=len(rows),
         hash=content_hash(rows),
         label_noise=label_noise(human_rows),

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from rlhf.dataset_rows import SFTRow, sft_hash
 from rlhf.errors import Conflict, InvalidInput, PermissionDenied
@@ -25,6 +25,7 @@ from rlhf.models import (
     Response,
     User,
     Vote,
+    stored_id,
 )
 from rlhf.services.arena import validate_conversation
 from rlhf.services.comparisons import assignment_for, get_comparison
@@ -52,37 +53,38 @@ def record_demonstration(
     if "\x00" in text:
         raise InvalidInput("text contains a NUL character")
     text = text.strip()
+    rater_id = stored_id(rater)
     if comparison_id is None:
         if messages is None:
             raise InvalidInput("give comparison_id (an answer for a pair you were shown) or messages")
         conversation = validate_conversation(messages, max_chars=MAX_DEMONSTRATION_CHARS, max_turns=max_turns)
-        demo = Demonstration(rater_id=rater.id, messages=conversation, text=text)
+        demo = Demonstration(rater_id=rater_id, messages=conversation, text=text)
         session.add(demo)
         session.flush()
         return demo
     comp = get_comparison(session=session, comparison_id=comparison_id)
-    if assignment_for(session=session, rater_id=rater.id, comparison_id=comparison_id) is None:
+    if assignment_for(session=session, rater_id=rater_id, comparison_id=comparison_id) is None:
         raise PermissionDenied(f"you were never shown comparison {comparison_id}")
-    prompt = session.get(Prompt, comp.prompt_id)
+    prompt = session.get_one(Prompt, comp.prompt_id)  # a comparison's prompt and responses always exist
     if (
         messages is not None
         and validate_conversation(messages, max_chars=MAX_DEMONSTRATION_CHARS, max_turns=max_turns) != prompt.messages
     ):
         raise InvalidInput(f"messages differ from the conversation of comparison {comparison_id}; send one of them")
-    demo = Demonstration(rater_id=rater.id, comparison_id=comparison_id, messages=prompt.messages, text=text)
+    demo = Demonstration(rater_id=rater_id, comparison_id=comparison_id, messages=prompt.messages, text=text)
     session.add(demo)
     written = Response(
-        prompt_id=prompt.id, checkpoint_id=None, text=text, params={"source": "written", "rater_id": rater.id}
+        prompt_id=comp.prompt_id, checkpoint_id=None, text=text, params={"source": "written", "rater_id": rater_id}
     )
     session.add(written)
     session.flush()
     for model_response_id in (comp.response_a_id, comp.response_b_id):
-        model_answer = session.get(Response, model_response_id)
+        model_answer = session.get_one(Response, model_response_id)
         if model_answer.text.strip() == text:
             continue  # the rater kept this answer as it was: nothing to prefer over it
         pref = Comparison(
-            prompt_id=prompt.id,
-            response_a_id=written.id,
+            prompt_id=comp.prompt_id,
+            response_a_id=stored_id(written),
             response_b_id=model_response_id,
             status=ComparisonStatus.closed,
             target_votes=1,
@@ -92,7 +94,7 @@ def record_demonstration(
         )
         session.add(pref)
         session.flush()
-        session.add(Vote(comparison_id=pref.id, rater_id=rater.id, choice=Choice.a, source="human"))
+        session.add(Vote(comparison_id=stored_id(pref), rater_id=rater_id, choice=Choice.a, source="human"))
     session.flush()
     return demo
 
@@ -100,7 +102,7 @@ def record_demonstration(
 def list_demonstrations(
     *, session: Session, limit: int | None = None, rater_id: int | None = None
 ) -> list[Demonstration]:
-    query = select(Demonstration).order_by(Demonstration.id.desc())
+    query = select(Demonstration).order_by(col(Demonstration.id).desc())
     if rater_id is not None:
         query = query.where(Demonstration.rater_id == rater_id)
     if limit:
@@ -112,13 +114,13 @@ def sft_rows(*, session: Session, exclude_raters: set[int] | None = None) -> lis
     """Demonstrations in TRL's conversational SFT format: ``messages`` ending with the rater's answer, in id order."""
     skip = exclude_raters or set()
     rows = []
-    for d in session.exec(select(Demonstration).order_by(Demonstration.id)):
+    for d in session.exec(select(Demonstration).order_by(col(Demonstration.id))):
         if d.rater_id in skip:
             continue
         rows.append(
             SFTRow(
                 messages=[*d.messages, {"role": "assistant", "content": d.text}],
-                demonstration_id=d.id,
+                demonstration_id=stored_id(d),
                 rater_id=d.rater_id,
                 comparison_id=d.comparison_id,
             )

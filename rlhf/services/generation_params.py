@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 
 from rlhf.errors import InvalidInput
 
@@ -65,7 +66,7 @@ class GenerationParams(BaseModel):
             raise InvalidInput("; ".join(_describe(e) for e in exc.errors())) from None
 
 
-def _describe(error: dict) -> str:
+def _describe(error: ErrorDetails) -> str:
     field = ".".join(str(p) for p in error["loc"] if p != "sampling") or "parameters"
     if error["type"] == "extra_forbidden":
         return f"unknown generation parameter {field!r}"

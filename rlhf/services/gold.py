@@ -21,7 +21,7 @@ from sqlmodel import Session
 
 from rlhf.errors import InvalidInput
 from rlhf.input_rules import check_text
-from rlhf.models import Choice, Comparison, ComparisonStatus, Response
+from rlhf.models import Choice, Comparison, ComparisonStatus, Response, stored_id
 from rlhf.services.comparisons import get_comparison, open_comparison
 from rlhf.services.prompts import MAX_PROMPT_CHARS, BadLines, PromptRecord, import_records, jsonl_values, parse_record
 
@@ -112,7 +112,7 @@ def import_gold(*, session: Session, path: str | Path, data: bytes | None = None
     """Create the prompts, responses and gold comparisons of a file; returns the comparison ids."""
     path = Path(path)
     records = parse_gold(path.read_bytes() if data is None else data, path.name)
-    ids = []
+    ids: list[int] = []
     for rec in records:
         rec.prompt.tags = sorted(set(rec.prompt.tags) | {GOLD_TAG})
         (prompt_id,) = import_records(session=session, records=[rec.prompt]).ids
@@ -120,8 +120,12 @@ def import_gold(*, session: Session, path: str | Path, data: bytes | None = None
         session.add_all([ra, rb])
         session.flush()
         comp = open_comparison(
-            session=session, prompt_id=prompt_id, response_a_id=ra.id, response_b_id=rb.id, strategy="gold"
+            session=session,
+            prompt_id=prompt_id,
+            response_a_id=stored_id(ra),
+            response_b_id=stored_id(rb),
+            strategy="gold",
         )
-        mark_gold(session=session, comparison_id=comp.id, answer=rec.answer)
-        ids.append(comp.id)
+        mark_gold(session=session, comparison_id=stored_id(comp), answer=rec.answer)
+        ids.append(stored_id(comp))
     return ids

@@ -20,15 +20,15 @@ it stays out.
 from __future__ import annotations
 
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from rlhf.errors import Conflict, NotFound
-from rlhf.models import GenerationJob, JobStatus, LabelJob, MergeJob, TrainingRun, as_utc, utcnow
+from rlhf.models import GenerationJob, JobStatus, LabelJob, MergeJob, TrainingRun, as_utc, stored_id, utcnow
 
 # The tables that opt in to the lifecycle, and what one row is called in messages.
 WORKER_JOBS: dict[type, str] = {
@@ -37,7 +37,8 @@ WORKER_JOBS: dict[type, str] = {
     LabelJob: "label job",
     MergeJob: "merge job",
 }
-Job = TypeVar("Job", TrainingRun, GenerationJob, LabelJob, MergeJob)
+# Bound, not constrained: a table only known as a JobTable gives a row of any of the four.
+Job = TypeVar("Job", bound=TrainingRun | GenerationJob | LabelJob | MergeJob)
 JobTable = type[TrainingRun] | type[GenerationJob] | type[LabelJob] | type[MergeJob]
 
 
@@ -50,7 +51,7 @@ def what(table: type) -> str:
 
 
 def _names_its_worker(table: type) -> bool:
-    return "worker" in table.__table__.c
+    return "worker" in sa.inspect(table).local_table.c
 
 
 def get_job(*, session: Session, table: type[Job], job_id: int) -> Job:
@@ -63,7 +64,8 @@ def get_job(*, session: Session, table: type[Job], job_id: int) -> Job:
 def queued_job_ids(*, session: Session, table: JobTable) -> list[int]:
     """The queued rows of ``table``, oldest first."""
     what(table)
-    return list(session.exec(select(table.id).where(table.status == JobStatus.queued).order_by(table.id)))
+    ids = session.exec(select(col(table.id)).where(col(table.status) == JobStatus.queued).order_by(col(table.id)))
+    return [job_id for job_id in ids if job_id is not None]  # a key is never NULL: this only narrows the type
 
 
 def claim_job(*, session: Session, table: JobTable, job_id: int, worker: str | None = None) -> bool:
@@ -77,8 +79,8 @@ def claim_job(*, session: Session, table: JobTable, job_id: int, worker: str | N
     values: dict[str, Any] = {"status": JobStatus.running, "started_at": now, "heartbeat_at": now}
     if _names_its_worker(table):
         values["worker"] = worker or socket.gethostname()
-    result = session.execute(
-        sa.update(table).where(table.id == job_id, table.status == JobStatus.queued).values(**values)
+    result = session.exec(
+        sa.update(table).where(col(table.id) == job_id, col(table.status) == JobStatus.queued).values(**values)
     )
     session.commit()
     return result.rowcount == 1
@@ -90,9 +92,9 @@ def beat(*, session: Session, table: JobTable, job_id: int, values: Mapping[str,
     ``values`` are columns written with the heartbeat (a run's progress).
     """
     what(table)
-    result = session.execute(
+    result = session.exec(
         sa.update(table)
-        .where(table.id == job_id, table.status == JobStatus.running)
+        .where(col(table.id) == job_id, col(table.status) == JobStatus.running)
         .values(**(values or {}), heartbeat_at=utcnow())
     )
     session.commit()
@@ -112,10 +114,10 @@ def finish_job(
     name = what(table)
     values: dict[str, Any] = {k: v for k, v in {**columns, "error": error}.items() if v is not None}
     values.update(status=status, finished_at=utcnow())
-    unfinished = table.status.in_([JobStatus.queued, JobStatus.running])
-    done = session.execute(
+    unfinished = col(table.status).in_([JobStatus.queued, JobStatus.running])
+    done = session.exec(
         sa.update(table)
-        .where(table.id == job_id, unfinished)
+        .where(col(table.id) == job_id, unfinished)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
@@ -145,20 +147,20 @@ def reap_stale_jobs(*, session: Session, table: JobTable, timeout: timedelta) ->
     cutoff = utcnow() - timeout
     named = _names_its_worker(table)
     candidates = [
-        (j.id, j.heartbeat_at, j.worker if named else None)
-        for j in session.exec(select(table).where(table.status == JobStatus.running))
+        (stored_id(j), j.heartbeat_at, getattr(j, "worker", None) if named else None)
+        for j in _running(session, table)
         if (as_utc(j.heartbeat_at) or as_utc(j.started_at) or cutoff) < cutoff
     ]
     silence = f"stopped reporting (no heartbeat for {int(timeout.total_seconds())} s)"
-    reaped = []
+    reaped: list[int] = []
     for job_id, heartbeat_at, worker in candidates:
         error = f"worker {worker or '?'} {silence}" if named else f"its worker {silence}"
-        result = session.execute(
+        result = session.exec(
             sa.update(table)
             .where(
-                table.id == job_id,
-                table.status == JobStatus.running,
-                table.heartbeat_at.is_(None) if heartbeat_at is None else table.heartbeat_at == heartbeat_at,
+                col(table.id) == job_id,
+                col(table.status) == JobStatus.running,
+                col(table.heartbeat_at).is_(None) if heartbeat_at is None else col(table.heartbeat_at) == heartbeat_at,
             )
             .values(status=JobStatus.failed, finished_at=utcnow(), error=error)
             .execution_options(synchronize_session=False)
@@ -168,3 +170,8 @@ def reap_stale_jobs(*, session: Session, table: JobTable, timeout: timedelta) ->
     session.flush()
     session.expire_all()
     return reaped
+
+
+def _running(session: Session, table: type[Job]) -> Sequence[Job]:
+    # Generic over the table so the rows keep their type: a select of a union of tables reads as SQLModel.
+    return session.exec(select(table).where(col(table.status) == JobStatus.running)).all()

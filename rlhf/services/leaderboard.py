@@ -21,9 +21,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from sqlalchemy.orm import aliased
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
-from rlhf.models import Checkpoint, CheckpointKind, Choice, Comparison, ComparisonSource, Response, Vote, VoteKind
+from rlhf.models import (
+    Checkpoint,
+    CheckpointKind,
+    Choice,
+    Comparison,
+    ComparisonSource,
+    Response,
+    Vote,
+    VoteKind,
+    stored_id,
+)
 from rlhf.services.vote_kinds import human_vote
 
 CENTRE = 1000.0
@@ -61,12 +71,14 @@ def _cross_checkpoint_votes(
     ra, rb = aliased(Response), aliased(Response)
     query = (
         select(Vote.choice, ra.checkpoint_id, rb.checkpoint_id)
-        .join(Comparison, Comparison.id == Vote.comparison_id)
-        .join(ra, ra.id == Comparison.response_a_id)
-        .join(rb, rb.id == Comparison.response_b_id)
+        .join(Comparison, col(Comparison.id) == Vote.comparison_id)
+        .join(ra, col(ra.id) == Comparison.response_a_id)
+        .join(rb, col(rb.id) == Comparison.response_b_id)
         # Gold pairs are answered by every rater: counted here, one pair would outweigh the rest.
         .where(
-            ra.checkpoint_id != rb.checkpoint_id, ~Comparison.is_gold, Vote.choice.in_([Choice.a, Choice.b, Choice.tie])
+            col(ra.checkpoint_id) != rb.checkpoint_id,
+            ~col(Comparison.is_gold),
+            col(Vote.choice).in_([Choice.a, Choice.b, Choice.tie]),
         )
     )
     if not include_simulated:
@@ -74,8 +86,9 @@ def _cross_checkpoint_votes(
     else:  # simulated raters stand in for people; a reward model's machine labels never rank checkpoints
         query = query.where(human_vote())
     if sources:
-        query = query.where(Comparison.source.in_([ComparisonSource(s) for s in sources]))
-    return [(getattr(c, "value", c), a, b) for c, a, b in session.exec(query).all()]
+        query = query.where(col(Comparison.source).in_([ComparisonSource(s) for s in sources]))
+    # SQL's != above already drops responses without a checkpoint; the None check narrows the type.
+    return [(getattr(c, "value", c), a, b) for c, a, b in session.exec(query).all() if a is not None and b is not None]
 
 
 def fit_strengths(wins: np.ndarray) -> np.ndarray:
@@ -116,7 +129,7 @@ def leaderboard(
     (``queue``, ``arena``) keeps only the votes of those comparisons.
     """
     votes = _cross_checkpoint_votes(session, include_simulated, sources)
-    checkpoints = {c.id: c for c in session.exec(select(Checkpoint).order_by(Checkpoint.id))}
+    checkpoints = {c.id: c for c in session.exec(select(Checkpoint).order_by(col(Checkpoint.id)))}
     rated_ids = sorted({cid for _, a, b in votes for cid in (a, b)})
     index = {cid: i for i, cid in enumerate(rated_ids)}
     k = len(rated_ids)
@@ -162,15 +175,16 @@ def leaderboard(
     listed = [c for c in checkpoints.values() if c.kind is CheckpointKind.policy or c.id in index]
     standings = []
     for c in listed:
-        t = tally.get(c.id, {"wins": 0, "losses": 0, "ties": 0})
+        cid = stored_id(c)
+        t = tally.get(cid, {"wins": 0, "losses": 0, "ties": 0})
         standings.append(
             Standing(
-                checkpoint_id=c.id,
+                checkpoint_id=cid,
                 name=c.name,
                 status=c.status.value,
-                rating=_round(rating.get(c.id)),
-                ci_low=_round(low.get(c.id)),
-                ci_high=_round(high.get(c.id)),
+                rating=_round(rating.get(cid)),
+                ci_low=_round(low.get(cid)),
+                ci_high=_round(high.get(cid)),
                 votes=t["wins"] + t["losses"] + t["ties"],
                 **t,
             )

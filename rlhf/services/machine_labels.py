@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from rlhf.errors import InvalidInput
 from rlhf.models import (
@@ -29,7 +29,6 @@ from rlhf.models import (
     Comparison,
     ComparisonSource,
     ComparisonStatus,
-    JobStatus,
     LabelJob,
     Prompt,
     Response,
@@ -38,6 +37,7 @@ from rlhf.models import (
     User,
     Vote,
     VoteKind,
+    stored_id,
 )
 from rlhf.services import job_rows
 from rlhf.services.checkpoints import get_checkpoint
@@ -92,7 +92,7 @@ def create_label_job(
     if ckpt.kind is not CheckpointKind.reward:
         raise InvalidInput(f"checkpoint {ckpt.id} ({ckpt.name}) is a policy, not a reward model")
     calibration_source(session=session, checkpoint=ckpt)
-    job = LabelJob(reward_checkpoint_id=ckpt.id, min_confidence=p, created_by=created_by)
+    job = LabelJob(reward_checkpoint_id=stored_id(ckpt), min_confidence=p, created_by=created_by)
     session.add(job)
     session.flush()
     return job
@@ -103,7 +103,7 @@ def get_label_job(*, session: Session, job_id: int) -> LabelJob:
 
 
 def queued_label_ids(*, session: Session) -> list[int]:
-    return list(session.exec(select(LabelJob.id).where(LabelJob.status == JobStatus.queued).order_by(LabelJob.id)))
+    return job_rows.queued_job_ids(session=session, table=LabelJob)
 
 
 def machine_rater(*, session: Session) -> User:
@@ -121,23 +121,22 @@ def machine_rater(*, session: Session) -> User:
 def unlabelled_open(*, session: Session) -> list[tuple[int, list[dict], str, str]]:
     """(id, prompt messages, text a, text b) of open queue comparisons, not gold, with no machine label yet."""
     ra, rb = aliased(Response), aliased(Response)
-    labelled = sa.exists().where(Vote.comparison_id == Comparison.id, machine_vote())
-    return [
-        tuple(r)
-        for r in session.exec(
-            select(Comparison.id, Prompt.messages, ra.text, rb.text)
-            .join(Prompt, Prompt.id == Comparison.prompt_id)
-            .join(ra, ra.id == Comparison.response_a_id)
-            .join(rb, rb.id == Comparison.response_b_id)
-            .where(
-                Comparison.status == ComparisonStatus.open,
-                ~Comparison.is_gold,
-                Comparison.source == ComparisonSource.queue,
-                ~labelled,
-            )
-            .order_by(Comparison.id)
-        ).all()
-    ]
+    labelled = sa.exists().where(col(Vote.comparison_id) == Comparison.id, machine_vote())
+    rows = session.exec(
+        select(col(Comparison.id), col(Prompt.messages), col(ra.text), col(rb.text))
+        .join(Prompt, col(Prompt.id) == Comparison.prompt_id)
+        .join(ra, col(ra.id) == Comparison.response_a_id)
+        .join(rb, col(rb.id) == Comparison.response_b_id)
+        .where(
+            Comparison.status == ComparisonStatus.open,
+            ~col(Comparison.is_gold),
+            Comparison.source == ComparisonSource.queue,
+            ~labelled,
+        )
+        .order_by(col(Comparison.id))
+    ).all()
+    # A key is never NULL: the test only narrows the id's type.
+    return [(cid, messages, a, b) for cid, messages, a, b in rows if cid is not None]
 
 
 def record_machine_labels(
@@ -150,17 +149,19 @@ def record_machine_labels(
     """
     rater = machine_rater(session=session)
     ids = [c for c, _, _ in labels]
-    still_open: set[int] = set()
+    still_open: set[int | None] = set()  # as selected: the id column reads as optional
     done: set[int] = set()
     for i in range(0, len(ids), 500):  # bounded IN lists, whatever the number of pairs
         part = ids[i : i + 500]
         still_open |= set(
             session.exec(
-                select(Comparison.id).where(Comparison.id.in_(part), Comparison.status == ComparisonStatus.open)
+                select(col(Comparison.id)).where(
+                    col(Comparison.id).in_(part), Comparison.status == ComparisonStatus.open
+                )
             )
         )
         done |= set(
-            session.exec(select(Vote.comparison_id).where(Vote.comparison_id.in_(part), Vote.rater_id == rater.id))
+            session.exec(select(Vote.comparison_id).where(col(Vote.comparison_id).in_(part), Vote.rater_id == rater.id))
         )
     new: list[int] = []
     for comparison_id, choice, p in labels:
@@ -168,7 +169,7 @@ def record_machine_labels(
             session.add(
                 Vote(
                     comparison_id=comparison_id,
-                    rater_id=rater.id,
+                    rater_id=stored_id(rater),
                     choice=choice,
                     label_p=round(p, 6),
                     kind=VoteKind.machine,
@@ -179,7 +180,9 @@ def record_machine_labels(
     # A labelled pair goes to people last.
     for i in range(0, len(new), 500):
         session.exec(
-            sa.update(Comparison).where(Comparison.id.in_(new[i : i + 500])).values(priority=PRIORITY_MACHINE_LABELLED)
+            sa.update(Comparison)
+            .where(col(Comparison.id).in_(new[i : i + 500]))
+            .values(priority=PRIORITY_MACHINE_LABELLED)
         )
     session.flush()
     return len(new)

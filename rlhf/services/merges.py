@@ -17,11 +17,11 @@ A prompt-tuning adapter has no full-weights form and is never queued.
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from rlhf.errors import Conflict, InvalidInput
 from rlhf.input_rules import check_text
-from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus, JobStatus, MergeJob, MergeTarget
+from rlhf.models import Checkpoint, CheckpointKind, CheckpointStatus, JobStatus, MergeJob, MergeTarget, stored_id
 from rlhf.services import job_rows
 from rlhf.services.checkpoints import engine_ready, get_checkpoint, unmergeable_reason
 from rlhf.settings import Settings
@@ -46,7 +46,7 @@ def _name_taken(session: Session, name: str) -> bool:
     if session.exec(select(Checkpoint.id).where(Checkpoint.name == name)).first() is not None:
         return True
     return (
-        session.exec(select(MergeJob.id).where(MergeJob.name == name, MergeJob.status.in_(_UNFINISHED))).first()
+        session.exec(select(MergeJob.id).where(MergeJob.name == name, col(MergeJob.status).in_(_UNFINISHED))).first()
         is not None
     )
 
@@ -65,7 +65,7 @@ def create_merge_job(
         )
     if _name_taken(session, name):
         raise Conflict(f"a checkpoint named {name!r} already exists (or a merge job is making one)")
-    job = MergeJob(checkpoint_id=ckpt.id, target=MergeTarget.checkpoint, name=name, created_by=created_by)
+    job = MergeJob(checkpoint_id=stored_id(ckpt), target=MergeTarget.checkpoint, name=name, created_by=created_by)
     session.add(job)
     session.flush()
     return job
@@ -88,10 +88,11 @@ def serving_copy_job(
     None when it needs no copy (a full model, a mapped one, a prompt-tuning one, or the copy exists)."""
     if not needs_serving_copy(settings, checkpoint):
         return None
-    pending = latest_serving_jobs(session=session, checkpoint_ids=[checkpoint.id]).get(checkpoint.id)
+    checkpoint_id = stored_id(checkpoint)
+    pending = latest_serving_jobs(session=session, checkpoint_ids=[checkpoint_id]).get(checkpoint_id)
     if pending is not None and pending.status in _UNFINISHED:
         return pending
-    job = MergeJob(checkpoint_id=checkpoint.id, target=MergeTarget.serving, created_by=created_by)
+    job = MergeJob(checkpoint_id=checkpoint_id, target=MergeTarget.serving, created_by=created_by)
     session.add(job)
     session.flush()
     return job
@@ -103,8 +104,8 @@ def latest_serving_jobs(*, session: Session, checkpoint_ids: list[int]) -> dict[
         return {}
     rows = session.exec(
         select(MergeJob)
-        .where(MergeJob.checkpoint_id.in_(checkpoint_ids), MergeJob.target == MergeTarget.serving)
-        .order_by(MergeJob.id)
+        .where(col(MergeJob.checkpoint_id).in_(checkpoint_ids), MergeJob.target == MergeTarget.serving)
+        .order_by(col(MergeJob.id))
     )
     return {job.checkpoint_id: job for job in rows}
 
@@ -112,22 +113,23 @@ def latest_serving_jobs(*, session: Session, checkpoint_ids: list[int]) -> dict[
 def serving_copy_state(*, session: Session, settings: Settings, checkpoints: list[Checkpoint]) -> dict[int, str]:
     """Why each of these LoRA checkpoints cannot answer through an engine yet, by id; absent when it can."""
     waiting = [c for c in checkpoints if unmergeable_reason(c) is None and not engine_ready(settings, c)]
-    jobs = latest_serving_jobs(session=session, checkpoint_ids=[c.id for c in waiting])
-    state = {}
+    jobs = latest_serving_jobs(session=session, checkpoint_ids=[stored_id(c) for c in waiting])
+    state: dict[int, str] = {}
     for ckpt in waiting:
-        job = jobs.get(ckpt.id)
+        ckpt_id = stored_id(ckpt)
+        job = jobs.get(ckpt_id)
         if job is not None and job.status in _UNFINISHED:
-            state[ckpt.id] = (
+            state[ckpt_id] = (
                 f"it is being merged for the inference engine (merge job {job.id}, "
                 f"{job.status.value}); it battles once that is done"
             )
         elif job is not None and job.status is JobStatus.failed:
             first = (job.error or "no reason stored").strip().splitlines()[0]
-            state[ckpt.id] = (
+            state[ckpt_id] = (
                 f"its merge for the inference engine failed (merge job {job.id}: {first}); serve it again to retry"
             )
         else:
-            state[ckpt.id] = "it has no merged copy for the inference engine; serve it again to make one"
+            state[ckpt_id] = "it has no merged copy for the inference engine; serve it again to make one"
     return state
 
 
@@ -137,7 +139,7 @@ def get_merge_job(*, session: Session, job_id: int) -> MergeJob:
 
 def list_merge_jobs(*, session: Session, checkpoint_id: int | None = None, limit: int = 50) -> list[MergeJob]:
     """Merge jobs, newest first; of one checkpoint when ``checkpoint_id`` is given."""
-    query = select(MergeJob).order_by(MergeJob.id.desc()).limit(limit)
+    query = select(MergeJob).order_by(col(MergeJob.id).desc()).limit(limit)
     if checkpoint_id is not None:
         query = query.where(MergeJob.checkpoint_id == checkpoint_id)
     return list(session.exec(query))

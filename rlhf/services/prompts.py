@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, StrictInt, StrictStr, ValidationError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from rlhf.errors import InvalidInput
 from rlhf.input_rules import TOO_DEEP, check_tags, check_text, too_deep
-from rlhf.models import Prompt
+from rlhf.models import Prompt, stored_id
 
 MAX_PROMPT_CHARS = 20_000
 MAX_ID_CHARS = 256  # the column's width
@@ -278,9 +278,9 @@ def import_records(*, session: Session, records: Iterable[PromptRecord], tags: l
     if len(ext_ids) != len(set(ext_ids)):
         dup = next(e for e in ext_ids if ext_ids.count(e) > 1)
         raise InvalidInput(f"id {dup!r} appears more than once in the import")
-    existing = set()
+    existing: set[str | None] = set()
     for chunk in _chunks(ext_ids, 500):
-        existing |= set(session.exec(select(Prompt.external_id).where(Prompt.external_id.in_(chunk))))
+        existing |= set(session.exec(select(Prompt.external_id).where(col(Prompt.external_id).in_(chunk))))
     created: list[Prompt] = []
     for r in records:
         if r.external_id and r.external_id in existing:
@@ -289,7 +289,7 @@ def import_records(*, session: Session, records: Iterable[PromptRecord], tags: l
         session.add(p)
         created.append(p)
     session.flush()
-    return ImportResult(created=len(created), skipped=len(records) - len(created), ids=[p.id for p in created])
+    return ImportResult(created=len(created), skipped=len(records) - len(created), ids=[stored_id(p) for p in created])
 
 
 def import_file(
@@ -308,7 +308,7 @@ def list_prompts(
 ) -> list[Prompt]:
     """Prompts in id order. ``pool_only``: only the pool generation jobs, online RL and the held-out
     split draw from (arena conversations join it only when an engineer promotes them)."""
-    query = select(Prompt).order_by(Prompt.id)
+    query = select(Prompt).order_by(col(Prompt.id))
     if pool_only:
         query = query.where(Prompt.in_pool)
     prompts = list(session.exec(query))
@@ -332,6 +332,6 @@ def split_heldout(prompts: list[Prompt], max_heldout: int = 16) -> tuple[list[Pr
     the policy on prompts it has not been optimised for.
     """
     tagged = [p for p in prompts if HELDOUT_TAGS & set(p.tags or [])]
-    held = tagged or [p for p in prompts if p.id % 10 == 0]
+    held = tagged or [p for p in prompts if stored_id(p) % 10 == 0]
     held_ids = {p.id for p in held}
     return [p for p in prompts if p.id not in held_ids], held[:max_heldout]

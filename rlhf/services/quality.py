@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
-from typing import Any
+from typing import Any, cast
 
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from rlhf.models import Choice, Comparison, ComparisonStatus, Role, User, Vote
 from rlhf.services.vote_kinds import human_vote
@@ -143,10 +144,13 @@ def measure(
         return raters[uid]
 
     rows = session.exec(
-        select(Vote.comparison_id, Vote.rater_id, Vote.choice, Comparison.is_gold, Comparison.gold_choice)
-        .join(Comparison, Comparison.id == Vote.comparison_id)
+        # sqlmodel's select() is typed for at most four columns; at run time it takes any number.
+        select(  # type: ignore[call-overload]
+            Vote.comparison_id, Vote.rater_id, Vote.choice, Comparison.is_gold, Comparison.gold_choice
+        )
+        .join(Comparison, col(Comparison.id) == Vote.comparison_id)
         .where(human_vote())
-        .order_by(Vote.id)
+        .order_by(col(Vote.id))
     ).all()
     by_comparison: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for comp_id, uid, choice, is_gold, gold_choice in rows:
@@ -172,13 +176,13 @@ def measure(
         r.flagged = is_flagged(r, gold_min_accuracy, gold_min_answered)
 
     counts = session.exec(
-        select(Comparison.vote_count, func.count()).where(~Comparison.is_gold).group_by(Comparison.vote_count)
+        select(Comparison.vote_count, func.count()).where(~col(Comparison.is_gold)).group_by(col(Comparison.vote_count))
     ).all()
     active = sum(1 for u in users.values() if u.active and u.role is not Role.machine)
     unreachable = session.exec(
         select(func.count())
         .select_from(Comparison)
-        .where(Comparison.status == ComparisonStatus.open, ~Comparison.is_gold, Comparison.target_votes > active)
+        .where(Comparison.status == ComparisonStatus.open, ~col(Comparison.is_gold), Comparison.target_votes > active)
     ).one()
     gold = session.exec(select(func.count()).select_from(Comparison).where(Comparison.is_gold)).one()
     units = [[c for _, c in votes] for votes in by_comparison.values()]
@@ -202,7 +206,8 @@ def left_out_raters(
     gold_min_answered: int | None = None,
 ) -> dict[str, list[int]]:
     """Raters whose votes an export or a run leaves out: excluded by hand, and flagged by gold."""
-    excluded = sorted(session.exec(select(User.id).where(User.excluded)).all())
+    # A primary key read back from its table is never NULL.
+    excluded = sorted(cast(Sequence[int], session.exec(select(User.id).where(User.excluded)).all()))
     flagged: list[int] = []
     if exclude_flagged:
         flagged = measure(

@@ -18,7 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from rlhf.errors import Conflict, NotFound
 from rlhf.models import (
@@ -31,6 +31,7 @@ from rlhf.models import (
     User,
     Vote,
     as_utc,
+    stored_id,
     utcnow,
 )
 from rlhf.services.comparisons import (
@@ -69,7 +70,7 @@ def release_leases(*, session: Session, rater_id: int) -> int:
     """
     result = session.exec(
         sa.update(Assignment)
-        .where(Assignment.rater_id == rater_id, Assignment.expires_at > utcnow())
+        .where(col(Assignment.rater_id) == rater_id, col(Assignment.expires_at) > utcnow())
         .values(expires_at=utcnow())
     )
     session.flush()
@@ -84,23 +85,28 @@ def skip_comparison(*, session: Session, rater: User, comparison_id: int) -> Ski
     for me": the rater it went to keeps it).
     """
     comp = get_comparison(session=session, comparison_id=comparison_id)
+    comp_id, rater_id = stored_id(comp), stored_id(rater)
     now = utcnow()
     if (
-        session.exec(select(Comparison.id).where(Comparison.id == comp.id, *rate_queue_for(rater.id, now))).first()
+        session.exec(select(Comparison.id).where(Comparison.id == comp_id, *rate_queue_for(rater_id, now))).first()
         is None
     ):
         earlier = session.exec(
-            select(Skip).where(Skip.comparison_id == comp.id, Skip.rater_id == rater.id).order_by(Skip.id.desc())
+            select(Skip).where(Skip.comparison_id == comp_id, Skip.rater_id == rater_id).order_by(col(Skip.id).desc())
         ).first()
         if earlier is not None and as_utc(earlier.created_at) > now - SKIP_HIDES:
             return earlier  # skipped already (a second click): one skip
         raise Conflict(_why_not_in_queue(session, comp, rater))
     session.exec(
         sa.update(Assignment)
-        .where(Assignment.rater_id == rater.id, Assignment.comparison_id == comp.id, Assignment.expires_at > utcnow())
+        .where(
+            col(Assignment.rater_id) == rater_id,
+            col(Assignment.comparison_id) == comp_id,
+            col(Assignment.expires_at) > utcnow(),
+        )
         .values(expires_at=utcnow())
     )
-    skip = Skip(comparison_id=comp.id, rater_id=rater.id)
+    skip = Skip(comparison_id=comp_id, rater_id=rater_id)
     session.add(skip)
     session.flush()
     return skip
@@ -118,7 +124,7 @@ def _why_not_in_queue(session: Session, comp: Comparison, rater: User) -> str:
 def _run_snapshots(session: Session):
     """(run id, its frozen snapshot) for every run that took one."""
     for run_id, snapshot in session.exec(
-        select(TrainingRun.id, TrainingRun.snapshot).where(TrainingRun.snapshot_hash.is_not(None))
+        select(TrainingRun.id, TrainingRun.snapshot).where(col(TrainingRun.snapshot_hash).is_not(None))
     ):
         if snapshot:
             yield run_id, Snapshot.model_validate(snapshot)
@@ -146,12 +152,13 @@ def undo_vote(*, session: Session, rater: User, vote_id: int, window_s: int, lea
         if vote is None or vote.rater_id != rater.id:
             session.rollback()
             raise NotFound(f"no vote {vote_id} of yours")
-        comp: Comparison = lock_comparison(session=session, comparison_id=vote.comparison_id)
+        comp_id = vote.comparison_id
+        comp: Comparison = lock_comparison(session=session, comparison_id=comp_id)
         age = (utcnow() - as_utc(vote.created_at)).total_seconds()
         if age > window_s:
             session.rollback()
             raise Conflict(f"too late to undo: a vote can be taken back within {window_s} s of casting it")
-        run_id = snapshot_holds(session=session, vote_id=vote.id)
+        run_id = snapshot_holds(session=session, vote_id=vote_id)
         if run_id is not None:
             session.rollback()
             raise Conflict(f"training run {run_id} already uses this vote, so it can no longer be undone")
@@ -160,16 +167,16 @@ def undo_vote(*, session: Session, rater: User, vote_id: int, window_s: int, lea
         comp.status = ComparisonStatus.open
         session.add(comp)
         release_leases(session=session, rater_id=rater.id)
-        assignment = assignment_for(session=session, rater_id=rater.id, comparison_id=comp.id)
+        assignment = assignment_for(session=session, rater_id=rater.id, comparison_id=comp_id)
         swapped = vote.shown_swapped
         if assignment is None:
             session.add(
-                Assignment(comparison_id=comp.id, rater_id=rater.id, swapped=swapped, expires_at=utcnow() + lease)
+                Assignment(comparison_id=comp_id, rater_id=rater.id, swapped=swapped, expires_at=utcnow() + lease)
             )
         else:
             assignment.expires_at = utcnow() + lease
             session.add(assignment)
         session.flush()
-        handout = handout_of(session=session, comparison_id=comp.id, swapped=swapped)
+        handout = handout_of(session=session, comparison_id=comp_id, swapped=swapped)
         session.commit()
     return handout

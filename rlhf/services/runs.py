@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from rlhf.errors import Conflict, InvalidInput
 from rlhf.models import Algorithm, CheckpointKind, JobStatus, RunLog, TrainingRun, utcnow
@@ -24,6 +24,7 @@ from rlhf.services.checkpoints import default_base, get_checkpoint, model_ref, u
 from rlhf.services.dataset import Snapshot, take_snapshot
 from rlhf.services.demonstrations import demonstration_snapshot
 from rlhf.services.quality import left_out_raters
+from rlhf.services.snapshots import PreferenceSnapshot, SFTSnapshot
 from rlhf.training.params import validate_params
 from rlhf.training.progress import RunProgress
 
@@ -88,7 +89,7 @@ def create_run(
     validate_params(algorithm, params)
     if params.get("data") and not Path(params["data"]).is_file():
         raise InvalidInput(f"data file {params['data']} not found (the worker must be able to read it)")
-    snapshot = None
+    snapshot: PreferenceSnapshot | SFTSnapshot | None = None
     if algorithm is Algorithm.sft and not params.get("data"):
         # SFT trains on the demonstrations raters wrote; with none stored yet, on the chosen responses.
         left_out = left_out_raters(session=session, exclude_flagged=exclude_flagged)
@@ -146,7 +147,7 @@ def get_run(*, session: Session, run_id: int) -> TrainingRun:
 
 
 def list_runs(*, session: Session, limit: int | None = None) -> list[TrainingRun]:
-    query = select(TrainingRun).order_by(TrainingRun.id.desc())
+    query = select(TrainingRun).order_by(col(TrainingRun.id).desc())
     if limit:
         query = query.limit(limit)
     return list(session.exec(query))
@@ -184,7 +185,7 @@ def log_step(*, session: Session, run_id: int, step: int, values: dict[str, Any]
 
 
 def run_log(*, session: Session, run_id: int) -> list[RunLog]:
-    return list(session.exec(select(RunLog).where(RunLog.run_id == run_id).order_by(RunLog.step, RunLog.id)))
+    return list(session.exec(select(RunLog).where(RunLog.run_id == run_id).order_by(col(RunLog.step), col(RunLog.id))))
 
 
 def finish_run(

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from rlhf.models import AuthSession, LoginFailure, User
+from rlhf.models import AuthSession, LoginFailure, User, stored_id
 
 FREE_FAILURES = 5
 FAILURE_WINDOW_S = 900
@@ -51,7 +51,7 @@ def open_session(
         )
     )
     row = AuthSession(
-        user_id=user.id,
+        user_id=stored_id(user),
         kind=kind,
         created_at=_at(now),
         expires_at=_at(now + ttl_s),

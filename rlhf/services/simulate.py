@@ -14,10 +14,10 @@ import secrets
 from collections import Counter
 from collections.abc import Callable
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from rlhf.errors import InvalidInput
-from rlhf.models import Choice, Comparison, Response, Role, User, Vote, VoteKind, utcnow
+from rlhf.models import Choice, Comparison, Response, Role, User, Vote, VoteKind, stored_id, utcnow
 from rlhf.services.comparisons import open_comparisons, place_is_free
 from rlhf.services.users import create_user, find_user
 from rlhf.services.votes import record_vote
@@ -77,23 +77,25 @@ def simulate(
     team = simulated_raters(session=session, k=raters)
     counts: Counter[str] = Counter()
     for comp in open_comparisons(session=session, limit=limit):
-        a = session.get(Response, comp.response_a_id).text
-        b = session.get(Response, comp.response_b_id).text
-        voted = set(session.exec(select(Vote.rater_id).where(Vote.comparison_id == comp.id)))
+        comp_id = stored_id(comp)
+        # The pair's responses and the comparison itself are rows its foreign keys guarantee.
+        a = session.get_one(Response, comp.response_a_id).text
+        b = session.get_one(Response, comp.response_b_id).text
+        voted = set(session.exec(select(Vote.rater_id).where(col(Vote.comparison_id) == comp_id)))
         for user in team:
-            if session.get(Comparison, comp.id).status.value != "open":
+            if session.get_one(Comparison, comp_id).status.value != "open":
                 break
             if user.id in voted:
                 continue
             choice = decide(a, b)
             if choice is not Choice.tie and rng.random() < noise:
                 choice = choice.swapped()
-            if not place_is_free(session=session, comparison_id=comp.id, rater_id=user.id, now=utcnow()):
+            if not place_is_free(session=session, comparison_id=comp_id, rater_id=stored_id(user), now=utcnow()):
                 break  # people hold every place left in this pair: theirs to vote on, not ours
             record_vote(
                 session=session,
                 rater=user,
-                comparison_id=comp.id,
+                comparison_id=comp_id,
                 choice=choice,
                 as_shown=False,
                 kind=VoteKind.simulated,

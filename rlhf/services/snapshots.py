@@ -16,7 +16,7 @@ kinds hold a hash of their content, checked before a run trains: a mismatch is a
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, cast, get_args
 
 from pydantic import (
     BaseModel,
@@ -33,26 +33,29 @@ from rlhf.errors import InvalidInput
 from rlhf.models import TrainingRun
 
 Ties = Literal["drop", "keep"]
+Aggregate = Literal["majority", "none"]  # a preference snapshot's: one row per comparison, or per vote
 VoteKind = Literal["human", "machine"]  # whose votes make rows (a judge's and simulated raters' may follow)
 VOTE_KINDS: tuple[str, ...] = get_args(VoteKind)
 # Names stored snapshots and the edges use for sets of kinds; "both" is people's votes and machine labels.
-LABEL_NAMES: dict[str, frozenset[str]] = {
+LABEL_NAMES: dict[str, frozenset[VoteKind]] = {
     "human": frozenset({"human"}),
     "machine": frozenset({"machine"}),
     "both": frozenset({"human", "machine"}),
 }
 
 
-def parse_labels(labels: str | Iterable[str]) -> frozenset[str]:
+def parse_labels(labels: str | Iterable[str]) -> frozenset[VoteKind]:
     """Whose votes: a name (``human``, ``machine``, ``both``) or vote kinds, as a set of kinds."""
+    kinds: frozenset[VoteKind] | None
     if isinstance(labels, str):
         kinds = LABEL_NAMES.get(labels)
     else:
         try:
-            kinds = frozenset(labels)
+            given = frozenset(labels)
         except TypeError:
-            kinds = None
-        kinds = kinds if kinds and kinds <= set(VOTE_KINDS) else None
+            given = frozenset()
+        # Checked against VOTE_KINDS here, which mypy cannot follow into the type.
+        kinds = cast(frozenset[VoteKind], given) if given and given <= set(VOTE_KINDS) else None
     if kinds is None:
         raise InvalidInput(f"labels must be one of {', '.join(LABEL_NAMES)}")
     return kinds
@@ -123,7 +126,7 @@ class PreferenceSnapshot(Snapshot):
     not left out, people's votes), so their hash still verifies.
     """
 
-    aggregate: Literal["majority", "none"] = "none"
+    aggregate: Aggregate = "none"
     sources: list[str] | None = None  # only pairs of these comparison sources; all when absent
 
     @model_serializer(mode="wrap")

@@ -53,8 +53,9 @@ def rater_reliability(*, session: Session, gold_min_answered: int | None = None)
     _, min_answered = _thresholds(None, gold_min_answered)
     out: dict[int, float] = {}
     for r in measure(session=session).raters:
-        if r.gold_answered >= max(1, min_answered):
-            q = r.gold_accuracy
+        gold = r.gold_accuracy  # None until the rater has answered a gold pair
+        if gold is not None and r.gold_answered >= min_answered:
+            q = gold
         elif r.pairs >= MIN_OVERLAP_PAIRS and r.agreement is not None:
             q = accuracy_from_agreement(r.agreement)
         else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from rlhf.models import (
     Checkpoint,
@@ -53,8 +53,8 @@ def _grouped_where(session: Session, column, *where) -> dict[str, int]:
 def overall_stats(*, session: Session) -> dict[str, Any]:
     # Votes are people's (and simulated raters'); a reward model's machine labels are counted apart.
     per_rater = session.exec(
-        select(User.name, func.count(Vote.id))
-        .join(Vote, Vote.rater_id == User.id)
+        select(User.name, func.count(col(Vote.id)))
+        .join(Vote, col(Vote.rater_id) == User.id)
         .where(human_vote())
         .group_by(User.name)
         .order_by(User.name)

@@ -6,7 +6,7 @@ import re
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from rlhf.errors import Conflict, InvalidInput, NotFound
 from rlhf.models import Role, User
@@ -77,14 +77,18 @@ def authenticate(*, session: Session, name: str, password: str) -> User | None:
 
 
 def get_user(*, session: Session, user_id: int | None = None, name: str | None = None) -> User:
-    user = session.get(User, user_id) if user_id is not None else find_user(session=session, name=name)
+    user: User | None = None
+    if user_id is not None:
+        user = session.get(User, user_id)
+    elif name is not None:
+        user = find_user(session=session, name=name)
     if user is None:
         raise NotFound(f"no user {user_id if user_id is not None else name!r}")
     return user
 
 
 def list_users(*, session: Session) -> list[User]:
-    return list(session.exec(select(User).order_by(User.id)))
+    return list(session.exec(select(User).order_by(col(User.id))))
 
 
 def set_active(*, session: Session, user_id: int, active: bool) -> User:

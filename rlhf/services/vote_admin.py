@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from rlhf.errors import InvalidInput
 from rlhf.models import (
@@ -60,12 +60,12 @@ def list_votes(
     """Votes newest first, with their rater's name: of one kind and source where given."""
     if not 1 <= limit <= 10_000 or offset < 0:
         raise InvalidInput("limit must be between 1 and 10000, and offset at least 0")
-    query = select(Vote, User.name).join(User, User.id == Vote.rater_id)
+    query = select(Vote, User.name).join(User, col(User.id) == Vote.rater_id)
     if kind is not None:
         query = query.where(Vote.kind == parse_kind(kind))
     if source:
         query = query.where(Vote.source == source)
-    rows = session.exec(query.order_by(Vote.id.desc()).offset(offset).limit(limit)).all()
+    rows = session.exec(query.order_by(col(Vote.id).desc()).offset(offset).limit(limit)).all()
     return [
         {
             "id": v.id,
@@ -111,7 +111,7 @@ def remove_votes(*, session: Session, kind: str | VoteKind, source: str | None =
         per_pair = Counter(cid for _, cid in doomed)
         ids = [vid for vid, _ in doomed]
         for i in range(0, len(ids), _BATCH):
-            session.exec(sa.delete(Vote).where(Vote.id.in_(ids[i : i + _BATCH])))
+            session.exec(sa.delete(Vote).where(col(Vote.id).in_(ids[i : i + _BATCH])))
         reopened = _restore_pairs(session, kind, per_pair)
         session.commit()
     return Removed(
@@ -125,8 +125,8 @@ def _restore_pairs(session: Session, kind: VoteKind, per_pair: Counter) -> int:
     pair_ids = list(per_pair)
     reopened = 0
     for i in range(0, len(pair_ids), _BATCH):
-        query = select(Comparison).where(Comparison.id.in_(pair_ids[i : i + _BATCH]))
-        if session.bind.dialect.name == "postgresql":
+        query = select(Comparison).where(col(Comparison.id).in_(pair_ids[i : i + _BATCH]))
+        if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update()  # a vote cast meanwhile counts under the same row lock
         batch = session.exec(query).all()
         # Labels never filled a target; a pair keeps its late place while another label of this kind remains.
@@ -135,7 +135,9 @@ def _restore_pairs(session: Session, kind: VoteKind, per_pair: Counter) -> int:
             if kind is VoteKind.simulated
             else set(
                 session.exec(
-                    select(Vote.comparison_id).where(Vote.comparison_id.in_([c.id for c in batch]), Vote.kind == kind)
+                    select(Vote.comparison_id).where(
+                        col(Vote.comparison_id).in_([c.id for c in batch]), Vote.kind == kind
+                    )
                 )
             )
         )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from rlhf.errors import Conflict, InvalidInput
-from rlhf.models import Choice, Comparison, ComparisonStatus, User, Vote, VoteKind, as_utc, utcnow
+from rlhf.models import Choice, Comparison, ComparisonStatus, User, Vote, VoteKind, as_utc, stored_id, utcnow
 from rlhf.services.comparisons import assignment_for, comparison_lock, lock_comparison, place_is_free
 
 MAX_RATIONALE_CHARS = 5_000
@@ -63,6 +63,7 @@ def record_vote(
     its place is always free.
     """
     choice = parse_choice(choice)
+    rater_id = stored_id(rater)
     if rationale is not None and len(rationale) > MAX_RATIONALE_CHARS:
         raise InvalidInput(f"rationale longer than {MAX_RATIONALE_CHARS} characters")
     if rationale and "\x00" in rationale:
@@ -71,11 +72,11 @@ def record_vote(
         # Everything below runs under the comparison's row lock (PostgreSQL) or the process
         # lock (SQLite): a concurrent duplicate, or the vote that filled the target, is visible.
         comp = lock_comparison(session=session, comparison_id=comparison_id)
-        existing = _existing(session, rater.id, comparison_id, idempotency_key)
+        existing = _existing(session, rater_id, comparison_id, idempotency_key)
         if existing is not None:
             session.commit()
             return VoteResult(existing, created=False)
-        assignment = assignment_for(session=session, rater_id=rater.id, comparison_id=comparison_id)
+        assignment = assignment_for(session=session, rater_id=rater_id, comparison_id=comparison_id)
         is_open = comp.status is ComparisonStatus.open and (comp.is_gold or comp.vote_count < comp.target_votes)
         if not is_open:
             session.rollback()
@@ -88,14 +89,14 @@ def record_vote(
         if not (
             lease is not None
             or comp.is_gold
-            or place_is_free(session=session, comparison_id=comparison_id, rater_id=rater.id, now=now)
+            or place_is_free(session=session, comparison_id=comparison_id, rater_id=rater_id, now=now)
         ):
             session.rollback()
             raise Conflict(_late_vote_refused(comparison_id, had_lease=assignment is not None))
         swapped = bool(assignment and assignment.swapped) if as_shown else False
         vote = Vote(
             comparison_id=comparison_id,
-            rater_id=rater.id,
+            rater_id=rater_id,
             choice=choice.swapped() if swapped else choice,
             rationale=(rationale or "").strip() or None,
             shown_swapped=swapped,
@@ -119,7 +120,7 @@ def record_vote(
             # A duplicate that got past the lock (another process on SQLite, or the key reused
             # at the same moment on another comparison): the stored one is the vote.
             session.rollback()
-            existing = _existing(session, rater.id, comparison_id, idempotency_key)
+            existing = _existing(session, rater_id, comparison_id, idempotency_key)
             if existing is None:
                 raise
             return VoteResult(existing, created=False)
@@ -137,8 +138,8 @@ def _late_vote_refused(comparison_id: int, had_lease: bool) -> str:
 
 def _existing(session: Session, rater_id: int, comparison_id: int, key: str | None) -> Vote | None:
     """This rater's vote on this comparison, else the vote stored under this key (one query)."""
-    mine = sa.and_(Vote.rater_id == rater_id, Vote.comparison_id == comparison_id)
-    votes = list(session.exec(select(Vote).where(sa.or_(mine, Vote.idempotency_key == key) if key else mine)))
+    mine = sa.and_(col(Vote.rater_id) == rater_id, col(Vote.comparison_id) == comparison_id)
+    votes = list(session.exec(select(Vote).where(sa.or_(mine, col(Vote.idempotency_key) == key) if key else mine)))
     for vote in votes:
         if vote.rater_id == rater_id and vote.comparison_id == comparison_id:
             return vote

@@ -15,7 +15,11 @@ from typing import Any
 def param(default: Any, help: str) -> Any:
     """A dataclass field with its help text (shown by ``--help``, the console and ``describe``)."""
     if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: json.loads(json.dumps(d)), metadata={"help": help})
+
+        def fresh_copy() -> Any:  # each instance gets its own, never the shared default
+            return json.loads(json.dumps(default))
+
+        return field(default_factory=fresh_copy, metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 

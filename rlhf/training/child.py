@@ -47,7 +47,8 @@ def run(spec: TrainerSpec) -> dict[str, Any]:
         return stop_path.exists()
 
     callback = ProgressCallback(on_log, should_stop)
-    common = {
+    # Each trainer takes these under the same names; ``params`` is its own algorithm's dataclass.
+    common: dict[str, Any] = {
         "base": spec.base,
         "output_dir": Path(spec.output_dir),
         "params": params,
@@ -71,6 +72,8 @@ def run(spec: TrainerSpec) -> dict[str, Any]:
         return train_sft(examples=data, callbacks=[callback], **common)
     from rlhf.training.online import train_online  # heavy: loads torch and transformers
 
+    if spec.reward_model is None:  # the worker names one for every online run
+        raise ValueError(f"{spec.algorithm} trains against a reward model, and the spec names none")
     return train_online(
         algorithm=spec.algorithm,
         prompts=data,

@@ -7,6 +7,7 @@ plain ``DPOTrainer`` runs, exactly as without soft labels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def build_dpo_trainer(
     params: DPOParams,
     work_dir: Path,
     trl_overrides: dict | None = None,
-    callbacks: list[ProgressCallback] = (),
+    callbacks: Sequence[ProgressCallback] = (),
 ):
     """The trainer a run uses (not yet trained): the soft one when some pair's target is below 1."""
     from datasets import Dataset
@@ -79,7 +80,7 @@ def train_dpo(
     params: DPOParams,
     trl_overrides: dict | None = None,
     work_dir: Path,
-    callbacks: list[ProgressCallback] = (),
+    callbacks: Sequence[ProgressCallback] = (),
 ) -> dict[str, Any]:
     """Train ``base`` on preference rows (conversational prompt/chosen/rejected); save to ``output_dir``."""
     trainer, tokenizer, targets = build_dpo_trainer(

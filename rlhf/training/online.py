@@ -46,14 +46,21 @@ def _trainer_class(algorithm: str):
     raise ValueError(f"unknown online algorithm {algorithm!r}")
 
 
+def _config_class(algorithm: str):
+    if algorithm == "rloo":
+        from trl import RLOOConfig
+
+        return RLOOConfig
+    if algorithm == "grpo":
+        from trl import GRPOConfig
+
+        return GRPOConfig
+    raise ValueError(f"unknown online algorithm {algorithm!r}")
+
+
 def online_config(algorithm: str, params, work_dir: Path, trl_overrides: dict | None = None):
     """TRL's RLOO or GRPO config for a run."""
-    if algorithm == "rloo":
-        from trl import RLOOConfig as Config
-    elif algorithm == "grpo":
-        from trl import GRPOConfig as Config
-    else:
-        raise ValueError(f"unknown online algorithm {algorithm!r}")
+    Config = _config_class(algorithm)
     return Config(
         **trainer_kwargs(
             params,

@@ -151,7 +151,11 @@ def _defaults(cls: type) -> dict[str, dataclasses.Field]:
 
 
 def _default(f: dataclasses.Field) -> Any:
-    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is dataclasses.MISSING:  # every parameter is declared by param(), with a default
+        raise TypeError(f"parameter {f.name} has no default")
+    return f.default_factory()
 
 
 def _coerce(name: str, value: Any, f: dataclasses.Field) -> Any:
@@ -235,8 +239,9 @@ def validate_params(algorithm: Any, params: dict[str, Any]) -> dict[str, Any]:
         if key in params and params[key] not in allowed:
             raise InvalidInput(f"parameter {key} must be one of {', '.join(allowed)}, not {params[key]!r}")
     peft = params.get("peft", "none")
-    if peft == "prompt_tuning" and getattr(cls, "NO_PROMPT_TUNING", ""):
-        raise InvalidInput(f"peft=prompt_tuning is not available for {name}: {cls.NO_PROMPT_TUNING}")
+    no_prompt_tuning = getattr(cls, "NO_PROMPT_TUNING", "")
+    if peft == "prompt_tuning" and no_prompt_tuning:
+        raise InvalidInput(f"peft=prompt_tuning is not available for {name}: {no_prompt_tuning}")
     if "num_virtual_tokens" in params and peft != "prompt_tuning":
         raise InvalidInput("parameter num_virtual_tokens acts only on a prompt-tuning run: set peft=prompt_tuning")
     if issubclass(cls, GroupParams):

@@ -76,7 +76,9 @@ class RunProgress:
     @property
     def training_done(self) -> bool:
         """The last step is logged: what follows is saving and evaluating."""
-        return bool(self.max_steps) and self.step >= self.max_steps
+        if not self.max_steps:  # unknown (None) or zero
+            return False
+        return self.step >= self.max_steps
 
     @property
     def evaluating(self) -> bool:

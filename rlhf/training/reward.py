@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ def build_reward_trainer(
     params: RewardParams,
     work_dir: Path,
     trl_overrides: dict | None = None,
-    callbacks: list[ProgressCallback] = (),
+    callbacks: Sequence[ProgressCallback] = (),
 ):
     """The trainer for the training rows (not yet trained): the soft one when some pair's target is below 1."""
     from datasets import Dataset
@@ -74,7 +75,7 @@ def train_reward(
     params: RewardParams,
     trl_overrides: dict | None = None,
     work_dir: Path,
-    callbacks: list[ProgressCallback] = (),
+    callbacks: Sequence[ProgressCallback] = (),
 ) -> dict[str, Any]:
     """A sequence-classification reward model initialised from ``base``; returns held-out accuracy.
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ def train_sft(
     params: SFTParams,
     trl_overrides: dict | None = None,
     work_dir: Path,
-    callbacks: list[ProgressCallback] = (),
+    callbacks: Sequence[ProgressCallback] = (),
 ) -> dict[str, Any]:
     """Fine-tune ``base`` on prompt/completion examples (conversational)."""
     from datasets import Dataset

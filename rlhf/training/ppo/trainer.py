@@ -19,9 +19,16 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer, GenerationConfig
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    GenerationConfig,
+    PreTrainedTokenizerBase,
+)
 from trl.trainer.utils import disable_dropout_in_model, entropy_from_logits, pad, selective_log_softmax
 
 from rlhf.errors import ConfigError, InvalidInput, RLHFError, TrainingFailed
@@ -120,9 +127,11 @@ def _generation_config(params: PPOParams, eos_ids: list[int], pad_id: int) -> Ge
 class _Models:
     """Everything loaded for a run; ``reference`` is None when LoRA adapters are trained."""
 
-    tokenizer: object
-    reward_tokenizer: object
-    policy: torch.nn.Module
+    tokenizer: PreTrainedTokenizerBase
+    reward_tokenizer: PreTrainedTokenizerBase
+    # A causal LM, or for LoRA a PeftModel over one: the loop calls generate, disable_adapter and
+    # save_pretrained, and no type in the transformers or peft stubs has all of them.
+    policy: Any
     reference: torch.nn.Module | None
     value: torch.nn.Module
     reward: torch.nn.Module
@@ -156,7 +165,7 @@ def _load_models(policy_path: str, reward_model_path: str, params: PPOParams) ->
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = AutoTokenizer.from_pretrained(policy_path)
     reward_tokenizer = AutoTokenizer.from_pretrained(reward_model_path)
-    policy = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32)
+    policy: Any = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32)  # see _Models.policy
     saved = policy.generation_config
     eos_ids = eos_token_ids(policy, tokenizer)
     if not eos_ids:
@@ -184,7 +193,9 @@ def _load_models(policy_path: str, reward_model_path: str, params: PPOParams) ->
     value = _load_value_model(params, policy_path, reward_model_path, same_vocab)
     reward = AutoModelForSequenceClassification.from_pretrained(reward_model_path, num_labels=1, dtype=torch.float32)
 
-    for model in (policy, reference, value, reward):
+    # As plain Modules: transformers wraps ``to`` with functools.wraps, whose stub leaves ``self`` unbound.
+    models: tuple[torch.nn.Module | None, ...] = (policy, reference, value, reward)
+    for model in models:
         if model is not None:
             # No dropout anywhere: a token's log-prob in the update must equal the one
             # recorded when it was sampled, or the ratio starts off != 1.
@@ -223,8 +234,8 @@ def _rollout(m: _Models, prompts: Sequence[list[dict]], params: PPOParams, logpr
     width = max(1, int(mask.sum(1).max()))
     response, mask = response[:, :width].masked_fill(~mask[:, :width], m.pad_id), mask[:, :width]
     is_eos = torch.isin(response, torch.tensor(m.eos_ids, device=m.device)) & mask
-    texts = [
-        m.tokenizer.decode(row[keep & ~eos], skip_special_tokens=True).strip()
+    texts = [  # one row decodes to one string (decode's stub also allows a batch's list)
+        cast(str, m.tokenizer.decode(row[keep & ~eos], skip_special_tokens=True)).strip()
         for row, keep, eos in zip(response, mask, is_eos, strict=True)
     ]
     batch = {
@@ -430,7 +441,7 @@ def train_ppo(
         if should_stop and should_stop():
             raise TrainingStopped(f"PPO stopped on request after {step - 1} of {params.steps} updates")
         update_started = time.monotonic()
-        batch_prompts = []
+        batch_prompts: list[list[dict]] = []
         while len(batch_prompts) < params.batch_size:
             if not order:  # one shuffled pass over the prompts after another
                 order = rng.sample(range(len(prompts)), len(prompts))
