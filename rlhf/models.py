@@ -347,6 +347,19 @@ class TrainingRun(SQLModel, table=True):
     heartbeat_at: datetime | None = _opt_ts()
 
 
+class SnapshotVote(SQLModel, table=True):
+    """A vote a training run's snapshot froze, one row per (run, vote).
+
+    The run row stores only the snapshot's summary; which votes it holds lives here, so "does a
+    run hold this vote?" (undo, bulk removal) is an index lookup, and the key to the vote keeps a
+    held vote from being deleted by anything that skips that check.
+    """
+
+    __tablename__ = "snapshot_vote"
+    run_id: int = Field(foreign_key="trainingrun.id", primary_key=True)
+    vote_id: int = Field(foreign_key="vote.id", primary_key=True, index=True)
+
+
 class LabelJob(SQLModel, table=True):
     """Machine labelling: a reward model labels the open comparisons it is sure about (a worker job)."""
 

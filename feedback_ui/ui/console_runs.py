@@ -169,7 +169,7 @@ def _results_html(run: TrainingRun) -> str:
     snapshot = Snapshot.of(run)
     if snapshot is not None:
         rows += [
-            ("trained on", f"{snapshot.rows} rows from {len(snapshot.vote_ids)} votes"),
+            ("trained on", f"{snapshot.rows} rows from {snapshot.vote_count} votes"),
             ("snapshot hash", snapshot.hash),
         ]
     if not rows:

@@ -65,11 +65,11 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
     reward = session.get(Checkpoint, run.reward_checkpoint_id) if run.reward_checkpoint_id else None
     algorithm = run.algorithm
     if algorithm in (Algorithm.dpo, Algorithm.reward):
-        data = snapshot_rows(session=session, snapshot=_votes(Snapshot.of(run)))
+        data = snapshot_rows(session=session, snapshot=_votes(runs_svc.run_snapshot(session=session, run=run)))
     elif algorithm is Algorithm.sft:
         from rlhf.training.sft import demonstrations_to_examples  # heavy: loads torch into the worker's parent
 
-        snapshot = Snapshot.of(run)
+        snapshot = runs_svc.run_snapshot(session=session, run=run)
         if run.params.get("data"):
             data = demonstrations_to_examples(read_jsonl(run.params["data"]))
         elif isinstance(snapshot, SFTSnapshot):

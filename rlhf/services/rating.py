@@ -27,7 +27,7 @@ from rlhf.models import (
     ComparisonSource,
     ComparisonStatus,
     Skip,
-    TrainingRun,
+    SnapshotVote,
     User,
     Vote,
     as_utc,
@@ -46,7 +46,6 @@ from rlhf.services.comparisons import (
     next_for_rater,
     rate_queue_for,
 )
-from rlhf.services.dataset import Snapshot
 from rlhf.services.votes import VoteResult, record_vote
 
 
@@ -121,23 +120,16 @@ def _why_not_in_queue(session: Session, comp: Comparison, rater: User) -> str:
     return f"comparison {comp.id} is {comp.status.value}: nothing to skip"
 
 
-def _run_snapshots(session: Session):
-    """(run id, its frozen snapshot) for every run that took one."""
-    for run_id, snapshot in session.exec(
-        select(TrainingRun.id, TrainingRun.snapshot).where(col(TrainingRun.snapshot_hash).is_not(None))
-    ):
-        if snapshot:
-            yield run_id, Snapshot.model_validate(snapshot)
-
-
 def snapshot_holds(*, session: Session, vote_id: int) -> int | None:
-    """The id of a training run whose frozen snapshot names this vote, or None."""
-    return next((run_id for run_id, snapshot in _run_snapshots(session) if vote_id in snapshot.vote_ids), None)
+    """The id of a training run whose frozen snapshot holds this vote, or None (an index lookup)."""
+    return session.exec(
+        select(SnapshotVote.run_id).where(SnapshotVote.vote_id == vote_id).order_by(col(SnapshotVote.run_id)).limit(1)
+    ).first()
 
 
-def votes_held_by_runs(*, session: Session) -> set[int]:
-    """Every vote some training run's snapshot names: removing one would break that run's hash."""
-    return {vote_id for _, snapshot in _run_snapshots(session) for vote_id in snapshot.vote_ids}
+def held_by_runs():
+    """A condition on votes: some training run's snapshot holds this one (removing it would break that run)."""
+    return sa.exists().where(col(SnapshotVote.vote_id) == Vote.id)
 
 
 def undo_vote(*, session: Session, rater: User, vote_id: int, window_s: int, lease: timedelta = LEASE) -> Handout:

@@ -15,10 +15,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from rlhf.errors import Conflict, InvalidInput
-from rlhf.models import Algorithm, CheckpointKind, JobStatus, RunLog, TrainingRun, utcnow
+from rlhf.models import Algorithm, CheckpointKind, JobStatus, RunLog, SnapshotVote, TrainingRun, stored_id, utcnow
 from rlhf.services import job_rows
 from rlhf.services.checkpoints import default_base, get_checkpoint, model_ref, unmergeable_reason
 from rlhf.services.dataset import Snapshot, take_snapshot
@@ -107,14 +108,42 @@ def create_run(
         base_checkpoint_id=base.id,
         reward_checkpoint_id=reward.id if reward else None,
         params=params,
-        snapshot=snapshot.model_dump(mode="json") if snapshot else {},
+        snapshot=snapshot.for_storage() if snapshot else {},
         snapshot_hash=snapshot.hash if snapshot else None,
         serve_on_success=serve_on_success,
         created_by=created_by,
     )
     session.add(run)
     session.flush()
+    if snapshot is not None:
+        _hold_votes(session, stored_id(run), snapshot.vote_ids)
     return run
+
+
+_HOLD_BATCH = 5000
+
+
+def _hold_votes(session: Session, run_id: int, vote_ids: list[int]) -> None:
+    """Record which votes the run holds, in the same transaction as the run itself."""
+    for i in range(0, len(vote_ids), _HOLD_BATCH):
+        session.exec(
+            sa.insert(SnapshotVote), params=[{"run_id": run_id, "vote_id": v} for v in vote_ids[i : i + _HOLD_BATCH]]
+        )
+
+
+def held_vote_ids(*, session: Session, run_id: int) -> list[int]:
+    """The votes a run's snapshot holds, in id order."""
+    query = select(SnapshotVote.vote_id).where(SnapshotVote.run_id == run_id).order_by(col(SnapshotVote.vote_id))
+    return list(session.exec(query))
+
+
+def run_snapshot(*, session: Session, run: TrainingRun) -> PreferenceSnapshot | SFTSnapshot | None:
+    """The run's snapshot with the ids of the votes it holds (read from ``snapshot_vote`` where the
+    JSON does not list them); None for runs that train on no stored data."""
+    snapshot = Snapshot.of(run)
+    if snapshot is None or snapshot.vote_ids or not snapshot.vote_count:
+        return snapshot
+    return snapshot.with_vote_ids(held_vote_ids(session=session, run_id=stored_id(run)))
 
 
 def run_summary(run: TrainingRun) -> dict[str, Any]:

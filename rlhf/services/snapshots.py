@@ -11,6 +11,10 @@ every stored snapshot carries (all but the first stored format), says which kind
 Read one with :meth:`Snapshot.of` (a run's) or :func:`parse_snapshot` (stored JSON). Both
 kinds hold a hash of their content, checked before a run trains: a mismatch is a
 :class:`~rlhf.errors.Conflict`. No other field than the declared ones is accepted.
+
+Which votes a run holds is stored beside it, one ``snapshot_vote`` row per vote
+(:func:`rlhf.services.runs.run_snapshot` reads them back); the JSON keeps their count
+(``votes``). Snapshots stored before that keep their ``vote_ids`` list in the JSON.
 """
 
 from __future__ import annotations
@@ -86,7 +90,9 @@ class Snapshot(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    vote_ids: list[int]
+    # The votes it holds: in memory once taken or read back; stored in snapshot_vote, not here.
+    vote_ids: list[int] = []
+    votes: int | None = None  # how many, as stored; absent from snapshots that keep vote_ids in the JSON
     rows: int
     hash: str
     ties: Ties = "drop"
@@ -113,9 +119,32 @@ class Snapshot(BaseModel):
             return _ANY.validate_python(obj, **kwargs)
         return super().model_validate(obj, **kwargs)
 
+    @property
+    def vote_count(self) -> int:
+        return self.votes if self.votes is not None else len(self.vote_ids)
+
     def summary(self) -> dict[str, Any]:
         """Everything but the vote ids (which can be many), plus how many there are."""
-        return {**self.model_dump(exclude={"vote_ids"}), "votes": len(self.vote_ids)}
+        return {**self.model_dump(exclude={"vote_ids", "votes"}), "votes": self.vote_count}
+
+    def for_storage(self) -> dict[str, Any]:
+        """The JSON stored on the run: the count of its votes, whose ids go to ``snapshot_vote``."""
+        return self.model_copy(update={"votes": self.vote_count}).model_dump(mode="json")
+
+    def with_vote_ids(self, vote_ids: list[int]) -> Any:
+        """This snapshot with the ids of the votes it holds, read back from ``snapshot_vote``."""
+        return self.model_copy(update={"vote_ids": list(vote_ids)})
+
+    @model_serializer(mode="wrap")
+    def _as_stored(self, handler) -> dict[str, Any]:
+        data = handler(self)
+        if data.get("votes") is None:
+            data.pop("votes", None)  # a snapshot that keeps its list reads and writes as it always did
+        else:
+            data.pop("vote_ids", None)
+        if data.get("sources", ()) is None:
+            del data["sources"]  # written only when chosen, as it always has been
+        return data
 
 
 class PreferenceSnapshot(Snapshot):
@@ -129,20 +158,12 @@ class PreferenceSnapshot(Snapshot):
     aggregate: Aggregate = "none"
     sources: list[str] | None = None  # only pairs of these comparison sources; all when absent
 
-    @model_serializer(mode="wrap")
-    def _as_stored(self, handler) -> dict[str, Any]:
-        data = handler(self)
-        if data.get("sources", ()) is None:
-            del data["sources"]  # written only when chosen, as it always has been
-        return data
-
 
 class SFTSnapshot(Snapshot):
     """The demonstrations an SFT run trains on (their ids, in id order) and the hash of their
     messages (:func:`rlhf.dataset_rows.sft_hash`). It holds no votes."""
 
     aggregate: Literal["demonstrations"]
-    vote_ids: list[int] = []
     demonstration_ids: list[int]
 
 

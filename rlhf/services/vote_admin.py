@@ -30,7 +30,7 @@ from rlhf.models import (
     VoteKind,
 )
 from rlhf.services.comparisons import comparison_lock
-from rlhf.services.rating import votes_held_by_runs
+from rlhf.services.rating import held_by_runs
 
 REMOVABLE = (VoteKind.simulated, VoteKind.machine, VoteKind.judge)
 _BATCH = 500  # bounded IN lists, whatever the number of votes
@@ -102,12 +102,11 @@ def remove_votes(*, session: Session, kind: str | VoteKind, source: str | None =
             f"removable kinds: {', '.join(k.value for k in REMOVABLE)}"
         )
     with comparison_lock(session):
-        query = select(Vote.id, Vote.comparison_id).where(Vote.kind == kind)
+        query = select(Vote.id, Vote.comparison_id, held_by_runs()).where(Vote.kind == kind)
         if source:
             query = query.where(Vote.source == source)
         rows = session.exec(query).all()
-        held = votes_held_by_runs(session=session) if rows else set()
-        doomed = [(vid, cid) for vid, cid in rows if vid not in held]
+        doomed = [(vid, cid) for vid, cid, held in rows if not held]
         per_pair = Counter(cid for _, cid in doomed)
         ids = [vid for vid, _ in doomed]
         for i in range(0, len(ids), _BATCH):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -228,3 +229,93 @@ def _vote_kind_migration(url: str) -> None:
         assert conn.execute(sa.text("SELECT count(*) FROM vote")).scalar_one() == 3
         assert "kind" not in {c["name"] for c in sa.inspect(conn).get_columns("vote")}
     engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_snapshot_vote_migration_copies_the_held_votes_and_gives_new_snapshots_their_list_back(kind, tmp_path):
+    """Runs stored with their votes listed in the JSON get the same votes as snapshot_vote rows; a
+    downgrade writes the list back into snapshots that only the table held."""
+    from tests.conftest import _postgres_database
+
+    with contextlib.ExitStack() as stack:
+        url = (
+            f"sqlite:///{tmp_path / 'old.db'}"
+            if kind == "sqlite"
+            else stack.enter_context(_postgres_database("rlhf_mig"))
+        )
+        _snapshot_vote_migration(url)
+
+
+def _insert_run(conn, snapshot: str) -> None:
+    conn.execute(
+        sa.text(
+            "INSERT INTO trainingrun (algorithm, status, params, snapshot, snapshot_hash, progress, metrics, "
+            "serve_on_success, cancel_requested, created_at) "
+            f"VALUES ('dpo', 'succeeded', '{{}}', '{snapshot}', 'h', '{{}}', '{{}}', false, false, '2026-01-01')"
+        )
+    )
+
+
+def _snapshot_vote_migration(url: str) -> None:
+    cfg = db._alembic_config(url)
+    command.downgrade(cfg, "0009") if url.startswith("postgresql") else command.upgrade(cfg, "0009")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                'INSERT INTO "user" (name, role, password_hash, active, excluded, created_at) '
+                "VALUES ('r1', 'rater', 'x', true, false, '2026-01-01'), ('r2', 'rater', 'x', true, false, "
+                "'2026-01-01'), ('r3', 'rater', 'x', true, false, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO prompt (messages, tags, source, in_pool, created_at) "
+                "VALUES ('[]', '[]', 'import', true, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO response (prompt_id, text, params, finished, created_at) "
+                "VALUES (1, 'a', '{}', true, '2026-01-01'), (1, 'b', '{}', true, '2026-01-01')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO comparison (prompt_id, response_a_id, response_b_id, status, target_votes, vote_count, "
+                "strategy, is_gold, source, priority, created_at) "
+                "VALUES (1, 1, 2, 'done', 3, 3, 'random', false, 'queue', 20, '2026-01-01')"
+            )
+        )
+        for rater in (1, 2, 3):
+            conn.execute(
+                sa.text(
+                    "INSERT INTO vote (comparison_id, rater_id, choice, shown_swapped, source, kind, created_at) "
+                    f"VALUES (1, {rater}, 'a', false, 'human', 'human', '2026-01-01')"
+                )
+            )
+        # Vote 9 no longer exists: a list may name a vote removed since (it is not copied).
+        _insert_run(conn, '{"vote_ids": [1, 2, 9], "rows": 1, "hash": "h", "aggregate": "majority"}')
+    engine.dispose()
+    command.upgrade(cfg, "0010")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        assert conn.execute(sa.text("SELECT run_id, vote_id FROM snapshot_vote ORDER BY vote_id")).all() == [
+            (1, 1),
+            (1, 2),
+        ]
+        # A run stored since: its JSON counts the votes, the table names them.
+        _insert_run(conn, '{"votes": 1, "rows": 1, "hash": "h", "aggregate": "none"}')
+        conn.execute(sa.text("INSERT INTO snapshot_vote (run_id, vote_id) VALUES (2, 3)"))
+    engine.dispose()
+    command.downgrade(cfg, "0009")
+    engine = sa.create_engine(url)
+    with engine.connect() as conn:
+        assert "snapshot_vote" not in sa.inspect(conn).get_table_names()
+        stored = [
+            json.loads(s) if isinstance(s, str) else s
+            for (s,) in conn.execute(sa.text("SELECT snapshot FROM trainingrun ORDER BY id"))
+        ]
+    engine.dispose()
+    assert stored[0]["vote_ids"] == [1, 2, 9]  # left as it was
+    assert stored[1] == {"vote_ids": [3], "rows": 1, "hash": "h", "aggregate": "none"}

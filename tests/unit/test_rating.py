@@ -4,14 +4,15 @@ import random
 from datetime import timedelta
 
 import pytest
+import sqlalchemy as sa
 from sqlmodel import func, select
 
 from rlhf.errors import Conflict, NotFound
 from rlhf.models import Comparison, ComparisonStatus, Skip, Vote, utcnow
-from rlhf.services import dataset
+from rlhf.services import dataset, runs
 from rlhf.services.comparisons import next_for_rater, remaining_for_rater
 from rlhf.services.gold import mark_gold
-from rlhf.services.rating import release_leases, skip_comparison, undo_vote
+from rlhf.services.rating import release_leases, skip_comparison, snapshot_holds, undo_vote
 from rlhf.services.runs import create_run
 from rlhf.services.votes import record_vote
 from tests import factories
@@ -61,7 +62,30 @@ def test_undo_is_refused_once_a_runs_snapshot_holds_the_vote(session):
     with pytest.raises(Conflict, match=f"run {run.id}"):
         undo_vote(session=session, rater=rater, vote_id=vote.id, window_s=30)
     # The run's data still verifies against its hash.
-    assert dataset.snapshot_rows(session=session, snapshot=dataset.Snapshot.of(run))
+    assert dataset.snapshot_rows(session=session, snapshot=runs.run_snapshot(session=session, run=run))
+
+
+def test_a_runs_votes_are_rows_beside_it_and_the_database_keeps_them(session):
+    """The run's JSON counts its votes; snapshot_vote names them, and the key to the vote refuses a
+    delete that would break the run's hash, whatever code path tries it."""
+    rater = factories.user(session)
+    *comps, third = factories.comparisons(session, [("x", "y"), ("u", "v"), ("s", "t")], serve=True)
+    held = [record_vote(session=session, rater=rater, comparison_id=c.id, choice="a").vote for c in comps]
+    run = create_run(session=session, algorithm="dpo")
+    session.commit()
+    later = record_vote(session=session, rater=rater, comparison_id=third.id, choice="b")
+    session.commit()
+    assert "vote_ids" not in run.snapshot and run.snapshot["votes"] == 2
+    assert runs.held_vote_ids(session=session, run_id=run.id) == sorted(v.id for v in held)
+    assert runs.run_snapshot(session=session, run=run).vote_ids == sorted(v.id for v in held)
+    assert runs.run_summary(run)["votes"] == 2
+    assert snapshot_holds(session=session, vote_id=held[0].id) == run.id
+    assert snapshot_holds(session=session, vote_id=later.vote.id) is None
+    with pytest.raises(sa.exc.IntegrityError):
+        session.exec(sa.delete(Vote).where(Vote.id == held[0].id))
+        session.flush()
+    session.rollback()
+    assert session.get(Vote, held[0].id) is not None
 
 
 def test_skip_returns_the_pair_to_others_but_not_to_the_skipper_and_is_recorded(session):

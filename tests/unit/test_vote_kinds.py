@@ -9,7 +9,7 @@ from sqlmodel import func, select
 
 from rlhf.errors import Conflict, InvalidInput
 from rlhf.models import PRIORITY_REGULAR, Choice, Comparison, ComparisonSource, ComparisonStatus, Skip, Vote, VoteKind
-from rlhf.services import dataset
+from rlhf.services import dataset, runs
 from rlhf.services.comparisons import next_for_rater, open_comparison, remaining_for_rater
 from rlhf.services.machine_labels import record_machine_labels
 from rlhf.services.rating import skip_comparison
@@ -137,7 +137,8 @@ def test_people_votes_are_never_removed_in_bulk_and_a_runs_votes_stay(session):
     session.commit()
     removed = remove_votes(session=session, kind="simulated")
     assert (removed.removed, removed.kept_for_runs) == (0, 2)
-    assert dataset.snapshot_rows(session=session, snapshot=dataset.Snapshot.of(run))  # still verifies
+    snapshot = runs.run_snapshot(session=session, run=run)
+    assert dataset.snapshot_rows(session=session, snapshot=snapshot)  # still verifies
     assert len(comps) == 2
 
 
