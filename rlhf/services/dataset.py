@@ -41,7 +41,7 @@ from sqlmodel import Session, col, select
 from rlhf.dataset_rows import PreferenceRow, content_hash
 from rlhf.errors import Conflict, InvalidInput
 from rlhf.models import Choice, Comparison, ComparisonSource, Prompt, Response, Vote, stored_id
-from rlhf.services.quality import left_out_raters, majority
+from rlhf.services.quality import Quality, left_out_raters, majority, measure
 from rlhf.services.snapshots import Aggregate, PreferenceSnapshot, Snapshot, Ties, VoteKind, parse_labels
 from rlhf.services.soft_labels import rater_reliability, single_vote_p, vote_split_p
 from rlhf.services.vote_kinds import human_vote, is_machine, machine_vote
@@ -232,14 +232,20 @@ def parse_sources(sources: str | list[str] | None) -> list[str] | None:
 
 
 def eligible_votes(
-    *, session: Session, exclude_flagged: bool = True, sources: list[str] | None = None, labels: LabelsArg = "human"
+    *,
+    session: Session,
+    exclude_flagged: bool = True,
+    sources: list[str] | None = None,
+    labels: LabelsArg = "human",
+    measured: Quality | None = None,
 ) -> tuple[list[Vote], dict[str, Any]]:
     """The votes data may be built from now, and what was left out: gold pairs' votes (they
     measure raters), raters excluded by an engineer, and (``exclude_flagged``) raters whose
     gold accuracy flagged them. ``sources``: only comparisons of these sources (queue, arena,
-    written); all by default. ``labels``: people's votes, machine labels or both (see above)."""
+    written); all by default. ``labels``: people's votes, machine labels or both (see above).
+    ``measured``: the raters' quality if the caller has it already (else measured here)."""
     _, _, kinds = _check("drop", "majority", labels)
-    left_out = left_out_raters(session=session, exclude_flagged=exclude_flagged)
+    left_out = left_out_raters(session=session, exclude_flagged=exclude_flagged, measured=measured)
     skip = set(left_out["excluded"]) | set(left_out["flagged"])
     query = (
         select(Vote)
@@ -302,10 +308,14 @@ def _preference_records(
     labels: LabelsArg,
 ) -> list[PreferenceRow]:
     _check(ties, aggregate, labels)
+    # Measuring reads every vote: once here serves both the reliability and the flagged raters.
+    measured = measure(session=session) if reliability is None or (vote_ids is None and exclude_flagged) else None
     if reliability is None:
-        reliability = rater_reliability(session=session)
+        reliability = rater_reliability(session=session, measured=measured)
     if vote_ids is None:
-        votes, _ = eligible_votes(session=session, exclude_flagged=exclude_flagged, sources=sources, labels=labels)
+        votes, _ = eligible_votes(
+            session=session, exclude_flagged=exclude_flagged, sources=sources, labels=labels, measured=measured
+        )
     else:
         votes = sorted(_by_ids(session, Vote, set(vote_ids)), key=stored_id)
     return _rows(session, votes, ties, aggregate, reliability, labels)
@@ -336,8 +346,11 @@ def take_snapshot(
 ) -> PreferenceSnapshot:
     """Freeze the usable votes now, and the choices that made them; raises if there are none."""
     checked_ties, checked_aggregate, kinds = _check(ties, aggregate, labels)
-    votes, info = eligible_votes(session=session, exclude_flagged=exclude_flagged, sources=sources, labels=labels)
-    reliability = rater_reliability(session=session)
+    measured = measure(session=session)  # read once: the flagged raters and the reliability both come from it
+    votes, info = eligible_votes(
+        session=session, exclude_flagged=exclude_flagged, sources=sources, labels=labels, measured=measured
+    )
+    reliability = rater_reliability(session=session, measured=measured)
     rows = _rows(session, votes, ties, aggregate, reliability, labels)
     if not rows:
         raise InvalidInput(

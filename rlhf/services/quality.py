@@ -18,12 +18,13 @@ reward model is not a rater, and its labels must not raise the agreement they ar
 from __future__ import annotations
 
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from itertools import combinations
 from typing import Any, cast
 
+import numpy as np
+from sqlalchemy import String, type_coerce
 from sqlmodel import Session, col, func, select
 
 from rlhf.models import Choice, Comparison, ComparisonStatus, Role, User, Vote
@@ -97,22 +98,29 @@ def krippendorff_alpha(units: list[list[str]]) -> float | None:
     None when it is undefined: no unit with two values, or one category only (no
     disagreement is possible, so none can be expected).
     """
-    import krippendorff
-    import numpy as np
+    code = {c: i for i, c in enumerate(CATEGORIES)}
+    counts = np.zeros((len(units), len(CATEGORIES)), dtype=np.int64)
+    unit_of = np.repeat(np.arange(len(units)), [len(u) for u in units])
+    np.add.at(counts, (unit_of, np.array([code[v] for u in units for v in u], dtype=np.int64)), 1)
+    return alpha_from_counts(counts)
 
-    pairable = [u for u in units if len(u) >= 2]
-    if not pairable or len({v for u in pairable for v in u}) < 2:
+
+def alpha_from_counts(value_counts: Any) -> float | None:
+    """Nominal alpha from a units x :data:`CATEGORIES` matrix: how often each unit got each answer.
+
+    The library turns reliability data into exactly these counts before anything else, so
+    starting from them gives the same figure, without a cell per vote to fill.
+    """
+    import krippendorff
+
+    counts = np.asarray(value_counts, dtype=np.int64)
+    # A unit with one value has nothing to pair with; leaving it out changes nothing but the work.
+    pairable = counts[counts.sum(axis=1) >= 2]
+    if not len(pairable) or np.count_nonzero(pairable.sum(axis=0)) < 2:
         return None
-    width = max(len(u) for u in pairable)
-    # The library wants raters x units; a unit's votes need not come from the same raters,
-    # so each unit fills the first rows it needs ("coders" are slots, which alpha allows).
-    data = np.full((width, len(pairable)), np.nan)
-    for j, unit in enumerate(pairable):
-        for i, value in enumerate(unit):
-            data[i, j] = CATEGORIES.index(value)
     return float(
         krippendorff.alpha(
-            reliability_data=data, level_of_measurement="nominal", value_domain=list(range(len(CATEGORIES)))
+            value_counts=pairable, level_of_measurement="nominal", value_domain=list(range(len(CATEGORIES)))
         )
     )
 
@@ -129,51 +137,86 @@ def _thresholds(min_accuracy: float | None, min_answered: int | None) -> tuple[f
     return min_accuracy, min_answered
 
 
+def _human_votes(session: Session) -> tuple[np.ndarray, ...]:
+    """Every person's vote as columns, in vote order: comparison id, rater id, answer (an index into
+    :data:`CATEGORIES`), on a gold pair, and the gold answer (-1 where none is known)."""
+    # Plain columns, answers as their stored strings: at a million votes an object per row
+    # costs more than the figures. Gold pairs are few, so they are read apart and matched
+    # here rather than joined to every vote.
+    rows = session.exec(
+        select(Vote.comparison_id, Vote.rater_id, type_coerce(Vote.choice, String))
+        .where(human_vote())
+        .order_by(col(Vote.id))
+    ).all()
+    golds = session.exec(
+        select(Comparison.id, type_coerce(Comparison.gold_choice, String))
+        .where(Comparison.is_gold)
+        .order_by(col(Comparison.id))
+    ).all()
+    n, code = len(rows), {c: i for i, c in enumerate(CATEGORIES)}
+    comp_ids, rater_ids, choices = zip(*rows) if rows else ((), (), ())
+    comp = np.fromiter(comp_ids, dtype=np.int64, count=n)
+    gold_ids = np.fromiter((i for i, _ in golds), dtype=np.int64, count=len(golds))
+    gold_codes = np.fromiter((-1 if g is None else code[g] for _, g in golds), dtype=np.int64, count=len(golds))
+    is_gold = np.isin(comp, gold_ids)
+    gold_choice = np.full(n, -1, dtype=np.int64)
+    gold_choice[is_gold] = gold_codes[np.searchsorted(gold_ids, comp[is_gold])]
+    return (
+        comp,
+        np.fromiter(rater_ids, dtype=np.int64, count=n),
+        np.fromiter((code[c] for c in choices), dtype=np.int64, count=n),
+        is_gold,
+        gold_choice,
+    )
+
+
+def _unit_counts(comp: np.ndarray, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(units x CATEGORIES answer counts, each vote's unit): units in the order of their first
+    vote, the order alpha has always summed them in."""
+    first_seen, unit = np.unique(comp, return_index=True, return_inverse=True)[1:]
+    rank = np.empty_like(first_seen)
+    rank[np.argsort(first_seen, kind="stable")] = np.arange(len(first_seen))
+    unit = rank[unit]
+    width = len(CATEGORIES)
+    return np.bincount(unit * width + choice, minlength=len(first_seen) * width).reshape(-1, width), unit
+
+
 def measure(
     *, session: Session, gold_min_accuracy: float | None = None, gold_min_answered: int | None = None
 ) -> Quality:
     """Agreement and gold figures over every vote; thresholds default to the settings."""
     gold_min_accuracy, gold_min_answered = _thresholds(gold_min_accuracy, gold_min_answered)
     users = {u.id: u for u in session.exec(select(User))}
-    raters: dict[int, RaterQuality] = {}
+    comp, rater_ids, choice, is_gold, gold_choice = _human_votes(session)
+    uids, rater = np.unique(rater_ids, return_inverse=True)
+    size = len(uids)
+    answered = is_gold & (gold_choice >= 0)
+    gold_answered = np.bincount(rater[answered], minlength=size)
+    gold_correct = np.bincount(rater[answered & (choice == gold_choice)], minlength=size)
 
-    def rater(uid: int) -> RaterQuality:
-        if uid not in raters:
-            u = users[uid]
-            raters[uid] = RaterQuality(rater_id=uid, name=u.name, excluded=u.excluded)
-        return raters[uid]
-
-    rows = session.exec(
-        # sqlmodel's select() is typed for at most four columns; at run time it takes any number.
-        select(  # type: ignore[call-overload]
-            Vote.comparison_id, Vote.rater_id, Vote.choice, Comparison.is_gold, Comparison.gold_choice
+    shared = ~is_gold
+    value_counts, unit = _unit_counts(comp[shared], choice[shared])
+    unit_size = value_counts.sum(axis=1)
+    # Each vote pairs with every other vote on its unit, and agrees with those of the same answer.
+    rater_pairs = np.bincount(rater[shared], weights=unit_size[unit] - 1, minlength=size)
+    rater_agreeing = np.bincount(rater[shared], weights=value_counts[unit, choice[shared]] - 1, minlength=size)
+    pairs = int((unit_size * (unit_size - 1) // 2).sum())
+    agreeing = int((value_counts * (value_counts - 1) // 2).sum())
+    votes = np.bincount(rater, minlength=size)
+    raters = []
+    for i, uid in enumerate(uids.tolist()):
+        r = RaterQuality(
+            rater_id=uid,
+            name=users[uid].name,
+            votes=int(votes[i]),
+            pairs=int(rater_pairs[i]),
+            agreeing_pairs=int(rater_agreeing[i]),
+            gold_answered=int(gold_answered[i]),
+            gold_correct=int(gold_correct[i]),
+            excluded=users[uid].excluded,
         )
-        .join(Comparison, col(Comparison.id) == Vote.comparison_id)
-        .where(human_vote())
-        .order_by(col(Vote.id))
-    ).all()
-    by_comparison: dict[int, list[tuple[int, str]]] = defaultdict(list)
-    for comp_id, uid, choice, is_gold, gold_choice in rows:
-        r = rater(uid)
-        r.votes += 1
-        if is_gold:
-            if gold_choice is not None:
-                r.gold_answered += 1
-                r.gold_correct += choice == gold_choice
-        else:
-            by_comparison[comp_id].append((uid, choice.value))
-
-    pairs = agreeing = 0
-    for votes in by_comparison.values():
-        for (u1, c1), (u2, c2) in combinations(votes, 2):
-            same = c1 == c2
-            pairs += 1
-            agreeing += same
-            for uid in (u1, u2):
-                raters[uid].pairs += 1
-                raters[uid].agreeing_pairs += same
-    for r in raters.values():
         r.flagged = is_flagged(r, gold_min_accuracy, gold_min_answered)
+        raters.append(r)
 
     counts = session.exec(
         select(Comparison.vote_count, func.count()).where(~col(Comparison.is_gold)).group_by(col(Comparison.vote_count))
@@ -185,16 +228,15 @@ def measure(
         .where(Comparison.status == ComparisonStatus.open, ~col(Comparison.is_gold), Comparison.target_votes > active)
     ).one()
     gold = session.exec(select(func.count()).select_from(Comparison).where(Comparison.is_gold)).one()
-    units = [[c for _, c in votes] for votes in by_comparison.values()]
     return Quality(
-        overlap_comparisons=sum(1 for u in units if len(u) >= 2),
+        overlap_comparisons=int(np.count_nonzero(unit_size >= 2)),
         pairs=pairs,
         agreement=agreeing / pairs if pairs else None,
-        krippendorff_alpha=krippendorff_alpha(units),
+        krippendorff_alpha=alpha_from_counts(value_counts),
         vote_counts=dict(counts),
         unreachable=unreachable,
         gold_comparisons=gold,
-        raters=sorted(raters.values(), key=lambda r: r.name),
+        raters=sorted(raters, key=lambda r: r.name),
     )
 
 
@@ -204,15 +246,22 @@ def left_out_raters(
     exclude_flagged: bool = True,
     gold_min_accuracy: float | None = None,
     gold_min_answered: int | None = None,
+    measured: Quality | None = None,
 ) -> dict[str, list[int]]:
-    """Raters whose votes an export or a run leaves out: excluded by hand, and flagged by gold."""
+    """Raters whose votes an export or a run leaves out: excluded by hand, and flagged by gold.
+
+    ``measured``: a :func:`measure` the caller already has (at the same thresholds), so a
+    caller that needs it for more than this reads every vote once; else it is measured here.
+    """
     # A primary key read back from its table is never NULL.
     excluded = sorted(cast(Sequence[int], session.exec(select(User.id).where(User.excluded)).all()))
     flagged: list[int] = []
     if exclude_flagged:
-        flagged = measure(
-            session=session, gold_min_accuracy=gold_min_accuracy, gold_min_answered=gold_min_answered
-        ).flagged
+        if measured is None:
+            measured = measure(
+                session=session, gold_min_accuracy=gold_min_accuracy, gold_min_answered=gold_min_answered
+            )
+        flagged = measured.flagged
     return {"excluded": excluded, "flagged": sorted(set(flagged) - set(excluded))}
 
 

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 
 from sqlmodel import Session
 
-from rlhf.services.quality import _thresholds, measure
+from rlhf.services.quality import Quality, _thresholds, measure
 
 MIN_OVERLAP_PAIRS = 5
 
@@ -48,11 +48,19 @@ def accuracy_from_agreement(agreement: float) -> float:
     return (1 + math.sqrt(max(0.0, 2 * agreement - 1))) / 2
 
 
-def rater_reliability(*, session: Session, gold_min_answered: int | None = None) -> dict[int, float]:
-    """Each measured rater's probability of being right, by rater id (unmeasured raters are absent)."""
+def rater_reliability(
+    *, session: Session, gold_min_answered: int | None = None, measured: Quality | None = None
+) -> dict[int, float]:
+    """Each measured rater's probability of being right, by rater id (unmeasured raters are absent).
+
+    ``measured``: a :func:`~rlhf.services.quality.measure` the caller already has, so the votes
+    are not read again; else they are measured here.
+    """
     _, min_answered = _thresholds(None, gold_min_answered)
+    if measured is None:
+        measured = measure(session=session)
     out: dict[int, float] = {}
-    for r in measure(session=session).raters:
+    for r in measured.raters:
         gold = r.gold_accuracy  # None until the rater has answered a gold pair
         if gold is not None and r.gold_answered >= min_answered:
             q = gold
