@@ -35,16 +35,19 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from pydantic import BaseModel
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from rlhf.dataset_rows import PreferenceRow, content_hash
 from rlhf.errors import Conflict, InvalidInput
-from rlhf.models import Choice, Comparison, ComparisonSource, Prompt, Response, Vote, stored_id
+from rlhf.models import Choice, Comparison, ComparisonSource, Vote
+from rlhf.models import VoteKind as StoredKind
 from rlhf.services.quality import Quality, left_out_raters, majority, measure
 from rlhf.services.snapshots import Aggregate, PreferenceSnapshot, Snapshot, Ties, VoteKind, parse_labels
 from rlhf.services.soft_labels import rater_reliability, single_vote_p, vote_split_p
-from rlhf.services.vote_kinds import human_vote, is_machine, machine_vote
+from rlhf.services.vote_kinds import human_vote, machine_vote
+from rlhf.services.vote_reads import VOTE_COLUMNS, PairTexts, VoteRead, pairs_of, read_votes, votes_by_ids
 
 __all__ = [
     "Snapshot",
@@ -77,24 +80,24 @@ def _check(ties: str, aggregate: str, labels: LabelsArg = "human") -> tuple[Ties
     raise InvalidInput(f"aggregate must be one of {', '.join(AGGREGATES)}")
 
 
-def _pair(prompts, responses, comp: Comparison, choice: Choice) -> dict[str, Any]:
+def _pair(pairs: dict[int, PairTexts], comparison_id: int, choice: Choice) -> dict[str, Any]:
     """The fields every row has: the pair in the label's order, and its comparison."""
-    a, b = responses[comp.response_a_id], responses[comp.response_b_id]
-    chosen, rejected = (b, a) if choice is Choice.b else (a, b)
+    pair = pairs[comparison_id]
+    chosen, rejected = (pair.text_b, pair.text_a) if choice is Choice.b else (pair.text_a, pair.text_b)
     return {
-        "prompt": prompts[comp.prompt_id].messages,
-        "chosen": [{"role": "assistant", "content": chosen.text}],
-        "rejected": [{"role": "assistant", "content": rejected.text}],
-        "comparison_id": comp.id,
-        "source": comp.source.value,
+        "prompt": pair.messages,
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+        "comparison_id": comparison_id,
+        "source": pair.source.value,
     }
 
 
-def _choose_labels(votes: list[Vote], kinds: frozenset[str]) -> tuple[list[Vote], list[Vote]]:
+def _choose_labels(votes: list[VoteRead], kinds: frozenset[str]) -> tuple[list[VoteRead], list[VoteRead]]:
     """(people's votes, machine votes) that ``kinds`` keeps; with both, a machine vote only
     on a comparison no person voted on."""
-    human = [v for v in votes if not is_machine(v)] if "human" in kinds else []
-    machine = [v for v in votes if is_machine(v)] if "machine" in kinds else []
+    human = [v for v in votes if v.kind is not StoredKind.machine] if "human" in kinds else []
+    machine = [v for v in votes if v.kind is StoredKind.machine] if "machine" in kinds else []
     if human and machine:
         voted = {v.comparison_id for v in human}
         machine = [v for v in machine if v.comparison_id not in voted]
@@ -103,7 +106,7 @@ def _choose_labels(votes: list[Vote], kinds: frozenset[str]) -> tuple[list[Vote]
 
 def _rows(
     session: Session,
-    votes: list[Vote],
+    votes: list[VoteRead],
     ties: str,
     aggregate: str,
     reliability: dict[int, float],
@@ -123,8 +126,8 @@ def _rows(
     return rows
 
 
-def _machine_rows(session: Session, votes: list[Vote], aggregate: str) -> list[PreferenceRow]:
-    comps, responses, prompts = _lookups(session, votes)
+def _machine_rows(session: Session, votes: list[VoteRead], aggregate: str) -> list[PreferenceRow]:
+    pairs = pairs_of(session, votes)
     rows = []
     for v in sorted(votes, key=lambda v: (v.comparison_id, v.id)):
         held = (
@@ -134,7 +137,7 @@ def _machine_rows(session: Session, votes: list[Vote], aggregate: str) -> list[P
         )
         rows.append(
             PreferenceRow(
-                **_pair(prompts, responses, comps[v.comparison_id], v.choice),
+                **_pair(pairs, v.comparison_id, v.choice),
                 **held,
                 rater_id=v.rater_id,
                 label_p=float(v.label_p if v.label_p is not None else 1.0),
@@ -146,20 +149,10 @@ def _machine_rows(session: Session, votes: list[Vote], aggregate: str) -> list[P
     return rows
 
 
-def _lookups(session: Session, votes: list[Vote]):
-    comps = {c.id: c for c in _by_ids(session, Comparison, {v.comparison_id for v in votes})}
-    responses = {
-        r.id: r
-        for r in _by_ids(session, Response, {rid for c in comps.values() for rid in (c.response_a_id, c.response_b_id)})
-    }
-    prompts = {p.id: p for p in _by_ids(session, Prompt, {c.prompt_id for c in comps.values()})}
-    return comps, responses, prompts
-
-
 def _human_rows(
-    session: Session, votes: list[Vote], ties: str, aggregate: str, reliability: dict[int, float]
+    session: Session, votes: list[VoteRead], ties: str, aggregate: str, reliability: dict[int, float]
 ) -> list[PreferenceRow]:
-    comps, responses, prompts = _lookups(session, votes)
+    pairs = pairs_of(session, votes)
 
     def usable(choice: Choice) -> bool:
         return choice is not Choice.both_bad and (choice is not Choice.tie or ties == "keep")
@@ -170,7 +163,7 @@ def _human_rows(
             if usable(v.choice):
                 rows.append(
                     PreferenceRow(
-                        **_pair(prompts, responses, comps[v.comparison_id], v.choice),
+                        **_pair(pairs, v.comparison_id, v.choice),
                         vote_id=v.id,
                         rater_id=v.rater_id,
                         label_p=single_vote_p(v.rater_id, reliability),
@@ -179,7 +172,7 @@ def _human_rows(
                     )
                 )
         return rows
-    grouped: dict[int, list[Vote]] = defaultdict(list)
+    grouped: dict[int, list[VoteRead]] = defaultdict(list)
     for v in votes:
         grouped[v.comparison_id].append(v)
     for comp_id in sorted(grouped):
@@ -189,10 +182,10 @@ def _human_rows(
             continue
         rows.append(
             PreferenceRow(
-                **_pair(prompts, responses, comps[comp_id], Choice(label)),
+                **_pair(pairs, comp_id, Choice(label)),
                 votes=len(group),
                 agreement=round(share, 4),
-                vote_ids=[stored_id(v) for v in group],
+                vote_ids=[v.id for v in group],
                 rater_ids=[v.rater_id for v in group],
                 label_p=(
                     vote_split_p(label, [v.choice.value for v in group])
@@ -206,17 +199,9 @@ def _human_rows(
     return rows
 
 
-def _rationales(votes: list[Vote]) -> list[str]:
+def _rationales(votes: list[VoteRead]) -> list[str]:
     """The raters' reasons behind a row, in vote order (votes without one add nothing)."""
     return [v.rationale for v in votes if v.rationale]
-
-
-def _by_ids(session: Session, model, ids: set[int]) -> list:
-    ordered = sorted(ids)
-    out = []
-    for i in range(0, len(ordered), 500):
-        out += list(session.exec(select(model).where(model.id.in_(ordered[i : i + 500]))))
-    return out
 
 
 def parse_sources(sources: str | list[str] | None) -> list[str] | None:
@@ -238,7 +223,7 @@ def eligible_votes(
     sources: list[str] | None = None,
     labels: LabelsArg = "human",
     measured: Quality | None = None,
-) -> tuple[list[Vote], dict[str, Any]]:
+) -> tuple[list[VoteRead], dict[str, Any]]:
     """The votes data may be built from now, and what was left out: gold pairs' votes (they
     measure raters), raters excluded by an engineer, and (``exclude_flagged``) raters whose
     gold accuracy flagged them. ``sources``: only comparisons of these sources (queue, arena,
@@ -248,7 +233,7 @@ def eligible_votes(
     left_out = left_out_raters(session=session, exclude_flagged=exclude_flagged, measured=measured)
     skip = set(left_out["excluded"]) | set(left_out["flagged"])
     query = (
-        select(Vote)
+        sa.select(*VOTE_COLUMNS)
         .join(Comparison, col(Comparison.id) == Vote.comparison_id)
         .where(~col(Comparison.is_gold))
         .order_by(col(Vote.id))
@@ -260,7 +245,7 @@ def eligible_votes(
         query = query.where(human_vote())
     elif "human" not in kinds:
         query = query.where(machine_vote())
-    votes = [v for v in session.exec(query) if v.rater_id not in skip]
+    votes = [v for v in read_votes(session, query) if v.rater_id not in skip]
     info = {"left_out_raters": left_out, "exclude_flagged": exclude_flagged, "gold_left_out": True}
     if sources:
         info["sources"] = sources
@@ -317,7 +302,7 @@ def _preference_records(
             session=session, exclude_flagged=exclude_flagged, sources=sources, labels=labels, measured=measured
         )
     else:
-        votes = sorted(_by_ids(session, Vote, set(vote_ids)), key=stored_id)
+        votes = votes_by_ids(session, set(vote_ids))
     return _rows(session, votes, ties, aggregate, reliability, labels)
 
 
