@@ -139,6 +139,11 @@ def trainer_command(spec_path: Path, spec: TrainerSpec) -> list[str]:
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(params.num_processes)]
     if params.accelerate_config:
         cmd += ["--config_file", params.accelerate_config]
+    else:
+        # Without a config accelerate starts N processes only where it sees N GPUs: on a CPU it
+        # would train in one process, on half the global batch. --multi_gpu always starts N ranks
+        # (torchrun; on a CPU they join over gloo), on a free port so runs side by side never clash.
+        cmd += ["--multi_gpu", "--main_process_port", "0"]
     return cmd + ["-m", "rlhf.training.child", str(spec_path)]
 
 

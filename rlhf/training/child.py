@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,32 @@ from rlhf.training.spec import TrainerSpec, read_jsonl
 
 def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
+
+
+def _launched_ranks() -> int:
+    """How many ranks ``accelerate launch`` started (1 when the worker ran this process directly)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _die_with_launcher() -> None:  # pragma: no cover - runs under accelerate launch only
+    """torchrun starts each rank in a session of its own, out of reach of the worker's kill of the
+    launcher's process group: a rank must not train on as an orphan once its launcher is gone."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        return
+    if os.getppid() == 1:  # the launcher died before the line above took effect
+        os._exit(1)
+
+
+def _trained_ranks() -> int:
+    """The size of the process group that trained: a run that fell back to one process shows 1."""
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def run(spec: TrainerSpec) -> dict[str, Any]:
@@ -87,7 +114,11 @@ def run(spec: TrainerSpec) -> dict[str, Any]:
 def make_merged_copies(spec: TrainerSpec) -> None:
     """Merge an adapter base (or reward model) into the full folder TRL loads, unless a cached copy exists."""
     for step in spec.merges:
-        if _is_main_process() and not (Path(step.dest) / "config.json").is_file():
+        made = Path(step.dest) / "config.json"  # merge_into renames the whole folder into place
+        if not _is_main_process():
+            while not made.is_file():  # the main rank merges; if it fails, torchrun stops this rank
+                time.sleep(0.5)
+        elif not made.is_file():
             Path(step.dest).parent.mkdir(parents=True, exist_ok=True)
             merge_into(step.ref, step.dest, reward=step.reward)
 
@@ -121,8 +152,17 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m rlhf.training.child SPEC.json", file=sys.stderr)
         return 2
     spec = TrainerSpec.read(argv[0])
+    if _launched_ranks() > 1:
+        _die_with_launcher()
     metrics = run(spec)
     if _is_main_process():
+        params, _ = spec.typed_params()
+        ranks = _trained_ranks()
+        metrics = {
+            **metrics,
+            "processes": ranks,
+            "global_batch_size": params.batch_size * params.gradient_accumulation_steps * ranks,
+        }
         metrics = evaluate(spec, metrics)
         if Path(spec.stop).exists():
             print("training stopped: cancel requested", file=sys.stderr)
@@ -135,4 +175,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    if _launched_ranks() > 1:
+        # A failing rank's exception, written where torchrun's summary (the end of the run's log) shows it.
+        from torch.distributed.elastic.multiprocessing.errors import record
+
+        sys.exit(record(main)())
     sys.exit(main())

@@ -88,6 +88,8 @@ def train_reward(
     )
     result = trainer.train()
     save_model(trainer, output_dir, tokenizer)
+    if not trainer.is_world_process_zero():
+        return {"steps": trainer.state.global_step}  # the worker reads the main rank's result only
     model = trainer.model.merge_and_unload() if hasattr(trainer.model, "merge_and_unload") else trainer.model
     model.eval()
     margins = [e["margin"] for e in trainer.state.log_history if "margin" in e]

@@ -74,8 +74,11 @@ def save_model(trainer, output_dir: Path, tokenizer) -> None:
     """Save the trained weights and the tokenizer: a full run its model, an adapter run only its adapter.
 
     An adapter folder (PEFT's format) is named over its base by the worker when it
-    registers the checkpoint (:func:`rlhf.modeling.adapters.name_base`).
+    registers the checkpoint (:func:`rlhf.modeling.adapters.name_base`). In a multi-process run
+    every rank holds the same weights after the last step; only the main one writes them.
     """
+    if not trainer.is_world_process_zero():
+        return
     model = trainer.model
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
@@ -100,8 +103,25 @@ class ProgressCallback(TrainerCallback):
             self.log_fn(state.global_step, clean)
 
     def on_step_end(self, args, state, control, **kwargs):  # noqa: D102
-        if self.stop_fn and self.stop_fn():
+        if self.stop_fn is None:
+            return
+        stop = self.stop_fn()
+        if args.world_size > 1:
+            # Every rank must stop after the same step: one that trained on would wait forever
+            # for the others in its next gradient all-reduce.
+            stop = _any_rank(stop, args.device)
+        if stop:
             control.should_training_stop = True
+
+
+def _any_rank(flag: bool, device) -> bool:
+    """True on every rank when it is true on any (one all-reduce of one number per step)."""
+    import torch
+    import torch.distributed as dist
+
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 def final_loss(trainer) -> float | None:
