@@ -36,7 +36,6 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -46,6 +45,7 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.vote_load import fresh_database  # noqa: E402
 from rlhf import db  # noqa: E402
 from rlhf.models import (  # noqa: E402
     Assignment,
@@ -62,7 +62,6 @@ from rlhf.models import (  # noqa: E402
     Vote,
 )
 
-PG_ADMIN_URL = os.environ.get("RLHF_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 RATERS = 50
 VOTES_PER_PAIR = 3
 OPEN_SHARE = 0.15
@@ -258,24 +257,6 @@ def _measure_in_child(op: str, url: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-@contextmanager
-def fresh_database(kind: str, workdir: Path, label: str):
-    if kind == "sqlite":
-        yield f"sqlite:///{workdir / f'{label}.db'}"
-        return
-    name = f"rlhf_scale_{label}_{uuid.uuid4().hex[:6]}"
-    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        db.get_engine.cache_clear()
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def _figure(result: dict) -> str:
     if "median_ms" in result:
         return f"{result['median_ms']} / {result['p95_ms']} ms"
@@ -319,14 +300,9 @@ def main() -> None:
                     results[size][op] = _measure_in_child(op, url)
                     print(f"  {op}: {_figure(results[size][op])}", flush=True)
     print(f"\n{args.database}, {os.cpu_count()} cores, {datetime.now():%Y-%m-%d}\n")
-    print(
-        "| operation | "
-        + " | ".join(f"{s:,} votes" for s in sizes)
-        + " | "
-        + " | ".join(f"growth {a:,}→{b:,}" for a, b in zip(sizes, sizes[1:]))
-        + " |"
-    )
-    print("|---" * (1 + 2 * len(sizes) - 1) + "|")
+    header = ["operation"] + [f"{s:,} votes" for s in sizes] + [f"growth {a:,}→{b:,}" for a, b in zip(sizes, sizes[1:])]
+    print("| " + " | ".join(header) + " |")
+    print("|---" * len(header) + "|")
     for op in OPERATIONS:
         cells = [_figure(results[s][op]) for s in sizes]
         growth = [_growth(results[a][op], results[b][op]) for a, b in zip(sizes, sizes[1:])]
