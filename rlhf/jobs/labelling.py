@@ -18,12 +18,15 @@ from __future__ import annotations
 import logging
 
 from rlhf import db
+from rlhf.errors import RLHFError
 from rlhf.jobs.heartbeat import run_job
 from rlhf.models import Choice, JobStatus, LabelJob
 from rlhf.services import job_rows
 from rlhf.services import machine_labels as labels_svc
 from rlhf.services.checkpoints import get_checkpoint, model_ref
-from rlhf.services.dataset import Snapshot, snapshot_rows
+from rlhf.services.dataset import snapshot_rows
+from rlhf.services.runs import run_snapshot
+from rlhf.services.snapshots import PreferenceSnapshot
 from rlhf.settings import Settings, get_settings
 from rlhf.training.calibration import calibrate
 from rlhf.training.scoring import load_reward_model, score_conversations
@@ -35,9 +38,12 @@ def heldout_rows(session, checkpoint) -> list[dict]:
     """The people's rows the reward model's run held out (the calibration set)."""
     run, heldout = labels_svc.calibration_source(session=session, checkpoint=checkpoint)
     held = set(heldout)
+    snapshot = run_snapshot(session=session, run=run)
+    if not isinstance(snapshot, PreferenceSnapshot):  # calibration_source picks reward runs, which train on votes
+        raise RLHFError(f"run {run.id} holds no preference rows to calibrate on")
     return [
         r
-        for r in snapshot_rows(session=session, snapshot=Snapshot.model_validate(run.snapshot))
+        for r in snapshot_rows(session=session, snapshot=snapshot)
         if r.get("comparison_id") in held and r.get("label_source") != "machine"
     ]
 

@@ -40,7 +40,7 @@ from pydantic import BaseModel
 from sqlmodel import Session, col
 
 from rlhf.dataset_rows import PreferenceRow, content_hash
-from rlhf.errors import Conflict, InvalidInput
+from rlhf.errors import Conflict, InvalidInput, RLHFError
 from rlhf.models import Choice, Comparison, ComparisonSource, Vote
 from rlhf.models import VoteKind as StoredKind
 from rlhf.services.quality import Quality, left_out_raters, majority, measure
@@ -361,6 +361,9 @@ def snapshot_rows(*, session: Session, snapshot: PreferenceSnapshot) -> list[dic
     """The rows a snapshot froze, as written; refuses if the stored data no longer matches its hash."""
     if not isinstance(snapshot, PreferenceSnapshot):
         raise InvalidInput(f"a snapshot of {snapshot.aggregate} holds no preference rows")
+    if snapshot.vote_count and not snapshot.vote_ids:
+        # Its votes are snapshot_vote rows: read it with rlhf.services.runs.run_snapshot.
+        raise RLHFError("a stored snapshot was read without the votes it holds")
     rows = _preference_records(
         session=session,
         vote_ids=snapshot.vote_ids,

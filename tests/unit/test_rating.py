@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import func, select
 
-from rlhf.errors import Conflict, NotFound
+from rlhf.errors import Conflict, NotFound, RLHFError
 from rlhf.models import Comparison, ComparisonStatus, Skip, Vote, utcnow
 from rlhf.services import dataset, runs
 from rlhf.services.comparisons import next_for_rater, remaining_for_rater
@@ -79,6 +79,8 @@ def test_a_runs_votes_are_rows_beside_it_and_the_database_keeps_them(session):
     assert runs.held_vote_ids(session=session, run_id=run.id) == sorted(v.id for v in held)
     assert runs.run_snapshot(session=session, run=run).vote_ids == sorted(v.id for v in held)
     assert runs.run_summary(run)["votes"] == 2
+    with pytest.raises(RLHFError, match="without the votes it holds"):  # read past the table, it would not verify
+        dataset.snapshot_rows(session=session, snapshot=dataset.Snapshot.of(run))
     assert snapshot_holds(session=session, vote_id=held[0].id) == run.id
     assert snapshot_holds(session=session, vote_id=later.vote.id) is None
     with pytest.raises(sa.exc.IntegrityError):
