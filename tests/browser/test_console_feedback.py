@@ -11,7 +11,7 @@ from rlhf.services.runs import create_run
 from rlhf.services.votes import record_vote
 from tests import factories
 from tests.browser.conftest import PASSWORD, login
-from tests.browser.test_console import _pick
+from tests.browser.test_console import _pick, _pick_file
 
 pytestmark = pytest.mark.integration
 LAPTOP = {"width": 1366, "height": 850}
@@ -86,8 +86,7 @@ def test_console_keeps_errors_shows_results_and_guards_the_last_policy(server, n
     assert page.get_by_text("20,000 characters per prompt").count() == 1
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "fine"}\n{"prompt": \n{"prompt": ""}\n')
-    page.locator("#prompt-upload input[type=file]").set_input_files(str(bad))
-    page.get_by_text("bad.jsonl").first.wait_for()
+    _pick_file(page, page.locator("#prompt-upload input[type=file]"), bad)
     page.get_by_role("button", name="Import prompts").click()
     refused = page.get_by_role("alert").filter(has_text="2 bad lines")
     refused.wait_for()
