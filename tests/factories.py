@@ -38,3 +38,18 @@ def comparisons(session, pairs, target_votes=1, checkpoint_path="org/some-model"
         )
     session.commit()
     return out
+
+
+def local_world(mp, root):
+    """Settings for a world of its own under ``root``: an SQLite database there (migrated), the
+    embedded worker (no broker). Returns (settings, engine); ``mp`` is a MonkeyPatch the caller undoes."""
+    from rlhf import db
+    from rlhf.settings import get_settings, reset_settings_cache
+
+    mp.setenv("RLHF_DATA_DIR", str(root / "data"))
+    mp.setenv("RLHF_DATABASE_URL", f"sqlite:///{root / 'rlhf.db'}")
+    mp.delenv("RLHF_BROKER_URL", raising=False)
+    reset_settings_cache()
+    settings = get_settings()
+    db.migrate(settings.database_url)
+    return settings, db.get_engine(settings.database_url)

@@ -26,7 +26,7 @@ from rlhf.models import CheckpointKind, JobStatus
 from rlhf.services.checkpoints import get_checkpoint, register_checkpoint
 from rlhf.services.runs import cancel_run, create_run, get_run, run_log
 from rlhf.services.simulate import simulate
-from rlhf.settings import get_settings, reset_settings_cache
+from rlhf.settings import reset_settings_cache
 from tests import factories
 from tests.training.test_execute_runs import PLAIN, PLEASE
 
@@ -45,13 +45,7 @@ def world(tmp_path_factory, tiny_model_dir, reward_dir):
     """Votes a `contains:please` rater cast on 24 pairs, the tiny model, and a reward model for RLOO."""
     root = tmp_path_factory.mktemp("multiprocess")
     mp = pytest.MonkeyPatch()
-    mp.setenv("RLHF_DATA_DIR", str(root / "data"))
-    mp.setenv("RLHF_DATABASE_URL", f"sqlite:///{root / 'rlhf.db'}")
-    mp.delenv("RLHF_BROKER_URL", raising=False)
-    reset_settings_cache()
-    settings = get_settings()
-    db.migrate(settings.database_url)
-    engine = db.get_engine(settings.database_url)
+    settings, engine = factories.local_world(mp, root)
     with db.session_scope(engine) as s:
         base = register_checkpoint(session=s, path=str(tiny_model_dir), name="tiny", serve=True)
         reward = register_checkpoint(session=s, path=str(reward_dir), name="rm", kind=CheckpointKind.reward)

@@ -18,7 +18,8 @@ from rlhf.services.generation_jobs import create_generation_job
 from rlhf.services.prompts import import_file
 from rlhf.services.runs import create_run, get_run, run_log
 from rlhf.services.simulate import simulate
-from rlhf.settings import get_settings, reset_settings_cache
+from rlhf.settings import reset_settings_cache
+from tests import factories
 
 pytestmark = pytest.mark.slow
 WORD = "please"
@@ -31,13 +32,7 @@ def world(tmp_path_factory, tiny_model_dir):
     """A database with the tiny model serving, votes from a `contains:please` rater, and a reward model."""
     root = tmp_path_factory.mktemp("online")
     mp = pytest.MonkeyPatch()
-    mp.setenv("RLHF_DATA_DIR", str(root / "data"))
-    mp.setenv("RLHF_DATABASE_URL", f"sqlite:///{root / 'rlhf.db'}")
-    mp.delenv("RLHF_BROKER_URL", raising=False)
-    reset_settings_cache()
-    settings = get_settings()
-    db.migrate(settings.database_url)
-    engine = db.get_engine(settings.database_url)
+    settings, engine = factories.local_world(mp, root)
     with db.session_scope(engine) as s:
         base = register_checkpoint(session=s, path=str(tiny_model_dir), name="tiny", serve=True)
         import_file(session=s, path=PROMPTS_PATH)
