@@ -7,7 +7,9 @@ votes), then measures each operation in a fresh Python process, so its peak memo
 (``ru_maxrss``) is its own:
 
 - ``export jsonl`` / ``export parquet``: :func:`rlhf.services.dataset.export` to a file;
-- ``create run``: :func:`rlhf.services.runs.create_run` for DPO (the snapshot), rolled back;
+- ``create run``: :func:`rlhf.services.runs.create_run` for DPO (what the request does: the votes
+  frozen); ``run data``: the worker's first phase on that run (rows built, hashed, written to the
+  trainer's data file: :func:`rlhf.services.run_data.write_run_rows`); the run is removed after;
 - ``stats``: :func:`rlhf.services.stats.overall_stats` (what ``GET /api/stats`` answers);
 - ``leaderboard``: the Bradley-Terry fit with 200 bootstrap resamples;
 - ``hand-out``: :func:`rlhf.services.comparisons.next_for_rater` for 40 raters, median and p95
@@ -19,6 +21,7 @@ asserts nothing about time.
 
     python bench/data_scale.py [--sizes 10000,100000,1000000] [--database postgresql|sqlite]
     python bench/data_scale.py --grow-only --votes N --database-url URL
+    python bench/data_scale.py --measure-at URL
 
 ``--grow-only`` grows the database at URL (migrated first if empty) and leaves it, so the
 same data can be measured from outside (``rlhf export``, ``rlhf serve`` with a load test).
@@ -69,7 +72,18 @@ OPEN_SHARE = 0.15
 CHOICES = [Choice.a, Choice.b, Choice.tie, Choice.both_bad]
 CHOICE_P = [0.46, 0.40, 0.09, 0.05]
 BATCH = 10_000
-OPERATIONS = ["export jsonl", "export parquet", "create run", "stats", "leaderboard", "hand-out", "vote"]
+# "create run" is the request (votes frozen); "run data" the worker's first phase on that run (rows
+# built, hashed and written to the trainer's data file).
+OPERATIONS = [
+    "export jsonl",
+    "export parquet",
+    "create run",
+    "run data",
+    "stats",
+    "leaderboard",
+    "hand-out",
+    "vote",
+]
 
 
 def _rows(table, rows: list[dict], conn) -> None:
@@ -197,6 +211,10 @@ def grow(url: str, votes: int, seed: int = 0) -> dict[str, int]:
                 vote_rows, lease_rows = [], []
         _rows(Vote, vote_rows, conn)
         _rows(Assignment, lease_rows, conn)
+    # A live database's tables have planner statistics (autovacuum keeps them); one just filled in
+    # bulk has none yet, and its plans would be for empty tables.
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text("VACUUM ANALYZE" if url.startswith("postgresql") else "ANALYZE"))
     engine.dispose()
     return {"votes": int(counts.sum()), "pairs": pairs, "open_pairs": int((counts < VOTES_PER_PAIR).sum())}
 
@@ -216,8 +234,14 @@ def measure(op: str, url: str) -> dict:
             extra["rows"] = dataset.export(session=session, path=Path(tmp) / f"x.{fmt}", fmt=fmt)
         elif op == "create run":
             run = runs.create_run(session=session, algorithm="dpo")
-            extra["rows"] = run.snapshot["rows"]
-            session.rollback()
+            session.commit()
+            extra["votes"], extra["run_id"] = run.snapshot["votes"], run.id
+        elif op == "run data":
+            from rlhf.services.run_data import write_run_rows
+
+            run = runs.get_run(session=session, run_id=int(os.environ["RLHF_BENCH_RUN_ID"]))
+            started = time.perf_counter()  # the run's own look-up is not the phase
+            extra["rows"] = write_run_rows(session=session, run=run, path=Path(tmp) / "data.jsonl").rows
         elif op == "stats":
             stats.overall_stats(session=session)
         elif op == "leaderboard":
@@ -247,14 +271,33 @@ def measure(op: str, url: str) -> dict:
     }
 
 
-def _measure_in_child(op: str, url: str) -> dict:
+def _measure_in_child(op: str, url: str, run_id: int | None = None) -> dict:
+    env = {**os.environ, "RLHF_BENCH_RUN_ID": str(run_id or "")}
     out = subprocess.run(
         [sys.executable, __file__, "--measure", op, "--database-url", url],
         check=True,
         capture_output=True,
         text=True,
+        env=env,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure_all(url: str) -> dict[str, dict]:
+    """Every operation on the database at ``url``, each in a fresh process; the run made is removed."""
+    results: dict[str, dict] = {}
+    run_id = None
+    try:
+        for op in OPERATIONS:
+            results[op] = _measure_in_child(op, url, run_id)
+            run_id = results[op].get("run_id", run_id)
+            print(f"  {op}: {_figure(results[op])}", flush=True)
+    finally:
+        if run_id is not None:
+            with db.get_engine(url).begin() as conn:
+                conn.execute(sa.text("DELETE FROM snapshot_vote WHERE run_id = :r"), {"r": run_id})
+                conn.execute(sa.text("DELETE FROM trainingrun WHERE id = :r"), {"r": run_id})
+    return results
 
 
 def _figure(result: dict) -> str:
@@ -275,10 +318,17 @@ def main() -> None:
     parser.add_argument("--grow-only", action="store_true", help="only grow the database at --database-url")
     parser.add_argument("--votes", type=int, help="with --grow-only: how many votes to add")
     parser.add_argument("--database-url")
+    parser.add_argument("--measure-at", metavar="URL", help="only measure the database at URL (grown before)")
     parser.add_argument("--measure", choices=OPERATIONS, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(args.measure, args.database_url)))
+        return
+    if args.measure_at:
+        size = db.get_engine(args.measure_at).connect().execute(sa.text("SELECT count(*) FROM vote")).scalar()
+        print(f"{size} votes at {args.measure_at}", flush=True)
+        results = {size: measure_all(args.measure_at)}
+        _table(args.database, [size], results)
         return
     if args.grow_only:
         if not args.votes or not args.database_url:
@@ -295,11 +345,12 @@ def main() -> None:
                 started = time.perf_counter()
                 shape = grow(url, size)
                 print(f"{size} votes: grew {shape} in {time.perf_counter() - started:.0f} s", flush=True)
-                results[size] = {}
-                for op in OPERATIONS:
-                    results[size][op] = _measure_in_child(op, url)
-                    print(f"  {op}: {_figure(results[size][op])}", flush=True)
-    print(f"\n{args.database}, {os.cpu_count()} cores, {datetime.now():%Y-%m-%d}\n")
+                results[size] = measure_all(url)
+    _table(args.database, sizes, results)
+
+
+def _table(database: str, sizes: list[int], results: dict[int, dict[str, dict]]) -> None:
+    print(f"\n{database}, {os.cpu_count()} cores, {datetime.now():%Y-%m-%d}\n")
     header = ["operation"] + [f"{s:,} votes" for s in sizes] + [f"growth {a:,}→{b:,}" for a, b in zip(sizes, sizes[1:])]
     print("| " + " | ".join(header) + " |")
     print("|---" * len(header) + "|")

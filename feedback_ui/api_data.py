@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, File, Query, Response, UploadFile
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
 
 from feedback_ui.auth import DB, Engineer, PathId
 from feedback_ui.schemas import (
@@ -131,18 +135,28 @@ def export(
 ) -> Response:
     """The preference dataset as a download: one row per comparison labelled by the majority of its
     votes (``aggregate=none``: one per vote); gold pairs, excluded and flagged raters left out."""
-    rows = dataset.preference_rows(
-        session=session,
-        ties=ties,
-        aggregate=aggregate,
-        exclude_flagged=exclude_flagged,
-        sources=source or None,
-        labels=labels,
-    )
-    if format == "jsonl":
-        content, media = dataset.to_jsonl_bytes(rows), "application/x-ndjson"
-    else:
-        content, media = dataset.to_parquet_bytes(rows), "application/vnd.apache.parquet"
-    return Response(
-        content, media_type=media, headers={"Content-Disposition": f'attachment; filename="preferences.{format}"'}
+    # Written to a private temporary file as the rows are built, then sent from it: memory stays
+    # flat whatever the number of votes, and the file goes when the response is sent.
+    folder = Path(tempfile.mkdtemp(prefix="rlhf-export-"))
+    path = folder / f"preferences.{format}"
+    try:
+        dataset.export(
+            session=session,
+            path=path,
+            fmt=format,
+            ties=ties,
+            aggregate=aggregate,
+            exclude_flagged=exclude_flagged,
+            sources=source or None,
+            labels=labels,
+        )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    media = "application/x-ndjson" if format == "jsonl" else "application/vnd.apache.parquet"
+    return FileResponse(
+        path,
+        media_type=media,
+        filename=path.name,
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
     )

@@ -63,7 +63,9 @@ def _step(run: TrainingRun) -> str:
 
 def _rows_trained(run: TrainingRun) -> int | str:
     snapshot = Snapshot.of(run)
-    return snapshot.rows if snapshot else ""
+    if snapshot is None:
+        return ""
+    return snapshot.rows if snapshot.built else f"{snapshot.vote_count} votes (rows not built yet)"
 
 
 def run_rows(runs: list[TrainingRun], by_id: dict[int, Checkpoint]) -> pd.DataFrame:
@@ -168,10 +170,14 @@ def _results_html(run: TrainingRun) -> str:
     ]
     snapshot = Snapshot.of(run)
     if snapshot is not None:
-        rows += [
-            ("trained on", f"{snapshot.rows} rows from {snapshot.vote_count} votes"),
-            ("snapshot hash", snapshot.hash),
-        ]
+        rows += (
+            [
+                ("trained on", f"{snapshot.rows} rows from {snapshot.vote_count} votes"),
+                ("snapshot hash", snapshot.hash),
+            ]
+            if snapshot.built
+            else [("frozen", f"{snapshot.vote_count} votes; the worker builds the rows when the run starts")]
+        )
     if not rows:
         return ""
     body = "".join(

@@ -26,10 +26,11 @@ from rlhf.jobs.merging import execute_merge_job
 from rlhf.models import Algorithm, Checkpoint, CheckpointKind, JobStatus, TrainingRun, stored_id
 from rlhf.services import runs as runs_svc
 from rlhf.services.checkpoints import merged_dir, model_ref, register_checkpoint, unmergeable_reason
-from rlhf.services.dataset import Snapshot, snapshot_rows
+from rlhf.services.dataset import Snapshot
 from rlhf.services.demonstrations import snapshot_demonstrations
 from rlhf.services.merges import serving_copy_job
 from rlhf.services.prompts import list_prompts, split_heldout
+from rlhf.services.run_data import write_run_rows
 from rlhf.services.snapshots import PreferenceSnapshot, SFTSnapshot
 from rlhf.settings import Settings, get_settings
 from rlhf.training.progress import RunProgress
@@ -64,12 +65,14 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
     base = session.get(Checkpoint, run.base_checkpoint_id)
     reward = session.get(Checkpoint, run.reward_checkpoint_id) if run.reward_checkpoint_id else None
     algorithm = run.algorithm
+    data_path = rdir / "data.jsonl"
+    data: list[dict] | None = None  # None: the rows are streamed into data_path from the frozen votes
     if algorithm in (Algorithm.dpo, Algorithm.reward):
-        data = snapshot_rows(session=session, snapshot=_votes(runs_svc.run_snapshot(session=session, run=run)))
+        write_run_rows(session=session, run=run, path=data_path)
     elif algorithm is Algorithm.sft:
         from rlhf.training.sft import demonstrations_to_examples  # heavy: loads torch into the worker's parent
 
-        snapshot = runs_svc.run_snapshot(session=session, run=run)
+        snapshot = Snapshot.of(run)
         if run.params.get("data"):
             data = demonstrations_to_examples(read_jsonl(run.params["data"]))
         elif isinstance(snapshot, SFTSnapshot):
@@ -77,10 +80,13 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
                 [r.model_dump() for r in snapshot_demonstrations(session=session, snapshot=snapshot)]
             )
         else:
-            data = [
-                {"prompt": r["prompt"], "completion": r["chosen"]}
-                for r in snapshot_rows(session=session, snapshot=_votes(snapshot))
-            ]
+            _votes(snapshot)
+            write_run_rows(
+                session=session,
+                run=run,
+                path=data_path,
+                shape=lambda r: {"prompt": r["prompt"], "completion": r["chosen"]},
+            )
     tag = run.params.get("prompt_tag") or None
     train_prompts, heldout = split_heldout(list_prompts(session=session, tag=tag))
     if algorithm.needs_reward_model:
@@ -91,8 +97,8 @@ def _prepare(session, settings: Settings, run: TrainingRun) -> TrainerSpec:
     reward_path, reward_merge = (
         _full_weights(session, settings, reward, reward=True, role="reward model") if reward else (None, None)
     )
-    data_path = rdir / "data.jsonl"
-    data_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data), encoding="utf-8")
+    if data is not None:
+        data_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in data), encoding="utf-8")
     settings.checkpoints_dir.mkdir(parents=True, exist_ok=True)
     spec = TrainerSpec(
         run_id=stored_id(run),

@@ -28,10 +28,8 @@ figure: per-pair ``label_p`` already carries that doubt into training.
 
 from __future__ import annotations
 
-import io
 import json
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +39,15 @@ from sqlmodel import Session, col
 
 from rlhf.dataset_rows import PreferenceRow, content_hash
 from rlhf.errors import Conflict, InvalidInput, RLHFError
-from rlhf.models import Choice, Comparison, ComparisonSource, Vote
+from rlhf.models import Comparison, ComparisonSource, Vote
 from rlhf.models import VoteKind as StoredKind
-from rlhf.services.quality import Quality, left_out_raters, majority, measure
+from rlhf.services.export_files import as_written, parquet_bytes, write_stream
+from rlhf.services.preference_stream import iter_rows, stream_votes
+from rlhf.services.quality import Quality, left_out_raters, measure
 from rlhf.services.snapshots import Aggregate, PreferenceSnapshot, Snapshot, Ties, VoteKind, parse_labels
-from rlhf.services.soft_labels import rater_reliability, single_vote_p, vote_split_p
+from rlhf.services.soft_labels import rater_reliability
 from rlhf.services.vote_kinds import human_vote, machine_vote
-from rlhf.services.vote_reads import VOTE_COLUMNS, PairTexts, VoteRead, pairs_of, read_votes, votes_by_ids
+from rlhf.services.vote_reads import VOTE_COLUMNS, VoteRead, read_votes, votes_by_ids
 
 __all__ = [
     "Snapshot",
@@ -70,7 +70,9 @@ TIES: tuple[Ties, ...] = ("drop", "keep")
 AGGREGATES: tuple[Aggregate, ...] = ("majority", "none")
 
 
-def _check(ties: str, aggregate: str, labels: LabelsArg = "human") -> tuple[Ties, Aggregate, frozenset[VoteKind]]:
+def check_choices(
+    ties: str, aggregate: str, labels: LabelsArg = "human"
+) -> tuple[Ties, Aggregate, frozenset[VoteKind]]:
     """The choices as checked values: ``ties``, ``aggregate`` and the vote kinds ``labels`` names."""
     kinds = parse_labels(labels)
     if ties in TIES and aggregate in AGGREGATES:  # tested this way round so mypy narrows both
@@ -78,130 +80,6 @@ def _check(ties: str, aggregate: str, labels: LabelsArg = "human") -> tuple[Ties
     if ties not in TIES:
         raise InvalidInput(f"ties must be one of {', '.join(TIES)}")
     raise InvalidInput(f"aggregate must be one of {', '.join(AGGREGATES)}")
-
-
-def _pair(pairs: dict[int, PairTexts], comparison_id: int, choice: Choice) -> dict[str, Any]:
-    """The fields every row has: the pair in the label's order, and its comparison."""
-    pair = pairs[comparison_id]
-    chosen, rejected = (pair.text_b, pair.text_a) if choice is Choice.b else (pair.text_a, pair.text_b)
-    return {
-        "prompt": pair.messages,
-        "chosen": [{"role": "assistant", "content": chosen}],
-        "rejected": [{"role": "assistant", "content": rejected}],
-        "comparison_id": comparison_id,
-        "source": pair.source.value,
-    }
-
-
-def _choose_labels(votes: list[VoteRead], kinds: frozenset[str]) -> tuple[list[VoteRead], list[VoteRead]]:
-    """(people's votes, machine votes) that ``kinds`` keeps; with both, a machine vote only
-    on a comparison no person voted on."""
-    human = [v for v in votes if v.kind is not StoredKind.machine] if "human" in kinds else []
-    machine = [v for v in votes if v.kind is StoredKind.machine] if "machine" in kinds else []
-    if human and machine:
-        voted = {v.comparison_id for v in human}
-        machine = [v for v in machine if v.comparison_id not in voted]
-    return human, machine
-
-
-def _rows(
-    session: Session,
-    votes: list[VoteRead],
-    ties: str,
-    aggregate: str,
-    reliability: dict[int, float],
-    labels: LabelsArg = "human",
-) -> list[PreferenceRow]:
-    """Votes as training rows: one per vote (``none``) or one per comparison (``majority``).
-
-    A majority row carries its label's share of the votes (``agreement``); a comparison
-    whose top answers are level has no label and gives no row. 'Both bad' never gives a
-    row (there is nothing to prefer), and ties only with ``ties="keep"``. Machine rows
-    (``labels``) follow the people's, in comparison order.
-    """
-    votes, machine = _choose_labels(votes, _check(ties, aggregate, labels)[2])
-    rows = _human_rows(session, votes, ties, aggregate, reliability)
-    if machine:
-        rows += _machine_rows(session, machine, aggregate)
-    return rows
-
-
-def _machine_rows(session: Session, votes: list[VoteRead], aggregate: str) -> list[PreferenceRow]:
-    pairs = pairs_of(session, votes)
-    rows = []
-    for v in sorted(votes, key=lambda v: (v.comparison_id, v.id)):
-        held = (
-            {"vote_id": v.id}
-            if aggregate == "none"
-            else {"votes": 1, "agreement": 1.0, "vote_ids": [v.id], "rater_ids": [v.rater_id]}
-        )
-        rows.append(
-            PreferenceRow(
-                **_pair(pairs, v.comparison_id, v.choice),
-                **held,
-                rater_id=v.rater_id,
-                label_p=float(v.label_p if v.label_p is not None else 1.0),
-                rationales=[],
-                label_source="machine",
-                machine=v.source,
-            )
-        )
-    return rows
-
-
-def _human_rows(
-    session: Session, votes: list[VoteRead], ties: str, aggregate: str, reliability: dict[int, float]
-) -> list[PreferenceRow]:
-    pairs = pairs_of(session, votes)
-
-    def usable(choice: Choice) -> bool:
-        return choice is not Choice.both_bad and (choice is not Choice.tie or ties == "keep")
-
-    rows = []
-    if aggregate == "none":
-        for v in votes:
-            if usable(v.choice):
-                rows.append(
-                    PreferenceRow(
-                        **_pair(pairs, v.comparison_id, v.choice),
-                        vote_id=v.id,
-                        rater_id=v.rater_id,
-                        label_p=single_vote_p(v.rater_id, reliability),
-                        rationales=_rationales([v]),
-                        tie=v.choice is Choice.tie if ties == "keep" else None,
-                    )
-                )
-        return rows
-    grouped: dict[int, list[VoteRead]] = defaultdict(list)
-    for v in votes:
-        grouped[v.comparison_id].append(v)
-    for comp_id in sorted(grouped):
-        group = grouped[comp_id]
-        label, share = majority([v.choice.value for v in group])
-        if label is None or not usable(Choice(label)):
-            continue
-        rows.append(
-            PreferenceRow(
-                **_pair(pairs, comp_id, Choice(label)),
-                votes=len(group),
-                agreement=round(share, 4),
-                vote_ids=[v.id for v in group],
-                rater_ids=[v.rater_id for v in group],
-                label_p=(
-                    vote_split_p(label, [v.choice.value for v in group])
-                    if len(group) > 1
-                    else single_vote_p(group[0].rater_id, reliability)
-                ),
-                rationales=_rationales(group),
-                tie=label == Choice.tie.value if ties == "keep" else None,
-            )
-        )
-    return rows
-
-
-def _rationales(votes: list[VoteRead]) -> list[str]:
-    """The raters' reasons behind a row, in vote order (votes without one add nothing)."""
-    return [v.rationale for v in votes if v.rationale]
 
 
 def parse_sources(sources: str | list[str] | None) -> list[str] | None:
@@ -216,6 +94,74 @@ def parse_sources(sources: str | list[str] | None) -> list[str] | None:
     return items or None
 
 
+def eligible_query(*, session: Session, exclude_flagged: bool, sources: list[str] | None, measured: Quality | None):
+    """(the select of every vote data may be built from now, what it leaves out): gold pairs' votes,
+    raters excluded by an engineer and (``exclude_flagged``) raters whose gold accuracy flagged them."""
+    left_out = left_out_raters(session=session, exclude_flagged=exclude_flagged, measured=measured)
+    skip = sorted(set(left_out["excluded"]) | set(left_out["flagged"]))
+    query = (
+        sa.select(*VOTE_COLUMNS)
+        .join(Comparison, col(Comparison.id) == Vote.comparison_id)
+        .where(~col(Comparison.is_gold))
+    )
+    sources = parse_sources(sources)
+    if sources:
+        query = query.where(col(Comparison.source).in_([ComparisonSource(s) for s in sources]))
+    if skip:
+        query = query.where(col(Vote.rater_id).not_in(skip))
+    info: dict[str, Any] = {"left_out_raters": left_out, "exclude_flagged": exclude_flagged, "gold_left_out": True}
+    if sources:
+        info["sources"] = sources
+    return query, info
+
+
+def of_kinds(query: sa.Select, kinds: frozenset[str]) -> sa.Select:
+    """Only the votes whose kinds ``labels`` asked for: people's (and simulated raters'), machine labels, or both."""
+    if kinds == {"human"}:
+        return query.where(human_vote())
+    if kinds == {"machine"}:
+        return query.where(machine_vote())
+    return query.where(sa.or_(human_vote(), machine_vote()))
+
+
+def stream_rows(
+    session: Session, query: sa.Select, *, kinds: frozenset[str], ties: str, aggregate: str, reliability, unused=None
+) -> Iterator[PreferenceRow]:
+    """The rows of the votes ``query`` selects (:data:`VOTE_COLUMNS`, any joins and filters), streamed
+    in the order rows have always had (:mod:`rlhf.services.preference_stream`)."""
+    human = query.where(human_vote()).order_by(
+        *((col(Vote.comparison_id), col(Vote.id)) if aggregate == "majority" else (col(Vote.id),))
+    )
+    machine = query.where(machine_vote()).order_by(col(Vote.comparison_id), col(Vote.id))
+    return iter_rows(
+        session,
+        stream_votes(session, human) if "human" in kinds else (),
+        stream_votes(session, machine) if "machine" in kinds else None,
+        ties=ties,
+        aggregate=aggregate,
+        reliability=reliability,
+        unused=unused,
+    )
+
+
+def listed_rows(
+    session: Session, votes: list[VoteRead], *, kinds: frozenset[str], ties: str, aggregate: str, reliability
+) -> Iterator[PreferenceRow]:
+    """As :func:`stream_rows`, for votes already read (a snapshot that lists its vote ids)."""
+    human = [v for v in votes if v.kind is not StoredKind.machine] if "human" in kinds else []
+    if aggregate == "majority":
+        human.sort(key=lambda v: (v.comparison_id, v.id))
+    machine = sorted((v for v in votes if v.kind is StoredKind.machine), key=lambda v: (v.comparison_id, v.id))
+    return iter_rows(
+        session,
+        human,
+        machine if "machine" in kinds else None,
+        ties=ties,
+        aggregate=aggregate,
+        reliability=reliability,
+    )
+
+
 def eligible_votes(
     *,
     session: Session,
@@ -224,32 +170,14 @@ def eligible_votes(
     labels: LabelsArg = "human",
     measured: Quality | None = None,
 ) -> tuple[list[VoteRead], dict[str, Any]]:
-    """The votes data may be built from now, and what was left out: gold pairs' votes (they
+    """The votes data may be built from now, in vote order, and what was left out: gold pairs' votes (they
     measure raters), raters excluded by an engineer, and (``exclude_flagged``) raters whose
     gold accuracy flagged them. ``sources``: only comparisons of these sources (queue, arena,
     written); all by default. ``labels``: people's votes, machine labels or both (see above).
     ``measured``: the raters' quality if the caller has it already (else measured here)."""
-    _, _, kinds = _check("drop", "majority", labels)
-    left_out = left_out_raters(session=session, exclude_flagged=exclude_flagged, measured=measured)
-    skip = set(left_out["excluded"]) | set(left_out["flagged"])
-    query = (
-        sa.select(*VOTE_COLUMNS)
-        .join(Comparison, col(Comparison.id) == Vote.comparison_id)
-        .where(~col(Comparison.is_gold))
-        .order_by(col(Vote.id))
-    )
-    sources = parse_sources(sources)
-    if sources:
-        query = query.where(col(Comparison.source).in_([ComparisonSource(s) for s in sources]))
-    if "machine" not in kinds:
-        query = query.where(human_vote())
-    elif "human" not in kinds:
-        query = query.where(machine_vote())
-    votes = [v for v in read_votes(session, query) if v.rater_id not in skip]
-    info = {"left_out_raters": left_out, "exclude_flagged": exclude_flagged, "gold_left_out": True}
-    if sources:
-        info["sources"] = sources
-    return votes, info
+    _, _, kinds = check_choices("drop", "majority", labels)
+    query, info = eligible_query(session=session, exclude_flagged=exclude_flagged, sources=sources, measured=measured)
+    return read_votes(session, of_kinds(query, kinds).order_by(col(Vote.id))), info
 
 
 def preference_rows(
@@ -268,15 +196,17 @@ def preference_rows(
     ``label_p`` of single votes uses ``reliability``, else the raters' reliability now.
     """
     return _written(
-        _preference_records(
-            session=session,
-            vote_ids=vote_ids,
-            ties=ties,
-            aggregate=aggregate,
-            exclude_flagged=exclude_flagged,
-            reliability=reliability,
-            sources=sources,
-            labels=labels,
+        list(
+            _preference_records(
+                session=session,
+                vote_ids=vote_ids,
+                ties=ties,
+                aggregate=aggregate,
+                exclude_flagged=exclude_flagged,
+                reliability=reliability,
+                sources=sources,
+                labels=labels,
+            )
         )
     )
 
@@ -291,33 +221,54 @@ def _preference_records(
     reliability: dict[int, float] | None,
     sources: list[str] | None,
     labels: LabelsArg,
-) -> list[PreferenceRow]:
-    _check(ties, aggregate, labels)
+) -> Iterator[PreferenceRow]:
+    ties, aggregate, kinds = check_choices(ties, aggregate, labels)
     # Measuring reads every vote: once here serves both the reliability and the flagged raters.
     measured = measure(session=session) if reliability is None or (vote_ids is None and exclude_flagged) else None
     if reliability is None:
         reliability = rater_reliability(session=session, measured=measured)
-    if vote_ids is None:
-        votes, _ = eligible_votes(
-            session=session, exclude_flagged=exclude_flagged, sources=sources, labels=labels, measured=measured
-        )
-    else:
+    if vote_ids is not None:
         votes = votes_by_ids(session, set(vote_ids))
-    return _rows(session, votes, ties, aggregate, reliability, labels)
+        return listed_rows(session, votes, kinds=kinds, ties=ties, aggregate=aggregate, reliability=reliability)
+    query, _ = eligible_query(session=session, exclude_flagged=exclude_flagged, sources=sources, measured=measured)
+    return stream_rows(session, query, kinds=kinds, ties=ties, aggregate=aggregate, reliability=reliability)
 
 
 def _written(rows: Sequence[PreferenceRow]) -> list[dict[str, Any]]:
     return [r.model_dump() for r in rows]
 
 
+class NoiseTally:
+    """:func:`label_noise` of rows fed one at a time."""
+
+    def __init__(self) -> None:
+        self.disagreeing = 0.0
+        self.shared = 0
+
+    def add(self, r: PreferenceRow) -> None:
+        # A row with several votes is a majority row, so it has an agreement.
+        if not r.is_machine and (r.votes or 1) > 1 and r.agreement is not None:
+            self.disagreeing += 1 - r.agreement
+            self.shared += 1
+
+    def value(self) -> float:
+        return round(min(0.49, self.disagreeing / self.shared), 4) if self.shared else 0.0
+
+
 def label_noise(rows: Sequence[PreferenceRow]) -> float:
     """The share of votes that disagree with their comparison's label, on comparisons with more
     than one vote: an estimate of how often a label is flipped (0 without overlap)."""
-    # A row with several votes is a majority row, so it has an agreement.
-    shared = [r.agreement for r in rows if (r.votes or 1) > 1 and r.agreement is not None]
-    if not shared:
-        return 0.0
-    return round(min(0.49, sum(1 - a for a in shared) / len(shared)), 4)
+    tally = NoiseTally()
+    for r in rows:
+        tally.add(r)
+    return tally.value()
+
+
+def no_usable_votes(kinds: frozenset[str]) -> InvalidInput:
+    return InvalidInput(
+        "no usable votes yet (ties and 'both bad' do not count)",
+        remedy="label_comparisons" if "human" not in kinds else "rate_comparisons",
+    )
 
 
 def take_snapshot(
@@ -329,19 +280,20 @@ def take_snapshot(
     sources: list[str] | None = None,
     labels: LabelsArg = "human",
 ) -> PreferenceSnapshot:
-    """Freeze the usable votes now, and the choices that made them; raises if there are none."""
-    checked_ties, checked_aggregate, kinds = _check(ties, aggregate, labels)
+    """Freeze the usable votes now, with their rows built, and the choices that made them; raises if
+    there are none. (A run freezes its votes with :func:`rlhf.services.run_data.freeze_votes` and its
+    worker builds the rows.)"""
+    checked_ties, checked_aggregate, kinds = check_choices(ties, aggregate, labels)
     measured = measure(session=session)  # read once: the flagged raters and the reliability both come from it
-    votes, info = eligible_votes(
-        session=session, exclude_flagged=exclude_flagged, sources=sources, labels=labels, measured=measured
-    )
+    query, info = eligible_query(session=session, exclude_flagged=exclude_flagged, sources=sources, measured=measured)
     reliability = rater_reliability(session=session, measured=measured)
-    rows = _rows(session, votes, ties, aggregate, reliability, labels)
-    if not rows:
-        raise InvalidInput(
-            "no usable votes yet (ties and 'both bad' do not count)",
-            remedy="label_comparisons" if "human" not in kinds else "rate_comparisons",
+    rows = list(
+        stream_rows(
+            session, query, kinds=kinds, ties=checked_ties, aggregate=checked_aggregate, reliability=reliability
         )
+    )
+    if not rows:
+        raise no_usable_votes(kinds)
     human_rows = [r for r in rows if not r.is_machine]
     return PreferenceSnapshot(
         vote_ids=[i for r in rows for i in r.held_vote_ids],
@@ -364,42 +316,33 @@ def snapshot_rows(*, session: Session, snapshot: PreferenceSnapshot) -> list[dic
     if snapshot.vote_count and not snapshot.vote_ids:
         # Its votes are snapshot_vote rows: read it with rlhf.services.runs.run_snapshot.
         raise RLHFError("a stored snapshot was read without the votes it holds")
-    rows = _preference_records(
-        session=session,
-        vote_ids=snapshot.vote_ids,
-        ties=snapshot.ties,
-        aggregate=snapshot.aggregate,
-        exclude_flagged=snapshot.exclude_flagged,
-        reliability=snapshot.rater_reliability,
-        sources=None,
-        labels=snapshot.labels,
+    if snapshot.hash is None:
+        raise RLHFError("the snapshot's rows are not built yet: its run's worker builds them")
+    rows = list(
+        _preference_records(
+            session=session,
+            vote_ids=snapshot.vote_ids,
+            ties=snapshot.ties,
+            aggregate=snapshot.aggregate,
+            exclude_flagged=snapshot.exclude_flagged,
+            reliability=snapshot.rater_reliability,
+            sources=None,
+            labels=snapshot.labels,
+        )
     )
     if content_hash(rows) != snapshot.hash:
-        raise Conflict("the votes of this run's snapshot changed since it was taken (hash mismatch)")
+        raise Conflict(HASH_MISMATCH)
     return _written(rows)
 
 
-def _as_written(rows: Sequence[BaseModel | dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r.model_dump() if isinstance(r, BaseModel) else r for r in rows]
+HASH_MISMATCH = "the votes of this run's snapshot changed since it was taken (hash mismatch)"
 
 
-def write_rows(rows: Sequence[BaseModel | dict[str, Any]], path: str | Path, fmt: str | None = None) -> Path:
-    """Write rows (typed, or as written) as JSONL or Parquet (by ``fmt`` or the file's extension), atomically."""
-    rows = _as_written(rows)
-    path = Path(path)
-    fmt = fmt or ("parquet" if path.suffix.lower() in (".parquet", ".pq") else "jsonl")
-    if fmt not in ("jsonl", "parquet"):
-        raise InvalidInput(f"unknown format {fmt!r}; use jsonl or parquet")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    if fmt == "jsonl":
-        with tmp.open("w", encoding="utf-8") as fh:
-            for r in rows:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
-    else:
-        tmp.write_bytes(to_parquet_bytes(rows))
-    tmp.replace(path)
-    return path
+def write_rows(rows: Iterable[BaseModel | dict[str, Any]], path: str | Path, fmt: str | None = None) -> Path:
+    """Write rows (typed, or as written) as JSONL or Parquet (by ``fmt`` or the file's extension),
+    atomically and as they come (see :func:`rlhf.services.export_files.write_stream`)."""
+    write_stream(rows, path, fmt)
+    return Path(path)
 
 
 def export(
@@ -414,8 +357,9 @@ def export(
     labels: LabelsArg = "human",
 ) -> int:
     """Write the preference pairs (every comparison source unless ``sources`` says; people's votes
-    unless ``labels`` says); returns the row count. Demonstrations (SFT) are written by
-    :func:`rlhf.services.demonstrations.export_sft`."""
+    unless ``labels`` says); returns the row count. Rows are streamed to the file, never all held
+    in memory; an interrupted export leaves no file under ``path``. Demonstrations (SFT) are
+    written by :func:`rlhf.services.demonstrations.export_sft`."""
     rows = _preference_records(
         session=session,
         vote_ids=None,
@@ -426,22 +370,13 @@ def export(
         sources=sources,
         labels=labels,
     )
-    write_rows(rows, path, fmt)
-    return len(rows)
+    return write_stream(rows, path, fmt)
 
 
 def to_jsonl_bytes(rows: Sequence[BaseModel | dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in _as_written(rows)).encode()
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in as_written(rows)).encode()
 
 
 def to_parquet_bytes(rows: Sequence[BaseModel | dict[str, Any]]) -> bytes:
-    """Rows as one Parquet file. Every key any row has is a column, null where a row lacks it: rows
-    leave keys out (a person's row has no ``label_p``), and a mixed export must keep them all."""
-    import pyarrow as pa  # heavy: pyarrow loads only where Parquet is written
-    import pyarrow.parquet as pq
-
-    rows = _as_written(rows)
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pydict({c: [row.get(c) for row in rows] for c in columns}), buffer)
-    return buffer.getvalue()
+    """Rows as one Parquet file (every key any row has is a column: see :mod:`rlhf.services.export_files`)."""
+    return parquet_bytes(as_written(rows))

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
 import numpy as np
+import sqlalchemy as sa
 from sqlalchemy import String, type_coerce
 from sqlmodel import Session, col, func, select
 
@@ -32,6 +33,7 @@ from rlhf.services.vote_kinds import human_vote
 from rlhf.settings import get_settings
 
 CATEGORIES = [c.value for c in Choice]
+_READ_BATCH = 50_000
 
 
 @dataclass
@@ -143,31 +145,31 @@ def _human_votes(session: Session) -> tuple[np.ndarray, ...]:
     # Plain columns, answers as their stored strings: at a million votes an object per row
     # costs more than the figures. Gold pairs are few, so they are read apart and matched
     # here rather than joined to every vote.
-    rows = session.exec(
-        select(Vote.comparison_id, Vote.rater_id, type_coerce(Vote.choice, String))
+    # Read with a server-side cursor a batch at a time into arrays: never a million tuples at once.
+    code = {c: i for i, c in enumerate(CATEGORIES)}
+    parts: list[np.ndarray] = []
+    result = session.connection().execute(
+        sa.select(col(Vote.comparison_id), col(Vote.rater_id), type_coerce(Vote.choice, String))
         .where(human_vote())
-        .order_by(col(Vote.id))
-    ).all()
+        .order_by(col(Vote.id)),
+        execution_options={"stream_results": True, "yield_per": _READ_BATCH},
+    )
+    for batch in result.partitions():
+        parts.append(np.array([(c, r, code[x]) for c, r, x in batch], dtype=np.int64).reshape(-1, 3))
+    votes = np.concatenate(parts) if parts else np.empty((0, 3), dtype=np.int64)
     golds = session.exec(
         select(Comparison.id, type_coerce(Comparison.gold_choice, String))
         .where(Comparison.is_gold)
         .order_by(col(Comparison.id))
     ).all()
-    n, code = len(rows), {c: i for i, c in enumerate(CATEGORIES)}
-    comp_ids, rater_ids, choices = zip(*rows) if rows else ((), (), ())
-    comp = np.fromiter(comp_ids, dtype=np.int64, count=n)
+    n = len(votes)
+    comp = np.ascontiguousarray(votes[:, 0])
     gold_ids = np.fromiter((i for i, _ in golds), dtype=np.int64, count=len(golds))
     gold_codes = np.fromiter((-1 if g is None else code[g] for _, g in golds), dtype=np.int64, count=len(golds))
     is_gold = np.isin(comp, gold_ids)
     gold_choice = np.full(n, -1, dtype=np.int64)
     gold_choice[is_gold] = gold_codes[np.searchsorted(gold_ids, comp[is_gold])]
-    return (
-        comp,
-        np.fromiter(rater_ids, dtype=np.int64, count=n),
-        np.fromiter((code[c] for c in choices), dtype=np.int64, count=n),
-        is_gold,
-        gold_choice,
-    )
+    return comp, np.ascontiguousarray(votes[:, 1]), np.ascontiguousarray(votes[:, 2]), is_gold, gold_choice
 
 
 def _unit_counts(comp: np.ndarray, choice: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,16 +15,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from rlhf.errors import Conflict, InvalidInput
 from rlhf.models import Algorithm, CheckpointKind, JobStatus, RunLog, SnapshotVote, TrainingRun, stored_id, utcnow
 from rlhf.services import job_rows
 from rlhf.services.checkpoints import default_base, get_checkpoint, model_ref, unmergeable_reason
-from rlhf.services.dataset import Snapshot, take_snapshot
+from rlhf.services.dataset import Snapshot
 from rlhf.services.demonstrations import demonstration_snapshot
 from rlhf.services.quality import left_out_raters
+from rlhf.services.run_data import freeze_votes
 from rlhf.services.snapshots import PreferenceSnapshot, SFTSnapshot
 from rlhf.training.params import validate_params
 from rlhf.training.progress import RunProgress
@@ -90,45 +90,39 @@ def create_run(
     validate_params(algorithm, params)
     if params.get("data") and not Path(params["data"]).is_file():
         raise InvalidInput(f"data file {params['data']} not found (the worker must be able to read it)")
-    snapshot: PreferenceSnapshot | SFTSnapshot | None = None
+    sft_snapshot: SFTSnapshot | None = None
     if algorithm is Algorithm.sft and not params.get("data"):
         # SFT trains on the demonstrations raters wrote; with none stored yet, on the chosen responses.
         left_out = left_out_raters(session=session, exclude_flagged=exclude_flagged)
-        snapshot = demonstration_snapshot(
+        sft_snapshot = demonstration_snapshot(
             session=session, exclude_raters=set(left_out["excluded"]) | set(left_out["flagged"])
         )
-    if snapshot is None and (algorithm.needs_votes or (algorithm is Algorithm.sft and not params.get("data"))):
-        snapshot = take_snapshot(
-            session=session, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged, labels=labels
-        )
-        if algorithm is Algorithm.reward and snapshot.rows < 2:
-            raise InvalidInput("a reward model needs at least 2 usable votes (some are held out for accuracy)")
+    from_votes = sft_snapshot is None and (
+        algorithm.needs_votes or (algorithm is Algorithm.sft and not params.get("data"))
+    )
     run = TrainingRun(
         algorithm=algorithm,
         base_checkpoint_id=base.id,
         reward_checkpoint_id=reward.id if reward else None,
         params=params,
-        snapshot=snapshot.for_storage() if snapshot else {},
-        snapshot_hash=snapshot.hash if snapshot else None,
+        snapshot=sft_snapshot.for_storage() if sft_snapshot else {},
+        snapshot_hash=sft_snapshot.hash if sft_snapshot else None,
         serve_on_success=serve_on_success,
         created_by=created_by,
     )
-    session.add(run)
-    session.flush()
-    if snapshot is not None:
-        _hold_votes(session, stored_id(run), snapshot.vote_ids)
+    # In a savepoint: a run refused while freezing its votes leaves no row behind, whatever the caller does next.
+    with session.begin_nested():
+        session.add(run)
+        session.flush()
+        if from_votes:
+            # The votes are frozen here; the worker builds their rows (rlhf.services.run_data).
+            frozen = freeze_votes(
+                session=session, run=run, ties=ties, aggregate=aggregate, exclude_flagged=exclude_flagged, labels=labels
+            )
+            run.snapshot = frozen.for_storage()
+            session.add(run)
+            session.flush()
     return run
-
-
-_HOLD_BATCH = 5000
-
-
-def _hold_votes(session: Session, run_id: int, vote_ids: list[int]) -> None:
-    """Record which votes the run holds, in the same transaction as the run itself."""
-    for i in range(0, len(vote_ids), _HOLD_BATCH):
-        session.exec(
-            sa.insert(SnapshotVote), params=[{"run_id": run_id, "vote_id": v} for v in vote_ids[i : i + _HOLD_BATCH]]
-        )
 
 
 def held_vote_ids(*, session: Session, run_id: int) -> list[int]:

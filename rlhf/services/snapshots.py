@@ -94,7 +94,8 @@ class Snapshot(BaseModel):
     vote_ids: list[int] = []
     votes: int | None = None  # how many, as stored; absent from snapshots that keep vote_ids in the JSON
     rows: int
-    hash: str
+    # The rows' hash; None while a run's rows are not built yet (its worker builds them: rlhf.services.run_data).
+    hash: str | None
     ties: Ties = "drop"
     aggregate: str
     label_noise: float = 0.0
@@ -118,6 +119,10 @@ class Snapshot(BaseModel):
         if cls is Snapshot:
             return _ANY.validate_python(obj, **kwargs)
         return super().model_validate(obj, **kwargs)
+
+    @property
+    def built(self) -> bool:
+        return self.hash is not None
 
     @property
     def vote_count(self) -> int:

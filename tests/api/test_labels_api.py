@@ -10,6 +10,7 @@ from sqlmodel import select
 from rlhf.models import CheckpointKind, Choice, LabelJob, TrainingRun
 from rlhf.services.checkpoints import register_checkpoint
 from rlhf.services.machine_labels import record_machine_labels
+from rlhf.services.run_data import build_snapshot
 from rlhf.training.calibration import MIN_HELDOUT
 from tests.api.conftest import bearer
 
@@ -70,10 +71,14 @@ def test_a_run_chooses_its_labels_and_defaults_to_people(client, app, session, w
     record_machine_labels(session=session, reward_checkpoint_id=1, labels=[(i, Choice.b, 0.97) for i in open_ids])
     session.commit()
     default = client.post("/api/runs", headers=headers, json={"algorithm": "dpo"}).json()
-    assert default["snapshot"]["labels"] == "human" and default["snapshot"]["rows"] == 3
     both = client.post("/api/runs", headers=headers, json={"algorithm": "dpo", "labels": "both"}).json()
-    assert both["snapshot"]["labels"] == "both" and both["snapshot"]["rows"] == 6
-    assert both["snapshot"]["machine_rows"] == 3
+    assert default["snapshot"]["labels"] == "human" and both["snapshot"]["labels"] == "both"
+    # The request froze the votes; the rows are what the worker builds from them.
+    assert (default["votes"], both["votes"]) == (3, 6)
+    session.expire_all()
+    assert build_snapshot(session=session, run=session.get(TrainingRun, default["id"])).rows == 3
+    built = build_snapshot(session=session, run=session.get(TrainingRun, both["id"]))
+    assert built.rows == 6 and built.machine_rows == 3
     bad = client.post("/api/runs", headers=headers, json={"algorithm": "dpo", "labels": "robots"})
     assert bad.status_code == 422
 

@@ -7,6 +7,7 @@ from sqlmodel import select
 
 from rlhf.models import Checkpoint, CheckpointStatus, JobStatus, TrainingRun
 from rlhf.services.checkpoints import register_checkpoint
+from rlhf.services.run_data import build_snapshot
 from rlhf.services.runs import create_run
 from rlhf.services.votes import record_vote
 from tests import factories
@@ -27,6 +28,7 @@ def _world(server):
             record_vote(session=s, rater=voter, comparison_id=comp.id, choice="a", as_shown=False)
         done = create_run(session=s, algorithm="dpo")
         evaluating = create_run(session=s, algorithm="dpo")
+        build_snapshot(session=s, run=done)
         base = s.exec(select(Checkpoint)).one()
         out = register_checkpoint(
             session=s, path="org/trained", name="dpo-run1", serve=True, parent_id=base.id, run_id=done.id

@@ -13,6 +13,7 @@ from rlhf.jobs.training import execute_run
 from rlhf.models import Choice, Comparison, ComparisonStatus, JobStatus, LabelJob, Vote
 from rlhf.services.checkpoints import get_checkpoint
 from rlhf.services.comparisons import next_for_rater
+from rlhf.services.run_data import build_snapshot
 from rlhf.services.runs import create_run, get_run
 from rlhf.services.vote_kinds import machine_vote
 from rlhf_cli.main import app
@@ -100,5 +101,7 @@ def test_label_job_calibrates_on_the_heldout_votes_and_labels_only_above_the_thr
     # Training on machine labels is a choice the snapshot records; the default stays human.
     human = create_run(session=session, algorithm="dpo")
     machine = create_run(session=session, algorithm="dpo", labels="machine")
+    build_snapshot(session=session, run=human)
+    build_snapshot(session=session, run=machine)
     assert human.snapshot["labels"] == "human" and human.snapshot["machine_rows"] == 0
     assert machine.snapshot["rows"] == len(labels) == machine.snapshot["machine_rows"]

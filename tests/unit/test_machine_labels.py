@@ -157,9 +157,11 @@ def test_a_run_records_its_labels_choice(session):
     factories.comparisons(session, [("x", "y")], serve=True)
     comps = factories.comparisons(session, [("p", "q"), ("r", "s")], checkpoint_path="org/two")
     _label(session, comps, "ab")
+    from rlhf.services.run_data import build_snapshot
     from rlhf.services.runs import create_run
 
     run = create_run(session=session, algorithm="dpo", labels="machine")
+    build_snapshot(session=session, run=run)
     assert run.snapshot["labels"] == "machine" and run.snapshot["rows"] == 2
     with pytest.raises(InvalidInput, match="no usable votes"):
         create_run(session=session, algorithm="dpo")  # default human: nobody has voted

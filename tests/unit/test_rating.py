@@ -13,6 +13,7 @@ from rlhf.services import dataset, runs
 from rlhf.services.comparisons import next_for_rater, remaining_for_rater
 from rlhf.services.gold import mark_gold
 from rlhf.services.rating import release_leases, skip_comparison, snapshot_holds, undo_vote
+from rlhf.services.run_data import build_snapshot
 from rlhf.services.runs import create_run
 from rlhf.services.votes import record_vote
 from tests import factories
@@ -61,7 +62,8 @@ def test_undo_is_refused_once_a_runs_snapshot_holds_the_vote(session):
     session.commit()
     with pytest.raises(Conflict, match=f"run {run.id}"):
         undo_vote(session=session, rater=rater, vote_id=vote.id, window_s=30)
-    # The run's data still verifies against its hash.
+    # The run's data builds, and then verifies against its hash.
+    build_snapshot(session=session, run=run)
     assert dataset.snapshot_rows(session=session, snapshot=runs.run_snapshot(session=session, run=run))
 
 

@@ -5,6 +5,7 @@ import pytest
 from rlhf.errors import Conflict, InvalidInput, NotFound
 from rlhf.models import JobStatus, utcnow
 from rlhf.services.checkpoints import register_checkpoint
+from rlhf.services.run_data import build_snapshot
 from rlhf.services.runs import cancel_run, claim_run, create_run, get_run, reap_stale_runs
 from rlhf.services.votes import record_vote
 from rlhf.training.params import build_params, parse_set_options, validate_params
@@ -23,7 +24,9 @@ def test_run_freezes_snapshot_and_defaults_to_newest_serving_policy(session):
     base = _with_votes(session)
     register_checkpoint(session=session, path="org/older", name="older")
     run = create_run(session=session, algorithm="dpo", params={"steps": "7", "beta": "0.2"})
-    assert run.status is JobStatus.queued and run.snapshot["rows"] == 3 and run.snapshot_hash
+    # The request freezes the votes; the worker builds their rows before it trains.
+    assert run.status is JobStatus.queued and run.snapshot["votes"] == 3 and run.snapshot_hash is None
+    assert build_snapshot(session=session, run=run).rows == 3 and run.snapshot["rows"] == 3 and run.snapshot_hash
     assert run.params == {"steps": 7, "beta": 0.2}
     assert run.base_checkpoint_id == base.id
 

@@ -13,6 +13,7 @@ from rlhf.services import dataset, runs
 from rlhf.services.comparisons import next_for_rater, open_comparison, remaining_for_rater
 from rlhf.services.machine_labels import record_machine_labels
 from rlhf.services.rating import skip_comparison
+from rlhf.services.run_data import build_snapshot
 from rlhf.services.runs import create_run
 from rlhf.services.simulate import simulate
 from rlhf.services.stats import overall_stats
@@ -137,6 +138,7 @@ def test_people_votes_are_never_removed_in_bulk_and_a_runs_votes_stay(session):
     session.commit()
     removed = remove_votes(session=session, kind="simulated")
     assert (removed.removed, removed.kept_for_runs) == (0, 2)
+    build_snapshot(session=session, run=run)
     snapshot = runs.run_snapshot(session=session, run=run)
     assert dataset.snapshot_rows(session=session, snapshot=snapshot)  # still verifies
     assert len(comps) == 2
