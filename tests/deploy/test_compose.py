@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def test_health_checks():
     assert "pg_isready" in " ".join(SERVICES["postgres"]["healthcheck"]["test"])
     assert "redis-cli ping" in " ".join(SERVICES["redis"]["healthcheck"]["test"])
     assert "/api/health" in " ".join(SERVICES["web"]["healthcheck"]["test"])
-    assert SERVICES["web"]["ports"][0].endswith(":7860")
+    assert "/api/health" in " ".join(SERVICES["proxy"]["healthcheck"]["test"])
 
 
 def test_the_arena_asks_the_inference_service_and_jobs_sample_in_the_worker():
@@ -320,3 +321,86 @@ def test_accelerate_config_is_passed_to_accelerate_launch(tmp_path):
     cmd = trainer_command(tmp_path / "spec.json", spec)
     assert cmd[cmd.index("--num_processes") + 1] == "4"
     assert cmd[cmd.index("--config_file") + 1] == config
+
+
+NGINX = os.environ.get("RLHF_TEST_NGINX", "/usr/sbin/nginx")
+NGINX_DIR = ROOT / "deploy/nginx"
+
+
+def test_the_proxy_publishes_the_web_port_and_web_scales():
+    proxy, web = SERVICES["proxy"], SERVICES["web"]
+    # Operators keep the URL they had: the published port is the same, now the proxy's.
+    assert proxy["ports"] == ["${WEB_PORT:-7860}:80"]
+    # Replicas of web cannot share a published host port or a container name.
+    assert "ports" not in web and "container_name" not in web
+    assert web["command"][web["command"].index("--port") + 1] == "7860"
+    assert proxy["depends_on"]["web"]["condition"] == "service_healthy"
+    assert proxy["build"]["dockerfile"] == "deploy/nginx/Dockerfile"
+    assert proxy["image"] == "${RLHF_PROXY_IMAGE:-rlhf-loop-proxy:local}"
+    # Behind the proxy the web app believes its X-Forwarded-For: the proxy overwrites it.
+    assert web["environment"]["RLHF_FORWARDED_ALLOW_IPS"] == "${RLHF_FORWARDED_ALLOW_IPS:-*}"
+
+
+def test_the_proxy_image_is_debians_nginx_with_the_projects_config():
+    stages = _dockerfile_stages(NGINX_DIR / "Dockerfile")
+    assert len(stages) == 1
+    assert _arg_default("deploy/nginx/Dockerfile", "BASE_IMAGE") == "debian:bookworm-slim"
+    text = " ".join(stages[0])
+    assert "apt-get install" in text and " nginx " in text
+    assert "COPY deploy/nginx/compose.conf /etc/nginx/conf.d/rlhf.conf" in text
+    assert "COPY deploy/nginx/rlhf-proxy.conf /etc/nginx/snippets/rlhf-proxy.conf" in text
+
+
+@pytest.mark.parametrize(("name", "consistent"), [("rlhf.conf", True), ("compose.conf", False)])
+def test_the_proxy_keeps_each_browser_on_one_process(name, consistent):
+    from feedback_ui.auth import SESSION_COOKIE
+
+    conf = (NGINX_DIR / name).read_text()
+    upstream = re.search(r"upstream rlhf_web \{(.*?)\}", conf, re.S).group(1)
+    hashed = re.search(rf"^\s*hash \$cookie_{SESSION_COOKIE}\S*( consistent)?;", upstream, re.M)
+    assert hashed, upstream
+    # nginx builds the consistent ring from the server line's name: one line per process on a
+    # host, but one name (web:7860) for every compose replica, where it would not stick.
+    assert bool(hashed.group(1)) is consistent
+    assert "include /etc/nginx/snippets/rlhf-proxy.conf;" in conf
+
+
+def test_the_proxy_streams_and_moves_on_from_a_dead_process():
+    from feedback_ui.api_data import UPLOAD_LIMIT
+
+    snippet = (NGINX_DIR / "rlhf-proxy.conf").read_text()
+    directives = {
+        m.group(1): m.group(2).strip()
+        for m in re.finditer(r"^\s*(proxy_\w+|client_max_body_size)\s+([^;]*);", snippet, re.M)
+        if m.group(1) != "proxy_set_header"
+    }
+    headers = dict(re.findall(r"^\s*proxy_set_header\s+(\S+)\s+([^;]*);", snippet, re.M))
+    assert directives["client_max_body_size"] == f"{UPLOAD_LIMIT // 2**20}m"
+    assert directives["proxy_http_version"] == "1.1"
+    assert directives["proxy_buffering"] == "off"  # Gradio's event stream and the arena's answers
+    assert directives["proxy_next_upstream"] == "error timeout http_502 http_503"
+    assert headers["X-Forwarded-For"] == "$remote_addr"  # overwritten, never passed on
+
+
+@pytest.mark.parametrize("name", ["rlhf.conf", "compose.conf"])
+def test_nginx_accepts_the_config(name, tmp_path):
+    """`nginx -t` on the file as shipped, its host names, paths and port swapped for this machine's."""
+    if not Path(NGINX).exists():
+        pytest.fail(f"this test needs nginx at {NGINX} (scripts/services installs it; or set RLHF_TEST_NGINX)")
+    site = (NGINX_DIR / name).read_text()
+    site = site.replace("server web:7860", "server 127.0.0.1:7860")  # compose's service name
+    site = site.replace("/etc/nginx/snippets/rlhf-proxy.conf", str(NGINX_DIR / "rlhf-proxy.conf"))
+    site = re.sub(r"access_log \S+", f"access_log {tmp_path / 'access.log'}", site)
+    site = site.replace("listen 80;", "listen 127.0.0.1:1;")
+    (tmp_path / "site.conf").write_text(site)
+    temp = " ".join(
+        f"{kind}_temp_path {tmp_path / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    (tmp_path / "nginx.conf").write_text(
+        f"pid {tmp_path / 'nginx.pid'}; error_log {tmp_path / 'error.log'};\n"
+        f"events {{}}\nhttp {{ {temp} include {tmp_path / 'site.conf'}; }}\n"
+    )
+    proc = subprocess.run(
+        [NGINX, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr

@@ -195,8 +195,8 @@ def test_up_builds_the_images_and_the_stack_is_healthy(stack, pytestconfig):
     if len(rows) == 1 and isinstance(rows[0], list):
         rows = rows[0]
     state = {r["Service"]: r for r in rows}
-    assert set(state) == {"postgres", "redis", "migrate", "web", "inference", "worker"}, state.keys()
-    for name in ("postgres", "redis", "web", "inference"):
+    assert set(state) == {"postgres", "redis", "migrate", "web", "proxy", "inference", "worker"}, state.keys()
+    for name in ("postgres", "redis", "web", "proxy", "inference"):
         assert state[name]["State"] == "running" and state[name]["Health"] == "healthy", state[name]
     assert state["worker"]["State"] == "running"
     assert state["migrate"]["State"] == "exited" and state["migrate"]["ExitCode"] == 0
@@ -217,6 +217,24 @@ def test_up_builds_the_images_and_the_stack_is_healthy(stack, pytestconfig):
     # The GPU worker's profile is valid compose (it cannot be built without a CUDA base image).
     config = stack.compose("--profile", "gpu", "config", "--services").stdout.split()
     assert "worker-gpu" in config
+
+
+def _set_web_replicas(stack, n: int) -> None:
+    stack.compose("up", "-d", "--no-build", "--wait", "--scale", f"web={n}", timeout=600)
+    stack.compose("restart", "proxy", timeout=120)  # nginx looks the replicas up when it starts
+    _wait_until(stack.health, 120, "the proxy did not answer after its restart", interval=1)
+
+
+def test_two_web_replicas_serve_behind_the_proxy(stack):
+    _set_web_replicas(stack, 2)
+    try:
+        for _ in range(20):  # no cookie and no credentials: nginx takes turns
+            assert httpx.get(f"{stack.url}/api/health", timeout=10).status_code == 200
+        log = stack.compose("logs", "--no-log-prefix", "proxy").stdout
+        upstreams = set(re.findall(r'"GET /api/health HTTP/1\.1" 200 \d+ upstream=([0-9.]+:\d+) 200 ', log))
+        assert len(upstreams) == 2, f"the proxy sent to {upstreams}, not to both replicas"
+    finally:
+        _set_web_replicas(stack, 1)
 
 
 PROBE = """
