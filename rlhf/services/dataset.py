@@ -23,7 +23,10 @@ run trains on (their ids), the choices above, the
 raters' reliability at that moment (so ``label_p`` is the same whenever the run starts),
 and a hash of the rows' content, so a checkpoint can always say exactly which votes made
 it. With overlap, it also records how often a label is flipped (``label_noise``), as a
-figure: per-pair ``label_p`` already carries that doubt into training.
+figure: per-pair ``label_p`` already carries that doubt into training. A run's snapshot is
+frozen in the request that creates the run and built into rows by its worker
+(:mod:`rlhf.services.run_data`); rows are always made as a stream
+(:mod:`rlhf.services.preference_stream`), so the export holds a batch at a time.
 """
 
 from __future__ import annotations
