@@ -139,7 +139,12 @@ def server(argv: list[str], env: dict[str, str], port: int, log: Path):
                 if time.monotonic() > deadline:
                     raise RuntimeError("server did not start within 60 s") from None
                 time.sleep(0.2)
-        yield
+        try:
+            yield
+        except Exception:
+            # The temporary folder goes with the exception: show why the server answered as it did.
+            print(f"end of the server log ({log.name}):\n{log.read_text()[-4000:]}", file=sys.stderr)
+            raise
         if proc.poll() is not None:
             raise RuntimeError(f"server died during the run: {log.read_text()[-2000:]}")
     finally:
@@ -238,10 +243,15 @@ async def load_rlhf(port: int, raters: int, seconds: float, think_s: float = 0.0
     stats = {"next_ms": [], "vote_ms": [], "after_vote_ms": [], "acked": [], "errors": Counter(), "ran_out": 0}
     limits = httpx.Limits(max_connections=raters + 5, max_keepalive_connections=raters + 5)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60) as client:
+        # Logging in is set-up, not the load measured: a few at a time, as 50 password checks at
+        # once, each holding a pooled connection while the login throttle asks for another, can
+        # drain the pool on a busy machine.
+        logins = asyncio.Semaphore(8)
 
         async def token(i: int) -> str:
             basic = base64.b64encode(f"rater{i}:{PASSWORD}".encode()).decode()
-            r = await client.post("/api/token", headers={"Authorization": f"Basic {basic}"})
+            async with logins:
+                r = await client.post("/api/token", headers={"Authorization": f"Basic {basic}"})
             r.raise_for_status()
             return r.json()["access_token"]
 

@@ -26,11 +26,13 @@ from feedback_ui.ui.render import CHOOSE_ON_SUBMIT, TYPING_GUARD, error_message,
 from feedback_ui.ui.vote_buttons import CHOICE_LABELS, VOTE_BUTTONS, keys_hint_html
 from rlhf.errors import Conflict, NotFound, RLHFError
 from rlhf.models import Choice, Role, User
-from rlhf.services import app_settings, comparisons, rating, stats
+from rlhf.services import app_settings, comparisons, rating
 from rlhf.services.comparisons import Handout
-from rlhf.services.votes import MAX_RATIONALE_CHARS
+from rlhf.services.votes import MAX_RATIONALE_CHARS, votes_cast
 
 DOUBLE_CLICK_S = 0.6
+# The "left for you" counter shows "100+" beyond this many pairs.
+LEFT_SHOWN_UP_TO = 100
 _ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
 
 
@@ -52,13 +54,20 @@ def _card(title: str, text: str) -> str:
 
 def _progress_html(ctx: UIContext, user: User) -> str:
     with ctx.session() as session:
-        mine = stats.rater_stats(session=session, rater_id=user.id)
+        votes = votes_cast(session=session, rater_id=user.id)
+        left = comparisons.remaining_for_rater(session=session, rater_id=user.id, count_up_to=LEFT_SHOWN_UP_TO + 1)
     # What this rater can still do, not the open total: gold pairs they answered stay open for
-    # others, and pairs other raters hold are not theirs to take.
+    # others, and pairs other raters hold are not theirs to take. Shown after every vote, so it is
+    # counted only up to LEFT_SHOWN_UP_TO: an exact count visits every open pair.
     return (
-        f'<div class="rl-progress" role="status">Your votes: <strong>{mine["votes"]}</strong> · '
-        f"left for you: <strong>{mine['left_for_you']}</strong></div>"
+        f'<div class="rl-progress" role="status">Your votes: <strong>{votes}</strong> · '
+        f"left for you: <strong>{left_shown(left)}</strong></div>"
     )
+
+
+def left_shown(left: int) -> str:
+    """The counter's text for a count made with ``count_up_to=LEFT_SHOWN_UP_TO + 1``."""
+    return f"{LEFT_SHOWN_UP_TO}+" if left > LEFT_SHOWN_UP_TO else str(left)
 
 
 def _guidelines_html(ctx: UIContext) -> str:

@@ -1,15 +1,70 @@
-"""Recording votes: committed before the next pair is shown, stored once however often sent."""
+"""Recording votes: committed before the next pair is shown, stored once however often sent.
+
+What ``POST /api/votes?next=true`` runs on PostgreSQL, in order, and what each statement is for
+(each of the three connection checkouts also runs the pool's pre-ping, ``SELECT 1``):
+
+Authentication (``feedback_ui.auth``, no transaction: one read of committed rows)
+
+1. ``SELECT user JOIN authsession`` by the token's login id: the login is unrevoked and unexpired.
+
+The vote (:func:`record_vote`, one transaction)
+
+2. ``SELECT comparison.id … FOR UPDATE``: the lock. Votes and hand-outs on this pair wait here,
+   so the reads below see every vote and lease committed before it was granted.
+3. One ``SELECT`` of the pair's status, target and vote count, its votes plus other raters'
+   live leases, this rater's vote on it (or the vote stored under the idempotency key), and
+   this rater's lease (its order and end): a repeat returns the stored vote; a closed pair,
+   a pair never handed out, or a late vote with no place left is refused (409).
+4. ``UPDATE assignment SET expires_at = now`` (only with a live lease): the vote ends the
+   lease, so its place is not counted twice.
+5. ``UPDATE comparison SET vote_count = vote_count + 1`` (and ``status = 'closed'`` at the
+   target): the k-rater limit, counted under the lock.
+6. ``INSERT INTO vote``: the unique (comparison, rater) pair and the unique key are the last
+   guard against a duplicate. ``COMMIT``: stored before the answer and before the next pair
+   is chosen; the lock is released.
+
+The next pair (:func:`~rlhf.services.comparisons.next_for_rater`, one transaction)
+
+7. ``SELECT`` of this rater's live leases (index ``ix_assignment_rater_live``): a rater who
+   holds one gets that pair again (then one primary-key check that it is still open).
+8. ``SELECT … FOR UPDATE SKIP LOCKED LIMIT 2`` over open pairs in ``(priority, id)`` order
+   with room under their target: no two raters are handed the same place.
+9. ``INSERT INTO assignment … SELECT … WHERE`` votes plus other raters' live leases are still
+   below the target (or renew the rater's own expired lease, on the same condition): the
+   five-minute lease, written only if the place is still free, as a lease committed after
+   statement 8 began is visible only to a new statement. If it was taken, the next candidate.
+   A hand-out drawn for gold (``RLHF_GOLD_RATE``) counts the regular candidate's place first
+   (gold goes out only while regular work remains) and picks a gold pair: two statements more.
+10. ``SELECT`` of the prompt and both responses. ``COMMIT``: the lease is stored, the
+    candidates passed over are unlocked.
+
+Statements are built once with bound parameters; building them per call cost more Python
+time than PostgreSQL spends running them.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlmodel import Session, col, select
+from sqlalchemy.orm import aliased
+from sqlalchemy.orm.util import identity_key
+from sqlmodel import Session, col, func, select
 
-from rlhf.errors import Conflict, InvalidInput
-from rlhf.models import Choice, Comparison, ComparisonStatus, User, Vote, VoteKind, as_utc, stored_id, utcnow
-from rlhf.services.comparisons import assignment_for, comparison_lock, lock_comparison, place_is_free
+from rlhf.errors import Conflict, InvalidInput, NotFound
+from rlhf.models import (
+    Assignment,
+    Choice,
+    Comparison,
+    ComparisonStatus,
+    User,
+    Vote,
+    VoteKind,
+    as_utc,
+    stored_id,
+    utcnow,
+)
+from rlhf.services.comparisons import COMPARISON_PARAM, NOW_PARAM, RATER_PARAM, comparison_lock, others_leases
 
 MAX_RATIONALE_CHARS = 5_000
 
@@ -57,8 +112,8 @@ def record_vote(
     below its target. Otherwise it is a :class:`Conflict` saying why, and the rater now
     holding the pair keeps their place. A skip is treated like a release: the skipper comes
     back to a pair nobody else needed and still votes. The rater with a live lease is never
-    refused this way (a hand-out always leaves room for every live lease), and the check
-    costs one query, on late votes only. Gold pairs are open to every rater and hold no
+    refused this way (a hand-out always leaves room for every live lease); the count is read
+    with the lease, in the same statement. Gold pairs are open to every rater and hold no
     places, so they take late votes; an arena battle is leased to its own rater alone, so
     its place is always free.
     """
@@ -71,29 +126,36 @@ def record_vote(
     with comparison_lock(session):
         # Everything below runs under the comparison's row lock (PostgreSQL) or the process
         # lock (SQLite): a concurrent duplicate, or the vote that filled the target, is visible.
-        comp = lock_comparison(session=session, comparison_id=comparison_id)
-        existing = _existing(session, rater_id, comparison_id, idempotency_key)
-        if existing is not None:
-            session.commit()
-            return VoteResult(existing, created=False)
-        assignment = assignment_for(session=session, rater_id=rater_id, comparison_id=comparison_id)
-        is_open = comp.status is ComparisonStatus.open and (comp.is_gold or comp.vote_count < comp.target_votes)
+        if session.get_bind().dialect.name == "postgresql":
+            locked = session.exec(_LOCK, params={"comparison_id": comparison_id}).first()
+            if locked is None:
+                raise NotFound(f"no comparison {comparison_id}")
+        now = utcnow()
+        # A statement of its own after the lock, so it sees what was committed while the lock was awaited.
+        state = session.exec(
+            _STATE, params={"comparison_id": comparison_id, "rater_id": rater_id, "key": idempotency_key, "now": now}
+        ).first()
+        if state is None:
+            raise NotFound(f"no comparison {comparison_id}")
+        status, is_gold, vote_count, target, taken, stored, lease_id, lease_swapped, lease_ends = state
+        if stored is not None:
+            existing = _existing(session, rater_id, comparison_id, idempotency_key)
+            if existing is not None:
+                session.commit()
+                return VoteResult(existing, created=False)
+        is_open = status is ComparisonStatus.open and (is_gold or vote_count < target)
         if not is_open:
             session.rollback()
             raise Conflict(f"comparison {comparison_id} is closed")
-        if require_handout and assignment is None:
+        if require_handout and lease_id is None:
             session.rollback()
             raise Conflict(f"comparison {comparison_id} was not handed to you: GET /api/comparisons/next first")
-        now = utcnow()
-        lease = assignment if assignment is not None and as_utc(assignment.expires_at) > now else None
-        if not (
-            lease is not None
-            or comp.is_gold
-            or place_is_free(session=session, comparison_id=comparison_id, rater_id=rater_id, now=now)
-        ):
+        live = lease_id is not None and as_utc(lease_ends) > now
+        # A late vote's place: votes plus other raters' live leases below the target (the hand-out's count).
+        if not (live or is_gold or taken < target):
             session.rollback()
-            raise Conflict(_late_vote_refused(comparison_id, had_lease=assignment is not None))
-        swapped = bool(assignment and assignment.swapped) if as_shown else False
+            raise Conflict(_late_vote_refused(comparison_id, had_lease=lease_id is not None))
+        swapped = bool(lease_swapped) if as_shown else False
         vote = Vote(
             comparison_id=comparison_id,
             rater_id=rater_id,
@@ -104,16 +166,20 @@ def record_vote(
             kind=kind,
             source=source,
         )
-        session.add(vote)
-        if lease is not None:  # the vote ends the lease: its place is filled by the vote itself
-            lease.expires_at = now
-            session.add(lease)
+        if live:  # the vote ends the lease: its place is filled by the vote itself
+            session.exec(sa.update(Assignment).where(col(Assignment.id) == lease_id).values(expires_at=now))
         # Gold pairs stay open for every rater; a regular one closes when its target is met.
-        closes = not comp.is_gold and comp.vote_count + 1 >= comp.target_votes
-        comp.vote_count = Comparison.vote_count + 1  # in SQL: exact even if another process counted too
-        if closes:
-            comp.status = ComparisonStatus.closed
-        session.add(comp)
+        closes = not is_gold and vote_count + 1 >= target
+        counted = {"vote_count": Comparison.vote_count + 1}  # in SQL: exact even if another process counted too
+        session.exec(
+            sa.update(Comparison)
+            .where(col(Comparison.id) == comparison_id)
+            .values(**counted, **({"status": ComparisonStatus.closed} if closes else {}))
+            .execution_options(synchronize_session=False)
+        )
+        _expire_loaded(session, comparison_id, lease_id)
+        # Added last: inserted by the commit's flush, where a duplicate's IntegrityError is caught.
+        session.add(vote)
         try:
             session.commit()
         except sa.exc.IntegrityError:
@@ -127,6 +193,51 @@ def record_vote(
     return VoteResult(vote, created=True)
 
 
+def _expire_loaded(session: Session, comparison_id: int, lease_id: int | None) -> None:
+    """The rows were changed by statements: a caller holding them as objects reads them anew."""
+    keys: list = [identity_key(Comparison, comparison_id)]
+    if lease_id is not None:
+        keys.append(identity_key(Assignment, lease_id))
+    for key in keys:
+        loaded = session.identity_map.get(key)
+        if loaded is not None:
+            session.expire(loaded)
+
+
+# Built once (see rlhf.services.comparisons): the lock, then the comparison, this rater's vote
+# or the key's, their lease and the places other raters hold, in one statement.
+_LOCK = select(Comparison.id).where(Comparison.id == COMPARISON_PARAM).with_for_update()
+
+
+def _state_query():
+    lease = aliased(Assignment)
+    mine = sa.and_(col(Vote.rater_id) == RATER_PARAM, col(Vote.comparison_id) == COMPARISON_PARAM)
+    stored = (
+        select(Vote.id)
+        .where(sa.or_(mine, col(Vote.idempotency_key) == sa.bindparam("key", type_=sa.String)))
+        .limit(1)
+        .scalar_subquery()
+    )
+    return (
+        select(
+            Comparison.status,
+            Comparison.is_gold,
+            Comparison.vote_count,
+            Comparison.target_votes,
+            Comparison.vote_count + others_leases(RATER_PARAM, NOW_PARAM),
+            stored,
+            lease.id,
+            lease.swapped,
+            lease.expires_at,
+        )
+        .outerjoin(lease, sa.and_(col(lease.comparison_id) == Comparison.id, col(lease.rater_id) == RATER_PARAM))
+        .where(Comparison.id == COMPARISON_PARAM)
+    )
+
+
+_STATE = _state_query()
+
+
 def _late_vote_refused(comparison_id: int, had_lease: bool) -> str:
     if had_lease:
         return (
@@ -134,6 +245,11 @@ def _late_vote_refused(comparison_id: int, had_lease: bool) -> str:
             "on it ran out); it needs no more votes"
         )
     return f"comparison {comparison_id} needs no more votes: other raters hold every place left in it"
+
+
+def votes_cast(*, session: Session, rater_id: int) -> int:
+    """How many votes this rater has stored (one index count)."""
+    return session.exec(select(func.count()).select_from(Vote).where(Vote.rater_id == rater_id)).one()
 
 
 def _existing(session: Session, rater_id: int, comparison_id: int, key: str | None) -> Vote | None:
