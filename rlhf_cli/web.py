@@ -15,7 +15,7 @@ import typer
 from rlhf import db
 from rlhf.settings import get_settings
 from rlhf_cli.output import print_json, print_table, session
-from rlhf_cli.web_workers import MAX_WORKERS, Supervisor, refusals
+from rlhf_cli.web_workers import MAX_WORKERS, Supervisor, refusals, uvicorn_config
 
 
 def register(app: typer.Typer) -> None:
@@ -73,28 +73,6 @@ def serve(
     sys.setswitchinterval(0.0005)
     typer.echo(f"serving on http://{host}:{port} (API docs at /api/docs)", err=True)
     uvicorn.Server(uvicorn_config(app, settings, host, port)).run()
-
-
-def uvicorn_config(app, settings, host: str, port: int, *, factory: bool = False):
-    """How ``rlhf serve`` runs uvicorn: forwarded headers believed only from ``RLHF_FORWARDED_ALLOW_IPS``.
-
-    A proxy in that list must overwrite ``X-Forwarded-For`` (nginx: ``proxy_set_header
-    X-Forwarded-For $remote_addr``); one that passes on what the client sent lets the
-    client choose the address the app logs. ``app`` may be an import string; with
-    ``factory`` it names a function that builds the app.
-    """
-    import uvicorn
-
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        factory=factory,
-        log_level=settings.log_level.lower(),
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        log_config=None,
-    )  # keep our log format (JSON lines when RLHF_LOG_FORMAT=json)
 
 
 def leaderboard(

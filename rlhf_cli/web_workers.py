@@ -103,7 +103,6 @@ def run_child(host: str, port: int) -> None:
     import uvicorn
 
     from rlhf import logging_setup
-    from rlhf_cli.web import uvicorn_config
 
     settings = get_settings()
     logging_setup.configure_logging(settings.log_level, json=settings.log_format == "json")
@@ -111,6 +110,28 @@ def run_child(host: str, port: int) -> None:
     sys.setswitchinterval(0.0005)  # as in the single process: see rlhf_cli.web.serve
     config = uvicorn_config(APP_FACTORY, settings, host, port, factory=True)
     uvicorn.Server(config).run()
+
+
+def uvicorn_config(app, settings, host: str, port: int, *, factory: bool = False):
+    """How ``rlhf serve`` runs uvicorn: forwarded headers believed only from ``RLHF_FORWARDED_ALLOW_IPS``.
+
+    A proxy in that list must overwrite ``X-Forwarded-For`` (nginx: ``proxy_set_header
+    X-Forwarded-For $remote_addr``); one that passes on what the client sent lets the
+    client choose the address the app logs. ``app`` may be an import string; with
+    ``factory`` it names a function that builds the app.
+    """
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        factory=factory,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+        log_config=None,
+    )  # keep our log format (JSON lines when RLHF_LOG_FORMAT=json)
 
 
 def _die_with_parent() -> None:
