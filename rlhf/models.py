@@ -267,7 +267,11 @@ class Comparison(SQLModel, table=True):
 
 
 class Vote(SQLModel, table=True):
-    __table_args__ = (sa.UniqueConstraint("comparison_id", "rater_id", name="uq_vote_rater_comparison"),)
+    __table_args__ = (
+        sa.UniqueConstraint("comparison_id", "rater_id", name="uq_vote_rater_comparison"),
+        # The counts group every vote by these three: read from the index alone (rlhf.services.stats).
+        sa.Index("ix_vote_rater_kind_choice", "rater_id", "kind", "choice"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     comparison_id: int = Field(foreign_key="comparison.id", index=True)
