@@ -105,6 +105,10 @@ def check_password(request: Request, session: Session, name: str, password: str)
             429, f"too many failed logins for {name!r}; try again in {wait} s", headers={"Retry-After": str(wait)}
         )
     user = authenticate(session=session, name=name, password=password)
+    # Hand this session's connection back before the limiter takes one of its own: a burst of
+    # logins, each thread holding one connection while it waits for a second, would drain the
+    # pool and fail them all (a 500 after the pool's timeout).
+    session.commit()
     if user is None:
         ctx.limiter.failed(name, ip)
     else:
