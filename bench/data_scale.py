@@ -325,6 +325,7 @@ def main() -> None:
         print(json.dumps(measure(args.measure, args.database_url)))
         return
     if args.measure_at:
+        db.migrate(args.measure_at)  # a database grown by an older tree gets this one's indexes
         size = db.get_engine(args.measure_at).connect().execute(sa.text("SELECT count(*) FROM vote")).scalar()
         print(f"{size} votes at {args.measure_at}", flush=True)
         results = {size: measure_all(args.measure_at)}
