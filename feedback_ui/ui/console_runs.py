@@ -379,7 +379,8 @@ def build_training_section(ctx: UIContext) -> TrainingSection:
                 )
         except RLHFError as exc:
             return gr.skip(), error_message(exc)
-        votes = _rows_trained(run)
+        snapshot = Snapshot.of(run)
+        votes = snapshot.vote_count if snapshot else 0  # frozen now; the worker builds the rows
         note = f"Run #{run.id} ({run.algorithm.value}) queued" + (f" on {votes} votes." if votes else ".")
         return gr.Dropdown(choices=[(f"#{run.id} {run.algorithm.value} · queued", run.id)], value=run.id), message(
             note, "ok"
