@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 from rlhf.models import Response, Role
 from rlhf.services.checkpoints import register_checkpoint
 from rlhf.services.comparisons import open_comparison
@@ -53,3 +55,10 @@ def local_world(mp, root):
     settings = get_settings()
     db.migrate(settings.database_url)
     return settings, db.get_engine(settings.database_url)
+
+
+def free_port() -> int:
+    """A port nothing listens on now, for a server a test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

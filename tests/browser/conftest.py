@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ import pytest
 from sqlmodel import Session
 
 from rlhf import db
+from tests.factories import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("RLHF_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -43,12 +43,6 @@ CHROMIUM_ARGS = [
 PASSWORD = "correct-horse-battery"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -84,7 +78,7 @@ def server(tmp_path, sqlite_template, server_env) -> Iterator[Server]:
     data_dir.mkdir()
     shutil.copy(sqlite_template, data_dir / "rlhf.db")
     url = f"sqlite:///{data_dir / 'rlhf.db'}"
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "RLHF_DATA_DIR": str(data_dir),

@@ -30,6 +30,7 @@ from sqlmodel import Session
 from rlhf import db
 from tests.browser.conftest import new_page  # noqa: F401  (the browser test's pages)
 from tests.conftest import _postgres_database, _truncate_all, redis_database
+from tests.factories import free_port
 from tests.fake_engine import FakeEngine
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,12 +55,6 @@ def _two_free_ports() -> int:
                     continue
         return port
     raise RuntimeError("found no two free neighbouring ports")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def worker_of(response: httpx.Response) -> tuple[int, int]:
@@ -177,7 +172,7 @@ def replicas(tmp_path_factory) -> Iterator[Replicas]:
                 cwd=tmp,
                 start_new_session=True,
             )
-        listen = _free_port()
+        listen = free_port()
         conf = nginx_config(tmp, listen, [port, port + 1])
         nginx_log = tmp / "nginx.out"
         with nginx_log.open("wb") as out:
