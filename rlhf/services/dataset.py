@@ -31,7 +31,6 @@ frozen in the request that creates the run and built into rows by its worker
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +43,7 @@ from rlhf.dataset_rows import PreferenceRow, content_hash
 from rlhf.errors import Conflict, InvalidInput, RLHFError
 from rlhf.models import Comparison, ComparisonSource, Vote
 from rlhf.models import VoteKind as StoredKind
-from rlhf.services.export_files import as_written, parquet_bytes, write_stream
+from rlhf.services.export_files import write_stream
 from rlhf.services.preference_stream import iter_rows, stream_votes
 from rlhf.services.quality import Quality, left_out_raters, measure
 from rlhf.services.snapshots import Aggregate, PreferenceSnapshot, Snapshot, Ties, VoteKind, parse_labels
@@ -63,8 +62,6 @@ __all__ = [
     "preference_rows",
     "snapshot_rows",
     "take_snapshot",
-    "to_jsonl_bytes",
-    "to_parquet_bytes",
     "write_rows",
 ]
 LabelsArg = str | Iterable[str]  # a name (human, machine, both) or vote kinds: see rlhf.services.snapshots
@@ -374,12 +371,3 @@ def export(
         labels=labels,
     )
     return write_stream(rows, path, fmt)
-
-
-def to_jsonl_bytes(rows: Sequence[BaseModel | dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in as_written(rows)).encode()
-
-
-def to_parquet_bytes(rows: Sequence[BaseModel | dict[str, Any]]) -> bytes:
-    """Rows as one Parquet file (every key any row has is a column: see :mod:`rlhf.services.export_files`)."""
-    return parquet_bytes(as_written(rows))

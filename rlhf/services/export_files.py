@@ -14,7 +14,6 @@ a chunk of rows is in memory at any time.
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 from collections.abc import Iterable, Iterator
 from itertools import islice
@@ -26,10 +25,6 @@ from pydantic import BaseModel
 from rlhf.errors import InvalidInput
 
 CHUNK = 20_000  # rows per Parquet row group (and per schema inference)
-
-
-def as_written(rows: Iterable[BaseModel | dict[str, Any]]) -> list[dict[str, Any]]:
-    return list(_dicts(rows))
 
 
 def _dicts(rows: Iterable[BaseModel | dict[str, Any]]) -> Iterator[dict[str, Any]]:
@@ -93,15 +88,3 @@ def _jsonl_to_parquet(lines: Path, out: Path, columns: list[str]) -> None:
     with pq.ParquetWriter(out, schema) as writer:
         for chunk in _chunks(lines):
             writer.write_table(_table(chunk, columns, schema))
-
-
-def parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
-    """Rows as one Parquet file in memory (for a download of rows already built). Every key any row
-    has is a column, null where a row lacks it: a mixed export must keep them all."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    buffer = io.BytesIO()
-    pq.write_table(pa.Table.from_pydict({c: [row.get(c) for row in rows] for c in columns}), buffer)
-    return buffer.getvalue()
