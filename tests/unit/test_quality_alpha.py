@@ -8,7 +8,10 @@ from itertools import combinations
 import krippendorff
 import numpy as np
 import pytest
+import sqlalchemy as sa
+from sqlmodel import col
 
+from rlhf.models import Comparison
 from rlhf.services import dataset, gold, quality, soft_labels
 from rlhf.services.quality import CATEGORIES, alpha_from_counts, krippendorff_alpha, measure
 from rlhf.services.votes import record_vote
@@ -31,6 +34,10 @@ def _alpha_from_reliability_data(units: list[list[str]]) -> float | None:
     )
 
 
+def _same(value: float | None):
+    return None if value is None else pytest.approx(value, rel=1e-12, abs=1e-12)
+
+
 def _random_units(rng: random.Random) -> list[list[str]]:
     # Skewed answer weights, so ties and 'both bad' are rare in some draws and common in others.
     weights = [rng.random() for _ in CATEGORIES]
@@ -41,17 +48,17 @@ def _random_units(rng: random.Random) -> list[list[str]]:
 def test_counts_give_the_same_alpha_as_reliability_data(seed):
     units = _random_units(random.Random(seed))
     expected = _alpha_from_reliability_data(units)
-    # Both reach the library with the same counts in the same unit order, so the float is identical.
-    assert krippendorff_alpha(units) == expected
+    # The same sums in another order: equal to the last few bits of a float.
+    assert krippendorff_alpha(units) == _same(expected)
     counts = np.array([[u.count(c) for c in CATEGORIES] for u in units])
-    assert alpha_from_counts(counts) == expected
+    assert alpha_from_counts(counts) == _same(expected)
 
 
 def test_units_with_one_value_or_none_change_nothing():
     units = [["a", "a"], ["a", "b", "tie"], ["b", "b", "both_bad", "b"], ["tie", "tie"]]
     counts = np.array([[u.count(c) for c in CATEGORIES] for u in units])
     padded = np.vstack([counts, [[1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]]])
-    assert alpha_from_counts(padded) == alpha_from_counts(counts) == _alpha_from_reliability_data(units)
+    assert alpha_from_counts(padded) == alpha_from_counts(counts) == _same(_alpha_from_reliability_data(units))
     assert alpha_from_counts(np.array([[1, 0, 0, 0], [0, 1, 0, 0]])) is None  # nothing pairable
     assert alpha_from_counts(np.array([[0, 3, 0, 0], [0, 2, 0, 0]])) is None  # one category only
     assert alpha_from_counts(np.zeros((0, len(CATEGORIES)), dtype=np.int64)) is None
@@ -87,7 +94,7 @@ def test_measure_counts_every_pair_of_votes_and_the_gold_answers(session):
     assert {n: r.agreeing_pairs for n, r in by_name.items()} == agreeing
     assert q.pairs == sum(pairs.values()) // 2
     assert q.overlap_comparisons == sum(len(v) >= 2 for v in units.values())
-    assert q.krippendorff_alpha == _alpha_from_reliability_data([[c for _, c in v] for v in units.values()])
+    assert q.krippendorff_alpha == _same(_alpha_from_reliability_data([[c for _, c in v] for v in units.values()]))
     assert sum(r.votes for r in q.raters) == len(ballots)
     assert sum(r.gold_answered for r in q.raters) == sum(c.is_gold for c, _ in ballots)
 
@@ -110,3 +117,23 @@ def test_an_export_or_a_snapshot_measures_the_raters_once(session, monkeypatch, 
     dataset.export(session=session, path=tmp_path / "out.jsonl")
     dataset.preference_rows(session=session, exclude_flagged=False)
     assert len(calls) == 3
+
+
+def test_comparison_ids_past_what_packs_into_one_column_are_read_apart(session):
+    """On PostgreSQL the votes travel packed into one integer, which holds comparison ids under
+    2**30; past that the columns travel apart, and sparse ids are numbered before counting."""
+    raters = [factories.user(session, f"r{i}") for i in range(3)]
+    comps = factories.comparisons(session, [(f"x{i}", f"y{i}") for i in range(3)], target_votes=3)
+    far = 2**30 + comps[0].id
+    session.execute(sa.update(Comparison).where(col(Comparison.id) == comps[0].id).values(id=far))
+    session.expire_all()
+    ids = [far, comps[1].id, comps[2].id]
+    answers = {far: ["a", "a", "b"], comps[1].id: ["b", "b", "b"], comps[2].id: ["a", "tie", "tie"]}
+    for cid in ids:
+        for rater, choice in zip(raters, answers[cid], strict=True):
+            record_vote(session=session, rater=rater, comparison_id=cid, choice=choice, as_shown=False)
+    q = measure(session=session)
+    assert q.overlap_comparisons == 3 and q.pairs == 9
+    assert q.agreement == pytest.approx(5 / 9)
+    assert q.krippendorff_alpha == _same(_alpha_from_reliability_data(list(answers.values())))
+    assert {r.name: r.agreeing_pairs for r in q.raters} == {"r0": 3, "r1": 4, "r2": 3}
