@@ -30,7 +30,6 @@ from rlhf.models import Role, Vote
 from rlhf.services import (
     app_settings,
     comparisons,
-    quality,
     rating,
     stats,
 )
@@ -199,15 +198,9 @@ def _vote_public(vote: Vote, created: bool) -> VotePublic:
 @router.get("/stats", tags=["rating"])
 def get_stats(user: Rater, session: DB) -> dict[str, Any]:
     """Counts. A rater sees their own; engineers and admins see everything, plus their own under ``mine``."""
-    mine = stats.rater_stats(session=session, rater_id=user.id)
     if user.role.allows(Role.engineer):
-        return {
-            "scope": "all",
-            **stats.overall_stats(session=session),
-            "quality": quality.measure(session=session).as_dict(),
-            "mine": mine,
-        }
-    return {"scope": "mine", **mine}
+        return stats.engineer_stats(session=session, rater_id=user.id)
+    return {"scope": "mine", **stats.rater_stats(session=session, rater_id=user.id)}
 
 
 @router.get("/leaderboard", response_model=LeaderboardPublic, tags=["rating"])

@@ -6,9 +6,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from typing import Any
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, func, select
 
 from rlhf.models import (
@@ -24,6 +26,7 @@ from rlhf.models import (
     Vote,
     VoteKind,
 )
+from rlhf.services import quality
 from rlhf.services.comparisons import remaining_for_rater
 from rlhf.services.vote_kinds import PEOPLE
 
@@ -101,6 +104,32 @@ def overall_stats(*, session: Session) -> dict[str, Any]:
         "runs": _grouped(session, TrainingRun.status),
         "generation_jobs": _grouped(session, GenerationJob.status),
     }
+
+
+def engineer_stats(*, session: Session, rater_id: int) -> dict[str, Any]:
+    """What ``GET /api/stats`` answers an engineer: every count, the rater-quality figures, and
+    their own counts (:func:`rater_stats`) under ``mine``.
+
+    On PostgreSQL the quality measure, which reads every vote (about half a second at a million),
+    runs on a connection of its own while this one counts, so the answer takes about as long as
+    the measure alone, not as long as everything one after another. Each part reads committed
+    data, as the parts always did one statement at a time.
+    """
+    bind = session.get_bind()
+    if isinstance(bind, Engine) and bind.dialect.name == "postgresql":
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="quality") as pool:
+            measured = pool.submit(_measure_apart, bind)
+            counts, mine = overall_stats(session=session), rater_stats(session=session, rater_id=rater_id)
+            figures = measured.result()
+    else:
+        counts, mine = overall_stats(session=session), rater_stats(session=session, rater_id=rater_id)
+        figures = quality.measure(session=session).as_dict()
+    return {"scope": "all", **counts, "quality": figures, "mine": mine}
+
+
+def _measure_apart(engine: Engine) -> dict[str, Any]:
+    with Session(engine) as session:
+        return quality.measure(session=session).as_dict()
 
 
 def _value(key) -> str:
