@@ -42,8 +42,21 @@ def get_engine(url: str) -> Engine:
         engine = sa.create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    # pre_ping: a PostgreSQL restart leaves dead pooled connections; check before use.
-    return sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    # pre_ping: a PostgreSQL restart leaves dead pooled connections; check before use (about
+    # 0.1 ms a checkout here).
+    engine = sa.create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    event.listen(engine, "connect", _postgres_session)
+    return engine
+
+
+def _postgres_session(dbapi_conn, _record) -> None:
+    # The app's statements are short, and PostgreSQL's JIT compiled the bigger ones (the count of
+    # a rater's open pairs) for 0.18 s to save nothing on 0.15 s of work. A SET, not a startup
+    # option, which connection poolers such as PgBouncer refuse; committed, or the pool's reset
+    # would undo it.
+    with dbapi_conn.cursor() as cursor:
+        cursor.execute("SET jit = off")
+    dbapi_conn.commit()
 
 
 def engine_from_settings() -> Engine:
