@@ -24,6 +24,7 @@ from feedback_ui.schemas import (
     VoteAndNext,
     VoteCreate,
     VotePublic,
+    VoteStrength,
 )
 from rlhf.errors import InvalidInput
 from rlhf.models import Role, Vote
@@ -125,6 +126,7 @@ def post_vote(
         "comparison_id": body.comparison_id,
         "choice": body.choice,
         "rationale": body.rationale,
+        "strength": body.strength,
         "idempotency_key": f"{user.id}:{key}" if key else None,
         "require_handout": True,
     }
@@ -160,6 +162,29 @@ def undo_vote(vote_id: PathId, request: Request, user: Rater, session: DB) -> Co
     return _handout_public(handout)
 
 
+@router.patch(
+    "/votes/{vote_id}",
+    response_model=VotePublic,
+    tags=["rating"],
+    responses={
+        404: {"description": "no such vote of this rater's"},
+        409: {"description": "the undo window has passed, or a training run's snapshot already holds the vote"},
+        422: {"description": "a strength on a tie or a both-bad vote, or not 1, 2 or 3"},
+    },
+)
+def set_vote_strength(vote_id: PathId, body: VoteStrength, request: Request, user: Rater, session: DB) -> VotePublic:
+    """Say how much better one's own A or B vote found its answer (or take it back with null), within
+    RLHF_UNDO_WINDOW_S seconds of casting it: for a rater who voted with a button and picks the strength after."""
+    vote = rating.set_strength(
+        session=session,
+        rater=user,
+        vote_id=vote_id,
+        strength=body.strength,
+        window_s=web_context(request).settings.undo_window_s,
+    )
+    return _vote_public(vote, created=False)
+
+
 @router.post(
     "/comparisons/{comparison_id}/skip",
     response_model=SkipPublic,
@@ -190,6 +215,7 @@ def _vote_public(vote: Vote, created: bool) -> VotePublic:
         comparison_id=vote.comparison_id,
         choice=choice,
         rationale=vote.rationale,
+        strength=vote.strength,
         created_at=vote.created_at,
         created=created,
     )

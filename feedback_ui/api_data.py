@@ -132,6 +132,10 @@ def export(
             "both: a machine label only where no person voted"
         ),
     ] = "human",
+    margins: Annotated[
+        bool,
+        Query(description="also TRL's margin column on every row, from its strength (0 where none was said)"),
+    ] = False,
 ) -> Response:
     """The preference dataset as a download: one row per comparison labelled by the majority of its
     votes (``aggregate=none``: one per vote); gold pairs, excluded and flagged raters left out."""
@@ -149,6 +153,7 @@ def export(
             exclude_flagged=exclude_flagged,
             sources=source or None,
             labels=labels,
+            margins=margins,
         )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)

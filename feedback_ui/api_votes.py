@@ -26,7 +26,8 @@ class VoteListed(BaseModel):
     rater: str
     kind: VoteKind
     source: str
-    choice: str
+    choice: str  # in the stored order (response_a / response_b)
+    strength: int | None  # 1 slightly, 2 clearly, 3 much better; None when not said
     label_p: float | None
     created_at: UTCDatetime
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from rlhf.models import Algorithm, CheckpointKind, CheckpointStatus, Choice, JobStatus, Role, as_utc
 from rlhf.services.app_settings import MAX_VALUE_CHARS
@@ -71,10 +71,28 @@ class ComparisonHandout(BaseModel):
     b: str
 
 
+StrengthLevel = Literal[1, 2, 3]
+_STRENGTH_DOC = "how much better the chosen answer is, on an A or B vote: 1 slightly, 2 clearly, 3 much better"
+
+
 class VoteBase(BaseModel):
     comparison_id: RowId
     choice: Choice = Field(description="in the order this rater was shown: a = left, b = right")
     rationale: Annotated[str | None, Storable] = Field(default=None, max_length=MAX_RATIONALE_CHARS)
+    strength: StrengthLevel | None = Field(default=None, description=_STRENGTH_DOC + "; null when not said")
+
+    @model_validator(mode="after")
+    def _strength_on_a_or_b(self) -> Self:
+        if self.strength is not None and self.choice not in (Choice.a, Choice.b):
+            raise ValueError(f"a strength says how much better A or B is: a {self.choice.value} vote has none")
+        return self
+
+
+class VoteStrength(BaseModel):
+    """``PATCH /api/votes/{id}``: the strength of one's own vote, within the undo window."""
+
+    model_config = ConfigDict(extra="forbid")
+    strength: StrengthLevel | None = Field(description=_STRENGTH_DOC + "; null takes it back")
 
 
 class VoteCreate(VoteBase):

@@ -17,7 +17,9 @@ tests/data/export_golden.txt pins the bytes, and snapshots stored on runs hash t
   ``vote_ids``, ``rater_ids``, ``label_p``, ``rationales``, and with ``ties="keep"`` ``tie``;
 - a machine label: ``rater_id``, ``label_p``, ``rationales``, ``label_source`` (``"machine"``),
   ``machine`` (the vote's source), then ``vote_id`` per vote, or ``votes``, ``agreement``,
-  ``vote_ids``, ``rater_ids`` by majority.
+  ``vote_ids``, ``rater_ids`` by majority;
+- then on every row ``strength`` (``null`` where none was said: always written, so a reader
+  finds the column whatever the first row is), and ``margin`` where margins were asked for.
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ _PERSON_KEYS = (
     "label_p",
     "rationales",
     "tie",
+    "strength",
+    "margin",
 )
 _MACHINE_KEYS = (
     "prompt",
@@ -66,6 +70,8 @@ _MACHINE_KEYS = (
     "agreement",
     "vote_ids",
     "rater_ids",
+    "strength",
+    "margin",
 )
 _BY_MAJORITY = ("votes", "agreement", "vote_ids", "rater_ids")
 
@@ -90,6 +96,12 @@ class PreferenceRow(BaseModel):
     tie: bool | None = None  # with ties="keep" only: the label is a tie (a person's row)
     label_source: Literal["machine"] | None = None  # machine labels only
     machine: str | None = None  # machine labels only: the vote's source, "machine:<reward checkpoint id>"
+    # How much better the chosen answer is (rlhf.models.Strength: 1 slightly, 2 clearly, 3 much),
+    # written on every row, null where not said; by majority, see :func:`combined_strength`.
+    strength: int | None = None
+    # Asked for (``margins``): TRL's margin column, on every row (0 where no strength was said),
+    # as TRL's collator looks at the first example only to decide whether there are margins.
+    margin: float | None = None
 
     @model_validator(mode="after")
     def _one_mode(self) -> PreferenceRow:
@@ -100,6 +112,8 @@ class PreferenceRow(BaseModel):
             raise ValueError("a machine label has both label_source and machine")
         if self.is_machine and self.tie is not None:
             raise ValueError("a machine label is never a tie")
+        if self.strength is not None and (self.strength not in (1, 2, 3) or self.tie):
+            raise ValueError("a strength is 1, 2 or 3, and a tie has none")
         return self
 
     @property
@@ -115,7 +129,25 @@ class PreferenceRow(BaseModel):
     def _as_written(self, handler) -> dict[str, Any]:
         data = handler(self)
         keys = _MACHINE_KEYS if self.is_machine else _PERSON_KEYS
-        return {k: data[k] for k in keys if k in data and data[k] is not None}
+        return {k: data[k] for k in keys if k in data and (data[k] is not None or k == "strength")}
+
+
+# The margin a level means, as Llama 2's reward model used them ("small" scale): a pair said to
+# be much better must be separated by a whole logit, a slightly better one by a third.
+STRENGTH_MARGINS = (1 / 3, 2 / 3, 1.0)
+
+
+def strength_margin(strength: int | None, margins: Sequence[float] = STRENGTH_MARGINS) -> float:
+    """TRL's ``margin`` for a row of this strength: 0 where none was said."""
+    return 0.0 if strength is None else float(margins[strength - 1])
+
+
+def combined_strength(strengths: Sequence[int | None]) -> int | None:
+    """The strength of a row made by majority, from the strengths its label's votes gave: their
+    median, the lower middle one when there are two (a row claims no more than half its raters
+    said), and None when none of them said one. Votes for another answer give none to it."""
+    said = sorted(s for s in strengths if s is not None)
+    return said[(len(said) - 1) // 2] if said else None
 
 
 class SFTRow(BaseModel):

@@ -101,6 +101,18 @@ class Choice(str, enum.Enum):
         return {Choice.a: Choice.b, Choice.b: Choice.a}.get(self, self)
 
 
+class Strength(enum.IntEnum):
+    """How much better the chosen answer is, on an A or B vote (stored as the number)."""
+
+    slightly = 1
+    clearly = 2
+    much = 3
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} better"
+
+
 class VoteKind(str, enum.Enum):
     """Who cast a vote. People's votes and simulated raters' (which stand in for people where
     people's count: targets, agreement, training by default) are apart from labels a model made."""
@@ -289,6 +301,8 @@ class Vote(SQLModel, table=True):
     source: str = "human"
     # Machine labels: the calibrated probability that this choice is right. None for people.
     label_p: float | None = None
+    # How much better the chosen answer is (A or B only): 1 slightly, 2 clearly, 3 much. None: not said.
+    strength: int | None = Field(default=None, sa_type=sa.SmallInteger)
     created_at: datetime = _ts()
 
 

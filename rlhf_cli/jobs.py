@@ -323,6 +323,12 @@ def export(
         "with label_p) or both (a machine label only where "
         "no person voted)",
     ),
+    margins: bool = typer.Option(
+        False,
+        "--margins",
+        help="also write TRL's margin column on every preference row, from its strength "
+        "(slightly 1/3, clearly 2/3, much better 1; 0 where none was said)",
+    ),
 ) -> None:
     """Export preference pairs or demonstrations in TRL's conversational formats (gold pairs and excluded raters
     left out)."""
@@ -334,8 +340,10 @@ def export(
         raise InvalidInput(f"unknown format {format!r}; use jsonl or parquet")
     if kind not in ("preference", "sft"):
         raise InvalidInput(f"unknown kind {kind!r}; use preference or sft")
-    if kind == "sft" and (labels != "human" or source):
-        raise InvalidInput("--labels and --source choose preference pairs; demonstrations are written by people")
+    if kind == "sft" and (labels != "human" or source or margins):
+        raise InvalidInput(
+            "--labels, --source and --margins are for preference pairs; demonstrations are written by people"
+        )
     with session() as s:
         if kind == "sft":
             n = export_sft(session=s, path=path, fmt=format, exclude_flagged=not keep_flagged)
@@ -349,6 +357,7 @@ def export(
                 exclude_flagged=not keep_flagged,
                 sources=parse_sources(source),
                 labels=labels,
+                margins=margins,
             )
     typer.echo(f"wrote {n} {'demonstrations' if kind == 'sft' else 'preference pairs'} to {path}")
 

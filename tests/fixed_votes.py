@@ -25,13 +25,14 @@ PAIRS = [
     ("A7", "B7"),
     ("A8", "B8"),
 ]
-# Per comparison: (rater, choice, rationale) in the order they are cast.
+# Per comparison: (rater, choice, rationale[, strength]) in the order they are cast.
 VOTES = {
-    0: [("alice", "a", "A is correct"), ("bob", "a", None), ("carol", "b", "B is shorter")],  # 2 of 3
-    1: [("alice", "b", None), ("bob", "b", "ünïcode reason")],  # unanimous b
-    2: [("alice", "tie", "same"), ("bob", "tie", None), ("carol", "a", None)],  # a tie majority
+    # 2 of 3; the majority's strengths 3 and 1 make 1 (the lower middle), carol's is not the label's
+    0: [("alice", "a", "A is correct", 3), ("bob", "a", None, 1), ("carol", "b", "B is shorter", 2)],
+    1: [("alice", "b", None, 2), ("bob", "b", "ünïcode reason")],  # unanimous b, one strength said
+    2: [("alice", "tie", "same"), ("bob", "tie", None), ("carol", "a", None, 2)],  # a tie majority
     3: [("alice", "both_bad", None)],  # never a row
-    4: [("alice", "a", None), ("bob", "b", None)],  # level: no majority row, two per-vote rows
+    4: [("alice", "a", None, 3), ("bob", "b", None)],  # level: no majority row, two per-vote rows
     5: [("carol", "b", None), ("dave", "a", "left out: dave is excluded")],
     7: [("alice", "a", None)],  # a person's vote: the machine label on it is not used with "both"
 }
@@ -50,7 +51,7 @@ def build(session) -> dict:
     comps[5].source = ComparisonSource.arena
     session.add(comps[5])
     for i, votes in VOTES.items():
-        for name, choice, why in votes:
+        for name, choice, why, *strength in votes:
             record_vote(
                 session=session,
                 rater=users[name],
@@ -58,6 +59,7 @@ def build(session) -> dict:
                 choice=choice,
                 rationale=why,
                 as_shown=False,
+                strength=strength[0] if strength else None,
             )
     record_machine_labels(
         session=session, reward_checkpoint_id=1, labels=[(comps[i].id, choice, p) for i, choice, p in MACHINE]

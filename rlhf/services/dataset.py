@@ -39,7 +39,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlmodel import Session, col
 
-from rlhf.dataset_rows import PreferenceRow, content_hash
+from rlhf.dataset_rows import PreferenceRow, content_hash, strength_margin
 from rlhf.errors import Conflict, InvalidInput, RLHFError
 from rlhf.models import Comparison, ComparisonSource, Vote
 from rlhf.models import VoteKind as StoredKind
@@ -355,11 +355,13 @@ def export(
     exclude_flagged: bool = True,
     sources: list[str] | None = None,
     labels: LabelsArg = "human",
+    margins: bool = False,
 ) -> int:
     """Write the preference pairs (every comparison source unless ``sources`` says; people's votes
     unless ``labels`` says); returns the row count. Rows are streamed to the file, never all held
-    in memory; an interrupted export leaves no file under ``path``. Demonstrations (SFT) are
-    written by :func:`rlhf.services.demonstrations.export_sft`."""
+    in memory; an interrupted export leaves no file under ``path``. ``margins``: every row also
+    gets TRL's ``margin`` column from its strength (0 where none was said). Demonstrations (SFT)
+    are written by :func:`rlhf.services.demonstrations.export_sft`."""
     rows = _preference_records(
         session=session,
         vote_ids=None,
@@ -370,4 +372,6 @@ def export(
         sources=sources,
         labels=labels,
     )
+    if margins:
+        rows = (r.model_copy(update={"margin": strength_margin(r.strength)}) for r in rows)
     return write_stream(rows, path, fmt)

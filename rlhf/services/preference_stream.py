@@ -23,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from rlhf.dataset_rows import PreferenceRow
+from rlhf.dataset_rows import PreferenceRow, combined_strength
 from rlhf.models import Choice
 from rlhf.services.quality import majority
 from rlhf.services.soft_labels import single_vote_p, vote_split_p
@@ -171,6 +171,7 @@ def _human_rows(
                         label_p=single_vote_p(v.rater_id, reliability),
                         rationales=_rationales([v]),
                         tie=v.choice is Choice.tie if ties == "keep" else None,
+                        strength=v.strength if v.choice in (Choice.a, Choice.b) else None,
                     )
                 )
         return rows
@@ -196,6 +197,11 @@ def _human_rows(
                 ),
                 rationales=_rationales(group),
                 tie=label == Choice.tie.value if ties == "keep" else None,
+                strength=(
+                    combined_strength([v.strength for v in group if v.choice.value == label])
+                    if label in (Choice.a.value, Choice.b.value)
+                    else None
+                ),
             )
         )
     return rows

@@ -46,7 +46,7 @@ from rlhf.services.comparisons import (
     next_for_rater,
     rate_queue_for,
 )
-from rlhf.services.votes import VoteResult, record_vote
+from rlhf.services.votes import VoteResult, parse_strength, record_vote
 
 
 def vote_then_next(
@@ -172,3 +172,34 @@ def undo_vote(*, session: Session, rater: User, vote_id: int, window_s: int, lea
         handout = handout_of(session=session, comparison_id=comp_id, swapped=swapped)
         session.commit()
     return handout
+
+
+def set_strength(*, session: Session, rater: User, vote_id: int, strength: int | str | None, window_s: int) -> Vote:
+    """Commits: says (or clears, with None) how much better the rater's own A or B vote found its answer.
+
+    For a rater who voted with a button and then picks the strength: allowed within the undo
+    window, as a correction is, and refused once a run's snapshot holds the vote. The update
+    itself checks the snapshot again, so a run frozen in between keeps the vote as it froze it.
+    """
+    vote = session.get(Vote, vote_id)
+    if vote is None or vote.rater_id != rater.id:
+        session.rollback()
+        raise NotFound(f"no vote {vote_id} of yours")
+    level = parse_strength(strength, vote.choice)
+    age = (utcnow() - as_utc(vote.created_at)).total_seconds()
+    if age > window_s:
+        session.rollback()
+        raise Conflict(f"too late to change: a vote's strength can be set within {window_s} s of casting it")
+    changed = session.exec(
+        sa.update(Vote)
+        .where(col(Vote.id) == vote_id, ~held_by_runs())
+        .values(strength=level)
+        .execution_options(synchronize_session=False)
+    )
+    if not changed.rowcount:
+        run_id = snapshot_holds(session=session, vote_id=vote_id)
+        session.rollback()
+        raise Conflict(f"training run {run_id} already uses this vote, so it can no longer be changed")
+    session.commit()
+    session.refresh(vote)
+    return vote

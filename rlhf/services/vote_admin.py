@@ -74,6 +74,7 @@ def list_votes(
             "kind": v.kind.value,
             "source": v.source,
             "choice": v.choice.value,
+            "strength": v.strength,
             "label_p": v.label_p,
             "created_at": v.created_at,
         }

@@ -30,6 +30,7 @@ class VoteRead(NamedTuple):
     source: str
     label_p: float | None
     kind: VoteKind
+    strength: int | None
 
 
 VOTE_COLUMNS = tuple(
@@ -43,6 +44,7 @@ VOTE_COLUMNS = tuple(
         Vote.source,
         Vote.label_p,
         Vote.kind,
+        Vote.strength,
     )
 )
 

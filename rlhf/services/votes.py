@@ -57,6 +57,7 @@ from rlhf.models import (
     Choice,
     Comparison,
     ComparisonStatus,
+    Strength,
     User,
     Vote,
     VoteKind,
@@ -94,6 +95,7 @@ def record_vote(
     kind: VoteKind = VoteKind.human,
     source: str = "human",
     require_handout: bool = False,
+    strength: int | Strength | None = None,
 ) -> VoteResult:
     """Commits: stores one vote, committed under the comparison's lock.
 
@@ -104,7 +106,8 @@ def record_vote(
     of the comparison's own response_a/response_b. A repeat (same rater and comparison,
     or same idempotency key) returns the stored vote instead of making a second one.
     ``require_handout``: refuse a vote on an open pair this rater was never handed (there
-    is no left/right order to read the choice in).
+    is no left/right order to read the choice in). ``strength``: how much better the chosen
+    answer is (:class:`~rlhf.models.Strength`), on an A or B vote only.
 
     A *late* vote, from a rater who holds no live lease on the pair (they gave it back on
     leaving the Rate tab, skipped it, let the lease run out, or were never handed it), is
@@ -118,6 +121,7 @@ def record_vote(
     its place is always free.
     """
     choice = parse_choice(choice)
+    strength = parse_strength(strength, choice)
     rater_id = stored_id(rater)
     if rationale is not None and len(rationale) > MAX_RATIONALE_CHARS:
         raise InvalidInput(f"rationale longer than {MAX_RATIONALE_CHARS} characters")
@@ -165,6 +169,7 @@ def record_vote(
             idempotency_key=idempotency_key,
             kind=kind,
             source=source,
+            strength=strength,
         )
         if live:  # the vote ends the lease: its place is filled by the vote itself
             session.exec(sa.update(Assignment).where(col(Assignment.id) == lease_id).values(expires_at=now))
@@ -191,6 +196,22 @@ def record_vote(
                 raise
             return VoteResult(existing, created=False)
     return VoteResult(vote, created=True)
+
+
+def parse_strength(strength: int | str | Strength | None, choice: Choice) -> int | None:
+    """The stored number for a strength (its number or its name), refused where it means nothing."""
+    if strength is None:
+        return None
+    try:
+        if isinstance(strength, bool) or not isinstance(strength, int | str):
+            raise ValueError(strength)
+        level = Strength[strength] if isinstance(strength, str) and not strength.isdigit() else Strength(int(strength))
+    except (KeyError, ValueError):
+        names = ", ".join(f"{s.value} ({s.name})" for s in Strength)
+        raise InvalidInput(f"strength must be one of {names}, not {strength!r}") from None
+    if choice not in (Choice.a, Choice.b):
+        raise InvalidInput(f"a strength says how much better A or B is: a {choice.value} vote has none")
+    return int(level)
 
 
 def _expire_loaded(session: Session, comparison_id: int, lease_id: int | None) -> None:

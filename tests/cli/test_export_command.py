@@ -57,3 +57,22 @@ def test_export_labels_chooses_people_machine_or_both(session, tmp_path):
     assert "labels must be one of human, machine, both" in str(bad.exception)
     sft, _ = _export(tmp_path, "--kind", "sft", "--labels", "machine")
     assert isinstance(sft.exception, InvalidInput) and "demonstrations are written by people" in str(sft.exception)
+
+
+def test_export_margins_writes_trl_margin_on_every_row_and_parquet_keeps_strength_typed(session, tmp_path):
+    comps = factories.comparisons(session, [(f"x{i}", f"y{i}") for i in range(3)])
+    rater = factories.user(session)
+    for comp, strength in zip(comps, (None, 2, 3), strict=True):
+        record_vote(session=session, rater=rater, comparison_id=comp.id, choice="a", strength=strength, as_shown=False)
+    session.commit()
+    _, plain = _export(tmp_path)
+    assert [r["strength"] for r in plain] == [None, 2, 3] and all("margin" not in r for r in plain)
+    result, rows = _export(tmp_path, "--margins")
+    assert result.exit_code == 0 and [r["margin"] for r in rows] == [0.0, 2 / 3, 1.0]
+    # The first row says no strength, yet Parquet's strength column is integers, not nulls.
+    out = tmp_path / "m.parquet"
+    assert CliRunner().invoke(app, ["export", str(out), "--margins"]).exit_code == 0
+    table = pq.read_table(out)
+    assert str(table.schema.field("strength").type) == "int64" and table.column("strength").to_pylist() == [None, 2, 3]
+    sft, _ = _export(tmp_path, "--kind", "sft", "--margins")
+    assert isinstance(sft.exception, InvalidInput) and "--margins" in str(sft.exception)

@@ -3,8 +3,10 @@
 tests/data/export_golden.txt was written by the export as it was before rows became typed
 (``PreferenceRow``/``SFTRow``), from the fixed data of :mod:`tests.fixed_votes`: one
 section per mode (``### export aggregate=… ties=… labels=… [sources=…] rows=N`` or
-``### export_sft rows=N``) followed by the file's exact bytes. No byte differs since: a
-change to this file changes what every consumer of an export reads, so make it on purpose.
+``### export_sft rows=N``) followed by the file's exact bytes. No byte differs since but one
+column added on purpose: ``strength`` at the end of every preference row (and a section with
+``margins``). A change to this file changes what every consumer of an export reads, so make it
+on purpose.
 """
 
 import re
@@ -58,5 +60,12 @@ def test_exported_bytes_are_the_golden_ones(session, tmp_path):
             n = export_sft(session=session, path=path)
         else:
             sources = options.pop("sources", None)
-            n = export(session=session, path=path, sources=sources.split(",") if sources else None, **options)
+            margins = options.pop("margins", "false") == "true"
+            n = export(
+                session=session,
+                path=path,
+                sources=sources.split(",") if sources else None,
+                margins=margins,
+                **options,
+            )
         assert (n, path.read_bytes()) == (rows, expected), f"{kind} {options}"

@@ -1,0 +1,64 @@
+"""A vote's strength: what is accepted, how it reaches the rows, and how a majority combines it."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlhf.dataset_rows import PreferenceRow, combined_strength, strength_margin
+from rlhf.errors import InvalidInput
+from rlhf.models import Choice, Strength
+from rlhf.services.dataset import preference_rows
+from rlhf.services.votes import parse_strength, record_vote
+from tests import factories
+
+
+def test_a_strength_is_a_level_by_number_or_name_on_a_or_b_only():
+    assert [parse_strength(s, Choice.a) for s in (1, "2", "much", Strength.clearly, None)] == [1, 2, 3, 2, None]
+    for bad in (0, 4, "huge", True, 2.5):
+        with pytest.raises(InvalidInput, match="strength must be one of 1 \\(slightly\\), 2 \\(clearly\\)"):
+            parse_strength(bad, Choice.b)
+    for choice in (Choice.tie, Choice.both_bad):
+        with pytest.raises(InvalidInput, match=f"a {choice.value} vote has none"):
+            parse_strength(1, choice)
+
+
+def test_a_majority_row_takes_the_lower_middle_strength_of_its_label_votes():
+    assert combined_strength([]) is None and combined_strength([None, None]) is None
+    assert combined_strength([3]) == 3
+    assert combined_strength([3, 1]) == 1  # two said: the lower claims no more than half of them said
+    assert combined_strength([1, 3, 2, None]) == 2
+    assert [strength_margin(s) for s in (None, 1, 2, 3)] == [0.0, 1 / 3, 2 / 3, 1.0]
+    assert strength_margin(2, margins=(0.0, 5.0, 9.0)) == 5.0
+
+
+def test_rows_carry_the_strength_per_vote_and_by_majority(session):
+    raters = [factories.user(session, f"r{i}") for i in range(3)]
+    comps = factories.comparisons(session, [("x", "y"), ("p", "q")], target_votes=3)
+    for rater, (choice, strength) in zip(raters, [("a", 3), ("a", 2), ("b", 1)], strict=True):
+        record_vote(
+            session=session, rater=rater, comparison_id=comps[0].id, choice=choice, strength=strength, as_shown=False
+        )
+    record_vote(session=session, rater=raters[0], comparison_id=comps[1].id, choice="tie", as_shown=False)
+    by_majority = preference_rows(session=session, exclude_flagged=False, ties="keep")
+    assert [(r["comparison_id"], r["strength"]) for r in by_majority] == [(comps[0].id, 2), (comps[1].id, None)]
+    per_vote = preference_rows(session=session, exclude_flagged=False, aggregate="none")
+    assert [r["strength"] for r in per_vote] == [3, 2, 1]
+
+
+def test_a_row_refuses_a_strength_out_of_range_or_on_a_tie():
+    row = {
+        "prompt": [{"role": "user", "content": "q"}],
+        "chosen": [{"role": "assistant", "content": "a"}],
+        "rejected": [{"role": "assistant", "content": "b"}],
+        "comparison_id": 1,
+        "source": "queue",
+        "vote_id": 1,
+        "rater_id": 1,
+        "label_p": 0.9,
+        "rationales": [],
+    }
+    assert PreferenceRow.model_validate({**row, "strength": 3}).model_dump()["strength"] == 3
+    assert PreferenceRow.model_validate(row).model_dump()["strength"] is None  # always written
+    for bad in ({"strength": 4}, {"strength": 1, "tie": True}):
+        with pytest.raises(ValueError, match="a strength is 1, 2 or 3"):
+            PreferenceRow.model_validate({**row, **bad})
