@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     token_ttl_s: int = Field(default=12 * 3600, ge=1)
     # How long after a vote its rater may take it back (0: never), unless a run's snapshot holds it first.
     undo_window_s: int = Field(default=30, ge=0)
+    # The Rate tab also asks how much better (slightly / clearly / much) on A or B votes. REST
+    # takes a strength either way; a rater who ignores the question loses no speed.
+    ask_strength: bool = False
     # Inference engine (OpenAI-compatible /v1/chat/completions) for the arena and, when set, for
     # generation jobs. Empty: the web process runs `transformers serve` itself as a child process.
     inference_url: str = ""
