@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
@@ -312,15 +313,18 @@ def _lease(
 ) -> Handout | None:
     """Lease the pair to this rater; with ``if_place_left``, only if it still has a place for them
     (counted by the same statement), else None."""
-    values = {"comparison_id": comparison_id, "rater_id": rater_id, "expires_at": expires_at, "now": utcnow()}
+    values: dict[str, Any] = {"expires_at": expires_at, "now": utcnow()}
     if own_id is None:
         swapped = draw() < 0.5
         write: sa.Insert | sa.Update = _NEW_LEASE_IF_FREE if if_place_left else _NEW_LEASE
-        values |= {"swapped": swapped}
+        values |= {"comparison_id": comparison_id, "rater_id": rater_id, "swapped": swapped}
     else:  # an expired lease of this rater's own: renew it, keep its order
         swapped = bool(own_swapped)
         write = _RENEW_IF_FREE if if_place_left else _RENEW
+        # Only the statement's own parameters: an UPDATE would take a column's name as a value to set.
         values |= {"own_id": own_id}
+        if if_place_left:
+            values |= {"place_comparison_id": comparison_id, "place_rater_id": rater_id}
     written = session.connection().execute(write, values)  # Core: no ORM objects to keep in step
     if if_place_left and not (written.rowcount if own_id is not None else written.first()):
         return None
@@ -339,15 +343,19 @@ def _taken(session: Session, comparison_id: int, rater_id: int, now) -> tuple[in
 
 # The lease writes, built once. "If free": only while votes plus other raters' live leases
 # are below the target, in the writing statement itself. ``now`` is when the row is written.
-_PLACE_FREE = (
-    select(Comparison.id)
-    .where(
-        Comparison.id == COMPARISON_PARAM,
-        Comparison.vote_count + others_leases(RATER_PARAM, sa.bindparam("now", type_=sa.DateTime(timezone=True)))
-        < Comparison.target_votes,
+def _place_free(comparison: sa.BindParameter[int], rater: sa.BindParameter[int]):
+    return (
+        select(Comparison.id)
+        .where(
+            Comparison.id == comparison,
+            Comparison.vote_count + others_leases(rater, sa.bindparam("now", type_=sa.DateTime(timezone=True)))
+            < Comparison.target_votes,
+        )
+        .exists()
     )
-    .exists()
-)
+
+
+_PLACE_FREE = _place_free(COMPARISON_PARAM, RATER_PARAM)
 _LEASE_COLUMNS = ["comparison_id", "rater_id", "swapped", "expires_at", "created_at"]
 _LEASE_VALUES: list[sa.ColumnElement] = [
     COMPARISON_PARAM,
@@ -365,7 +373,18 @@ _NEW_LEASE_IF_FREE = (
 )
 _OWN_LEASE = col(Assignment.id) == sa.bindparam("own_id", type_=sa.Integer)
 _RENEW = sa.update(Assignment).where(_OWN_LEASE).values(expires_at=sa.bindparam("expires_at"))
-_RENEW_IF_FREE = sa.update(Assignment).where(_OWN_LEASE, _PLACE_FREE).values(expires_at=sa.bindparam("expires_at"))
+# An UPDATE of the lease table reserves its column names (comparison_id, rater_id) for the SET
+# clause, so its place check takes its pair and rater under other names.
+_RENEW_IF_FREE = (
+    sa.update(Assignment)
+    .where(
+        _OWN_LEASE,
+        _place_free(
+            sa.bindparam("place_comparison_id", type_=sa.Integer), sa.bindparam("place_rater_id", type_=sa.Integer)
+        ),
+    )
+    .values(expires_at=sa.bindparam("expires_at"))
+)
 
 _TAKEN = select(Comparison.vote_count + others_leases(RATER_PARAM, NOW_PARAM), Comparison.target_votes).where(
     Comparison.id == COMPARISON_PARAM

@@ -152,3 +152,29 @@ def test_left_for_you_leaves_out_answered_gold_and_pairs_others_hold(session):
         == 2
     )
     assert remaining_for_rater(session=session, rater_id=alice.id) == 0
+
+
+def test_a_lease_that_ran_out_is_renewed_in_the_same_order_only_while_its_place_is_free(session):
+    from rlhf.models import Assignment
+
+    alice, bob = factories.user(session), factories.user(session, "bob")
+    (comp,) = factories.comparisons(session, [("x", "y")])
+
+    def expire_all_leases():
+        session.execute(sa.update(Assignment).values(expires_at=utcnow() - timedelta(minutes=1)))
+        session.commit()
+
+    first = next_for_rater(session=session, rater=alice, rng=random.Random(1))
+    expire_all_leases()
+    # Alice comes back after her lease ran out: the same pair, shown the same way round, one lease row.
+    again = next_for_rater(session=session, rater=alice, rng=random.Random(2))
+    assert (again.comparison_id, again.a, again.b) == (first.comparison_id, first.a, first.b)
+    leases = session.exec(select(Assignment).where(Assignment.rater_id == alice.id)).all()
+    assert len(leases) == 1 and leases[0].expires_at.replace(tzinfo=None) > utcnow().replace(tzinfo=None)
+    expire_all_leases()
+    assert next_for_rater(session=session, rater=bob).comparison_id == comp.id
+    # Now bob holds its only place: alice's old lease is not renewed over him.
+    assert next_for_rater(session=session, rater=alice) is None
+    session.expire_all()
+    own = session.exec(select(Assignment).where(Assignment.rater_id == alice.id)).one()
+    assert own.expires_at.replace(tzinfo=None) < utcnow().replace(tzinfo=None)
