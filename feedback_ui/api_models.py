@@ -80,6 +80,7 @@ def generate(body: GenerationJobCreate, request: Request, user: Engineer, sessio
         reward_checkpoint_id=body.reward_checkpoint_id,
         pool=body.pool,
         sampling={"max_new_tokens": body.max_new_tokens, "temperature": body.temperature},
+        ask_strength=body.ask_strength,
     )
 
 

@@ -198,6 +198,9 @@ class GenerationJobCreate(BaseModel):
     )
     max_new_tokens: MaxNewTokens = 64
     temperature: Temperature = 1.0
+    ask_strength: bool = Field(
+        default=False, description="the Rate tab asks how much better on these pairs (RLHF_ASK_STRENGTH: on all)"
+    )
 
 
 class GenerationJobPublic(_Public):

@@ -73,6 +73,9 @@ def generate(
     pool: int = typer.Option(None, help="--select uncertain: prompts sampled to choose from (default 4 x --limit)"),
     max_new_tokens: int = typer.Option(64, help="longest response, in tokens"),
     temperature: float = typer.Option(1.0, help="sampling temperature"),
+    ask_strength: bool = typer.Option(
+        False, "--ask-strength", help="the Rate tab asks how much better on these pairs (RLHF_ASK_STRENGTH: on all)"
+    ),
     wait: bool = typer.Option(False, help="wait until the comparisons are open"),
 ) -> None:
     """Sample responses from serving checkpoints and open comparisons."""
@@ -93,6 +96,7 @@ def generate(
             reward_checkpoint_id=reward_model,
             pool=pool,
             sampling={"max_new_tokens": max_new_tokens, "temperature": temperature},
+            ask_strength=ask_strength,
         )
         job_id = job.id
     typer.echo(f"generation job {job_id} queued")

@@ -28,6 +28,7 @@ def create_generation_job(
     tag: str | None = None,
     seed: int | None = None,
     sampling: dict[str, Any] | Sampling | None = None,
+    ask_strength: bool = False,
 ) -> GenerationJob:
     """Validate and store a generation job's parameters (the job itself runs in a worker).
 
@@ -50,6 +51,7 @@ def create_generation_job(
             "seed": seed,
             "pool": pool,
             "sampling": sampling if sampling is not None else {},
+            "ask_strength": ask_strength,
         }
     )
     if not serving_checkpoints(session=session):

@@ -56,6 +56,8 @@ class GenerationParams(BaseModel):
     reward_checkpoint_id: int | None = None
     pool: Pool | None = None
     sampling: Sampling = Sampling()
+    # The Rate tab asks how much better on this job's pairs (as RLHF_ASK_STRENGTH does on all).
+    ask_strength: bool = False
 
     @classmethod
     def parse(cls, values: dict[str, Any]) -> "GenerationParams":

@@ -26,6 +26,7 @@ from rlhf.models import (
     Comparison,
     ComparisonSource,
     ComparisonStatus,
+    GenerationJob,
     Skip,
     SnapshotVote,
     User,
@@ -203,3 +204,16 @@ def set_strength(*, session: Session, rater: User, vote_id: int, strength: int |
     session.commit()
     session.refresh(vote)
     return vote
+
+
+def strength_asked(*, session: Session, comparison_id: int, everywhere: bool) -> bool:
+    """Whether the Rate tab asks how much better on this pair: on every pair (``everywhere``, the
+    deployment's RLHF_ASK_STRENGTH), or where the generation job that opened it asked."""
+    if everywhere:
+        return True
+    params = session.exec(
+        select(GenerationJob.params)
+        .join(Comparison, col(Comparison.job_id) == GenerationJob.id)
+        .where(Comparison.id == comparison_id)
+    ).first()
+    return bool(params and params.get("ask_strength"))

@@ -223,6 +223,9 @@ def test_generate_queues_a_job(client, app, world):
     assert response.status_code == 202
     job = response.json()
     assert job["status"] == "queued" and job["params"]["sampling"]["max_new_tokens"] == 32
+    assert job["params"]["ask_strength"] is False
+    asking = client.post("/api/generate", headers=headers, json={"limit": 4, "ask_strength": True}).json()
+    assert asking["params"]["ask_strength"] is True
     assert client.get(f"/api/generate/{job['id']}", headers=headers).json()["id"] == job["id"]
     assert client.post("/api/generate", headers=headers, json={"limit": 0}).status_code == 422
     assert client.get("/api/generate/999", headers=headers).status_code == 404

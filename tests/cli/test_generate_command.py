@@ -36,3 +36,8 @@ def test_good_values_are_stored_typed(session):
     assert result.exit_code == 0, result.output
     job = session.exec(select(GenerationJob)).one()
     assert job.params["sampling"]["temperature"] == 0.7 and job.params["sampling"]["max_new_tokens"] == 12
+    assert job.params["ask_strength"] is False
+    assert CliRunner().invoke(app, ["generate", "--ask-strength"]).exit_code == 0
+    session.expire_all()
+    asking = session.exec(select(GenerationJob).order_by(GenerationJob.id.desc())).first()
+    assert asking.params["ask_strength"] is True

@@ -62,3 +62,19 @@ def test_a_row_refuses_a_strength_out_of_range_or_on_a_tie():
     for bad in ({"strength": 4}, {"strength": 1, "tie": True}):
         with pytest.raises(ValueError, match="a strength is 1, 2 or 3"):
             PreferenceRow.model_validate({**row, **bad})
+
+
+def test_the_rate_tab_asks_on_every_pair_or_on_the_pairs_of_a_job_that_asked(session):
+    from rlhf.services.generation_jobs import create_generation_job
+    from rlhf.services.rating import strength_asked
+
+    plain, asking = factories.comparisons(session, [("x", "y"), ("p", "q")], serve=True)
+    job = create_generation_job(session=session, ask_strength=True)
+    other = create_generation_job(session=session)
+    assert job.params["ask_strength"] is True and other.params["ask_strength"] is False
+    asking.job_id, plain.job_id = job.id, other.id
+    session.add_all([asking, plain])
+    session.flush()
+    assert strength_asked(session=session, comparison_id=asking.id, everywhere=False)
+    assert not strength_asked(session=session, comparison_id=plain.id, everywhere=False)
+    assert strength_asked(session=session, comparison_id=plain.id, everywhere=True)
