@@ -151,12 +151,17 @@ def simulate(
     noise: float = typer.Option(0.0, help="probability of flipping a decided vote"),
     limit: int = typer.Option(None, help="at most this many comparisons"),
     seed: int = typer.Option(0),
+    strength: bool = typer.Option(
+        False, "--strength", help="decided votes also say how much better, from how far apart the rule finds the two"
+    ),
 ) -> None:
     """Simulated raters vote on open comparisons."""
     from rlhf.services.simulate import simulate as run_simulation
 
     with session() as s:
-        counts = run_simulation(session=s, rule=rule, raters=raters, noise=noise, limit=limit, seed=seed)
+        counts = run_simulation(
+            session=s, rule=rule, raters=raters, noise=noise, limit=limit, seed=seed, strength=strength
+        )
     detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k != "votes")
     typer.echo(f"recorded {counts.get('votes', 0)} votes" + (f" ({detail})" if detail else ""))
 

@@ -78,3 +78,35 @@ def test_the_rate_tab_asks_on_every_pair_or_on_the_pairs_of_a_job_that_asked(ses
     assert strength_asked(session=session, comparison_id=asking.id, everywhere=False)
     assert not strength_asked(session=session, comparison_id=plain.id, everywhere=False)
     assert strength_asked(session=session, comparison_id=plain.id, everywhere=True)
+
+
+def test_simulated_raters_say_how_much_better_from_how_far_apart_the_rule_finds_the_two(session):
+    from sqlmodel import select
+
+    from rlhf.models import Vote
+    from rlhf.services.simulate import parse_strength_rule, simulate
+
+    by_length = parse_strength_rule("longer")
+    assert [by_length("x" * 100, "x" * n) for n in (90, 70, 10)] == [Strength.slightly, Strength.clearly, Strength.much]
+    by_word = parse_strength_rule("contains:please")
+    assert by_word("please", "no") == Strength.clearly and by_word("please, please", "no") == Strength.much
+    with pytest.raises(InvalidInput, match="unknown rule"):
+        parse_strength_rule("kinder")
+
+    pairs = [("x" * 100, "x" * 95), ("x" * 100, "x" * 50), ("same", "same")]
+    comps = factories.comparisons(session, pairs)
+    counts = simulate(session=session, rule="longer", strength=True)
+    assert counts["votes"] == 3 and counts["strength_1"] == 1 and counts["strength_3"] == 1
+    stored = {v.comparison_id: (v.choice.value, v.strength) for v in session.exec(select(Vote))}
+    assert stored == {comps[0].id: ("a", 1), comps[1].id: ("a", 3), comps[2].id: ("tie", None)}
+
+
+def test_without_strength_simulated_votes_say_none(session):
+    from sqlmodel import select
+
+    from rlhf.models import Vote
+    from rlhf.services.simulate import simulate
+
+    factories.comparisons(session, [("x" * 100, "x" * 10)])
+    assert "strength_3" not in simulate(session=session, rule="longer")
+    assert [v.strength for v in session.exec(select(Vote))] == [None]
