@@ -1,8 +1,10 @@
 """Direct preference optimisation with TRL's ``DPOTrainer``, with per-pair soft labels.
 
-Rows whose label the votes leave in doubt (``label_p`` < 1, or a ``label_smoothing``)
-train with :class:`~rlhf.training.soft_dpo.SoftDPOTrainer`; when every target is 1 the
-plain ``DPOTrainer`` runs, exactly as without soft labels.
+Rows whose label the votes leave in doubt (``label_p`` < 1, or a ``label_smoothing``),
+and with ``use_strength`` rows whose vote says how much better (ODPO's offset, see
+:mod:`rlhf.training.strength`), train with :class:`~rlhf.training.soft_dpo.SoftDPOTrainer`;
+when every target is 1 and no row is offset the plain ``DPOTrainer`` runs, exactly as
+without either.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from rlhf.modeling.tokens import load_tokenizer
 from rlhf.training.params import DPOParams
 from rlhf.training.soft_targets import LABEL_P, needs_soft_term, training_targets
+from rlhf.training.strength import OFFSET, any_shift, rated_pairs, strength_shifts
 from rlhf.training.trl_setup import ProgressCallback, final_loss, peft_config, save_model, trainer_kwargs
 
 
@@ -46,7 +49,7 @@ def build_dpo_trainer(
     trl_overrides: dict | None = None,
     callbacks: Sequence[ProgressCallback] = (),
 ):
-    """The trainer a run uses (not yet trained): the soft one when some pair's target is below 1."""
+    """The trainer a run uses (not yet trained): the soft one when some pair's target is below 1 or is offset."""
     from datasets import Dataset
     from trl import DPOTrainer
 
@@ -54,13 +57,16 @@ def build_dpo_trainer(
 
     tokenizer = load_tokenizer(base)
     targets = training_targets(rows, soft_labels=params.soft_labels, label_smoothing=params.label_smoothing)
-    soft = needs_soft_term(targets)
+    offsets = strength_shifts(rows, params.strength_offsets) if params.use_strength else []
+    soft, offset = needs_soft_term(targets), any_shift(offsets)
     data = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
     if soft:
         data = [{**d, LABEL_P: t} for d, t in zip(data, targets)]
-    args = dpo_config(params, work_dir, trl_overrides, soft=soft)
+    if offset:
+        data = [{**d, OFFSET: s} for d, s in zip(data, offsets)]
+    args = dpo_config(params, work_dir, trl_overrides, soft=soft or offset)
     # The reference model is loaded from the saved base path, so ``base`` must be a saved model.
-    cls = SoftDPOTrainer if soft else DPOTrainer
+    cls = SoftDPOTrainer if soft or offset else DPOTrainer
     trainer = cls(
         model=base,
         args=args,
@@ -99,5 +105,6 @@ def train_dpo(
         "steps": trainer.state.global_step,
         "pairs": len(rows),
         "mean_label_p": round(sum(targets) / len(targets), 4) if targets else None,
+        **({"strength_pairs": rated_pairs(rows)} if params.use_strength else {}),
         **last,
     }

@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from rlhf.errors import InvalidInput
 from rlhf.training.base_params import CommonParams, OnlineParams, param
 from rlhf.training.ppo.config import PPOParams
+from rlhf.training.strength import DEFAULT_MARGINS, DEFAULT_OFFSETS, check_strength_params, misplaced
 from rlhf.training.trl_fields import CONFIGS, shipped_fields
 
 
@@ -60,6 +61,11 @@ class PreferenceParams(OfflineParams):
         "p(1-e) + (1-p)e (not TRL's robust/EXO label_smoothing: that is "
         "trl.label_smoothing)",
     )
+    use_strength: bool = param(
+        False,
+        "shift each pair's preference logit by how much better its vote says the chosen answer "
+        "is (strength 1-3; rows without one: no shift)",
+    )
 
 
 @dataclass
@@ -76,6 +82,11 @@ class RewardParams(PreferenceParams):
     learning_rate: float = param(1e-3, "peak learning rate")
     steps: int = param(100, "optimizer steps to train for")
     eval_fraction: float = param(0.2, "share of votes held out to measure accuracy")
+    strength_margins: list = param(
+        DEFAULT_MARGINS,
+        "with use_strength: the margin per strength (slightly, clearly, much better) in "
+        "-log sigmoid(r_chosen - r_rejected - margin); Llama 2's small scale",
+    )
 
 
 @dataclass
@@ -86,6 +97,11 @@ class DPOParams(PreferenceParams):
     # anchored. Set loss_type=["sigmoid"] for plain DPO.
     loss_type: list = param(["sigmoid", "sft"], "TRL DPO loss terms, combined with loss_weights")
     loss_weights: list = param([1.0, 1.0], "weights of the loss terms")
+    strength_offsets: list = param(
+        DEFAULT_OFFSETS,
+        "with use_strength: the offset per strength (slightly, clearly, much better) in "
+        "-log sigmoid(beta * (logratio_chosen - logratio_rejected) - offset) (ODPO)",
+    )
 
 
 @dataclass
@@ -213,7 +229,7 @@ def validate_params(algorithm: Any, params: dict[str, Any]) -> dict[str, Any]:
             hint = (
                 "; online RL bounds prompt and answer apart: max_prompt_length, max_completion_length"
                 if key == "max_length" and issubclass(cls, OnlineParams)
-                else ""
+                else misplaced(key, name)
             )
             known = ", ".join(sorted(fields))
             raise InvalidInput(
@@ -228,6 +244,8 @@ def validate_params(algorithm: Any, params: dict[str, Any]) -> dict[str, Any]:
                 f"loss_weights has {len(params['loss_weights'])} weights for "
                 f"{len(params['loss_type'])} loss_type terms; give one weight per term"
             )
+    loss_types = params.get("loss_type", _default(fields["loss_type"])) if "loss_type" in fields else None
+    check_strength_params(name, params, loss_types)
     for key in _POSITIVE:
         if key in params and params[key] < 1:
             raise InvalidInput(f"parameter {key} must be at least 1")

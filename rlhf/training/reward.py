@@ -1,4 +1,9 @@
-"""Reward model training with TRL's ``RewardTrainer``; accuracy measured on held-out votes."""
+"""Reward model training with TRL's ``RewardTrainer``; accuracy measured on held-out votes.
+
+With ``use_strength`` every row gets TRL's ``margin`` column (Llama 2's margin per strength,
+0 for a row without one: TRL's collator reads margins only if the first example has one);
+see :mod:`rlhf.training.strength`.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from rlhf.modeling.tokens import load_tokenizer
 from rlhf.training.params import RewardParams
 from rlhf.training.scoring import pairwise_accuracy
 from rlhf.training.soft_targets import LABEL_P, needs_soft_term, training_targets
+from rlhf.training.strength import rated_pairs, strength_shifts
 from rlhf.training.trl_setup import ProgressCallback, final_loss, peft_config, save_model, trainer_kwargs
 
 
@@ -53,6 +59,8 @@ def build_reward_trainer(
     model.config.pad_token_id = tokenizer.pad_token_id
     args = reward_config(params, work_dir, trl_overrides)
     data = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
+    if params.use_strength:
+        data = [{**d, "margin": m} for d, m in zip(data, strength_shifts(rows, params.strength_margins))]
     soft = needs_soft_term(targets)
     if soft:  # with every target at 1 TRL's own trainer runs, as it always has
         data = [{**d, LABEL_P: t} for d, t in zip(data, targets)]
@@ -104,4 +112,5 @@ def train_reward(
         "train_accuracy": pairwise_accuracy(model, tokenizer, train_rows[:256]),
         "final_margin": margins[-1] if margins else None,
         "mean_label_p": round(sum(targets) / len(targets), 4) if targets else None,
+        **({"strength_pairs": rated_pairs(train_rows)} if params.use_strength else {}),
     }

@@ -1,17 +1,20 @@
-"""DPO with per-pair soft labels: the smallest extension of TRL's ``DPOTrainer`` that carries them.
+"""DPO with per-pair soft labels and strength offsets: the smallest extension of TRL's ``DPOTrainer``.
 
 TRL's sigmoid term sits inline in its private ``_compute_loss`` (and its collator drops
 extra columns), so there is no method that computes just that term to override. Instead:
 
-- :class:`SoftLabelCollator` is TRL's collator plus a ``label_p`` tensor;
-- ``label_p`` is kept among the trainer's signature columns, so ``remove_unused_columns``
-  leaves it in the dataset, and taken out of the batch before the model sees it;
+- :class:`SoftLabelCollator` is TRL's collator plus a ``label_p`` tensor and, with
+  ``use_strength``, a ``strength_offset`` tensor (ODPO's Δ, :mod:`rlhf.training.strength`);
+- both are kept among the trainer's signature columns, so ``remove_unused_columns``
+  leaves them in the dataset, and taken out of the batch before the model sees it;
 - reference log-probabilities are precomputed (``precompute_ref_log_probs``), so they
   arrive in the batch, and the policy's come from a forward hook on the one policy call
-  ``_compute_loss`` makes; from those :meth:`SoftDPOTrainer._compute_loss` forms β·Δ
-  per pair exactly as TRL does for ``f_divergence_type="reverse_kl"`` and adds
-  ``mean((1 − p)·β·Δ)`` times the sigmoid term's weight to TRL's loss. Every other part
-  of TRL's loss (the ``sft`` term, ``loss_weights``, metrics) is TRL's own.
+  ``_compute_loss`` makes; from those :meth:`SoftDPOTrainer._compute_loss` forms x = β·Δ
+  per pair exactly as TRL does for ``f_divergence_type="reverse_kl"`` and adds, times the
+  sigmoid term's weight, the mean of what turns TRL's −log σ(x) into the pair's term:
+  (1 − p)·x for a soft label; log σ(x) − log σ(x − s) for an offset s; both, with the
+  offset inside the logit, −log σ(x − s) + (1 − p)(x − s). Every other part of TRL's loss
+  (the ``sft`` term, ``loss_weights``, metrics) is TRL's own.
 
 ``tests/unit/test_soft_labels.py`` pins the TRL source this relies on: an upgrade that
 changes it fails that test until someone has checked this module again.
@@ -27,16 +30,20 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from rlhf.errors import ConfigError
 from rlhf.training.soft_targets import LABEL_P, soft_correction
+from rlhf.training.strength import OFFSET, shift_correction
+
+_EXTRA = (LABEL_P, OFFSET)  # per-pair float columns the collator carries and the loss reads
 
 
 @dataclasses.dataclass
 class SoftLabelCollator(DataCollatorForPreference):
-    """TRL's preference collator, plus each example's ``label_p`` as a float tensor."""
+    """TRL's preference collator, plus each example's ``label_p`` and ``strength_offset`` as float tensors."""
 
     def torch_call(self, examples):
         out = super().torch_call(examples)
-        if LABEL_P in examples[0]:
-            out[LABEL_P] = torch.tensor([float(e[LABEL_P]) for e in examples], dtype=torch.float)
+        for key in _EXTRA:
+            if key in examples[0]:
+                out[key] = torch.tensor([float(e[key]) for e in examples], dtype=torch.float)
         return out
 
 
@@ -56,14 +63,15 @@ def check_soft_config(args) -> None:
         problems.append("sync_ref_model is on (soft labels need precomputed reference log-probs)")
     if problems:
         raise ConfigError(
-            "soft labels work with plain sigmoid DPO; here "
+            "soft labels and strength offsets work with plain sigmoid DPO; here "
             + "; ".join(problems)
-            + ": set soft_labels=false and label_smoothing=0 (or trl.label_smoothing for TRL's own)"
+            + ": set soft_labels=false and label_smoothing=0 (or trl.label_smoothing for TRL's own), "
+            "and use_strength=false"
         )
 
 
 class SoftDPOTrainer(DPOTrainer):
-    """``DPOTrainer`` whose sigmoid term is −log σ(βΔ) + (1 − p)·βΔ per pair (see the module docs)."""
+    """``DPOTrainer`` whose sigmoid term is −log σ(x − s) + (1 − p)(x − s) per pair, x = βΔ (see the module docs)."""
 
     def __init__(self, *args, **kwargs):
         train_args = kwargs["args"]
@@ -79,28 +87,37 @@ class SoftDPOTrainer(DPOTrainer):
 
     def _set_signature_columns_if_needed(self):
         super()._set_signature_columns_if_needed()
-        if LABEL_P not in self._signature_columns:
-            self._signature_columns = [*self._signature_columns, LABEL_P]
+        missing = [k for k in _EXTRA if k not in self._signature_columns]
+        if missing:
+            self._signature_columns = [*self._signature_columns, *missing]
 
     def compute_ref_log_probs(self, model, inputs):
-        return super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k != LABEL_P})
+        return super().compute_ref_log_probs(model, {k: v for k, v in inputs.items() if k not in _EXTRA})
 
     def _compute_loss(self, model, inputs, return_outputs):
         inputs = dict(inputs)
         p = inputs.pop(LABEL_P, None)
+        offset = inputs.pop(OFFSET, None)
         captured = []
         hook = model.register_forward_hook(lambda _m, _args, out: captured.append(out) if not captured else None)
         try:
             result = super()._compute_loss(model, inputs, return_outputs)
         finally:
             hook.remove()
-        if p is None:
+        if p is None and offset is None:
             return result
         loss, outputs = result if return_outputs else (result, None)
         seq_len = inputs["completion_mask"].size(1) - 1
         logps = captured[0].log_probs[:, -seq_len:].sum(dim=1)  # as TRL: summed over the completion
         chosen, rejected = logps.chunk(2, dim=0)
         delta = (chosen - inputs["ref_chosen_logps"]) - (rejected - inputs["ref_rejected_logps"])
-        extra = soft_correction(self.beta * delta, p.to(delta.device)).mean() * self._sigmoid_weight
-        loss = loss + extra
+        x = self.beta * delta
+        if offset is None:
+            extra = soft_correction(x, p.to(x.device))
+        else:
+            offset = offset.to(x.device)
+            extra = shift_correction(x, offset)
+            if p is not None:  # the soft target's term with the offset inside the logit
+                extra = extra + soft_correction(x - offset, p.to(x.device))
+        loss = loss + extra.mean() * self._sigmoid_weight
         return (loss, outputs) if return_outputs else loss

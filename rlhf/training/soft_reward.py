@@ -3,7 +3,8 @@
 TRL's Bradley–Terry loss is −log σ(r_chosen − r_rejected − margin); its ``margin``
 column only shifts the logit and cannot carry a soft target. This subclass keeps TRL's
 loss (margin, ``center_rewards_coefficient``, metrics) and adds (1 − p)·x per pair,
-x being the same logit, so the pair's term is the cross-entropy against p (see
+x being the same logit (margin included: with ``use_strength`` a vote's strength, see
+:mod:`rlhf.training.strength`), so the pair's term is the cross-entropy against p (see
 :mod:`rlhf.training.soft_targets`). ``tests/unit/test_soft_labels.py`` pins the TRL
 source it relies on.
 """

@@ -40,6 +40,8 @@ CHANGED = {
     "gamma": 0.5,
     "lam": 0.5,
     "peft": "lora",
+    "strength_margins": [0.0, 1.0, 3.0],
+    "strength_offsets": [0.0, 1.0, 3.0],
     # Per algorithm where the generic change would be refused or is the base already.
     ("rloo", "batch_size"): 4,
     ("grpo", "batch_size"): 4,
@@ -58,6 +60,9 @@ CONTEXT = {
     # Acts on DPO's and SFT's prompt-tuning adapter; refused elsewhere (and without prompt tuning).
     ("dpo", "num_virtual_tokens"): {"peft": "prompt_tuning"},
     ("sft", "num_virtual_tokens"): {"peft": "prompt_tuning"},
+    # A vote's strength levels act only with use_strength (refused without it).
+    "strength_margins": {"use_strength": True},
+    "strength_offsets": {"use_strength": True},
 }
 # Shaping what a run trains on, not the trainer: shown by test_job_level_parameters_change_the_data below.
 JOB_LEVEL = {("sft", "data"), ("rloo", "prompt_tag"), ("grpo", "prompt_tag"), ("ppo", "prompt_tag")}
@@ -104,6 +109,7 @@ ROWS = [
         "rejected": [{"role": "assistant", "content": "y"}],
         "comparison_id": i,
         "label_p": 0.7,
+        "strength": 1 + i % 3,
     }
     for i in range(10)
 ]
@@ -148,6 +154,11 @@ def _observe(alg, given, tmp_path, models):
     seen["evaluation"] = repr(calls)
     if hasattr(params, "soft_labels"):
         seen["targets"] = training_targets(ROWS, soft_labels=params.soft_labels, label_smoothing=params.label_smoothing)
+    if getattr(params, "use_strength", False):
+        from rlhf.training.strength import strength_shifts
+
+        levels = params.strength_margins if alg == "reward" else params.strength_offsets
+        seen["strength_shifts"] = strength_shifts(ROWS, levels)
     if hasattr(params, "eval_fraction"):
         seen["heldout"] = repr(split_rows(ROWS, params.eval_fraction, params.seed)[1])
     if alg in ("rloo", "grpo"):
