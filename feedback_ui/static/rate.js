@@ -9,6 +9,12 @@
 // typed into it. Ctrl+Enter (⌘+Enter) submits: with SUBMIT + a button's id among the box's
 // classes it presses that button; with CHOOSE it waits for a vote key and presses that vote
 // button. Leaving the page gives back the pair leased to this rater.
+//
+// Shift with A's or B's key votes "much better" on a pair that asks how much better: it
+// presses that vote's "much better" twin (its id is the table's `much`; no twin on the
+// page, no such key). The key is read by its place (event.code: Digit1, Numpad1), as Shift
+// changes the character; a layout whose digits need Shift (e.key is the digit itself) keeps
+// Shift+key for the plain vote.
 (() => {
   if (window.__rlhfKeys) return;
   window.__rlhfKeys = true;
@@ -21,6 +27,19 @@
   const each = votes.map((v) => v.key + " (" + v.label + ")");
   const choices = each.slice(0, -1).join(", ") + " or " + each[each.length - 1];  // "1 (label), 2 (label), … or 4 (label)"
   const byKey = Object.fromEntries(Object.entries(keys).map(([id, k]) => [k, id]));
+  const twins = votes.filter((v) => v.much);
+  const muchByCode = Object.fromEntries(twins.flatMap((v) => [["Digit" + v.key, v], ["Numpad" + v.key, v]]));
+  const muchKeys = "Shift+" + twins.map((v) => v.key).join("/");  // "Shift+1/2"
+  // The "much better" button a Shift+key means, where the page has one.
+  const muchOf = (e) => {
+    const v = e.shiftKey ? muchByCode[e.code] : null;
+    return v && e.key !== v.key && document.getElementById(v.much) ? v.much : null;
+  };
+  const voteOf = (e) => muchOf(e) || byKey[e.key];
+  const hasTwins = () => twins.some((v) => {  // shown for this pair (it asks how much better)
+    const b = document.getElementById(v.much);
+    return b && b.offsetParent !== null;
+  });
   const isField = (t) => t && (t.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(t.tagName));
   const guardOf = (t) => (t && t.closest) ? t.closest("." + GUARD) : null;
   let left = {box: null, at: 0};  // the guarded box last left, and when
@@ -33,6 +52,10 @@
         b.setAttribute("title", "Shortcut: " + k);
         b.dataset.rlKey = k;  // drawn beside the label (rlhf.css)
       }
+    }
+    for (const v of twins) {
+      const b = document.getElementById(v.much);
+      if (b && !b.hasAttribute("aria-keyshortcuts")) b.setAttribute("aria-keyshortcuts", "Shift+" + v.key);
     }
   };
   const hint = (box, text) => {
@@ -80,7 +103,7 @@
       if (choosing === box && !e.ctrlKey && !e.metaKey && !e.altKey) {
         e.preventDefault();  // the key picks the choice; it is not text
         if (e.key === "Escape") { choosing = null; hint(box, typingHint(box)); return; }
-        const id = byKey[e.key];
+        const id = voteOf(e);
         if (id && press(id)) { choosing = null; t.blur(); }
         return;
       }
@@ -91,19 +114,21 @@
         if (named) { press(named.slice(SUBMIT.length)); return; }
         if (box.classList.contains(CHOOSE)) {
           choosing = box;
-          hint(box, "Now press " + choices + " · Esc: keep typing");
+          hint(box, "Now press " + choices + (hasTwins() ? " (" + muchKeys + ": much better)" : "") +
+                    " · Esc: keep typing");
         }
         return;
       }
       // A vote key arriving in a guarded box just after focus left one: the rater meant a shortcut.
-      if (byKey[e.key] && left.box && performance.now() - left.at < LEAK_MS && left.box !== box) {
+      const leaked = voteOf(e);
+      if (leaked && left.box && performance.now() - left.at < LEAK_MS && left.box !== box) {
         e.preventDefault();
-        press(byKey[e.key]);
+        press(leaked);
       }
       return;
     }
     if (e.ctrlKey || e.metaKey || e.altKey || e.repeat || isField(t)) return;
-    const id = byKey[e.key];
+    const id = voteOf(e);
     if (!id) return;
     e.preventDefault();
     press(id);

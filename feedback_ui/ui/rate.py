@@ -7,7 +7,9 @@ happen in one event (:func:`rlhf.services.rating.vote_then_next`, as ``POST
 /api/votes?next=true``), so the page never shows a pair whose predecessor is not stored.
 Only raters are handed a pair when the page loads; engineers and admins take one when
 they open this tab, and leaving it gives the pair back (:func:`leave`). After a vote the
-page names the choice and offers Undo; Skip passes on a pair.
+page names the choice and offers Undo; Skip passes on a pair. Where the deployment asks
+how much better (``Settings.ask_strength``), :mod:`feedback_ui.ui.rate_strength` adds Shift+1/2
+("much better" in the same keystroke) and the buttons that mark the last vote.
 
 A double click must store one vote. Three things see to it: Gradio drops clicks while
 the event is pending (``trigger_mode="once"``), each hand-out carries its own
@@ -22,10 +24,11 @@ import uuid
 import gradio as gr
 
 from feedback_ui.ui.access import UIContext, lookup_user, require
+from feedback_ui.ui.rate_strength import STRENGTH_GUIDE_HTML, StrengthRow, much_buttons, strength_text
 from feedback_ui.ui.render import CHOOSE_ON_SUBMIT, TYPING_GUARD, error_message, error_text, message, render_markdown
 from feedback_ui.ui.vote_buttons import CHOICE_LABELS, VOTE_BUTTONS, keys_hint_html
 from rlhf.errors import Conflict, NotFound, RLHFError
-from rlhf.models import Choice, Role, User
+from rlhf.models import Choice, Role, Strength, User
 from rlhf.services import app_settings, comparisons, rating
 from rlhf.services.comparisons import Handout
 from rlhf.services.votes import MAX_RATIONALE_CHARS, votes_cast
@@ -70,16 +73,18 @@ def left_shown(left: int) -> str:
     return f"{LEFT_SHOWN_UP_TO}+" if left > LEFT_SHOWN_UP_TO else str(left)
 
 
-def _guidelines_html(ctx: UIContext) -> str:
+def _guidelines_html(ctx: UIContext, asks_strength: bool = False) -> str:
     with ctx.session() as session:
         row = app_settings.get_guidelines(session=session)
     if row is None or not row.value.strip():
-        return (
+        text = (
             '<div class="rl-md"><p>No guidelines yet. Prefer the response that is more helpful, correct and '
             "harmless; pick <em>Tie</em> when they are equally good and <em>Both bad</em> when neither "
             "is acceptable.</p></div>"
         )
-    return f'<div class="rl-md">{render_markdown(row.value)}</div>'
+    else:
+        text = f'<div class="rl-md">{render_markdown(row.value)}</div>'
+    return text + (STRENGTH_GUIDE_HTML if asks_strength else "")
 
 
 def _pair_outputs(user: User, handout: Handout | None, after_vote: bool) -> dict:
@@ -110,8 +115,8 @@ def _pair_outputs(user: User, handout: Handout | None, after_vote: bool) -> dict
     }
 
 
-def _vote_note(choice: Choice, created: bool) -> str:
-    label = CHOICE_LABELS[choice]
+def _vote_note(choice: Choice, created: bool, strength: int | None) -> str:
+    label = CHOICE_LABELS[choice] + strength_text(strength)
     if not created:
         return message(f"That vote was already recorded ({label}).", "ok")
     return message(f"Vote recorded: {label}.", "ok")
@@ -120,7 +125,7 @@ def _vote_note(choice: Choice, created: bool) -> str:
 def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
     with gr.Tab("Rate", id="rate") as tab:
         state = gr.State(None)
-        last_vote = gr.State(None)  # {"id", "choice"}: what Undo takes back
+        last_vote = gr.State(None)  # {"id", "choice", "strength"}: what Undo takes back
         progress = gr.HTML(elem_id="rate-progress")
         with gr.Accordion("Guidelines", open=False):
             guidelines = gr.HTML(elem_id="rate-guidelines")
@@ -153,10 +158,12 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
             status = gr.HTML(elem_id="rate-status")
             with gr.Row(elem_classes="rl-vote-row", visible=False) as vote_row:
                 buttons = [gr.Button(b.label, elem_id=b.rate, variant=b.variant, min_width=150) for b in VOTE_BUTTONS]
+                much = much_buttons()
             with gr.Row(elem_classes="rl-after-row"):
                 skip_btn = gr.Button("Skip this pair", size="sm", visible=False, elem_id="rate-skip", min_width=120)
                 undo_btn = gr.Button("Undo last vote", size="sm", visible=False, elem_id="rate-undo", min_width=120)
-            gr.HTML(keys_hint_html())
+                strength_row = StrengthRow.build()
+            keys_hint = gr.HTML(keys_hint_html())
 
     named = {
         "state": state,
@@ -173,19 +180,37 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
         "undo": undo_btn,
         "last": last_vote,
     }
-    outputs = list(named.values())
+    much_shown = [button for button, _ in much]
+    outputs = list(named.values()) + strength_row.components + much_shown + [keys_hint]
+
+    def asks_strength(handout: Handout | None) -> bool:
+        """The deployment asks how much better on every pair (RLHF_ASK_STRENGTH), or this pair's
+        generation job asked (``rlhf generate --ask-strength``)."""
+        if ctx.settings.ask_strength:
+            return True
+        if handout is None:
+            return False
+        with ctx.session() as session:
+            return rating.strength_asked(session=session, comparison_id=handout.comparison_id, everywhere=False)
 
     def screen(
         user: User, handout: Handout | None, status_html: str = "", after_vote: bool = False, last: dict | None = None
     ) -> dict:
         """Every output of the tab: the pair (or empty state), the counter, the status, the undo button."""
         shown = {named[k]: v for k, v in _pair_outputs(user, handout, after_vote).items()}
+        asks = asks_strength(handout)
+        if shown.get(state):
+            shown[state]["asks_strength"] = asks  # the vote on it may say how much better
         return {
             **shown,
             progress: _progress_html(ctx, user),
             status: status_html,
             last_vote: last,
             undo_btn: gr.Button(visible=last is not None),
+            **strength_row.shown(last),
+            # Shift+1/2 press these: hidden, the keys do nothing more than 1 and 2 on this pair.
+            **{button: gr.Button(visible=asks) for button in much_shown},
+            keys_hint: keys_hint_html(much=asks),
         }
 
     def fetch(user: User) -> Handout | None:
@@ -197,14 +222,15 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
         Console, and take a lease only if they open this tab."""
         user = require(ctx, request)
         if user.role is not Role.rater:
-            return {progress: _progress_html(ctx, user), guidelines: _guidelines_html(ctx)}
-        return {**screen(user, fetch(user)), guidelines: _guidelines_html(ctx)}
+            return {progress: _progress_html(ctx, user), guidelines: _guidelines_html(ctx, ctx.settings.ask_strength)}
+        handout = fetch(user)
+        return {**screen(user, handout), guidelines: _guidelines_html(ctx, asks_strength(handout))}
 
     def opened(request: gr.Request):
         user = require(ctx, request)
         return screen(user, fetch(user))
 
-    def make_vote(choice: Choice):
+    def make_vote(choice: Choice, strength: int | None = None):
         def vote(current: dict | None, why: str, request: gr.Request):
             user = require(ctx, request)
             if not current:
@@ -217,6 +243,7 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
                 "choice": choice,
                 "rationale": (why or "").strip() or None,
                 "idempotency_key": current["key"],
+                "strength": strength,
             }
             try:
                 with ctx.session() as session:
@@ -235,9 +262,14 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
             return screen(
                 user,
                 handout,
-                _vote_note(choice, result.created),
+                _vote_note(choice, result.created, result.vote.strength),
                 after_vote=True,
-                last={"id": result.vote.id, "choice": choice.value},
+                last={
+                    "id": result.vote.id,
+                    "choice": choice.value,
+                    "strength": result.vote.strength,
+                    "asks_strength": current.get("asks_strength", False),
+                },
             )
 
         return vote
@@ -273,17 +305,15 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
     private = {"api_visibility": "private", "show_progress": "hidden"}
     tab.select(opened, inputs=None, outputs=outputs, **private)
     check_again.click(opened, inputs=None, outputs=outputs, **private)
-    for button, vote_button in zip(buttons, VOTE_BUTTONS):
+    votes = [(button, make_vote(b.choice)) for button, b in zip(buttons, VOTE_BUTTONS)]
+    votes += [(button, make_vote(b.choice, Strength.much.value)) for button, b in much]
+    for button, handler in votes:
         button.click(
-            make_vote(vote_button.choice),
-            inputs=[state, rationale],
-            outputs=outputs,
-            trigger_mode="once",
-            concurrency_limit=None,
-            **private,
+            handler, inputs=[state, rationale], outputs=outputs, trigger_mode="once", concurrency_limit=None, **private
         )
     undo_btn.click(undo, inputs=[last_vote], outputs=outputs, trigger_mode="once", **private)
     skip_btn.click(skip, inputs=[state], outputs=outputs, trigger_mode="once", **private)
+    strength_row.wire(ctx, status=status, last_vote=last_vote)
     return tab
 
 
