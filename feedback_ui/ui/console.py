@@ -155,6 +155,13 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
                             label="Max new tokens", value=64, precision=0, minimum=1, maximum=4096, min_width=120
                         )
                         temperature = gr.Number(label="Temperature", value=1.0, minimum=0.01, maximum=5, min_width=120)
+                    # Every pair asks already where the deployment does (RLHF_ASK_STRENGTH).
+                    ask_strength = gr.Checkbox(
+                        label="Ask raters how much better (slightly / clearly / much) on these pairs",
+                        value=ctx.settings.ask_strength,
+                        interactive=not ctx.settings.ask_strength,
+                        elem_id="generation-ask-strength",
+                    )
                     gen_btn = gr.Button("Start generation", variant="primary")
                     # What the button said (an error stays until the next click); the timer writes
                     # the job's progress beside it, never over it.
@@ -217,7 +224,9 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
         )
         return message(note, "ok"), None
 
-    def start_generation(n_prompts, per_checkpoint, votes, tag, tokens, temp, strategy, reward, request: gr.Request):
+    def start_generation(
+        n_prompts, per_checkpoint, votes, tag, tokens, temp, strategy, reward, asks, request: gr.Request
+    ):
         require(ctx, request, Role.engineer)
         try:
             tokens = optional_int(tokens, "max new tokens") or 64
@@ -235,6 +244,7 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
                     # The field is ignored for random pairs, so a leftover name is harmless.
                     reward_checkpoint_id=((reward or "").strip() or None if strategy == "uncertain" else None),
                     sampling={"max_new_tokens": tokens, "temperature": float(temp)},
+                    ask_strength=bool(asks),
                 )
         except RLHFError as exc:
             return error_message(exc), gr.skip()
@@ -275,7 +285,7 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
     )
     gen_btn.click(
         start_generation,
-        [limit, per_ckpt, target, gen_tag, max_tokens, temperature, select, reward_model],
+        [limit, per_ckpt, target, gen_tag, max_tokens, temperature, select, reward_model, ask_strength],
         [gen_status, job_id],
         **private,
     )

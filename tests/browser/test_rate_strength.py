@@ -138,3 +138,27 @@ def test_without_the_setting_only_the_pairs_of_a_job_that_asked_take_a_strength(
     page.locator("#rate-strength").wait_for()
     (v1, _, _), (v2, a2, b2) = _stored_votes(server, "rita")
     assert v1.strength is None and v2.strength == 3 and _preferred(v2, a2, b2) == shown[0]
+
+
+@pytest.mark.parametrize("server_env", [False], indirect=True)
+def test_an_engineer_starts_a_generation_that_asks_how_much_better(server, new_page):
+    from sqlmodel import select
+
+    from rlhf.models import GenerationJob
+    from rlhf.services.checkpoints import register_checkpoint
+
+    with server.session() as s:
+        factories.user(s, name="erin", role="engineer", password=PASSWORD)
+        register_checkpoint(session=s, path="org/not-downloaded", name="policy", serve=True)
+    page = new_page(DESKTOP)
+    login(page, server, "erin")
+    box = page.get_by_label("Ask raters how much better (slightly / clearly / much) on these pairs")
+    box.wait_for()
+    assert not box.is_checked()  # the deployment does not ask: each job may
+    page.get_by_label("Prompts", exact=True).fill("1")
+    box.check()
+    page.get_by_role("button", name="Start generation").click()
+    page.locator("#generation-status").get_by_text("queued", exact=False).wait_for()
+    with server.session() as s:
+        (job,) = s.exec(select(GenerationJob)).all()
+        assert job.params["ask_strength"] is True and job.params["limit"] == 1
