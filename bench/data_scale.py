@@ -10,7 +10,10 @@ votes), then measures each operation in a fresh Python process, so its peak memo
 - ``create run``: :func:`rlhf.services.runs.create_run` for DPO (what the request does: the votes
   frozen); ``run data``: the worker's first phase on that run (rows built, hashed, written to the
   trainer's data file: :func:`rlhf.services.run_data.write_run_rows`); the run is removed after;
-- ``stats``: :func:`rlhf.services.stats.overall_stats` (what ``GET /api/stats`` answers);
+- ``stats``: :func:`rlhf.services.stats.overall_stats` (the counts);
+- ``api stats``: :func:`rlhf.services.stats.engineer_stats`: what ``GET /api/stats`` answers an
+  engineer (the counts, the rater-quality measure and their own counts), warm: the median of
+  three calls after a first;
 - ``leaderboard``: the Bradley-Terry fit with 200 bootstrap resamples;
 - ``hand-out``: :func:`rlhf.services.comparisons.next_for_rater` for 40 raters, median and p95
   (the service behind ``GET /api/comparisons/next``, without HTTP);
@@ -80,6 +83,7 @@ OPERATIONS = [
     "create run",
     "run data",
     "stats",
+    "api stats",
     "leaderboard",
     "hand-out",
     "vote",
@@ -244,6 +248,18 @@ def measure(op: str, url: str) -> dict:
             extra["rows"] = write_run_rows(session=session, run=run, path=Path(tmp) / "data.jsonl").rows
         elif op == "stats":
             stats.overall_stats(session=session)
+        elif op == "api stats":
+            # The grown database holds raters only; whose counts come under "mine" costs the same.
+            someone = session.exec(select(User.id).order_by(User.id)).first() or 0
+            # A serving process is warm (connections open, statements compiled): one call first,
+            # then the median of three.
+            stats.engineer_stats(session=session, rater_id=someone)
+            calls = []
+            for _ in range(3):
+                t = time.perf_counter()
+                stats.engineer_stats(session=session, rater_id=someone)
+                calls.append(time.perf_counter() - t)
+            started = time.perf_counter() - statistics.median(calls)
         elif op == "leaderboard":
             leaderboard.leaderboard(session=session, bootstrap=200)
         elif op in ("hand-out", "vote"):

@@ -11,7 +11,9 @@ round trip. Then it checks the database: every acknowledged vote must be stored 
 no comparison may hold more votes than it asked for (duplicated).
 
 As the ceiling it runs, in the same way, a bare FastAPI endpoint that does one INSERT into
-a one-table database, and prints the ratio. Prints figures; asserts nothing about time.
+a one-table database, before the app's run and after it, and prints the ratio to the mean
+of the two (and both, so a machine whose speed drifted during the run shows it). Prints
+figures; asserts nothing about time.
 
     python bench/vote_load.py [--raters 50] [--seconds 20] [--databases sqlite,postgresql] [--think-s 0]
 
@@ -351,9 +353,20 @@ def pct(values: list[float]) -> str:
     return f"{p50:.0f}/{p95:.0f}/{p99:.0f}"
 
 
+def measure_bare(kind: str, args, workdir: Path, label: str) -> dict:
+    with fresh_database(kind, workdir, f"bare{label}") as url:
+        port = free_port()
+        bare_cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-bare", url, "--port", str(port)]
+        with server(bare_cmd, {"PYTHONPATH": str(ROOT)}, port, workdir / f"{kind}-bare{label}.log"):
+            return asyncio.run(load_bare(port, args.raters, args.seconds))
+
+
 def run_one(kind: str, args, workdir: Path) -> list[dict]:
-    """Both flows on one server and database (two requests per vote, then one), and the bare ceiling."""
+    """Both flows on one server and database (two requests per vote, then one), and the bare ceiling
+    measured before and after them: the ratio is to their mean, so a machine that slows down or
+    speeds up during the run moves the ceiling with it (both are printed)."""
     flows = {}
+    before = measure_bare(kind, args, workdir, "-before")
     with fresh_database(kind, workdir, "app") as url:
         seed(url, args.raters, args.comparisons)
         port = free_port()
@@ -371,12 +384,10 @@ def run_one(kind: str, args, workdir: Path) -> list[dict]:
                 flows[flow] = asyncio.run(load_rlhf(port, args.raters, args.seconds, args.think_s, one_trip))
         acked = [vote_id for stats in flows.values() for vote_id in stats["acked"]]
         lost, duplicated = verify(url, acked)
-    with fresh_database(kind, workdir, "bare") as url:
-        port = free_port()
-        bare_cmd = [sys.executable, str(Path(__file__).resolve()), "--serve-bare", url, "--port", str(port)]
-        with server(bare_cmd, {"PYTHONPATH": str(ROOT)}, port, workdir / f"{kind}-bare.log"):
-            bare = asyncio.run(load_bare(port, args.raters, args.seconds))
-    bare_per_s = bare["acked"] / bare["elapsed"]
+    after = measure_bare(kind, args, workdir, "-after")
+    ceilings = [b["acked"] / b["elapsed"] for b in (before, after)]
+    bare_per_s = sum(ceilings) / 2
+    bare = {"insert_ms": before["insert_ms"] + after["insert_ms"], "errors": before["errors"] + after["errors"]}
     out = []
     for flow, full in flows.items():
         votes_per_s = len(full["acked"]) / full["elapsed"]
@@ -393,6 +404,7 @@ def run_one(kind: str, args, workdir: Path) -> list[dict]:
                 "errors": dict(full["errors"]),
                 "ran_out": full["ran_out"],
                 "bare_per_s": bare_per_s,
+                "bare_before_after": ceilings,
                 "bare": pct(bare["insert_ms"]),
                 "bare_errors": dict(bare["errors"]),
                 "log": (workdir / f"{kind}-app.log").read_text()[-1500:],
@@ -455,6 +467,10 @@ def main() -> None:
             if r["log"].strip() and r["errors"]:
                 print(f"  end of the {r['kind']} server log:\n{r['log']}")
     for kind in dict.fromkeys(r["kind"] for r in results):
+        before, after = next(r for r in results if r["kind"] == kind)["bare_before_after"]
+        print(
+            f"{kind}: bare ceiling {before:.1f} inserts/s before the app's run, {after:.1f} after (ratio to the mean)"
+        )
         two, one = (
             next(r for r in results if r["kind"] == kind and r["flow"] == f) for f in ("2 requests", "next=true")
         )
