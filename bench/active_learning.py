@@ -95,10 +95,21 @@ def open_and_vote(
     ``seed`` seeds both the sampling and the raters' noise: the two strategies draw alike in
     the same round of the same repeat, and repeats differ in both."""
     from rlhf import db
+    from rlhf.services.generation_jobs import get_generation_job
+    from rlhf.services.simulate import simulate
+
+    job_id = open_pairs(settings, strategy, batch, reward_id, seed, max_new_tokens)
+    with db.session_scope(db.get_engine(settings.database_url)) as s:
+        simulate(session=s, rule=f"contains:{WORD}", noise=noise, seed=seed)
+        return get_generation_job(session=s, job_id=job_id).result
+
+
+def open_pairs(settings, strategy: str, batch: int, reward_id: int | None, seed: int, max_new_tokens: int) -> int:
+    """A generation job opens ``batch`` prompts' pairs (one vote each); returns the job's id."""
+    from rlhf import db
     from rlhf.jobs.generation import execute_generation_job
     from rlhf.models import JobStatus
     from rlhf.services.generation_jobs import create_generation_job, get_generation_job
-    from rlhf.services.simulate import simulate
 
     engine = db.get_engine(settings.database_url)
     with db.session_scope(engine) as s:
@@ -114,13 +125,15 @@ def open_and_vote(
     if execute_generation_job(job_id, settings) is not JobStatus.succeeded:
         with db.session_scope(engine) as s:
             raise SystemExit(f"generation job failed: {get_generation_job(session=s, job_id=job_id).error}")
-    with db.session_scope(engine) as s:
-        simulate(session=s, rule=f"contains:{WORD}", noise=noise, seed=seed)
-        return get_generation_job(session=s, job_id=job_id).result
+    return job_id
 
 
-def train_round(settings, tiny: Path, name: str, steps: int, seed: int, heldout: list[dict]) -> dict:
-    """Train a reward model on every vote so far, register it, measure it on the held-out pairs."""
+def train_round(
+    settings, tiny: Path, name: str, steps: int, seed: int, heldout: list[dict], extra: dict | None = None
+) -> dict:
+    """Train a reward model on every vote so far, register it, measure it on the held-out pairs.
+
+    ``extra``: more reward-model parameters (as ``--set`` takes them) over the bench's own."""
     from sqlmodel import func, select
 
     from rlhf import db
@@ -137,7 +150,7 @@ def train_round(settings, tiny: Path, name: str, steps: int, seed: int, heldout:
         votes = s.exec(select(func.count()).select_from(Vote)).one()
     if not rows:
         raise SystemExit("no decided votes to train on: raise --seed-votes")
-    params, _ = build_params("reward", {"steps": steps, "eval_fraction": 0.0, "seed": seed})
+    params, _ = build_params("reward", {"steps": steps, "eval_fraction": 0.0, "seed": seed, **(extra or {})})
     out = settings.data_dir / "checkpoints" / name
     with contextlib.redirect_stdout(io.StringIO()):  # the trainer prints every logged step
         train_reward(

@@ -10,7 +10,7 @@ process uses one core, two use two, as one rank per GPU would. Left alone, the o
 run would take a thread per core while torchrun gives each rank one, and on a shared CPU
 the thread count alone moves a small model's speed several-fold.
 
-    .venv/bin/python bench/multiprocess.py [--steps 40 --batch 4 --pairs 64 --repeats 2 --threads 1]
+    .venv/bin/python bench/multi_process.py [--steps 40 --batch 4 --pairs 64 --repeats 2 --threads 1]
 """
 
 from __future__ import annotations
@@ -25,9 +25,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# This file's name is that of the `multiprocess` package `datasets` imports: its folder must not
-# come first on the path, here nor in the trainer (``python -m`` puts the working directory first).
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+# The repository first, so the trainer (``python -m``, from the working directory) imports this tree.
+sys.path.insert(0, str(ROOT))
 os.chdir(ROOT)
 
 
