@@ -30,6 +30,23 @@ from pathlib import Path
 WORD = "please"
 
 
+def quiet_tiny_world(prefix: str) -> tuple[Path, Path, list[dict]]:
+    """(a new work folder, the tiny model built in it, the held-out pairs), with the libraries'
+    progress bars and step logs kept off the bench's output."""
+    import datasets
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    from rlhf.modeling.tiny import build_tiny_model
+
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    with contextlib.redirect_stdout(io.StringIO()):  # its SFT warm-up prints every logged step
+        tiny = build_tiny_model(work / "tiny")
+    return work, tiny, heldout_rows(tiny, per_prompt=8, seed=1234)
+
+
 def heldout_rows(tiny: Path, per_prompt: int, seed: int) -> list[dict]:
     """Pairs of the tiny model's answers to held-out prompts where exactly one contains the word.
 
@@ -190,19 +207,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=48)
     args = ap.parse_args()
 
-    import datasets
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    from rlhf.modeling.tiny import build_tiny_model
-
     start = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="rlhf-active-"))
-    with contextlib.redirect_stdout(io.StringIO()):  # its SFT warm-up prints every logged step
-        tiny = build_tiny_model(work / "tiny")
-    heldout = heldout_rows(tiny, per_prompt=8, seed=1234)
+    work, tiny, heldout = quiet_tiny_world("rlhf-active-")
     longer = sum(len(r["chosen"][0]["content"]) > len(r["rejected"][0]["content"]) for r in heldout) / len(heldout)
     print(
         f"held-out: {len(heldout)} pairs with exactly one '{WORD}' answer, labelled without noise; "

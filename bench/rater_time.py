@@ -36,13 +36,10 @@ this rule: both or neither answer has the word).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -52,9 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.active_learning import (  # noqa: E402
     WORD,
     _copy_database,
-    heldout_rows,
     new_world,
     open_pairs,
+    quiet_tiny_world,
     train_round,
     world_settings,
 )
@@ -153,19 +150,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=48)
     args = ap.parse_args()
 
-    import datasets
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    from rlhf.modeling.tiny import build_tiny_model
-
     start = time.perf_counter()
-    work = Path(tempfile.mkdtemp(prefix="rlhf-rater-time-"))
-    with contextlib.redirect_stdout(io.StringIO()):  # its SFT warm-up prints every logged step
-        tiny = build_tiny_model(work / "tiny")
-    heldout = heldout_rows(tiny, per_prompt=8, seed=1234)
+    work, tiny, heldout = quiet_tiny_world("rlhf-rater-time-")
     print(f"held-out: {len(heldout)} pairs with exactly one '{WORD}' answer, labelled without noise")
     print(
         f"rater time per judgement: decision {DECIDE_S:.1f} s (assumed) + the app's vote-to-next-pair time "
