@@ -33,7 +33,8 @@ def test_rate_arena_and_console_through_the_proxy(fresh, new_page):
     expect(rater.locator("#rate-progress")).to_contain_text("Your votes: 1")
     with fresh.session() as s:
         votes = s.exec(select(Vote)).all()
-    assert [v.choice for v in votes] == [Choice.a]
+    # Stored in the pair's own order: the rater may have been shown it the other way round.
+    assert [v.choice.swapped() if v.shown_swapped else v.choice for v in votes] == [Choice.a]
 
     rater.get_by_role("tab", name="Arena").click()
     rater.locator("#arena-prompt textarea").fill("Tell me about the sea.")
