@@ -18,8 +18,10 @@ from feedback_ui.schemas import (
     ComparisonHandout,
     GuidelinesBase,
     GuidelinesPublic,
+    Handed,
     HealthPublic,
     LeaderboardPublic,
+    RankingHandout,
     SkipPublic,
     VoteAndNext,
     VoteCreate,
@@ -31,6 +33,7 @@ from rlhf.models import Role, Vote
 from rlhf.services import (
     app_settings,
     comparisons,
+    rankings,
     rating,
     stats,
 )
@@ -65,25 +68,36 @@ def health(request: Request, session: DB, response: Response) -> HealthPublic:
 # --- rating ---------------------------------------------------------------------------------------
 
 
+_KINDS_DOC = (
+    "what this client can show: pair, ranking, or both (comma-separated); without it, pairs only, as clients always got"
+)
+Kinds = Annotated[str | None, Query(description=_KINDS_DOC, max_length=64)]
+
+
 @router.get(
     "/comparisons/next",
-    response_model=ComparisonHandout,
+    response_model=Handed,
     tags=["rating"],
     responses={204: {"description": "nothing left for this rater"}},
 )
-def next_comparison(request: Request, user: Rater, session: DB):
-    """The pair this rater should judge now, in the order they see it (a = left).
+def next_comparison(request: Request, user: Rater, session: DB, kinds: Kinds = None):
+    """What this rater should judge now: a pair in the order they see it (a = left), or with
+    ``kinds=pair,ranking`` possibly a ranking (its answers in the order they see them).
 
-    The pair is leased to them for five minutes; asking again returns the same pair.
+    It is leased to them (a pair for five minutes, a ranking for five per two answers); asking again
+    returns the same one.
     """
     settings = web_context(request).settings
-    handout = comparisons.next_for_rater(session=session, rater=user, gold_rate=settings.gold_rate)
-    if handout is None:
+    item = rating.next_item(session=session, rater=user, kinds=rating.parse_kinds(kinds), gold_rate=settings.gold_rate)
+    if item is None:
         return Response(status_code=204)
-    return _handout_public(handout)
+    return handed_public(item)
 
 
-_NEXT_DOC = "also hand out this rater's next pair (leased to them): answer {vote, next}; without it nothing is leased"
+_NEXT_DOC = (
+    "also hand out this rater's next item (leased to them; of the kinds named by kinds): answer {vote, next}; "
+    "without it nothing is leased"
+)
 
 
 @router.post(
@@ -112,6 +126,7 @@ def post_vote(
     response: Response,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", max_length=100)] = None,
     next_pair: Annotated[bool, Query(alias="next", description=_NEXT_DOC)] = False,
+    kinds: Kinds = None,
 ):
     """Record a vote; 201 when stored. ``choice`` is in the order this rater was shown.
 
@@ -130,9 +145,10 @@ def post_vote(
         "idempotency_key": f"{user.id}:{key}" if key else None,
         "require_handout": True,
     }
+    wanted = rating.parse_kinds(kinds)
     if next_pair:
         result, handout = rating.vote_then_next(
-            session=session, rater=user, gold_rate=web_context(request).settings.gold_rate, **fields
+            session=session, rater=user, gold_rate=web_context(request).settings.gold_rate, kinds=wanted, **fields
         )
     else:
         result, handout = record_vote(session=session, rater=user, **fields), None
@@ -141,7 +157,7 @@ def post_vote(
     vote = _vote_public(result.vote, result.created)
     if not next_pair:
         return vote
-    return VoteAndNext(vote=vote, next=_handout_public(handout) if handout else None)
+    return VoteAndNext(vote=vote, next=handed_public(handout) if handout else None)
 
 
 @router.delete(
@@ -206,6 +222,12 @@ def release_leases(user: Rater, session: DB) -> dict[str, int]:
 
 def _handout_public(handout: comparisons.Handout) -> ComparisonHandout:
     return ComparisonHandout(comparison_id=handout.comparison_id, prompt=handout.prompt, a=handout.a, b=handout.b)
+
+
+def handed_public(item: rating.Item) -> ComparisonHandout | RankingHandout:
+    if isinstance(item, rankings.RankingHandout):
+        return RankingHandout(ranking_id=item.ranking_id, prompt=item.prompt, answers=item.answers)
+    return _handout_public(item)
 
 
 def _vote_public(vote: Vote, created: bool) -> VotePublic:

@@ -81,6 +81,7 @@ def generate(body: GenerationJobCreate, request: Request, user: Engineer, sessio
         pool=body.pool,
         sampling={"max_new_tokens": body.max_new_tokens, "temperature": body.temperature},
         ask_strength=body.ask_strength,
+        rank=body.rank,
     )
 
 

@@ -35,6 +35,7 @@ from feedback_ui import (
     api_labels,
     api_merges,
     api_models,
+    api_rankings,
     api_users,
     api_votes,
     assets,
@@ -264,6 +265,7 @@ def create_app(
     app.include_router(api_labels.router)
     app.include_router(api_merges.router)
     app.include_router(api_votes.router)
+    app.include_router(api_rankings.router)
     metrics.install(app, settings)
     _document_errors(app)
     app.mount(assets.MOUNT_PATH, StaticFiles(directory=assets.DIRECTORY), name="assets")  # before the UI takes /

@@ -15,7 +15,16 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 
 from rlhf.models import Algorithm, CheckpointKind, CheckpointStatus, Choice, JobStatus, Role, as_utc
 from rlhf.services.app_settings import MAX_VALUE_CHARS
-from rlhf.services.generation_params import Limit, MaxNewTokens, PerCheckpoint, Pool, Strategy, TargetVotes, Temperature
+from rlhf.services.generation_params import (
+    Limit,
+    MaxNewTokens,
+    PerCheckpoint,
+    Pool,
+    Rank,
+    Strategy,
+    TargetVotes,
+    Temperature,
+)
 from rlhf.services.votes import MAX_RATIONALE_CHARS
 
 # SQLite hands back naive datetimes; every stored one is UTC, and the API says so.
@@ -65,11 +74,23 @@ class Message(BaseModel):
 class ComparisonHandout(BaseModel):
     """One comparison as this rater sees it: ``a`` is the left response, ``b`` the right."""
 
+    kind: Literal["pair"] = "pair"
     comparison_id: int
     prompt: list[Message] = Field(description="the conversation so far; the last message is the user's")
     a: str
     b: str
 
+
+class RankingHandout(BaseModel):
+    """A ranking as this rater sees it (``GET /api/comparisons/next?kinds=ranking``): order its answers."""
+
+    kind: Literal["ranking"] = "ranking"
+    ranking_id: int
+    prompt: list[Message] = Field(description="the conversation so far; the last message is the user's")
+    answers: list[str] = Field(description="in the order this rater sees them; an order names them by index, from 0")
+
+
+Handed = Annotated[ComparisonHandout | RankingHandout, Field(discriminator="kind")]
 
 StrengthLevel = Literal[1, 2, 3]
 _STRENGTH_DOC = "how much better the chosen answer is, on an A or B vote: 1 slightly, 2 clearly, 3 much better"
@@ -115,13 +136,48 @@ class VoteAndNext(BaseModel):
     """A vote with this rater's next pair (``POST /api/votes?next=true``): one round trip per judgement."""
 
     vote: VotePublic
-    next: ComparisonHandout | None = Field(
+    next: Handed | None = Field(
         description="the next pair, already leased to this rater; null when nothing is left for them"
     )
 
 
+_ORDER_DOC = (
+    "every answer's index (as shown, from 0) once, in groups, best group first; answers in one group tie: "
+    "[[2], [0, 3], [1]]"
+)
+
+
+class RankingCreate(BaseModel):
+    """``POST /api/rankings``: this rater's order of a ranking they were handed."""
+
+    model_config = ConfigDict(extra="forbid")
+    ranking_id: RowId
+    order: list[list[Annotated[int, Field(ge=0, le=100)]]] = Field(min_length=1, description=_ORDER_DOC)
+    rationale: Annotated[str | None, Storable] = Field(default=None, max_length=MAX_RATIONALE_CHARS)
+    idempotency_key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="as for a vote: a retry with it returns the stored order",
+    )
+
+
+class RankingPublic(BaseModel):
+    ranking_id: int
+    order: list[list[int]] = Field(description=_ORDER_DOC)
+    vote_ids: list[int] = Field(description="the votes it was stored as, one per pair of answers")
+    created_at: UTCDatetime
+    created: bool = Field(description="false when this request repeated an order already stored")
+
+
+class RankingAndNext(BaseModel):
+    ranking: RankingPublic
+    next: Handed | None = Field(description="what this rater judges next, already leased to them; null when nothing")
+
+
 class SkipPublic(BaseModel):
-    comparison_id: int
+    comparison_id: int | None = Field(default=None, description="the pair passed on (a pair's skip)")
+    ranking_id: int | None = Field(default=None, description="the ranking passed on (a ranking's skip)")
     skipped_at: UTCDatetime
 
 
@@ -200,6 +256,9 @@ class GenerationJobCreate(BaseModel):
     temperature: Temperature = 1.0
     ask_strength: bool = Field(
         default=False, description="the Rate tab asks how much better on these pairs (RLHF_ASK_STRENGTH: on all)"
+    )
+    rank: Rank | None = Field(
+        default=None, description="open a ranking of this many answers per prompt instead of pairs"
     )
 
 

@@ -13,6 +13,52 @@ from typing import Any, overload
 import sqlalchemy as sa
 from sqlmodel import JSON, Column, Field, SQLModel
 
+from rlhf.kinds import (
+    PRIORITY_MACHINE_LABELLED as PRIORITY_MACHINE_LABELLED,
+)
+from rlhf.kinds import (
+    PRIORITY_OF_STRATEGY as PRIORITY_OF_STRATEGY,
+)
+from rlhf.kinds import (
+    PRIORITY_REGULAR as PRIORITY_REGULAR,
+)
+from rlhf.kinds import (
+    PRIORITY_UNCERTAIN as PRIORITY_UNCERTAIN,
+)
+from rlhf.kinds import (
+    Algorithm as Algorithm,
+)
+from rlhf.kinds import (
+    CheckpointKind as CheckpointKind,
+)
+from rlhf.kinds import (
+    CheckpointStatus as CheckpointStatus,
+)
+from rlhf.kinds import (
+    Choice as Choice,
+)
+from rlhf.kinds import (
+    ComparisonSource as ComparisonSource,
+)
+from rlhf.kinds import (
+    ComparisonStatus as ComparisonStatus,
+)
+from rlhf.kinds import (
+    JobStatus as JobStatus,
+)
+from rlhf.kinds import (
+    MergeTarget as MergeTarget,
+)
+from rlhf.kinds import (  # re-exported: the tables' values are read from here
+    Role as Role,
+)
+from rlhf.kinds import (
+    Strength as Strength,
+)
+from rlhf.kinds import (
+    VoteKind as VoteKind,
+)
+
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
@@ -48,116 +94,6 @@ def _opt_ts(**kw: Any) -> Any:
 
 def _json(default_factory: Any = dict) -> Any:
     return Field(default_factory=default_factory, sa_column=Column(JSON, nullable=False))
-
-
-class Role(str, enum.Enum):
-    # A reward model casting machine labels: a user of its own kind that can never log in.
-    machine = "machine"
-    rater = "rater"
-    engineer = "engineer"
-    admin = "admin"
-
-    @property
-    def rank(self) -> int:
-        return {"machine": -1, "rater": 0, "engineer": 1, "admin": 2}[self.value]
-
-    def allows(self, needed: "Role") -> bool:
-        return self.rank >= needed.rank
-
-
-class CheckpointKind(str, enum.Enum):
-    policy = "policy"
-    reward = "reward"
-
-
-class CheckpointStatus(str, enum.Enum):
-    available = "available"  # registered, not shown to raters
-    serving = "serving"  # its responses enter new comparisons
-    retired = "retired"
-
-
-class ComparisonStatus(str, enum.Enum):
-    open = "open"
-    closed = "closed"
-    expired = "expired"  # an arena battle left unvoted: never handed out, never voted on
-
-
-class ComparisonSource(str, enum.Enum):
-    """Where a comparison came from; training and the leaderboard can choose by it."""
-
-    queue = "queue"  # a generation job opened it for the Rate tab's queue
-    arena = "arena"  # a live battle in the Arena, leased to the rater who started it
-    written = "written"  # a rater's own answer preferred over a model answer
-
-
-class Choice(str, enum.Enum):
-    a = "a"
-    b = "b"
-    tie = "tie"
-    both_bad = "both_bad"
-
-    def swapped(self) -> "Choice":
-        """The same judgement with the two sides exchanged (what a rater shown B on the left meant)."""
-        return {Choice.a: Choice.b, Choice.b: Choice.a}.get(self, self)
-
-
-class Strength(enum.IntEnum):
-    """How much better the chosen answer is, on an A or B vote (stored as the number)."""
-
-    slightly = 1
-    clearly = 2
-    much = 3
-
-    @property
-    def label(self) -> str:
-        return f"{self.name} better"
-
-
-class VoteKind(str, enum.Enum):
-    """Who cast a vote. People's votes and simulated raters' (which stand in for people where
-    people's count: targets, agreement, training by default) are apart from labels a model made."""
-
-    human = "human"
-    simulated = "simulated"  # a rule voting as a rater (``rlhf simulate``), for demos and tests
-    machine = "machine"  # a reward model's calibrated label (a label job); never fills a target
-    judge = "judge"  # an AI judge's verdict
-
-
-# The order pairs go out in: the hand-out sorts open queue pairs on ``Comparison.priority``, lowest first
-# (then id). Gaps leave room for new tiers between these.
-PRIORITY_UNCERTAIN = 10  # a reward model is least sure of it: a person's vote teaches the most
-PRIORITY_REGULAR = 20
-PRIORITY_MACHINE_LABELLED = 40  # a reward model has labelled it already: people see it last
-PRIORITY_OF_STRATEGY = {"uncertain": PRIORITY_UNCERTAIN}
-
-
-class JobStatus(str, enum.Enum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
-    cancelled = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
-
-
-class Algorithm(str, enum.Enum):
-    sft = "sft"
-    reward = "reward"
-    dpo = "dpo"
-    ppo = "ppo"
-    rloo = "rloo"
-    grpo = "grpo"
-
-    @property
-    def needs_votes(self) -> bool:
-        return self in (Algorithm.reward, Algorithm.dpo)
-
-    @property
-    def needs_reward_model(self) -> bool:
-        return self in (Algorithm.ppo, Algorithm.rloo, Algorithm.grpo)
 
 
 def _enum(enum_cls: type[enum.Enum], default: Any) -> Any:
@@ -275,6 +211,56 @@ class Comparison(SQLModel, table=True):
     priority: int = Field(
         default=PRIORITY_REGULAR, sa_column=Column(sa.Integer, nullable=False, server_default=str(PRIORITY_REGULAR))
     )
+    # The ranking this pair is one of (source ``ranking``); None for a pair of its own.
+    ranking_id: int | None = Field(default=None, foreign_key="ranking.id", index=True)
+    created_at: datetime = _ts()
+
+
+class Ranking(SQLModel, table=True):
+    """K answers to one prompt, ordered by a rater in one judgement.
+
+    Stored as its C(K,2) comparisons (source ``ranking``), so a rater's order becomes ordinary
+    votes on them: snapshots, undo, agreement, soft labels and the export read them unchanged.
+    This row holds what is handed out: which answers, how many raters should order them, and
+    how many have.
+    """
+
+    # The hand-out scans open rankings in (priority, id) order.
+    __table_args__ = (sa.Index("ix_ranking_handout", "status", "priority", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    prompt_id: int = Field(foreign_key="prompt.id", index=True)
+    # The distinct answers, in the order they were sampled (identical texts dropped).
+    response_ids: list[int] = _json(list)
+    status: ComparisonStatus = _enum(ComparisonStatus, ComparisonStatus.open)
+    target_votes: int = 1  # raters wanted
+    vote_count: int = 0  # raters who ordered it (updated under its lock)
+    priority: int = Field(
+        default=PRIORITY_REGULAR, sa_column=Column(sa.Integer, nullable=False, server_default=str(PRIORITY_REGULAR))
+    )
+    job_id: int | None = Field(default=None, foreign_key="generationjob.id")
+    created_at: datetime = _ts()
+
+
+class RankingLease(SQLModel, table=True):
+    """A ranking leased to one rater, with the order its answers were shown in.
+
+    As with :class:`Assignment`, the row outlives the lease: it keeps the shown order (the
+    indexes a rater's order names) and, after a skip, when they skipped it.
+    """
+
+    __tablename__ = "ranking_lease"
+    __table_args__ = (
+        sa.UniqueConstraint("ranking_id", "rater_id", name="uq_ranking_lease_rater"),
+        sa.Index("ix_ranking_lease_rater_live", "rater_id", "expires_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ranking_id: int = Field(foreign_key="ranking.id", index=True)
+    rater_id: int = Field(foreign_key="user.id")
+    shown: list[int] = _json(list)  # response ids, in the order the rater sees them (index 0 first)
+    expires_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    skipped_at: datetime | None = _opt_ts()
     created_at: datetime = _ts()
 
 
@@ -303,6 +289,8 @@ class Vote(SQLModel, table=True):
     label_p: float | None = None
     # How much better the chosen answer is (A or B only): 1 slightly, 2 clearly, 3 much. None: not said.
     strength: int | None = Field(default=None, sa_type=sa.SmallInteger)
+    # Set on the votes a ranking was stored as: one judgement, undone together.
+    ranking_id: int | None = Field(default=None, foreign_key="ranking.id", index=True)
     created_at: datetime = _ts()
 
 
@@ -393,13 +381,6 @@ class LabelJob(SQLModel, table=True):
     started_at: datetime | None = _opt_ts()
     finished_at: datetime | None = _opt_ts()
     heartbeat_at: datetime | None = _opt_ts()
-
-
-class MergeTarget(str, enum.Enum):
-    """What a merge job makes of an adapter checkpoint."""
-
-    serving = "serving"  # the cached full-weights copy an inference engine serves (``merged_dir``)
-    checkpoint = "checkpoint"  # a new full checkpoint named ``name``, its parent the adapter one
 
 
 class MergeJob(SQLModel, table=True):

@@ -76,9 +76,12 @@ def generate(
     ask_strength: bool = typer.Option(
         False, "--ask-strength", help="the Rate tab asks how much better on these pairs (RLHF_ASK_STRENGTH: on all)"
     ),
+    rank: int = typer.Option(
+        None, help="open a ranking of this many answers (3 to 6) per prompt instead of pairs: one judgement orders them"
+    ),
     wait: bool = typer.Option(False, help="wait until the comparisons are open"),
 ) -> None:
-    """Sample responses from serving checkpoints and open comparisons."""
+    """Sample responses from serving checkpoints and open comparisons (or rankings, with --rank)."""
     from rlhf.jobs.generation import execute_generation_job
     from rlhf.jobs.submit import submit_generation
     from rlhf.services.generation_jobs import get_generation_job
@@ -97,6 +100,7 @@ def generate(
             pool=pool,
             sampling={"max_new_tokens": max_new_tokens, "temperature": temperature},
             ask_strength=ask_strength,
+            rank=rank,
         )
         job_id = job.id
     typer.echo(f"generation job {job_id} queued")
@@ -104,7 +108,10 @@ def generate(
         return
 
     r = wait_for_job(execute_generation_job, job_id, get_generation_job, f"generation job {job_id}")
-    typer.echo(f"sampled {r['responses']} responses for {r['prompts']} prompts; opened {r['comparisons']} comparisons")
+    opened = (
+        f"{r['rankings']} rankings ({r['comparisons']} pairs)" if "rankings" in r else f"{r['comparisons']} comparisons"
+    )
+    typer.echo(f"sampled {r['responses']} responses for {r['prompts']} prompts; opened {opened}")
     if r.get("strategy") == "uncertain" and r.get("comparisons"):
         typer.echo(
             f"uncertain: {r['comparisons']} of {r['candidates']} candidate pairs "

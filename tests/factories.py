@@ -42,6 +42,32 @@ def comparisons(session, pairs, target_votes=1, checkpoint_path="org/some-model"
     return out
 
 
+def ranking(session, texts, target_votes=1, checkpoint_names=None, prompt="question"):
+    """Open one ranking of these answers on a prompt of its own; returns it. ``checkpoint_names``: the
+    checkpoint each answer comes from (default: one checkpoint for all)."""
+    from rlhf.services.rankings import open_ranking
+
+    names = checkpoint_names or ["ck-ranked"] * len(texts)
+    from sqlmodel import select
+
+    from rlhf.models import Checkpoint
+
+    ckpts = {
+        n: session.exec(select(Checkpoint).where(Checkpoint.name == n)).first()
+        or register_checkpoint(session=session, path=f"org/{n}", name=n)
+        for n in dict.fromkeys(names)
+    }
+    [pid] = import_records(session=session, records=[PromptRecord(messages=[{"role": "user", "content": prompt}])]).ids
+    responses = [Response(prompt_id=pid, checkpoint_id=ckpts[n].id, text=t) for t, n in zip(texts, names, strict=True)]
+    session.add_all(responses)
+    session.flush()
+    opened = open_ranking(
+        session=session, prompt_id=pid, response_ids=[r.id for r in responses], target_votes=target_votes
+    )
+    session.commit()
+    return opened
+
+
 def local_world(mp, root):
     """Settings for a world of its own under ``root``: an SQLite database there (migrated), the
     embedded worker (no broker). Returns (settings, engine); ``mp`` is a MonkeyPatch the caller undoes."""

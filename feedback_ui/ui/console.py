@@ -70,6 +70,7 @@ def stats_html(counts: dict) -> str:
         group("Prompts", counts["prompts"]),
         group("Responses", counts["responses"]),
         group("Comparisons", counts["comparisons"]),
+        *([group("Rankings", counts["rankings"])] if counts.get("rankings") else []),
         group("Votes", counts["votes_by_choice"]),
         group("Checkpoints", counts["checkpoints"]),
         group("Runs", counts["runs"]),
@@ -162,6 +163,14 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
                         interactive=not ctx.settings.ask_strength,
                         elem_id="generation-ask-strength",
                     )
+                    # A ranking: K answers per prompt ordered in one judgement, instead of pairs.
+                    rank = gr.Dropdown(
+                        [("pairs", 0)] + [(f"rank {k} answers per prompt", k) for k in range(3, 7)],
+                        value=0,
+                        label="Raters judge",
+                        min_width=200,
+                        elem_id="generation-rank",
+                    )
                     gen_btn = gr.Button("Start generation", variant="primary")
                     # What the button said (an error stays until the next click); the timer writes
                     # the job's progress beside it, never over it.
@@ -225,7 +234,7 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
         return message(note, "ok"), None
 
     def start_generation(
-        n_prompts, per_checkpoint, votes, tag, tokens, temp, strategy, reward, asks, request: gr.Request
+        n_prompts, per_checkpoint, votes, tag, tokens, temp, strategy, reward, asks, ranked, request: gr.Request
     ):
         require(ctx, request, Role.engineer)
         try:
@@ -244,7 +253,10 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
                     # The field is ignored for random pairs, so a leftover name is harmless.
                     reward_checkpoint_id=((reward or "").strip() or None if strategy == "uncertain" else None),
                     sampling={"max_new_tokens": tokens, "temperature": float(temp)},
-                    ask_strength=bool(asks),
+                    # A ranking asks no strength: the deployment's setting (the box ticked for every
+                    # job) does not apply to it, while a box ticked for this job is refused with it.
+                    ask_strength=bool(asks) and not (ranked and ctx.settings.ask_strength),
+                    rank=int(ranked) if ranked else None,
                 )
         except RLHFError as exc:
             return error_message(exc), gr.skip()
@@ -285,7 +297,7 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
     )
     gen_btn.click(
         start_generation,
-        [limit, per_ckpt, target, gen_tag, max_tokens, temperature, select, reward_model, ask_strength],
+        [limit, per_ckpt, target, gen_tag, max_tokens, temperature, select, reward_model, ask_strength, rank],
         [gen_status, job_id],
         **private,
     )

@@ -42,6 +42,7 @@ from rlhf.services.checkpoints import (
 )
 from rlhf.services.comparisons import open_comparison
 from rlhf.services.prompts import list_prompts
+from rlhf.services.rankings import open_ranking
 from rlhf.settings import Settings, get_settings
 from rlhf.training.scoring import load_reward_model, score_conversations
 
@@ -95,7 +96,7 @@ def _generate(engine, settings: Settings, job_id: int) -> dict:
             reward_path = model_ref(
                 session=session, checkpoint=get_checkpoint(session=session, checkpoint_id=p.reward_checkpoint_id)
             )
-    per = p.per_checkpoint or (2 if len(plan) == 1 else 1)
+    per = -(-p.rank // len(plan)) if p.rank else p.per_checkpoint or (2 if len(plan) == 1 else 1)
     sampling = SamplingParams(seed=p.seed if p.seed is not None else job_id, **p.sampling.model_dump())
     samples = {}
     for ckpt_id, path in plan:
@@ -114,7 +115,9 @@ def _generate(engine, settings: Settings, job_id: int) -> dict:
     # Scored before the session opens: no transaction waits on the reward model.
     scored = score_candidates(reward_path, prompt_rows, samples, plan, per) if uncertain else None
     with db.session_scope(engine) as session:
-        if uncertain:
+        if p.rank:
+            result = _store_rankings(session, job_id, plan, prompt_rows, samples, sampling, p)
+        elif uncertain:
             result = _store_uncertain(session, job_id, plan, prompt_rows, samples, sampling, p, scored)
         else:
             result = _store(session, job_id, plan, prompt_rows, samples, per, sampling, p)
@@ -176,6 +179,37 @@ def _store(session, job_id, plan, prompt_rows, samples, per, sampling, p) -> dic
         "comparisons": n_comparisons,
         "checkpoints": [c for c, _ in plan],
         "strategy": "random",
+    }
+
+
+def _store_rankings(session, job_id, plan, prompt_rows, samples, sampling, p) -> dict:
+    """One ranking of ``rank`` answers per prompt: answer j from the checkpoints in turn, newest first."""
+    order = [ckpt_id for ckpt_id, _ in reversed(plan)]
+    picks = [(order[j % len(order)], j // len(order)) for j in range(p.rank)]
+    n_responses = n_rankings = n_comparisons = 0
+    for idx, (prompt_id, _) in enumerate(prompt_rows):
+        stored = [_response(prompt_id, c, job_id, samples[c][idx][k], k, sampling) for c, k in picks]
+        session.add_all(stored)
+        session.flush()
+        n_responses += len(stored)
+        ranking = open_ranking(
+            session=session,
+            prompt_id=prompt_id,
+            response_ids=[stored_id(r) for r in stored],
+            target_votes=p.target_votes,
+            job_id=job_id,
+        )
+        if ranking is not None:
+            n_rankings += 1
+            n_comparisons += len(ranking.response_ids) * (len(ranking.response_ids) - 1) // 2
+    return {
+        "prompts": len(prompt_rows),
+        "responses": n_responses,
+        "rankings": n_rankings,
+        "comparisons": n_comparisons,
+        "checkpoints": [c for c, _ in plan],
+        "strategy": "random",
+        "rank": p.rank,
     }
 
 

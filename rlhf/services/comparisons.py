@@ -265,6 +265,29 @@ def _current_lease(session: Session, rater_id: int, now) -> tuple[int, bool] | N
     return next(((comp_id, swapped) for comp_id, swapped in live if comp_id in usable), None)
 
 
+def current_pair(*, session: Session, rater_id: int) -> Handout | None:
+    """This rater's live lease on an open queue pair they have not voted on, handed out again as it was."""
+    current = _current_lease(session, rater_id, utcnow())
+    return None if current is None else _handout(session, *current)
+
+
+def pairs_before(*, session: Session, rater_id: int, tier: int) -> bool:
+    """Whether this rater could be handed a regular pair of a priority tier before ``tier`` (read without
+    a lock: it decides only which kind of work goes out first)."""
+    now = utcnow()
+    query = (
+        select(Comparison.id)
+        .where(
+            *rate_queue_for(rater_id, now),
+            Comparison.is_gold == sa.false(),
+            col(Comparison.priority) < tier,
+            Comparison.vote_count + others_leases(rater_id, now) < Comparison.target_votes,
+        )
+        .limit(1)
+    )
+    return session.exec(query).first() is not None
+
+
 _LIVE_LEASES = (
     select(Assignment.comparison_id, Assignment.swapped)
     .where(Assignment.rater_id == RATER_PARAM, Assignment.expires_at > NOW_PARAM)
@@ -465,14 +488,3 @@ def open_comparisons(*, session: Session, limit: int | None = None) -> list[Comp
     if limit:
         query = query.limit(limit)
     return list(session.exec(query))
-
-
-def vote_counts(*, session: Session, comparison_ids: list[int]) -> dict[int, int]:
-    if not comparison_ids:
-        return {}
-    rows = session.exec(
-        select(Vote.comparison_id, func.count())
-        .where(col(Vote.comparison_id).in_(comparison_ids))
-        .group_by(col(Vote.comparison_id))
-    )
-    return dict(rows.all())

@@ -29,6 +29,7 @@ def create_generation_job(
     seed: int | None = None,
     sampling: dict[str, Any] | Sampling | None = None,
     ask_strength: bool = False,
+    rank: int | None = None,
 ) -> GenerationJob:
     """Validate and store a generation job's parameters (the job itself runs in a worker).
 
@@ -38,6 +39,8 @@ def create_generation_job(
     (``pool``, default ``POOL_FACTOR`` × ``limit``) and opens first the pairs the reward
     model is least sure about. Its reward model is the one named, else the newest one not
     retired. ``target_votes`` left out follows the deployment's ``votes_per_comparison``.
+    ``rank`` K opens one ranking of K answers per prompt instead of pairs, the answers drawn
+    from the serving checkpoints in turn, newest first.
     """
     if target_votes is None:
         target_votes = get_settings().votes_per_comparison
@@ -52,8 +55,23 @@ def create_generation_job(
             "pool": pool,
             "sampling": sampling if sampling is not None else {},
             "ask_strength": ask_strength,
+            "rank": rank,
         }
     )
+    if params.rank is not None:
+        if params.strategy != "random":
+            raise InvalidInput(
+                "a ranking opens every answer of a prompt together: pair selection does not apply to it",
+                param="select",
+                allowed=["random"],
+            )
+        if per_checkpoint is not None or ask_strength:
+            raise InvalidInput(
+                "a ranking draws its answers across the serving checkpoints and asks no strength: "
+                + ("per_checkpoint" if per_checkpoint is not None else "ask_strength")
+                + " does not apply to it",
+                param="per_checkpoint" if per_checkpoint is not None else "ask_strength",
+            )
     if not serving_checkpoints(session=session):
         raise InvalidInput("no serving checkpoint to sample from", remedy="serve_checkpoint")
     if params.strategy == "random":

@@ -30,6 +30,10 @@ PerCheckpoint = Annotated[
 TargetVotes = Annotated[int, Field(ge=1, le=100, description="votes (distinct raters) wanted per comparison")]
 Limit = Annotated[int, Field(ge=1, description="at most this many prompts (fewest comparisons first)")]
 Pool = Annotated[int, Field(ge=1, description="select=uncertain: prompts sampled to choose from")]
+Rank = Annotated[
+    int,
+    Field(ge=3, le=6, description="open rankings of this many answers per prompt (3 to 6) instead of pairs"),
+]
 
 
 class Sampling(BaseModel):
@@ -58,6 +62,8 @@ class GenerationParams(BaseModel):
     sampling: Sampling = Sampling()
     # The Rate tab asks how much better on this job's pairs (as RLHF_ASK_STRENGTH does on all).
     ask_strength: bool = False
+    # Open a ranking of this many answers per prompt (rlhf.services.rankings) instead of pairs.
+    rank: Rank | None = None
 
     @classmethod
     def parse(cls, values: dict[str, Any]) -> "GenerationParams":

@@ -20,13 +20,15 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from rlhf.errors import Conflict, NotFound
+from rlhf.errors import Conflict, InvalidInput, NotFound
 from rlhf.models import (
     Assignment,
     Comparison,
     ComparisonSource,
     ComparisonStatus,
     GenerationJob,
+    Ranking,
+    RankingLease,
     Skip,
     SnapshotVote,
     User,
@@ -35,31 +37,94 @@ from rlhf.models import (
     stored_id,
     utcnow,
 )
+from rlhf.services import rankings
 from rlhf.services.comparisons import (
     LEASE,
     SKIP_HIDES,
     Handout,
     assignment_for,
     comparison_lock,
+    current_pair,
     get_comparison,
     handout_of,
     lock_comparison,
     next_for_rater,
+    pairs_before,
     rate_queue_for,
 )
 from rlhf.services.votes import VoteResult, parse_strength, record_vote
 
 
 def vote_then_next(
-    *, session: Session, rater: User, gold_rate: float = 0.0, **vote: Any
-) -> tuple[VoteResult, Handout | None]:
+    *, session: Session, rater: User, gold_rate: float = 0.0, kinds: tuple[str, ...] = ("pair",), **vote: Any
+) -> tuple[VoteResult, "Item | None"]:
     """Commits: the vote (see :func:`~rlhf.services.votes.record_vote`), then this rater's next pair, leased.
 
     One call per judgement for the Rate tab and ``POST /api/votes?next=true``; the vote is
     committed before the next pair is chosen, so a pair never shows before its predecessor's vote is stored.
     """
     result = record_vote(session=session, rater=rater, **vote)
-    return result, next_for_rater(session=session, rater=rater, gold_rate=gold_rate)
+    return result, next_item(session=session, rater=rater, kinds=kinds, gold_rate=gold_rate)
+
+
+Item = Handout | rankings.RankingHandout
+KINDS = ("pair", "ranking")
+
+
+def parse_kinds(kinds: str | list[str] | None) -> tuple[str, ...]:
+    """What a client takes from the hand-out: ``pair`` (the default, as clients always got) and/or ``ranking``."""
+    if kinds is None:
+        return ("pair",)
+    items = [k.strip() for k in (kinds.split(",") if isinstance(kinds, str) else kinds) if k and k.strip()]
+    unknown = [k for k in items if k not in KINDS]
+    if unknown or not items:
+        raise InvalidInput(f"unknown kind {unknown[0]!r}; use pair, ranking or both" if unknown else "no kind named")
+    return tuple(k for k in KINDS if k in items)
+
+
+def next_item(
+    *, session: Session, rater: User, kinds: tuple[str, ...] = ("pair",), gold_rate: float = 0.0
+) -> Item | None:
+    """Commits: what this rater should judge now, of the kinds their client takes, leased to them.
+
+    A live lease comes back first (a ranking's, then a pair's). Otherwise a ranking goes out before
+    pairs of the same or a later priority tier: one reading of its K answers gives C(K,2) pairs.
+    Pairs of an earlier tier (those a reward model is least sure of) still go first.
+    """
+    rater_id = stored_id(rater)
+    if "ranking" in kinds:
+        current = rankings.current_ranking(session=session, rater_id=rater_id)
+        if current is not None:
+            return current
+        if "pair" in kinds:
+            held = current_pair(session=session, rater_id=rater_id)
+            if held is not None:
+                return held
+        tier = rankings.next_ranking_priority(session=session, rater_id=rater_id)
+        if tier is not None and (
+            "pair" not in kinds or not pairs_before(session=session, rater_id=rater_id, tier=tier)
+        ):
+            handout = rankings.next_ranking_for_rater(session=session, rater=rater)
+            if handout is not None:
+                return handout
+    if "pair" not in kinds:
+        return None
+    return next_for_rater(session=session, rater=rater, gold_rate=gold_rate)
+
+
+def rank_then_next(
+    *, session: Session, rater: User, kinds: tuple[str, ...] = ("pair", "ranking"), gold_rate: float = 0.0, **order: Any
+) -> tuple[rankings.RankingResult, Item | None]:
+    """Commits: a rater's order of a ranking (:func:`~rlhf.services.rankings.submit_ranking`), then their next item."""
+    result = rankings.submit_ranking(session=session, rater=rater, **order)
+    return result, next_item(session=session, rater=rater, kinds=kinds, gold_rate=gold_rate)
+
+
+def _part_of_ranking(vote: Vote) -> str:
+    return (
+        f"vote {vote.id} is one pair of your order of ranking {vote.ranking_id}: take back the whole order "
+        f"(DELETE /api/rankings/{vote.ranking_id}/order)"
+    )
 
 
 def release_leases(*, session: Session, rater_id: int) -> int:
@@ -73,8 +138,9 @@ def release_leases(*, session: Session, rater_id: int) -> int:
         .where(col(Assignment.rater_id) == rater_id, col(Assignment.expires_at) > utcnow())
         .values(expires_at=utcnow())
     )
+    released = (result.rowcount or 0) + rankings.release_ranking_leases(session=session, rater_id=rater_id)
     session.flush()
-    return result.rowcount or 0
+    return released
 
 
 def skip_comparison(*, session: Session, rater: User, comparison_id: int) -> Skip:
@@ -145,6 +211,9 @@ def undo_vote(*, session: Session, rater: User, vote_id: int, window_s: int, lea
         if vote is None or vote.rater_id != rater.id:
             session.rollback()
             raise NotFound(f"no vote {vote_id} of yours")
+        if vote.ranking_id is not None:
+            session.rollback()
+            raise Conflict(_part_of_ranking(vote))
         comp_id = vote.comparison_id
         comp: Comparison = lock_comparison(session=session, comparison_id=comp_id)
         age = (utcnow() - as_utc(vote.created_at)).total_seconds()
@@ -186,6 +255,9 @@ def set_strength(*, session: Session, rater: User, vote_id: int, strength: int |
     if vote is None or vote.rater_id != rater.id:
         session.rollback()
         raise NotFound(f"no vote {vote_id} of yours")
+    if vote.ranking_id is not None:
+        session.rollback()
+        raise Conflict(_part_of_ranking(vote))
     level = parse_strength(strength, vote.choice)
     age = (utcnow() - as_utc(vote.created_at)).total_seconds()
     if age > window_s:
@@ -217,3 +289,62 @@ def strength_asked(*, session: Session, comparison_id: int, everywhere: bool) ->
         .where(Comparison.id == comparison_id)
     ).first()
     return bool(params and params.get("ask_strength"))
+
+
+# --- rankings: taking an order back, passing on one ----------------------------------------------
+
+
+def undo_ranking(*, session: Session, rater: User, ranking_id: int, window_s: int) -> rankings.RankingHandout:
+    """Commits: deletes the rater's order of the ranking (all its votes) and hands the ranking back to
+    them, in the order they saw it. Refused after ``window_s`` seconds, and once a run's snapshot holds
+    any of its votes: the snapshot's hash is over them."""
+    rater_id = stored_id(rater)
+    with comparison_lock(session):
+        query = select(Ranking).where(Ranking.id == ranking_id).execution_options(populate_existing=True)
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        ranking = session.exec(query).first()
+        votes = list(session.exec(select(Vote).where(Vote.ranking_id == ranking_id, Vote.rater_id == rater_id)))
+        if ranking is None or not votes:
+            session.rollback()
+            raise NotFound(f"no order of yours on ranking {ranking_id}")
+        age = (utcnow() - as_utc(votes[0].created_at)).total_seconds()
+        if age > window_s:
+            session.rollback()
+            raise Conflict(f"too late to undo: an order can be taken back within {window_s} s of giving it")
+        for vote in votes:
+            run_id = snapshot_holds(session=session, vote_id=stored_id(vote))
+            if run_id is not None:
+                session.rollback()
+                raise Conflict(f"training run {run_id} already uses this ranking, so it can no longer be undone")
+        for vote in votes:
+            session.delete(vote)
+        rankings.count_orders(session, ranking_id, -1, ComparisonStatus.open)
+        release_leases(session=session, rater_id=rater_id)
+        lease = rankings.lease_row(session, ranking_id, rater_id)
+        assert lease is not None  # an order is stored only through a lease
+        lease.expires_at = utcnow() + rankings.lease_for(len(lease.shown))
+        lease.skipped_at = None
+        session.add(lease)
+        session.flush()
+        handout = rankings.handout_in(session, ranking_id, lease.shown)
+        session.commit()
+    return handout
+
+
+def skip_ranking(*, session: Session, rater: User, ranking_id: int) -> RankingLease:
+    """This rater passes on the ranking: their place goes back, and it is not handed to them for a day."""
+    rater_id = stored_id(rater)
+    rankings.get_ranking(session=session, ranking_id=ranking_id)
+    if session.exec(select(Vote.id).where(Vote.ranking_id == ranking_id, Vote.rater_id == rater_id)).first():
+        raise Conflict(f"you already ordered ranking {ranking_id}; undo the order instead of skipping")
+    lease = rankings.lease_row(session, ranking_id, rater_id)
+    if lease is None:
+        raise Conflict(f"ranking {ranking_id} was not handed to you: nothing to skip")
+    now = utcnow()
+    if lease.skipped_at is None or as_utc(lease.skipped_at) <= now - SKIP_HIDES:
+        lease.skipped_at = now
+    lease.expires_at = min(as_utc(lease.expires_at), now)
+    session.add(lease)
+    session.flush()
+    return lease

@@ -20,6 +20,7 @@ from rlhf.models import (
     ComparisonStatus,
     GenerationJob,
     Prompt,
+    Ranking,
     Response,
     TrainingRun,
     User,
@@ -28,6 +29,7 @@ from rlhf.models import (
 )
 from rlhf.services import quality
 from rlhf.services.comparisons import remaining_for_rater
+from rlhf.services.rankings import rankings_left_for
 from rlhf.services.vote_kinds import PEOPLE
 
 
@@ -51,6 +53,8 @@ def rater_stats(*, session: Session, rater_id: int) -> dict[str, Any]:
             session, Comparison, Comparison.status == ComparisonStatus.open, Comparison.source == ComparisonSource.queue
         ),
         "left_for_you": remaining_for_rater(session=session, rater_id=rater_id),
+        # Rankings go only to clients that take them (the Rate tab does): counted apart.
+        "rankings_left_for_you": rankings_left_for(session=session, rater_id=rater_id),
     }
 
 
@@ -94,6 +98,7 @@ def overall_stats(*, session: Session) -> dict[str, Any]:
         "responses": _count(session, Response),
         "comparisons": dict(sorted(by_status.items())),
         "comparisons_by_source": dict(sorted(by_source.items())),
+        "rankings": _grouped(session, Ranking.status),  # each also counted as its pairs, source "ranking"
         "votes": sum(by_kind.values()),
         "votes_by_choice": dict(sorted(by_choice.items())),
         "votes_by_kind": dict(sorted(by_kind.items())),  # people's and simulated raters

@@ -25,6 +25,7 @@ from rlhf.models import (
     PRIORITY_REGULAR,
     Comparison,
     ComparisonStatus,
+    Ranking,
     User,
     Vote,
     VoteKind,
@@ -103,20 +104,45 @@ def remove_votes(*, session: Session, kind: str | VoteKind, source: str | None =
             f"removable kinds: {', '.join(k.value for k in REMOVABLE)}"
         )
     with comparison_lock(session):
-        query = select(Vote.id, Vote.comparison_id, held_by_runs()).where(Vote.kind == kind)
+        query = sa.select(
+            col(Vote.id), col(Vote.comparison_id), held_by_runs(), col(Vote.ranking_id), col(Vote.rater_id)
+        ).where(col(Vote.kind) == kind)
         if source:
-            query = query.where(Vote.source == source)
-        rows = session.exec(query).all()
-        doomed = [(vid, cid) for vid, cid, held in rows if not held]
+            query = query.where(col(Vote.source) == source)
+        rows = session.execute(query).tuples().all()
+        # A ranking's order is one judgement: kept whole where a run holds any of its votes.
+        held_orders = {(rid, rater) for _, _, held, rid, rater in rows if held and rid is not None}
+        doomed = [
+            (vid, cid)
+            for vid, cid, held, rid, rater in rows
+            if not held and (rid is None or (rid, rater) not in held_orders)
+        ]
+        removed_orders = Counter(
+            rid for rid, _ in {(rid, rater) for _, _, held, rid, rater in rows if rid is not None} - held_orders
+        )
         per_pair = Counter(cid for _, cid in doomed)
         ids = [vid for vid, _ in doomed]
         for i in range(0, len(ids), _BATCH):
             session.exec(sa.delete(Vote).where(col(Vote.id).in_(ids[i : i + _BATCH])))
         reopened = _restore_pairs(session, kind, per_pair)
+        if kind is VoteKind.simulated:
+            _restore_rankings(session, removed_orders)
         session.commit()
     return Removed(
         kind=kind.value, source=source, removed=len(ids), kept_for_runs=len(rows) - len(ids), reopened=reopened
     )
+
+
+def _restore_rankings(session: Session, orders: Counter) -> None:
+    """Give rankings back the places the removed orders filled."""
+    for ranking_id, n in orders.items():
+        ranking = session.get(Ranking, ranking_id, with_for_update=session.get_bind().dialect.name == "postgresql")
+        if ranking is None:
+            continue
+        ranking.vote_count = max(0, ranking.vote_count - n)
+        if ranking.vote_count < ranking.target_votes:
+            ranking.status = ComparisonStatus.open
+        session.add(ranking)
 
 
 def _restore_pairs(session: Session, kind: VoteKind, per_pair: Counter) -> int:

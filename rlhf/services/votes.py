@@ -141,7 +141,13 @@ def record_vote(
         ).first()
         if state is None:
             raise NotFound(f"no comparison {comparison_id}")
-        status, is_gold, vote_count, target, taken, stored, lease_id, lease_swapped, lease_ends = state
+        status, is_gold, vote_count, target, taken, stored, lease_id, lease_swapped, lease_ends, ranking_id = state
+        if ranking_id is not None:
+            session.rollback()
+            raise Conflict(
+                f"comparison {comparison_id} is one pair of ranking {ranking_id}: order the ranking as a whole "
+                "(POST /api/rankings)"
+            )
         if stored is not None:
             existing = _existing(session, rater_id, comparison_id, idempotency_key)
             if existing is not None:
@@ -250,6 +256,7 @@ def _state_query():
             lease.id,
             lease.swapped,
             lease.expires_at,
+            Comparison.ranking_id,
         )
         .outerjoin(lease, sa.and_(col(lease.comparison_id) == Comparison.id, col(lease.rater_id) == RATER_PARAM))
         .where(Comparison.id == COMPARISON_PARAM)

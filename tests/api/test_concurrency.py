@@ -67,3 +67,44 @@ def test_one_vote_sent_fifty_times_at_once_is_stored_once(client, app, session):
     assert len({r.json()["id"] for r in responses}) == 1
     session.expire_all()
     assert len(session.exec(select(Vote)).all()) == 1
+
+
+def test_twenty_raters_at_once_each_ranking_ordered_by_as_many_raters_as_it_asked(client, app, session):
+    rankings = [
+        factories.ranking(session, [f"a{i}", f"b{i}", f"c{i}"], target_votes=2, prompt=f"q{i}") for i in range(8)
+    ]
+    factories.comparisons(session, [(f"x{i}", f"y{i}") for i in range(6)], target_votes=1)
+    raters = [factories.user(session, f"r{i}") for i in range(20)]
+    session.commit()
+    headers = [bearer(app, r) for r in raters]
+    start = threading.Barrier(len(raters))
+
+    def rate(h: dict) -> list[int]:
+        start.wait()
+        statuses = []
+        while True:
+            handout = client.get("/api/comparisons/next", params={"kinds": "pair,ranking"}, headers=h)
+            if handout.status_code == 204:
+                return statuses
+            item = handout.json()
+            if item["kind"] == "ranking":
+                order = [[n] for n in range(len(item["answers"]))]
+                sent = client.post("/api/rankings", headers=h, json={"ranking_id": item["ranking_id"], "order": order})
+            else:
+                sent = client.post(
+                    "/api/votes", headers=h, json={"comparison_id": item["comparison_id"], "choice": "a"}
+                )
+            statuses.append(sent.status_code)
+
+    with ThreadPoolExecutor(len(raters)) as pool:
+        statuses = [s for ss in pool.map(rate, headers) for s in ss]
+
+    session.expire_all()
+    by_ranking = Counter(
+        (v.ranking_id, v.rater_id) for v in session.exec(select(Vote).where(Vote.ranking_id.is_not(None)))
+    )
+    orders = Counter(ranking_id for ranking_id, _ in by_ranking)
+    assert orders == Counter({r.id: 2 for r in rankings}), "a ranking got more or fewer orders than its target"
+    assert set(by_ranking.values()) == {3}  # every order is all three of its pairs
+    # Leases hand each place to one rater at a time: every judgement sent was stored.
+    assert statuses == [201] * (8 * 2 + 6)

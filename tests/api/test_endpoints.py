@@ -33,7 +33,7 @@ def test_openapi_document_and_docs(client):
 def test_next_and_vote_in_the_order_shown(client, app, session, world):
     headers = bearer(app, world.users["rater"])
     handout = client.get("/api/comparisons/next", headers=headers).json()
-    assert set(handout) == {"comparison_id", "prompt", "a", "b"}
+    assert set(handout) == {"kind", "comparison_id", "prompt", "a", "b"} and handout["kind"] == "pair"
     assert handout["prompt"][-1]["role"] == "user"
     assert client.get("/api/comparisons/next", headers=headers).json() == handout  # the lease holds
     response = client.post(

@@ -31,6 +31,7 @@ def test_vote_with_next_answers_the_next_pair_already_leased(client, session, wo
     assert set(body) == {"vote", "next"} and body["vote"]["created"] and body["vote"]["choice"] == "a"
     following = body["next"]
     assert following["comparison_id"] != first["comparison_id"] and set(following) == {
+        "kind",
         "comparison_id",
         "prompt",
         "a",

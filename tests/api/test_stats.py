@@ -20,6 +20,7 @@ COUNT_KEYS = {
     "responses",
     "comparisons",
     "comparisons_by_source",
+    "rankings",
     "votes",
     "votes_by_choice",
     "votes_by_kind",
