@@ -11,6 +11,8 @@ does not have is left out (never ``null``), and keys come in the order they alwa
 tests/data/export_golden.txt pins the bytes, and snapshots stored on runs hash these dicts:
 
 - every pair: ``prompt``, ``chosen``, ``rejected`` (TRL's conversational format), ``comparison_id``, ``source``;
+- a pair of a ranking (source ``ranking``) only: ``ranking_id`` and ``ranking_size`` (K, its number of
+  answers), which training weighs and splits by (:mod:`rlhf.training.ranking_weights`);
 - a person's row, one per vote (``aggregate="none"``): ``vote_id``, ``rater_id``, ``label_p``,
   ``rationales``, and with ``ties="keep"`` ``tie``;
 - a person's row, one per comparison (``aggregate="majority"``): ``votes``, ``agreement``,
@@ -42,6 +44,8 @@ _PERSON_KEYS = (
     "rejected",
     "comparison_id",
     "source",
+    "ranking_id",
+    "ranking_size",
     "vote_id",
     "votes",
     "agreement",
@@ -60,6 +64,8 @@ _MACHINE_KEYS = (
     "rejected",
     "comparison_id",
     "source",
+    "ranking_id",
+    "ranking_size",
     "rater_id",
     "label_p",
     "rationales",
@@ -84,7 +90,10 @@ class PreferenceRow(BaseModel):
     chosen: list[Message]  # one assistant message
     rejected: list[Message]
     comparison_id: int
-    source: str  # the comparison's source: queue, arena or written
+    source: str  # the comparison's source: queue, arena, written or ranking
+    # A ranking's pair only: the ranking (one judgement of K answers) and K. Never written otherwise.
+    ranking_id: int | None = None
+    ranking_size: int | None = None
     vote_id: int | None = None  # per vote only
     votes: int | None = None  # by majority only: how many votes the comparison has,
     agreement: float | None = None  # the label's share of them (rounded to 4 places),
@@ -114,6 +123,10 @@ class PreferenceRow(BaseModel):
             raise ValueError("a machine label is never a tie")
         if self.strength is not None and (self.strength not in (1, 2, 3) or self.tie):
             raise ValueError("a strength is 1, 2 or 3, and a tie has none")
+        if (self.ranking_id is None) != (self.ranking_size is None):
+            raise ValueError("a ranking's pair has both ranking_id and ranking_size")
+        if self.ranking_size is not None and self.ranking_size < 2:
+            raise ValueError(f"a ranking orders at least 2 answers, not {self.ranking_size}")
         return self
 
     @property

@@ -27,11 +27,16 @@ figure: per-pair ``label_p`` already carries that doubt into training. A run's s
 frozen in the request that creates the run and built into rows by its worker
 (:mod:`rlhf.services.run_data`); rows are always made as a stream
 (:mod:`rlhf.services.preference_stream`), so the export holds a batch at a time.
+
+A pair of a ranking (K answers ordered in one judgement) also carries ``ranking_id`` and
+``ranking_size`` (K), looked up once per batch of rows (:func:`with_rankings`), so training
+can weigh a ranking as one judgement and hold it out whole; every other row is as it was.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +46,7 @@ from sqlmodel import Session, col
 
 from rlhf.dataset_rows import PreferenceRow, content_hash, strength_margin
 from rlhf.errors import Conflict, InvalidInput, RLHFError
-from rlhf.models import Comparison, ComparisonSource, Vote
+from rlhf.models import Comparison, ComparisonSource, Ranking, Vote
 from rlhf.models import VoteKind as StoredKind
 from rlhf.services.export_files import write_stream
 from rlhf.services.preference_stream import iter_rows, stream_votes
@@ -133,7 +138,7 @@ def stream_rows(
         *((col(Vote.comparison_id), col(Vote.id)) if aggregate == "majority" else (col(Vote.id),))
     )
     machine = query.where(machine_vote()).order_by(col(Vote.comparison_id), col(Vote.id))
-    return iter_rows(
+    rows = iter_rows(
         session,
         stream_votes(session, human) if "human" in kinds else (),
         stream_votes(session, machine) if "machine" in kinds else None,
@@ -142,6 +147,7 @@ def stream_rows(
         reliability=reliability,
         unused=unused,
     )
+    return with_rankings(session, rows)
 
 
 def listed_rows(
@@ -152,7 +158,7 @@ def listed_rows(
     if aggregate == "majority":
         human.sort(key=lambda v: (v.comparison_id, v.id))
     machine = sorted((v for v in votes if v.kind is StoredKind.machine), key=lambda v: (v.comparison_id, v.id))
-    return iter_rows(
+    rows = iter_rows(
         session,
         human,
         machine if "machine" in kinds else None,
@@ -160,6 +166,37 @@ def listed_rows(
         aggregate=aggregate,
         reliability=reliability,
     )
+    return with_rankings(session, rows)
+
+
+RANKING_BATCH = 500  # rows per look-up of their rankings: one query, an IN list well inside every limit
+
+
+def with_rankings(session: Session, rows: Iterable[PreferenceRow]) -> Iterator[PreferenceRow]:
+    """The rows in the same order, each pair of a ranking given its ``ranking_id`` and ``ranking_size``.
+
+    Rows come in batches; a batch with a ranking's pair costs one joined query for all of them,
+    and a batch without one (every row whose source is not ``ranking``) costs nothing.
+    """
+    ranked = ComparisonSource.ranking.value
+    it = iter(rows)
+    while batch := list(islice(it, RANKING_BATCH)):
+        wanted = sorted({r.comparison_id for r in batch if r.source == ranked})
+        of_pair = _rankings_of(session, wanted) if wanted else {}
+        for r in batch:
+            found = of_pair.get(r.comparison_id) if r.source == ranked else None
+            yield r if found is None else r.model_copy(update={"ranking_id": found[0], "ranking_size": found[1]})
+
+
+def _rankings_of(session: Session, comparison_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """comparison id -> (its ranking's id, the ranking's number of answers K), for these comparisons."""
+    query = (
+        sa.select(col(Comparison.id), col(Ranking.id), col(Ranking.response_ids))
+        .join(Ranking, col(Ranking.id) == Comparison.ranking_id)
+        .where(col(Comparison.id).in_(comparison_ids))
+    )
+    rows = session.connection().execute(query)
+    return {cid: (rid, len(answers)) for cid, rid, answers in rows if cid is not None and rid is not None}
 
 
 def eligible_votes(

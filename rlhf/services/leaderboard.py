@@ -12,7 +12,12 @@ the middle. Ratings are on an Elo-like scale, 400·log10(strength), centred so t
 the rated checkpoints is 1000: a 400-point gap means 10:1 odds.
 
 Confidence intervals resample the votes with replacement (``bootstrap`` times) and
-refit; the interval is the 2.5–97.5 percentile of each checkpoint's rating.
+refit; the interval is the 2.5–97.5 percentile of each checkpoint's rating. A ranking is
+one judgement: the votes one rater's order of one ranking made (same ``Vote.ranking_id``
+and rater) are resampled together, as one cluster, and every other vote is a cluster of its
+own. Its pairs share answers and a moment of one rater's judgement, so resampling them one by
+one would take them for independent evidence and give too narrow an interval. The point
+estimate counts every vote as before.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -67,10 +73,13 @@ class Leaderboard:
 
 def _cross_checkpoint_votes(
     session: Session, include_simulated: bool, sources: list[str] | None = None
-) -> list[tuple[str, int, int]]:
+) -> list[tuple[str, int, int, tuple[int, int] | None]]:
+    """(choice, checkpoint a, checkpoint b, the judgement it is part of: (ranking, rater), or None)."""
     ra, rb = aliased(Response), aliased(Response)
     query = (
-        select(Vote.choice, ra.checkpoint_id, rb.checkpoint_id)
+        sa.select(
+            col(Vote.choice), col(ra.checkpoint_id), col(rb.checkpoint_id), col(Vote.ranking_id), col(Vote.rater_id)
+        )
         .join(Comparison, col(Comparison.id) == Vote.comparison_id)
         .join(ra, col(ra.id) == Comparison.response_a_id)
         .join(rb, col(rb.id) == Comparison.response_b_id)
@@ -82,13 +91,17 @@ def _cross_checkpoint_votes(
         )
     )
     if not include_simulated:
-        query = query.where(Vote.kind == VoteKind.human)
+        query = query.where(col(Vote.kind) == VoteKind.human)
     else:  # simulated raters stand in for people; a reward model's machine labels never rank checkpoints
         query = query.where(human_vote())
     if sources:
         query = query.where(col(Comparison.source).in_([ComparisonSource(s) for s in sources]))
     # SQL's != above already drops responses without a checkpoint; the None check narrows the type.
-    return [(getattr(c, "value", c), a, b) for c, a, b in session.exec(query).all() if a is not None and b is not None]
+    return [
+        (getattr(c, "value", c), a, b, None if ranking is None else (ranking, rater))
+        for c, a, b, ranking, rater in session.connection().execute(query)
+        if a is not None and b is not None
+    ]
 
 
 def fit_strengths(wins: np.ndarray) -> np.ndarray:
@@ -130,14 +143,15 @@ def leaderboard(
     """
     votes = _cross_checkpoint_votes(session, include_simulated, sources)
     checkpoints = {c.id: c for c in session.exec(select(Checkpoint).order_by(col(Checkpoint.id)))}
-    rated_ids = sorted({cid for _, a, b in votes for cid in (a, b)})
+    rated_ids = sorted({cid for _, a, b, _ in votes for cid in (a, b)})
     index = {cid: i for i, cid in enumerate(rated_ids)}
     k = len(rated_ids)
 
     tally = {cid: {"wins": 0, "losses": 0, "ties": 0} for cid in rated_ids}
     # One category per (pair, outcome); resampling votes = resampling category counts.
     categories: dict[tuple[int, int, str], int] = {}
-    for choice, a, b in votes:
+    judgements: dict[tuple[int, int], list[tuple[int, int, str]]] = {}  # (ranking, rater) -> its votes' categories
+    for choice, a, b, judgement in votes:
         if choice == "tie":
             tally[a]["ties"] += 1
             tally[b]["ties"] += 1
@@ -149,6 +163,8 @@ def leaderboard(
             tally[loser]["losses"] += 1
             key = (winner, loser, "win")
         categories[key] = categories.get(key, 0) + 1
+        if judgement is not None:
+            judgements.setdefault(judgement, []).append(key)
 
     rating: dict[int, float] = {}
     low: dict[int, float] = {}
@@ -166,8 +182,8 @@ def leaderboard(
         point = _ratings(fit_strengths((counts @ contrib).reshape(k, k)))
         rating = dict(zip(rated_ids, point))
         if bootstrap > 0:
-            rng = np.random.default_rng(seed)
-            samples = rng.multinomial(int(counts.sum()), counts / counts.sum(), size=bootstrap).astype(float)
+            clusters, members = _clusters(keys, counts, judgements)
+            samples = resampled_counts(np.random.default_rng(seed), clusters, members, len(keys), bootstrap)
             boot = _ratings(fit_strengths((samples @ contrib).reshape(bootstrap, k, k)))
             low = dict(zip(rated_ids, np.percentile(boot, 2.5, axis=0)))
             high = dict(zip(rated_ids, np.percentile(boot, 97.5, axis=0)))
@@ -193,6 +209,63 @@ def leaderboard(
     for n, s in enumerate(x for x in standings if x.rating is not None):
         s.rank = n + 1
     return Leaderboard(standings=standings, votes=len(votes), bootstrap=bootstrap if k else 0)
+
+
+def _clusters(
+    keys: list[tuple[int, int, str]], counts: np.ndarray, judgements: dict[tuple[int, int], list[tuple[int, int, str]]]
+) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """The votes as clusters resampled whole, by kind: (how many clusters of each kind, its members).
+
+    A kind is a cluster's make-up, its votes per category: a vote outside any ranking is a cluster
+    of one (a kind per category, first, in the categories' order: without rankings the kinds are
+    the categories and the resampling is the per-vote one), and one rater's order of one ranking a
+    cluster of its votes (clusters of the same make-up are one kind). Members are (kind, category,
+    votes) arrays.
+    """
+    index = {key: n for n, key in enumerate(keys)}
+    alone = counts.copy()
+    made_up: dict[tuple[tuple[int, int], ...], int] = {}
+    for cluster in judgements.values():
+        per_category: dict[int, int] = {}
+        for key in cluster:
+            per_category[index[key]] = per_category.get(index[key], 0) + 1
+            alone[index[key]] -= 1
+        make_up = tuple(sorted(per_category.items()))
+        made_up[make_up] = made_up.get(make_up, 0) + 1
+    singles = [n for n in range(len(keys)) if alone[n] > 0]
+    kinds = [((n, 1),) for n in singles] + list(made_up)
+    sizes = np.array([alone[n] for n in singles] + list(made_up.values()), dtype=float)
+    triples = np.array([(t, c, v) for t, kind in enumerate(kinds) for c, v in kind], dtype=int).reshape(-1, 3)
+    return sizes, (triples[:, 0], triples[:, 1], triples[:, 2])
+
+
+_CELLS = 4_000_000  # floats held at once while resampling (a chunk of replicates × cluster members)
+
+
+def resampled_counts(
+    rng: np.random.Generator,
+    clusters: np.ndarray,
+    members: tuple[np.ndarray, np.ndarray, np.ndarray],
+    categories: int,
+    bootstrap: int,
+) -> np.ndarray:
+    """Votes per category in each of ``bootstrap`` resamples of the clusters, ``[bootstrap, categories]``.
+
+    Drawing as many clusters as there are, with replacement, is a multinomial draw over the kinds
+    of cluster (``clusters``: how many of each); each drawn cluster adds its members' votes
+    ((kind, category, votes) arrays). Replicates are drawn a chunk at a time to bound memory.
+    """
+    kind_of, category, votes = members
+    order = np.argsort(category, kind="stable")
+    kind_of, category, votes = kind_of[order], category[order], votes[order]
+    present, starts = np.unique(category, return_index=True)
+    total = int(clusters.sum())
+    out = np.zeros((bootstrap, categories))
+    step = max(1, _CELLS // max(len(kind_of), len(clusters)))
+    for lo in range(0, bootstrap, step):
+        drawn = rng.multinomial(total, clusters / total, size=min(step, bootstrap - lo)).astype(float)
+        out[lo : lo + len(drawn), present] = np.add.reduceat(drawn[:, kind_of] * votes, starts, axis=1)
+    return out
 
 
 def _round(value) -> float | None:

@@ -3,8 +3,10 @@
 Rows whose label the votes leave in doubt (``label_p`` < 1, or a ``label_smoothing``),
 and with ``use_strength`` rows whose vote says how much better (ODPO's offset, see
 :mod:`rlhf.training.strength`), train with :class:`~rlhf.training.soft_dpo.SoftDPOTrainer`;
-when every target is 1 and no row is offset the plain ``DPOTrainer`` runs, exactly as
-without either.
+and rows of a ranking weighted as one judgement (``ranking_weight``, see
+:mod:`rlhf.training.ranking_weights`), train with :class:`~rlhf.training.soft_dpo.SoftDPOTrainer`;
+when every target is 1, no row is offset and every weight is 1 the plain ``DPOTrainer``
+runs, exactly as without any of them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from rlhf.modeling.tokens import load_tokenizer
 from rlhf.training.params import DPOParams
+from rlhf.training.ranking_weights import WEIGHT, needs_weights, ranked_pairs, ranking_weights
 from rlhf.training.soft_targets import LABEL_P, needs_soft_term, training_targets
 from rlhf.training.strength import OFFSET, any_shift, rated_pairs, strength_shifts
 from rlhf.training.trl_setup import ProgressCallback, final_loss, peft_config, save_model, trainer_kwargs
@@ -49,7 +52,8 @@ def build_dpo_trainer(
     trl_overrides: dict | None = None,
     callbacks: Sequence[ProgressCallback] = (),
 ):
-    """The trainer a run uses (not yet trained): the soft one when some pair's target is below 1 or is offset."""
+    """The trainer a run uses (not yet trained): the soft one when some pair's target is below 1, is offset
+    or is weighted."""
     from datasets import Dataset
     from trl import DPOTrainer
 
@@ -58,15 +62,19 @@ def build_dpo_trainer(
     tokenizer = load_tokenizer(base)
     targets = training_targets(rows, soft_labels=params.soft_labels, label_smoothing=params.label_smoothing)
     offsets = strength_shifts(rows, params.strength_offsets) if params.use_strength else []
-    soft, offset = needs_soft_term(targets), any_shift(offsets)
+    weights = ranking_weights(rows, mode=params.ranking_weight, algorithm="dpo")
+    soft, offset, weighted = needs_soft_term(targets), any_shift(offsets), needs_weights(weights)
     data = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows]
     if soft:
         data = [{**d, LABEL_P: t} for d, t in zip(data, targets)]
     if offset:
         data = [{**d, OFFSET: s} for d, s in zip(data, offsets)]
-    args = dpo_config(params, work_dir, trl_overrides, soft=soft or offset)
+    if weighted:
+        data = [{**d, WEIGHT: w} for d, w in zip(data, weights)]
+    extended = soft or offset or weighted
+    args = dpo_config(params, work_dir, trl_overrides, soft=extended)
     # The reference model is loaded from the saved base path, so ``base`` must be a saved model.
-    cls = SoftDPOTrainer if soft or offset else DPOTrainer
+    cls = SoftDPOTrainer if extended else DPOTrainer
     trainer = cls(
         model=base,
         args=args,
@@ -106,5 +114,6 @@ def train_dpo(
         "pairs": len(rows),
         "mean_label_p": round(sum(targets) / len(targets), 4) if targets else None,
         **({"strength_pairs": rated_pairs(rows)} if params.use_strength else {}),
+        **({"ranking_pairs": ranked_pairs(rows)} if ranked_pairs(rows) else {}),
         **last,
     }

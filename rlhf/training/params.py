@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 from rlhf.errors import InvalidInput
 from rlhf.training.base_params import CommonParams, OnlineParams, param
 from rlhf.training.ppo.config import PPOParams
+from rlhf.training.ranking_weights import RANKING_WEIGHTS
 from rlhf.training.strength import DEFAULT_MARGINS, DEFAULT_OFFSETS, check_strength_params, misplaced
 from rlhf.training.trl_fields import CONFIGS, shipped_fields
 
@@ -65,6 +66,12 @@ class PreferenceParams(OfflineParams):
         False,
         "shift each pair's preference logit by how much better its vote says the chosen answer "
         "is (strength 1-3; rows without one: no shift)",
+    )
+    ranking_weight: str = param(
+        "judgement",
+        "how a ranking of K answers (stored as its K(K-1)/2 pairs) weighs in the loss: 'judgement' "
+        "counts it as one judgement (each pair 1/C(K,2) for the reward model, 1/(K-1) for DPO); "
+        "'pair' counts every pair as one, as a plain pair",
     )
 
 
@@ -151,7 +158,11 @@ _POSITIVE = (
     "num_generations",
     "logging_steps",
 )
-_CHOICES = {"value_model_init": ("auto", "reward", "policy"), "peft": ("none", "lora", "prompt_tuning")}
+_CHOICES = {
+    "value_model_init": ("auto", "reward", "policy"),
+    "peft": ("none", "lora", "prompt_tuning"),
+    "ranking_weight": RANKING_WEIGHTS,
+}
 
 
 def params_class(algorithm: Any) -> type[CommonParams]:
@@ -229,6 +240,8 @@ def validate_params(algorithm: Any, params: dict[str, Any]) -> dict[str, Any]:
             hint = (
                 "; online RL bounds prompt and answer apart: max_prompt_length, max_completion_length"
                 if key == "max_length" and issubclass(cls, OnlineParams)
+                else "; a ranking's pairs are weighed in the reward model's and DPO's loss only"
+                if key == "ranking_weight"
                 else misplaced(key, name)
             )
             known = ", ".join(sorted(fields))
@@ -246,6 +259,11 @@ def validate_params(algorithm: Any, params: dict[str, Any]) -> dict[str, Any]:
             )
     loss_types = params.get("loss_type", _default(fields["loss_type"])) if "loss_type" in fields else None
     check_strength_params(name, params, loss_types)
+    if "ranking_weight" in params and loss_types is not None and "sigmoid" not in loss_types:
+        raise InvalidInput(
+            "ranking_weight weighs DPO's sigmoid term; loss_type has no 'sigmoid' term to weigh",
+            param="ranking_weight",
+        )
     for key in _POSITIVE:
         if key in params and params[key] < 1:
             raise InvalidInput(f"parameter {key} must be at least 1")

@@ -2,7 +2,8 @@
 
 With ``use_strength`` every row gets TRL's ``margin`` column (Llama 2's margin per strength,
 0 for a row without one: TRL's collator reads margins only if the first example has one);
-see :mod:`rlhf.training.strength`.
+see :mod:`rlhf.training.strength`. A ranking's pairs are weighted (``ranking_weight``) and held
+out together: see :mod:`rlhf.training.ranking_weights`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from rlhf.modeling.tokens import load_tokenizer
 from rlhf.training.params import RewardParams
+from rlhf.training.ranking_weights import WEIGHT, needs_weights, ranked_pairs, ranking_weights, split_key
 from rlhf.training.scoring import pairwise_accuracy
 from rlhf.training.soft_targets import LABEL_P, needs_soft_term, training_targets
 from rlhf.training.strength import rated_pairs, strength_shifts
@@ -21,13 +23,16 @@ from rlhf.training.trl_setup import ProgressCallback, final_loss, peft_config, s
 
 
 def split_rows(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Hold out whole comparisons (not single votes), so a pair never sits on both sides."""
-    comparisons = sorted({r.get("comparison_id", i) for i, r in enumerate(rows)})
-    random.Random(seed).shuffle(comparisons)
-    n_eval = int(round(len(comparisons) * eval_fraction)) if len(comparisons) > 1 else 0
-    held = set(comparisons[:n_eval])
-    train = [r for i, r in enumerate(rows) if r.get("comparison_id", i) not in held]
-    heldout = [r for i, r in enumerate(rows) if r.get("comparison_id", i) in held]
+    """Hold out whole judgements: a comparison (never single votes of it) or a whole ranking (never
+    single pairs of it), so no pair or answer order sits on both sides. ``eval_fraction`` is the
+    share of those judgements held out."""
+    keys = [split_key(r, i) for i, r in enumerate(rows)]
+    groups = sorted(set(keys))
+    random.Random(seed).shuffle(groups)
+    n_eval = int(round(len(groups) * eval_fraction)) if len(groups) > 1 else 0
+    held = set(groups[:n_eval])
+    train = [r for r, k in zip(rows, keys) if k not in held]
+    heldout = [r for r, k in zip(rows, keys) if k in held]
     return train, heldout
 
 
@@ -46,7 +51,8 @@ def build_reward_trainer(
     trl_overrides: dict | None = None,
     callbacks: Sequence[ProgressCallback] = (),
 ):
-    """The trainer for the training rows (not yet trained): the soft one when some pair's target is below 1."""
+    """The trainer for the training rows (not yet trained): the soft one when some pair's target is below 1
+    or some pair's ranking weight is not 1."""
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification
     from trl import RewardTrainer
@@ -64,7 +70,11 @@ def build_reward_trainer(
     soft = needs_soft_term(targets)
     if soft:  # with every target at 1 TRL's own trainer runs, as it always has
         data = [{**d, LABEL_P: t} for d, t in zip(data, targets)]
-    trainer = (SoftRewardTrainer if soft else RewardTrainer)(
+    weights = ranking_weights(rows, mode=params.ranking_weight, algorithm="reward")
+    weighted = needs_weights(weights)
+    if weighted:  # likewise with every weight 1 (no ranking, or ranking_weight=pair)
+        data = [{**d, WEIGHT: w} for d, w in zip(data, weights)]
+    trainer = (SoftRewardTrainer if soft or weighted else RewardTrainer)(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(data),
@@ -113,4 +123,5 @@ def train_reward(
         "final_margin": margins[-1] if margins else None,
         "mean_label_p": round(sum(targets) / len(targets), 4) if targets else None,
         **({"strength_pairs": rated_pairs(train_rows)} if params.use_strength else {}),
+        **({"ranking_pairs": ranked_pairs(train_rows)} if ranked_pairs(rows) else {}),
     }

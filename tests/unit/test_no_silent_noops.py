@@ -42,6 +42,7 @@ CHANGED = {
     "peft": "lora",
     "strength_margins": [0.0, 1.0, 3.0],
     "strength_offsets": [0.0, 1.0, 3.0],
+    "ranking_weight": "pair",
     # Per algorithm where the generic change would be refused or is the base already.
     ("rloo", "batch_size"): 4,
     ("grpo", "batch_size"): 4,
@@ -110,6 +111,8 @@ ROWS = [
         "comparison_id": i,
         "label_p": 0.7,
         "strength": 1 + i % 3,
+        # The first three are the pairs of one ranking of three answers.
+        **({"ranking_id": 1, "ranking_size": 3} if i < 3 else {}),
     }
     for i in range(10)
 ]
@@ -159,6 +162,10 @@ def _observe(alg, given, tmp_path, models):
 
         levels = params.strength_margins if alg == "reward" else params.strength_offsets
         seen["strength_shifts"] = strength_shifts(ROWS, levels)
+    if hasattr(params, "ranking_weight"):
+        from rlhf.training.ranking_weights import ranking_weights
+
+        seen["ranking_weights"] = ranking_weights(ROWS, mode=params.ranking_weight, algorithm=alg)
     if hasattr(params, "eval_fraction"):
         seen["heldout"] = repr(split_rows(ROWS, params.eval_fraction, params.seed)[1])
     if alg in ("rloo", "grpo"):
