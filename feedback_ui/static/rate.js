@@ -15,10 +15,18 @@
 // page, no such key). The key is read by its place (event.code: Digit1, Numpad1), as Shift
 // changes the character; a layout whose digits need Shift (e.key is the digit itself) keeps
 // Shift+key for the plain vote.
+//
+// A ranking (feedback_ui.ui.rate_ranking) is ordered in its order box, best first, one digit
+// per answer: a space, a comma, ">" or nothing starts the next place, "=" puts answers in the
+// same place ("3 1=4 2"). While one is shown, a number or "=" pressed anywhere on the page
+// starts the order in its box, Enter (or Ctrl+Enter in the rationale) presses Submit order and
+// Backspace takes back the last answer placed. Each answer's "Next place" and "Same place as
+// previous" buttons write the same order, for a screen without keys. The order is drawn as it
+// grows, above the box and on the answers; the server reads it again (parse_typed_order) and decides.
 (() => {
   if (window.__rlhfKeys) return;
   window.__rlhfKeys = true;
-  const {votes, guard: GUARD, choose: CHOOSE, submit: SUBMIT} = window.RLHF;
+  const {votes, guard: GUARD, choose: CHOOSE, submit: SUBMIT, ranking: RANK} = window.RLHF;
   const LEAK_MS = 400;
   const keys = Object.fromEntries(votes.map((v) => [v.rate, v.key]));  // button id -> key
   const mac = /Mac|iP(hone|ad)/.test(navigator.platform);
@@ -71,15 +79,132 @@
     h.classList.toggle("rl-off", !text);
   };
   const typingHint = (box) => "Shortcuts are off while you type · Esc leaves the box · " + submitKey +
-    (box.classList.contains(CHOOSE) ? ", then " + keyRange + ", votes with this text" : " sends");
+    (!box.classList.contains(CHOOSE) ? " sends"
+      : ranking() ? " submits the order with this text" : ", then " + keyRange + ", votes with this text");
   const press = (id) => {
     const button = document.getElementById(id);
     if (!button || button.disabled || button.offsetParent === null) return false;
     button.click();
     return true;
   };
+
+  // --- rankings --------------------------------------------------------------------------------
+  const ranking = () => { const v = document.getElementById(RANK.view); return !!v && v.offsetParent !== null; };
+  const orderBox = () => { const b = document.getElementById(RANK.order); return b && b.querySelector("input, textarea"); };
+  const answerCount = () => {
+    const a = document.querySelector("#" + RANK.answers + " [data-rl-answers]");
+    return a ? Number(a.dataset.rlAnswers) : 0;
+  };
+  const ordinal = (n) => n + ({1: "st", 2: "nd", 3: "rd"}[n] || "th");  // places run 1 to 6
+  const TIE_WORDS = "“=” goes between two answers that share a place, as in 1=4.";
+  // What the typed order says so far, read as rate_ranking.parse_typed_order reads it (numbers from 1).
+  const readOrder = (text, k) => {
+    const groups = [];
+    const placed = new Set();
+    let joining = false;
+    for (const ch of text) {
+      if (ch >= "0" && ch <= "9") {
+        const n = Number(ch);
+        if (n < 1 || n > k) return {groups, placed, problem: "There is no answer " + n + ": they are 1 to " + k + "."};
+        if (placed.has(n)) return {groups, placed, problem: "Answer " + n + " is placed twice."};
+        placed.add(n);
+        if (joining) groups[groups.length - 1].push(n); else groups.push([n]);
+        joining = false;
+      } else if (ch === "=") {
+        if (!groups.length || joining) return {groups, placed, problem: TIE_WORDS};
+        joining = true;
+      } else if (/[,>]/.test(ch) && joining) {
+        return {groups, placed, problem: TIE_WORDS};
+      } else if (!/[\s,>]/.test(ch)) {
+        return {groups, placed, problem: "“" + ch + "” is not an answer number."};
+      }
+    }
+    return {groups, placed, problem: ""};
+  };
+  const setIf = (node, key, value) => { if (node[key] !== value) node[key] = value; };  // no change, no mutation
+  const drawOrder = () => {
+    const box = orderBox();
+    const preview = document.getElementById("rank-preview");
+    const k = answerCount();
+    if (!ranking() || !box || !preview || !k) return;
+    const {groups, placed, problem} = readOrder(box.value, k);
+    const places = {};  // answer -> "2nd", or "2nd, shared"
+    let place = 1;
+    const said = groups.map((group) => {
+      for (const n of group) places[n] = ordinal(place) + (group.length > 1 ? ", shared" : "");
+      const words = ordinal(place) + ": " + [...group].sort().join(" = ");
+      place += group.length;
+      return words;
+    });
+    const left = [];
+    for (let n = 1; n <= k; n++) if (!placed.has(n)) left.push(n);
+    const next = problem || (left.length ? "still to place: " + left.join(", ")
+                                         : "every answer placed: Enter or Submit order stores it.");
+    setIf(preview, "textContent", (said.length ? "Best first · " + said.join(" · ") : "Nothing placed yet") + " — " + next);
+    if (preview.classList.contains("rl-rank-problem") !== !!problem) preview.classList.toggle("rl-rank-problem");
+    for (const card of document.querySelectorAll("#" + RANK.answers + " .rl-rank-card")) {
+      const n = Number(card.dataset.rlAnswer);
+      const badge = card.querySelector(".rl-rank-place");
+      if (badge) setIf(badge, "textContent", places[n] ? "Placed " + places[n] : "");
+      if (card.classList.contains("rl-rank-placed") !== !!places[n]) card.classList.toggle("rl-rank-placed");
+      for (const button of card.querySelectorAll("button[data-rl-rank]")) {
+        setIf(button, "disabled", !!places[n] || (button.dataset.rlRank === "same" && !groups.length));
+      }
+    }
+  };
+  let drawing = false;
+  const redraw = () => {  // after the page settles: a new item's answers and its empty box land together
+    if (drawing) return;
+    drawing = true;
+    requestAnimationFrame(() => { drawing = false; drawOrder(); });
+  };
+  const writeOrder = (text) => {
+    const box = orderBox();
+    if (!box) return;
+    box.value = text;
+    box.dispatchEvent(new Event("input", {bubbles: true}));  // the box's component takes the new value
+    drawOrder();
+  };
+  const trimmed = () => (orderBox() ? orderBox().value.replace(/[\s,>=]+$/, "") : "");
+  const placeNext = (n) => { const t = trimmed(); writeOrder(t ? t + " " + n : String(n)); };
+  const placeSame = (n) => { const t = trimmed(); writeOrder(t ? t + "=" + n : String(n)); };
+  const takeBack = () => {
+    const t = trimmed();
+    const cut = t.replace(/[\s,>=]*\d$/, "");
+    writeOrder(cut !== t ? cut : t.slice(0, -1));
+  };
+  document.addEventListener("click", (e) => {
+    const button = e.target.closest ? e.target.closest("button[data-rl-rank]") : null;
+    if (!button || !ranking()) return;
+    const act = button.dataset.rlRank;
+    if (act === "next") placeNext(button.dataset.rlAnswer);
+    else if (act === "same") placeSame(button.dataset.rlAnswer);
+    else if (act === "back") takeBack();
+    else if (act === "clear") writeOrder("");
+  });
+  document.addEventListener("input", (e) => {
+    if (e.target.closest && e.target.closest("#" + RANK.order)) drawOrder();
+  });
+  // A key on the page (not in a text box) while a ranking is shown: the pair's keys mean nothing here.
+  const rankingKey = (e) => {
+    const box = orderBox();
+    if (/^[0-9=]$/.test(e.key) && box) {
+      e.preventDefault();
+      box.focus();  // the rest of the order is typed in the box itself
+      const t = box.value;
+      writeOrder(e.key === "=" ? t.replace(/\s+$/, "") + "=" : t + (/\d$/.test(t) ? " " : "") + e.key);
+      box.setSelectionRange(box.value.length, box.value.length);
+    } else if (e.key === "Enter") {
+      e.preventDefault();
+      press(RANK.submit);
+    } else if (e.key === "Backspace") {
+      e.preventDefault();
+      takeBack();
+    }
+  };
+
   label();
-  new MutationObserver(label).observe(document.documentElement, {childList: true, subtree: true});
+  new MutationObserver(() => { label(); redraw(); }).observe(document.documentElement, {childList: true, subtree: true});
   // Leaving the page (close, reload, another site) gives back the pair leased to this rater.
   window.addEventListener("pagehide", () => {
     fetch("api/leases/release", {method: "POST", keepalive: true, credentials: "same-origin",
@@ -112,6 +237,7 @@
         e.preventDefault();
         const named = [...box.classList].find((c) => c.startsWith(SUBMIT) && c !== CHOOSE);
         if (named) { press(named.slice(SUBMIT.length)); return; }
+        if (box.classList.contains(CHOOSE) && ranking()) { t.blur(); press(RANK.submit); return; }
         if (box.classList.contains(CHOOSE)) {
           choosing = box;
           hint(box, "Now press " + choices + (hasTwins() ? " (" + muchKeys + ": much better)" : "") +
@@ -120,14 +246,16 @@
         return;
       }
       // A vote key arriving in a guarded box just after focus left one: the rater meant a shortcut.
-      const leaked = voteOf(e);
+      const leaked = ranking() ? null : voteOf(e);
       if (leaked && left.box && performance.now() - left.at < LEAK_MS && left.box !== box) {
         e.preventDefault();
         press(leaked);
       }
       return;
     }
+    if (e.key === "Escape" && t.closest && t.closest("#" + RANK.order)) { t.blur(); return; }
     if (e.ctrlKey || e.metaKey || e.altKey || e.repeat || isField(t)) return;
+    if (ranking()) { rankingKey(e); return; }
     const id = voteOf(e);
     if (!id) return;
     e.preventDefault();

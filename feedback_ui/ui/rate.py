@@ -1,13 +1,14 @@
-"""The Rate tab: one comparison at a time, two responses side by side, four vote buttons.
+"""The Rate tab: one judgement at a time, a pair (two responses side by side, four vote
+buttons) or a ranking (K answers to order, :mod:`feedback_ui.ui.rate_ranking`).
 
-The pair comes from :func:`rlhf.services.comparisons.next_for_rater`, which leases it to
-this rater in a random left/right order (the order a vote is read in); model names are
-never sent to the page. A vote is committed before the next pair is fetched, and both
-happen in one event (:func:`rlhf.services.rating.vote_then_next`, as ``POST
-/api/votes?next=true``), so the page never shows a pair whose predecessor is not stored.
-Only raters are handed a pair when the page loads; engineers and admins take one when
-they open this tab, and leaving it gives the pair back (:func:`leave`). After a vote the
-page names the choice and offers Undo; Skip passes on a pair. Where the deployment asks
+The item comes from :func:`rlhf.services.rating.next_item`, which leases it to this rater
+in a random order of its answers (the order a judgement is read in); model names are never
+sent to the page. A judgement is committed before the next item is fetched, and both happen
+in one event (:func:`rlhf.services.rating.vote_then_next` and ``rank_then_next``, as ``POST
+/api/votes?next=true`` and ``POST /api/rankings?next=true``), so the page never shows an item
+whose predecessor is not stored. Only raters are handed an item when the page loads; engineers
+and admins take one when they open this tab, and leaving it gives it back (:func:`leave`).
+After a judgement the page names it and offers Undo; Skip passes on the item. Where the deployment asks
 how much better (``Settings.ask_strength``), :mod:`feedback_ui.ui.rate_strength` adds Shift+1/2
 ("much better" in the same keystroke) and the buttons that mark the last vote.
 
@@ -20,32 +21,33 @@ ignored (nobody reads two responses that fast).
 
 import time
 import uuid
+from typing import Any
 
 import gradio as gr
 
+import feedback_ui.ui.rate_ranking as rate_ranking
 from feedback_ui.ui.access import UIContext, lookup_user, require
 from feedback_ui.ui.rate_strength import STRENGTH_GUIDE_HTML, StrengthRow, much_buttons, strength_text
-from feedback_ui.ui.render import CHOOSE_ON_SUBMIT, TYPING_GUARD, error_message, error_text, message, render_markdown
+from feedback_ui.ui.render import (
+    CHOOSE_ON_SUBMIT,
+    TYPING_GUARD,
+    error_message,
+    error_text,
+    message,
+    prompt_html,
+    render_markdown,
+)
 from feedback_ui.ui.vote_buttons import CHOICE_LABELS, VOTE_BUTTONS, keys_hint_html
 from rlhf.errors import Conflict, NotFound, RLHFError
 from rlhf.models import Choice, Role, Strength, User
-from rlhf.services import app_settings, comparisons, rating
-from rlhf.services.comparisons import Handout
+from rlhf.services import app_settings, comparisons, rankings, rating
+from rlhf.services.rating import Item
 from rlhf.services.votes import MAX_RATIONALE_CHARS, votes_cast
 
 DOUBLE_CLICK_S = 0.6
 # The "left for you" counter shows "100+" beyond this many pairs.
 LEFT_SHOWN_UP_TO = 100
-_ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
-
-
-def _prompt_html(messages: list[dict]) -> str:
-    turns = "".join(
-        f'<div class="rl-turn"><div class="rl-role">{_ROLE_NAMES.get(m.get("role"), "Message")}</div>'
-        f'<div class="rl-md">{render_markdown(m.get("content", ""))}</div></div>'
-        for m in messages
-    )
-    return f'<div class="rl-prompt" aria-label="Prompt">{turns}</div>'
+RATIONALE_PLACEHOLDER = "Why is one better? (optional)"
 
 
 def _card(title: str, text: str) -> str:
@@ -59,12 +61,14 @@ def _progress_html(ctx: UIContext, user: User) -> str:
     with ctx.session() as session:
         votes = votes_cast(session=session, rater_id=user.id)
         left = comparisons.remaining_for_rater(session=session, rater_id=user.id, count_up_to=LEFT_SHOWN_UP_TO + 1)
+        ranks = rankings.next_ranking_priority(session=session, rater_id=user.id) is not None
     # What this rater can still do, not the open total: gold pairs they answered stay open for
     # others, and pairs other raters hold are not theirs to take. Shown after every vote, so it is
-    # counted only up to LEFT_SHOWN_UP_TO: an exact count visits every open pair.
+    # counted only up to LEFT_SHOWN_UP_TO: an exact count visits every open pair. Rankings are
+    # only said to be there (one look, the same the hand-out makes).
     return (
         f'<div class="rl-progress" role="status">Your votes: <strong>{votes}</strong> · '
-        f"left for you: <strong>{left_shown(left)}</strong></div>"
+        f"left for you: <strong>{left_shown(left)}</strong>{' pairs, and rankings' if ranks else ''}</div>"
     )
 
 
@@ -87,31 +91,42 @@ def _guidelines_html(ctx: UIContext, asks_strength: bool = False) -> str:
     return text + (STRENGTH_GUIDE_HTML if asks_strength else "")
 
 
-def _pair_outputs(user: User, handout: Handout | None, after_vote: bool) -> dict:
-    """The pair (or the empty state) for this rater: keyed by component name, see :func:`build_rate_tab`."""
-    if handout is None:
+def _item_outputs(user: User, item: Item | None, after_vote: bool) -> dict:
+    """The item (or the empty state) for this rater: keyed by component name, see :func:`build_rate_tab`."""
+    if item is None:
         return {
             "state": None,
             "pair": gr.Column(visible=False),
             "empty": gr.Column(visible=True),
             "votes": gr.Row(visible=False),
             "skip": gr.Button(visible=False),
+            "rationale": gr.Textbox(visible=False),
+            **rate_ranking.view_values(None),
         }
-    state = {
-        "comparison_id": handout.comparison_id,
-        "key": f"{user.id}:ui:{uuid.uuid4().hex}",
-        "guard_until": time.monotonic() + DOUBLE_CLICK_S if after_vote else 0.0,
-    }
+    key = f"{user.id}:ui:{uuid.uuid4().hex}"
+    state: dict[str, Any] = {"key": key, "guard_until": time.monotonic() + DOUBLE_CLICK_S if after_vote else 0.0}
+    shown = {"state": state, "empty": gr.Column(visible=False)}
+    if isinstance(item, rankings.RankingHandout):
+        state.update(kind="ranking", ranking_id=item.ranking_id, answers=len(item.answers))
+        return {
+            **shown,
+            "pair": gr.Column(visible=False),
+            "votes": gr.Row(visible=False),
+            "skip": gr.Button("Skip this ranking", visible=True),
+            "rationale": gr.Textbox(value="", visible=True, placeholder="Why this order? (optional)"),
+            **rate_ranking.view_values(item, key),
+        }
+    state.update(kind="pair", comparison_id=item.comparison_id)
     return {
-        "state": state,
-        "prompt": _prompt_html(handout.prompt),
-        "left": _card("Response A", handout.a),
-        "right": _card("Response B", handout.b),
+        **shown,
+        "prompt": prompt_html(item.prompt),
+        "left": _card("Response A", item.a),
+        "right": _card("Response B", item.b),
         "pair": gr.Column(visible=True),
-        "empty": gr.Column(visible=False),
         "votes": gr.Row(visible=True),
-        "skip": gr.Button(visible=True),
-        "rationale": "",
+        "skip": gr.Button("Skip this pair", visible=True),
+        "rationale": gr.Textbox(value="", visible=True, placeholder=RATIONALE_PLACEHOLDER),
+        **rate_ranking.view_values(None),
     }
 
 
@@ -124,8 +139,8 @@ def _vote_note(choice: Choice, created: bool, strength: int | None) -> str:
 
 def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
     with gr.Tab("Rate", id="rate") as tab:
-        state = gr.State(None)
-        last_vote = gr.State(None)  # {"id", "choice", "strength"}: what Undo takes back
+        state = gr.State(None)  # the item on screen: its kind, id, idempotency key and double-click guard
+        last_vote = gr.State(None)  # what Undo takes back: {"kind": "pair", "id", "choice", ...} or a ranking's
         progress = gr.HTML(elem_id="rate-progress")
         with gr.Accordion("Guidelines", open=False):
             guidelines = gr.HTML(elem_id="rate-guidelines")
@@ -136,21 +151,24 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
                     left = gr.HTML(elem_id="response-a")
                 with gr.Column(min_width=300):
                     right = gr.HTML(elem_id="response-b")
-            # The shortcut guard (render.TYPING_GUARD) keeps number keys out of this box; Ctrl+Enter
-            # then a number votes with what was typed (render.CHOOSE_ON_SUBMIT).
-            rationale = gr.Textbox(
-                label="Rationale (optional)",
-                lines=2,
-                max_lines=8,
-                max_length=MAX_RATIONALE_CHARS,
-                placeholder="Why is one better? (optional)",
-                elem_id="rate-rationale",
-                elem_classes=[TYPING_GUARD, CHOOSE_ON_SUBMIT],
-            )
+        ranking_view = rate_ranking.build_view()
+        # One box for pairs and rankings. The shortcut guard (render.TYPING_GUARD) keeps number keys
+        # out of it; Ctrl+Enter then a number votes on a pair with what was typed
+        # (render.CHOOSE_ON_SUBMIT), Ctrl+Enter alone submits a ranking's order.
+        rationale = gr.Textbox(
+            label="Rationale (optional)",
+            lines=2,
+            max_lines=8,
+            max_length=MAX_RATIONALE_CHARS,
+            placeholder=RATIONALE_PLACEHOLDER,
+            elem_id="rate-rationale",
+            elem_classes=[TYPING_GUARD, CHOOSE_ON_SUBMIT],
+            visible=False,
+        )
         with gr.Column(visible=False, elem_id="rate-empty") as empty:
             gr.HTML(
                 '<div class="rl-empty" role="status"><strong>Nothing left to rate.</strong><br>'
-                "New pairs appear when an engineer starts a generation job.</div>"
+                "New pairs and rankings appear when an engineer starts a generation job.</div>"
             )
             check_again = gr.Button("Check again", size="md")
         # The choice bar stays on screen however long the answers are (sticky, see static/rlhf.css).
@@ -159,6 +177,7 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
             with gr.Row(elem_classes="rl-vote-row", visible=False) as vote_row:
                 buttons = [gr.Button(b.label, elem_id=b.rate, variant=b.variant, min_width=150) for b in VOTE_BUTTONS]
                 much = much_buttons()
+            order_bar = rate_ranking.build_bar()
             with gr.Row(elem_classes="rl-after-row"):
                 skip_btn = gr.Button("Skip this pair", size="sm", visible=False, elem_id="rate-skip", min_width=120)
                 undo_btn = gr.Button("Undo last vote", size="sm", visible=False, elem_id="rate-undo", min_width=120)
@@ -179,56 +198,67 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
         "skip": skip_btn,
         "undo": undo_btn,
         "last": last_vote,
+        **ranking_view,
+        **order_bar,
     }
     much_shown = [button for button, _ in much]
     outputs = list(named.values()) + strength_row.components + much_shown + [keys_hint]
 
-    def asks_strength(handout: Handout | None) -> bool:
+    def asks_strength(item: Item | None) -> bool:
         """The deployment asks how much better on every pair (RLHF_ASK_STRENGTH), or this pair's
-        generation job asked (``rlhf generate --ask-strength``)."""
+        generation job asked (``rlhf generate --ask-strength``). A ranking has no strength."""
+        if isinstance(item, rankings.RankingHandout):
+            return False
         if ctx.settings.ask_strength:
             return True
-        if handout is None:
+        if item is None:
             return False
         with ctx.session() as session:
-            return rating.strength_asked(session=session, comparison_id=handout.comparison_id, everywhere=False)
+            return rating.strength_asked(session=session, comparison_id=item.comparison_id, everywhere=False)
 
     def screen(
-        user: User, handout: Handout | None, status_html: str = "", after_vote: bool = False, last: dict | None = None
+        user: User, item: Item | None, status_html: str = "", after_vote: bool = False, last: dict | None = None
     ) -> dict:
-        """Every output of the tab: the pair (or empty state), the counter, the status, the undo button."""
-        shown = {named[k]: v for k, v in _pair_outputs(user, handout, after_vote).items()}
-        asks = asks_strength(handout)
+        """Every output of the tab: the item (or empty state), the counter, the status, the undo button."""
+        shown = {named[k]: v for k, v in _item_outputs(user, item, after_vote).items()}
+        asks = asks_strength(item)
         if shown.get(state):
             shown[state]["asks_strength"] = asks  # the vote on it may say how much better
+        ranking = isinstance(item, rankings.RankingHandout)
+        undo_label = "Undo last order" if last and last.get("kind") == "ranking" else "Undo last vote"
         return {
             **shown,
             progress: _progress_html(ctx, user),
             status: status_html,
             last_vote: last,
-            undo_btn: gr.Button(visible=last is not None),
+            undo_btn: gr.Button(undo_label, visible=last is not None),
             **strength_row.shown(last),
             # Shift+1/2 press these: hidden, the keys do nothing more than 1 and 2 on this pair.
-            **{button: gr.Button(visible=asks) for button in much_shown},
-            keys_hint: keys_hint_html(much=asks),
+            **{button: gr.Button(visible=asks and not ranking) for button in much_shown},
+            keys_hint: rate_ranking.ranking_keys_hint_html() if ranking else keys_hint_html(much=asks),
         }
 
-    def fetch(user: User) -> Handout | None:
+    def fetch(user: User) -> Item | None:
         with ctx.session() as session:
-            return comparisons.next_for_rater(session=session, rater=user, gold_rate=ctx.settings.gold_rate)
+            return rating.next_item(session=session, rater=user, kinds=rating.KINDS, gold_rate=ctx.settings.gold_rate)
 
     def show(request: gr.Request):
-        """On page load: raters land here and are handed a pair; engineers and admins land on the
+        """On page load: raters land here and are handed an item; engineers and admins land on the
         Console, and take a lease only if they open this tab."""
         user = require(ctx, request)
         if user.role is not Role.rater:
             return {progress: _progress_html(ctx, user), guidelines: _guidelines_html(ctx, ctx.settings.ask_strength)}
-        handout = fetch(user)
-        return {**screen(user, handout), guidelines: _guidelines_html(ctx, asks_strength(handout))}
+        item = fetch(user)
+        return {**screen(user, item), guidelines: _guidelines_html(ctx, asks_strength(item))}
 
     def opened(request: gr.Request):
         user = require(ctx, request)
         return screen(user, fetch(user))
+
+    def not_stored(user: User, exc: RLHFError, what: str) -> dict:
+        """The judgement's item closed, or its place went to another rater: say which, show the next."""
+        note = message(f"Your {what} was not stored: {error_text(exc)}. Here is the next one.", "warn")
+        return screen(user, fetch(user), note, after_vote=True)
 
     def make_vote(choice: Choice, strength: int | None = None):
         def vote(current: dict | None, why: str, request: gr.Request):
@@ -238,6 +268,8 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
             if time.monotonic() < current.get("guard_until", 0.0):
                 # The second click of a double click on the previous pair: not a judgement of this one.
                 return {status: message("Ignored a click that came right after this pair appeared.", "warn")}
+            if current.get("kind") == "ranking":  # a stale page's vote: this item is ordered, not voted on
+                return {status: message("This is a ranking: order its answers instead of voting.", "warn")}
             fields = {
                 "comparison_id": current["comparison_id"],
                 "choice": choice,
@@ -247,24 +279,20 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
             }
             try:
                 with ctx.session() as session:
-                    result, handout = rating.vote_then_next(
-                        session=session, rater=user, gold_rate=ctx.settings.gold_rate, **fields
+                    result, item = rating.vote_then_next(
+                        session=session, rater=user, gold_rate=ctx.settings.gold_rate, kinds=rating.KINDS, **fields
                     )
             except (Conflict, NotFound) as exc:  # closed, or its place went to another rater: say which
-                return screen(
-                    user,
-                    fetch(user),
-                    message(f"Your vote was not stored: {error_text(exc)}. Here is the next pair.", "warn"),
-                    after_vote=True,
-                )
+                return not_stored(user, exc, "vote")
             except RLHFError as exc:  # e.g. a rationale that is too long: the pair stays for another try
                 return {status: error_message(exc)}
             return screen(
                 user,
-                handout,
+                item,
                 _vote_note(choice, result.created, result.vote.strength),
                 after_vote=True,
                 last={
+                    "kind": "pair",
                     "id": result.vote.id,
                     "choice": choice.value,
                     "strength": result.vote.strength,
@@ -274,32 +302,56 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
 
         return vote
 
+    def rank(current: dict | None, typed: str, why: str, request: gr.Request):
+        user = require(ctx, request)
+        if not current:
+            return screen(user, fetch(user))
+        if time.monotonic() < current.get("guard_until", 0.0) and not (typed or "").strip():
+            return {}  # a second Enter right after the last order went: nothing typed for this item yet
+        if current.get("kind") != "ranking":
+            return {status: message("This is a pair: vote on it instead of ordering.", "warn")}
+        try:
+            result, item = rate_ranking.submit_order(ctx, user, current, typed, why)
+        except (Conflict, NotFound) as exc:
+            return not_stored(user, exc, "order")
+        except RLHFError as exc:  # a wrong order, a rationale too long: the ranking stays, with what was typed
+            return {status: error_message(exc)}
+        last = {"kind": "ranking", "ranking_id": result.ranking_id}
+        return screen(user, item, rate_ranking.order_note(result), after_vote=True, last=last)
+
     def undo(last: dict | None, request: gr.Request):
         user = require(ctx, request)
         if not last:
             return {status: message("No vote to undo.", "warn"), undo_btn: gr.Button(visible=False)}
         try:
-            with ctx.session() as session:
-                handout = rating.undo_vote(
-                    session=session, rater=user, vote_id=last["id"], window_s=ctx.settings.undo_window_s
-                )
+            if last.get("kind") == "ranking":
+                item: Item = rate_ranking.undo_order(ctx, user, last)
+                note = "Order taken back: here is that ranking again, in the same order."
+            else:
+                with ctx.session() as session:
+                    item = rating.undo_vote(
+                        session=session, rater=user, vote_id=last["id"], window_s=ctx.settings.undo_window_s
+                    )
+                note = f"Vote taken back ({CHOICE_LABELS[Choice(last['choice'])]}): here is that pair again."
         except RLHFError as exc:
             return {status: error_message(exc), undo_btn: gr.Button(visible=False), last_vote: None}
-        label = CHOICE_LABELS[Choice(last["choice"])]
-        return screen(user, handout, message(f"Vote taken back ({label}): here is that pair again.", "info"))
+        return screen(user, item, message(note, "info"))
 
     def skip(current: dict | None, request: gr.Request):
         user = require(ctx, request)
         if not current:
             return screen(user, fetch(user))
+        what = current.get("kind", "pair")
         try:
-            with ctx.session() as session:
-                rating.skip_comparison(session=session, rater=user, comparison_id=current["comparison_id"])
+            if what == "ranking":
+                rate_ranking.skip(ctx, user, current)
+            else:
+                with ctx.session() as session:
+                    rating.skip_comparison(session=session, rater=user, comparison_id=current["comparison_id"])
         except RLHFError as exc:
             return {status: error_message(exc)}
-        return screen(
-            user, fetch(user), message("Skipped: you will not be shown that pair again today.", "info"), after_vote=True
-        )
+        note = message(f"Skipped: you will not be shown that {what} again today.", "info")
+        return screen(user, fetch(user), note, after_vote=True)
 
     demo.load(show, inputs=None, outputs=[*outputs, guidelines], api_visibility="private")
     private = {"api_visibility": "private", "show_progress": "hidden"}
@@ -311,6 +363,16 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
         button.click(
             handler, inputs=[state, rationale], outputs=outputs, trigger_mode="once", concurrency_limit=None, **private
         )
+    order = named["order"]
+    for event in (order.submit, named["rank_submit"].click):  # Enter in the order box, or the button
+        event(
+            rank,
+            inputs=[state, order, rationale],
+            outputs=outputs,
+            trigger_mode="once",
+            concurrency_limit=None,
+            **private,
+        )
     undo_btn.click(undo, inputs=[last_vote], outputs=outputs, trigger_mode="once", **private)
     skip_btn.click(skip, inputs=[state], outputs=outputs, trigger_mode="once", **private)
     strength_row.wire(ctx, status=status, last_vote=last_vote)
@@ -318,7 +380,7 @@ def build_rate_tab(ctx: UIContext, demo: gr.Blocks) -> gr.Tab:
 
 
 def leave(ctx: UIContext, request: gr.Request) -> None:
-    """The rater left the Rate tab, the page or the app: the pairs leased to them go back to the pool."""
+    """The rater left the Rate tab, the page or the app: the pairs and rankings leased to them go back to the pool."""
     user = lookup_user(ctx, request)
     if user is not None:
         with ctx.session() as session:

@@ -102,6 +102,19 @@ def render_markdown(text: str | None) -> str:
     return _markdown().render(text or "")
 
 
+_ROLE_NAMES = {"user": "User", "assistant": "Assistant", "system": "System"}
+
+
+def prompt_html(messages: list[dict]) -> str:
+    """A conversation (the prompt of a pair or a ranking), each turn under its role, as safe Markdown."""
+    turns = "".join(
+        f'<div class="rl-turn"><div class="rl-role">{_ROLE_NAMES.get(m.get("role"), "Message")}</div>'
+        f'<div class="rl-md">{render_markdown(m.get("content", ""))}</div></div>'
+        for m in messages
+    )
+    return f'<div class="rl-prompt" aria-label="Prompt">{turns}</div>'
+
+
 def fmt_time(value: datetime | None) -> str:
     value = as_utc(value)
     return value.strftime("%Y-%m-%d %H:%M:%S UTC") if value else ""
@@ -134,11 +147,21 @@ def optional_int(value, name: str) -> int | None:
 TYPING_GUARD = "rl-typing-guard"
 CHOOSE_ON_SUBMIT = "rl-submit-choice"
 SUBMIT_PREFIX = "rl-submit-"
+# Where the script finds a ranking on the Rate tab (feedback_ui.ui.rate_ranking): while the view is
+# shown, number keys and "=" write the order box, Enter and Ctrl+Enter press Submit order.
+RANKING_IDS = {"view": "rate-ranking", "answers": "rank-answers", "order": "rank-order", "submit": "rank-submit"}
 
 
 def script_settings() -> dict:
-    """What the page's scripts read as ``window.RLHF``: the vote buttons and the guard's class names."""
-    return {"votes": table_for_scripts(), "guard": TYPING_GUARD, "choose": CHOOSE_ON_SUBMIT, "submit": SUBMIT_PREFIX}
+    """What the page's scripts read as ``window.RLHF``: the vote buttons, the guard's class names and
+    the ranking's element ids."""
+    return {
+        "votes": table_for_scripts(),
+        "guard": TYPING_GUARD,
+        "choose": CHOOSE_ON_SUBMIT,
+        "submit": SUBMIT_PREFIX,
+        "ranking": RANKING_IDS,
+    }
 
 
 def script_tag(name: str) -> str:
