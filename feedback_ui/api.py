@@ -258,12 +258,12 @@ def get_leaderboard(
     bootstrap: Annotated[int, Query(ge=0, le=1000)] = 200,
     include_simulated: bool = False,
     source: Annotated[
-        list[Literal["queue", "arena"]],
-        Query(description="count only votes on comparisons of these sources (default: both)"),
+        list[Literal["queue", "arena", "ranking"]],
+        Query(description="count only votes on comparisons of these sources: queue, arena, ranking (default: all)"),
     ] = [],
 ) -> LeaderboardPublic:
-    """Checkpoints ranked by a Bradley–Terry fit of human votes between them (the Rate queue's and the arena's),
-    with 95% bootstrap intervals."""
+    """Checkpoints ranked by a Bradley–Terry fit of human votes between them (the Rate queue's, rankings' and
+    the arena's), with 95% bootstrap intervals (a ranking's order resampled as one)."""
     board = fit_leaderboard(
         session=session, bootstrap=bootstrap, include_simulated=include_simulated, sources=list(source) or None
     )

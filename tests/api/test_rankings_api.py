@@ -144,3 +144,19 @@ def test_a_generation_job_takes_rank_and_refuses_what_does_not_apply(client, ses
     ):
         refused = client.post("/api/generate", headers=basic("engineer"), json=body)
         assert refused.status_code == 422 and reason in refused.text, (body, refused.text)
+
+
+def test_the_leaderboard_counts_a_rankings_pairs_between_checkpoints_when_asked_by_source(client, session, world):
+    ranking = _ranking(session, checkpoint_names=["old", "new", "new", "old"])
+    answers = _next(client).json()["answers"]
+    at = {text: n for n, text in enumerate(answers)}
+    # "x" and "y" (new) above "w" and "z" (old): four cross-checkpoint pairs, all won by new.
+    order = [[at["x"], at["y"]], [at["w"]], [at["z"]]]
+    assert client.post(
+        "/api/rankings", headers=basic("rater"), json={"ranking_id": ranking.id, "order": order}
+    ).is_success
+    board = client.get("/api/leaderboard", params={"source": "ranking", "bootstrap": 50}, headers=basic("rater"))
+    assert board.status_code == 200, board.text
+    rows = {s["name"]: s for s in board.json()["standings"]}
+    assert (rows["new"]["wins"], rows["old"]["losses"], board.json()["votes"]) == (4, 4, 4)
+    assert rows["new"]["rating"] > rows["old"]["rating"]
