@@ -319,3 +319,50 @@ def _snapshot_vote_migration(url: str) -> None:
     engine.dispose()
     assert stored[0]["vote_ids"] == [1, 2, 9]  # left as it was
     assert stored[1] == {"vote_ids": [3], "rows": 1, "hash": "h", "aggregate": "none"}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_rankings_migration_keeps_votes_and_goes_both_ways(kind, tmp_path):
+    """Pairs and votes stored before rankings existed belong to no ranking, and a downgrade keeps them."""
+    from tests.conftest import _postgres_database
+
+    with contextlib.ExitStack() as stack:
+        url = (
+            f"sqlite:///{tmp_path / 'old.db'}"
+            if kind == "sqlite"
+            else stack.enter_context(_postgres_database("rlhf_mig_rank"))
+        )
+        cfg = db._alembic_config(url)
+        command.downgrade(cfg, "0012") if url.startswith("postgresql") else command.upgrade(cfg, "0012")
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            for statement in (
+                'INSERT INTO "user" (name, role, password_hash, active, excluded, created_at) '
+                "VALUES ('r1', 'rater', 'x', true, false, '2026-01-01')",
+                "INSERT INTO prompt (messages, tags, source, in_pool, created_at) "
+                "VALUES ('[]', '[]', 'import', true, '2026-01-01')",
+                "INSERT INTO response (prompt_id, text, params, finished, created_at) "
+                "VALUES (1, 'a', '{}', true, '2026-01-01'), (1, 'b', '{}', true, '2026-01-01')",
+                "INSERT INTO comparison (prompt_id, response_a_id, response_b_id, status, target_votes, vote_count, "
+                "strategy, is_gold, source, priority, created_at) "
+                "VALUES (1, 1, 2, 'closed', 1, 1, 'random', false, 'queue', 20, '2026-01-01')",
+                "INSERT INTO vote (comparison_id, rater_id, choice, shown_swapped, kind, source, strength, created_at) "
+                "VALUES (1, 1, 'a', false, 'human', 'human', 2, '2026-01-01')",
+            ):
+                conn.execute(sa.text(statement))
+        engine.dispose()
+        command.upgrade(cfg, "0013")
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT choice, strength, ranking_id FROM vote")).one() == ("a", 2, None)
+            assert conn.execute(sa.text("SELECT ranking_id FROM comparison")).scalar_one() is None
+            assert conn.execute(sa.text("SELECT count(*) FROM ranking")).scalar_one() == 0
+        engine.dispose()
+        command.downgrade(cfg, "0012")
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT choice, strength FROM vote")).one() == ("a", 2)
+            assert "ranking" not in sa.inspect(conn).get_table_names()
+            assert "ranking_id" not in {c["name"] for c in sa.inspect(conn).get_columns("vote")}
+        engine.dispose()
+        command.upgrade(cfg, "head")
