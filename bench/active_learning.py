@@ -121,8 +121,17 @@ def open_and_vote(
         return get_generation_job(session=s, job_id=job_id).result
 
 
-def open_pairs(settings, strategy: str, batch: int, reward_id: int | None, seed: int, max_new_tokens: int) -> int:
-    """A generation job opens ``batch`` prompts' pairs (one vote each); returns the job's id."""
+def open_pairs(
+    settings,
+    strategy: str,
+    batch: int,
+    reward_id: int | None,
+    seed: int,
+    max_new_tokens: int,
+    rank: int | None = None,
+) -> int:
+    """A generation job opens ``batch`` prompts' pairs (one vote each), or with ``rank`` one ranking
+    of that many answers per prompt; returns the job's id."""
     from rlhf import db
     from rlhf.jobs.generation import execute_generation_job
     from rlhf.models import JobStatus
@@ -138,6 +147,7 @@ def open_pairs(settings, strategy: str, batch: int, reward_id: int | None, seed:
             seed=seed,
             reward_checkpoint_id=reward_id if strategy == "uncertain" else None,
             sampling={"max_new_tokens": max_new_tokens},
+            rank=rank,
         ).id
     if execute_generation_job(job_id, settings) is not JobStatus.succeeded:
         with db.session_scope(engine) as s:

@@ -1,34 +1,32 @@
-"""Rater time: does asking "how much better" pay, per minute of a rater's time?
+"""Rater time: do "how much better", or rankings of 4 answers, pay per minute of a rater's time?
 
 On the tiny model, simulated raters prefer answers containing "please" (``rlhf.services.simulate``,
-``--noise`` flipping a decided vote), as in ``bench/active_learning.py``. Each seed opens one
-pool of random pairs of the tiny model's answers (one generation job, one vote each), and two
-arms judge it in the same order under the same budget of rater-minutes (``--minutes``):
+``--noise`` flipping each decided comparison), as in ``bench/active_learning.py``. Each seed
+opens, through the product's generation job, one pool of random pairs of the tiny model's answers
+(one vote each) and, in a database of its own, one ranking of 4 of its answers on each of the
+same prompts (``rank=4``, one order each). Three arms judge their pool in the same order until
+the same budget of rater-minutes (``--minutes``) is spent (``simulate(minutes=...)``):
 
-- ``pairs``: plain A/B votes (``simulate(strength=False)``), reward model trained as usual;
+- ``pairs``: plain A/B votes, reward model trained as usual;
 - ``pairs+strength``: the same raters also say how much better (``simulate(strength=True)``),
-  reward model trained with ``use_strength=true`` (TRL's margin per level).
+  reward model trained with ``use_strength=true`` (TRL's margin per level);
+- ``rankings of 4``: the raters order each ranking's 4 answers (noise flips each pair the rule
+  tells apart, the order rebuilt by its Copeland count: see ``rlhf.services.simulate``), reward
+  model trained on the ranking's pairs with the trainer's default weighting of a ranking.
 
-Same rule, same noise draws, same training seed: the arms differ only in the strength and in
-how many judgements the budget buys. Each reward model (``rlhf.training.reward.train_reward``,
+Same rule, noise and training seed in every arm: the arms differ in what a judgement says and
+in how many judgements the budget buys. Each reward model (``rlhf.training.reward.train_reward``,
 from the base model, ``--steps`` steps) is measured on active_learning's held-out pairs,
-labelled by the rule without noise. A third way, rankings of 4 answers, is not measured:
-rankings are not built.
+labelled by the rule without noise.
 
-The rater-time model: one judgement costs a fixed time plus reading time.
-
-- Reading: the characters of the prompt and both answers at ``READING_CHARS_PER_MIN``, 1000
-  characters a minute. An assumption: about 200 words a minute at about 5 characters a word,
-  a careful reading pace rather than skimming.
-- Fixed: the app's own time from a vote to the next pair on screen, measured here (the median
-  over one pass of ``rlhf.services.rating.vote_then_next`` through the seed's pool, on a copy
-  of its database), plus a human decision time, ``DECIDE_S`` = 3 s (an assumption).
-- Strength: free when it rides on the vote's key (Shift+1/2 vote "much better"); "slightly"
-  and "clearly" are a button after the vote, ``STRENGTH_CLICK_S`` = 1.5 s more (an
-  assumption). Ties say no strength and cost nothing more.
-
-Every judgement counts against the budget, ties included (most random pairs are ties for
-this rule: both or neither answer has the word).
+The rater-time model is ``rlhf.services.simulate.judgement_seconds``, shared with ``rlhf
+simulate``: a decision (``DECIDE_S``, 3 s, assumed), the prompt and every answer read at
+``READING_CHARS_PER_MIN`` (1000 characters a minute, ~200 words, assumed), the Rate tab's own
+time to the next item (``RATE_UI_NEXT_S``, see its docstring), 1.5 s more for a "slightly" or
+"clearly" strength (a button after the vote; "much" rides on the vote's key; assumed), and 2 s
+for each answer of a ranking beyond two (``ORDER_PER_EXTRA_ANSWER_S``, assumed). Every judgement
+counts against the budget, ties included (most random pairs are ties for this rule: both or
+neither answer has the word; a ranking is a tie only when all 4 or none have it).
 
     .venv/bin/python bench/rater_time.py [--minutes 10] [--seeds 5] [--noise 0.1] [--steps 40]
 """
@@ -56,154 +54,140 @@ from bench.active_learning import (  # noqa: E402
     world_settings,
 )
 
-# Assumptions, not measurements (see the module's docstring): only the app's own time is measured.
-READING_CHARS_PER_MIN = 1000.0  # ~200 words a minute at ~5 characters a word
-DECIDE_S = 3.0  # a person weighing two read answers and pressing a key
-STRENGTH_CLICK_S = 1.5  # the "slightly" / "clearly" button after the vote
-ARMS = ("pairs", "pairs+strength")
+RANK = 4
+ARMS = ("pairs", "pairs+strength", f"rankings of {RANK}")
 
 
-def time_the_app(settings) -> tuple[list[dict], list[float]]:
-    """One rater votes through the whole pool with ``vote_then_next``; each pair's reading size and
-    what the rule says of it (by comparison id), and the seconds each call took."""
+def open_pool(folder: Path, tiny: Path, args, seed: int, rank: int | None) -> tuple[object, int]:
+    """A world with one pair (or ranking of ``rank``) opened per prompt of the pool; (its settings,
+    how many it opened)."""
     from rlhf import db
-    from rlhf.models import Choice, Strength, VoteKind
-    from rlhf.services.comparisons import next_for_rater
-    from rlhf.services.rating import vote_then_next
-    from rlhf.services.simulate import parse_rule, parse_strength_rule, simulated_raters
+    from rlhf.services.generation_jobs import get_generation_job
 
-    decide, how_much = parse_rule(f"contains:{WORD}"), parse_strength_rule(f"contains:{WORD}")
-    pairs, seconds = [], []
+    settings = new_world(folder, tiny)
+    job_id = open_pairs(settings, "random", args.pool, None, seed * 1000 + 1, args.max_new_tokens, rank=rank)
     with db.session_scope(db.get_engine(settings.database_url)) as s:
-        (rater,) = simulated_raters(session=s, k=1)
-        s.commit()
-        shown = next_for_rater(session=s, rater=rater)
-        while shown is not None:
-            choice = decide(shown.a, shown.b)
-            pairs.append(
-                {
-                    "id": shown.comparison_id,
-                    "chars": sum(len(m.get("content") or "") for m in shown.prompt) + len(shown.a) + len(shown.b),
-                    "click": choice is not Choice.tie and how_much(shown.a, shown.b) is not Strength.much,
-                }
-            )
-            start = time.perf_counter()
-            _, shown = vote_then_next(
-                session=s,
-                rater=rater,
-                comparison_id=shown.comparison_id,
-                choice=choice,
-                kind=VoteKind.simulated,
-                source="bench:rater_time",
-            )
-            seconds.append(time.perf_counter() - start)
-    return sorted(pairs, key=lambda p: p["id"]), seconds
+        result = get_generation_job(session=s, job_id=job_id).result
+    return settings, result["rankings"] if rank else result["comparisons"]
 
 
-def affordable(costs: list[float], budget_s: float) -> int:
-    """How many judgements, taken in order, fit in the budget."""
-    spent, n = 0.0, 0
-    for c in costs:
-        if spent + c > budget_s:
-            break
-        spent, n = spent + c, n + 1
-    return n
-
-
-def run_arm(settings, tiny: Path, arm: str, judgements: int, args, seed: int, heldout: list[dict]) -> dict:
+def run_arm(settings, tiny: Path, arm: str, args, seed: int, heldout: list[dict]) -> dict:
     from rlhf import db
     from rlhf.services.simulate import simulate
 
-    if judgements < 1:  # simulate's limit of 0 would mean no limit
-        raise SystemExit(f"{arm}: not one judgement fits in {args.minutes} minutes: raise --minutes")
     strength = arm == "pairs+strength"
     with db.session_scope(db.get_engine(settings.database_url)) as s:
-        counts = simulate(
+        got = simulate(
             session=s,
             rule=f"contains:{WORD}",
             noise=args.noise,
-            limit=judgements,
             seed=seed * 1000 + 1,
             strength=strength,
+            minutes=args.minutes,
         )
-    decided = counts.get("a", 0) + counts.get("b", 0)
+    ranked = arm.startswith("rankings")
+    judgements = got.judgements
+    pairs = got.get("ranking_pairs", 0) if ranked else got["votes"]
+    decided = got.get("ranking_decided", 0) if ranked else got.get("a", 0) + got.get("b", 0)
     if not decided:
-        raise SystemExit(f"{arm}: no decided votes within {args.minutes} minutes: raise --minutes")
+        raise SystemExit(f"{arm}: no decided pairs within {args.minutes} minutes: raise --minutes")
     point = train_round(
         settings, tiny, "rm", args.steps, seed, heldout, extra={"use_strength": True} if strength else None
     )
     return {
-        "judgements": counts["votes"],
+        "judgements": judgements,
+        "pairs": pairs,
         "decided": decided,
-        "levels": [counts.get(f"strength_{i}", 0) for i in (1, 2, 3)],
+        "minutes": got.rater_minutes,
+        "levels": [got.get(f"strength_{i}", 0) for i in (1, 2, 3)],
         "accuracy": point["accuracy"],
     }
 
 
 def main() -> None:
+    from rlhf.services import simulate as model
+    from rlhf.training.params import build_params
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=10.0, help="rater-minutes each arm may spend, per seed")
-    ap.add_argument("--seeds", type=int, default=5, help="repeats with different pairs, rater noise and training seeds")
-    ap.add_argument("--noise", type=float, default=0.1, help="probability a simulated rater flips a decided vote")
+    ap.add_argument("--seeds", type=int, default=5, help="repeats with different pools, rater noise and training seeds")
+    ap.add_argument("--noise", type=float, default=0.1, help="probability a simulated rater flips a decided comparison")
     ap.add_argument("--steps", type=int, default=40, help="reward-model optimizer steps")
-    ap.add_argument("--pool", type=int, default=120, help="prompts whose pair is opened per seed (120 are bundled)")
+    ap.add_argument("--pool", type=int, default=120, help="prompts given a pair or a ranking per seed (120 bundled)")
     ap.add_argument("--max-new-tokens", type=int, default=48)
     args = ap.parse_args()
+    if args.minutes <= 0:
+        raise SystemExit(f"--minutes must be above 0, not {args.minutes}")
 
     start = time.perf_counter()
     work, tiny, heldout = quiet_tiny_world("rlhf-rater-time-")
     print(f"held-out: {len(heldout)} pairs with exactly one '{WORD}' answer, labelled without noise")
     print(
-        f"rater time per judgement: decision {DECIDE_S:.1f} s (assumed) + the app's vote-to-next-pair time "
-        f"(measured) + reading at {READING_CHARS_PER_MIN:.0f} characters/min (assumed); "
-        f"'slightly' or 'clearly' +{STRENGTH_CLICK_S:.1f} s (assumed), 'much' rides on the key"
+        f"rater time per judgement: decision {model.DECIDE_S:.1f} s (assumed) + the Rate tab's own time "
+        f"{1000 * model.RATE_UI_NEXT_S:.1f} ms + reading the prompt and every answer at "
+        f"{model.READING_CHARS_PER_MIN:.0f} characters/min (assumed); 'slightly' or 'clearly' "
+        f"+{model.STRENGTH_CLICK_S:.1f} s (assumed), 'much' rides on the key; a ranking "
+        f"+{model.ORDER_PER_EXTRA_ANSWER_S:.1f} s per answer beyond two (assumed)"
+    )
+    weighting = getattr(build_params("reward", {})[0], "ranking_weight", None)
+    print(
+        f"a ranking's pairs in training: ranking_weight={weighting}"
+        if weighting is not None
+        else "a ranking's pairs in training: one row each (this trainer has no ranking_weight)"
     )
     results: dict[str, list[dict]] = {arm: [] for arm in ARMS}
-    app_ms = []
     for seed in range(args.seeds):
-        base = new_world(work / f"s{seed}" / "pool", tiny)
-        open_pairs(base, "random", args.pool, None, seed * 1000 + 1, args.max_new_tokens)
-        timing = work / f"s{seed}" / "timing"
-        timing.mkdir()
-        _copy_database(base.data_dir / "rlhf.db", timing / "rlhf.db")
-        pairs, seconds = time_the_app(world_settings(timing))
-        app_ms.append(1000 * statistics.median(seconds))
-        fixed = DECIDE_S + statistics.median(seconds)
-        plain = [fixed + 60 * p["chars"] / READING_CHARS_PER_MIN for p in pairs]
-        costs = {"pairs": plain, "pairs+strength": [c + STRENGTH_CLICK_S * p["click"] for c, p in zip(plain, pairs)]}
+        pairs_pool, n_pairs = open_pool(work / f"s{seed}" / "pairs-pool", tiny, args, seed, None)
+        ranked_pool, n_ranked = open_pool(work / f"s{seed}" / "ranked-pool", tiny, args, seed, RANK)
         line = []
         for arm in ARMS:
-            n = affordable(costs[arm], 60 * args.minutes)
-            if n == len(pairs):
-                print(f"  ({arm}: the pool of {n} pairs ran out before the budget: raise --pool or lower --minutes)")
-            folder = work / f"s{seed}" / arm
+            ranked = arm.startswith("rankings")
+            pool, size = (ranked_pool, n_ranked) if ranked else (pairs_pool, n_pairs)
+            folder = work / f"s{seed}" / arm.replace(" ", "-")
             folder.mkdir()
-            _copy_database(base.data_dir / "rlhf.db", folder / "rlhf.db")
-            got = run_arm(world_settings(folder), tiny, arm, n, args, seed, heldout)
-            got["minutes"] = sum(costs[arm][:n]) / 60
+            _copy_database(pool.data_dir / "rlhf.db", folder / "rlhf.db")
+            got = run_arm(world_settings(folder), tiny, arm, args, seed, heldout)
+            if got["judgements"] >= size:
+                print(f"  ({arm}: the pool of {size} ran out before the budget: raise --pool or lower --minutes)")
             results[arm].append(got)
-            line.append(f"{arm} {got['judgements']} judgements ({got['decided']} decided) {got['accuracy']:.3f}")
-        print(
-            f"seed {seed}: {len(pairs)} pairs, mean {statistics.fmean(plain):.1f} s each as plain pairs "
-            f"(app {app_ms[-1]:.1f} ms); " + "; ".join(line)
-        )
-    report(results, app_ms, args)
+            line.append(
+                f"{arm} {got['judgements']} judgements, {got['pairs']} pairs ({got['decided']} decided) "
+                f"{got['accuracy']:.3f}"
+            )
+        print(f"seed {seed}: {n_pairs} pairs, {n_ranked} rankings opened; " + "; ".join(line))
+    report(results, args)
     shutil.rmtree(work, ignore_errors=True)
     print(f"\n{time.perf_counter() - start:.0f} s in all")
 
 
-def report(results: dict[str, list[dict]], app_ms: list[float], args) -> None:
-    def spread(values: list[float]) -> float:
-        return statistics.stdev(values) if len(values) > 1 else 0.0
+def spread(values: list[float]) -> float:
+    return statistics.stdev(values) if len(values) > 1 else 0.0
 
+
+def verdict(way: str, diffs: list[float]) -> str:
+    """Whether a way paid against plain pairs: the mean paired difference beyond the seeds' sd of it."""
+    mean, sd = statistics.fmean(diffs), spread(diffs)
+    if len(diffs) < 2:
+        said = f"one seed cannot tell whether {way} paid: run more --seeds"
+    elif mean > sd:
+        said = f"{way} paid on this setup: {mean:+.3f} accuracy, beyond the seeds' spread (sd {sd:.3f})"
+    elif mean < -sd:
+        said = f"{way} cost accuracy on this setup: {mean:+.3f}, beyond the seeds' spread (sd {sd:.3f})"
+    else:
+        said = (
+            f"{way} did not pay on this setup: the difference ({mean:+.3f}) is within the seeds' spread (sd {sd:.3f})"
+        )
+    return said[0].upper() + said[1:] + "."
+
+
+def report(results: dict[str, list[dict]], args) -> None:
     print(
         f"\nheld-out reward-model accuracy at {args.minutes:g} rater-minutes per arm (contains:{WORD}, "
-        f"noise {args.noise}, {args.steps} steps, {args.seeds} seed(s); app's vote-to-next-pair median "
-        f"{statistics.fmean(app_ms):.1f} ms over the seeds)"
+        f"noise {args.noise}, {args.steps} steps, {args.seeds} seed(s); mean over the seeds, accuracy mean ± sd)"
     )
     print(
-        f"{'arm':16} {'judgements':>10} {'decided':>7} {'minutes':>7} {'slightly/clearly/much':>21} "
-        f"{'accuracy':>15} {'/ pairs':>7}"
+        f"{'arm':15} {'judgements':>10} {'pairs':>6} {'decided':>7} {'minutes':>7} "
+        f"{'slightly/clearly/much':>21} {'accuracy':>15} {'/ pairs':>7}"
     )
     base = statistics.fmean(r["accuracy"] for r in results["pairs"])
     for arm in ARMS:
@@ -215,31 +199,19 @@ def report(results: dict[str, list[dict]], app_ms: list[float], args) -> None:
             else "-"
         )
         print(
-            f"{arm:16} {statistics.fmean(r['judgements'] for r in rs):10.1f} "
-            f"{statistics.fmean(r['decided'] for r in rs):7.1f} {statistics.fmean(r['minutes'] for r in rs):7.2f} "
-            f"{levels:>21} {statistics.fmean(acc):7.3f} ± {spread(acc):.3f} {statistics.fmean(acc) / base:7.3f}"
+            f"{arm:15} {statistics.fmean(r['judgements'] for r in rs):10.1f} "
+            f"{statistics.fmean(r['pairs'] for r in rs):6.1f} {statistics.fmean(r['decided'] for r in rs):7.1f} "
+            f"{statistics.fmean(r['minutes'] for r in rs):7.2f} {levels:>21} "
+            f"{statistics.fmean(acc):7.3f} ± {spread(acc):.3f} {statistics.fmean(acc) / base:7.3f}"
         )
-    print("rankings of 4: not measured yet (rankings are not built)")
-    diffs = [s["accuracy"] - p["accuracy"] for s, p in zip(results["pairs+strength"], results["pairs"])]
-    mean, sd = statistics.fmean(diffs), spread(diffs)
-    print(
-        "pairs+strength − pairs, per seed: "
-        + ", ".join(f"{d:+.3f}" for d in diffs)
-        + f"; mean {mean:+.3f}, sd {sd:.3f}"
-    )
-    # "Beyond the spread": the mean paired difference larger than the seeds' sd of that difference.
-    if len(diffs) < 2:
-        verdict = "one seed cannot tell whether strength paid: run more --seeds"
-    elif mean > sd:
-        verdict = f"strength paid on this setup: {mean:+.3f} accuracy, beyond the seeds' spread (sd {sd:.3f})"
-    elif mean < -sd:
-        verdict = f"strength cost accuracy on this setup: {mean:+.3f}, beyond the seeds' spread (sd {sd:.3f})"
-    else:
-        verdict = (
-            f"strength did not pay on this setup: the difference ({mean:+.3f}) "
-            f"is within the seeds' spread (sd {sd:.3f})"
+    for arm, way in (("pairs+strength", "strength"), (f"rankings of {RANK}", f"rankings of {RANK}")):
+        diffs = [o["accuracy"] - p["accuracy"] for o, p in zip(results[arm], results["pairs"])]
+        print(
+            f"{arm} − pairs, per seed: "
+            + ", ".join(f"{d:+.3f}" for d in diffs)
+            + f"; mean {statistics.fmean(diffs):+.3f}, sd {spread(diffs):.3f}"
         )
-    print(verdict[0].upper() + verdict[1:] + ".")
+        print(verdict(way, diffs))
     print(json.dumps(results))
 
 

@@ -155,22 +155,40 @@ def sample(
 def simulate(
     rule: str = typer.Option(..., help="contains:WORD, avoids:WORD, shorter or longer"),
     raters: int = typer.Option(1, help="simulated raters (users sim-1 … sim-K)"),
-    noise: float = typer.Option(0.0, help="probability of flipping a decided vote"),
-    limit: int = typer.Option(None, help="at most this many comparisons"),
+    noise: float = typer.Option(
+        0.0, help="probability of flipping a decided vote (in a ranking: each pair the rule tells apart)"
+    ),
+    limit: int = typer.Option(None, help="at most this many comparisons, then rankings up to the same total"),
     seed: int = typer.Option(0),
     strength: bool = typer.Option(
         False, "--strength", help="decided votes also say how much better, from how far apart the rule finds the two"
     ),
+    minutes: float = typer.Option(
+        None, help="stop before the first judgement past this budget of simulated rater-minutes"
+    ),
 ) -> None:
-    """Simulated raters vote on open comparisons."""
+    """Simulated raters vote on open comparisons, then order open rankings."""
     from rlhf.services.simulate import simulate as run_simulation
 
     with session() as s:
         counts = run_simulation(
-            session=s, rule=rule, raters=raters, noise=noise, limit=limit, seed=seed, strength=strength
+            session=s,
+            rule=rule,
+            raters=raters,
+            noise=noise,
+            limit=limit,
+            seed=seed,
+            strength=strength,
+            minutes=minutes,
         )
-    detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k != "votes")
-    typer.echo(f"recorded {counts.get('votes', 0)} votes" + (f" ({detail})" if detail else ""))
+    ranked = {"rankings", "ranking_pairs", "ranking_decided"}
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if k != "votes" and k not in ranked)
+    said = f"recorded {counts.get('votes', 0)} votes" + (f" ({detail})" if detail else "")
+    if counts.get("rankings"):
+        said += (
+            f" and {counts['rankings']} rankings ({counts['ranking_pairs']} pairs, {counts['ranking_decided']} decided)"
+        )
+    typer.echo(f"{said}; {counts.rater_minutes:.1f} simulated rater-minutes")
 
 
 def train(
@@ -318,11 +336,13 @@ def export(
         "preference",
         "--kind",
         help="preference: chosen/rejected pairs (every source: "
-        "queue, arena, written); sft: rater-written "
+        "queue, arena, written, ranking); sft: rater-written "
         "demonstrations as conversational messages",
     ),
     source: str = typer.Option(
-        "", "--source", help="preference pairs of these comparison sources only, comma-separated: queue, arena, written"
+        "",
+        "--source",
+        help="preference pairs of these comparison sources only, comma-separated: queue, arena, written, ranking",
     ),
     ties: str = typer.Option("drop", help="drop or keep tied votes"),
     aggregate: str = typer.Option(
