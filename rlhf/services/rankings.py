@@ -45,7 +45,7 @@ from rlhf.models import (
 )
 from rlhf.services.comparisons import LEASE, SKIP_HIDES, comparison_lock
 from rlhf.services.ranking_orders import order_from_choices, pair_choices, parse_order
-from rlhf.services.votes import MAX_RATIONALE_CHARS
+from rlhf.services.votes import check_rationale
 
 MIN_ANSWERS, MAX_ANSWERS = 2, 6
 
@@ -313,10 +313,7 @@ def submit_ranking(
     closed ranking, one never handed to this rater, or a late order with no place left is refused.
     """
     rater_id = stored_id(rater)
-    if rationale is not None and len(rationale) > MAX_RATIONALE_CHARS:
-        raise InvalidInput(f"rationale longer than {MAX_RATIONALE_CHARS} characters")
-    if rationale and "\x00" in rationale:
-        raise InvalidInput("rationale contains a NUL character")
+    check_rationale(rationale)
     with comparison_lock(session):
         query = select(Ranking).where(Ranking.id == ranking_id).execution_options(populate_existing=True)
         if session.get_bind().dialect.name == "postgresql":

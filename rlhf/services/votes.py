@@ -123,10 +123,7 @@ def record_vote(
     choice = parse_choice(choice)
     strength = parse_strength(strength, choice)
     rater_id = stored_id(rater)
-    if rationale is not None and len(rationale) > MAX_RATIONALE_CHARS:
-        raise InvalidInput(f"rationale longer than {MAX_RATIONALE_CHARS} characters")
-    if rationale and "\x00" in rationale:
-        raise InvalidInput("rationale contains a NUL character")
+    check_rationale(rationale)
     with comparison_lock(session):
         # Everything below runs under the comparison's row lock (PostgreSQL) or the process
         # lock (SQLite): a concurrent duplicate, or the vote that filled the target, is visible.
@@ -202,6 +199,14 @@ def record_vote(
                 raise
             return VoteResult(existing, created=False)
     return VoteResult(vote, created=True)
+
+
+def check_rationale(rationale: str | None) -> None:
+    """Refuse a rationale that cannot be stored: too long, or with a NUL character."""
+    if rationale is not None and len(rationale) > MAX_RATIONALE_CHARS:
+        raise InvalidInput(f"rationale longer than {MAX_RATIONALE_CHARS} characters")
+    if rationale and "\x00" in rationale:
+        raise InvalidInput("rationale contains a NUL character")
 
 
 def parse_strength(strength: int | str | Strength | None, choice: Choice) -> int | None:
