@@ -40,6 +40,10 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rlhf.settings import Settings
 
 # The repository root: this tree's `rlhf`, and the active-learning bench's helpers as `bench.…`.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -58,7 +62,7 @@ RANK = 4
 ARMS = ("pairs", "pairs+strength", f"rankings of {RANK}")
 
 
-def open_pool(folder: Path, tiny: Path, args, seed: int, rank: int | None) -> tuple[object, int]:
+def open_pool(folder: Path, tiny: Path, args, seed: int, rank: int | None) -> tuple[Settings, int]:
     """A world with one pair (or ranking of ``rank``) opened per prompt of the pool; (its settings,
     how many it opened)."""
     from rlhf import db

@@ -20,9 +20,10 @@ what a pair vote on those two would, and answers of equal score share a group. N
 defined pair by pair, as for pairs: each pair of answers the rule tells apart has its
 comparison flipped with probability ``noise``; the order is then built back from the noisy
 comparisons by their Copeland count (wins − losses), answers with equal counts in one group.
-So a ranking of two is exactly a pair vote, flipped with probability ``noise``; in a longer
-ranking a flip can make a cycle, which the Copeland count turns into a tie, so the stored
-pairs' flip rate differs a little from ``noise``. Rankings say no strength.
+So a ranking of two is exactly a pair vote, flipped with probability ``noise``. In a longer
+ranking an order cannot hold every noisy comparison (flips can make a cycle), so its stored
+pairs are the order's, not the comparisons one by one: a flip may instead tie two answers the
+rule sets apart (a cycle, or equal counts), or set apart two it ties. Rankings say no strength.
 
 Rater time: each judgement costs the simulated time of :func:`judgement_seconds` (a
 decision, reading the prompt and every answer, the Rate tab's own time, and what strength or
