@@ -481,10 +481,3 @@ def assignment_for(*, session: Session, rater_id: int, comparison_id: int) -> As
     return session.exec(
         select(Assignment).where(Assignment.rater_id == rater_id, Assignment.comparison_id == comparison_id)
     ).first()
-
-
-def open_comparisons(*, session: Session, limit: int | None = None) -> list[Comparison]:
-    query = select(Comparison).where(Comparison.status == ComparisonStatus.open).order_by(col(Comparison.id))
-    if limit:
-        query = query.limit(limit)
-    return list(session.exec(query))
