@@ -84,6 +84,6 @@ def test_the_page_head_hands_the_scripts_their_settings_as_json():
     assert head.index("window.RLHF") < head.index("rate.js?v=")
     # What the scripts read is in the settings, not written into the files.
     rate_js = (Path(__file__).resolve().parents[2] / "feedback_ui" / "static" / "rate.js").read_text()
-    assert "const {votes, guard: GUARD, choose: CHOOSE, submit: SUBMIT} = window.RLHF;" in rate_js
-    assert set(script_settings()) == {"votes", "guard", "choose", "submit"}
+    assert "const {votes, guard: GUARD, choose: CHOOSE, submit: SUBMIT, ranking: RANK} = window.RLHF;" in rate_js
+    assert set(script_settings()) == {"votes", "guard", "choose", "submit", "ranking"}
     assert not re.search(r"%\(|%s|\bvote-a\b|A is better", rate_js)
