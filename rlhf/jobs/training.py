@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -193,12 +194,32 @@ def _failure_reason(log_path: Path, returncode: int) -> str:
         head = f"trainer process exited with code {returncode}"
     # The last exception line says what went wrong; the tail helps whoever digs further.
     last_error = next((line for line in reversed(tail) if "Error" in line or "Exception" in line), "")
+    causes = _rank_causes(log_path) if "ChildFailedError" in last_error else []
+    if causes:
+        # torchrun's summary names only a signal or an exit code: what the failed rank itself said
+        # (an abort's message, its Python stack) is further up the log.
+        tail = [*causes, "…", *tail]
     if any("couldn't connect to" in line or "offline mode" in line for line in tail):
         head += (
             " (a model id could not be fetched from the hub: register a local model directory as a "
             "checkpoint, or point RLHF_BASE_MODEL at one)"
         )
     return head + (f": {last_error.strip()}" if last_error else "") + ("\n\n" + "\n".join(tail) if tail else "")
+
+
+# What a rank prints when it dies in native code or a Python exception escapes it.
+_RANK_CAUSE = re.compile(
+    r"terminate called|what\(\):|Fatal Python error|Current thread|^\s*File \"|\[rank\d+\]:.*(Error|Exception)"
+)
+
+
+def _rank_causes(log_path: Path, limit: int = 30) -> list[str]:
+    """The first lines in which a rank said why it died, before torchrun's summary."""
+    lines = log_path.read_text(errors="replace").splitlines()
+    end = next((i for i, line in enumerate(lines) if "ChildFailedError" in line), len(lines))
+    # The launcher's own traceback, which ends in that line, is not a rank's.
+    end = max((i for i, line in enumerate(lines[:end]) if line.startswith("Traceback")), default=end)
+    return [line for line in lines[:end] if _RANK_CAUSE.search(line)][:limit]
 
 
 def execute_run(run_id: int, settings: Settings | None = None) -> JobStatus | None:

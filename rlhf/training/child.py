@@ -10,6 +10,7 @@ and writes ``result.json`` last; no result file means the run failed.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import sys
@@ -154,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     spec = TrainerSpec.read(argv[0])
     if _launched_ranks() > 1:
         _die_with_launcher()
+        # A rank that dies in native code (an abort in a collective, a segfault) leaves only a signal
+        # in torchrun's summary: its Python stack, printed to the run's log, says where it was.
+        faulthandler.enable()
     metrics = run(spec)
     if _is_main_process():
         params, _ = spec.typed_params()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -62,16 +63,31 @@ def world(tmp_path_factory, tiny_model_dir, reward_dir):
     engine.dispose()
 
 
-def _train(world, algorithm: str, params: dict, **run_args) -> tuple[dict, list[dict], str]:
+def _train(world, algorithm: str, params: dict, _retried: bool = False, **run_args) -> tuple[dict, list[dict], str]:
     """One run through the worker's path: its metrics, its logged steps and its checkpoint's folder."""
     with db.session_scope(world["engine"]) as s:
         run = create_run(session=s, algorithm=algorithm, base_checkpoint_id=world["base"], params=params, **run_args)
-    assert execute_run(run.id, world["settings"]) is JobStatus.succeeded, _error(world, run.id)
+    status = execute_run(run.id, world["settings"])
+    if status is JobStatus.failed and _rank_killed_by_signal(_error(world, run.id)):
+        # gloo over loopback on a loaded 2-core machine has, rarely, aborted a rank in native code.
+        # What is tested here is the batch the ranks train, so such a run is tried once more (its
+        # reason, with the rank's own words, is shown); any other failure, or a second one, fails.
+        warnings.warn(f"two-process run {run.id} lost a rank, trying once more: {_error(world, run.id)}", stacklevel=2)
+        return _train(world, algorithm, params, _retried=True, **run_args) if not _retried else _fail(world, run.id)
+    assert status is JobStatus.succeeded, _error(world, run.id)
     with db.session_scope(world["engine"]) as s:
         run = get_run(session=s, run_id=run.id)
         steps = [dict(line.values) for line in run_log(session=s, run_id=run.id)]
         path = get_checkpoint(session=s, checkpoint_id=run.output_checkpoint_id).path
         return dict(run.metrics), steps, path
+
+
+def _rank_killed_by_signal(error: str) -> bool:
+    return "ChildFailedError" in error and "exitcode  : -" in error
+
+
+def _fail(world, run_id: int):
+    pytest.fail(_error(world, run_id))
 
 
 def _error(world, run_id: int) -> str:
