@@ -126,10 +126,11 @@ def export(
         Query(description="pairs of these comparison sources only (default: all)"),
     ] = [],
     labels: Annotated[
-        Literal["human", "machine", "both"],
+        str,
         Query(
-            description="human: people's votes; machine: a reward model's machine labels (with label_p); "
-            "both: a machine label only where no person voted"
+            description="a comma list of human (people's votes), machine (a reward model's labels) and judge "
+            "(AI judges' votes, once a judge has earned a label_p), or all; both = human,machine. A person's "
+            "vote wins its pair; else the label with the highest label_p"
         ),
     ] = "human",
     margins: Annotated[

@@ -294,10 +294,10 @@ class RunCreate(RunBase):
         description="majority: one row per comparison, labelled by most of its votes; none: one row per vote",
     )
     exclude_flagged: bool = Field(default=True, description="leave out raters flagged by their gold accuracy")
-    labels: Literal["human", "machine", "both"] = Field(
+    labels: str = Field(
         default="human",
-        description="whose votes: human (people only), machine (a reward model's machine labels) "
-        "or both (machine labels only where no person voted)",
+        description="whose votes: a comma list of human (people only), machine (a reward model's labels) and "
+        "judge (AI judges' votes, once a judge has earned a label_p), or all; both = human,machine",
     )
 
 

@@ -103,8 +103,9 @@ class PreferenceRow(BaseModel):
     label_p: float  # the probability that the label is right (rlhf.services.soft_labels)
     rationales: list[str]  # what the raters wrote, in vote order
     tie: bool | None = None  # with ties="keep" only: the label is a tie (a person's row)
-    label_source: Literal["machine"] | None = None  # machine labels only
-    machine: str | None = None  # machine labels only: the vote's source, "machine:<reward checkpoint id>"
+    # A model's label only: a reward model's ("machine") or an AI judge's ("judge").
+    label_source: Literal["machine", "judge"] | None = None
+    machine: str | None = None  # a model's label only: the vote's source, "machine:<checkpoint id>", "judge:<id>"
     # How much better the chosen answer is (rlhf.models.Strength: 1 slightly, 2 clearly, 3 much),
     # written on every row, null where not said; by majority, see :func:`combined_strength`.
     strength: int | None = None
@@ -118,9 +119,9 @@ class PreferenceRow(BaseModel):
         if (self.vote_id is None) != all(majority) or any(majority) != all(majority):
             raise ValueError("a row is per vote (vote_id) or by majority (votes, agreement, vote_ids, rater_ids)")
         if (self.label_source is None) != (self.machine is None):
-            raise ValueError("a machine label has both label_source and machine")
+            raise ValueError("a model's label has both label_source and machine")
         if self.is_machine and self.tie is not None:
-            raise ValueError("a machine label is never a tie")
+            raise ValueError("a model's label is never a tie")
         if self.strength is not None and (self.strength not in (1, 2, 3) or self.tie):
             raise ValueError("a strength is 1, 2 or 3, and a tie has none")
         if (self.ranking_id is None) != (self.ranking_size is None):
@@ -131,7 +132,8 @@ class PreferenceRow(BaseModel):
 
     @property
     def is_machine(self) -> bool:
-        return self.label_source == "machine"
+        """A label a model made (a reward model's or a judge's), not a person's."""
+        return self.label_source is not None
 
     @property
     def held_vote_ids(self) -> list[int]:

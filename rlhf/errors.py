@@ -7,7 +7,8 @@
     ├── Conflict             the state forbids it (comparison closed, run finished)
     ├── PermissionDenied     the user's role may not do this
     ├── BrokerUnavailable    a job cannot be queued because the broker does not answer
-    ├── InferenceUnavailable the inference engine is down, failed or timed out (nothing was stored)
+    ├── InferenceUnavailable the inference engine is down, failed or timed out (nothing was stored);
+    │                        ``status`` and ``retryable`` say whether asking again may work
     ├── RateLimited          too many requests of one kind; ``retry_after_s`` says when to try again
     └── TrainingFailed       a run ended in failure (its reason is stored on the run)
 
@@ -92,7 +93,13 @@ class BrokerUnavailable(RLHFError):
 
 
 class InferenceUnavailable(RLHFError):
-    pass
+    """``status``: the HTTP status the engine answered, None where it gave none (down, timed out);
+    ``retryable``: asking again may work (a 429 or 5xx, a refused or lost connection, a timeout)."""
+
+    def __init__(self, message: str = "", *, status: int | None = None, retryable: bool = False, **fields):
+        super().__init__(message, **fields)
+        self.status = status
+        self.retryable = retryable
 
 
 class RateLimited(RLHFError):

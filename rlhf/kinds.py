@@ -12,13 +12,19 @@ import enum
 class Role(str, enum.Enum):
     # A reward model casting machine labels: a user of its own kind that can never log in.
     machine = "machine"
+    judge = "judge"  # an AI judge's votes: likewise never logs in
     rater = "rater"
     engineer = "engineer"
     admin = "admin"
 
     @property
     def rank(self) -> int:
-        return {"machine": -1, "rater": 0, "engineer": 1, "admin": 2}[self.value]
+        return {"machine": -1, "judge": -1, "rater": 0, "engineer": 1, "admin": 2}[self.value]
+
+    @property
+    def never_logs_in(self) -> bool:
+        """A model's labels and a judge's verdicts are cast as users that can never log in."""
+        return self in (Role.machine, Role.judge)
 
     def allows(self, needed: "Role") -> bool:
         return self.rank >= needed.rank

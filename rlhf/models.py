@@ -6,13 +6,20 @@ produces is written back here. Timestamps are timezone-aware UTC.
 
 from __future__ import annotations
 
-import enum
-from datetime import datetime, timezone
-from typing import Any, overload
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import JSON, Column, Field, SQLModel
+from sqlmodel import Column, Field, SQLModel
 
+from rlhf.columns import as_utc as as_utc
+from rlhf.columns import enum_field as _enum
+from rlhf.columns import enum_type as _enum_type
+from rlhf.columns import json_field as _json
+from rlhf.columns import opt_ts as _opt_ts
+from rlhf.columns import stored_id as stored_id
+from rlhf.columns import ts as _ts
+from rlhf.columns import utcnow as utcnow
 from rlhf.kinds import (
     PRIORITY_MACHINE_LABELLED as PRIORITY_MACHINE_LABELLED,
 )
@@ -58,57 +65,6 @@ from rlhf.kinds import (
 from rlhf.kinds import (
     VoteKind as VoteKind,
 )
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-@overload
-def as_utc(value: datetime) -> datetime: ...
-@overload
-def as_utc(value: None) -> None: ...
-def as_utc(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; every value we store is UTC."""
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=timezone.utc)
-
-
-def stored_id(row: SQLModel) -> int:
-    """A stored row's primary key, typed ``int``: ``id`` is ``None`` only before the row is flushed,
-    so reading it earlier is a bug, and it says which row."""
-    value = getattr(row, "id", None)
-    if value is None:
-        raise RuntimeError(f"{type(row).__name__} has no id yet: flush it before reading its id")
-    return int(value)
-
-
-def _ts(**kw: Any) -> Any:
-    return Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True), **kw)
-
-
-def _opt_ts(**kw: Any) -> Any:
-    return Field(default=None, sa_type=sa.DateTime(timezone=True), **kw)
-
-
-def _json(default_factory: Any = dict) -> Any:
-    return Field(default_factory=default_factory, sa_column=Column(JSON, nullable=False))
-
-
-def _enum(enum_cls: type[enum.Enum], default: Any) -> Any:
-    # Stored as plain strings (no native ENUM type, no CHECK) so new members need no DDL change.
-    return Field(default=default, sa_type=_enum_type(enum_cls), index=True)
-
-
-def _enum_type(enum_cls: type[enum.Enum]) -> sa.Enum:
-    return sa.Enum(
-        enum_cls,
-        native_enum=False,
-        create_constraint=False,
-        length=32,
-        values_callable=lambda e: [m.value for m in e],
-    )
 
 
 class User(SQLModel, table=True):
@@ -467,3 +423,9 @@ class LoginFailure(SQLModel, table=True):
     name: str = Field(sa_type=sa.String(128))  # lower-cased
     address: str = Field(default="", sa_type=sa.String(64))
     at: float  # seconds since the epoch, as the web app's clock reads them
+
+
+# Tables kept in modules of their own (each a size one can read), re-exported here with the rest.
+from rlhf.judge_models import Judge as Judge  # noqa: E402
+from rlhf.judge_models import JudgeJob as JudgeJob  # noqa: E402
+from rlhf.judge_models import JudgeVerdict as JudgeVerdict  # noqa: E402

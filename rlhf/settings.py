@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     arena_battle_ttl_s: int = Field(default=3600, ge=1)
     # Arena events (each holds a slot for a whole generation) run at most this many at once.
     arena_concurrency: int = Field(default=8, ge=1)
+    # AI judges: pairs voted by both people and a judge before its votes may train (below it they
+    # carry no label_p), and the hosts a judge's URL may name (comma-separated; empty: any host).
+    judge_min_overlap: int = Field(default=20, ge=1)
+    judge_url_allow: Annotated[list[str], NoDecode] = Field(default_factory=list)
     # Browser origins (scheme://host[:port], comma-separated) allowed to call the API with the
     # rater's cookie. Empty: none, and no page of another origin gets a CORS answer.
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -91,6 +95,13 @@ class Settings(BaseSettings):
         default="127.0.0.1",
         validation_alias=AliasChoices("RLHF_FORWARDED_ALLOW_IPS", "FORWARDED_ALLOW_IPS", "forwarded_allow_ips"),
     )
+
+    @field_validator("judge_url_allow", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [v for v in (part.strip() for part in value.split(",")) if v]
+        return [str(v).strip().lower() for v in value] if isinstance(value, list) else value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

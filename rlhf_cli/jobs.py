@@ -204,9 +204,10 @@ def train(
     keep_flagged: bool = typer.Option(False, help="also train on raters flagged by their gold accuracy"),
     labels: str = typer.Option(
         "human",
-        help="whose votes: human (people only), machine (a reward model's "
-        "machine labels, `rlhf label`) or both (machine labels only "
-        "where no person voted)",
+        help="whose votes: "
+        "a comma list of human (people's votes), machine (a reward model's labels, `rlhf label`) and judge "
+        "(AI judges' votes, once a judge has earned a label_p), or all; both = human,machine. A person's vote "
+        "wins its pair; else the label with the highest label_p",
     ),
     wait: bool = typer.Option(False, help="follow the run to its end; exit non-zero if it fails"),
     serve: bool = typer.Option(False, help="serve the new checkpoint when the run succeeds"),
@@ -354,10 +355,10 @@ def export(
     labels: str = typer.Option(
         "human",
         "--labels",
-        help="whose labels make preference pairs: human (people's "
-        "votes), machine (a reward model's machine labels, "
-        "with label_p) or both (a machine label only where "
-        "no person voted)",
+        help="whose labels make preference pairs: "
+        "a comma list of human (people's votes), machine (a reward model's labels, `rlhf label`) and judge "
+        "(AI judges' votes, once a judge has earned a label_p), or all; both = human,machine. A person's vote "
+        "wins its pair; else the label with the highest label_p",
     ),
     margins: bool = typer.Option(
         False,

@@ -33,6 +33,7 @@ def make_app() -> Celery:
             "rlhf.generate": {"queue": "generate"},
             "rlhf.label": {"queue": "generate"},
             "rlhf.merge": {"queue": "generate"},
+            "rlhf.judge": {"queue": "generate"},
         },
         task_acks_late=True,
         task_reject_on_worker_lost=True,

@@ -12,6 +12,7 @@ TASKS = {
     JobKind.generate: "rlhf.generate",
     JobKind.label: "rlhf.label",
     JobKind.merge: "rlhf.merge",
+    JobKind.judge: "rlhf.judge",
 }
 
 

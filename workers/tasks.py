@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from rlhf.jobs.generation import execute_generation_job
+from rlhf.jobs.judging import execute_judge_job
 from rlhf.jobs.labelling import execute_label_job
 from rlhf.jobs.merging import execute_merge_job
 from rlhf.jobs.training import execute_run
@@ -31,6 +32,13 @@ def generate(job_id: int) -> str | None:
 def label(job_id: int) -> str | None:
     status = execute_label_job(job_id)
     log.info("label job %s: %s", job_id, status.value if status else "skipped (not queued)")
+    return status.value if status else None
+
+
+@app.task(name="rlhf.judge")
+def judge(job_id: int) -> str | None:
+    status = execute_judge_job(job_id)
+    log.info("judge job %s: %s", job_id, status.value if status else "skipped (not queued)")
     return status.value if status else None
 
 

@@ -88,6 +88,7 @@ class Inference:
     api_key: str = "none"
     timeout_s: float = 60.0
     models: dict[str, str] = field(default_factory=dict)
+    label: str = ""  # what its errors call it, where not the app's engine (an AI judge)
     _clients: "weakref.WeakKeyDictionary" = field(default_factory=weakref.WeakKeyDictionary, repr=False)
 
     @classmethod
@@ -111,6 +112,8 @@ class Inference:
         return self.engine is not None
 
     def describe(self) -> str:
+        if self.label:
+            return self.label
         if self.engine is not None:
             where = self.engine.url or "not started"
             return f"the embedded inference engine (transformers serve, {where})"
@@ -180,7 +183,37 @@ class Inference:
         except (asyncio.CancelledError, GeneratorExit, InferenceUnavailable):
             raise
         except Exception as exc:  # the engine's own errors and the transport's, mid-stream or not
-            raise InferenceUnavailable(f"{self.describe()} failed: {_reason(exc)}") from exc
+            raise self._failed(exc) from exc
+
+    async def judge_call(self, model: str, messages: list[dict], *, max_tokens: int = 512) -> Completion:
+        """One deterministic answer (temperature 0) in one JSON response, as a judge's verdict is asked.
+
+        ``tokens`` is what the request cost: the engine's total (prompt and answer) where it
+        reports usage. Failures raise :class:`InferenceUnavailable` whose ``retryable`` says
+        whether asking again may work.
+        """
+        base = await asyncio.to_thread(self._base_url_or_fail)
+        try:
+            response = await self._client(base).chat.completions.create(
+                model=model, messages=messages, stream=False, max_tokens=max_tokens, temperature=0.0
+            )
+        except (asyncio.CancelledError, InferenceUnavailable):
+            raise
+        except Exception as exc:
+            raise self._failed(exc) from exc
+        choice = response.choices[0] if response.choices else None
+        text = (choice.message.content if choice and choice.message else None) or ""
+        usage = response.usage
+        tokens = (usage.total_tokens or usage.completion_tokens) if usage is not None else None
+        return Completion(
+            text=clean_text(text),
+            finished=bool(choice and choice.finish_reason == "stop"),
+            tokens=tokens or len(text.split()),  # no usage reported: the words, as near as it can tell
+        )
+
+    def _failed(self, exc: Exception) -> InferenceUnavailable:
+        status, retryable = _status(exc)
+        return InferenceUnavailable(f"{self.describe()} failed: {_reason(exc)}", status=status, retryable=retryable)
 
     async def complete(self, model: str, messages: list[dict], sampling: ChatSampling) -> Completion:
         """One whole answer (a streamed request, read to its end)."""
@@ -200,6 +233,17 @@ class Inference:
     def close(self) -> None:
         if self.engine is not None:
             self.engine.stop()
+
+
+def _status(exc: Exception) -> tuple[int | None, bool]:
+    """(the HTTP status answered or None, whether asking again may work): a 429 or 5xx, or no answer at all."""
+    import openai
+
+    if isinstance(exc, openai.APIStatusError):
+        return exc.status_code, exc.status_code == 429 or exc.status_code >= 500
+    if isinstance(exc, openai.APIConnectionError):  # APITimeoutError is one too
+        return None, True
+    return None, False
 
 
 def _reason(exc: Exception) -> str:

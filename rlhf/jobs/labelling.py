@@ -44,7 +44,7 @@ def heldout_rows(session, checkpoint) -> list[dict]:
     return [
         r
         for r in snapshot_rows(session=session, snapshot=snapshot)
-        if r.get("comparison_id") in held and r.get("label_source") != "machine"
+        if r.get("comparison_id") in held and r.get("label_source") is None  # people's rows only
     ]
 
 

@@ -17,10 +17,11 @@ from typing import Any, Protocol, TypeVar
 from sqlmodel import Session
 
 from rlhf.errors import BrokerUnavailable
-from rlhf.models import Checkpoint, GenerationJob, JobStatus, LabelJob, MergeJob, TrainingRun, stored_id
+from rlhf.models import Checkpoint, GenerationJob, JobStatus, JudgeJob, LabelJob, MergeJob, TrainingRun, stored_id
 from rlhf.services.checkpoints import serve_checkpoint
 from rlhf.services.generation_jobs import create_generation_job
 from rlhf.services.job_rows import fail_job
+from rlhf.services.judges import create_judge_job
 from rlhf.services.machine_labels import create_label_job
 from rlhf.services.merges import create_merge_job, serving_copy_job
 from rlhf.services.runs import create_run, finish_run
@@ -34,10 +35,11 @@ class JobKind(str, Enum):
     generate = "generate"
     label = "label"  # machine labelling: loads a reward model, so it runs beside generation jobs
     merge = "merge"  # an adapter merged into full weights: loads a model, needs no training GPU
+    judge = "judge"  # an AI judge's verdicts: calls an endpoint, beside generation jobs
 
     @property
     def queue(self) -> str:
-        """The worker queue that carries this kind (label and merge jobs share the ``generate`` queue)."""
+        """The worker queue that carries this kind (label, merge and judge jobs share the ``generate`` queue)."""
         return "train" if self is JobKind.train else "generate"
 
 
@@ -49,7 +51,7 @@ class JobQueue(Protocol):
         """Queue the id of a committed job; raises :class:`BrokerUnavailable` when it cannot."""
 
 
-Row = TypeVar("Row", TrainingRun, GenerationJob, LabelJob, MergeJob)
+Row = TypeVar("Row", TrainingRun, GenerationJob, LabelJob, MergeJob, JudgeJob)
 
 
 def _submit(
@@ -105,6 +107,18 @@ def submit_label(*, session: Session, queue: JobQueue, **job_fields: Any) -> Lab
         JobKind.label,
         lambda: create_label_job(session=session, **job_fields),
         lambda job_id, error: fail_job(session=session, table=LabelJob, job_id=job_id, error=error),
+    )
+
+
+def submit_judge(*, session: Session, queue: JobQueue, **job_fields: Any) -> JudgeJob:
+    """Commits: stores the judge job, commits it, then queues its id (as :func:`submit_run`).
+    ``job_fields`` are :func:`rlhf.services.judges.create_judge_job`'s."""
+    return _submit(
+        session,
+        queue,
+        JobKind.judge,
+        lambda: create_judge_job(session=session, **job_fields),
+        lambda job_id, error: fail_job(session=session, table=JudgeJob, job_id=job_id, error=error),
     )
 
 

@@ -12,11 +12,15 @@ Every row carries ``label_p``, the probability that its label is right (from the
 split, or the rater's measured reliability: see :mod:`rlhf.services.soft_labels`); DPO
 and the reward model train each pair towards it.
 
-``labels`` chooses whose votes make rows: ``human`` (the default: people's and simulated
-raters' votes, never machine labels), ``machine`` (only the reward model's machine labels,
-see :mod:`rlhf.services.machine_labels`), or ``both`` (people's votes, and the machine label
-of each comparison no person has voted on: a person's vote always wins). A machine row's
-``label_p`` is its calibrated probability, and it carries ``label_source: "machine"``.
+``labels`` chooses whose votes make rows, a comma list of ``human`` (the default: people's and
+simulated raters' votes), ``machine`` (a reward model's labels, see
+:mod:`rlhf.services.machine_labels`) and ``judge`` (AI judges' votes, see
+:mod:`rlhf.services.judges`), or ``all``; ``both`` is ``human,machine``. A person's vote always
+wins its comparison; of the models' labels on a comparison no person voted on, the one with the
+highest ``label_p`` makes the row. A reward model's ``label_p`` is its calibrated probability; a
+judge's is what it earned against people (:mod:`rlhf.services.judge_audit`), frozen in the
+snapshot, and a judge that has earned none makes no rows. Such rows carry ``label_source``
+(``machine`` or ``judge``) and the vote's source.
 
 A *snapshot* (:class:`~rlhf.services.snapshots.PreferenceSnapshot`) freezes which votes a
 run trains on (their ids), the choices above, the
@@ -49,12 +53,14 @@ from rlhf.errors import Conflict, InvalidInput, RLHFError
 from rlhf.models import Comparison, ComparisonSource, Ranking, Vote
 from rlhf.models import VoteKind as StoredKind
 from rlhf.services.export_files import write_stream
+from rlhf.services.judge_audit import judge_label_ps
 from rlhf.services.preference_stream import iter_rows, stream_votes
 from rlhf.services.quality import Quality, left_out_raters, measure
 from rlhf.services.snapshots import Aggregate, PreferenceSnapshot, Snapshot, Ties, VoteKind, parse_labels
 from rlhf.services.soft_labels import rater_reliability
-from rlhf.services.vote_kinds import human_vote, machine_vote
+from rlhf.services.vote_kinds import PEOPLE, human_vote, judge_vote, machine_vote
 from rlhf.services.vote_reads import VOTE_COLUMNS, VoteRead, read_votes, votes_by_ids
+from rlhf.settings import get_settings
 
 __all__ = [
     "Snapshot",
@@ -120,51 +126,83 @@ def eligible_query(*, session: Session, exclude_flagged: bool, sources: list[str
     return query, info
 
 
-def of_kinds(query: sa.Select, kinds: frozenset[str]) -> sa.Select:
-    """Only the votes whose kinds ``labels`` asked for: people's (and simulated raters'), machine labels, or both."""
-    if kinds == {"human"}:
-        return query.where(human_vote())
-    if kinds == {"machine"}:
-        return query.where(machine_vote())
-    return query.where(sa.or_(human_vote(), machine_vote()))
+def of_kinds(query: sa.Select, kinds: frozenset[str], judges: Iterable[int] = ()) -> sa.Select:
+    """Only the votes whose kinds ``labels`` asked for: people's (and simulated raters'), machine labels,
+    judges' labels (only of the judge users in ``judges``: those that earned a label_p), or a mix."""
+    wanted = []
+    if "human" in kinds:
+        wanted.append(human_vote())
+    if "machine" in kinds:
+        wanted.append(machine_vote())
+    if "judge" in kinds:
+        wanted.append(sa.and_(judge_vote(), col(Vote.rater_id).in_(sorted(judges))))
+    return query.where(wanted[0] if len(wanted) == 1 else sa.or_(*wanted))
+
+
+def earned_judge_ps(session: Session, kinds: frozenset[str]) -> dict[int, float]:
+    """Each judge user's label_p as earned now (none unless judges' labels were asked for)."""
+    if "judge" not in kinds:
+        return {}
+    return judge_label_ps(session=session, min_overlap=get_settings().judge_min_overlap)
 
 
 def stream_rows(
-    session: Session, query: sa.Select, *, kinds: frozenset[str], ties: str, aggregate: str, reliability, unused=None
+    session: Session,
+    query: sa.Select,
+    *,
+    kinds: frozenset[str],
+    ties: str,
+    aggregate: str,
+    reliability,
+    unused=None,
+    judge_ps: dict[int, float] | None = None,
 ) -> Iterator[PreferenceRow]:
     """The rows of the votes ``query`` selects (:data:`VOTE_COLUMNS`, any joins and filters), streamed
     in the order rows have always had (:mod:`rlhf.services.preference_stream`)."""
     human = query.where(human_vote()).order_by(
         *((col(Vote.comparison_id), col(Vote.id)) if aggregate == "majority" else (col(Vote.id),))
     )
-    machine = query.where(machine_vote()).order_by(col(Vote.comparison_id), col(Vote.id))
+    models = [k for k in ("machine", "judge") if k in kinds]
+    labelled = of_kinds(query, frozenset(models), judges=(judge_ps or {}).keys()) if models else None
     rows = iter_rows(
         session,
         stream_votes(session, human) if "human" in kinds else (),
-        stream_votes(session, machine) if "machine" in kinds else None,
+        stream_votes(session, labelled.order_by(col(Vote.comparison_id), col(Vote.id)))
+        if labelled is not None
+        else None,
         ties=ties,
         aggregate=aggregate,
         reliability=reliability,
         unused=unused,
+        judge_ps=judge_ps,
     )
     return with_rankings(session, rows)
 
 
 def listed_rows(
-    session: Session, votes: list[VoteRead], *, kinds: frozenset[str], ties: str, aggregate: str, reliability
+    session: Session,
+    votes: list[VoteRead],
+    *,
+    kinds: frozenset[str],
+    ties: str,
+    aggregate: str,
+    reliability,
+    judge_ps: dict[int, float] | None = None,
 ) -> Iterator[PreferenceRow]:
     """As :func:`stream_rows`, for votes already read (a snapshot that lists its vote ids)."""
-    human = [v for v in votes if v.kind is not StoredKind.machine] if "human" in kinds else []
+    human = [v for v in votes if v.kind in PEOPLE] if "human" in kinds else []
     if aggregate == "majority":
         human.sort(key=lambda v: (v.comparison_id, v.id))
-    machine = sorted((v for v in votes if v.kind is StoredKind.machine), key=lambda v: (v.comparison_id, v.id))
+    wanted = {StoredKind(k) for k in kinds if k in ("machine", "judge")}
+    labelled = sorted((v for v in votes if v.kind in wanted), key=lambda v: (v.comparison_id, v.id))
     rows = iter_rows(
         session,
         human,
-        machine if "machine" in kinds else None,
+        labelled if wanted else None,
         ties=ties,
         aggregate=aggregate,
         reliability=reliability,
+        judge_ps=judge_ps,
     )
     return with_rankings(session, rows)
 
@@ -214,7 +252,8 @@ def eligible_votes(
     ``measured``: the raters' quality if the caller has it already (else measured here)."""
     _, _, kinds = check_choices("drop", "majority", labels)
     query, info = eligible_query(session=session, exclude_flagged=exclude_flagged, sources=sources, measured=measured)
-    return read_votes(session, of_kinds(query, kinds).order_by(col(Vote.id))), info
+    judges = earned_judge_ps(session, kinds).keys()
+    return read_votes(session, of_kinds(query, kinds, judges).order_by(col(Vote.id))), info
 
 
 def preference_rows(
@@ -258,17 +297,24 @@ def _preference_records(
     reliability: dict[int, float] | None,
     sources: list[str] | None,
     labels: LabelsArg,
+    judge_ps: dict[int, float] | None = None,
 ) -> Iterator[PreferenceRow]:
     ties, aggregate, kinds = check_choices(ties, aggregate, labels)
+    if judge_ps is None:
+        judge_ps = earned_judge_ps(session, kinds)
     # Measuring reads every vote: once here serves both the reliability and the flagged raters.
     measured = measure(session=session) if reliability is None or (vote_ids is None and exclude_flagged) else None
     if reliability is None:
         reliability = rater_reliability(session=session, measured=measured)
     if vote_ids is not None:
         votes = votes_by_ids(session, set(vote_ids))
-        return listed_rows(session, votes, kinds=kinds, ties=ties, aggregate=aggregate, reliability=reliability)
+        return listed_rows(
+            session, votes, kinds=kinds, ties=ties, aggregate=aggregate, reliability=reliability, judge_ps=judge_ps
+        )
     query, _ = eligible_query(session=session, exclude_flagged=exclude_flagged, sources=sources, measured=measured)
-    return stream_rows(session, query, kinds=kinds, ties=ties, aggregate=aggregate, reliability=reliability)
+    return stream_rows(
+        session, query, kinds=kinds, ties=ties, aggregate=aggregate, reliability=reliability, judge_ps=judge_ps
+    )
 
 
 def _written(rows: Sequence[PreferenceRow]) -> list[dict[str, Any]]:
@@ -324,14 +370,22 @@ def take_snapshot(
     measured = measure(session=session)  # read once: the flagged raters and the reliability both come from it
     query, info = eligible_query(session=session, exclude_flagged=exclude_flagged, sources=sources, measured=measured)
     reliability = rater_reliability(session=session, measured=measured)
+    judge_ps = earned_judge_ps(session, kinds)
     rows = list(
         stream_rows(
-            session, query, kinds=kinds, ties=checked_ties, aggregate=checked_aggregate, reliability=reliability
+            session,
+            query,
+            kinds=kinds,
+            ties=checked_ties,
+            aggregate=checked_aggregate,
+            reliability=reliability,
+            judge_ps=judge_ps,
         )
     )
     if not rows:
         raise no_usable_votes(kinds)
     human_rows = [r for r in rows if not r.is_machine]
+    judge_rows = sum(r.label_source == "judge" for r in rows)
     return PreferenceSnapshot(
         vote_ids=[i for r in rows for i in r.held_vote_ids],
         ties=checked_ties,
@@ -341,7 +395,9 @@ def take_snapshot(
         label_noise=label_noise(human_rows),
         rater_reliability=reliability,
         labels=kinds,
-        machine_rows=len(rows) - len(human_rows),
+        machine_rows=len(rows) - len(human_rows) - judge_rows,
+        judge_label_p=judge_ps,
+        judge_rows=judge_rows,
         **info,
     )
 
@@ -365,6 +421,7 @@ def snapshot_rows(*, session: Session, snapshot: PreferenceSnapshot) -> list[dic
             reliability=snapshot.rater_reliability,
             sources=None,
             labels=snapshot.labels,
+            judge_ps=snapshot.judge_label_p,
         )
     )
     if content_hash(rows) != snapshot.hash:

@@ -28,7 +28,17 @@ import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from rlhf.errors import Conflict, NotFound
-from rlhf.models import GenerationJob, JobStatus, LabelJob, MergeJob, TrainingRun, as_utc, stored_id, utcnow
+from rlhf.models import (
+    GenerationJob,
+    JobStatus,
+    JudgeJob,
+    LabelJob,
+    MergeJob,
+    TrainingRun,
+    as_utc,
+    stored_id,
+    utcnow,
+)
 
 # The tables that opt in to the lifecycle, and what one row is called in messages.
 WORKER_JOBS: dict[type, str] = {
@@ -36,10 +46,11 @@ WORKER_JOBS: dict[type, str] = {
     GenerationJob: "generation job",
     LabelJob: "label job",
     MergeJob: "merge job",
+    JudgeJob: "judge job",
 }
 # Bound, not constrained: a table only known as a JobTable gives a row of any of the four.
-Job = TypeVar("Job", bound=TrainingRun | GenerationJob | LabelJob | MergeJob)
-JobTable = type[TrainingRun] | type[GenerationJob] | type[LabelJob] | type[MergeJob]
+Job = TypeVar("Job", bound=TrainingRun | GenerationJob | LabelJob | MergeJob | JudgeJob)
+JobTable = type[TrainingRun] | type[GenerationJob] | type[LabelJob] | type[MergeJob] | type[JudgeJob]
 
 
 def what(table: type) -> str:

@@ -8,8 +8,9 @@ batch, and each row goes to the file (and into the hash) before the next batch i
 The order is the one rows have always had, so stored snapshot hashes still verify: per vote
 (``aggregate="none"``) in vote order; by majority in comparison order, one row per comparison
 (so a batch never splits a comparison's votes); machine labels after the people's rows, by
-comparison then vote. With people's votes and machine labels both asked for, a machine label
-makes a row only on a comparison no kept person's vote is on.
+comparison then vote. With people's votes and models' labels both asked for, a model's label
+makes a row only on a comparison no kept person's vote is on; where several models labelled one
+comparison (a reward model and judges), the label most likely right (highest ``label_p``) makes it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from rlhf.dataset_rows import PreferenceRow, combined_strength
-from rlhf.models import Choice
+from rlhf.models import Choice, VoteKind
 from rlhf.services.quality import majority
 from rlhf.services.soft_labels import single_vote_p, vote_split_p
 from rlhf.services.vote_reads import PairTexts, VoteRead, pairs_of
@@ -51,10 +52,12 @@ def iter_rows(
     aggregate: str,
     reliability: dict[int, float],
     unused: list[int] | None = None,
+    judge_ps: dict[int, float] | None = None,
 ) -> Iterator[PreferenceRow]:
     """Rows of people's votes (``human``: in vote order per vote, by comparison then vote by
-    majority), then of machine labels (``machine``, by comparison then vote; None: not asked for).
-    ``unused`` collects the ids of the votes that made no row."""
+    majority), then of models' labels (``machine``: reward models' and judges' votes by comparison
+    then vote; None: not asked for). ``judge_ps``: each judge user's earned ``label_p``; a judge's
+    vote without one makes no row. ``unused`` collects the ids of the votes that made no row."""
     voted: set[int] = set()
     for batch in _batches(human, whole_comparisons=aggregate == "majority"):
         if machine is not None:
@@ -64,9 +67,9 @@ def iter_rows(
         yield from rows
     if machine is None:
         return
-    for batch in _batches(machine, whole_comparisons=False):
+    for batch in _batches(machine, whole_comparisons=True):
         kept = [v for v in batch if v.comparison_id not in voted]
-        rows = _machine_rows(session, kept, aggregate) if kept else []
+        rows = _machine_rows(session, kept, aggregate, judge_ps or {}) if kept else []
         _note_unused(unused, batch, rows)
         yield from rows
 
@@ -125,10 +128,28 @@ def _pair(pairs: dict[int, PairTexts], comparison_id: int, choice: Choice) -> di
     }
 
 
-def _machine_rows(session: Session, votes: list[VoteRead], aggregate: str) -> list[PreferenceRow]:
-    pairs = pairs_of(session, votes)
-    rows = []
+def _label_p(v: VoteRead, judge_ps: dict[int, float]) -> float | None:
+    """How likely a model's label is right: a reward model's calibrated p, a judge's earned p (None: not earned)."""
+    if v.kind is VoteKind.judge:
+        return judge_ps.get(v.rater_id)
+    return float(v.label_p if v.label_p is not None else 1.0)
+
+
+def _machine_rows(
+    session: Session, votes: list[VoteRead], aggregate: str, judge_ps: dict[int, float]
+) -> list[PreferenceRow]:
+    best: dict[int, tuple[float, VoteRead]] = {}
     for v in sorted(votes, key=lambda v: (v.comparison_id, v.id)):
+        p = _label_p(v, judge_ps)
+        # A tie from a judge is no preference to learn; the earlier label wins a tie in p.
+        if p is None or v.choice not in (Choice.a, Choice.b):
+            continue
+        if v.comparison_id not in best or p > best[v.comparison_id][0]:
+            best[v.comparison_id] = (p, v)
+    chosen = [v for _, v in best.values()]
+    pairs = pairs_of(session, chosen) if chosen else {}
+    rows = []
+    for p, v in best.values():
         held = (
             {"vote_id": v.id}
             if aggregate == "none"
@@ -139,9 +160,9 @@ def _machine_rows(session: Session, votes: list[VoteRead], aggregate: str) -> li
                 **_pair(pairs, v.comparison_id, v.choice),
                 **held,
                 rater_id=v.rater_id,
-                label_p=float(v.label_p if v.label_p is not None else 1.0),
+                label_p=round(p, 6),
                 rationales=[],
-                label_source="machine",
+                label_source="judge" if v.kind is VoteKind.judge else "machine",
                 machine=v.source,
             )
         )

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy import String, type_coerce
 from sqlmodel import Session, col, func, select
 
-from rlhf.models import Choice, Comparison, ComparisonStatus, Role, User, Vote
+from rlhf.models import Choice, Comparison, ComparisonStatus, User, Vote
 from rlhf.services.int_columns import int_columns
 from rlhf.services.vote_kinds import human_vote
 from rlhf.settings import get_settings
@@ -249,7 +249,7 @@ def measure(
     counts = session.exec(
         select(Comparison.vote_count, func.count()).where(~col(Comparison.is_gold)).group_by(col(Comparison.vote_count))
     ).all()
-    active = sum(1 for u in users.values() if u.active and u.role is not Role.machine)
+    active = sum(1 for u in users.values() if u.active and not u.role.never_logs_in)
     unreachable = session.exec(
         select(func.count())
         .select_from(Comparison)

@@ -35,6 +35,7 @@ from rlhf.services.dataset import (
     LabelsArg,
     NoiseTally,
     check_choices,
+    earned_judge_ps,
     eligible_query,
     listed_rows,
     no_usable_votes,
@@ -45,7 +46,7 @@ from rlhf.services.preference_stream import RowHash
 from rlhf.services.quality import measure
 from rlhf.services.snapshots import PreferenceSnapshot, Snapshot
 from rlhf.services.soft_labels import rater_reliability
-from rlhf.services.vote_kinds import machine_vote
+from rlhf.services.vote_kinds import model_label
 from rlhf.services.vote_reads import VOTE_COLUMNS, votes_by_ids
 
 _RELEASE_BATCH = 500
@@ -67,7 +68,8 @@ def freeze_votes(
     run_id = stored_id(run)
     measured = measure(session=session)
     query, info = eligible_query(session=session, exclude_flagged=exclude_flagged, sources=sources, measured=measured)
-    ids = of_kinds(query, kinds).with_only_columns(sa.literal(run_id), col(Vote.id))
+    judge_ps = earned_judge_ps(session, kinds)
+    ids = of_kinds(query, kinds, judge_ps.keys()).with_only_columns(sa.literal(run_id), col(Vote.id))
     frozen = session.exec(sa.insert(SnapshotVote).from_select(["run_id", "vote_id"], ids)).rowcount
     if frozen < 0:  # a driver that does not report it (SQLite's, for INSERT … SELECT)
         frozen = session.exec(
@@ -87,6 +89,7 @@ def freeze_votes(
         aggregate=checked_aggregate,
         rater_reliability=rater_reliability(session=session, measured=measured),
         labels=kinds,
+        judge_label_p=judge_ps,
         **info,
     )
 
@@ -101,7 +104,7 @@ def _rows_at_least(session: Session, run_id: int, ties: str, aggregate: str, nee
         select(key)
         .select_from(SnapshotVote)
         .join(Vote, col(Vote.id) == SnapshotVote.vote_id)
-        .where(col(SnapshotVote.run_id) == run_id, sa.or_(col(Vote.choice).in_(usable), machine_vote()))
+        .where(col(SnapshotVote.run_id) == run_id, sa.or_(col(Vote.choice).in_(usable), model_label()))
         .distinct()
         .limit(needed)
         .subquery()
@@ -141,13 +144,14 @@ def write_run_rows(
         # The freeze may have added a million rows a moment ago, before autovacuum had a look:
         # without fresh statistics the planner reads them as one row and joins them one by one.
         session.connection().execute(sa.text("ANALYZE snapshot_vote"))
-    hasher, noise, machine_rows = RowHash(), NoiseTally(), 0
+    hasher, noise, machine_rows, judge_rows = RowHash(), NoiseTally(), 0, 0
     unused: list[int] = []
     choices: dict[str, Any] = {
         "kinds": snapshot.labels,
         "ties": snapshot.ties,
         "aggregate": snapshot.aggregate,
         "reliability": snapshot.rater_reliability,
+        "judge_ps": snapshot.judge_label_p,
     }
     if snapshot.vote_ids:  # stored before snapshot_vote: the JSON lists its votes
         rows = listed_rows(session, votes_by_ids(session, snapshot.vote_ids), **choices)
@@ -159,7 +163,8 @@ def write_run_rows(
             for r in rows:
                 hasher.add(r)
                 noise.add(r)
-                machine_rows += r.is_machine
+                machine_rows += r.label_source == "machine"
+                judge_rows += r.label_source == "judge"
                 if fh is not None:
                     data = r.model_dump()
                     fh.write(json.dumps(shape(data) if shape else data, ensure_ascii=False) + "\n")
@@ -171,7 +176,7 @@ def write_run_rows(
                 raise no_usable_votes(snapshot.labels)
             if run.algorithm is Algorithm.reward and hasher.rows < 2:
                 raise InvalidInput("a reward model needs at least 2 usable votes (some are held out for accuracy)")
-            snapshot = _store_built(session, run, snapshot, hasher, noise, machine_rows, unused)
+            snapshot = _store_built(session, run, snapshot, hasher, noise, (machine_rows, judge_rows), unused)
         if tmp is not None and path is not None:
             tmp.replace(path)
     finally:
@@ -187,7 +192,7 @@ def _store_built(
     snapshot: PreferenceSnapshot,
     hasher: RowHash,
     noise: NoiseTally,
-    machine_rows: int,
+    model_rows: tuple[int, int],
     unused: list[int],
 ) -> PreferenceSnapshot:
     run_id = stored_id(run)
@@ -203,7 +208,8 @@ def _store_built(
             "rows": hasher.rows,
             "hash": hasher.hexdigest(),
             "label_noise": noise.value(),
-            "machine_rows": machine_rows,
+            "machine_rows": model_rows[0],
+            "judge_rows": model_rows[1],
         }
     )
     session.exec(

@@ -38,30 +38,38 @@ from rlhf.models import TrainingRun
 
 Ties = Literal["drop", "keep"]
 Aggregate = Literal["majority", "none"]  # a preference snapshot's: one row per comparison, or per vote
-VoteKind = Literal["human", "machine"]  # whose votes make rows (a judge's and simulated raters' may follow)
+VoteKind = Literal["human", "machine", "judge"]  # whose votes make rows (simulated raters' count as people's)
 VOTE_KINDS: tuple[str, ...] = get_args(VoteKind)
 # Names stored snapshots and the edges use for sets of kinds; "both" is people's votes and machine labels.
 LABEL_NAMES: dict[str, frozenset[VoteKind]] = {
     "human": frozenset({"human"}),
     "machine": frozenset({"machine"}),
+    "judge": frozenset({"judge"}),
     "both": frozenset({"human", "machine"}),
+    "all": frozenset({"human", "machine", "judge"}),
 }
 
 
 def parse_labels(labels: str | Iterable[str]) -> frozenset[VoteKind]:
-    """Whose votes: a name (``human``, ``machine``, ``both``) or vote kinds, as a set of kinds."""
+    """Whose votes: a name (``human``, ``machine``, ``judge``, ``both``, ``all``), a comma list of
+    kinds (``human,judge``) or vote kinds, as a set of kinds."""
     kinds: frozenset[VoteKind] | None
-    if isinstance(labels, str):
-        kinds = LABEL_NAMES.get(labels)
+    if isinstance(labels, str) and labels in LABEL_NAMES:
+        kinds = LABEL_NAMES[labels]
     else:
         try:
-            given = frozenset(labels)
-        except TypeError:
+            given = frozenset(
+                k.strip() for k in (labels.split(",") if isinstance(labels, str) else labels) if k and k.strip()
+            )
+        except (TypeError, AttributeError):
             given = frozenset()
         # Checked against VOTE_KINDS here, which mypy cannot follow into the type.
         kinds = cast(frozenset[VoteKind], given) if given and given <= set(VOTE_KINDS) else None
     if kinds is None:
-        raise InvalidInput(f"labels must be one of {', '.join(LABEL_NAMES)}")
+        raise InvalidInput(
+            f"labels must be one of {', '.join(LABEL_NAMES)}, or a comma list of {', '.join(VOTE_KINDS)}",
+            param="labels",
+        )
     return kinds
 
 
@@ -149,6 +157,9 @@ class Snapshot(BaseModel):
             data.pop("vote_ids", None)
         if data.get("sources", ()) is None:
             del data["sources"]  # written only when chosen, as it always has been
+        for key in ("judge_label_p", "judge_rows"):
+            if key in data and not data[key]:
+                del data[key]  # written only with judges' labels: older snapshots read and write as they did
         return data
 
 
@@ -162,6 +173,10 @@ class PreferenceSnapshot(Snapshot):
 
     aggregate: Aggregate = "none"
     sources: list[str] | None = None  # only pairs of these comparison sources; all when absent
+    # With judges' labels: judge user id -> the label_p it had earned when the snapshot was taken
+    # (rlhf.services.judge_audit). A judge not in it had not earned one, and its votes made no row.
+    judge_label_p: dict[int, float] = {}
+    judge_rows: int = 0
 
 
 class SFTSnapshot(Snapshot):

@@ -103,6 +103,7 @@ def overall_stats(*, session: Session) -> dict[str, Any]:
         "votes_by_choice": dict(sorted(by_choice.items())),
         "votes_by_kind": dict(sorted(by_kind.items())),  # people's and simulated raters
         "machine_labels": sum(n for _, kind, _, n in per if kind == VoteKind.machine),
+        "judge_labels": sum(n for _, kind, _, n in per if kind == VoteKind.judge),
         "votes_by_rater": dict(sorted((names[r], n) for r, n in by_rater_id.items())),
         "users": _grouped(session, User.role),
         "checkpoints": _grouped(session, Checkpoint.status),

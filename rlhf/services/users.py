@@ -36,8 +36,11 @@ def create_user(*, session: Session, name: str, role: Role | str, password: str)
         role = Role(role)
     except ValueError:
         raise InvalidInput(f"unknown role {role!r}; use rater, engineer or admin") from None
-    if role is Role.machine:
-        raise InvalidInput("the machine role belongs to reward models' labels; a person is a rater, engineer or admin")
+    if role.never_logs_in:
+        raise InvalidInput(
+            f"the {role.value} role belongs to a model's labels or a judge's verdicts; a person is a rater, "
+            "engineer or admin"
+        )
     if find_user(session=session, name=name):
         raise Conflict(f"user {name!r} already exists")
     user = User(name=name, role=role, password_hash=hash_password(password))
@@ -67,7 +70,7 @@ def verify_password(user: User, password: str) -> bool:
 
 def authenticate(*, session: Session, name: str, password: str) -> User | None:
     user = find_user(session=session, name=name)
-    if user is None or not user.active or user.role is Role.machine:  # a machine rater never logs in
+    if user is None or not user.active or user.role.never_logs_in:  # a machine rater or a judge
         try:
             _hasher.verify(_DUMMY_HASH, password)
         except VerificationError:
@@ -93,8 +96,8 @@ def list_users(*, session: Session) -> list[User]:
 
 def set_active(*, session: Session, user_id: int, active: bool) -> User:
     user = get_user(session=session, user_id=user_id)
-    if active and user.role is Role.machine:
-        raise InvalidInput(f"user {user.name!r} is a machine rater; it cannot be made a login")
+    if active and user.role.never_logs_in:
+        raise InvalidInput(f"user {user.name!r} is a {user.role.value} rater; it cannot be made a login")
     user.active = active
     session.add(user)
     return user

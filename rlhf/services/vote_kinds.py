@@ -10,6 +10,9 @@ A *machine label* is a vote cast by a reward model through a label job
 counts toward a comparison's vote target (the pair stays open for people), and agreement,
 gold accuracy, rater reliability, the leaderboard and the vote statistics leave it out.
 Training uses it only when a snapshot asks for it (``labels``).
+
+An AI judge's vote (kind ``judge``, source ``judge:<judge id>``) is left out of the same
+figures; its ``label_p`` is what the judge earned against people, frozen in a snapshot.
 """
 
 from __future__ import annotations
@@ -37,3 +40,13 @@ def human_vote():
 def machine_vote():
     """SQL condition: the vote is a machine label."""
     return Vote.kind == VoteKind.machine
+
+
+def judge_vote():
+    """SQL condition: the vote is an AI judge's (:mod:`rlhf.services.judges`)."""
+    return Vote.kind == VoteKind.judge
+
+
+def model_label():
+    """SQL condition: a label a model made, a reward model's or a judge's."""
+    return Vote.kind.in_((VoteKind.machine, VoteKind.judge))

@@ -54,7 +54,7 @@ def test_export_labels_chooses_people_machine_or_both(session, tmp_path):
 
     bad, _ = _export(tmp_path, "--labels", "robots")
     assert isinstance(bad.exception, InvalidInput)
-    assert "labels must be one of human, machine, both" in str(bad.exception)
+    assert "labels must be one of human, machine, judge, both, all" in str(bad.exception)
     sft, _ = _export(tmp_path, "--kind", "sft", "--labels", "machine")
     assert isinstance(sft.exception, InvalidInput) and "demonstrations are written by people" in str(sft.exception)
 

@@ -149,7 +149,7 @@ def test_labels_choose_the_snapshot_rows(session):
     assert rows[comps[1].id]["chosen"][0]["content"] == "x1" and "label_source" not in rows[comps[1].id]
     assert rows[comps[3].id]["chosen"][0]["content"] == "y3" and rows[comps[3].id]["label_p"] == 0.93
     assert rows[comps[3].id]["label_source"] == "machine"
-    with pytest.raises(InvalidInput, match="labels must be one of human, machine, both"):
+    with pytest.raises(InvalidInput, match="labels must be one of human, machine, judge, both, all"):
         take_snapshot(session=session, labels="robots")
 
 

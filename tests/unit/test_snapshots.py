@@ -99,7 +99,7 @@ def test_stored_snapshots_read_as_their_kind_with_labels_as_vote_kinds():
 
 @pytest.mark.parametrize(
     "change",
-    [{"surprise": 1}, {"ties": "maybe"}, {"aggregate": "mean"}, {"labels": "robots"}, {"labels": ["human", "judge"]}],
+    [{"surprise": 1}, {"ties": "maybe"}, {"aggregate": "mean"}, {"labels": "robots"}, {"labels": ["human", "oracle"]}],
 )
 def test_a_snapshot_has_only_its_declared_fields_and_values(change):
     with pytest.raises(ValidationError):
@@ -112,7 +112,7 @@ def test_labels_are_a_set_of_vote_kinds_named_as_before():
     assert parse_labels("both") == parse_labels(["machine", "human"]) == {"human", "machine"}
     assert [labels_name(parse_labels(x)) for x in ("human", "machine", "both")] == ["human", "machine", "both"]
     for bad in ("robots", "", [], ["human", "robot"], None):
-        with pytest.raises(InvalidInput, match="labels must be one of human, machine, both"):
+        with pytest.raises(InvalidInput, match="labels must be one of human, machine, judge, both, all"):
             parse_labels(bad)
     snap = parse_snapshot({**STORED["labels_both"]["snapshot"], "labels": ["machine", "human"]})
     assert snap.model_dump(mode="json") == STORED["labels_both"]["snapshot"]
