@@ -32,6 +32,7 @@ from feedback_ui import (
     api,
     api_arena,
     api_data,
+    api_judges,
     api_labels,
     api_merges,
     api_models,
@@ -263,6 +264,7 @@ def create_app(
     app.include_router(api_users.router)
     app.include_router(api_arena.router)
     app.include_router(api_labels.router)
+    app.include_router(api_judges.router)
     app.include_router(api_merges.router)
     app.include_router(api_votes.router)
     app.include_router(api_rankings.router)

@@ -23,6 +23,7 @@ from rlhf.modeling.tiny import build_tiny_model, resolve_base_model
 from rlhf.settings import get_settings
 from rlhf_cli import gold as gold_cli
 from rlhf_cli import jobs as jobs_cli
+from rlhf_cli import judges as judges_cli
 from rlhf_cli import labels as labels_cli
 from rlhf_cli import merges as merges_cli
 from rlhf_cli import serve as serve_cli
@@ -47,6 +48,7 @@ app.add_typer(checkpoints_app, name="checkpoints")
 app.add_typer(prompts_app, name="prompts")
 gold_cli.register(app, users_app)
 jobs_cli.register(app)
+judges_cli.register(app)
 labels_cli.register(app)
 merges_cli.register(checkpoints_app)
 serve_cli.register(app)

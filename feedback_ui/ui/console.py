@@ -24,6 +24,7 @@ import gradio as gr
 from feedback_ui.api_data import UPLOAD_LIMIT
 from feedback_ui.ui.access import UIContext, lookup_user, require, role_allows
 from feedback_ui.ui.console_arena import build_arena_section
+from feedback_ui.ui.console_judges import build_judges_section
 from feedback_ui.ui.console_labels import build_labels_section
 from feedback_ui.ui.console_quality import build_quality_section
 from feedback_ui.ui.console_runs import build_training_section
@@ -180,6 +181,7 @@ def build_console_tab(ctx: UIContext) -> ConsoleTab:
         training = build_training_section(ctx)
         build_quality_section(ctx)
         build_labels_section(ctx)
+        build_judges_section(ctx)
         build_arena_section(ctx)
         with gr.Accordion("Export and guidelines", open=False):
             with gr.Row():

@@ -143,7 +143,9 @@ def register_judge(
     if session.exec(select(Judge).where(Judge.name == name)).first() is not None:
         raise Conflict(f"judge {name!r} already exists")
     if (checkpoint_id is None) == (url is None):
-        raise InvalidInput("a judge is either --url URL --model MODEL or --checkpoint ID, not both nor neither")
+        raise InvalidInput(
+            "a judge is asked either at a URL (with a model) or as a serving checkpoint: give one of them", param="url"
+        )
     stored_model: str | None = None
     if url is not None:
         url = _check_url(url, settings)
