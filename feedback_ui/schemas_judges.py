@@ -79,7 +79,11 @@ class JudgeAuditSummary(BaseModel):
     position_consistency: float | None = Field(description="share of pairs judged in both orders where both agree")
     label_p: float | None = Field(description="the probability its votes train with; null: they do not train")
     label_p_from: str | None = Field(description="gold, corrected or agreement")
-    reason: str | None = Field(default=None, description="why it has no label_p")
+    trains: bool = Field(
+        default=False,
+        description="whether its votes train: a label_p, and shown better than a coin flip (anytime-valid evidence)",
+    )
+    reason: str | None = Field(default=None, description="why its votes do not train")
 
 
 class JudgeListed(JudgePublic):

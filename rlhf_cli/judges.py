@@ -30,6 +30,7 @@ SUMMARY = (
     "position_consistency",
     "label_p",
     "label_p_from",
+    "trains",
     "reason",
 )
 # Where label_p comes from, in words.
@@ -209,6 +210,8 @@ def describe(row: dict[str, Any]) -> list[str]:
         if a["label_p_from"] == "corrected" and a.get("people_accuracy") is not None:
             source += f" ({a['people_accuracy']:.3f})"
         lines.append(f"{'label_p':24} {a['label_p']:.3f}, from {source}")
+        if not a.get("trains"):
+            lines.append(f"{'trains':24} no: {a.get('reason', '')}")
     return lines
 
 

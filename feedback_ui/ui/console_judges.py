@@ -51,6 +51,8 @@ def audit_html(report: dict) -> str:
     ]
     if report["label_p"] is not None:
         rows.append(("label_p (its votes train with)", f"{report['label_p']:.3f}, from {report['label_p_from']}"))
+        if not report.get("trains"):
+            rows.append(("Trains", f"no: {report.get('reason', '')}"))
     else:
         rows.append(("label_p", f"none: {report.get('reason', '')}"))
     body = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
@@ -79,7 +81,8 @@ def build_judges_section(ctx: UIContext) -> gr.Accordion:
         with gr.Row():
             judge = gr.Dropdown([], value=None, label="Judge", min_width=200, elem_id="judge-pick")
             source = gr.Dropdown(list(judges_svc.SOURCES), value="all", label="Pairs from", min_width=120)
-            limit = gr.Number(value=None, label="At most (empty: all)", precision=0, minimum=1, min_width=120)
+            # The browser sends an empty box as 0, so 0 means "all" too (a minimum of 1 would refuse it).
+            limit = gr.Number(value=None, label="At most (empty or 0: all)", precision=0, minimum=0, min_width=120)
             run = gr.Button("Judge pairs", variant="primary", min_width=160, elem_id="judge-run")
             check = gr.Button("Refresh", size="md", min_width=100, elem_id="judge-refresh")
         job_id = gr.State(None)

@@ -19,6 +19,10 @@ length bias (how often it chose the longer answer, beside people on the same pai
 - else, where no person's reliability is measured, A itself;
 - below ``min_overlap`` pairs none: its votes do not train.
 
+Its votes train only once the counts behind that figure show it better than a coin flip
+(:mod:`rlhf.services.evidence`, valid however often it is re-checked): a coin-flip judge earns
+about ½, which would only pull the reward model's margins towards 0 (``trains`` and ``reason``).
+
 label_p is kept within [0.5, 0.99]: below chance the label would be better flipped (not
 ours to guess), and a few hundred pairs never prove a judge is never wrong. Every figure is
 an aggregate in SQL: only one row per answer pair (at most nine), per rater and per outcome
@@ -27,6 +31,7 @@ comes back, however many votes there are.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +40,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, func, select
 
 from rlhf.models import Choice, Comparison, Judge, JudgeVerdict, Response, Vote, VoteKind, stored_id
+from rlhf.services.evidence import ALPHA, log_evidence_above_half, shown_above_half
 from rlhf.services.soft_labels import rater_reliability
 from rlhf.services.vote_kinds import PEOPLE
 
@@ -77,21 +83,21 @@ def audit(
         "gold": gold,
         "people_accuracy": _round(q_h),
     }
-    out.update(_label_p(overlap, agreement_wo_ties, q_h, gold, min_overlap))
+    out.update(_label_p(overlap, agreement_wo_ties, decisive_pairs, q_h, gold, min_overlap))
     return out
 
 
 def judge_label_ps(*, session: Session, min_overlap: int) -> dict[int, float]:
-    """Each judge's label_p by the id of the user it votes as; judges that earned none are absent."""
+    """Each judge's label_p by the id of the user it votes as; judges whose votes do not train are absent."""
     judges = session.exec(select(Judge).order_by(col(Judge.id))).all()
     if not judges:
         return {}
     reliability = rater_reliability(session=session)
     out: dict[int, float] = {}
     for judge in judges:
-        p = audit(session=session, judge=judge, min_overlap=min_overlap, reliability=reliability)["label_p"]
-        if p is not None:
-            out[judge.user_id] = p
+        report = audit(session=session, judge=judge, min_overlap=min_overlap, reliability=reliability)
+        if report["trains"]:
+            out[judge.user_id] = report["label_p"]
     return out
 
 
@@ -110,26 +116,55 @@ def cohen_kappa(confusion: dict[tuple[str, str], int]) -> float | None:
 
 
 def _label_p(
-    overlap: int, agreement: float | None, q_h: float | None, gold: dict[str, Any] | None, min_overlap: int
+    overlap: int,
+    agreement: float | None,
+    decisive: int,
+    q_h: float | None,
+    gold: dict[str, Any] | None,
+    min_overlap: int,
 ) -> dict[str, Any]:
+    """label_p, where it comes from, and whether the judge's votes train (``trains``, or ``reason``)."""
     if gold is not None and gold["pairs"] >= min_overlap:
-        return {"label_p": _clip(gold["accuracy"]), "label_p_from": "gold"}
+        return _gated(_clip(gold["accuracy"]), "gold", gold["accuracy"], gold["pairs"], "its gold accuracy")
     if overlap < min_overlap:
         pairs = "pair" if overlap == 1 else "pairs"
         return {
             "label_p": None,
             "label_p_from": None,
+            "trains": False,
             "reason": f"only {overlap} {pairs} voted by both people and the judge; its votes train from {min_overlap}",
         }
     if agreement is None:
         return {
             "label_p": None,
             "label_p_from": None,
+            "trains": False,
             "reason": "no pair where both people and the judge chose an answer rather than a tie",
         }
     if q_h is not None and q_h > 0.5:
-        return {"label_p": _clip((agreement - 1 + q_h) / (2 * q_h - 1)), "label_p_from": "corrected"}
-    return {"label_p": _clip(agreement), "label_p_from": "agreement"}
+        p, source = _clip((agreement - 1 + q_h) / (2 * q_h - 1)), "corrected"
+    else:
+        p, source = _clip(agreement), "agreement"
+    return _gated(p, source, agreement, decisive, "its agreement with people")
+
+
+def _gated(p: float, source: str, rate: float, n: int, what: str) -> dict[str, Any]:
+    """A label_p that trains only once the judge is shown better than a coin flip (anytime-valid:
+    :mod:`rlhf.services.evidence`): a label at about ½ says nothing, yet would pull margins to 0."""
+    k = round(rate * n)
+    out: dict[str, Any] = {
+        "label_p": p,
+        "label_p_from": source,
+        "evidence": round(math.exp(min(log_evidence_above_half(k, n), 700.0)), 4),
+    }
+    if shown_above_half(k, n):
+        return {**out, "trains": True}
+    return {
+        **out,
+        "trains": False,
+        "reason": f"{what}, {k} of {n}, does not show it better than a coin flip yet "
+        f"(evidence {out['evidence']:g}, needs {1 / ALPHA:g}); its votes do not train",
+    }
 
 
 def _judge_votes(vote: Any, user_id: int) -> list[Any]:

@@ -225,13 +225,13 @@ def test_a_good_judge_earns_a_high_label_p_and_a_coin_flip_one_about_a_half(sess
     assert good_out["label_p"] >= 0.85 > good_out["agreement_without_ties"]
     assert coin_out["label_p_from"] == "corrected"
     assert coin_out["label_p"] == pytest.approx(0.5, abs=0.08)
+    # About one half says nothing: not shown better than a coin flip, its votes do not train.
+    assert good_out["trains"] and not coin_out["trains"]
+    assert "does not show it better than a coin flip" in coin_out["reason"]
     assert new_out["overlap"] == 12 and new_out["label_p"] is None and new_out["label_p_from"] is None
     assert new_out["reason"] == "only 12 pairs voted by both people and the judge; its votes train from 20"
-    # Only the judges that earned a label_p, by the user they vote as.
-    assert judge_label_ps(session=session, min_overlap=20) == {
-        good.user_id: good_out["label_p"],
-        coin.user_id: coin_out["label_p"],
-    }
+    # Only the judges whose votes train, by the user they vote as.
+    assert judge_label_ps(session=session, min_overlap=20) == {good.user_id: good_out["label_p"]}
 
 
 def test_enough_gold_pairs_set_label_p_by_gold_accuracy(session):

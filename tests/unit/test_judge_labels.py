@@ -29,27 +29,38 @@ def _judge(session, name, comparisons, choices):
     return judge
 
 
-def test_a_judge_trains_only_once_it_has_earned_a_label_p_and_people_win_their_pairs(session, overlap_two):
-    comps = factories.comparisons(session, [(f"good {i}", f"bad {i}") for i in range(8)])
+def test_a_judge_trains_once_it_has_earned_a_label_p_and_people_win_their_pairs(session, overlap_two):
+    comps = factories.comparisons(session, [(f"good {i}", f"bad {i}") for i in range(15)])
     alice = factories.user(session)
-    # People voted on the first five; the judge on all eight, agreeing with them on four of the five.
-    for c, choice in zip(comps[:5], "aaaab"):
+    # People voted on the first twelve; the judge on all fifteen, agreeing with them on eleven.
+    for c, choice in zip(comps[:12], "a" * 11 + "b"):
         session.add(Vote(comparison_id=c.id, rater_id=alice.id, choice=Choice(choice)))
-    judge = _judge(session, "sharp", comps, "aaaaaaab")
+    judge = _judge(session, "sharp", comps, "a" * 14 + "b")
     session.flush()
 
     people = take_snapshot(session=session, labels="human")
-    assert (people.rows, people.judge_rows, people.judge_label_p) == (5, 0, {})
+    assert (people.rows, people.judge_rows, people.judge_label_p) == (12, 0, {})
     snap = take_snapshot(session=session, labels="human,judge")
-    # Agreement 4/5 on 5 overlap pairs (>= 4): the judge earned 0.8; its three unvoted pairs make rows.
-    assert snap.judge_label_p == {judge.user_id: pytest.approx(0.8)}
-    assert (snap.rows, snap.judge_rows, snap.machine_rows) == (8, 3, 0)
+    # 11 of 12 overlap pairs (>= 4, and shown better than a coin flip): the judge earned 11/12; its
+    # three unvoted pairs make rows.
+    assert snap.judge_label_p == {judge.user_id: pytest.approx(11 / 12, abs=1e-4)}
+    assert (snap.rows, snap.judge_rows, snap.machine_rows) == (15, 3, 0)
     assert parse_snapshot(snap.for_storage()).judge_label_p == snap.judge_label_p  # frozen as stored
     rows = {r["comparison_id"]: r for r in preference_rows(session=session, labels="human,judge")}
-    assert rows[comps[4].id]["chosen"][0]["content"] == "bad 4" and "label_source" not in rows[comps[4].id]
-    judged = rows[comps[7].id]
-    assert (judged["label_source"], judged["machine"], judged["label_p"]) == ("judge", f"judge:{judge.id}", 0.8)
-    assert judged["chosen"][0]["content"] == "bad 7"
+    assert rows[comps[11].id]["chosen"][0]["content"] == "bad 11" and "label_source" not in rows[comps[11].id]
+    judged = rows[comps[14].id]
+    assert (judged["label_source"], judged["machine"]) == ("judge", f"judge:{judge.id}")
+    assert judged["label_p"] == pytest.approx(11 / 12, abs=1e-4) and judged["chosen"][0]["content"] == "bad 14"
+
+
+def test_a_judge_not_yet_shown_better_than_a_coin_flip_makes_no_rows(session, overlap_two):
+    comps = factories.comparisons(session, [(f"good {i}", f"bad {i}") for i in range(10)])
+    alice = factories.user(session)
+    for c in comps[:8]:
+        session.add(Vote(comparison_id=c.id, rater_id=alice.id, choice=Choice.a))
+    _judge(session, "coin", comps, "abababab" + "aa")  # agrees on 4 of 8: about one half
+    snap = take_snapshot(session=session, labels="human,judge")
+    assert (snap.rows, snap.judge_rows, snap.judge_label_p) == (8, 0, {})
 
 
 def test_below_the_overlap_a_judge_makes_no_rows(session, overlap_two):
@@ -64,16 +75,16 @@ def test_below_the_overlap_a_judge_makes_no_rows(session, overlap_two):
 
 
 def test_where_models_disagree_the_label_most_likely_right_makes_the_row(session, overlap_two):
-    comps = factories.comparisons(session, [(f"good {i}", f"bad {i}") for i in range(7)])
+    comps = factories.comparisons(session, [(f"good {i}", f"bad {i}") for i in range(9)])
     alice = factories.user(session)
-    for c in comps[:5]:
+    for c in comps[:8]:
         session.add(Vote(comparison_id=c.id, rater_id=alice.id, choice=Choice.a))
-    judge = _judge(session, "sure", comps, "aaaaaab")  # agrees 5/5 with people: label_p 0.99
+    judge = _judge(session, "sure", comps, "aaaaaaaab")  # agrees 8/8 with people: label_p 0.99
     machine = factories.user(session, name="rm")
     unsure, sure = 0.7, 0.995
     session.add(
         Vote(
-            comparison_id=comps[6].id,
+            comparison_id=comps[8].id,
             rater_id=machine.id,
             choice=Choice.a,
             kind=VoteKind.machine,
@@ -82,11 +93,11 @@ def test_where_models_disagree_the_label_most_likely_right_makes_the_row(session
         )
     )
     session.flush()
-    row = next(r for r in preference_rows(session=session, labels="all") if r["comparison_id"] == comps[6].id)
-    assert (row["label_source"], row["chosen"][0]["content"]) == ("judge", "bad 6")  # 0.99 over 0.7
+    row = next(r for r in preference_rows(session=session, labels="all") if r["comparison_id"] == comps[8].id)
+    assert (row["label_source"], row["chosen"][0]["content"]) == ("judge", "bad 8")  # 0.99 over 0.7
     session.exec(
         Vote.__table__.update().where(Vote.kind == VoteKind.machine).values(label_p=sure)  # type: ignore[attr-defined]
     )
-    row = next(r for r in preference_rows(session=session, labels="all") if r["comparison_id"] == comps[6].id)
-    assert (row["label_source"], row["chosen"][0]["content"]) == ("machine", "good 6")
+    row = next(r for r in preference_rows(session=session, labels="all") if r["comparison_id"] == comps[8].id)
+    assert (row["label_source"], row["chosen"][0]["content"]) == ("machine", "good 8")
     assert judge.user_id not in {r.get("rater_id") for r in preference_rows(session=session, labels="human")}
