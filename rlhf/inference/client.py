@@ -230,6 +230,12 @@ class Inference:
         except Exception as exc:
             raise InferenceUnavailable(f"{self.describe()} could not be started: {exc}") from exc
 
+    async def aclose_client(self) -> None:
+        """Close this event loop's HTTP client, before a loop that will end (``asyncio.run``) closes."""
+        known = self._clients.pop(asyncio.get_running_loop(), None)
+        if known is not None:
+            await known[1].close()
+
     def close(self) -> None:
         if self.engine is not None:
             self.engine.stop()

@@ -224,4 +224,6 @@ async def _ask_all(asker: Asker, pairs: list[PairToJudge], record) -> tuple[list
     except BaseExceptionGroup as caught:
         if failure is None:  # storing failed, not a request: that is the job's reason
             raise caught.exceptions[0] from None
+    finally:
+        await asker.inference.aclose_client()  # its connections belong to this loop, which ends here
     return pending, failure, answered

@@ -54,13 +54,16 @@ def build_reward_trainer(
     """The trainer for the training rows (not yet trained): the soft one when some pair's target is below 1
     or some pair's ranking weight is not 1."""
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification
+    from transformers import AutoModelForSequenceClassification, set_seed
     from trl import RewardTrainer
 
     from rlhf.training.soft_reward import SoftRewardTrainer  # heavy: loads trl, as the imports above
 
     targets = training_targets(rows, soft_labels=params.soft_labels, label_smoothing=params.label_smoothing)
     tokenizer = load_tokenizer(base)
+    # The scoring head is new, initialised at random: seeded here, as the trainer seeds only later,
+    # so that the same rows and seed train the same model in any process, however many came before.
+    set_seed(params.seed)
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     args = reward_config(params, work_dir, trl_overrides)
