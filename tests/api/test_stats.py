@@ -25,6 +25,7 @@ COUNT_KEYS = {
     "votes_by_choice",
     "votes_by_kind",
     "machine_labels",
+    "judge_labels",
     "votes_by_rater",
     "users",
     "checkpoints",
@@ -38,6 +39,7 @@ def test_stats_follow_votes_of_every_kind_over_rest_and_the_cli(client, app, ses
     before = client.get("/api/stats", headers=engineer).json()
     assert set(before) == COUNT_KEYS | {"scope", "quality", "mine"}
     assert before["votes"] == 3 and before["votes_by_kind"] == {"human": 3} and before["machine_labels"] == 0
+    assert before["judge_labels"] == 0
 
     comps = factories.comparisons(
         session, [("short", "longer one"), ("tiny", "a bit longer")], checkpoint_path="org/stats-model", serve=True
