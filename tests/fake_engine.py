@@ -67,22 +67,29 @@ class FakeEngine:
 
     def serve(self):
         """Run on a free loopback port in a thread; returns a stopper."""
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(self.app(), host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self.url = f"http://127.0.0.1:{port}"
-
-        def stop():
-            server.should_exit = True
-            thread.join(10)
-
+        self.url, stop = serve_in_thread(self.app(), "the fake engine")
         return stop
+
+
+def serve_in_thread(app, what: str):
+    """Serve an ASGI app on a free loopback port from a daemon thread: (its URL, a stopper)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not server.started:
+        raise RuntimeError(f"{what} did not start")
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(10)
+
+    return f"http://127.0.0.1:{port}", stop
 
 
 def _chunk(model: str, delta: dict, finish: str | None, usage: int | None = None) -> str:

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+
+from tests.fake_engine import serve_in_thread
 
 A_START, A_END = "[The Start of Assistant A's Answer]", "[The End of Assistant A's Answer]"
 B_START, B_END = "[The Start of Assistant B's Answer]", "[The End of Assistant B's Answer]"
@@ -147,24 +146,7 @@ class JudgeServer:
         return app
 
     def __enter__(self) -> JudgeServer:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        server = uvicorn.Server(uvicorn.Config(self.app(), host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 20
-        while not server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        if not server.started:
-            raise RuntimeError("the test judge did not start")
-        self.url = f"http://127.0.0.1:{port}"
-
-        def stop() -> None:
-            server.should_exit = True
-            thread.join(10)
-
-        self._stop = stop
+        self.url, self._stop = serve_in_thread(self.app(), "the test judge")
         return self
 
     def __exit__(self, *exc) -> None:
