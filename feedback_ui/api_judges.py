@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
-from sqlmodel import Session, col, select
 
 from feedback_ui.auth import DB, Admin, Engineer, PathId, web_context
 from feedback_ui.schemas_judges import (
@@ -25,12 +24,11 @@ from feedback_ui.schemas_judges import (
 )
 from rlhf.errors import InvalidInput
 from rlhf.jobs.submit import submit_judge
-from rlhf.models import JudgeJob, stored_id
+from rlhf.models import stored_id
 from rlhf.services import judges
 from rlhf.services.judge_audit import audit
 from rlhf.services.soft_labels import rater_reliability
 
-# No prefix: the ``/api`` router in :mod:`feedback_ui.api` includes this one.
 router = APIRouter(prefix="/api")
 RECENT_JOBS = 10
 
@@ -90,7 +88,10 @@ def get_judge(judge: JudgeRef, request: Request, user: Engineer, session: DB):
     return JudgeDetail(
         **JudgePublic.model_validate(found).model_dump(),
         audit=audit(session=session, judge=found, min_overlap=web_context(request).settings.judge_min_overlap),
-        jobs=[JudgeJobPublic.model_validate(j) for j in _recent_jobs(session, found.id)],
+        jobs=[
+            JudgeJobPublic.model_validate(j)
+            for j in judges.judge_jobs(session=session, judge_id=stored_id(found), limit=RECENT_JOBS)
+        ],
     )
 
 
@@ -126,11 +127,3 @@ def start_judge_job(judge: JudgeRef, body: JudgeJobCreate, request: Request, use
 )
 def get_judge_job(job_id: PathId, user: Engineer, session: DB):
     return judges.get_judge_job(session=session, job_id=job_id)
-
-
-def _recent_jobs(session: Session, judge_id: int | None) -> list[JudgeJob]:
-    return list(
-        session.exec(
-            select(JudgeJob).where(JudgeJob.judge_id == judge_id).order_by(col(JudgeJob.id).desc()).limit(RECENT_JOBS)
-        )
-    )

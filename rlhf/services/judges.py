@@ -221,6 +221,12 @@ def create_judge_job(
     return job
 
 
+def judge_jobs(*, session: Session, judge_id: int, limit: int = 10) -> list[JudgeJob]:
+    """A judge's latest jobs, newest first."""
+    query = select(JudgeJob).where(col(JudgeJob.judge_id) == judge_id).order_by(col(JudgeJob.id).desc()).limit(limit)
+    return list(session.exec(query))
+
+
 def get_judge_job(*, session: Session, job_id: int) -> JudgeJob:
     return job_rows.get_job(session=session, table=JudgeJob, job_id=job_id)
 
