@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from rlhf.errors import InferenceUnavailable
 from rlhf.inference.engine import ManagedEngine
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from rlhf.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -239,6 +241,18 @@ class Inference:
     def close(self) -> None:
         if self.engine is not None:
             self.engine.stop()
+
+
+def run_async(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to its end from synchronous code: ``asyncio.run``, or, where this thread
+    already runs an event loop (a job executed from inside one), ``asyncio.run`` in a thread of
+    its own, which that loop cannot host."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="rlhf-async") as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
 
 
 def _status(exc: Exception) -> tuple[int | None, bool]:

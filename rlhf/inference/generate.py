@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 
-from rlhf.inference.client import ChatSampling, Inference
+from rlhf.inference.client import ChatSampling, Inference, run_async
 from rlhf.modeling.sampling import Sample, SamplingParams, clean_text
 
 # A generation request may be long (hundreds of tokens on a busy engine): far longer than an arena answer.
@@ -42,4 +42,4 @@ def sample_through_engine(
         samples = await asyncio.gather(*(one(i, k) for i in range(len(prompts)) for k in range(n)))
         return [list(samples[i * n : (i + 1) * n]) for i in range(len(prompts))]
 
-    return asyncio.run(main())
+    return run_async(main)

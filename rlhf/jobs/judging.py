@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from rlhf import db
 from rlhf.errors import ConfigError, Conflict, InferenceUnavailable, RLHFError
-from rlhf.inference.client import Inference
+from rlhf.inference.client import Inference, run_async
 from rlhf.jobs.heartbeat import run_job
 from rlhf.models import JobStatus, JudgeJob, stored_id
 from rlhf.services import job_rows
@@ -130,7 +130,7 @@ def _ask_and_record(engine, asker: Asker, judge_id: int, job_id: int, pairs: lis
         return result
 
     started = time.monotonic()
-    pending, failure, answered = asyncio.run(_ask_all(asker, pairs, record))
+    pending, failure, answered = run_async(lambda: _ask_all(asker, pairs, record))
     if failure is not None:
         if not answered:
             if isinstance(failure, InferenceUnavailable):

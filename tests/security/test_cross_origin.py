@@ -124,6 +124,9 @@ def test_path_ids_carry_the_databases_bound_in_the_schema(client, world):
     ]
     assert len(ids) >= 10
     for path, schema in ids:
+        if schema.get("type") == "string":  # a name or an id, as a judge is named: bounded in length
+            assert schema["maxLength"] <= 128, path
+            continue
         assert schema["maximum"] == 2**63 - 1 and schema["minimum"] == -(2**63), path
     too_big = client.get(f"/api/runs/{2**63}", headers=basic("engineer"))
     assert too_big.status_code == 422 and "less than or equal" in too_big.text

@@ -24,7 +24,7 @@ from feedback_ui.app import create_app
 from feedback_ui.ui.render import render_markdown
 from rlhf.settings import get_settings, reset_settings_cache
 from tests.api.conftest import PASSWORD, basic
-from tests.api.test_roles import ENDPOINTS
+from tests.api.test_roles import ENDPOINTS, JUDGE
 
 sqlite_only = pytest.mark.parametrize("fresh_db_url", ["sqlite"], indirect=True)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -66,7 +66,7 @@ STATE_CHANGING = [
     "method, path, minimum, success, args", STATE_CHANGING, ids=[f"{m} {p}" for m, p, *_ in STATE_CHANGING]
 )
 def test_cookie_requests_that_change_state_must_come_from_this_site(
-    client, world, method, path, minimum, success, args
+    client, world, session, method, path, minimum, success, args
 ):
     """A page on another site can make the browser send our cookie; only our own pages may change things."""
     assert client.post("/login", data={"username": "admin", "password": PASSWORD}).status_code == 200
@@ -77,8 +77,10 @@ def test_cookie_requests_that_change_state_must_come_from_this_site(
         seed_id=world.seed_rater.id,
         comparison_id=world.comparison_ids[-1],
         vote_id=1,
+        ranking_id=1,
+        judge=JUDGE,
     )
-    kwargs = args(client, {"X-Requested-With": "fetch"}, world) if callable(args) else dict(args or {})
+    kwargs = args(client, {"X-Requested-With": "fetch"}, world, session) if callable(args) else dict(args or {})
     url = kwargs.pop("url", url)
     for forged in (
         {},

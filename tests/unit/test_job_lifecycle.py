@@ -7,15 +7,23 @@ import pytest
 from sqlmodel import select
 
 from rlhf.errors import Conflict, NotFound
-from rlhf.models import Algorithm, GenerationJob, JobStatus, LabelJob, MergeJob, Prompt, TrainingRun, utcnow
+from rlhf.models import Algorithm, GenerationJob, JobStatus, JudgeJob, LabelJob, MergeJob, Prompt, TrainingRun, utcnow
 from rlhf.services import job_rows
 from rlhf.services.checkpoints import register_checkpoint
 from rlhf.services.generation_jobs import queued_ids
 
-TABLES = [TrainingRun, GenerationJob, LabelJob, MergeJob]
+TABLES = [TrainingRun, GenerationJob, LabelJob, MergeJob, JudgeJob]
 
 
 def _rows(session, table, n: int) -> list:
+    def judge_id() -> int:
+        from rlhf.services.judges import get_judge, register_judge
+
+        try:
+            return get_judge(session=session, judge="lifecycle").id
+        except NotFound:
+            return register_judge(session=session, name="lifecycle", url="http://judge.example", model="m").id
+
     ckpt = register_checkpoint(
         session=session, path="org/m", name=f"m-{table.__name__}", kind="reward" if table is LabelJob else None
     )
@@ -24,6 +32,7 @@ def _rows(session, table, n: int) -> list:
         GenerationJob: lambda: GenerationJob(params={}),
         LabelJob: lambda: LabelJob(reward_checkpoint_id=ckpt.id, min_confidence=0.9),
         MergeJob: lambda: MergeJob(checkpoint_id=ckpt.id),
+        JudgeJob: lambda: JudgeJob(judge_id=judge_id()),
     }[table]
     rows = [make() for _ in range(n)]
     session.add_all(rows)
