@@ -139,11 +139,14 @@ def of_kinds(query: sa.Select, kinds: frozenset[str], judges: Iterable[int] = ()
     return query.where(wanted[0] if len(wanted) == 1 else sa.or_(*wanted))
 
 
-def earned_judge_ps(session: Session, kinds: frozenset[str]) -> dict[int, float]:
-    """Each judge user's label_p as earned now (none unless judges' labels were asked for)."""
+def earned_judge_ps(
+    session: Session, kinds: frozenset[str], reliability: dict[int, float] | None = None
+) -> dict[int, float]:
+    """Each judge user's label_p as earned now (none unless judges' labels were asked for); ``reliability``:
+    people's, where the caller has measured it already (measuring reads every vote)."""
     if "judge" not in kinds:
         return {}
-    return judge_label_ps(session=session, min_overlap=get_settings().judge_min_overlap)
+    return judge_label_ps(session=session, min_overlap=get_settings().judge_min_overlap, reliability=reliability)
 
 
 def stream_rows(
@@ -300,12 +303,12 @@ def _preference_records(
     judge_ps: dict[int, float] | None = None,
 ) -> Iterator[PreferenceRow]:
     ties, aggregate, kinds = check_choices(ties, aggregate, labels)
-    if judge_ps is None:
-        judge_ps = earned_judge_ps(session, kinds)
     # Measuring reads every vote: once here serves both the reliability and the flagged raters.
     measured = measure(session=session) if reliability is None or (vote_ids is None and exclude_flagged) else None
     if reliability is None:
         reliability = rater_reliability(session=session, measured=measured)
+    if judge_ps is None and "judge" in kinds:  # earned against people's reliability now, measured once
+        judge_ps = earned_judge_ps(session, kinds, rater_reliability(session=session, measured=measured))
     if vote_ids is not None:
         votes = votes_by_ids(session, set(vote_ids))
         return listed_rows(
@@ -370,7 +373,7 @@ def take_snapshot(
     measured = measure(session=session)  # read once: the flagged raters and the reliability both come from it
     query, info = eligible_query(session=session, exclude_flagged=exclude_flagged, sources=sources, measured=measured)
     reliability = rater_reliability(session=session, measured=measured)
-    judge_ps = earned_judge_ps(session, kinds)
+    judge_ps = earned_judge_ps(session, kinds, reliability)
     rows = list(
         stream_rows(
             session,

@@ -87,12 +87,16 @@ def audit(
     return out
 
 
-def judge_label_ps(*, session: Session, min_overlap: int) -> dict[int, float]:
-    """Each judge's label_p by the id of the user it votes as; judges whose votes do not train are absent."""
+def judge_label_ps(
+    *, session: Session, min_overlap: int, reliability: dict[int, float] | None = None
+) -> dict[int, float]:
+    """Each judge's label_p by the id of the user it votes as; judges whose votes do not train are absent.
+    ``reliability``: people's measured reliability, where the caller has it already."""
     judges = session.exec(select(Judge).order_by(col(Judge.id))).all()
     if not judges:
         return {}
-    reliability = rater_reliability(session=session)
+    if reliability is None:
+        reliability = rater_reliability(session=session)
     out: dict[int, float] = {}
     for judge in judges:
         report = audit(session=session, judge=judge, min_overlap=min_overlap, reliability=reliability)

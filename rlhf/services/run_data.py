@@ -68,7 +68,8 @@ def freeze_votes(
     run_id = stored_id(run)
     measured = measure(session=session)
     query, info = eligible_query(session=session, exclude_flagged=exclude_flagged, sources=sources, measured=measured)
-    judge_ps = earned_judge_ps(session, kinds)
+    reliability = rater_reliability(session=session, measured=measured)
+    judge_ps = earned_judge_ps(session, kinds, reliability)
     ids = of_kinds(query, kinds, judge_ps.keys()).with_only_columns(sa.literal(run_id), col(Vote.id))
     frozen = session.exec(sa.insert(SnapshotVote).from_select(["run_id", "vote_id"], ids)).rowcount
     if frozen < 0:  # a driver that does not report it (SQLite's, for INSERT … SELECT)
@@ -87,7 +88,7 @@ def freeze_votes(
         hash=None,
         ties=checked_ties,
         aggregate=checked_aggregate,
-        rater_reliability=rater_reliability(session=session, measured=measured),
+        rater_reliability=reliability,
         labels=kinds,
         judge_label_p=judge_ps,
         **info,
