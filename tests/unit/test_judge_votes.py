@@ -101,3 +101,31 @@ def test_a_judge_may_only_call_the_hosts_the_operator_allows(session, settings):
     assert refused.value.param == "url"
     with pytest.raises(InvalidInput, match="http"):
         register_judge(session=session, name="file", url="file:///etc/passwd", model="m")
+
+
+def test_a_job_s_limit_and_source_choose_the_pairs_it_judges(session):
+    from rlhf.models import ComparisonSource
+    from rlhf.services.judges import pairs_to_judge
+
+    comps = factories.comparisons(session, [(f"x{i}", f"y{i}") for i in range(10)], target_votes=2)
+    rater = factories.user(session)
+    for c in comps[6:]:  # people voted on four of them
+        record_vote(session=session, rater=rater, comparison_id=c.id, choice="a", as_shown=False)
+    arena = session.get(Comparison, comps[0].id)
+    arena.source = ComparisonSource.arena
+    session.add(arena)
+    session.flush()
+    judge = _judge(session)
+    every = [p.comparison_id for p in pairs_to_judge(session=session, judge=judge)]
+    assert every == [c.id for c in comps]  # open ones first, then those people voted on
+    # A limit of 4: half of it to pairs people voted on, so the audit has an overlap from the start.
+    assert [p.comparison_id for p in pairs_to_judge(session=session, judge=judge, limit=4)] == [
+        comps[0].id,
+        comps[1].id,
+        comps[6].id,
+        comps[7].id,
+    ]
+    assert [p.comparison_id for p in pairs_to_judge(session=session, judge=judge, source="arena")] == [comps[0].id]
+    assert len(pairs_to_judge(session=session, judge=judge, source="queue")) == 9
+    _say(session, judge, comps[:3], "a")  # judged once: never asked again
+    assert [p.comparison_id for p in pairs_to_judge(session=session, judge=judge)][0] == comps[3].id
